@@ -1,0 +1,81 @@
+"""Model bundle layout, shared by the writer (model_export) and every serving tier.
+
+    <registry>/<model>/CURRENT              one line: the live version (semver)
+    <registry>/<model>/<version>/
+        model.onnx          input "features" float32 [N, FEATURE_DIM] -> output "p_click" float32 [N]
+        model.int8.onnx     optional dynamic-int8 variant (accuracy change recorded in the manifest)
+        items.parquet       item_id, category, category_idx, brand, price, title, age_restricted, popularity
+        item_features.npy   float32 [n_items, ITEM_DIM]   (row i belongs to items.parquet row i)
+        item_vectors.npy    float32 [n_items, EMBED_DIM]  L2-normalised item embeddings
+        pools.json          {"<segment>": [item_id, ...]}  popular items per segment ("default" always present)
+        manifest.json       name, version, created, inputs/outputs, feature_spec_version,
+                            data_fingerprint, metrics, files {name: sha256}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from shared.errors import BundleError
+
+MODEL_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+ITEMS_FILE = "items.parquet"
+ITEM_FEATURES_FILE = "item_features.npy"
+ITEM_VECTORS_FILE = "item_vectors.npy"
+POOLS_FILE = "pools.json"
+MANIFEST_FILE = "manifest.json"
+CURRENT_FILE = "CURRENT"
+REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, ITEM_FEATURES_FILE, ITEM_VECTORS_FILE, POOLS_FILE)
+INPUT_NAME = "features"
+OUTPUT_NAME = "p_click"
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_current(registry: Path | str, model: str) -> str:
+    path = Path(registry) / model / CURRENT_FILE
+    try:
+        version = path.read_text().strip()
+    except FileNotFoundError:
+        raise BundleError(f"no {CURRENT_FILE} pointer at {path}", field="registry") from None
+    if not _SEMVER.match(version):
+        raise BundleError(f"{path} names {version!r}, not a semver version", field="CURRENT")
+    return version
+
+
+def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = None) -> dict:
+    """Load manifest.json and check every listed file's sha256. Returns the manifest."""
+    bundle_dir = Path(bundle_dir)
+    try:
+        manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"missing {MANIFEST_FILE} in {bundle_dir}") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{bundle_dir / MANIFEST_FILE} is not JSON: {exc}") from None
+    files = manifest.get("files") or {}
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise BundleError(f"manifest of {bundle_dir} does not list required file {name}")
+    for name, digest in files.items():
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(f"{path} is listed in the manifest but missing")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise BundleError(f"checksum mismatch for {path}: manifest {digest[:12]}, file {actual[:12]}")
+    if feature_spec_version and manifest.get("feature_spec_version") != feature_spec_version:
+        raise BundleError(
+            f"bundle feature spec {manifest.get('feature_spec_version')!r} != serving spec {feature_spec_version!r}"
+        )
+    return manifest

@@ -1,0 +1,78 @@
+"""Confidence of an answer and where the router would send the request.
+
+Pure functions so every tier computes them identically. Confidence is a weighted mean of four
+terms in [0, 1]: session known and fresh, posterior concentration of the top-k (alpha + beta),
+score margin at position k, and the share of candidates the edge knows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceConfig:
+    w_session: float = 0.25
+    w_concentration: float = 0.25
+    w_margin: float = 0.2
+    w_known: float = 0.3
+    concentration_scale: float = 100.0   # alpha+beta at which the term reaches 1 - 1/e
+    margin_scale: float = 0.02           # margin of posterior means at which the term saturates
+    fresh_seconds: float = 1800.0        # a session vector older than this counts as stale
+    t_edge: float = 0.6                  # >= this (and no explain): the edge answers
+
+
+@dataclass(slots=True)
+class Signals:
+    session_known: bool
+    session_age_s: float | None
+    concentration: float
+    margin: float
+    known_share: float
+
+
+def margin_at_k(mean: np.ndarray, k: int) -> float:
+    """Gap between the k-th and (k+1)-th largest posterior means; 1.0 when there is no (k+1)-th."""
+    n = mean.shape[0]
+    if n <= k:
+        return 1.0
+    part = np.partition(mean, (n - k - 1, n - k))
+    return float(part[n - k] - part[n - k - 1])
+
+
+def confidence(sig: Signals, cfg: ConfidenceConfig) -> float:
+    if sig.session_known:
+        age = sig.session_age_s if sig.session_age_s is not None else 0.0
+        session = 1.0 if age <= cfg.fresh_seconds else 0.5
+    else:
+        session = 0.0
+    conc = 1.0 - math.exp(-max(sig.concentration, 0.0) / cfg.concentration_scale)
+    margin = min(max(sig.margin, 0.0) / cfg.margin_scale, 1.0)
+    known = min(max(sig.known_share, 0.0), 1.0)
+    total = cfg.w_session + cfg.w_concentration + cfg.w_margin + cfg.w_known
+    c = (cfg.w_session * session + cfg.w_concentration * conc + cfg.w_margin * margin
+         + cfg.w_known * known) / total
+    return round(min(max(c, 0.0), 1.0), 4)
+
+
+def route_by_confidence(conf: float, sig: Signals, explain: bool, cfg: ConfidenceConfig) -> tuple[str, list[str]]:
+    """(tier, reasons) per the blueprint: confident edge answers stay at the edge; an active, fresh
+    session goes to tier 2; explain, new users and cold items go to tier 3."""
+    if not explain and conf >= cfg.t_edge:
+        return "edge", ["confident"]
+    reasons: list[str] = []
+    if explain:
+        reasons.append("explain_requested")
+    if conf < cfg.t_edge:
+        reasons.append("low_confidence")
+    if not sig.session_known:
+        reasons.append("no_session_vector")
+    if sig.known_share < 1.0:
+        reasons.append("cold_items")
+    fresh = sig.session_known and (sig.session_age_s is None or sig.session_age_s <= cfg.fresh_seconds)
+    if not explain and fresh and sig.known_share >= 1.0:
+        return "streaming", reasons + ["active_session"]
+    return "origin", reasons
