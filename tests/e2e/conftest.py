@@ -1,0 +1,45 @@
+"""E2E tests start real ``strata`` processes and talk to them over HTTP: marked ``e2e``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy.local import ManagedProcess, free_port, strata_command
+from shared.bundle import read_current
+
+_HERE = Path(__file__).parent
+EDGE_MODEL = "edge-scorer"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass(frozen=True)
+class EdgeNode:
+    url: str
+    process: ManagedProcess
+    version: str
+    registry: Path
+
+
+@pytest.fixture(scope="module")
+def edge_node(registry_dir: Path, valkey_proc) -> Iterator[EdgeNode]:
+    """``strata edge`` as a real process on a free port, against the session's Valkey and bundle."""
+    valkey_proc.start()
+    port = free_port()
+    argv = [*strata_command(), "edge", "--registry", str(registry_dir), "--host", "127.0.0.1",
+            "--port", str(port), "--store", valkey_proc.url, "--log-level", "WARNING"]
+    proc = ManagedProcess("edge", argv, ready_url=f"http://127.0.0.1:{port}/readyz")
+    proc.start(timeout_s=60)
+    try:
+        yield EdgeNode(f"http://127.0.0.1:{port}", proc, read_current(registry_dir, EDGE_MODEL), registry_dir)
+    finally:
+        rc = proc.stop()
+        assert rc == 0, f"edge exited with {rc} on SIGTERM; output:\n{proc.output_tail()}"

@@ -1,0 +1,32 @@
+"""``strata demo --once`` (what ``make run`` does, minus serving forever) on a fresh, empty registry."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from deploy.local import free_port, port_open, strata_command
+
+
+def test_demo_once_exports_serves_both_codecs_and_cleans_up(tmp_path) -> None:
+    registry = tmp_path / "registry"
+    port = free_port()
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([*strata_command(), "demo", "--registry", str(registry), "--port", str(port), "--once"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{proc.stderr}"
+    assert (registry / "edge-scorer" / "CURRENT").is_file()  # an empty registry gets a model first
+    assert "edge answers" in out
+    rows = [line for line in out.splitlines() if re.match(r"^│\s+\d+\s+│", line)]
+    assert len(rows) == 6, out
+    codecs = [line.split("│")[2].strip() for line in rows]
+    assert codecs == ["json", "msgpack", "json", "msgpack", "json", "msgpack"]
+    assert all("│ edge " in line for line in rows), out
+    assert "6 requests: 3 json answers, 3 msgpack answers, 0 failed" in out
+    # everything the demo started is gone: the edge port and the Valkey port are closed
+    assert not port_open("127.0.0.1", port)
+    valkey = re.search(r"valkey: redis://127\.0\.0\.1:(\d+)/0", out)
+    assert valkey is not None, out
+    assert not port_open("127.0.0.1", int(valkey.group(1)))
