@@ -1,0 +1,56 @@
+"""Parity gate: the exported ONNX graph must reproduce the source model before a bundle may exist.
+
+Compared on >= MIN_ROWS real feature rows (not random noise), because a wrong transpose or a dropped
+bias can agree on zeros and still be wrong on the inputs the edge will actually see.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.bundle import INPUT_NAME, OUTPUT_NAME
+from shared.errors import ParityError
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 1e-5
+MIN_ROWS = 10_000
+
+
+def ort_session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def ort_predict(path: Path, x: np.ndarray) -> np.ndarray:
+    return ort_session(path).run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def check_parity(onnx_path: Path, source: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                 tolerance: float = TOLERANCE, min_rows: int = MIN_ROWS) -> dict:
+    """Return {max_abs_diff, rows, tolerance}; raise ParityError if ORT and the source disagree."""
+    if x.shape[0] < min_rows:
+        raise ParityError(f"parity needs >= {min_rows} rows, got {x.shape[0]}", field="parity.rows")
+    want = np.asarray(source(x), dtype=np.float32)
+    got = ort_predict(onnx_path, x)
+    if got.shape != want.shape:
+        raise ParityError(f"ONNX output shape {got.shape} != source shape {want.shape}", field="parity")
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    max_diff = float(np.max(diff)) if np.all(np.isfinite(diff)) else float("inf")
+    report = {"max_abs_diff": max_diff, "rows": int(x.shape[0]), "tolerance": tolerance}
+    if not max_diff <= tolerance:
+        worst = int(np.argmax(np.nan_to_num(diff, nan=np.inf)))
+        raise ParityError(
+            f"max |ORT - source| = {max_diff:.3g} > {tolerance:g} over {x.shape[0]} rows "
+            f"(worst row {worst}: ORT {float(got[worst]):.6f}, source {float(want[worst]):.6f})",
+            field="parity",
+        )
+    logger.info("parity ok: max |ORT - source| = %.3g over %d rows", max_diff, x.shape[0])
+    return report

@@ -1,0 +1,225 @@
+"""A deterministic, seeded synthetic retail world: catalog, users with latent tastes, sessions.
+
+Why synthetic: the edge scorer needs a click model with negatives (impressions) and known ground truth,
+generated in seconds on any machine, identical for the same seed. Hidden truths (item/user latents, item
+appeal, true click probabilities) live here only; training sees observed events through
+``shared.features``, so what the model learns is what serving can reproduce.
+
+Everything is vectorised numpy driven by one ``np.random.Generator(PCG64(seed))``; ``fingerprint()``
+hashes every generated array so a bundle records exactly which world trained it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from model_export import vocabulary as vocab
+from shared.contracts import CHANNELS, DEVICES, EVENT_TYPES, Event
+from shared.features import N_CATEGORIES
+
+logger = logging.getLogger(__name__)
+
+LATENT_DIM = 12
+EPOCH_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+assert len(vocab.CATEGORIES) == N_CATEGORIES
+
+
+@dataclass(frozen=True, slots=True)
+class WorldConfig:
+    seed: int = 7
+    n_items: int = 12_000
+    n_users: int = 3_000
+    n_sessions: int = 24_000
+    slate_size: int = 6
+    max_steps: int = 12
+    days: int = 28
+
+
+@dataclass(slots=True)
+class Catalog:
+    item_id: np.ndarray  # str "SKU-000123"
+    category: np.ndarray  # int64 index into vocabulary.CATEGORIES
+    brand: np.ndarray  # int64 index into brand_names
+    brand_names: tuple[str, ...]
+    price: np.ndarray  # float64, two decimals
+    title: np.ndarray  # str
+    age_restricted: np.ndarray  # bool
+    latent: np.ndarray  # float32 [n, LATENT_DIM], hidden truth, unit norm
+    appeal: np.ndarray  # float32, hidden truth: base attractiveness (drives exposure and clicks)
+
+    @property
+    def category_names(self) -> np.ndarray:
+        return np.array([c.name for c in vocab.CATEGORIES])[self.category]
+
+    def __len__(self) -> int:
+        return int(self.item_id.shape[0])
+
+
+@dataclass(slots=True)
+class Users:
+    user_id: np.ndarray  # str "U-00042"
+    taste: np.ndarray  # float32 [n, LATENT_DIM], hidden truth, unit norm
+    favourite: np.ndarray  # int64 favourite category
+    channel_pref: np.ndarray  # float64 [n, len(CHANNELS)] rows sum to 1
+
+
+@dataclass(slots=True)
+class Sessions:
+    """Per-session columns plus impressions (what was shown) and the events they led to."""
+
+    session_id: np.ndarray  # str "S-000001"
+    user: np.ndarray  # int64 index into Users
+    channel: np.ndarray  # int64 index into CHANNELS
+    device: np.ndarray  # int64 index into DEVICES
+    start_ms: np.ndarray  # int64 UTC epoch ms
+    hour: np.ndarray  # int64 UTC hour of the session start
+    # impressions: one row per item shown, ordered by (session, step, position)
+    imp_session: np.ndarray
+    imp_step: np.ndarray
+    imp_pos: np.ndarray
+    imp_item: np.ndarray
+    imp_ts_ms: np.ndarray
+    imp_p_true: np.ndarray  # float32 true click probability (for oracle metrics only)
+    imp_clicked: np.ndarray  # bool
+    slate_uuid: np.ndarray  # uint8 [n_slates, 16]; slate s = (session, step), impression_id
+    imp_slate: np.ndarray  # int64 index into slate_uuid
+    # events: click/view/cart/purchase, ordered by (session, ts)
+    ev_type: np.ndarray  # int64 index into EVENT_TYPES
+    ev_session: np.ndarray
+    ev_item: np.ndarray
+    ev_ts_ms: np.ndarray
+    ev_slate: np.ndarray
+    ev_uuid: np.ndarray  # uint8 [n_events, 16]
+
+
+@dataclass(slots=True)
+class World:
+    config: WorldConfig
+    catalog: Catalog
+    users: Users
+    sessions: Sessions
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        """sha256 over every generated array, in declaration order (same seed -> same digest)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(repr(self.config).encode())
+            for part in (self.catalog, self.users, self.sessions):
+                for f in fields(part):
+                    value = getattr(part, f.name)
+                    h.update(f.name.encode())
+                    if isinstance(value, np.ndarray):
+                        arr = value.astype("U") if value.dtype.kind in "OU" else value
+                        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+                        h.update(np.ascontiguousarray(arr).tobytes())
+                    else:
+                        h.update(repr(value).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def event_ids(self) -> list[str]:
+        return _uuid_strings(self.sessions.ev_uuid)
+
+    def iter_events(self, tenant: str = "default", slot: str = "home") -> Iterator[Event]:
+        """Events in contract form, ordered by session then time (the log's per-session order)."""
+        s, c = self.sessions, self.catalog
+        imp_ids = _uuid_strings(s.slate_uuid)
+        for i, eid in enumerate(self.event_ids()):
+            sess = int(s.ev_session[i])
+            yield Event(
+                event_id=eid, type=EVENT_TYPES[int(s.ev_type[i])], tenant=tenant,
+                user_id=str(self.users.user_id[s.user[sess]]), session_id=str(s.session_id[sess]),
+                item_id=str(c.item_id[s.ev_item[i]]), channel=CHANNELS[int(s.channel[sess])],
+                ts_ms=int(s.ev_ts_ms[i]), slot=slot, impression_id=imp_ids[int(s.ev_slate[i])],
+            )
+
+
+def _uuid_strings(raw: np.ndarray) -> list[str]:
+    """uuid4-formatted strings from 16 random bytes per row (version/variant bits already set)."""
+    out = []
+    blob = raw.tobytes().hex()
+    for i in range(raw.shape[0]):
+        x = blob[i * 32:(i + 1) * 32]
+        out.append(f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}")
+    return out
+
+
+def random_uuids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n uuid4 byte strings from the world's rng, so ids are as deterministic as everything else."""
+    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    return raw
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def make_catalog(rng: np.random.Generator, n_items: int, centroids: np.ndarray) -> Catalog:
+    n_brands = len(vocab.BRAND_HEADS) * len(vocab.BRAND_TAILS)
+    brand_names = tuple(h + t for h in vocab.BRAND_HEADS for t in vocab.BRAND_TAILS)
+    # Category sizes are uneven (groceries are big, tobacco small), like a real shop.
+    cat_weight = rng.dirichlet(np.full(N_CATEGORIES, 4.0))
+    category = rng.choice(N_CATEGORIES, size=n_items, p=cat_weight)
+    category[:N_CATEGORIES] = np.arange(N_CATEGORIES)  # every category has items, even in tiny worlds
+    brand_quality = rng.normal(0.0, 0.5, n_brands)
+    brand_premium = rng.normal(0.0, 0.3, n_brands)
+    # Brands specialise: each category draws from its own window of ~40 brands.
+    brand = (category * 13 + rng.integers(0, 40, n_items)) % n_brands
+    mu = np.array([c.log_price for c in vocab.CATEGORIES])
+    price = np.round(np.exp(mu[category] + brand_premium[brand] + rng.normal(0.0, 0.45, n_items)), 2)
+    price = np.maximum(price, 0.29)
+    age = np.array([c.age_restricted for c in vocab.CATEGORIES])[category]
+    latent = _unit(centroids[category] + rng.normal(0.0, 0.55, (n_items, LATENT_DIM)) / np.sqrt(LATENT_DIM))
+    appeal = (brand_quality[brand] + rng.normal(0.0, 0.8, n_items)).astype(np.float32)
+    adj = rng.integers(0, len(vocab.ADJECTIVES), n_items)
+    noun = rng.integers(0, 6, n_items)
+    titles = np.array([
+        f"{brand_names[b]} {vocab.ADJECTIVES[a]} {vocab.CATEGORIES[c].nouns[w]}"
+        for b, a, c, w in zip(brand.tolist(), adj.tolist(), category.tolist(), noun.tolist(), strict=True)
+    ])
+    item_id = np.char.add("SKU-", np.char.zfill(np.arange(n_items).astype(str), 6))
+    return Catalog(item_id, category.astype(np.int64), brand.astype(np.int64), brand_names, price, titles,
+                   age, latent, appeal)
+
+
+def make_users(rng: np.random.Generator, n_users: int, centroids: np.ndarray) -> Users:
+    favourite = rng.integers(0, N_CATEGORIES, n_users)
+    second = rng.integers(0, N_CATEGORIES, n_users)
+    mix = rng.uniform(0.55, 0.9, (n_users, 1))
+    taste = _unit(mix * centroids[favourite] + (1 - mix) * centroids[second]
+                  + rng.normal(0.0, 0.35, (n_users, LATENT_DIM)) / np.sqrt(LATENT_DIM))
+    # Channel habits: most users shop on web/app, some via email/sms campaigns and in store (pos).
+    channel_pref = rng.dirichlet(np.array([4.0, 3.0, 1.2, 0.8, 1.5]), n_users)
+    user_id = np.char.add("U-", np.char.zfill(np.arange(n_users).astype(str), 5))
+    return Users(user_id, taste, favourite.astype(np.int64), channel_pref)
+
+
+def generate_world(config: WorldConfig | None = None, **overrides: int) -> World:
+    """Build the whole world from ``config.seed``; ``overrides`` replace config fields (for tests)."""
+    from model_export.simulate import simulate_sessions
+
+    cfg = config or WorldConfig()
+    if overrides:
+        cfg = WorldConfig(**{**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides})
+    if cfg.n_items < N_CATEGORIES * 10:
+        raise ValueError(f"n_items must be >= {N_CATEGORIES * 10}, got {cfg.n_items}")
+    rng = np.random.Generator(np.random.PCG64(cfg.seed))
+    centroids = _unit(rng.normal(0.0, 1.0, (N_CATEGORIES, LATENT_DIM)))
+    catalog = make_catalog(rng, cfg.n_items, centroids)
+    users = make_users(rng, cfg.n_users, centroids)
+    sessions = simulate_sessions(rng, cfg, catalog, users)
+    world = World(cfg, catalog, users, sessions)
+    logger.info("world seed=%d items=%d users=%d sessions=%d impressions=%d events=%d",
+                cfg.seed, len(catalog), cfg.n_users, cfg.n_sessions, sessions.imp_item.shape[0],
+                sessions.ev_type.shape[0])
+    return world
+
+
+__all__ = ["CHANNELS", "DEVICES", "EVENT_TYPES", "World", "WorldConfig", "generate_world", "random_uuids"]
