@@ -37,11 +37,15 @@ class BanditConfig:
 
 def posterior(p: np.ndarray, clicks: np.ndarray, imps: np.ndarray, n0: float) -> tuple[np.ndarray, np.ndarray]:
     """Beta posterior parameters (float64). Impressions below clicks are treated as equal to clicks."""
-    p = np.asarray(p, dtype=np.float64)
-    clicks = np.asarray(clicks, dtype=np.float64)
-    fails = np.maximum(np.asarray(imps, dtype=np.float64) - clicks, 0.0)
-    alpha = np.maximum(n0 * p + clicks, _MIN_PARAM)
-    beta = np.maximum(n0 * (1.0 - p) + fails, _MIN_PARAM)
+    prior = n0 * np.asarray(p, dtype=np.float64)
+    fails = np.subtract(imps, clicks, dtype=np.float64)
+    np.maximum(fails, 0.0, out=fails)
+    beta = n0 - prior
+    beta += fails
+    alpha = prior
+    alpha += clicks
+    np.maximum(alpha, _MIN_PARAM, out=alpha)
+    np.maximum(beta, _MIN_PARAM, out=beta)
     return alpha, beta
 
 
@@ -51,33 +55,45 @@ class Decision:
     explored: np.ndarray   # bool per position in ``order``
     theta: np.ndarray      # the posterior draw per candidate (length n)
     mean: np.ndarray       # posterior mean per candidate (length n)
+    margin: float          # k-th minus (k+1)-th largest posterior mean; 1.0 when n <= k
 
 
 def thompson_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget_slots: int,
                   rng: np.random.Generator) -> Decision:
-    """Top-k by one Thompson draw, with at most ``budget_slots`` explored items."""
+    """Top-k by one Thompson draw, with at most ``budget_slots`` explored items.
+
+    "Greedy" means a posterior mean at or above the k-th largest mean (ties at the boundary count as
+    greedy). One partition of the means gives both that threshold and the margin at k.
+    """
     n = alpha.shape[0]
     theta = rng.beta(alpha, beta)
     mean = alpha / (alpha + beta)
     if n <= k:
         order = np.argsort(-theta, kind="stable")
-        return Decision(order, np.zeros(n, dtype=bool), theta, mean)
-    greedy = np.argpartition(-mean, k - 1)[:k]
-    in_greedy = np.zeros(n, dtype=bool)
-    in_greedy[greedy] = True
-    top = np.argpartition(-theta, k - 1)[:k]
-    explored_mask = ~in_greedy[top]
-    if int(explored_mask.sum()) > budget_slots:
-        exp_items = top[explored_mask]
-        keep = exp_items[np.argsort(-theta[exp_items], kind="stable")[:budget_slots]]
-        base = top[~explored_mask]
-        in_top = np.zeros(n, dtype=bool)
-        in_top[top] = True
-        rest = greedy[~in_top[greedy]]
-        fill = rest[np.argsort(-mean[rest], kind="stable")[: k - base.shape[0] - budget_slots]]
-        top = np.concatenate((base, keep, fill))
-    order = top[np.argsort(-theta[top], kind="stable")]
-    return Decision(order, ~in_greedy[order], theta, mean)
+        return Decision(order, np.zeros(n, dtype=bool), theta, mean, 1.0)
+    part = np.partition(mean, (n - k - 1, n - k))
+    kth = part[n - k]
+    neg = -theta
+    top = np.argpartition(neg, k - 1)[:k]
+    explored = mean[top] < kth
+    if np.count_nonzero(explored) > budget_slots:
+        top = _cap_exploration(top, explored, mean, neg, kth, k, budget_slots)
+    order = top[np.argsort(neg[top], kind="stable")]
+    return Decision(order, mean[order] < kth, theta, mean, float(kth - part[n - k - 1]))
+
+
+def _cap_exploration(top: np.ndarray, explored: np.ndarray, mean: np.ndarray, neg_theta: np.ndarray,
+                     kth: float, k: int, budget_slots: int) -> np.ndarray:
+    """Keep the best-sampled ``budget_slots`` explored items; fill the rest with the best greedy ones."""
+    exp_items = top[explored]
+    keep = exp_items[np.argsort(neg_theta[exp_items], kind="stable")[:budget_slots]]
+    base = top[~explored]
+    taken = np.zeros(mean.shape[0], dtype=bool)
+    taken[base] = True
+    greedy = np.flatnonzero(mean >= kth)
+    rest = greedy[~taken[greedy]]
+    fill = rest[np.argsort(-mean[rest], kind="stable")[: k - base.shape[0] - budget_slots]]
+    return np.concatenate((base, keep, fill))
 
 
 def choose_arm(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> int:

@@ -1,0 +1,62 @@
+"""Load a verified model bundle into the arrays and ONNX session the edge ranks with."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from edge.scorer import EdgeScorer
+from shared import bundle as B
+from shared.errors import BundleError
+from shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class LoadedBundle:
+    version: str
+    path: Path
+    manifest: dict
+    scorer: EdgeScorer
+    item_ids: list[str]
+    index: dict[str, int]           # item id -> row
+    item_features: np.ndarray       # float32 [n, ITEM_DIM]
+    item_vectors: np.ndarray        # float32 [n, EMBED_DIM]
+    pools: dict[str, np.ndarray]    # segment -> row indices, most popular first
+
+
+def load_bundle(registry: Path | str, model: str, version: str | None = None, ort_threads: int = 1) -> LoadedBundle:
+    """Verify checksums and load. Raises BundleError on anything wrong; nothing is half-loaded."""
+    version = version or B.read_current(registry, model)
+    path = Path(registry) / model / version
+    manifest = B.verify_bundle(path, FEATURE_SPEC_VERSION)
+    try:
+        items = pq.read_table(path / B.ITEMS_FILE, columns=["item_id"]).column("item_id").to_pylist()
+        feats = np.load(path / B.ITEM_FEATURES_FILE, allow_pickle=False)
+        vecs = np.load(path / B.ITEM_VECTORS_FILE, allow_pickle=False)
+        pools_raw = json.loads((path / B.POOLS_FILE).read_text())
+    except Exception as exc:
+        raise BundleError(f"cannot read bundle {path}: {exc}") from exc
+    n = len(items)
+    if feats.shape != (n, ITEM_DIM) or vecs.shape != (n, EMBED_DIM):
+        raise BundleError(f"bundle {path}: item arrays {feats.shape}/{vecs.shape} do not match {n} items")
+    index = {item_id: i for i, item_id in enumerate(items)}
+    if len(index) != n:
+        raise BundleError(f"bundle {path}: duplicate item ids")
+    if "default" not in pools_raw:
+        raise BundleError(f"bundle {path}: pools.json has no 'default' segment")
+    pools = {seg: np.array([index[i] for i in ids if i in index], dtype=np.int64) for seg, ids in pools_raw.items()}
+    scorer = EdgeScorer(path / B.MODEL_FILE, threads=ort_threads)
+    probe = scorer.score(np.zeros((2, FEATURE_DIM), dtype=np.float32))
+    if probe.shape != (2,) or not np.all(np.isfinite(probe)):
+        raise BundleError(f"bundle {path}: model output shape {probe.shape} or values are wrong")
+    logger.info("loaded bundle", extra={"model_version": version, "items": n})
+    return LoadedBundle(version, path, manifest, scorer, items, index,
+                        np.ascontiguousarray(feats, dtype=np.float32),
+                        np.ascontiguousarray(vecs, dtype=np.float32), pools)
