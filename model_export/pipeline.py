@@ -88,7 +88,8 @@ def export_bundle(out: Path, *, seed: int = 7, n_items: int = 12_000, version: s
     report("done", 1.0)
     logger.info("exported %s in %.1fs: auc %.4f (popularity %.4f)", bundle_dir, seconds, metrics["auc"],
                 metrics["baseline_popularity"]["auc"])
-    return ExportResult(bundle_dir, version, manifest["metrics"], seconds, parity)
+    # The result carries the parity figures next to the metrics so a summary can show both at once.
+    return ExportResult(bundle_dir, version, {**manifest["metrics"], "parity": parity}, seconds, parity)
 
 
 def _metrics(data: Dataset, p_test: np.ndarray) -> dict:
