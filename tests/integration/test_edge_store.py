@@ -1,0 +1,157 @@
+"""Edge against a real valkey-server: session vectors, bandit counts, store outage and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import orjson
+import pytest
+
+from edge.service import EdgeService
+from shared.config import load_settings
+from shared.keys import bandit_key, clicks_field, imps_field, session_key
+
+JSON = b"application/json"
+
+
+def make_service(registry_dir, url: str, **edge) -> EdgeService:
+    cfg = {"registry": str(registry_dir), "store": {"url": url, "timeout_ms": 50.0, "retry_after_s": 0.2,
+                                                    "bandit_refresh_s": 0.1},
+           "cache": {"response_size": 0}, "bandit": {"seed": 11}}
+    for k, v in edge.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    svc = EdgeService(load_settings(edge=cfg).edge)
+    svc.load_model()
+    return svc
+
+
+async def recommend(svc: EdgeService, **body) -> dict:
+    body.setdefault("user_id", "u1")
+    body.setdefault("slot", "home")
+    status, ctype, payload = await svc.handle_recommend(orjson.dumps(body), JSON, None)
+    assert status == 200, payload
+    return orjson.loads(payload)
+
+
+def candidates(svc: EdgeService, n: int = 200) -> list[str]:
+    return svc.ranker.bundle.item_ids[:n]
+
+
+def test_session_vector_in_valkey_changes_ranking(registry_dir, store_redis, fresh_valkey):
+    svc = make_service(registry_dir, fresh_valkey.url, bandit={"explore_budget": 0.0})
+    b = svc.ranker.bundle
+    cands = candidates(svc)
+    # A session that looked at items 150..159: its vector points at them.
+    vec = b.item_vectors[150:160].mean(axis=0)
+    vec = (vec / np.linalg.norm(vec)).astype("<f4")
+    store_redis.hset(session_key("default", "s-with-vec"), mapping={"vec": vec.tobytes(),
+                                                                    "updated_ms": int(time.time() * 1000)})
+
+    async def run():
+        await svc.start()
+        try:
+            plain = await recommend(svc, session_id="s-none", candidates=cands, k=10)
+            pers = await recommend(svc, session_id="s-with-vec", candidates=cands, k=10)
+        finally:
+            await svc.stop()
+        return plain, pers
+
+    plain, pers = asyncio.run(run())
+    rows = {item_id: i for i, item_id in enumerate(b.item_ids)}
+
+    def mean_sim(resp):
+        idx = [rows[it["item_id"]] for it in resp["items"]]
+        return float((b.item_vectors[idx] @ vec).mean())
+
+    assert "no_session_vector" in plain["route_reasons"]
+    assert "no_session_vector" not in pers["route_reasons"]
+    assert [i["item_id"] for i in plain["items"]] != [i["item_id"] for i in pers["items"]]
+    assert mean_sim(pers) > mean_sim(plain) + 0.05
+    assert plain["degraded"] is False and pers["degraded"] is False
+
+
+def test_bandit_counts_from_valkey_move_an_item_up(registry_dir, store_redis, fresh_valkey):
+    svc = make_service(registry_dir, fresh_valkey.url, bandit={"explore_budget": 0.0})
+    cands = candidates(svc, 100)
+    winner = cands[-1]
+    store_redis.hset(bandit_key("default", "home"), mapping={clicks_field(winner): 900, imps_field(winner): 1000})
+
+    async def run():
+        await svc.start()
+        try:
+            before = await recommend(svc, session_id="s1", candidates=cands, k=5)
+            for _ in range(50):   # the refresher re-reads every 0.1 s once the slot is known
+                await asyncio.sleep(0.05)
+                if svc.ranker.counts.get("default", "home").clicks.any():
+                    break
+            after = await recommend(svc, session_id="s1", candidates=cands, k=5)
+        finally:
+            await svc.stop()
+        return before, after
+
+    before, after = asyncio.run(run())
+    assert winner not in [i["item_id"] for i in before["items"]]
+    assert after["items"][0]["item_id"] == winner
+
+
+def test_store_stopped_mid_run_degrades_then_recovers(registry_dir, store_redis, fresh_valkey):
+    svc = make_service(registry_dir, fresh_valkey.url)
+    cands = candidates(svc, 50)
+
+    async def run():
+        await svc.start()
+        out = {}
+        try:
+            out["up"] = await recommend(svc, session_id="a", candidates=cands)
+            fresh_valkey.kill()
+            # New sessions need the store: every answer is still a 200 with items, flagged degraded.
+            out["down"] = [await recommend(svc, session_id=f"down-{i}", candidates=cands) for i in range(5)]
+            out["down_pool"] = await recommend(svc, session_id="down-pool")
+            fresh_valkey.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                resp = await recommend(svc, session_id=f"after-{time.monotonic()}", candidates=cands)
+                if not resp["degraded"]:
+                    out["recovered"] = resp
+                    break
+        finally:
+            await svc.stop()
+        return out
+
+    out = asyncio.run(run())
+    assert out["up"]["degraded"] is False
+    for resp in out["down"] + [out["down_pool"]]:
+        assert resp["degraded"] is True
+        assert len(resp["items"]) == 10
+    assert svc.health.errors >= 1
+    assert "recovered" in out, "edge did not recover after valkey restarted"
+    assert out["recovered"]["degraded"] is False
+
+
+def test_store_none_is_not_degraded(registry_dir):
+    svc = make_service(registry_dir, "none")
+    resp = asyncio.run(recommend(svc, session_id="x"))
+    assert resp["degraded"] is False and len(resp["items"]) == 10
+
+
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_k_items_from_the_pool_never_empty(registry_dir, k):
+    svc = make_service(registry_dir, "none")
+    resp = asyncio.run(recommend(svc, session_id="x", k=k, context={"channel": "email"}))
+    ids = [i["item_id"] for i in resp["items"]]
+    assert len(ids) == k and len(set(ids)) == k
+
+
+def test_unknown_candidates_are_scored_not_rejected(registry_dir):
+    svc = make_service(registry_dir, "none")
+    known = candidates(svc, 20)
+    resp = asyncio.run(recommend(svc, session_id="x", k=30, candidates=known + ["NEW-1", "NEW-2", "NEW-1"]))
+    assert resp["unknown_candidates"] == 2          # duplicates are collapsed
+    assert len(resp["items"]) == 22
+    assert {"NEW-1", "NEW-2"} <= {i["item_id"] for i in resp["items"]}
+    assert "cold_items" in resp["route_reasons"]
+    all_known = asyncio.run(recommend(svc, session_id="x", k=30, candidates=known))
+    assert all_known["confidence"] > resp["confidence"]
