@@ -42,8 +42,8 @@ class StoreSettings(_Section):
 
 
 class BanditSettings(_Section):
-    n0: float = Field(20.0, gt=0, description="prior strength in pseudo-impressions")
-    explore_budget: float = Field(0.3, ge=0, le=1, description="max share of the k positions explored")
+    n0: float = Field(50.0, gt=0, description="prior strength in pseudo-impressions")
+    explore_budget: float = Field(0.2, ge=0, le=1, description="max share of the k positions explored")
     cold_prior: float = Field(0.02, gt=0, lt=1, description="click prior for items unknown to the bundle")
     seed: int | None = None
 
