@@ -47,7 +47,7 @@ class ExportResult:
 
 def export_bundle(out: Path, *, seed: int = 7, n_items: int = 12_000, version: str | None = None,
                   int8: bool = True, progress: Progress | None = None, n_users: int = 3_000,
-                  n_sessions: int = 24_000, epochs: int = 6) -> ExportResult:
+                  n_sessions: int = 40_000, epochs: int = 6) -> ExportResult:
     """Train the edge scorer on a synthetic world and write ``out/edge-scorer/<version>/``.
 
     Raises ParityError (and writes nothing) if onnxruntime disagrees with the torch model.

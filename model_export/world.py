@@ -34,7 +34,7 @@ class WorldConfig:
     seed: int = 7
     n_items: int = 12_000
     n_users: int = 3_000
-    n_sessions: int = 24_000
+    n_sessions: int = 40_000
     slate_size: int = 6
     max_steps: int = 12
     days: int = 28
