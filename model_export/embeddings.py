@@ -41,16 +41,21 @@ def interaction_matrix(users: np.ndarray, items: np.ndarray, event_type: np.ndar
 def learn_item_vectors(matrix: sparse.csr_matrix, seed: int, dim: int = EMBED_DIM) -> np.ndarray:
     """float32 [n_items, dim], unit rows; zero rows for items never interacted with."""
     n_items = matrix.shape[1]
-    svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=7, random_state=seed)
-    svd.fit(matrix)
-    vectors = (svd.components_.T * svd.singular_values_).astype(np.float64)
+    k = min(dim, *matrix.shape)  # tiny logs: fewer factors, zero-padded to dim
+    vectors = np.zeros((n_items, dim))
+    explained = 0.0
+    if k > 0 and matrix.nnz:
+        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
+        svd.fit(matrix)
+        vectors[:, :k] = svd.components_.T * svd.singular_values_
+        explained = float(svd.explained_variance_ratio_.sum())
     seen = np.asarray(matrix.getnnz(axis=0)).ravel() > 0
     norms = np.linalg.norm(vectors, axis=1)
     ok = seen & (norms > 0)
     out = np.zeros((n_items, dim), dtype=np.float32)
     out[ok] = vectors[ok] / norms[ok, None]
     logger.info("item vectors: %d/%d items embedded, explained variance %.3f", int(ok.sum()), n_items,
-                float(svd.explained_variance_ratio_.sum()))
+                explained)
     return out
 
 

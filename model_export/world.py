@@ -19,14 +19,15 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from model_export import vocabulary as vocab
-from shared.contracts import CHANNELS, DEVICES, EVENT_TYPES, Event
+from shared.contracts import CHANNELS, EVENT_TYPES, Event
 from shared.features import N_CATEGORIES
 
 logger = logging.getLogger(__name__)
 
 LATENT_DIM = 12
 EPOCH_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-assert len(vocab.CATEGORIES) == N_CATEGORIES
+if len(vocab.CATEGORIES) != N_CATEGORIES:  # the one-hot in shared.features must cover every category
+    raise RuntimeError(f"vocabulary has {len(vocab.CATEGORIES)} categories, features expect {N_CATEGORIES}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,5 +222,3 @@ def generate_world(config: WorldConfig | None = None, **overrides: int) -> World
                 sessions.ev_type.shape[0])
     return world
 
-
-__all__ = ["CHANNELS", "DEVICES", "EVENT_TYPES", "World", "WorldConfig", "generate_world", "random_uuids"]

@@ -85,14 +85,14 @@ def test_served_graph_is_minimal_with_a_dynamic_batch(exported) -> None:
 
 def test_item_tables_match_the_shared_feature_builder(exported) -> None:
     _, result, _ = exported
-    items = pq.read_table(result.bundle_dir / layout.ITEMS_FILE).to_pandas()
-    assert list(items.columns) == ["item_id", "category", "category_idx", "brand", "price", "title",
-                                   "age_restricted", "popularity"]
-    assert len(items) == SMALL["n_items"] and items["item_id"].is_unique
-    assert set(items["age_restricted"].unique()) <= {0, 1}
+    table = pq.read_table(result.bundle_dir / layout.ITEMS_FILE)
+    assert table.column_names == ["item_id", "category", "category_idx", "brand", "price", "title",
+                                  "age_restricted", "popularity"]
+    items = {name: table[name].to_numpy() for name in table.column_names}
+    assert len(items["item_id"]) == SMALL["n_items"] and len(set(items["item_id"])) == SMALL["n_items"]
+    assert set(np.unique(items["age_restricted"]).tolist()) <= {0, 1}
     feats = np.load(result.bundle_dir / layout.ITEM_FEATURES_FILE)
-    expected = item_block(items["category_idx"].to_numpy(), items["price"].to_numpy(),
-                          items["popularity"].to_numpy(), items["age_restricted"].to_numpy())
+    expected = item_block(items["category_idx"], items["price"], items["popularity"], items["age_restricted"])
     np.testing.assert_array_equal(feats, expected)
     vecs = np.load(result.bundle_dir / layout.ITEM_VECTORS_FILE)
     assert vecs.shape == (SMALL["n_items"], EMBED_DIM) and vecs.dtype == np.float32
@@ -104,7 +104,7 @@ def test_pools_per_channel_and_default(exported) -> None:
     _, result, _ = exported
     pools = json.loads((result.bundle_dir / layout.POOLS_FILE).read_text())
     assert set(pools) == {*CHANNELS, "default"}
-    items = pq.read_table(result.bundle_dir / layout.ITEMS_FILE).to_pandas()
+    items = pq.read_table(result.bundle_dir / layout.ITEMS_FILE, columns=["item_id", "popularity"]).to_pydict()
     known = set(items["item_id"])
     pop = dict(zip(items["item_id"], items["popularity"], strict=True))
     for ids in pools.values():

@@ -1,0 +1,1 @@
+"""Loaders for real interaction logs. Optional: nothing in the export pipeline requires them."""
