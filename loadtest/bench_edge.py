@@ -1,0 +1,94 @@
+"""``strata bench edge``: the edge against two baselines and MABWiser, in one run, on pinned cores.
+
+(a) in-process decision latency, (b) edge HTTP req/s and latency at 8 and 64 connections,
+(c) lean raw-ASGI and FastAPI baselines on the same bundle and payloads, (d) Thompson decisions/s
+against MABWiser. Prints a table with the issue's targets and PASS/MISS, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from loadtest import bench_bandit, bench_http, bench_inproc
+from loadtest.bench_report import TARGETS, add_ratios, machine_info, print_report, verdict
+from loadtest.payloads import load_catalog
+from loadtest.servers import pick_cores
+
+logger = logging.getLogger(__name__)
+
+
+def _loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _pinned_to(core: int):
+    """Run in-process measurements on the server core, then restore the old mask."""
+    class _Pin:
+        def __enter__(self) -> None:
+            self.old = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {core})
+
+        def __exit__(self, *exc: object) -> None:
+            os.sched_setaffinity(0, self.old)
+    return _Pin()
+
+
+def main(registry: str, json_path: str | None = None, duration: float = 10.0, quick: bool = False) -> dict:
+    """Run the whole benchmark; returns the result dict (also written to ``json_path``)."""
+    started = time.perf_counter()
+    registry = str(Path(registry).resolve())
+    cores = pick_cores()
+    if quick:
+        duration = min(duration, 1.5)
+    warmup = 0.5 if quick else 2.0
+    plan = bench_http.HttpPlan(duration, warmup, cached_bodies=2048 if quick else 16384,
+                               unique_bodies=1024 if quick else 8192)
+    r: dict = {**machine_info(), "loadavg_before": _loadavg(), "registry": registry, "quick": quick,
+               "duration_s": duration, "warmup_s": warmup, "server_core": cores.server,
+               "loadgen_core": cores.loadgen, "pinned_separately": cores.separate}
+    if not cores.separate:
+        logger.warning("only one core available: server and load generator share it")
+    catalog = load_catalog(registry)
+    t0 = time.perf_counter()
+    with _pinned_to(cores.server):
+        r.update(bench_inproc.run(registry, catalog, iterations=500 if quick else 20000,
+                                  warmup=100 if quick else 2000))
+        r["inproc_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r.update(bench_bandit.run(seconds=0.3 if quick else 2.0))
+        r["bandit_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as workdir:
+        r.update(bench_http.run(registry, catalog, plan, cores, Path(workdir)))
+    r["http_s"] = time.perf_counter() - t0
+    add_ratios(r)
+    r["targets"] = {t.key: verdict(t, r.get(t.key))[0] for t in TARGETS}
+    r["loadavg_after"] = _loadavg()
+    r["total_s"] = time.perf_counter() - started
+    print_report(r)
+    if json_path:
+        Path(json_path).write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return r
+
+
+def _cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="edge benchmark (same as `strata bench edge`)")
+    ap.add_argument("--registry", default="registry")
+    ap.add_argument("--json", dest="json_path")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per HTTP point")
+    ap.add_argument("--quick", action="store_true", help="short smoke run")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    main(args.registry, args.json_path, args.duration, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_cli())

@@ -1,0 +1,164 @@
+"""HTTP points of the edge benchmark: each server pinned to one core, the load generator on another.
+
+Order of one run: at 8 then 64 connections, the load-generator ceiling (trivial server), the lean
+baseline, the FastAPI baseline and the edge on the cached mix; then the edge with msgpack, then the
+edge on cache misses only. All servers get the same JSON bodies; the edge's cache hit ratio over its
+cached-mix points is read from /metrics when it exports hit/miss counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.loadgen import Workload, save_workload
+from loadtest.payloads import Catalog, cached_mix, encode_json, encode_msgpack, repeat_share, unique_mix
+from loadtest.servers import (
+    Cores,
+    PinnedServer,
+    baseline_command,
+    edge_command,
+    free_port,
+    http_get,
+    run_loadgen,
+    trivial_command,
+)
+from shared.codecs import JSON, MSGPACK
+
+logger = logging.getLogger(__name__)
+PATH = "/v1/recommend"
+CONNECTIONS = (8, 64)
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPlan:
+    duration_s: float
+    warmup_s: float
+    cached_bodies: int
+    unique_bodies: int
+
+
+def prepare_workloads(catalog: Catalog, plan: HttpPlan, workdir: Path) -> dict[str, str | float]:
+    """Write the three workloads (cached JSON, cached msgpack, unique JSON) for the load generator."""
+    cached = cached_mix(catalog, plan.cached_bodies)
+    unique = unique_mix(catalog, plan.unique_bodies)
+    files = {
+        "cached": Workload(PATH, JSON, encode_json(cached)),
+        "msgpack": Workload(PATH, MSGPACK, encode_msgpack(cached), accept=MSGPACK),
+        "unique": Workload(PATH, JSON, encode_json(unique)),
+    }
+    out: dict[str, str | float] = {"payload_repeat_share": repeat_share(cached)}
+    for name, wl in files.items():
+        path = workdir / f"{name}.workload"
+        save_workload(wl, str(path))
+        out[name] = str(path)
+    return out
+
+
+def cache_counts(metrics_text: str) -> tuple[float, float] | None:
+    """(hits, misses) summed over the response-cache counters in a Prometheus exposition, if any.
+
+    Accepts either ``*cache*hit*`` / ``*cache*miss*`` counters, or one ``*cache*`` counter with a
+    ``result``/``outcome`` label of hit/miss. Only the response cache counts when it is named apart.
+    """
+    hits = misses = 0.0
+    found = False
+    for line in metrics_text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m or "cache" not in m.group(1) or m.group(1).endswith(("_created", "_ratio")):
+            continue
+        name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
+        if "session" in name or "session" in labels:
+            continue
+        text = name + labels
+        if "hit" in text:
+            hits += value
+            found = True
+        elif "miss" in text:
+            misses += value
+            found = True
+    return (hits, misses) if found else None
+
+
+def _scrape_cache(port: int, results: dict) -> tuple[float, float] | None:
+    """Response-cache counters from /metrics; a failed scrape is noted in ``edge_metrics_scrape``."""
+    try:
+        status, body = http_get(port, "/metrics")
+    except OSError as exc:
+        results["edge_metrics_scrape"] = f"{type(exc).__name__}: {exc}"
+        return None
+    if status != 200:
+        results["edge_metrics_scrape"] = f"HTTP {status}"
+        return None
+    counts = cache_counts(body.decode(errors="replace"))
+    results["edge_metrics_scrape"] = "ok" if counts is not None else "no cache hit/miss counters"
+    return counts
+
+
+def _record(results: dict, label: str, conns: int, r: dict) -> None:
+    results[f"{label}_rps_c{conns}"] = r["rps"]
+    results[f"{label}_p50_ms_c{conns}"] = r["p50_ms"]
+    results[f"{label}_p99_ms_c{conns}"] = r["p99_ms"]
+    results[f"{label}_p999_ms_c{conns}"] = r["p999_ms"]
+    results[f"{label}_requests_c{conns}"] = r["requests"]
+    results[f"{label}_errors_c{conns}"] = r["errors"]
+    results[f"{label}_non2xx_c{conns}"] = r["non_2xx"]
+    logger.info("%s c%d: %.0f req/s p99 %.2f ms (%d errors, %d non-2xx)", label, conns, r["rps"],
+                r["p99_ms"], r["errors"], r["non_2xx"])
+
+
+def _point(port: int, results: dict, label: str, workload: str, plan: HttpPlan, cores: Cores,
+           conns: int) -> None:
+    r = run_loadgen(port, workload, conns, plan.duration_s, plan.warmup_s, cores.loadgen)
+    _record(results, label, conns, r)
+
+
+def _hit_ratio(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    if before is None or after is None:
+        return None
+    hits, misses = after[0] - before[0], after[1] - before[1]
+    return hits / (hits + misses) if hits + misses else None
+
+
+def _start(stack: ExitStack, name: str, argv_for_port, core: int) -> PinnedServer:
+    port = free_port()
+    return stack.enter_context(PinnedServer(name, argv_for_port(port), port, core))
+
+
+def run(registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: Path) -> dict:
+    """All HTTP points. Every server is up (idle ones cost nothing) and the points are interleaved,
+    so a change in background load on a shared machine hits all servers alike."""
+    files = prepare_workloads(catalog, plan, workdir)
+    cached, msgpack_wl, unique = str(files["cached"]), str(files["msgpack"]), str(files["unique"])
+    results: dict = {"payload_repeat_share": files["payload_repeat_share"],
+                     "payload_cached_bodies": plan.cached_bodies, "payload_unique_bodies": plan.unique_bodies}
+    with ExitStack() as stack:
+        servers = {
+            "loadgen_ceiling": _start(stack, "trivial", trivial_command, cores.server),
+            "lean": _start(stack, "lean", lambda p: baseline_command("lean_asgi", registry, p), cores.server),
+            "fastapi": _start(stack, "fastapi", lambda p: baseline_command("fastapi_app", registry, p),
+                              cores.server),
+        }
+        try:
+            servers["edge"] = _start(stack, "edge", lambda p: edge_command(registry, p), cores.server)
+        except Exception as exc:  # the table then says n/a; the error is kept in the JSON
+            logger.error("edge did not start: %s", exc)
+            results["edge_error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+        edge = servers.get("edge")
+        before = _scrape_cache(edge.port, results) if edge else None
+        for conns in CONNECTIONS:
+            for label, srv in servers.items():
+                _point(srv.port, results, label, cached, plan, cores, conns)
+        if edge is None:
+            return results
+        results["edge_cache_hit_ratio"] = _hit_ratio(before, _scrape_cache(edge.port, results))
+        _point(edge.port, results, "edge_msgpack", msgpack_wl, plan, cores, 8)
+        before = _scrape_cache(edge.port, results)
+        for conns in CONNECTIONS:
+            _point(edge.port, results, "edge_nocache", unique, plan, cores, conns)
+        results["edge_nocache_cache_hit_ratio"] = _hit_ratio(before, _scrape_cache(edge.port, results))
+    return results

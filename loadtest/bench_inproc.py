@@ -1,0 +1,87 @@
+"""In-process decision latency: one ``rank`` call per request, no HTTP, timed with perf_counter_ns.
+
+Requests are parsed before timing and every one has a never-seen session id (cache misses only), so
+the figure is features + ONNX + Thompson + top-k for the edge's ranker. The naive ranker the
+baselines use is timed on the same requests for comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from loadtest.payloads import Catalog, PayloadSpec, unique_mix
+from shared.contracts import RecommendRequest, parse_recommend
+
+logger = logging.getLogger(__name__)
+
+
+def build_requests(catalog: Catalog, n_candidates: int, n: int) -> list[RecommendRequest]:
+    bodies = unique_mix(catalog, n, PayloadSpec(n_candidates=n_candidates), marker=False)
+    return [parse_recommend(b) for b in bodies]
+
+
+def time_calls(call: Callable[[RecommendRequest], object], requests: list[RecommendRequest],
+               iterations: int, warmup: int) -> dict[str, float]:
+    """p50/p99/mean in microseconds over ``iterations`` calls, cycling through ``requests``."""
+    n = len(requests)
+    for i in range(warmup):
+        call(requests[i % n])
+    lat = np.empty(iterations, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(iterations):
+        req = requests[i % n]
+        t0 = clock()
+        call(req)
+        lat[i] = clock() - t0
+    p50, p99 = np.percentile(lat, [50, 99]) / 1e3
+    return {"p50_us": float(p50), "p99_us": float(p99), "mean_us": float(lat.mean() / 1e3),
+            "iterations": iterations}
+
+
+def edge_ranker(registry: str) -> Callable[[RecommendRequest], object]:
+    """The edge's ranker on the CURRENT bundle, via the public EdgeService API (store off)."""
+    from edge.service import EdgeService
+    from shared.config import load_settings
+
+    settings = load_settings(None, edge={"registry": registry, "store": {"url": "none"}})
+    svc = EdgeService(settings.edge)
+    svc.load_model()
+    ranker = svc.ranker
+    return lambda req: ranker.rank(req, session_vec=None)
+
+
+def naive_ranker(registry: str) -> Callable[[RecommendRequest], object]:
+    from loadtest.baselines.naive_ranker import NaiveRanker
+
+    ranker = NaiveRanker(registry)
+
+    def call(req: RecommendRequest) -> object:
+        ctx = req.context
+        return ranker.rank(req.candidates, ctx.channel, ctx.device, ctx.hour, req.k)
+
+    return call
+
+
+def run(registry: str, catalog: Catalog, iterations: int, warmup: int) -> dict:
+    """Edge and naive ranker at 100 and 1000 candidates (1000-candidate runs use a fifth of the count)."""
+    out: dict = {}
+    rankers: list[tuple[str, Callable[[RecommendRequest], object]]] = []
+    try:
+        rankers.append(("inproc", edge_ranker(registry)))
+    except Exception as exc:  # the table then says n/a; the error is kept in the JSON
+        logger.error("edge ranker unavailable: %s", exc)
+        out["inproc_error"] = f"{type(exc).__name__}: {exc}"
+    rankers.append(("naive_inproc", naive_ranker(registry)))
+    for n_cand, iters in ((100, iterations), (1000, max(iterations // 5, 100))):
+        reqs = build_requests(catalog, n_cand, min(iters, 2000))
+        for name, call in rankers:
+            r = time_calls(call, reqs, iters, warmup)
+            out[f"{name}_p50_us_{n_cand}"] = r["p50_us"]
+            out[f"{name}_p99_us_{n_cand}"] = r["p99_us"]
+            out[f"{name}_mean_us_{n_cand}"] = r["mean_us"]
+            out[f"{name}_iterations_{n_cand}"] = iters
+    return out
