@@ -6,6 +6,8 @@ the edge re-reads the hash every ``refresh_s`` in the background, never on the r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _EMPTY = np.zeros(0, dtype=np.float64)
@@ -25,13 +27,13 @@ def parse_counts(raw: dict[bytes, bytes], index: dict[str, int], n_items: int) -
     """HGETALL result -> arrays. Malformed fields are skipped rather than failing the refresh."""
     out = SlotCounts(n_items)
     for f, v in raw.items():
-        field = f.decode() if isinstance(f, bytes) else f
-        kind, _, item_id = field.partition(":")
         try:
+            field = f.decode() if isinstance(f, bytes) else f
             value = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, UnicodeDecodeError):
             continue
-        if kind not in ("c", "n") or not item_id or value < 0:
+        kind, _, item_id = field.partition(":")
+        if kind not in ("c", "n") or not item_id or not math.isfinite(value) or value < 0:
             continue
         row = index.get(item_id)
         if row is not None:

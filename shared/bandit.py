@@ -10,6 +10,7 @@ many of the k positions explored items may take.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +20,8 @@ _MIN_PARAM = 1e-3
 
 @dataclass(frozen=True, slots=True)
 class BanditConfig:
-    n0: float = 20.0
-    explore_budget: float = 0.3
+    n0: float = 50.0
+    explore_budget: float = 0.2
     cold_prior: float = 0.02
 
     def __post_init__(self) -> None:
@@ -32,7 +33,7 @@ class BanditConfig:
             raise ValueError("cold_prior must be in (0, 1)")
 
     def budget_slots(self, k: int) -> int:
-        return int(self.explore_budget * k)
+        return math.floor(self.explore_budget * k + 1e-9)   # 0.29 * 100 must give 29, not 28
 
 
 def posterior(p: np.ndarray, clicks: np.ndarray, imps: np.ndarray, n0: float) -> tuple[np.ndarray, np.ndarray]:

@@ -63,7 +63,9 @@ def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = Non
         raise BundleError(f"missing {MANIFEST_FILE} in {bundle_dir}") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{bundle_dir / MANIFEST_FILE} is not JSON: {exc}") from None
-    files = manifest.get("files") or {}
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise BundleError(f"{bundle_dir / MANIFEST_FILE} must be an object with a 'files' object")
+    files = manifest["files"]
     for name in REQUIRED_FILES:
         if name not in files:
             raise BundleError(f"manifest of {bundle_dir} does not list required file {name}")

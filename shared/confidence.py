@@ -24,6 +24,11 @@ class ConfidenceConfig:
     fresh_seconds: float = 1800.0        # a session vector older than this counts as stale
     t_edge: float = 0.6                  # >= this (and no explain): the edge answers
 
+    def __post_init__(self) -> None:
+        weights = (self.w_session, self.w_concentration, self.w_margin, self.w_known)
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError("confidence weights must be >= 0 and not all zero")
+
 
 @dataclass(slots=True)
 class Signals:

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,10 +50,17 @@ class BanditSettings(_Section):
 
 
 class ConfidenceSettings(_Section):
-    w_session: float = 0.25
-    w_concentration: float = 0.25
-    w_margin: float = 0.2
-    w_known: float = 0.3
+    w_session: float = Field(0.25, ge=0)
+    w_concentration: float = Field(0.25, ge=0)
+    w_margin: float = Field(0.2, ge=0)
+    w_known: float = Field(0.3, ge=0)
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> ConfidenceSettings:
+        if self.w_session + self.w_concentration + self.w_margin + self.w_known <= 0:
+            raise ValueError("confidence weights must not all be zero")
+        return self
+
     concentration_scale: float = Field(100.0, gt=0)
     margin_scale: float = Field(0.02, gt=0)
     fresh_seconds: float = Field(1800.0, gt=0)
@@ -105,3 +113,6 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> St
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{first['msg']} (config key '{key}')", field=key) from None
+    except (yaml.YAMLError, TypeError, ValueError) as exc:   # unparsable YAML or a non-mapping document
+        where = os.environ.get("STRATA_CONFIG", "config")
+        raise ConfigError(f"cannot read {where}: {type(exc).__name__}: {exc}", field="config") from None

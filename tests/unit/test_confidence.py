@@ -65,11 +65,11 @@ def test_extremes_are_zero_and_one() -> None:
     assert confidence(sig(True, 0.0, 1e9, 1.0, 1.0), CFG) == 1.0
 
 
-def test_result_clamped_to_unit_interval_with_odd_weights() -> None:
-    hi = ConfidenceConfig(w_session=0.25, w_concentration=0.25, w_margin=0.2, w_known=-5.0)
-    assert confidence(sig(False, None, 0.0, 0.0, 1.0), hi) == 1.0    # raw 1.16
-    lo = ConfidenceConfig(w_session=-1.0, w_concentration=0.5, w_margin=0.5, w_known=1.0)
-    assert confidence(sig(True, 0.0, 0.0, 0.0, 0.0), lo) == 0.0      # raw -1
+def test_negative_or_all_zero_weights_are_refused() -> None:
+    with pytest.raises(ValueError, match="must be >= 0 and not all zero"):
+        ConfidenceConfig(w_session=0.25, w_concentration=0.25, w_margin=0.2, w_known=-5.0)
+    with pytest.raises(ValueError, match="must be >= 0 and not all zero"):
+        ConfidenceConfig(w_session=0.0, w_concentration=0.0, w_margin=0.0, w_known=0.0)
 
 
 def test_weights_are_normalised() -> None:
