@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -107,7 +108,7 @@ def _metrics(data: Dataset, p_test: np.ndarray) -> dict:
     }
 
 
-def _int8(onnx_export: object, src: Path, dst: Path, data: Dataset, metrics: dict) -> dict:
+def _int8(onnx_export: ModuleType, src: Path, dst: Path, data: Dataset, metrics: dict) -> dict:
     """Quantise and record the accuracy change; the variant is dropped (not shipped) if quantisation fails."""
     try:
         onnx_export.to_int8(src, dst)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.bundle import CURRENT_FILE, MANIFEST_FILE, POOLS_FILE, sha256_file
+from shared.bundle import CURRENT_FILE, MANIFEST_FILE, sha256_file
 from shared.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -131,5 +131,5 @@ def write_current(model_root: Path, version: str) -> None:
         raise
 
 
-__all__ = ["MODEL_NAME", "POOLS_FILE", "existing_versions", "promote", "resolve_version", "staged_bundle",
+__all__ = ["MODEL_NAME", "existing_versions", "promote", "resolve_version", "staged_bundle",
            "top_pools", "write_current", "write_items", "write_json", "write_manifest"]
