@@ -15,19 +15,19 @@ if TYPE_CHECKING:
 class EdgeMetrics:
     def __init__(self, svc: EdgeService) -> None:
         m = self.inst = Instruments("strata_edge")
-        m.describe("request_seconds", "server-side request latency", ("route",))
-        m.describe("requests_total", "requests by route and status", ("route", "status"))
-        m.describe("degraded_total", "answers given with degraded=true (store unavailable)")
-        m.describe("items_served_total", "items returned by the ranker (cache misses)")
-        m.describe("items_explored_total", "returned items placed by exploration (cache misses)")
-        m.describe("unknown_candidates_total", "candidate ids not in the bundle (cold prior)")
-        m.describe("reloads_total", "model reload attempts", ("result",))
-        m.describe("cache_hit_ratio", "hit ratio per cache", ("cache",))
-        m.describe("cache_requests_total", "cache lookups", ("cache", "result"))
-        m.describe("store_errors_total", "online-store errors (timeouts, connection failures)")
-        m.describe("store_up", "1 if the online store is reachable (or not configured)")
-        m.describe("exploration_rate", "explored / served items since start")
-        m.describe("model_info", "live model version", ("version",))
+        m.define("request_seconds", "server-side request latency", ("route",))
+        m.define("requests_total", "requests by route and status", ("route", "status"))
+        m.define("degraded_total", "answers given with degraded=true (store unavailable)")
+        m.define("items_served_total", "items returned by the ranker (cache misses)")
+        m.define("items_explored_total", "returned items placed by exploration (cache misses)")
+        m.define("unknown_candidates_total", "candidate ids not in the bundle (cold prior)")
+        m.define("reloads_total", "model reload attempts", ("result",))
+        m.define("cache_hit_ratio", "hit ratio per cache", ("cache",))
+        m.define("cache_requests_total", "cache lookups", ("cache", "result"))
+        m.define("store_errors_total", "online-store errors (timeouts, connection failures)")
+        m.define("store_up", "1 if the online store is reachable (or not configured)")
+        m.define("exploration_rate", "explored / served items since start")
+        m.define("model_info", "live model version", ("version",))
         self._hist = m.histogram("request_seconds", ("/v1/recommend",))
         self._ok = ("requests_total", ("/v1/recommend", "200"))
         self._version = ""
@@ -35,13 +35,14 @@ class EdgeMetrics:
         self._session_misses = 0
         m.gauge("cache_hit_ratio", lambda: [(("response",), svc.responses.hit_ratio),
                                             (("session",), self._session_ratio())])
-        m.gauge("store_errors_total", lambda: [((), float(svc.health.errors))])
+        m.gauge("store_errors_total", lambda: [((), float(svc.health.errors))], counter=True)
         m.gauge("store_up", lambda: [((), 1.0 if svc.health.up else 0.0)])
         m.gauge("exploration_rate", self._exploration)
         m.gauge("model_info", lambda: [((self._version,), 1.0)] if self._version else [])
         m.gauge("cache_requests_total", lambda: [
             (("response", "hit"), float(svc.responses.hits)), (("response", "miss"), float(svc.responses.misses)),
-            (("session", "hit"), float(self._session_hits)), (("session", "miss"), float(self._session_misses))])
+            (("session", "hit"), float(self._session_hits)), (("session", "miss"), float(self._session_misses))],
+            counter=True)
 
     def _session_ratio(self) -> float:
         total = self._session_hits + self._session_misses

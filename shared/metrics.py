@@ -37,10 +37,10 @@ class Instruments:
         self.ns = namespace
         self.counters: dict[tuple[str, tuple], float] = {}
         self.histograms: dict[tuple[str, tuple], Histogram] = {}
-        self.gauges: dict[str, Callable[[], list[tuple[tuple, float]]]] = {}
+        self.gauges: dict[str, tuple[Callable[[], list[tuple[tuple, float]]], bool]] = {}
         self.help: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def describe(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> None:
+    def define(self, name: str, help_text: str, labels: tuple[str, ...] = ()) -> None:
         self.help[name] = (help_text, labels)
 
     def inc(self, name: str, labels: tuple = (), by: float = 1.0) -> None:
@@ -54,8 +54,9 @@ class Instruments:
             h = self.histograms[key] = Histogram()
         return h
 
-    def gauge(self, name: str, fn: Callable[[], list[tuple[tuple, float]]]) -> None:
-        self.gauges[name] = fn
+    def gauge(self, name: str, fn: Callable[[], list[tuple[tuple, float]]], counter: bool = False) -> None:
+        """A series read at scrape time; ``counter=True`` exposes a monotonic value as a counter."""
+        self.gauges[name] = (fn, counter)
 
     def collect(self):  # prometheus_client Collector protocol
         seen: dict[str, object] = {}
@@ -75,9 +76,10 @@ class Instruments:
                 cum += c
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cum))
             fam.add_metric(list(labels), buckets, h.total)
-        for name, fn in self.gauges.items():
+        for name, (fn, counter) in self.gauges.items():
             text, lnames = self.help.get(name, (name, ()))
-            fam = GaugeMetricFamily(f"{self.ns}_{name}", text, labels=list(lnames))
+            family = CounterMetricFamily if counter else GaugeMetricFamily
+            fam = family(f"{self.ns}_{name}", text, labels=list(lnames))
             try:
                 for labels, v in fn():
                     fam.add_metric(list(labels), v)
