@@ -9,7 +9,9 @@ cached-mix points is read from /metrics when it exports hit/miss counters.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,11 @@ from loadtest.servers import (
     Cores,
     PinnedServer,
     baseline_command,
+    core_busy_ticks,
     edge_command,
     free_port,
     http_get,
+    process_ticks,
     run_loadgen,
     trivial_command,
 )
@@ -31,6 +35,10 @@ from shared.codecs import JSON, MSGPACK
 logger = logging.getLogger(__name__)
 PATH = "/v1/recommend"
 CONNECTIONS = (8, 64)
+# The edge says per response whether its response cache answered ("timing": {"cache": "hit"}).
+HIT_JSON = b'"cache":"hit"'
+HIT_MSGPACK = b"\xa5cache\xa3hit"
+_HZ = os.sysconf("SC_CLK_TCK")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)")
 
 
@@ -99,7 +107,7 @@ def _scrape_cache(port: int, results: dict) -> tuple[float, float] | None:
     return counts
 
 
-def _record(results: dict, label: str, conns: int, r: dict) -> None:
+def _record(results: dict, label: str, conns: int, r: dict, counted: bool) -> None:
     results[f"{label}_rps_c{conns}"] = r["rps"]
     results[f"{label}_p50_ms_c{conns}"] = r["p50_ms"]
     results[f"{label}_p99_ms_c{conns}"] = r["p99_ms"]
@@ -107,14 +115,20 @@ def _record(results: dict, label: str, conns: int, r: dict) -> None:
     results[f"{label}_requests_c{conns}"] = r["requests"]
     results[f"{label}_errors_c{conns}"] = r["errors"]
     results[f"{label}_non2xx_c{conns}"] = r["non_2xx"]
+    if counted:
+        results[f"{label}_hit_share_c{conns}"] = r["matched"] / r["requests"] if r["requests"] else None
     logger.info("%s c%d: %.0f req/s p99 %.2f ms (%d errors, %d non-2xx)", label, conns, r["rps"],
                 r["p99_ms"], r["errors"], r["non_2xx"])
 
 
-def _point(port: int, results: dict, label: str, workload: str, plan: HttpPlan, cores: Cores,
-           conns: int) -> None:
-    r = run_loadgen(port, workload, conns, plan.duration_s, plan.warmup_s, cores.loadgen)
-    _record(results, label, conns, r)
+def _point(server: PinnedServer, results: dict, label: str, workload: str, plan: HttpPlan, cores: Cores,
+           conns: int, hit_pattern: bytes | None = None) -> None:
+    """One measurement, plus how much of the server's core other processes took meanwhile."""
+    t0, busy0, own0 = time.monotonic(), core_busy_ticks(cores.server), process_ticks(server.pid)
+    r = run_loadgen(server.port, workload, conns, plan.duration_s, plan.warmup_s, cores.loadgen, hit_pattern)
+    wall, busy, own = time.monotonic() - t0, core_busy_ticks(cores.server) - busy0, process_ticks(server.pid) - own0
+    _record(results, label, conns, r, hit_pattern is not None)
+    results[f"{label}_foreign_cpu_c{conns}"] = max(busy - own, 0) / _HZ / wall
 
 
 def _hit_ratio(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
@@ -152,13 +166,13 @@ def run(registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: 
         before = _scrape_cache(edge.port, results) if edge else None
         for conns in CONNECTIONS:
             for label, srv in servers.items():
-                _point(srv.port, results, label, cached, plan, cores, conns)
+                _point(srv, results, label, cached, plan, cores, conns, HIT_JSON if label == "edge" else None)
         if edge is None:
             return results
         results["edge_cache_hit_ratio"] = _hit_ratio(before, _scrape_cache(edge.port, results))
-        _point(edge.port, results, "edge_msgpack", msgpack_wl, plan, cores, 8)
+        _point(edge, results, "edge_msgpack", msgpack_wl, plan, cores, 8, HIT_MSGPACK)
         before = _scrape_cache(edge.port, results)
         for conns in CONNECTIONS:
-            _point(edge.port, results, "edge_nocache", unique, plan, cores, conns)
+            _point(edge, results, "edge_nocache", unique, plan, cores, conns, HIT_JSON)
         results["edge_nocache_cache_hit_ratio"] = _hit_ratio(before, _scrape_cache(edge.port, results))
     return results

@@ -8,6 +8,7 @@ connection), parses only the status line and Content-Length, and times every req
 
 A body may contain ``UNIQUE_MARKER``; each request then gets a fresh fixed-width counter in its place
 (same length, so Content-Length holds), which makes every session id unique (cache misses only).
+An optional ``count_pattern`` counts the responses whose bytes contain it (e.g. a cache-hit flag).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class LoadResult:
     mean_ms: float
     errors: int
     non_2xx: int
+    matched: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     latencies_ns: list[int] | None = None
 
@@ -72,11 +74,17 @@ def encode_requests(workload: Workload, port: int) -> list[bytes]:
 class _Run:
     """State shared by all connections of one measurement (one event loop, so no locks)."""
 
-    def __init__(self, requests: list[bytes], warmup_s: float, duration_s: float, max_requests: int) -> None:
+    def __init__(self, requests: list[bytes], warmup_s: float, duration_s: float, max_requests: int,
+                 count_pattern: bytes | None = None, unique_start: int | None = None) -> None:
         self.requests = requests
+        self.count_pattern = count_pattern
+        self.matched = 0
         self.unique = [r.find(UNIQUE_MARKER) for r in requests]
         self.next_index = 0
-        self.counter = itertools.count()
+        if unique_start is None:
+            # the microsecond clock outruns any request counter, so successive runs never reuse a tag
+            unique_start = time.time_ns() // 1000 % 16 ** len(UNIQUE_MARKER)
+        self.counter = itertools.count(unique_start)
         self.latencies: list[int] = []
         self.statuses: dict[int, int] = {}
         self.errors = 0
@@ -92,10 +100,10 @@ class _Run:
         req, pos = self.requests[i], self.unique[i]
         if pos < 0:
             return req
-        tag = b"%012x" % next(self.counter)
+        tag = b"%012x" % (next(self.counter) % 16 ** len(UNIQUE_MARKER))
         return req[:pos] + tag + req[pos + len(UNIQUE_MARKER):]
 
-    def record(self, started_ns: int, done_ns: int, status: int) -> bool:
+    def record(self, started_ns: int, done_ns: int, status: int, matched: bool) -> bool:
         """Book one response; False once the window is over (the connection then goes idle)."""
         if done_ns < self.window_start:
             return True
@@ -105,6 +113,7 @@ class _Run:
             return False
         self.latencies.append(done_ns - started_ns)
         self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.matched += matched
         return True
 
 
@@ -147,9 +156,11 @@ class _Connection(asyncio.Protocol):
             if len(buf) < self.need:
                 return
             done_ns = time.perf_counter_ns()
+            pattern = self.run.count_pattern
+            matched = pattern is not None and buf.find(pattern, 0, self.need) >= 0
             del buf[:self.need]
             self.need = -1
-            if not self.run.record(self.sent_ns, done_ns, self.status):
+            if not self.run.record(self.sent_ns, done_ns, self.status, matched):
                 self._finish()
                 return
             self._send()
@@ -191,11 +202,12 @@ async def _connection_loop(run: _Run, port: int, deadline_ns: int) -> None:
 
 async def run_load(requests: list[bytes], port: int, connections: int, duration_s: float,
                    warmup_s: float = 1.0, max_requests: int = 2_000_000, keep_latencies: bool = False,
-                   grace_s: float = 5.0) -> LoadResult:
+                   grace_s: float = 5.0, count_pattern: bytes | None = None,
+                   unique_start: int | None = None) -> LoadResult:
     """Drive ``connections`` closed loops for ``warmup_s`` + ``duration_s`` and summarise the window."""
     if not requests:
         raise ValueError("no requests to send")
-    run = _Run(requests, warmup_s, duration_s, max_requests)
+    run = _Run(requests, warmup_s, duration_s, max_requests, count_pattern, unique_start)
     deadline = run.window_end + int(grace_s * 1e9)
     await asyncio.gather(*(_connection_loop(run, port, deadline) for _ in range(connections)))
     end = run.stopped_at or min(time.perf_counter_ns(), run.window_end)
@@ -207,6 +219,7 @@ async def run_load(requests: list[bytes], port: int, connections: int, duration_
         connections=connections, duration_s=round(window_s, 3), requests=int(lat.size),
         rps=lat.size / window_s, p50_ms=float(q[0]), p99_ms=float(q[1]), p999_ms=float(q[2]),
         mean_ms=float(lat.mean() / 1e6) if lat.size else float("nan"), errors=run.errors, non_2xx=non_2xx,
+        matched=run.matched,
         statuses={str(s): c for s, c in sorted(run.statuses.items())},
         latencies_ns=run.latencies if keep_latencies else None,
     )
@@ -240,11 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--max-requests", type=int, default=2_000_000)
+    ap.add_argument("--count-pattern-hex", default=None, help="count responses containing these bytes")
     args = ap.parse_args(argv)
     _install_uvloop()
     requests = encode_requests(load_workload(args.workload), args.port)
+    pattern = bytes.fromhex(args.count_pattern_hex) if args.count_pattern_hex else None
     result = asyncio.run(run_load(requests, args.port, args.connections, args.duration, args.warmup,
-                                  args.max_requests))
+                                  args.max_requests, count_pattern=pattern))
     sys.stdout.buffer.write(orjson.dumps(result.summary()) + b"\n")
     return 0
 

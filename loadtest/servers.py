@@ -144,11 +144,31 @@ class PinnedServer:
         self._log_path.unlink(missing_ok=True)
 
 
+def core_busy_ticks(core: int) -> int:
+    """Clock ticks one CPU spent on processes or lost to the hypervisor since boot (user + nice +
+    system + steal; interrupt time is left out: loopback packet work belongs to the benchmark)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                return v[0] + v[1] + v[2] + v[7]
+    raise ValueError(f"cpu{core} not in /proc/stat")
+
+
+def process_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def run_loadgen(port: int, workload_path: str, connections: int, duration_s: float, warmup_s: float,
-                core: int) -> dict:
+                core: int, count_pattern: bytes | None = None) -> dict:
     """One measurement point in a fresh load-generator process pinned to ``core``."""
     argv = [sys.executable, "-m", "loadtest.loadgen", "--port", str(port), "--workload", workload_path,
             "--connections", str(connections), "--duration", str(duration_s), "--warmup", str(warmup_s)]
+    if count_pattern:
+        argv += ["--count-pattern-hex", count_pattern.hex()]
     out = subprocess.run(argv, capture_output=True, env={**os.environ, **_ENV}, preexec_fn=_pin(core),
                          timeout=duration_s + warmup_s + 60, check=False)
     if out.returncode != 0:

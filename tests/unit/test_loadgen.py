@@ -87,10 +87,12 @@ def test_max_requests_bounds_the_window_exactly() -> None:
     reqs = encode_requests(Workload("/", "application/json", [b"{}"]), 1)
 
     async def go(port: int):
-        return await run_load(reqs, port, connections=3, duration_s=30.0, warmup_s=0.0, max_requests=40)
+        return await run_load(reqs, port, connections=3, duration_s=30.0, warmup_s=0.0, max_requests=40,
+                              count_pattern=b'"hit"')
 
     res = asyncio.run(_with_server(FixedResponse, go))
     assert res.requests == 40
+    assert res.matched == 0
     assert res.statuses == {"200": 40}
 
 
@@ -100,10 +102,11 @@ def test_non_2xx_counted_and_unique_markers_replaced() -> None:
     seen: list[bytes] = []
 
     async def go(port: int):
-        return await run_load(reqs, port, connections=1, duration_s=30.0, warmup_s=0.0, max_requests=30)
+        return await run_load(reqs, port, connections=1, duration_s=30.0, warmup_s=0.0, max_requests=30,
+                              count_pattern=b"ok", unique_start=0)
 
     res = asyncio.run(_with_server(lambda: _Recording(seen), go))
-    assert res.requests == 30
+    assert res.requests == 30 == res.matched
     assert res.statuses == {"200": 20, "503": 10}
     assert res.non_2xx == 10
     assert seen[:3] == [b'{"session_id":"n-000000000000"}', b'{"session_id":"n-000000000001"}',
@@ -123,3 +126,16 @@ def test_refused_connections_are_errors_not_results() -> None:
 def test_empty_workload_is_refused() -> None:
     with pytest.raises(ValueError, match="no requests"):
         asyncio.run(run_load([], 1, connections=1, duration_s=0.1))
+
+
+def test_successive_runs_never_reuse_unique_tags() -> None:
+    reqs = encode_requests(Workload("/", "application/json", [b'{"s":"' + UNIQUE_MARKER + b'"}']), 1)
+    seen: list[bytes] = []
+
+    async def go(port: int):
+        for _ in range(2):
+            await run_load(reqs, port, connections=2, duration_s=30.0, warmup_s=0.0, max_requests=20)
+
+    asyncio.run(_with_server(lambda: _Recording(seen), go))
+    assert len(seen) >= 40
+    assert len(set(seen)) == len(seen)
