@@ -38,16 +38,20 @@ HOST = "127.0.0.1"
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so the same cleanup runs as for Ctrl-C."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM both raise KeyboardInterrupt, so the same cleanup runs for Ctrl-C and for kill.
+
+    SIGINT is set explicitly because a shell may start a background job with SIGINT ignored.
+    """
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def ensure_bundle(registry: Path, model: str, console: Console) -> None:
@@ -75,7 +79,7 @@ def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
     """Returns the process exit code: 0 when every sample request was answered, 1 otherwise."""
     registry = registry.resolve()
     model = EdgeSettings().model
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         try:
             ensure_bundle(registry, model, console)
             bundle = DemoBundle.load(registry, model)

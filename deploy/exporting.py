@@ -7,7 +7,7 @@ never pay for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,17 @@ from rich.table import Table
 
 logger = logging.getLogger(__name__)
 
-# Metrics worth a line in the summary: quality and the parity gate the bundle had to pass.
-_SUMMARY_WORDS = ("auc", "parity", "logloss", "int8")
+# Lines of the summary: quality, the baseline it must beat, the parity gate it passed, the int8 change.
+_SUMMARY_ROWS = (
+    ("AUC (test)", "metrics.auc"),
+    ("logloss (test)", "metrics.logloss"),
+    ("AUC popularity baseline", "metrics.baseline_popularity.auc"),
+    ("parity max |ORT - torch|", "parity.max_abs_diff"),
+    ("parity rows", "parity.rows"),
+    ("parity tolerance", "parity.tolerance"),
+    ("int8 AUC change", "metrics.int8.auc_change"),
+    ("int8 error", "metrics.int8.error"),
+)
 
 
 def export_with_progress(out: Path, console: Console, *, seed: int = 7, version: str | None = None,
@@ -39,30 +48,32 @@ def export_with_progress(out: Path, console: Console, *, seed: int = 7, version:
     return result
 
 
-def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flatten(value, prefix=f"{name}.")
-        else:
-            yield name, value
+def _lookup(tree: Mapping[str, Any], path: str) -> Any:
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+        return f"{value:.2e}" if value != 0 and abs(value) < 1e-3 else f"{value:.4f}"
     return str(value)
 
 
 def summary_table(result: Any) -> Table:
-    """Version, where it went, how long it took, and the AUC/parity figures from the bundle's metrics."""
-    table = Table(title="exported bundle", show_header=True)
+    """Version, where it went, how long it took, quality against the baseline, and the parity gate."""
+    table = Table(title="exported bundle")
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("version", str(result.version))
     table.add_row("bundle", str(result.bundle_dir))
     table.add_row("seconds", f"{result.seconds:.1f}")
-    for name, value in _flatten(result.metrics or {}):
-        if any(word in name.lower() for word in _SUMMARY_WORDS):
-            table.add_row(name, _fmt(value))
+    tree = {"metrics": result.metrics or {}, "parity": getattr(result, "parity", None) or {}}
+    for label, path in _SUMMARY_ROWS:
+        value = _lookup(tree, path)
+        if value is not None:
+            table.add_row(label, _fmt(value))
     return table

@@ -154,8 +154,15 @@ def _short_codec(media: str) -> str:
     return "msgpack" if media == codecs.MSGPACK else "json"
 
 
+def _route(body: dict) -> str:
+    reasons = ", ".join(map(str, body.get("route_reasons", [])))
+    tier = body.get("route_tier")
+    return f"-> {tier}: {reasons}" if tier else reasons
+
+
 def answers_table(answers: list[Answer], bundle: DemoBundle, top: int = 3) -> Table:
-    table = Table(title=f"edge answers (model {bundle.version})", show_lines=True)
+    table = Table(title=f"edge answers (model {bundle.version})", show_lines=True,
+                  caption="the first request also pays for warm-up (first store read, first ONNX run)")
     table.add_column("#", justify="right")
     table.add_column("codec", no_wrap=True, min_width=7)
     table.add_column("request")
@@ -180,7 +187,7 @@ def answers_table(answers: list[Answer], bundle: DemoBundle, top: int = 3) -> Ta
             lines.append(escape(f"{mark}{iid} {bundle.titles.get(iid, '?')} ({item.get('score', 0):.3f})"))
         table.add_row(
             str(i), codec, escape(ans.sample.label), "\n".join(lines), str(b.get("tier")),
-            f"{b.get('confidence', 0):.2f}", escape(", ".join(map(str, b.get("route_reasons", [])))),
+            f"{b.get('confidence', 0):.2f}", escape(_route(b)),
             str(b.get("degraded")), str(b.get("unknown_candidates", "")), f"{ans.client_ms:.2f}",
             str((b.get("timing") or {}).get("server_us", "")),
         )
