@@ -128,9 +128,15 @@ def bench_edge(
     duration: Annotated[float | None, typer.Option(help="seconds per HTTP load step")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="short run for smoke tests")] = False,
 ) -> None:
-    """Edge latency and throughput against the lean and FastAPI baselines, and Thompson vs MABWiser."""
-    from loadtest.bench_edge import main
+    """Edge latency and throughput against the lean and FastAPI baselines, and Thompson vs MABWiser.
 
+    An empty registry gets a model exported first, as in ``strata demo``.
+    """
+    from deploy.demo import ensure_bundle
+    from loadtest.bench_edge import main
+    from shared.config import EdgeSettings
+
+    ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
     kwargs: dict[str, Any] = {"registry": registry, "json_path": json_path, "quick": quick}
     if duration is not None:
         kwargs["duration"] = duration
