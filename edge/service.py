@@ -61,6 +61,9 @@ class EdgeService:
     async def start(self) -> None:
         if self.ranker is None:
             await asyncio.to_thread(self.load_model)
+        # Open the connection now so the first request's short deadline is not spent on connect.
+        if self.store.configured and not await self.store.ping():
+            self.health.failed(ConnectionError("store not reachable at start"))
         from edge.reload import watch_registry
 
         self._tasks = [asyncio.create_task(watch_registry(self), name="reload"),
@@ -139,6 +142,7 @@ class EdgeService:
             self.health.failed(exc)
             return _NO_SESSION, None, True
         self.sessions.put(key, state)
+        self.health.slow_reads = 0
         return state, _age_s(state), False
 
     async def _revalidate(self, key: tuple[str, str]) -> None:

@@ -116,21 +116,28 @@ def make_store(url: str, timeout_s: float) -> SessionStore:
 class StoreHealth:
     """Circuit breaker state shared by the request path and the background refreshers."""
 
-    __slots__ = ("retry_after_s", "down_until", "errors", "last_error")
+    __slots__ = ("retry_after_s", "down_until", "errors", "last_error", "slow_reads")
+    TRIP_AFTER_TIMEOUTS = 3
 
     def __init__(self, retry_after_s: float) -> None:
         self.retry_after_s = retry_after_s
         self.down_until = 0.0
         self.errors = 0
         self.last_error = ""
+        self.slow_reads = 0
 
     @property
     def up(self) -> bool:
         return time.monotonic() >= self.down_until
 
     def failed(self, exc: BaseException) -> None:
+        """Connection errors open the breaker at once; deadline misses only after a few in a row."""
         self.errors += 1
-        self.last_error = str(exc)
+        self.last_error = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            self.slow_reads += 1
+            if self.slow_reads < self.TRIP_AFTER_TIMEOUTS:
+                return
         if self.up:
             logger.warning("store unavailable; serving degraded from caches and priors: %s", exc)
         self.down_until = time.monotonic() + self.retry_after_s
@@ -139,6 +146,7 @@ class StoreHealth:
         if self.down_until:
             logger.info("store reachable again")
         self.down_until = 0.0
+        self.slow_reads = 0
 
 
 async def read_with_deadline(coro, timeout_s: float):
