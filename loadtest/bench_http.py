@@ -123,11 +123,14 @@ def _record(results: dict, label: str, conns: int, r: dict, counted: bool) -> No
 
 def _point(server: PinnedServer, results: dict, label: str, workload: str, plan: HttpPlan, cores: Cores,
            conns: int, hit_pattern: bytes | None = None) -> None:
-    """One measurement, plus how much of the server's core other processes took meanwhile."""
+    """One measurement, plus the server's own CPU share (about 100% = the server was the limit) and
+    how much of its core other processes took meanwhile."""
     t0, busy0, own0 = time.monotonic(), core_busy_ticks(cores.server), process_ticks(server.pid)
     r = run_loadgen(server.port, workload, conns, plan.duration_s, plan.warmup_s, cores.loadgen, hit_pattern)
     wall, busy, own = time.monotonic() - t0, core_busy_ticks(cores.server) - busy0, process_ticks(server.pid) - own0
     _record(results, label, conns, r, hit_pattern is not None)
+    # shares of the whole point (load-generator start and warm-up included, so slightly diluted)
+    results[f"{label}_server_cpu_c{conns}"] = own / _HZ / wall
     results[f"{label}_foreign_cpu_c{conns}"] = max(busy - own, 0) / _HZ / wall
 
 

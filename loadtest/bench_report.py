@@ -101,11 +101,11 @@ def print_report(r: dict, console: Console | None = None) -> None:
     if console is None:
         console = Console()
         if not console.is_terminal:
-            console.width = max(console.width, 140)  # pipes and logs get the whole table
+            console.width = max(console.width, 160)  # pipes and logs get the whole table
     t = Table(title=f"HTTP, server on core {r.get('server_core')}, load generator on core "
                     f"{r.get('loadgen_core')} ({r.get('duration_s')} s per point)")
     for col in ("server", "conns", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "non-2xx", "cache hits",
-                "others on core"):
+                "server CPU", "others on core"):
         t.add_column(col, justify="left" if col == "server" else "right")
     for title, label in HTTP_ROWS:
         for c in (8, 64):
@@ -114,15 +114,17 @@ def print_report(r: dict, console: Console | None = None) -> None:
             t.add_row(title, str(c), _f(r[f"{label}_rps_c{c}"], 0), _f(r[f"{label}_p50_ms_c{c}"]),
                       _f(r[f"{label}_p99_ms_c{c}"]), _f(r[f"{label}_p999_ms_c{c}"]),
                       str(r[f"{label}_errors_c{c}"]), str(r[f"{label}_non2xx_c{c}"]),
-                      _pct(r.get(f"{label}_hit_share_c{c}")), _pct(r.get(f"{label}_foreign_cpu_c{c}")))
+                      _pct(r.get(f"{label}_hit_share_c{c}")),
+                      _pct(r.get(f"{label}_server_cpu_c{c}")), _pct(r.get(f"{label}_foreign_cpu_c{c}")))
     console.print(t)
     for c in (8, 64):
         room = r.get(f"loadgen_headroom_c{c}")
         if room is not None:
             note = "" if room >= 3 else " [red](the generator may be limiting this point)[/red]"
             console.print(f"c{c}: load-generator ceiling is {room:.1f}x the fastest server{note}")
-    console.print("cache hits: share of edge responses that say timing.cache = hit (counted by the load generator); "
-                  "others on core: CPU share other processes took on the server's core during the point")
+    console.print("cache hits: edge responses saying timing.cache = hit (counted by the load generator). "
+                  "server CPU / others on core: CPU the server process / other processes used on the server's "
+                  "core over the point (warm-up included)")
     hit = r.get("edge_cache_hit_ratio")
     why = f"n/a (/metrics: {r.get('edge_metrics_scrape', 'not scraped')})"
     console.print(f"edge response-cache hit ratio from /metrics over the cached-mix points: "
