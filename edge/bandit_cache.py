@@ -14,9 +14,10 @@ _EMPTY = np.zeros(0, dtype=np.float64)
 
 
 class SlotCounts:
-    __slots__ = ("clicks", "imps", "extra", "refreshed_at")
+    __slots__ = ("clicks", "imps", "extra", "refreshed_at", "empty")
 
-    def __init__(self, n_items: int) -> None:
+    def __init__(self, n_items: int, empty: bool = False) -> None:
+        self.empty = empty          # no observations at all: the ranker uses the prior alone
         self.clicks = np.zeros(n_items, dtype=np.float64)
         self.imps = np.zeros(n_items, dtype=np.float64)
         self.extra: dict[str, tuple[float, float]] = {}   # counts for ids unknown to the bundle
@@ -25,7 +26,7 @@ class SlotCounts:
 
 def parse_counts(raw: dict[bytes, bytes], index: dict[str, int], n_items: int) -> SlotCounts:
     """HGETALL result -> arrays. Malformed fields are skipped rather than failing the refresh."""
-    out = SlotCounts(n_items)
+    out = SlotCounts(n_items, empty=not raw)
     for f, v in raw.items():
         try:
             field = f.decode() if isinstance(f, bytes) else f
@@ -51,7 +52,7 @@ class BanditCounts:
         self.n_items = n_items
         self.max_slots = max_slots
         self.slots: dict[tuple[str, str], SlotCounts] = {}
-        self._zero = SlotCounts(n_items)
+        self._zero = SlotCounts(n_items, empty=True)
 
     def get(self, tenant: str, slot: str) -> SlotCounts:
         sc = self.slots.get((tenant, slot))

@@ -49,8 +49,8 @@ def load_bundle(registry: Path | str, model: str, version: str | None = None, or
     index = {item_id: i for i, item_id in enumerate(items)}
     if len(index) != n:
         raise BundleError(f"bundle {path}: duplicate item ids")
-    if "default" not in pools_raw:
-        raise BundleError(f"bundle {path}: pools.json has no 'default' segment")
+    if not pools_raw.get("default"):
+        raise BundleError(f"bundle {path}: pools.json has no non-empty 'default' segment")
     pools = {seg: np.array([index[i] for i in ids if i in index], dtype=np.int64) for seg, ids in pools_raw.items()}
     scorer = EdgeScorer(path / B.MODEL_FILE, threads=ort_threads)
     probe = scorer.score(np.zeros((2, FEATURE_DIM), dtype=np.float32))

@@ -33,16 +33,26 @@ class EdgeMetrics:
         self._version = ""
         self._session_hits = 0
         self._session_misses = 0
-        m.gauge("cache_hit_ratio", lambda: [(("response",), svc.responses.hit_ratio),
+        m.gauge("cache_hit_ratio", lambda: [(("response",), self._response_ratio(svc)),
                                             (("session",), self._session_ratio())])
         m.gauge("store_errors_total", lambda: [((), float(svc.health.errors))], counter=True)
         m.gauge("store_up", lambda: [((), 1.0 if svc.health.up else 0.0)])
         m.gauge("exploration_rate", self._exploration)
         m.gauge("model_info", lambda: [((self._version,), 1.0)] if self._version else [])
         m.gauge("cache_requests_total", lambda: [
-            (("response", "hit"), float(svc.responses.hits)), (("response", "miss"), float(svc.responses.misses)),
+            (("response", "hit"), float(self._response_hits(svc))), (("response", "miss"), float(svc.responses.misses)),
             (("session", "hit"), float(self._session_hits)), (("session", "miss"), float(self._session_misses))],
             counter=True)
+
+    @staticmethod
+    def _response_hits(svc: EdgeService) -> int:
+        """Exact-body hits plus hits on the semantic key (exact misses fall through to the latter)."""
+        return svc.responses.hits + (svc.exact.hits if svc.exact else 0)
+
+    def _response_ratio(self, svc: EdgeService) -> float:
+        hits = self._response_hits(svc)
+        total = hits + svc.responses.misses
+        return hits / total if total else 0.0
 
     def _session_ratio(self) -> float:
         total = self._session_hits + self._session_misses

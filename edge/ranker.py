@@ -43,7 +43,6 @@ class Ranker:
         self._buf = np.empty((MAX_CANDIDATES, FEATURE_DIM), dtype=np.float32)
         self._ctx: dict[tuple[str, str, int], np.ndarray] = {}
         self._pools = {seg: rows[:pool_size] for seg, rows in bundle.pools.items()}
-        self._ids = np.array(bundle.item_ids, dtype=object)
 
     def _context(self, channel: str, device: str, hour: int) -> np.ndarray:
         key = (channel, device, hour)
@@ -58,59 +57,68 @@ class Ranker:
         ctx = req.context
         if counts is None:
             counts = self.counts.get(req.tenant, req.slot)
+        cand: list[str] | None = None
+        known = None
         if not req.candidates:                                 # none or [] -> the cached pool
             rows = self._pools.get(ctx.channel)
             if rows is None:
                 rows = self._pools["default"]
-            ids = self._ids[rows]
-            known_rows, known = rows, None
+            known_rows = rows
+            n = rows.shape[0]
         else:
-            cand = list(dict.fromkeys(req.candidates))        # dedupe, keep order
+            cand = req.candidates
+            if len(set(cand)) != len(cand):
+                cand = list(dict.fromkeys(cand))               # dedupe, keep order
             get = b.index.get
-            rows = np.fromiter((get(c, -1) for c in cand), dtype=np.int64, count=len(cand))
-            ids = np.array(cand, dtype=object)
+            n = len(cand)
+            rows = np.fromiter((get(c, -1) for c in cand), dtype=np.int64, count=n)
             known = rows >= 0
             if known.all():
-                known_rows, known = rows, None
+                known, known_rows = None, rows
             else:
                 known_rows = rows[known]
-        n = ids.shape[0]
         n_known = known_rows.shape[0]
-        p = np.full(n, self.bandit.cold_prior, dtype=np.float64)
-        clicks = np.zeros(n, dtype=np.float64)
-        imps = np.zeros(n, dtype=np.float64)
+        observed = not counts.empty
+        scores = None
         if n_known:
             sims = None if session_vec is None else b.item_vectors[known_rows] @ session_vec
             x = assemble(b.item_features[known_rows], self._context(ctx.channel, ctx.device, ctx.hour), sims,
                          out=self._buf)
             scores = b.scorer.score(x)
-            if known is None:
-                p[:] = scores
-                clicks[:] = counts.clicks[known_rows]
-                imps[:] = counts.imps[known_rows]
-            else:
+        if known is None:
+            p = scores
+            clicks = counts.clicks[rows] if observed else None
+            imps = counts.imps[rows] if observed else None
+        else:
+            p = np.full(n, self.bandit.cold_prior, dtype=np.float64)
+            if n_known:
                 p[known] = scores
+            clicks = imps = None
+            if observed:
+                clicks = np.zeros(n, dtype=np.float64)
+                imps = np.zeros(n, dtype=np.float64)
                 clicks[known] = counts.clicks[known_rows]
                 imps[known] = counts.imps[known_rows]
-        if known is not None and counts.extra:
-            for pos in np.flatnonzero(~known):
-                c, m = counts.extra.get(ids[pos], (0.0, 0.0))
-                clicks[pos], imps[pos] = c, m
-        alpha, beta = posterior(p, clicks, imps, self.bandit.n0)
+                if counts.extra:
+                    for pos in np.flatnonzero(~known).tolist():
+                        clicks[pos], imps[pos] = counts.extra.get(cand[pos], (0.0, 0.0))
+        n0 = self.bandit.n0
+        alpha, beta = posterior(p, clicks, imps, n0)
         k = req.k
         d = thompson_topk(alpha, beta, k, self.bandit.budget_slots(k), self._rng)
         order = d.order
-        theta = d.theta[order].round(6).tolist()
+        if cand is None:
+            ids = b.item_ids
+            names = [ids[r] for r in rows[order].tolist()]
+        else:
+            names = [cand[i] for i in order.tolist()]
         explored = d.explored.tolist()
         items = [{"item_id": i, "score": s, "explored": e}
-                 for i, s, e in zip(ids[order].tolist(), theta, explored, strict=True)]
-        sig = Signals(
-            session_known=session_vec is not None,
-            session_age_s=session_age_s,
-            concentration=float((alpha[order] + beta[order]).mean()) if order.shape[0] else 0.0,
-            margin=d.margin,
-            known_share=n_known / n if n else 0.0,
-        )
+                 for i, s, e in zip(names, d.theta[order].round(6).tolist(), explored, strict=True)]
+        # alpha + beta = n0 + impressions (up to the tiny clamp), so concentration needs no extra pass.
+        conc = n0 + float(imps[order].mean()) if imps is not None and order.shape[0] else n0
+        sig = Signals(session_known=session_vec is not None, session_age_s=session_age_s, concentration=conc,
+                      margin=d.margin, known_share=n_known / n if n else 0.0)
         conf = confidence(sig, self.conf)
         tier, reasons = route_by_confidence(conf, sig, req.explain, self.conf)
         return RankResult(items, conf, tier, reasons, n - n_known, sum(explored))

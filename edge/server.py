@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import uvicorn
@@ -14,11 +15,23 @@ from shared.logs import configure_logging
 logger = logging.getLogger(__name__)
 
 
+def tune_gc() -> None:
+    """Move everything loaded so far out of the collector's view and collect young objects less often.
+
+    Without this, full collections walking the loaded bundle and caches paused requests for up to
+    ~100 ms under load (measured by the bench's GC probe).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
 def run_edge(settings: StrataSettings) -> None:
     configure_logging(settings.log_level)
     cfg = settings.edge
     svc = EdgeService(cfg)
     svc.load_model()    # fail fast on a bad registry, before binding the port
+    tune_gc()
     logger.info("edge serving", extra={"host": cfg.host, "port": cfg.port, "model_version": svc.ranker.version,
                                        "store": cfg.store.url})
     uvicorn.run(build_app(svc), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",

@@ -12,7 +12,9 @@ import itertools
 import logging
 import os
 import time
+from hashlib import blake2b
 
+from edge.answers import Answer
 from edge.bundle_loader import LoadedBundle, load_bundle
 from edge.caches import TTLCache
 from edge.edge_metrics import EdgeMetrics
@@ -37,6 +39,8 @@ class EdgeService:
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(cfg.store.retry_after_s)
         self.responses = TTLCache(cfg.cache.response_size, cfg.cache.response_ttl_s)
+        exact_size = min(cfg.cache.exact_size, cfg.cache.response_size)
+        self.exact = TTLCache(exact_size, cfg.cache.response_ttl_s) if exact_size else None
         self.sessions = TTLCache(cfg.cache.session_size, cfg.cache.session_max_stale_s)
         self.ranker: Ranker | None = None
         self.metrics = EdgeMetrics(self)
@@ -82,42 +86,43 @@ class EdgeService:
     async def handle_recommend(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes]:
         t0 = time.perf_counter_ns()
         out_type = choose_response_type(accept, ctype)
-        try:
-            req = parse_recommend(decode(body, ctype))
-        except StrataError as exc:
-            self.metrics.request(exc.status, t0)
-            return exc.status, out_type, encode(exc.to_dict(), out_type)
         ranker = self.ranker
         if ranker is None:
             self.metrics.request(503, t0)
             err = {"error": {"code": "not_ready", "reason": "no model loaded yet"}}
             return 503, out_type, encode(err, out_type)
-        ctx = req.context
-        key = (req.tenant, req.session_id, req.slot, ctx.channel, ctx.device, ctx.country,
-               ctx.hour // self.cfg.cache.hour_bucket, req.k, req.explain,
-               None if req.candidates is None else tuple(req.candidates), ranker.version)
-        hit = self.responses.get(key)
-        if hit is None:
-            state, age_s, degraded = await self._session(req.tenant, req.session_id)
-            res = ranker.rank(req, state.vec, age_s)
-            hit = (res, degraded)
-            self.responses.put(key, hit)
-            self.metrics.ranked(res)
-            cache = "miss"
-        else:
-            cache = "hit"
-        res, degraded = hit
-        degraded = degraded or (self.store.configured and not self.health.up)
-        payload = {
-            "items": res.items, "tier": "edge", "confidence": res.confidence, "degraded": degraded,
-            "route_reasons": res.route_reasons, "route_tier": res.route_tier,
-            "model_version": ranker.version, "request_id": self.next_id(), "impression_id": self.next_id(),
-            "unknown_candidates": res.unknown_candidates,
-            "timing": {"server_us": (time.perf_counter_ns() - t0) // 1000, "cache": cache},
-        }
-        body_out = encode(payload, out_type)
+        # An identical body seen within the TTL skips decoding, validation and key building.
+        exact_key = (blake2b(body, digest_size=16).digest(), ctype, ranker.version) if self.exact else None
+        answer = self.exact.get(exact_key) if exact_key else None
+        cache = "hit"
+        if answer is None:
+            try:
+                req = parse_recommend(decode(body, ctype))
+            except StrataError as exc:
+                self.metrics.request(exc.status, t0)
+                return exc.status, out_type, encode(exc.to_dict(), out_type)
+            ctx = req.context
+            key = (req.tenant, req.session_id, req.slot, ctx.channel, ctx.device, ctx.country,
+                   ctx.hour // self.cfg.cache.hour_bucket, req.k, req.explain,
+                   None if req.candidates is None else tuple(req.candidates), ranker.version)
+            answer = self.responses.get(key)
+            if answer is None:
+                state, age_s, degraded = await self._session(req.tenant, req.session_id)
+                res = ranker.rank(req, state.vec, age_s)
+                answer = Answer({"items": res.items, "tier": "edge", "confidence": res.confidence,
+                                 "route_reasons": res.route_reasons, "route_tier": res.route_tier,
+                                 "model_version": ranker.version, "unknown_candidates": res.unknown_candidates},
+                                degraded)
+                self.responses.put(key, answer)
+                self.metrics.ranked(res)
+                cache = "miss"
+            if exact_key:
+                self.exact.put(exact_key, answer)
+        degraded = answer.degraded or (self.store.configured and not self.health.up)
+        payload = answer.render(out_type, degraded, self.next_id(), self.next_id(),
+                                (time.perf_counter_ns() - t0) // 1000, cache)
         self.metrics.request(200, t0, degraded)
-        return 200, out_type, body_out
+        return 200, out_type, payload
 
     async def _session(self, tenant: str, session_id: str) -> tuple[SessionState, float | None, bool]:
         """(state, vector age in s, degraded). Fresh from cache, stale while revalidating, else the store."""

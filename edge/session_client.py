@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,8 +22,9 @@ from shared.keys import bandit_key, session_key
 logger = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class SessionState:
+class SessionState(NamedTuple):
+    """A tuple of untracked objects, so the garbage collector never walks the session cache."""
+
     vec: np.ndarray | None       # float32 [EMBED_DIM], None if the store has no vector for the session
     updated_ms: int | None
 

@@ -36,9 +36,18 @@ class BanditConfig:
         return math.floor(self.explore_budget * k + 1e-9)   # 0.29 * 100 must give 29, not 28
 
 
-def posterior(p: np.ndarray, clicks: np.ndarray, imps: np.ndarray, n0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Beta posterior parameters (float64). Impressions below clicks are treated as equal to clicks."""
+def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
+              n0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Beta posterior parameters (float64). Impressions below clicks are treated as equal to clicks.
+
+    ``clicks=imps=None`` means no observations (the prior alone; same values as all-zero counts).
+    """
     prior = n0 * np.asarray(p, dtype=np.float64)
+    if clicks is None or imps is None:
+        beta = n0 - prior
+        np.maximum(prior, _MIN_PARAM, out=prior)
+        np.maximum(beta, _MIN_PARAM, out=beta)
+        return prior, beta
     fails = np.subtract(imps, clicks, dtype=np.float64)
     np.maximum(fails, 0.0, out=fails)
     beta = n0 - prior

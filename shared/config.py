@@ -29,6 +29,7 @@ class _Section(BaseModel):
 class CacheSettings(_Section):
     response_size: int = Field(50_000, ge=0, description="response cache entries (0 turns it off)")
     response_ttl_s: float = Field(2.0, gt=0)
+    exact_size: int = Field(20_000, ge=0, description="byte-identical request bodies answered without parsing")
     hour_bucket: int = Field(6, ge=1, le=24, description="hours per context bucket in the cache key")
     session_size: int = Field(100_000, ge=1)
     session_ttl_s: float = Field(5.0, gt=0, description="fresh for this long, then served stale while refreshed")
