@@ -17,24 +17,40 @@ _DYNAMIC_FIELDS = 4     # degraded, request_id, impression_id, timing
 
 
 class Answer:
-    __slots__ = ("json_prefix", "mp_pairs", "mp_header", "degraded")
+    """Encoded in the codec of the request that filled it; the other codec is derived on first use."""
 
-    def __init__(self, static: dict, degraded: bool) -> None:
-        n = len(static) + _DYNAMIC_FIELDS
-        if n > 15:
+    __slots__ = ("_json", "_mp", "_n_static", "degraded")
+
+    def __init__(self, static: dict, degraded: bool, media: str = "application/json") -> None:
+        self._n_static = len(static)
+        if self._n_static + _DYNAMIC_FIELDS > 15:
             raise ValueError("answer has more fields than a msgpack fixmap holds")
-        self.json_prefix = orjson.dumps(static)[:-1]        # without the closing brace
-        self.mp_pairs = msgpack.packb(static, use_bin_type=True)[1:]   # without the fixmap header
-        self.mp_header = bytes((0x80 | n,))
+        self._json: bytes | None = None
+        self._mp: bytes | None = None
+        if media == MSGPACK:
+            self._mp = msgpack.packb(static, use_bin_type=True)[1:]     # key/value pairs, no header
+        else:
+            self._json = orjson.dumps(static)[:-1]                       # without the closing brace
         self.degraded = degraded
+
+    def _json_prefix(self) -> bytes:
+        if self._json is None:
+            static = msgpack.unpackb(bytes((0x80 | self._n_static,)) + self._mp)
+            self._json = orjson.dumps(static)[:-1]
+        return self._json
+
+    def _mp_pairs(self) -> bytes:
+        if self._mp is None:
+            self._mp = msgpack.packb(orjson.loads(self._json + b"}"), use_bin_type=True)[1:]
+        return self._mp
 
     def render(self, media: str, degraded: bool, request_id: str, impression_id: str,
                server_us: int, cache: str) -> bytes:
         if media == MSGPACK:
             dyn = msgpack.packb({"degraded": degraded, "request_id": request_id, "impression_id": impression_id,
                                  "timing": {"server_us": server_us, "cache": cache}})[1:]
-            return self.mp_header + self.mp_pairs + dyn
-        return b"".join((self.json_prefix, b',"degraded":', b"true" if degraded else b"false",
+            return bytes((0x80 | (self._n_static + _DYNAMIC_FIELDS),)) + self._mp_pairs() + dyn
+        return b"".join((self._json_prefix(), b',"degraded":', b"true" if degraded else b"false",
                          b',"request_id":"', request_id.encode(), b'","impression_id":"', impression_id.encode(),
                          b'","timing":{"server_us":', str(server_us).encode(), b',"cache":"', cache.encode(),
                          b'"}}'))

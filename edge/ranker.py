@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.bandit_cache import BanditCounts, SlotCounts
 from edge.bundle_loader import LoadedBundle
+from edge.item_index import ItemIndex
 from shared.bandit import BanditConfig, posterior, thompson_topk
 from shared.confidence import ConfidenceConfig, Signals, confidence, route_by_confidence
 from shared.contracts import MAX_CANDIDATES, RecommendRequest
@@ -43,6 +44,7 @@ class Ranker:
         self._buf = np.empty((MAX_CANDIDATES, FEATURE_DIM), dtype=np.float32)
         self._ctx: dict[tuple[str, str, int], np.ndarray] = {}
         self._pools = {seg: rows[:pool_size] for seg, rows in bundle.pools.items()}
+        self._index = ItemIndex(bundle.item_ids)
 
     def _context(self, channel: str, device: str, hour: int) -> np.ndarray:
         key = (channel, device, hour)
@@ -69,9 +71,8 @@ class Ranker:
             cand = req.candidates
             if len(set(cand)) != len(cand):
                 cand = list(dict.fromkeys(cand))               # dedupe, keep order
-            get = b.index.get
             n = len(cand)
-            rows = np.fromiter((get(c, -1) for c in cand), dtype=np.int64, count=n)
+            rows = self._index.rows(cand)
             known = rows >= 0
             if known.all():
                 known, known_rows = None, rows

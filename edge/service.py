@@ -112,7 +112,7 @@ class EdgeService:
                 answer = Answer({"items": res.items, "tier": "edge", "confidence": res.confidence,
                                  "route_reasons": res.route_reasons, "route_tier": res.route_tier,
                                  "model_version": ranker.version, "unknown_candidates": res.unknown_candidates},
-                                degraded)
+                                degraded, out_type)
                 self.responses.put(key, answer)
                 self.metrics.ranked(res)
                 cache = "miss"

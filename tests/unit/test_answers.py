@@ -15,9 +15,10 @@ STATIC = {"items": [{"item_id": "SKU-1", "score": 0.5, "explored": False},
           "model_version": "1.0.0", "unknown_candidates": 0}
 
 
+@pytest.mark.parametrize("filled_by", [JSON, MSGPACK])
 @pytest.mark.parametrize("degraded", [False, True])
-def test_json_and_msgpack_render_the_full_response(degraded):
-    ans = Answer(STATIC, degraded=False)
+def test_json_and_msgpack_render_the_full_response(degraded, filled_by):
+    ans = Answer(STATIC, degraded=False, media=filled_by)   # the other codec is derived from this one
     expected = {**STATIC, "degraded": degraded, "request_id": "r1", "impression_id": "i1",
                 "timing": {"server_us": 42, "cache": "hit"}}
     as_json = ans.render(JSON, degraded, "r1", "i1", 42, "hit")
