@@ -73,7 +73,9 @@ def thompson_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget_slots: int
     """Top-k by one Thompson draw, with at most ``budget_slots`` explored items.
 
     "Greedy" means a posterior mean at or above the k-th largest mean (ties at the boundary count as
-    greedy). One partition of the means gives both that threshold and the margin at k.
+    greedy); "explored" is everything else. When the draw puts more than ``budget_slots`` explored items
+    in the top k, the answer is the best ``k - budget_slots`` greedy items and the best ``budget_slots``
+    explored items, both by their draws. One partition of the means gives the threshold and the margin.
     """
     n = alpha.shape[0]
     theta = rng.beta(alpha, beta)
@@ -83,27 +85,19 @@ def thompson_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget_slots: int
         return Decision(order, np.zeros(n, dtype=bool), theta, mean, 1.0)
     part = np.partition(mean, (n - k - 1, n - k))
     kth = part[n - k]
+    greedy = mean >= kth
     neg = -theta
     top = np.argpartition(neg, k - 1)[:k]
-    explored = mean[top] < kth
-    if np.count_nonzero(explored) > budget_slots:
-        top = _cap_exploration(top, explored, mean, neg, kth, k, budget_slots)
+    if k - np.count_nonzero(greedy[top]) > budget_slots:
+        g = k - budget_slots
+        top_g = np.argpartition(np.where(greedy, neg, 1.0), g - 1)[:g]      # draws are in [0, 1]
+        if budget_slots:
+            top_e = np.argpartition(np.where(greedy, 1.0, neg), budget_slots - 1)[:budget_slots]
+            top = np.concatenate((top_g, top_e))
+        else:
+            top = top_g
     order = top[np.argsort(neg[top], kind="stable")]
-    return Decision(order, mean[order] < kth, theta, mean, float(kth - part[n - k - 1]))
-
-
-def _cap_exploration(top: np.ndarray, explored: np.ndarray, mean: np.ndarray, neg_theta: np.ndarray,
-                     kth: float, k: int, budget_slots: int) -> np.ndarray:
-    """Keep the best-sampled ``budget_slots`` explored items; fill the rest with the best greedy ones."""
-    exp_items = top[explored]
-    keep = exp_items[np.argsort(neg_theta[exp_items], kind="stable")[:budget_slots]]
-    base = top[~explored]
-    taken = np.zeros(mean.shape[0], dtype=bool)
-    taken[base] = True
-    greedy = np.flatnonzero(mean >= kth)
-    rest = greedy[~taken[greedy]]
-    fill = rest[np.argsort(-mean[rest], kind="stable")[: k - base.shape[0] - budget_slots]]
-    return np.concatenate((base, keep, fill))
+    return Decision(order, ~greedy[order], theta, mean, float(kth - part[n - k - 1]))
 
 
 def choose_arm(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator) -> int:

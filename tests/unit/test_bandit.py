@@ -29,9 +29,8 @@ def reference_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget: int, see
     top = by_theta[:k]
     explored = [i for i in top if i not in greedy]   # already best-sampled first
     if len(explored) > budget:
-        base = [i for i in top if i in greedy]
-        rest = sorted((i for i in greedy if i not in base), key=lambda i: (-mean[i], i))
-        top = base + explored[:budget] + rest[: k - len(base) - budget]
+        # the best k - budget greedy items and the best budget explored items, both by their draws
+        top = [i for i in by_theta if i in greedy][: k - budget] + explored[:budget]
     order = sorted(top, key=lambda i: -theta[i])
     return order, [i not in greedy for i in order], means_desc[k - 1] - means_desc[k]
 
@@ -116,9 +115,9 @@ def test_budget_slots_exact_share_is_not_lost_to_float_rounding(budget: float, k
 def test_thompson_topk_seeded_exact_outputs() -> None:
     d = thompson_topk(ALPHA, BETA, 3, 1, np.random.default_rng(0))
     assert isinstance(d, Decision)
-    # draws (seed 0): 6 -> .324, 0 -> .254, 5 -> .202; 5 and 6 are explored, the cap keeps 6 and fills with
-    # the best remaining greedy item by mean (1)
-    assert d.order.tolist() == [6, 0, 1]
+    # draws (seed 0): 6 -> .324, 0 -> .254, 5 -> .202, 2 -> .198, 1 -> .136; greedy = {0, 1, 2}. 5 and 6 are
+    # explored, the cap keeps the best-drawn one (6) and the two best-drawn greedy items (0, 2)
+    assert d.order.tolist() == [6, 0, 2]
     assert d.explored.tolist() == [True, False, False]
     np.testing.assert_array_equal(d.theta, np.random.default_rng(0).beta(ALPHA, BETA))
     np.testing.assert_array_equal(d.mean, ALPHA / 10.0)
