@@ -100,7 +100,21 @@ def _tail(path: Path | None, lines: int) -> str:
     return "\n".join(text[-lines:])
 
 
-class ValkeyProcess:
+class _Child:
+    """What every spawned child shares: the Popen handle, its pid and whether it still runs."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
+class ValkeyProcess(_Child):
     """A real ``valkey-server`` on 127.0.0.1 with persistence off, restartable on the same port."""
 
     def __init__(self, port: int | None = None, *, host: str = "127.0.0.1",
@@ -115,14 +129,6 @@ class ValkeyProcess:
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def client(self, **kwargs: object) -> redis.Redis:
         """A sync redis-py client that fails fast instead of retrying for seconds when the server is down."""
@@ -203,7 +209,7 @@ class ValkeyProcess:
         self.stop()
 
 
-class ManagedProcess:
+class ManagedProcess(_Child):
     """A child process (e.g. ``strata edge``) started in its own process group, ready when a URL says 200."""
 
     def __init__(self, name: str, argv: Sequence[str], *, ready_url: str | None = None,
@@ -217,14 +223,6 @@ class ManagedProcess:
         self.log_path = log_path
         self.die_with_parent = die_with_parent  # off when started from a thread that may end first
         self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     @property
     def returncode(self) -> int | None:

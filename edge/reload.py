@@ -25,12 +25,12 @@ async def check_once(svc: EdgeService) -> str | None:
         logger.warning("registry pointer unreadable; keeping current model: %s", exc)
         return None
     live = svc.ranker.version if svc.ranker else None
-    if version == live or version in svc._bad_versions:
+    if version == live or version in svc.refused_versions:
         return None
     try:
         bundle = await asyncio.to_thread(load_bundle, cfg.registry, cfg.model, version, cfg.ort_threads)
     except BundleError as exc:
-        svc._bad_versions.add(version)
+        svc.refused_versions.add(version)
         svc.metrics.inst.inc("reloads_total", ("refused",))
         logger.error("refused bundle %s; keeping %s: %s", version, live, exc)
         return None

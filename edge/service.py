@@ -48,7 +48,7 @@ class EdgeService:
         self._seq = itertools.count(1)
         self._pending: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task] = []
-        self._bad_versions: set[str] = set()
+        self.refused_versions: set[str] = set()   # bad bundles, not retried until CURRENT changes
 
     # -- model ---------------------------------------------------------------------------------
     def load_model(self, version: str | None = None) -> LoadedBundle:
