@@ -13,7 +13,7 @@ import numpy as np
 from edge.bandit_cache import BanditCounts, SlotCounts
 from edge.bundle_loader import LoadedBundle
 from edge.item_index import ItemIndex
-from shared.bandit import BanditConfig, posterior, thompson_topk
+from shared.bandit import BanditConfig, make_sampler, posterior, thompson_topk
 from shared.confidence import ConfidenceConfig, Signals, confidence, route_by_confidence
 from shared.contracts import MAX_CANDIDATES, RecommendRequest
 from shared.features import FEATURE_DIM, assemble, context_block
@@ -40,7 +40,7 @@ class Ranker:
         self.conf = conf
         self.pool_size = pool_size
         self.counts = BanditCounts(len(bundle.item_ids))
-        self._rng = np.random.default_rng(seed)
+        self._rng = make_sampler(seed)
         self._buf = np.empty((MAX_CANDIDATES, FEATURE_DIM), dtype=np.float32)
         self._ctx: dict[tuple[str, str, int], np.ndarray] = {}
         self._pools = {seg: rows[:pool_size] for seg, rows in bundle.pools.items()}

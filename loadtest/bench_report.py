@@ -141,11 +141,17 @@ def print_report(r: dict, console: Console | None = None) -> None:
                           _f(r[f"{prefix}_mean_us_{n}"], 1), str(r[f"{prefix}_iterations_{n}"]))
     console.print(t)
 
-    t = Table(title=f"Thompson decisions/s over {r.get('ts_arms', 100)} arms")
+    t = Table(title=f"Thompson decisions/s over {r.get('ts_arms', 100)} arms "
+                    f"(sampler: {r.get('ts_sampler', 'numpy')})")
     for col in ("mode", "shared.bandit", "MABWiser", "ratio"):
         t.add_column(col, justify="right")
     t.add_row("single decision per call (like-for-like, headline)", _f(r.get("ts_decisions_per_s"), 0),
               _f(r.get("mabwiser_decisions_per_s"), 0), _f(r.get("ratio_ts_over_mabwiser"), 1))
+    if r.get("ts_numpy_decisions_per_s"):
+        t.add_row("single, shared.bandit on NumPy's Generator.beta (reference)",
+                  _f(r["ts_numpy_decisions_per_s"], 0), _f(r.get("mabwiser_decisions_per_s"), 0),
+                  _f(r["ts_numpy_decisions_per_s"] / r["mabwiser_decisions_per_s"], 1)
+                  if r.get("mabwiser_decisions_per_s") else "-")
     t.add_row(f"batched, {r.get('ts_batch')} per call (like-for-like)",
               _f(r.get("ts_batched_decisions_per_s"), 0), _f(r.get("mabwiser_batched_decisions_per_s"), 0),
               _f(r.get("ratio_ts_over_mabwiser_batched"), 1))
