@@ -1,4 +1,8 @@
-"""Run the edge node: uvicorn (uvloop + httptools), one process per core, no access log on the hot path."""
+"""Run the edge node: one process per core on uvloop, no access log on the hot path.
+
+``edge.http = "strata"`` (default): the edge's own HTTP/1.1 server (``edge.httpserver``), which answers
+the hot route inline in the protocol; ``"uvicorn"``: the same ASGI app under uvicorn (httptools).
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,14 @@ def run_edge(settings: StrataSettings) -> None:
     svc.load_model()    # fail fast on a bad registry, before binding the port
     tune_gc()
     logger.info("edge serving", extra={"host": cfg.host, "port": cfg.port, "model_version": svc.ranker.version,
-                                       "store": cfg.store.url})
-    uvicorn.run(build_app(svc), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
-                access_log=False, log_level=settings.log_level.lower(), lifespan="on",
-                timeout_keep_alive=30, server_header=False, date_header=False)
+                                       "store": cfg.store.url, "http": cfg.http})
+    if cfg.http == "uvicorn":
+        uvicorn.run(build_app(svc), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
+                    access_log=False, log_level=settings.log_level.lower(), lifespan="on", proxy_headers=False,
+                    timeout_keep_alive=int(cfg.idle_timeout_s), server_header=False, date_header=False)
+        return
+    import uvloop
+
+    from edge.httpserver import serve
+
+    uvloop.run(serve(svc, build_app(svc), cfg.host, cfg.port, idle_timeout_s=cfg.idle_timeout_s))

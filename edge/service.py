@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from hashlib import blake2b
+from typing import NamedTuple
 
 from edge.answers import Answer
 from edge.bundle_loader import LoadedBundle, load_bundle
@@ -24,11 +25,22 @@ from shared.bandit import BanditConfig
 from shared.codecs import choose_response_type, decode, encode
 from shared.confidence import ConfidenceConfig
 from shared.config import EdgeSettings
-from shared.contracts import parse_recommend
+from shared.contracts import RecommendRequest, parse_recommend
 from shared.errors import StoreUnavailable, StrataError
 
 logger = logging.getLogger(__name__)
 _NO_SESSION = SessionState(None, None)
+
+
+class Pending(NamedTuple):
+    """A request parsed and missed in the caches whose session must come from the store."""
+
+    t0: int
+    out_type: str
+    ranker: Ranker
+    req: RecommendRequest
+    key: tuple
+    exact_key: tuple | None
 
 
 class EdgeService:
@@ -84,6 +96,18 @@ class EdgeService:
         return f"{self._prefix}{next(self._seq):x}"
 
     async def handle_recommend(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one ``POST /v1/recommend``."""
+        out = self.recommend_now(body, ctype, accept)
+        if isinstance(out, Pending):
+            return await self.recommend_after_store(out)
+        return out
+
+    def recommend_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes] | Pending:
+        """Answer without awaiting when possible: cache hits, a cached session, or no store configured.
+
+        Returns ``Pending`` when the session must be read from the store; finish it with
+        ``recommend_after_store``. The HTTP server calls this inline, with no Task per request.
+        """
         t0 = time.perf_counter_ns()
         out_type = choose_response_type(accept, ctype)
         ranker = self.ranker
@@ -107,25 +131,44 @@ class EdgeService:
                    None if req.candidates is None else tuple(req.candidates), ranker.version)
             answer = self.responses.get(key)
             if answer is None:
-                state, age_s, degraded = await self._session(req.tenant, req.session_id)
-                res = ranker.rank(req, state.vec, age_s)
-                answer = Answer({"items": res.items, "tier": "edge", "confidence": res.confidence,
-                                 "route_reasons": res.route_reasons, "route_tier": res.route_tier,
-                                 "model_version": ranker.version, "unknown_candidates": res.unknown_candidates},
-                                degraded, out_type)
-                self.responses.put(key, answer)
-                self.metrics.ranked(res)
+                session = self._session_cached(req.tenant, req.session_id)
+                if session is None:
+                    return Pending(t0, out_type, ranker, req, key, exact_key)
+                answer = self._rank(ranker, req, key, exact_key, out_type, *session)
                 cache = "miss"
-            if exact_key:
+            elif exact_key:
                 self.exact.put(exact_key, answer)
+        return self._reply(answer, out_type, t0, cache)
+
+    async def recommend_after_store(self, p: Pending) -> tuple[int, str, bytes]:
+        state, age_s, degraded = await self._session_fetch(p.req.tenant, p.req.session_id)
+        answer = self._rank(p.ranker, p.req, p.key, p.exact_key, p.out_type, state, age_s, degraded)
+        return self._reply(answer, p.out_type, p.t0, "miss")
+
+    def _rank(self, ranker: Ranker, req, key: tuple, exact_key, out_type: str, state: SessionState,
+              age_s: float | None, degraded: bool) -> Answer:
+        res = ranker.rank(req, state.vec, age_s)
+        answer = Answer({"items": res.items, "tier": "edge", "confidence": res.confidence,
+                         "route_reasons": res.route_reasons, "route_tier": res.route_tier,
+                         "model_version": ranker.version, "unknown_candidates": res.unknown_candidates},
+                        degraded, out_type)
+        self.responses.put(key, answer)
+        if exact_key:
+            self.exact.put(exact_key, answer)
+        self.metrics.ranked(res)
+        return answer
+
+    def _reply(self, answer: Answer, out_type: str, t0: int, cache: str) -> tuple[int, str, bytes]:
         degraded = answer.degraded or (self.store.configured and not self.health.up)
         payload = answer.render(out_type, degraded, self.next_id(), self.next_id(),
                                 (time.perf_counter_ns() - t0) // 1000, cache)
         self.metrics.request(200, t0, degraded)
         return 200, out_type, payload
 
-    async def _session(self, tenant: str, session_id: str) -> tuple[SessionState, float | None, bool]:
-        """(state, vector age in s, degraded). Fresh from cache, stale while revalidating, else the store."""
+    def _session_cached(self, tenant: str, session_id: str) -> tuple[SessionState, float | None, bool] | None:
+        """(state, vector age in s, degraded) without awaiting, or None when the store must be read.
+
+        Fresh from the PoP cache; stale entries are served while a background read revalidates them."""
         store = self.store
         if not store.configured:
             return _NO_SESSION, None, False
@@ -141,12 +184,17 @@ class EdgeService:
         self.metrics.session_cache(False)
         if not self.health.up:
             return _NO_SESSION, None, True
+        return None
+
+    async def _session_fetch(self, tenant: str, session_id: str) -> tuple[SessionState, float | None, bool]:
+        """Read the session from the store within its deadline; on failure: no session, degraded."""
         try:
-            state = await read_with_deadline(store.get_session(tenant, session_id), self.cfg.store.timeout_ms / 1000)
+            state = await read_with_deadline(self.store.get_session(tenant, session_id),
+                                             self.cfg.store.timeout_ms / 1000)
         except (StoreUnavailable, TimeoutError) as exc:
             self.health.failed(exc)
             return _NO_SESSION, None, True
-        self.sessions.put(key, state)
+        self.sessions.put((tenant, session_id), state)
         self.health.slow_reads = 0
         return state, _age_s(state), False
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -77,6 +77,9 @@ class EdgeSettings(_Section):
     max_body_bytes: int = Field(65_536, ge=1024)
     pool_size: int = Field(200, ge=1, le=1000, description="candidates from the cached pool when none are given")
     ort_threads: int = Field(1, ge=1)
+    http: Literal["strata", "uvicorn"] = Field(
+        "strata", description="HTTP server: the edge's own (hot route answered inline) or uvicorn")
+    idle_timeout_s: float = Field(30.0, gt=0, description="close keep-alive connections idle this long")
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
     bandit: BanditSettings = BanditSettings()
