@@ -1,8 +1,11 @@
-"""Only the optional compiled Beta sampler lives here; everything else is in pyproject.toml.
+"""Only the two optional C kernels live here; everything else is in pyproject.toml.
 
-``optional=True``: a machine without a C compiler still installs Strata, and shared.bandit falls back to
-NumPy's Beta sampler (same distribution, slower). ``python -c "import shared.bandit as b; print(b.SAMPLER)"``
-says which one is in use.
+- ``shared._fastbeta``: exact Beta draws for Thompson sampling (fallback: NumPy's Generator.beta);
+- ``edge._rowmap``: item id -> row lookup (fallback: NumPy searchsorted over sorted hashes).
+
+``optional=True``: a machine without a C compiler still installs Strata and gets the NumPy fallbacks
+(same answers and distributions, slower). ``shared.bandit.SAMPLER`` and ``edge.item_index.COMPILED`` say
+which ones are in use; ``strata edge`` logs both at start.
 """
 
 import sys
@@ -11,4 +14,7 @@ from setuptools import Extension, setup
 
 _ARGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fno-math-errno"]
 
-setup(ext_modules=[Extension("shared._fastbeta", ["shared/_fastbeta.c"], optional=True, extra_compile_args=_ARGS)])
+setup(ext_modules=[
+    Extension("shared._fastbeta", ["shared/_fastbeta.c"], optional=True, extra_compile_args=_ARGS),
+    Extension("edge._rowmap", ["edge/_rowmap.c"], optional=True, extra_compile_args=_ARGS),
+])

@@ -72,11 +72,11 @@ class Ranker:
             if len(set(cand)) != len(cand):
                 cand = list(dict.fromkeys(cand))               # dedupe, keep order
             n = len(cand)
-            rows = self._index.rows(cand)
-            known = rows >= 0
-            if known.all():
-                known, known_rows = None, rows
+            rows, n_unknown = self._index.lookup(cand)
+            if not n_unknown:
+                known_rows = rows
             else:
+                known = rows >= 0
                 known_rows = rows[known]
         n_known = known_rows.shape[0]
         observed = not counts.empty
