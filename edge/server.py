@@ -12,7 +12,9 @@ import logging
 import uvicorn
 
 from edge.app import build_app
+from edge.item_index import COMPILED as ROWMAP_COMPILED
 from edge.service import EdgeService
+from shared.bandit import SAMPLER
 from shared.config import StrataSettings
 from shared.logs import configure_logging
 
@@ -37,7 +39,8 @@ def run_edge(settings: StrataSettings) -> None:
     svc.load_model()    # fail fast on a bad registry, before binding the port
     tune_gc()
     logger.info("edge serving", extra={"host": cfg.host, "port": cfg.port, "model_version": svc.ranker.version,
-                                       "store": cfg.store.url, "http": cfg.http})
+                                       "store": cfg.store.url, "http": cfg.http, "sampler": SAMPLER,
+                                       "rowmap": "compiled" if ROWMAP_COMPILED else "numpy"})
     if cfg.http == "uvicorn":
         uvicorn.run(build_app(svc), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                     access_log=False, log_level=settings.log_level.lower(), lifespan="on", proxy_headers=False,
