@@ -59,7 +59,7 @@ def export(
 
 
 def edge_overrides(registry: str | None, port: int | None, store: str | None, host: str | None,
-                   log_level: str | None) -> dict[str, Any]:
+                   log_level: str | None, http: str | None = None) -> dict[str, Any]:
     """Settings overrides from the flags actually given, nested as the settings are (env and YAML keep the rest)."""
     edge: dict[str, Any] = {}
     if registry is not None:
@@ -70,6 +70,8 @@ def edge_overrides(registry: str | None, port: int | None, store: str | None, ho
         edge["host"] = host
     if store is not None:
         edge["store"] = {"url": store}
+    if http is not None:
+        edge["http"] = http
     overrides: dict[str, Any] = {"edge": edge} if edge else {}
     if log_level is not None:
         overrides["log_level"] = log_level
@@ -84,13 +86,14 @@ def edge(
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+    http: Annotated[str | None, typer.Option(help="HTTP server: strata (default) or uvicorn")] = None,
 ) -> None:
     """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics."""
     from shared.config import load_settings
     from shared.logs import configure_logging
 
     try:
-        settings = load_settings(config, **edge_overrides(registry, port, store, host, log_level))
+        settings = load_settings(config, **edge_overrides(registry, port, store, host, log_level, http))
         if settings.log_level.upper() not in _LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {list(_LOG_LEVELS)}, got {settings.log_level!r}",
                               field="log_level")

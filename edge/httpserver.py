@@ -27,6 +27,7 @@ import orjson
 
 from edge.app import RECOMMEND
 from edge.service import EdgeService, Pending
+from shared.errors import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,8 @@ class EdgeHTTP(asyncio.Protocol):
             self._drain()
 
     def _too_large(self, size: int) -> tuple[int, bytes]:
-        limit = self.server.max_body
-        return 413, _error_body(413, "payload_too_large", f"body is {size} bytes; the limit is {limit}", "body")
+        err = PayloadTooLarge(f"body of {size} bytes exceeds the {self.server.max_body}-byte limit", field="body")
+        return 413, orjson.dumps(err.to_dict())
 
     def _fail_current(self) -> None:
         req = self.req

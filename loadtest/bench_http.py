@@ -178,4 +178,13 @@ def run(registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: 
         for conns in CONNECTIONS:
             _point(edge, results, "edge_nocache", unique, plan, cores, conns, HIT_JSON)
         results["edge_nocache_cache_hit_ratio"] = _hit_ratio(before, _scrape_cache(edge.port, results))
+        # The same edge service under uvicorn: what the edge's own HTTP server buys over an ASGI server.
+        try:
+            uv = _start(stack, "edge-uvicorn", lambda p: edge_command(registry, p, "uvicorn"), cores.server)
+        except Exception as exc:
+            logger.error("edge under uvicorn did not start: %s", exc)
+            results["edge_uvicorn_error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+            return results
+        _point(uv, results, "edge_uvicorn", cached, plan, cores, 8, HIT_JSON)
+        _point(uv, results, "edge_uvicorn_nocache", unique, plan, cores, 8, HIT_JSON)
     return results

@@ -39,6 +39,8 @@ HTTP_ROWS = (
     ("edge, cached mix, JSON", "edge"),
     ("edge, cached mix, msgpack", "edge_msgpack"),
     ("edge, cache misses only", "edge_nocache"),
+    ("edge under uvicorn, cached mix, JSON", "edge_uvicorn"),
+    ("edge under uvicorn, cache misses only", "edge_uvicorn_nocache"),
 )
 
 

@@ -54,13 +54,14 @@ def _pin(core: int):
     return preexec
 
 
-def edge_command(registry: str, port: int) -> list[str]:
-    """``strata edge`` when the CLI is installed, else the edge's own entry point."""
+def edge_command(registry: str, port: int, http: str = "strata") -> list[str]:
+    """``strata edge`` when the CLI is installed, else the edge's own entry point. ``http``: the edge's
+    own HTTP server ("strata") or its ASGI app under uvicorn ("uvicorn")."""
     strata = Path(sys.executable).parent / "strata"
     if strata.exists() and importlib.util.find_spec("deploy.cli") is not None:
-        return [str(strata), "edge", "--registry", registry, "--port", str(port), "--store", "none"]
+        return [str(strata), "edge", "--registry", registry, "--port", str(port), "--store", "none", "--http", http]
     code = ("from shared.config import load_settings; from edge.server import run_edge; "
-            f"run_edge(load_settings(None, edge={{'registry': {registry!r}, 'port': {port}, "
+            f"run_edge(load_settings(None, edge={{'registry': {registry!r}, 'port': {port}, 'http': {http!r}, "
             "'store': {'url': 'none'}}))")
     return [sys.executable, "-c", code]
 

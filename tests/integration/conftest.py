@@ -6,9 +6,18 @@ live in ``tests/conftest.py`` so unit and e2e tests can share them.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from edge.app import build_app
+from edge.httpserver import serve
+from edge.service import EdgeService
+from shared.config import load_settings
 
 _HERE = Path(__file__).parent
 
@@ -22,6 +31,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def edge_settings(registry_dir: Path, fresh_valkey):
     """StrataSettings for an in-process edge against the session's bundle and an empty, running Valkey."""
-    from shared.config import load_settings
-
     return load_settings(edge={"registry": str(registry_dir), "port": 0, "store": {"url": fresh_valkey.url}})
+
+
+@contextmanager
+def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, **edge) -> Iterator[tuple[int, EdgeService]]:
+    """The edge's own HTTP server (edge.httpserver.serve) on a free port in a thread; yields (port, service)."""
+    cfg = {"registry": str(registry_dir), "store": {"url": store, "timeout_ms": 50.0, "retry_after_s": 0.2},
+           **edge}
+    svc = EdgeService(load_settings(edge=cfg).edge)
+    svc.load_model()
+    ready = threading.Event()
+    port: list[int] = []
+    state: dict = {}
+
+    def main() -> None:
+        async def go() -> None:
+            state["loop"] = asyncio.get_running_loop()
+            state["stop"] = asyncio.Event()
+            await serve(svc, build_app(svc), "127.0.0.1", 0, idle_timeout_s=idle_timeout_s, stop=state["stop"],
+                        started=lambda p: (port.append(p), ready.set()), grace_s=2.0)
+
+        asyncio.run(go())
+
+    t = threading.Thread(target=main, daemon=True)
+    t.start()
+    assert ready.wait(20), "server did not start"
+    try:
+        yield port[0], svc
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        t.join(10)
+        assert not t.is_alive(), "server did not stop"
+
+
+@pytest.fixture(scope="session")
+def serve_edge():
+    """``serve_edge(registry_dir, store="none", idle_timeout_s=30, **edge_settings)``: a context manager."""
+    return running

@@ -16,12 +16,17 @@ from shared.config import load_settings
 GOOD = {"user_id": "u1", "session_id": "s1", "slot": "home", "k": 5}
 
 
-@pytest.fixture(scope="module")
-def app(registry_dir):
-    svc = EdgeService(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"},
-                                          "max_body_bytes": 65536}).edge)
-    svc.load_model()
-    return build_app(svc)
+@pytest.fixture(scope="module", params=["asgi", "http"])
+def app(request, registry_dir, serve_edge):
+    """The ASGI app in-process, and the edge's own HTTP server over a real socket (same answers)."""
+    if request.param == "asgi":
+        svc = EdgeService(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"},
+                                              "max_body_bytes": 65536}).edge)
+        svc.load_model()
+        yield build_app(svc)
+        return
+    with serve_edge(registry_dir, max_body_bytes=65536) as (port, _):
+        yield f"http://127.0.0.1:{port}"
 
 
 def post(app, content: bytes, ctype: str | None = "application/json", method: str = "POST",
@@ -31,6 +36,10 @@ def post(app, content: bytes, ctype: str | None = "application/json", method: st
         headers["content-type"] = ctype
     if accept:
         headers["accept"] = accept
+
+    if isinstance(app, str):
+        with httpx.Client(base_url=app) as c:
+            return c.request(method, "/v1/recommend", content=content, headers=headers)
 
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge") as c:
