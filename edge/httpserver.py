@@ -7,7 +7,7 @@ methods, a request whose session must be read from the store) runs as a Task: th
 ``EdgeService.recommend_after_store``, the rest through the same ASGI app uvicorn would serve
 (``edge.app.build_app``). Responses always leave in request order (HTTP/1.1 pipelining).
 
-Limits: header block <= 64 KiB (431), body <= ``edge.max_body_bytes`` (413, then the connection is
+Limits: request line + headers <= 64 KiB (431; a header block still open after 1 MiB read is cut off), body <= ``edge.max_body_bytes`` (413, then the connection is
 closed), malformed HTTP gets 400 and a close, idle keep-alive connections close after
 ``idle_timeout_s``. ``Expect: 100-continue`` is answered. No TLS, no HTTP/2, no upgrades (the CDN
 worker or a sidecar terminates those). ``strata edge --http uvicorn`` serves the ASGI app instead.
@@ -32,6 +32,11 @@ from shared.errors import PayloadTooLarge
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
+# Bytes read while a header block is still open. Counted per read (which may also hold earlier
+# pipelined requests), so the bound is looser than MAX_HEADER_BYTES: it only stops a header block that
+# never ends; a complete oversized one is caught exactly by MAX_HEADER_BYTES.
+MAX_OPEN_HEADER_BYTES = 1024 * 1024
+LINGER_S = 2.0                        # discard input this long after a closing answer
 MAX_PIPELINE = 64                     # queued requests per connection before reading pauses
 _STATUS_LINE = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CTYPES: dict[str, bytes] = {}
@@ -48,7 +53,7 @@ def _error_body(status: int, code: str, reason: str, field: str | None = None) -
 
 
 class _Request:
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "head")
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "head", "queued")
 
     def __init__(self) -> None:
         self.method = b""
@@ -60,6 +65,7 @@ class _Request:
         self.accept: bytes | None = None
         self.error: tuple[int, bytes] | None = None   # (status, JSON body): answer this, then close
         self.head = False
+        self.queued = False
 
 
 class EdgeServer:
@@ -80,7 +86,7 @@ class EdgeServer:
 class EdgeHTTP(asyncio.Protocol):
     __slots__ = ("server", "svc", "parser", "transport", "queue", "busy", "closing", "req", "body_parts",
                  "body_size", "header_bytes", "expect_continue", "idle", "task", "lost", "paused", "peer",
-                 "sockname", "loop")
+                 "sockname", "loop", "in_headers", "open_bytes")
 
     def __init__(self, server: EdgeServer) -> None:
         self.server = server
@@ -102,6 +108,8 @@ class EdgeHTTP(asyncio.Protocol):
         self.peer = None
         self.sockname = None
         self.loop = asyncio.get_running_loop()
+        self.in_headers = False
+        self.open_bytes = 0
 
     # -- connection --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -161,6 +169,10 @@ class EdgeHTTP(asyncio.Protocol):
             self.idle = None
         try:
             self.parser.feed_data(data)
+            if self.in_headers:
+                self.open_bytes += len(data)
+                if self.open_bytes > MAX_OPEN_HEADER_BYTES:
+                    self._headers_too_large()
         except httptools.HttpParserUpgrade:
             self._fail(400, "upgrade_unsupported", "protocol upgrades are not supported", "upgrade")
         except httptools.HttpParserError as exc:
@@ -169,6 +181,9 @@ class EdgeHTTP(asyncio.Protocol):
     def _fail(self, status: int, code: str, reason: str, field: str | None) -> None:
         """A request that cannot be parsed further: answer it in order, then close."""
         req = self.req
+        if req.queued:          # already answering this request with an error, then closing
+            return
+        req.queued = True
         req.error = (status, _error_body(status, code, reason, field))
         req.keep_alive = False
         self.queue.append(req)
@@ -184,17 +199,20 @@ class EdgeHTTP(asyncio.Protocol):
         self.body_size = 0
         self.header_bytes = 0
         self.expect_continue = False
+        self.in_headers = True
+        self.open_bytes = 0
 
     def on_url(self, url: bytes) -> None:
-        self.req.url += url
         self.header_bytes += len(url)
+        if self.header_bytes > MAX_HEADER_BYTES:
+            self._headers_too_large()
+            return
+        self.req.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
         if self.header_bytes > MAX_HEADER_BYTES:
-            if self.req.error is None:
-                self.req.error = (431, _error_body(431, "headers_too_large",
-                                                   f"header block exceeds {MAX_HEADER_BYTES} bytes", "headers"))
+            self._headers_too_large()
             return
         name = name.lower()
         req = self.req
@@ -210,6 +228,7 @@ class EdgeHTTP(asyncio.Protocol):
             self.expect_continue = True
 
     def on_headers_complete(self) -> None:
+        self.in_headers = False
         req = self.req
         req.method = self.parser.get_method()
         req.keep_alive = self.parser.should_keep_alive()
@@ -245,8 +264,18 @@ class EdgeHTTP(asyncio.Protocol):
         err = PayloadTooLarge(f"body of {size} bytes exceeds the {self.server.max_body}-byte limit", field="body")
         return 413, orjson.dumps(err.to_dict())
 
+    def _headers_too_large(self) -> None:
+        """Answer 431 as soon as the limit is crossed (not when the headers end: they may never)."""
+        if self.req.error is None:
+            self.req.error = (431, _error_body(431, "headers_too_large",
+                                               f"request line and headers exceed {MAX_HEADER_BYTES} bytes", "headers"))
+        self._fail_current()
+
     def _fail_current(self) -> None:
         req = self.req
+        if req.queued:
+            return
+        req.queued = True
         req.keep_alive = False
         self.queue.append(req)
         self.transport.pause_reading()
@@ -313,8 +342,7 @@ class EdgeHTTP(asyncio.Protocol):
                                str(len(body)).encode(), b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n"))
         self.transport.write(head_bytes if head else head_bytes + body)
         if not keep_alive:
-            self.closing = True
-            self.transport.close()
+            self._close_after_write()
 
     def _write_headers(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool,
                        head: bool = False) -> None:
@@ -330,8 +358,22 @@ class EdgeHTTP(asyncio.Protocol):
             lines.append(body)
         self.transport.write(b"".join(lines))
         if not keep_alive:
-            self.closing = True
-            self.transport.close()
+            self._close_after_write()
+
+    def _close_after_write(self) -> None:
+        """Lingering close: send FIN after the answer, discard what the client still sends for a moment,
+        then close. Closing at once while unread bytes sit in the socket makes the kernel send RST,
+        which can destroy the answer (e.g. a 413) before the client reads it."""
+        self.closing = True
+        t = self.transport
+        if t.can_write_eof():
+            t.write_eof()
+            if self.paused:
+                self.paused = False
+                t.resume_reading()          # data_received now discards (closing)
+            self.loop.call_later(LINGER_S, t.close)
+        else:
+            t.close()
 
     # -- ASGI bridge (ops routes, docs, everything not on the hot path) ------------------------------
     async def _asgi(self, req: _Request) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

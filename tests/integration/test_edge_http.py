@@ -157,9 +157,32 @@ def test_malformed_http_is_400_and_closes(server):
 def test_oversized_headers_are_431(server):
     port, _ = server
     with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: edge\r\nx-big: " + b"a" * 70_000 + b"\r\n\r\n")
+        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: edge\r\n" + b"x-big: " + b"a" * 70_000 + b"\r\n\r\n")
         (status, _, payload), = read_responses(s, 1)
         assert status == 431 and orjson.loads(payload)["error"]["field"] == "headers"
+        assert closed(s)
+
+
+def test_never_ending_header_is_cut_off(server):
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nhost: edge\r\nx-endless: ")
+        try:
+            for _ in range(40):                       # 40 x 64 KiB = 2.5 MiB of one header value
+                s.sendall(b"a" * 65536)
+                time.sleep(0.005)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                                      # the server answered and closed first
+        (status, _, payload), = read_responses(s, 1)
+        assert status == 431 and orjson.loads(payload)["error"]["code"] == "headers_too_large"
+
+
+def test_oversized_request_line_is_431(server):
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /" + b"a" * 70_000)
+        (status, _, _), = read_responses(s, 1)
+        assert status == 431
         assert closed(s)
 
 
