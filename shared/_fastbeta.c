@@ -171,30 +171,58 @@ static int get_vec(PyObject *obj, Py_buffer *view, int writable, const char *nam
     return 0;
 }
 
+/* alpha and beta (args[0], args[1]): float64 vectors of one length, every value > 0. Returns the
+ * length, or -1 with an exception set and both buffers released. */
+static Py_ssize_t get_params(PyObject *const *args, Py_buffer *va, Py_buffer *vb) {
+    if (get_vec(args[0], va, 0, "alpha") < 0) return -1;
+    if (get_vec(args[1], vb, 0, "beta") < 0) { PyBuffer_Release(va); return -1; }
+    const Py_ssize_t n = va->shape[0];
+    if (vb->shape[0] != n) {
+        PyErr_SetString(PyExc_ValueError, "alpha and beta must have the same length");
+        goto fail;
+    }
+    const double *a = (const double *)va->buf, *b = (const double *)vb->buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!(a[i] > 0.0) || !(b[i] > 0.0)) {
+            PyErr_Format(PyExc_ValueError, "alpha and beta must be > 0 (index %zd)", i);
+            goto fail;
+        }
+    }
+    return n;
+fail:
+    PyBuffer_Release(va);
+    PyBuffer_Release(vb);
+    return -1;
+}
+
+/* Index of the largest of one Beta draw per arm. */
+static inline Py_ssize_t draw_argmax(rng_t *r, const double *a, const double *b, Py_ssize_t n) {
+    Py_ssize_t best = 0;
+    double best_v = -1.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const double v = beta_draw(r, a[i], b[i]);
+        if (v > best_v) { best_v = v; best = i; }
+    }
+    return best;
+}
+
 static PyObject *FastBeta_fill(FastBeta *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "fill(alpha, beta, out) takes 3 arguments");
         return NULL;
     }
     Py_buffer va, vb, vo;
-    if (get_vec(args[0], &va, 0, "alpha") < 0) return NULL;
-    if (get_vec(args[1], &vb, 0, "beta") < 0) { PyBuffer_Release(&va); return NULL; }
+    const Py_ssize_t n = get_params(args, &va, &vb);
+    if (n < 0) return NULL;
     if (get_vec(args[2], &vo, 1, "out") < 0) { PyBuffer_Release(&va); PyBuffer_Release(&vb); return NULL; }
     PyObject *res = NULL;
-    const Py_ssize_t n = va.shape[0];
-    if (vb.shape[0] != n || vo.shape[0] != n) {
+    if (vo.shape[0] != n) {
         PyErr_SetString(PyExc_ValueError, "alpha, beta and out must have the same length");
         goto done;
     }
     const double *a = (const double *)va.buf, *b = (const double *)vb.buf;
     double *o = (double *)vo.buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!(a[i] > 0.0) || !(b[i] > 0.0)) {
-            PyErr_Format(PyExc_ValueError, "alpha and beta must be > 0 (index %zd)", i);
-            goto done;
-        }
-        o[i] = beta_draw(&self->rng, a[i], b[i]);
-    }
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = beta_draw(&self->rng, a[i], b[i]);
     res = Py_None;
     Py_INCREF(res);
 done:
@@ -210,27 +238,11 @@ static PyObject *FastBeta_argmax(FastBeta *self, PyObject *const *args, Py_ssize
         return NULL;
     }
     Py_buffer va, vb;
-    if (get_vec(args[0], &va, 0, "alpha") < 0) return NULL;
-    if (get_vec(args[1], &vb, 0, "beta") < 0) { PyBuffer_Release(&va); return NULL; }
+    const Py_ssize_t n = get_params(args, &va, &vb);
+    if (n < 0) return NULL;
     PyObject *res = NULL;
-    const Py_ssize_t n = va.shape[0];
-    if (vb.shape[0] != n || n == 0) {
-        PyErr_SetString(PyExc_ValueError, "alpha and beta must have the same, non-zero length");
-        goto done;
-    }
-    const double *a = (const double *)va.buf, *b = (const double *)vb.buf;
-    Py_ssize_t best = 0;
-    double best_v = -1.0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!(a[i] > 0.0) || !(b[i] > 0.0)) {
-            PyErr_Format(PyExc_ValueError, "alpha and beta must be > 0 (index %zd)", i);
-            goto done;
-        }
-        const double v = beta_draw(&self->rng, a[i], b[i]);
-        if (v > best_v) { best_v = v; best = i; }
-    }
-    res = PyLong_FromSsize_t(best);
-done:
+    if (n == 0) PyErr_SetString(PyExc_ValueError, "alpha and beta must have a non-zero length");
+    else res = PyLong_FromSsize_t(draw_argmax(&self->rng, (const double *)va.buf, (const double *)vb.buf, n));
     PyBuffer_Release(&va);
     PyBuffer_Release(&vb);
     return res;
@@ -242,38 +254,24 @@ static PyObject *FastBeta_argmax_into(FastBeta *self, PyObject *const *args, Py_
         return NULL;
     }
     Py_buffer va, vb, vo;
-    if (get_vec(args[0], &va, 0, "alpha") < 0) return NULL;
-    if (get_vec(args[1], &vb, 0, "beta") < 0) { PyBuffer_Release(&va); return NULL; }
+    const Py_ssize_t n = get_params(args, &va, &vb);
+    if (n < 0) return NULL;
     if (PyObject_GetBuffer(args[2], &vo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&va); PyBuffer_Release(&vb); return NULL;
     }
     PyObject *res = NULL;
-    const Py_ssize_t n = va.shape[0];
     if (vo.ndim != 1 || vo.itemsize != 8 || vo.format == NULL ||
         (strcmp(vo.format, "l") != 0 && strcmp(vo.format, "q") != 0)) {
         PyErr_SetString(PyExc_TypeError, "out must be a 1-d C-contiguous int64 array");
         goto done;
     }
-    if (vb.shape[0] != n || n == 0) {
-        PyErr_SetString(PyExc_ValueError, "alpha and beta must have the same, non-zero length");
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "alpha and beta must have a non-zero length");
         goto done;
-    }
-    const double *a = (const double *)va.buf, *b = (const double *)vb.buf;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!(a[i] > 0.0) || !(b[i] > 0.0)) {
-            PyErr_Format(PyExc_ValueError, "alpha and beta must be > 0 (index %zd)", i);
-            goto done;
-        }
     }
     int64_t *o = (int64_t *)vo.buf;
     for (Py_ssize_t j = 0; j < vo.shape[0]; j++) {
-        Py_ssize_t best = 0;
-        double best_v = -1.0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            const double v = beta_draw(&self->rng, a[i], b[i]);
-            if (v > best_v) { best_v = v; best = i; }
-        }
-        o[j] = (int64_t)best;
+        o[j] = (int64_t)draw_argmax(&self->rng, (const double *)va.buf, (const double *)vb.buf, n);
     }
     res = Py_None;
     Py_INCREF(res);
