@@ -117,6 +117,10 @@ def build_app(svc: EdgeService):
     return app
 
 
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    """The 413 both HTTP paths (this ASGI app and edge.httpserver) answer with."""
+    return PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
+
+
 async def _too_large(send, reply, size: int, limit: int) -> None:
-    err = PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
-    await reply(send, 413, "application/json", encode(err.to_dict(), "application/json"))
+    await reply(send, 413, "application/json", encode(too_large(size, limit).to_dict(), "application/json"))

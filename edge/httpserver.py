@@ -25,9 +25,8 @@ from http import HTTPStatus
 import httptools
 import orjson
 
-from edge.app import RECOMMEND
+from edge.app import RECOMMEND, too_large
 from edge.service import EdgeService, Pending
-from shared.errors import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -261,8 +260,7 @@ class EdgeHTTP(asyncio.Protocol):
             self._drain()
 
     def _too_large(self, size: int) -> tuple[int, bytes]:
-        err = PayloadTooLarge(f"body of {size} bytes exceeds the {self.server.max_body}-byte limit", field="body")
-        return 413, orjson.dumps(err.to_dict())
+        return 413, orjson.dumps(too_large(size, self.server.max_body).to_dict())
 
     def _headers_too_large(self) -> None:
         """Answer 431 as soon as the limit is crossed (not when the headers end: they may never)."""
