@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 REGISTRY ?= registry
+# Editing packaging or a C kernel must reinstall (and so rebuild the kernels) before anything runs.
+INSTALL_INPUTS := pyproject.toml setup.py $(wildcard shared/*.c edge/*.c)
 
 .PHONY: run test bench lint clean venv
 
@@ -10,12 +12,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+$(VENV)/.run-deps: $(INSTALL_INPUTS) | $(BIN)/python
 	$(BIN)/pip install -q -e '.[train,local]'
 	touch $@
 
-$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,local,loadtest,dev]'
+$(VENV)/.test-deps: $(INSTALL_INPUTS) | $(BIN)/python
+	$(BIN)/pip install -q -e '.[train,local,loadtest,eval,dev]'
 	touch $@
 
 run: $(VENV)/.run-deps
