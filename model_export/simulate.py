@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from model_export import vocabulary as vocab
-from model_export.world import (
+from model_export.world_types import (
     EPOCH_START_MS,
     LATENT_DIM,
     Catalog,

@@ -19,84 +19,20 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from model_export import vocabulary as vocab
+from model_export.simulate import simulate_sessions
+from model_export.world_types import (  # noqa: F401 - the world's types are importable from here too
+    EPOCH_START_MS,
+    LATENT_DIM,
+    Catalog,
+    Sessions,
+    Users,
+    WorldConfig,
+    random_uuids,
+)
 from shared.contracts import CHANNELS, EVENT_TYPES, Event
 from shared.features import N_CATEGORIES
 
 logger = logging.getLogger(__name__)
-
-LATENT_DIM = 12
-EPOCH_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-if len(vocab.CATEGORIES) != N_CATEGORIES:  # the one-hot in shared.features must cover every category
-    raise RuntimeError(f"vocabulary has {len(vocab.CATEGORIES)} categories, features expect {N_CATEGORIES}")
-
-
-@dataclass(frozen=True, slots=True)
-class WorldConfig:
-    seed: int = 7
-    n_items: int = 12_000
-    n_users: int = 3_000
-    n_sessions: int = 40_000
-    slate_size: int = 6
-    max_steps: int = 12
-    days: int = 28
-
-
-@dataclass(slots=True)
-class Catalog:
-    item_id: np.ndarray  # str "SKU-000123"
-    category: np.ndarray  # int64 index into vocabulary.CATEGORIES
-    brand: np.ndarray  # int64 index into brand_names
-    brand_names: tuple[str, ...]
-    price: np.ndarray  # float64, two decimals
-    title: np.ndarray  # str
-    age_restricted: np.ndarray  # bool
-    latent: np.ndarray  # float32 [n, LATENT_DIM], hidden truth, unit norm
-    appeal: np.ndarray  # float32, hidden truth: base attractiveness (drives exposure and clicks)
-
-    @property
-    def category_names(self) -> np.ndarray:
-        return np.array([c.name for c in vocab.CATEGORIES])[self.category]
-
-    def __len__(self) -> int:
-        return int(self.item_id.shape[0])
-
-
-@dataclass(slots=True)
-class Users:
-    user_id: np.ndarray  # str "U-00042"
-    taste: np.ndarray  # float32 [n, LATENT_DIM], hidden truth, unit norm
-    favourite: np.ndarray  # int64 favourite category
-    channel_pref: np.ndarray  # float64 [n, len(CHANNELS)] rows sum to 1
-
-
-@dataclass(slots=True)
-class Sessions:
-    """Per-session columns plus impressions (what was shown) and the events they led to."""
-
-    session_id: np.ndarray  # str "S-000001"
-    user: np.ndarray  # int64 index into Users
-    channel: np.ndarray  # int64 index into CHANNELS
-    device: np.ndarray  # int64 index into DEVICES
-    start_ms: np.ndarray  # int64 UTC epoch ms
-    hour: np.ndarray  # int64 UTC hour of the session start
-    # impressions: one row per item shown, ordered by (session, step, position)
-    imp_session: np.ndarray
-    imp_step: np.ndarray
-    imp_pos: np.ndarray
-    imp_item: np.ndarray
-    imp_ts_ms: np.ndarray
-    imp_p_true: np.ndarray  # float32 true click probability (for oracle metrics only)
-    imp_clicked: np.ndarray  # bool
-    slate_uuid: np.ndarray  # uint8 [n_slates, 16]; slate s = (session, step), impression_id
-    imp_slate: np.ndarray  # int64 index into slate_uuid
-    # events: click/view/cart/purchase, ordered by (session, ts)
-    ev_type: np.ndarray  # int64 index into EVENT_TYPES
-    ev_session: np.ndarray
-    ev_item: np.ndarray
-    ev_ts_ms: np.ndarray
-    ev_slate: np.ndarray
-    ev_uuid: np.ndarray  # uint8 [n_events, 16]
-
 
 @dataclass(slots=True)
 class World:
@@ -150,14 +86,6 @@ def _uuid_strings(raw: np.ndarray) -> list[str]:
     return out
 
 
-def random_uuids(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n uuid4 byte strings from the world's rng, so ids are as deterministic as everything else."""
-    raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    return raw
-
-
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
@@ -204,8 +132,6 @@ def make_users(rng: np.random.Generator, n_users: int, centroids: np.ndarray) ->
 
 def generate_world(config: WorldConfig | None = None, **overrides: int) -> World:
     """Build the whole world from ``config.seed``; ``overrides`` replace config fields (for tests)."""
-    from model_export.simulate import simulate_sessions
-
     cfg = config or WorldConfig()
     if overrides:
         cfg = WorldConfig(**{**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, **overrides})
