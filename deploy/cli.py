@@ -24,9 +24,6 @@ app = typer.Typer(name="strata", help="Strata: edge-first personalization servin
 bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
 def _console() -> Console:
     console = Console()
     if not console.is_terminal:
@@ -89,18 +86,16 @@ def edge(
     http: Annotated[str | None, typer.Option(help="HTTP server: strata (default) or uvicorn")] = None,
 ) -> None:
     """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics."""
-    from shared.config import load_settings
+    from shared.config import SettingsSource
     from shared.logs import configure_logging
 
     try:
-        settings = load_settings(config, **edge_overrides(registry, port, store, host, log_level, http))
-        if settings.log_level.upper() not in _LOG_LEVELS:
-            raise ConfigError(f"log_level must be one of {list(_LOG_LEVELS)}, got {settings.log_level!r}",
-                              field="log_level")
+        source = SettingsSource(config, edge_overrides(registry, port, store, host, log_level, http))
+        settings = source.load()
         configure_logging(settings.log_level)
         from edge.server import run_edge
 
-        run_edge(settings)
+        run_edge(settings, source)
     except StrataError as exc:
         raise _fail("edge", exc) from None
 

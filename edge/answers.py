@@ -8,6 +8,9 @@ timing are spliced in.
 
 from __future__ import annotations
 
+import itertools
+import os
+
 import msgpack
 import orjson
 
@@ -54,3 +57,16 @@ class Answer:
                          b',"request_id":"', request_id.encode(), b'","impression_id":"', impression_id.encode(),
                          b'","timing":{"server_us":', str(server_us).encode(), b',"cache":"', cache.encode(),
                          b'"}}'))
+
+
+class RequestIds:
+    """Request and impression ids: a random per-process prefix and a counter (unique, cheap)."""
+
+    __slots__ = ("_prefix", "_seq")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._seq = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._seq):x}"

@@ -1,28 +1,49 @@
-"""ASGI app: a raw fast path for ``POST /v1/recommend``; FastAPI serves ops routes and the docs.
+"""ASGI front door: a raw path for ``POST /v1/recommend``; FastAPI serves ops routes and the docs.
 
-The hot route skips framework routing and pydantic entirely (see issue 2's calibration: framework
-overhead alone would eat the edge's budget).
+It only moves bytes: the request path is the ``Handler`` (``edge.recommend``), /readyz and /metrics
+read the ``OpsView``, every answer is recorded with its real status, and every error goes through
+``shared.error_mapper``. The hot route skips framework routing and pydantic (framework overhead alone
+would eat the edge's budget).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
-import orjson
 from fastapi import FastAPI, Response
 
-from edge.service import EdgeService
-from shared.codecs import encode
+from shared.codecs import JSON
+from shared.error_mapper import error_reply, negotiated_error_reply
 from shared.errors import MethodNotAllowed, PayloadTooLarge
+from shared.fastapi_errors import install_error_handlers
+from shared.pipeline import Handler, Reply
 
 logger = logging.getLogger(__name__)
-RECOMMEND = "/v1/recommend"
+OPS_ROUTES = ("/healthz", "/readyz", "/metrics")
 
 
-def ops_app(svc: EdgeService) -> FastAPI:
+class OpsView(Protocol):
+    def readiness(self) -> tuple[int, dict]: ...
+
+    def exposition(self) -> bytes: ...
+
+
+class Recorder(Protocol):
+    def answered(self, route: str, status: int, t0_ns: int) -> None: ...
+
+
+class Lifecycle(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def ops_app(ops: OpsView) -> FastAPI:
     api = FastAPI(title="Strata edge", version="1", description="Tier 1: PoP-local ranking. "
                   "POST /v1/recommend takes JSON or msgpack (see README for the contract).")
+    install_error_handlers(api)
 
     @api.get("/healthz")
     def healthz() -> dict:
@@ -30,34 +51,50 @@ def ops_app(svc: EdgeService) -> FastAPI:
 
     @api.get("/readyz")
     def readyz(response: Response) -> dict:
-        ranker = svc.ranker
-        store = "none" if not svc.store.configured else ("ok" if svc.health.up else "down")
-        if ranker is None:
-            response.status_code = 503
+        status, body = ops.readiness()
+        response.status_code = status
+        if status == 503:
             response.headers["Retry-After"] = "1"
-            return {"ready": False, "reason": "no model loaded", "store": store}
-        return {"ready": True, "model_version": ranker.version, "store": store,
-                "degraded": store == "down"}
+        return body
 
     @api.get("/metrics")
     def metrics() -> Response:
-        return Response(svc.metrics.inst.exposition(), media_type="text/plain; version=0.0.4")
+        return Response(ops.exposition(), media_type="text/plain; version=0.0.4")
 
     return api
 
 
-def build_app(svc: EdgeService):
-    ops = ops_app(svc)
-    max_body = svc.cfg.max_body_bytes
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    """The 413 both HTTP paths (this ASGI app and edge.httpserver) answer with."""
+    return PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
 
-    async def reply(send, status: int, ctype: str, body: bytes, extra: list | None = None) -> None:
-        headers = [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]
-        if extra:
-            headers.extend(extra)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+
+def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
+              lifecycle: Lifecycle | None = None):
+    api = ops_app(ops)
+    route = handler.route
+
+    async def reply(send, r: Reply) -> None:
+        headers = [(b"content-type", r.media.encode()), (b"content-length", str(len(r.body)).encode()),
+                   *r.headers]
+        await send({"type": "http.response.start", "status": r.status, "headers": headers})
+        await send({"type": "http.response.body", "body": r.body})
+
+    async def read_body(receive) -> bytes:
+        chunks = []
+        size = 0
+        while True:
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > max_body:
+                raise too_large(size, max_body)
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def recommend(scope, receive, send) -> None:
+        t0 = time.perf_counter_ns()
         ctype = accept = None
         length = -1
         for name, value in scope["headers"]:
@@ -67,60 +104,67 @@ def build_app(svc: EdgeService):
                 accept = value
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
-        if scope["method"] != "POST":
-            err = MethodNotAllowed(f"{scope['method']} not allowed; use POST", field="method")
-            return await reply(send, 405, "application/json", orjson.dumps(err.to_dict()), [(b"allow", b"POST")])
-        if length > max_body:
-            return await _too_large(send, reply, length, max_body)
-        chunks = []
-        size = 0
-        while True:
-            msg = await receive()
-            chunk = msg.get("body", b"")
-            size += len(chunk)
-            if size > max_body:
-                return await _too_large(send, reply, size, max_body)
-            chunks.append(chunk)
-            if not msg.get("more_body"):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        status, out_type, payload = await svc.handle_recommend(body, ctype, accept)
-        await reply(send, status, out_type, payload)
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"{scope['method']} not allowed; use POST")
+            if length > max_body:
+                raise too_large(length, max_body)
+            body = await read_body(receive)
+        except (MethodNotAllowed, PayloadTooLarge) as exc:   # decided before the body: always JSON
+            r = error_reply(exc, JSON)
+        else:
+            try:
+                out = handler.try_now(body, ctype, accept)
+                r = out if isinstance(out, Reply) else await handler.finish(out)
+            except Exception as exc:
+                r = negotiated_error_reply(exc, accept, ctype)
+        await reply(send, r)
+        recorder.answered(route, r.status, t0)
+
+    async def ops_route(scope, receive, send) -> None:
+        t0 = time.perf_counter_ns()
+        state = {"status": 500, "started": False}
+
+        async def send_seen(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                state["status"] = msg["status"]
+                state["started"] = True
+            await send(msg)
+
+        try:
+            await api(scope, receive, send_seen)
+        except Exception as exc:   # Starlette re-raises after our handler answered; answer if it did not
+            if not state["started"]:
+                await reply(send_seen, error_reply(exc, JSON))
+        finally:
+            path = scope["path"]
+            recorder.answered(path if path in OPS_ROUTES else "other", state["status"], t0)
 
     async def lifespan(receive, send) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
-                    await svc.start()
+                    if lifecycle is not None:
+                        await lifecycle.start()
                 except Exception as exc:
                     logger.exception("edge failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                await svc.stop()
+                if lifecycle is not None:
+                    await lifecycle.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def app(scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] == RECOMMEND:
-            return await recommend(scope, receive, send)
+        if scope["type"] == "http":
+            if scope["path"] == route:
+                return await recommend(scope, receive, send)
+            return await ops_route(scope, receive, send)
         if scope["type"] == "lifespan":
             return await lifespan(receive, send)
-        t0 = time.perf_counter_ns()
-        await ops(scope, receive, send)
-        if scope["type"] == "http":
-            svc.metrics.route(scope["path"] if scope["path"] in ("/healthz", "/readyz", "/metrics") else "other",
-                              200, t0)
+        return await api(scope, receive, send)
 
     return app
-
-
-def too_large(size: int, limit: int) -> PayloadTooLarge:
-    """The 413 both HTTP paths (this ASGI app and edge.httpserver) answer with."""
-    return PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
-
-
-async def _too_large(send, reply, size: int, limit: int) -> None:
-    await reply(send, 413, "application/json", encode(too_large(size, limit).to_dict(), "application/json"))

@@ -1,66 +1,126 @@
 """Per-slot bandit counts cached at the PoP, aligned to the bundle's item rows.
 
 The stream processor HINCRBYs ``c:<item>`` (clicks) and ``n:<item>`` (impressions) in the slot's hash;
-the edge re-reads the hash every ``refresh_s`` in the background, never on the request path.
+the edge re-reads the hashes of its tracked slots in the background, never on the request path.
+Tracked slots are the configured ones (``edge.bandit.slots``, never evicted) plus a bounded LRU of
+other recently requested slots, so junk slot names from clients can neither grow memory nor push a
+configured slot out.
 """
 
 from __future__ import annotations
 
-import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-_EMPTY = np.zeros(0, dtype=np.float64)
+from edge.item_index import ItemIndex
 
 
 class SlotCounts:
-    __slots__ = ("clicks", "imps", "extra", "refreshed_at", "empty")
+    __slots__ = ("clicks", "imps", "extra", "empty")
 
     def __init__(self, n_items: int, empty: bool = False) -> None:
         self.empty = empty          # no observations at all: the ranker uses the prior alone
         self.clicks = np.zeros(n_items, dtype=np.float64)
         self.imps = np.zeros(n_items, dtype=np.float64)
         self.extra: dict[str, tuple[float, float]] = {}   # counts for ids unknown to the bundle
-        self.refreshed_at = 0.0
 
 
-def parse_counts(raw: dict[bytes, bytes], index: dict[str, int], n_items: int) -> SlotCounts:
-    """HGETALL result -> arrays. Malformed fields are skipped rather than failing the refresh."""
+def parse_counts(raw: Mapping[bytes | str, bytes | str], index: ItemIndex | Mapping[str, int],
+                 n_items: int) -> SlotCounts:
+    """HGETALL result -> arrays, vectorised over fields. Malformed fields are skipped, never fatal.
+
+    ``index`` maps item ids to rows: the bundle's compiled ``ItemIndex`` (one C loop for all ids) or
+    any mapping."""
     out = SlotCounts(n_items, empty=not raw)
+    if not raw:
+        return out
+    kinds: list[bytes] = []
+    ids: list[str] = []
+    vals: list[bytes | str] = []
     for f, v in raw.items():
+        if isinstance(f, str):
+            f = f.encode("utf-8", "surrogatepass")
+        kind = f[:2]
+        if kind != b"c:" and kind != b"n:" or len(f) < 3:
+            continue
         try:
-            field = f.decode() if isinstance(f, bytes) else f
-            value = float(v)
-        except (TypeError, ValueError, UnicodeDecodeError):
+            ids.append(f[2:].decode())
+        except UnicodeDecodeError:
             continue
-        kind, _, item_id = field.partition(":")
-        if kind not in ("c", "n") or not item_id or not math.isfinite(value) or value < 0:
-            continue
-        row = index.get(item_id)
-        if row is not None:
-            (out.clicks if kind == "c" else out.imps)[row] = value
-        else:
-            c, n = out.extra.get(item_id, (0.0, 0.0))
-            out.extra[item_id] = (value, n) if kind == "c" else (c, value)
+        kinds.append(kind)
+        vals.append(v)
+    if not ids:
+        return out
+    values = _floats(vals)
+    ok = np.isfinite(values) & (values >= 0)
+    is_click = np.fromiter((k == b"c:" for k in kinds), dtype=bool, count=len(kinds))
+    if isinstance(index, ItemIndex):
+        rows, n_unknown = index.lookup(ids)
+    else:
+        rows = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        n_unknown = int(np.count_nonzero(rows < 0))
+    known = ok & (rows >= 0)
+    out.clicks[rows[known & is_click]] = values[known & is_click]
+    out.imps[rows[known & ~is_click]] = values[known & ~is_click]
+    if n_unknown:
+        for i in np.flatnonzero(ok & (rows < 0)).tolist():
+            c, n = out.extra.get(ids[i], (0.0, 0.0))
+            out.extra[ids[i]] = (float(values[i]), n) if is_click[i] else (c, float(values[i]))
     return out
 
 
-class BanditCounts:
-    """(tenant, slot) -> SlotCounts. Slots are registered when first requested (bounded)."""
+def _floats(vals: list[bytes | str]) -> np.ndarray:
+    """Parse counter values; an unparsable value becomes NaN (and is then skipped)."""
+    try:
+        return np.array(vals, dtype=np.float64)
+    except (TypeError, ValueError):
+        out = np.empty(len(vals), dtype=np.float64)
+        for i, v in enumerate(vals):
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                out[i] = np.nan
+        return out
 
-    def __init__(self, n_items: int, max_slots: int = 1024) -> None:
+
+class BanditCounts:
+    """(tenant, slot) -> SlotCounts for the configured slots plus an LRU of recently requested ones."""
+
+    def __init__(self, n_items: int, pinned: Iterable[tuple[str, str]] = (), recent_max: int = 256) -> None:
         self.n_items = n_items
-        self.max_slots = max_slots
-        self.slots: dict[tuple[str, str], SlotCounts] = {}
+        self.recent_max = recent_max
         self._zero = SlotCounts(n_items, empty=True)
+        self.pinned: dict[tuple[str, str], SlotCounts] = {key: self._zero for key in pinned}
+        self.recent: OrderedDict[tuple[str, str], SlotCounts] = OrderedDict()
 
     def get(self, tenant: str, slot: str) -> SlotCounts:
-        sc = self.slots.get((tenant, slot))
-        if sc is None:
-            if len(self.slots) < self.max_slots:
-                self.slots[(tenant, slot)] = self._zero   # registered; the refresher fills it
-            return self._zero
-        return sc
+        """The slot's counts (all-zero until the refresher has read them); touches the LRU."""
+        key = (tenant, slot)
+        sc = self.pinned.get(key)
+        if sc is not None:
+            return sc
+        recent = self.recent
+        sc = recent.get(key)
+        if sc is not None:
+            recent.move_to_end(key)
+            return sc
+        if self.recent_max:
+            recent[key] = self._zero     # tracked from now on; the refresher fills it
+            if len(recent) > self.recent_max:
+                recent.popitem(last=False)
+        return self._zero
+
+    def tracked(self) -> list[tuple[str, str]]:
+        return [*self.pinned, *self.recent]
 
     def set(self, tenant: str, slot: str, counts: SlotCounts) -> None:
-        self.slots[(tenant, slot)] = counts
+        """Store refreshed counts for a slot that is still tracked (an evicted slot is not re-added)."""
+        key = (tenant, slot)
+        if counts.empty:
+            counts = self._zero          # empty hashes share one object: junk slots cost no arrays
+        if key in self.pinned:
+            self.pinned[key] = counts
+        elif key in self.recent:
+            self.recent[key] = counts

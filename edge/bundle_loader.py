@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from edge.scorer import EdgeScorer
@@ -26,6 +27,8 @@ class LoadedBundle:
     scorer: EdgeScorer
     item_ids: list[str]
     index: dict[str, int]           # item id -> row
+    categories: list[str]           # category name per row (guardrails: banned categories, diversity)
+    age_restricted: np.ndarray      # bool per row (guardrails: the age gate)
     item_features: np.ndarray       # float32 [n, ITEM_DIM]
     item_vectors: np.ndarray        # float32 [n, EMBED_DIM]
     pools: dict[str, np.ndarray]    # segment -> row indices, most popular first
@@ -37,7 +40,11 @@ def load_bundle(registry: Path | str, model: str, version: str | None = None, or
     path = Path(registry) / model / version
     manifest = B.verify_bundle(path, FEATURE_SPEC_VERSION)
     try:
-        items = pq.read_table(path / B.ITEMS_FILE, columns=["item_id"]).column("item_id").to_pylist()
+        table = pq.read_table(path / B.ITEMS_FILE, columns=["item_id", "category", "age_restricted"])
+        items = table.column("item_id").to_pylist()
+        categories = [str(c) for c in table.column("category").to_pylist()]
+        # an item whose age flag is missing is treated as age-restricted (the guardrail errs on the safe side)
+        age = np.asarray(pc.fill_null(table.column("age_restricted"), 1).to_numpy(zero_copy_only=False), dtype=bool)
         feats = np.load(path / B.ITEM_FEATURES_FILE, allow_pickle=False)
         vecs = np.load(path / B.ITEM_VECTORS_FILE, allow_pickle=False)
         pools_raw = json.loads((path / B.POOLS_FILE).read_text())
@@ -57,6 +64,6 @@ def load_bundle(registry: Path | str, model: str, version: str | None = None, or
     if probe.shape != (2,) or not np.all(np.isfinite(probe)):
         raise BundleError(f"bundle {path}: model output shape {probe.shape} or values are wrong")
     logger.info("loaded bundle", extra={"model_version": version, "items": n})
-    return LoadedBundle(version, path, manifest, scorer, items, index,
+    return LoadedBundle(version, path, manifest, scorer, items, index, categories, age,
                         np.ascontiguousarray(feats, dtype=np.float32),
                         np.ascontiguousarray(vecs, dtype=np.float32), pools)

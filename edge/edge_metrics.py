@@ -1,92 +1,115 @@
-"""Edge instruments: latency by route, cache hit ratios, exploration rate, store errors, model version."""
+"""Edge instruments: latency and status by route, stage latency, cache hits, exploration, guardrails,
+store health, model version.
+
+It reads nothing it is not handed: components push events (``answered``, ``ranked``, ``reload`` ...)
+and ``bind`` gives it the callables and histograms it reads at scrape time. It holds no reference to
+the node, the service or the model slot.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
-from shared.metrics import Instruments
+import numpy as np
 
-if TYPE_CHECKING:
-    from edge.ranker import RankResult
-    from edge.service import EdgeService
+from shared.guardrails import REASONS
+from shared.metrics import Histogram, Instruments
+
+RECOMMEND = "/v1/recommend"
+Counts = Callable[[], tuple[int, int]]          # () -> (hits, misses)
 
 
 class EdgeMetrics:
-    def __init__(self, svc: EdgeService) -> None:
+    def __init__(self) -> None:
         m = self.inst = Instruments("strata_edge")
         m.define("request_seconds", "server-side request latency", ("route",))
-        m.define("requests_total", "requests by route and status", ("route", "status"))
+        m.define("requests_total", "answers by route and status", ("route", "status"))
+        m.define("stage_seconds", "latency of each request-path stage (sampled requests)", ("stage",))
         m.define("degraded_total", "answers given with degraded=true (store unavailable)")
         m.define("items_served_total", "items returned by the ranker (cache misses)")
         m.define("items_explored_total", "returned items placed by exploration (cache misses)")
+        m.define("items_filled_total", "items filled from the pool after guardrails left fewer than k")
         m.define("unknown_candidates_total", "candidate ids not in the bundle (cold prior)")
+        m.define("guardrail_removed_total", "candidates removed by the guardrails, by reason", ("reason",))
         m.define("reloads_total", "model reload attempts", ("result",))
+        m.define("policy_reloads_total", "guardrail policy reloads from the config file", ("result",))
         m.define("cache_hit_ratio", "hit ratio per cache", ("cache",))
         m.define("cache_requests_total", "cache lookups", ("cache", "result"))
         m.define("store_errors_total", "online-store errors (timeouts, connection failures)")
         m.define("store_up", "1 if the online store is reachable (or not configured)")
         m.define("exploration_rate", "explored / served items since start")
         m.define("model_info", "live model version", ("version",))
-        self._hist = m.histogram("request_seconds", ("/v1/recommend",))
-        self._ok = ("requests_total", ("/v1/recommend", "200"))
+        self._hist = m.histogram("request_seconds", (RECOMMEND,))
+        self._ok = ("requests_total", (RECOMMEND, "200"))
         self._version = ""
-        self._session_hits = 0
-        self._session_misses = 0
-        m.gauge("cache_hit_ratio", lambda: [(("response",), self._response_ratio(svc)),
-                                            (("session",), self._session_ratio())])
-        m.gauge("store_errors_total", lambda: [((), float(svc.health.errors))], counter=True)
-        m.gauge("store_up", lambda: [((), 1.0 if svc.health.up else 0.0)])
         m.gauge("exploration_rate", self._exploration)
         m.gauge("model_info", lambda: [((self._version,), 1.0)] if self._version else [])
+
+    def bind(self, *, response_cache: Counts, session_cache: Counts, store_up: Callable[[], bool],
+             store_errors: Callable[[], int], stages: Mapping[str, Histogram]) -> None:
+        """What the scrape reads: cache counters, store health, the pipeline's stage histograms."""
+        m = self.inst
+        m.gauge("cache_hit_ratio", lambda: [(("response",), _ratio(response_cache())),
+                                            (("session",), _ratio(session_cache()))])
         m.gauge("cache_requests_total", lambda: [
-            (("response", "hit"), float(self._response_hits(svc))), (("response", "miss"), float(svc.responses.misses)),
-            (("session", "hit"), float(self._session_hits)), (("session", "miss"), float(self._session_misses))],
+            (("response", "hit"), float(response_cache()[0])), (("response", "miss"), float(response_cache()[1])),
+            (("session", "hit"), float(session_cache()[0])), (("session", "miss"), float(session_cache()[1]))],
             counter=True)
-
-    @staticmethod
-    def _response_hits(svc: EdgeService) -> int:
-        """Exact-body hits plus hits on the semantic key (exact misses fall through to the latter)."""
-        return svc.responses.hits + (svc.exact.hits if svc.exact else 0)
-
-    def _response_ratio(self, svc: EdgeService) -> float:
-        hits = self._response_hits(svc)
-        total = hits + svc.responses.misses
-        return hits / total if total else 0.0
-
-    def _session_ratio(self) -> float:
-        total = self._session_hits + self._session_misses
-        return self._session_hits / total if total else 0.0
+        m.gauge("store_errors_total", lambda: [((), float(store_errors()))], counter=True)
+        m.gauge("store_up", lambda: [((), 1.0 if store_up() else 0.0)])
+        for name, hist in stages.items():
+            m.histograms[("stage_seconds", (name,))] = hist
 
     def _exploration(self) -> list[tuple[tuple, float]]:
         c = self.inst.counters
         served = c.get(("items_served_total", ()), 0.0)
         return [((), c.get(("items_explored_total", ()), 0.0) / served if served else 0.0)]
 
-    def request(self, status: int, t0_ns: int, degraded: bool = False) -> None:
-        self._hist.observe((time.perf_counter_ns() - t0_ns) / 1e9)
+    # -- events -------------------------------------------------------------------------------------
+    def answered(self, route: str, status: int, t0_ns: int) -> None:
+        """Every answer a front door gives, with its real status (recommend hot path: two updates)."""
+        seconds = (time.perf_counter_ns() - t0_ns) / 1e9
         c = self.inst.counters
-        key = self._ok if status == 200 else ("requests_total", ("/v1/recommend", str(status)))
-        c[key] = c.get(key, 0.0) + 1
-        if degraded:
-            self.inst.inc("degraded_total")
-
-    def ranked(self, res: RankResult) -> None:
-        self.inst.inc("items_served_total", by=len(res.items))
-        if res.explored:
-            self.inst.inc("items_explored_total", by=res.explored)
-        if res.unknown_candidates:
-            self.inst.inc("unknown_candidates_total", by=res.unknown_candidates)
-
-    def session_cache(self, hit: bool) -> None:
-        if hit:
-            self._session_hits += 1
+        if route == RECOMMEND:
+            self._hist.observe(seconds)
+            key = self._ok if status == 200 else ("requests_total", (RECOMMEND, str(status)))
         else:
-            self._session_misses += 1
+            self.inst.histogram("request_seconds", (route,)).observe(seconds)
+            key = ("requests_total", (route, str(status)))
+        c[key] = c.get(key, 0.0) + 1
+
+    def ranked(self, n_items: int, explored: int, unknown: int, filled: int) -> None:
+        self.inst.inc("items_served_total", by=n_items)
+        if explored:
+            self.inst.inc("items_explored_total", by=explored)
+        if unknown:
+            self.inst.inc("unknown_candidates_total", by=unknown)
+        if filled:
+            self.inst.inc("items_filled_total", by=filled)
+
+    def degraded(self) -> None:
+        self.inst.inc("degraded_total")
+
+    def removed(self, reason_codes: np.ndarray) -> None:
+        for code, n in enumerate(np.bincount(reason_codes, minlength=len(REASONS)).tolist()):
+            if n:
+                self.inst.inc("guardrail_removed_total", (REASONS[code],), by=n)
 
     def model_loaded(self, version: str) -> None:
         self._version = version
 
-    def route(self, route: str, status: int, t0_ns: int) -> None:
-        self.inst.histogram("request_seconds", (route,)).observe((time.perf_counter_ns() - t0_ns) / 1e9)
-        self.inst.inc("requests_total", (route, str(status)))
+    def reload(self, result: str) -> None:
+        self.inst.inc("reloads_total", (result,))
+
+    def policy_reload(self, result: str) -> None:
+        self.inst.inc("policy_reloads_total", (result,))
+
+    def exposition(self) -> bytes:
+        return self.inst.exposition()
+
+
+def _ratio(counts: tuple[int, int]) -> float:
+    hits, misses = counts
+    total = hits + misses
+    return hits / total if total else 0.0

@@ -1,11 +1,12 @@
 """The edge's HTTP/1.1 server: an asyncio Protocol on httptools, with no ASGI cycle on the hot route.
 
-``POST /v1/recommend`` is parsed, answered and written inside ``data_received`` whenever the answer
-needs no await (response-cache hit, PoP session-cache hit, or no store configured): no Task, no ASGI
-message dicts, one ``transport.write`` per response. Everything else (ops routes, /docs, other
-methods, a request whose session must be read from the store) runs as a Task: the store read through
-``EdgeService.recommend_after_store``, the rest through the same ASGI app uvicorn would serve
-(``edge.app.build_app``). Responses always leave in request order (HTTP/1.1 pipelining).
+``POST /v1/recommend`` is parsed, answered and written inside ``data_received`` whenever the handler
+answers without awaiting (``Handler.try_now`` returns a ``Reply``: response-cache hit, PoP session-cache
+hit, or no store configured): no Task, no ASGI message dicts, one ``transport.write`` per response.
+Everything else runs as a Task: a ``Pending`` through ``Handler.finish``, the ops routes, /docs and
+other methods through the same ASGI app uvicorn would serve (``edge.app.build_app``). Responses
+always leave in request order (HTTP/1.1 pipelining). Errors become answers only through
+``shared.error_mapper``; every answer is recorded with its route and real status.
 
 Limits: request line + headers <= 64 KiB (431; a header block still open after 1 MiB read is cut off), body <= ``edge.max_body_bytes`` (413, then the connection is
 closed), malformed HTTP gets 400 and a close, idle keep-alive connections close after
@@ -18,15 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
 
 import httptools
-import orjson
 
-from edge.app import RECOMMEND, too_large
-from edge.service import EdgeService, Pending
+from edge.app import OPS_ROUTES, Recorder, too_large
+from shared.codecs import JSON
+from shared.error_mapper import error_reply, negotiated_error_reply
+from shared.errors import HeadersTooLarge, MalformedHttp, StrataError
+from shared.pipeline import Handler, Pending, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +51,9 @@ def _status_line(status: int) -> bytes:
     return line if line is not None else f"HTTP/1.1 {status} Status\r\n".encode()
 
 
-def _error_body(status: int, code: str, reason: str, field: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "reason": reason, "field": field}})
-
-
 class _Request:
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "head", "queued")
+    __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "head", "queued",
+                 "t0")
 
     def __init__(self) -> None:
         self.method = b""
@@ -62,19 +63,23 @@ class _Request:
         self.keep_alive = True
         self.ctype: bytes | None = None
         self.accept: bytes | None = None
-        self.error: tuple[int, bytes] | None = None   # (status, JSON body): answer this, then close
+        self.error: StrataError | None = None   # answer this (in JSON), then close
         self.head = False
         self.queued = False
+        self.t0 = 0
 
 
 class EdgeServer:
-    """State shared by all connections: the service, the ASGI app for the slow path, open connections."""
+    """State shared by all connections: the handler, the ASGI app for the slow path, open connections."""
 
-    def __init__(self, svc: EdgeService, app: Callable, *, idle_timeout_s: float = 30.0) -> None:
-        self.svc = svc
+    def __init__(self, handler: Handler, app: Callable, recorder: Recorder, *, max_body: int,
+                 idle_timeout_s: float = 30.0) -> None:
+        self.handler = handler
+        self.route = handler.route.encode()
         self.app = app
+        self.recorder = recorder
         self.idle_timeout_s = idle_timeout_s
-        self.max_body = svc.cfg.max_body_bytes
+        self.max_body = max_body
         self.connections: set[EdgeHTTP] = set()
         self.stopping = False
 
@@ -83,13 +88,13 @@ class EdgeServer:
 
 
 class EdgeHTTP(asyncio.Protocol):
-    __slots__ = ("server", "svc", "parser", "transport", "queue", "busy", "closing", "req", "body_parts",
+    __slots__ = ("server", "handler", "parser", "transport", "queue", "busy", "closing", "req", "body_parts",
                  "body_size", "header_bytes", "expect_continue", "idle", "task", "lost", "paused", "peer",
                  "sockname", "loop", "in_headers", "open_bytes")
 
     def __init__(self, server: EdgeServer) -> None:
         self.server = server
-        self.svc = server.svc
+        self.handler = server.handler
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.queue: deque[_Request] = deque()
@@ -173,17 +178,17 @@ class EdgeHTTP(asyncio.Protocol):
                 if self.open_bytes > MAX_OPEN_HEADER_BYTES:
                     self._headers_too_large()
         except httptools.HttpParserUpgrade:
-            self._fail(400, "upgrade_unsupported", "protocol upgrades are not supported", "upgrade")
+            self._fail(_upgrade_unsupported())
         except httptools.HttpParserError as exc:
-            self._fail(400, "malformed_http", f"malformed HTTP request: {exc}", "http")
+            self._fail(MalformedHttp(f"malformed HTTP request: {exc}", field="http"))
 
-    def _fail(self, status: int, code: str, reason: str, field: str | None) -> None:
+    def _fail(self, error: StrataError) -> None:
         """A request that cannot be parsed further: answer it in order, then close."""
         req = self.req
         if req.queued:          # already answering this request with an error, then closing
             return
         req.queued = True
-        req.error = (status, _error_body(status, code, reason, field))
+        req.error = error
         req.keep_alive = False
         self.queue.append(req)
         self.req = _Request()
@@ -222,7 +227,7 @@ class EdgeHTTP(asyncio.Protocol):
             req.accept = value
         elif name == b"content-length":
             if value.isdigit() and int(value) > self.server.max_body and req.error is None:
-                req.error = self._too_large(int(value))
+                req.error = too_large(int(value), self.server.max_body)
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
 
@@ -242,7 +247,7 @@ class EdgeHTTP(asyncio.Protocol):
             return
         self.body_size += len(body)
         if self.body_size > self.server.max_body:
-            self.req.error = self._too_large(self.body_size)
+            self.req.error = too_large(self.body_size, self.server.max_body)
             self._fail_current()
             return
         self.body_parts.append(body)
@@ -253,20 +258,18 @@ class EdgeHTTP(asyncio.Protocol):
             return                          # already queued by _fail_current
         parts = self.body_parts
         req.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        req.t0 = time.perf_counter_ns()
         self.queue.append(req)
         if len(self.queue) >= MAX_PIPELINE:
             self._pause()
         if not self.busy:
             self._drain()
 
-    def _too_large(self, size: int) -> tuple[int, bytes]:
-        return 413, orjson.dumps(too_large(size, self.server.max_body).to_dict())
-
     def _headers_too_large(self) -> None:
         """Answer 431 as soon as the limit is crossed (not when the headers end: they may never)."""
         if self.req.error is None:
-            self.req.error = (431, _error_body(431, "headers_too_large",
-                                               f"request line and headers exceed {MAX_HEADER_BYTES} bytes", "headers"))
+            self.req.error = HeadersTooLarge(f"request line and headers exceed {MAX_HEADER_BYTES} bytes",
+                                             field="headers")
         self._fail_current()
 
     def _fail_current(self) -> None:
@@ -282,23 +285,22 @@ class EdgeHTTP(asyncio.Protocol):
 
     # -- dispatch --------------------------------------------------------------------------------------
     def _drain(self) -> None:
-        svc = self.svc
+        handler = self.handler
+        route = self.server.route
         while self.queue and not self.busy and not self.closing:
             req = self.queue.popleft()
             if req.error is not None:
-                status, body = req.error
-                self._write(status, "application/json", body, False)
+                self._write_reply(req, error_reply(req.error, JSON), False)
                 return
-            if req.method == b"POST" and req.url == RECOMMEND_B:
+            if req.method == b"POST" and req.url == route:
                 try:
-                    out = svc.recommend_now(req.body, req.ctype, req.accept)
-                except Exception:   # never leave a client without an answer
-                    logger.exception("recommend failed")
-                    out = (500, "application/json", _error_body(500, "internal", "internal error"))
+                    out = handler.try_now(req.body, req.ctype, req.accept)
+                except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
+                    out = negotiated_error_reply(exc, req.accept, req.ctype)
                 if isinstance(out, Pending):
-                    self._start(req, svc.recommend_after_store(out))
+                    self._start(req, handler.finish(out))
                     return
-                self._write(out[0], out[1], out[2], req.keep_alive)
+                self._write_reply(req, out, req.keep_alive)
             else:
                 self._start(req, self._asgi(req))
                 return
@@ -322,20 +324,28 @@ class EdgeHTTP(asyncio.Protocol):
             return
         exc = task.exception()
         if exc is not None:
-            logger.error("request failed", exc_info=exc)
-            self._write(500, "application/json", _error_body(500, "internal", "internal error"), req.keep_alive)
+            self._write_reply(req, negotiated_error_reply(exc, req.accept, req.ctype), req.keep_alive)
         else:
-            status, meta, body = task.result()
-            if isinstance(meta, str):      # (status, content type, body) from the service
-                self._write(status, meta, body, req.keep_alive, head=req.head)
-            else:                          # (status, headers, body) from the ASGI app
-                self._write_headers(status, meta, body, req.keep_alive, head=req.head)
+            out = task.result()
+            if isinstance(out, Reply):      # a suspended recommend, finished
+                self._write_reply(req, out, req.keep_alive)
+            else:                          # (status, headers, body) from the ASGI app (it records itself)
+                status, headers, body = out
+                self._write_headers(status, headers, body, req.keep_alive, head=req.head)
         self._drain()
 
+    def _write_reply(self, req: _Request, r: Reply, keep_alive: bool) -> None:
+        """Write one answer of this server's own (the hot route or an HTTP-layer error) and record it."""
+        if r.headers:
+            self._write_headers(r.status, [(b"content-type", _ctype(r.media)), *r.headers], r.body, keep_alive,
+                                head=req.head)
+        else:
+            self._write(r.status, r.media, r.body, keep_alive, head=req.head)
+        self.server.recorder.answered(_route_label(req.url, self.server.route), r.status,
+                                      req.t0 or time.perf_counter_ns())
+
     def _write(self, status: int, ctype: str, body: bytes, keep_alive: bool, head: bool = False) -> None:
-        ct = _CTYPES.get(ctype)
-        if ct is None:
-            ct = _CTYPES[ctype] = ctype.encode("latin-1")
+        ct = _ctype(ctype)
         head_bytes = b"".join((_status_line(status), b"content-type: ", ct, b"\r\ncontent-length: ",
                                str(len(body)).encode(), b"\r\n\r\n" if keep_alive else b"\r\nconnection: close\r\n\r\n"))
         self.transport.write(head_bytes if head else head_bytes + body)
@@ -378,8 +388,9 @@ class EdgeHTTP(asyncio.Protocol):
         try:
             url = httptools.parse_url(req.url)
         except httptools.HttpParserInvalidURLError:
-            return 400, [(b"content-type", b"application/json")], _error_body(
-                400, "malformed_http", "request target is not a valid URL", "url")
+            r = error_reply(MalformedHttp("request target is not a valid URL", field="url"), JSON)
+            self.server.recorder.answered("other", r.status, req.t0 or time.perf_counter_ns())
+            return r.status, [(b"content-type", _ctype(r.media))], r.body
         path = url.path.decode("latin-1")
         scope = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
@@ -416,18 +427,44 @@ class EdgeHTTP(asyncio.Protocol):
         return status, headers, b"".join(chunks)
 
 
-RECOMMEND_B = RECOMMEND.encode()
+def _ctype(media: str) -> bytes:
+    ct = _CTYPES.get(media)
+    if ct is None:
+        ct = _CTYPES[media] = media.encode("latin-1")
+    return ct
 
 
-async def serve(svc: EdgeService, app: Callable, host: str, port: int, *, idle_timeout_s: float = 30.0,
+_OPS_B = {r.encode() for r in OPS_ROUTES}
+
+
+def _route_label(url: bytes, route: bytes) -> str:
+    """Metrics label of a request target: the route it names, or "other" (never the raw path)."""
+    path = url.split(b"?", 1)[0]
+    if path == route or path in _OPS_B:
+        return path.decode()
+    return "other"
+
+
+def _upgrade_unsupported() -> MalformedHttp:
+    err = MalformedHttp("protocol upgrades are not supported", field="upgrade")
+    err.code = "upgrade_unsupported"
+    return err
+
+
+async def serve(node, host: str, port: int, *, idle_timeout_s: float = 30.0,
                 stop: asyncio.Event | None = None, started: Callable[[int], None] | None = None,
                 grace_s: float = 5.0) -> None:
-    """Start the service's background work, serve until ``stop`` is set (or SIGINT/SIGTERM), then drain
-    in-flight requests (up to ``grace_s``) and stop the service."""
+    """Start the node's background work, serve until ``stop`` is set (or SIGINT/SIGTERM), then drain
+    in-flight requests (up to ``grace_s``) and stop the node.
+
+    ``node`` (an ``edge.node.EdgeNode``) provides ``recommend`` (a Handler), ``metrics`` (a Recorder),
+    ``asgi_app()`` (ops routes and docs), ``start``/``stop`` and ``cfg.max_body_bytes``."""
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    state = EdgeServer(svc, app, idle_timeout_s=idle_timeout_s)
-    await svc.start()
+    max_body = node.cfg.max_body_bytes
+    state = EdgeServer(node.recommend, node.asgi_app(), node.metrics, max_body=max_body,
+                       idle_timeout_s=idle_timeout_s)
+    await node.start()
     srv = await loop.create_server(state.protocol, host, port, backlog=2048, reuse_address=True)
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -454,5 +491,5 @@ async def serve(svc: EdgeService, app: Callable, host: str, port: int, *, idle_t
             conn.transport.abort()
         for sig in handled:
             loop.remove_signal_handler(sig)
-        await svc.stop()
+        await node.stop()
         logger.info("edge stopped")

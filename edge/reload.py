@@ -1,49 +1,65 @@
-"""Hot reload: poll ``CURRENT``; verify, load and swap a new bundle; keep the old one if it is bad."""
+"""Hot reload: poll ``CURRENT``; verify, load and install a new bundle; keep the old one if it is bad."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
 
-from edge.bundle_loader import load_bundle
+from edge.bundle_loader import LoadedBundle, load_bundle
+from edge.model_slot import ModelSlot
 from shared.bundle import read_current
 from shared.errors import BundleError
-
-if TYPE_CHECKING:
-    from edge.service import EdgeService
 
 logger = logging.getLogger(__name__)
 
 
-async def check_once(svc: EdgeService) -> str | None:
-    """Returns the newly installed version, or None when nothing changed or the new bundle was refused."""
-    cfg = svc.cfg
-    try:
-        version = read_current(cfg.registry, cfg.model)
-    except BundleError as exc:
-        logger.warning("registry pointer unreadable; keeping current model: %s", exc)
-        return None
-    live = svc.ranker.version if svc.ranker else None
-    if version == live or version in svc.refused_versions:
-        return None
-    try:
-        bundle = await asyncio.to_thread(load_bundle, cfg.registry, cfg.model, version, cfg.ort_threads)
-    except BundleError as exc:
-        svc.refused_versions.add(version)
-        svc.metrics.inst.inc("reloads_total", ("refused",))
-        logger.error("refused bundle %s; keeping %s: %s", version, live, exc)
-        return None
-    svc.install(bundle)
-    svc.metrics.inst.inc("reloads_total", ("ok",))
-    logger.info("hot-reloaded model %s -> %s", live, version)
-    return version
+class RegistryWatch:
+    """Works through the model slot only: ``current`` version, ``install``, ``refused`` versions."""
 
+    def __init__(self, slot: ModelSlot, registry: str | Path, model: str, ort_threads: int,
+                 on_result: Callable[[str], None] = lambda result: None) -> None:
+        self.slot = slot
+        self.registry = registry
+        self.model = model
+        self.ort_threads = ort_threads
+        self.on_result = on_result        # "ok" | "refused", for metrics
 
-async def watch_registry(svc: EdgeService) -> None:
-    while True:
-        await asyncio.sleep(svc.cfg.reload_poll_s)
+    def load(self, version: str | None = None) -> LoadedBundle:
+        return load_bundle(self.registry, self.model, version, self.ort_threads)
+
+    async def check_once(self) -> str | None:
+        """The newly installed version, or None when nothing changed or the new bundle was refused."""
         try:
-            await check_once(svc)
-        except Exception:  # the watcher must survive anything
-            logger.exception("reload check failed")
+            version = read_current(self.registry, self.model)
+        except BundleError as exc:
+            logger.warning("registry pointer unreadable; keeping current model: %s", exc)
+            return None
+        live = self.slot.version
+        if version == live or version in self.slot.refused:
+            return None
+        try:
+            bundle = await asyncio.to_thread(self.load, version)
+            self.slot.install(bundle)
+        except BundleError as exc:
+            self.slot.refuse(version)
+            self.on_result("refused")
+            logger.error("refused bundle %s; keeping %s: %s", version, live, exc)
+            return None
+        self.on_result("ok")
+        logger.info("hot-reloaded model %s -> %s", live, version)
+        return version
+
+    async def run(self, poll_s: float) -> None:
+        while True:
+            await asyncio.sleep(poll_s)
+            try:
+                await self.check_once()
+            except Exception:  # the watcher must survive anything
+                logger.exception("reload check failed")
+
+
+async def check_once(watch: RegistryWatch) -> str | None:
+    """One poll of the registry (tests and tools); see ``RegistryWatch.check_once``."""
+    return await watch.check_once()

@@ -11,11 +11,10 @@ import logging
 
 import uvicorn
 
-from edge.app import build_app
 from edge.item_index import COMPILED as ROWMAP_COMPILED
-from edge.service import EdgeService
+from edge.node import EdgeNode
 from shared.bandit import SAMPLER
-from shared.config import StrataSettings
+from shared.config import SettingsSource, StrataSettings
 from shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -32,17 +31,19 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def run_edge(settings: StrataSettings) -> None:
+def run_edge(settings: StrataSettings, source: SettingsSource | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. ``source`` says how to re-read the config (guardrail policy reload)."""
     configure_logging(settings.log_level)
     cfg = settings.edge
-    svc = EdgeService(cfg)
-    svc.load_model()    # fail fast on a bad registry, before binding the port
+    node = EdgeNode(settings, source)
+    node.load_model()    # fail fast on a bad registry, before binding the port
     tune_gc()
-    logger.info("edge serving", extra={"host": cfg.host, "port": cfg.port, "model_version": svc.ranker.version,
+    logger.info("edge serving", extra={"host": cfg.host, "port": cfg.port, "model_version": node.slot.version,
                                        "store": cfg.store.url, "http": cfg.http, "sampler": SAMPLER,
-                                       "rowmap": "compiled" if ROWMAP_COMPILED else "numpy"})
+                                       "rowmap": "compiled" if ROWMAP_COMPILED else "numpy",
+                                       "guardrails": settings.guardrails.model_dump(mode="json")})
     if cfg.http == "uvicorn":
-        uvicorn.run(build_app(svc), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
+        uvicorn.run(node.asgi_app(), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                     access_log=False, log_level=settings.log_level.lower(), lifespan="on", proxy_headers=False,
                     timeout_keep_alive=int(cfg.idle_timeout_s), server_header=False, date_header=False)
         return
@@ -50,4 +51,4 @@ def run_edge(settings: StrataSettings) -> None:
 
     from edge.httpserver import serve
 
-    uvloop.run(serve(svc, build_app(svc), cfg.host, cfg.port, idle_timeout_s=cfg.idle_timeout_s))
+    uvloop.run(serve(node, cfg.host, cfg.port, idle_timeout_s=cfg.idle_timeout_s))

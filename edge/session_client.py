@@ -40,6 +40,10 @@ class SessionStore:
     async def get_bandit_counts(self, tenant: str, slot: str) -> dict[bytes, bytes]:
         return {}
 
+    async def get_bandit_counts_many(self, keys: list[tuple[str, str]]) -> list[dict[bytes, bytes]]:
+        """The counts hashes of many (tenant, slot) pairs in one round trip."""
+        return [{} for _ in keys]
+
     async def ping(self) -> bool:
         return False
 
@@ -71,6 +75,15 @@ class RedisSessionStore(SessionStore):
     async def get_bandit_counts(self, tenant: str, slot: str) -> dict[bytes, bytes]:
         try:
             return await self._r.hgetall(bandit_key(tenant, slot))
+        except Exception as exc:
+            raise StoreUnavailable(f"bandit read failed: {type(exc).__name__}: {exc}") from exc
+
+    async def get_bandit_counts_many(self, keys: list[tuple[str, str]]) -> list[dict[bytes, bytes]]:
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for tenant, slot in keys:
+                    pipe.hgetall(bandit_key(tenant, slot))
+                return await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(f"bandit read failed: {type(exc).__name__}: {exc}") from exc
 

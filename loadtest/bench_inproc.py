@@ -1,8 +1,11 @@
-"""In-process decision latency: one ``rank`` call per request, no HTTP, timed with perf_counter_ns.
+"""In-process decision latency: one decision per request, no HTTP, timed with perf_counter_ns.
 
 Requests are parsed before timing and every one has a never-seen session id (cache misses only), so
-the figure is features + ONNX + Thompson + top-k for the edge's ranker. The naive ranker the
-baselines use is timed on the same requests for comparison.
+the figure is the edge's ranking stages: candidates + guardrails + features + ONNX + Thompson + top-k
+with the exploration and diversity caps + confidence. Guardrails run as served (age not verified: the
+age-restricted share of the candidates is removed); a second edge row turns them off (age verified,
+diversity cap at k) to show their cost. The naive ranker the baselines use (no guardrails) is timed on
+the same requests for comparison.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from loadtest.payloads import Catalog, PayloadSpec, unique_mix
-from shared.contracts import RecommendRequest, parse_recommend
+from shared.contracts import MAX_K, RecommendRequest, parse_recommend
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +46,17 @@ def time_calls(call: Callable[[RecommendRequest], object], requests: list[Recomm
             "iterations": iterations}
 
 
-def edge_ranker(registry: str) -> Callable[[RecommendRequest], object]:
-    """The edge's ranker on the CURRENT bundle, via the public EdgeService API (store off)."""
-    from edge.service import EdgeService
+def edge_ranker(registry: str, guardrails: dict | None = None) -> Callable[[RecommendRequest], object]:
+    """The edge's ranking stages (candidates -> guardrails -> rank -> select -> confidence) on the CURRENT
+    bundle, as ``RecommendHandler.decide`` runs them (store off, no caches, no codec)."""
+    from edge.node import EdgeNode
     from shared.config import load_settings
 
-    settings = load_settings(None, edge={"registry": registry, "store": {"url": "none"}})
-    svc = EdgeService(settings.edge)
-    svc.load_model()
-    ranker = svc.ranker
-    return lambda req: ranker.rank(req, session_vec=None)
+    settings = load_settings(None, edge={"registry": registry, "store": {"url": "none"}},
+                             **({"guardrails": guardrails} if guardrails is not None else {}))
+    node = EdgeNode(settings)
+    node.load_model()
+    return node.recommend.decide
 
 
 def naive_ranker(registry: str) -> Callable[[RecommendRequest], object]:
@@ -73,17 +78,21 @@ def run(registry: str, catalog: Catalog, iterations: int, warmup: int) -> dict:
     # The edge server runs with this GC configuration; both rankers share the process, so both get it.
     tune_gc()
     out: dict = {"gc": "frozen after load, thresholds (20000, 50, 100) for both rankers"}
-    rankers: list[tuple[str, Callable[[RecommendRequest], object]]] = []
+    # (name, call, age_verified of its requests)
+    rankers: list[tuple[str, Callable[[RecommendRequest], object], bool]] = []
     try:
-        rankers.append(("inproc", edge_ranker(registry)))
+        rankers.append(("inproc", edge_ranker(registry), False))
+        # same stages with nothing to remove or reorder: the guardrails' cost is the difference
+        rankers.append(("inproc_noguard", edge_ranker(registry, {"max_per_category": MAX_K}), True))
     except Exception as exc:  # the table then says n/a; the error is kept in the JSON
         logger.error("edge ranker unavailable: %s", exc)
         out["inproc_error"] = f"{type(exc).__name__}: {exc}"
-    rankers.append(("naive_inproc", naive_ranker(registry)))
+    rankers.append(("naive_inproc", naive_ranker(registry), False))
     for n_cand, iters in ((100, iterations), (1000, max(iterations // 5, 100))):
         reqs = build_requests(catalog, n_cand, min(iters, 2000))
-        for name, call in rankers:
-            r = time_calls(call, reqs, iters, warmup)
+        verified = [replace(r, context=replace(r.context, age_verified=True)) for r in reqs]
+        for name, call, age_verified in rankers:
+            r = time_calls(call, verified if age_verified else reqs, iters, warmup)
             out[f"{name}_p50_us_{n_cand}"] = r["p50_us"]
             out[f"{name}_p99_us_{n_cand}"] = r["p99_us"]
             out[f"{name}_mean_us_{n_cand}"] = r["mean_us"]

@@ -136,7 +136,9 @@ def print_report(r: dict, console: Console | None = None) -> None:
     t = Table(title="In-process decision latency (µs; cache misses only)")
     for col in ("ranker", "candidates", "p50", "p99", "mean", "iterations"):
         t.add_column(col, justify="right")
-    for name, prefix in (("edge", "inproc"), ("naive (baselines)", "naive_inproc")):
+    for name, prefix in (("edge (guardrails on, as served)", "inproc"),
+                         ("edge, guardrails off (age verified, no caps)", "inproc_noguard"),
+                         ("naive (baselines, no guardrails)", "naive_inproc")):
         for n in (100, 1000):
             if f"{prefix}_p50_us_{n}" in r:
                 t.add_row(name, str(n), _f(r[f"{prefix}_p50_us_{n}"], 1), _f(r[f"{prefix}_p99_us_{n}"], 1),

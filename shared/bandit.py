@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass as plain_dataclass
 from typing import Protocol
 
 import numpy as np
+from pydantic import ConfigDict, field_validator
+from pydantic.dataclasses import dataclass
 
 try:
     from shared._fastbeta import FastBeta as _FastBeta
@@ -66,19 +68,37 @@ def make_sampler(seed: int | None = None, backend: str = "auto") -> BetaSource:
     return CompiledBeta(secrets.randbits(64) if seed is None else int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class BanditConfig:
-    n0: float = 50.0
-    explore_budget: float = 0.2
-    cold_prior: float = 0.02
+    """The bandit's settings: the one validated model, used as config section (``edge.bandit``) too."""
 
-    def __post_init__(self) -> None:
-        if not self.n0 > 0:
-            raise ValueError("n0 must be > 0")
-        if not 0.0 <= self.explore_budget <= 1.0:
-            raise ValueError("explore_budget must be in [0, 1]")
-        if not 0.0 < self.cold_prior < 1.0:
-            raise ValueError("cold_prior must be in (0, 1)")
+    n0: float = 50.0              # prior strength in pseudo-impressions
+    explore_budget: float = 0.2   # max share of the k positions explored items may take
+    cold_prior: float = 0.02      # click prior for items the model does not know
+    seed: int | None = None       # sampler seed; None seeds from the OS
+
+    @field_validator("n0")
+    @classmethod
+    def _n0_positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"n0 must be > 0: {v} is not greater than 0")
+        return v
+
+    @field_validator("explore_budget")
+    @classmethod
+    def _budget_share(cls, v: float) -> float:
+        if not v >= 0:
+            raise ValueError(f"explore_budget must be in [0, 1]: {v} is not greater than or equal to 0")
+        if not v <= 1:
+            raise ValueError(f"explore_budget must be in [0, 1]: {v} is not less than or equal to 1")
+        return v
+
+    @field_validator("cold_prior")
+    @classmethod
+    def _prior_open_unit(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"cold_prior must be in (0, 1): {v} is not greater than 0 and less than 1")
+        return v
 
     def budget_slots(self, k: int) -> int:
         return math.floor(self.explore_budget * k + 1e-9)   # 0.29 * 100 must give 29, not 28
@@ -107,7 +127,7 @@ def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
     return alpha, beta
 
 
-@dataclass(slots=True)
+@plain_dataclass(slots=True)
 class Decision:
     order: np.ndarray      # candidate positions, best first, length min(k, n)
     explored: np.ndarray   # bool per position in ``order``
@@ -118,16 +138,20 @@ class Decision:
 
 def thompson_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget_slots: int,
                   rng: BetaSource) -> Decision:
-    """Top-k by one Thompson draw, with at most ``budget_slots`` explored items.
+    """Top-k by one Thompson draw, with at most ``budget_slots`` explored items (``select_topk``)."""
+    theta = rng.beta(alpha, beta)
+    return select_topk(theta, alpha / (alpha + beta), k, budget_slots)
+
+
+def select_topk(theta: np.ndarray, mean: np.ndarray, k: int, budget_slots: int) -> Decision:
+    """Top-k by the draws ``theta``, with at most ``budget_slots`` explored items.
 
     "Greedy" means a posterior mean at or above the k-th largest mean (ties at the boundary count as
     greedy); "explored" is everything else. When the draw puts more than ``budget_slots`` explored items
     in the top k, the answer is the best ``k - budget_slots`` greedy items and the best ``budget_slots``
     explored items, both by their draws. One partition of the means gives the threshold and the margin.
     """
-    n = alpha.shape[0]
-    theta = rng.beta(alpha, beta)
-    mean = alpha / (alpha + beta)
+    n = theta.shape[0]
     if n <= k:
         order = np.argsort(-theta, kind="stable")
         return Decision(order, np.zeros(n, dtype=bool), theta, mean, 1.0)
@@ -146,6 +170,14 @@ def thompson_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget_slots: int
             top = top_g
     order = top[np.argsort(neg[top], kind="stable")]
     return Decision(order, ~greedy[order], theta, mean, float(kth - part[n - k - 1]))
+
+
+def greedy_mask(mean: np.ndarray, k: int) -> np.ndarray:
+    """Greedy (not explored) per candidate: posterior mean at or above the k-th largest mean."""
+    n = mean.shape[0]
+    if n <= k:
+        return np.ones(n, dtype=bool)
+    return mean >= np.partition(mean, n - k)[n - k]
 
 
 def choose_arm(alpha: np.ndarray, beta: np.ndarray, rng: BetaSource) -> int:

@@ -11,22 +11,27 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class ConfidenceConfig:
+    """Weights, scales and the edge threshold: the one validated model, also the ``edge.confidence``
+    config section."""
+
     w_session: float = 0.25
     w_concentration: float = 0.25
     w_margin: float = 0.2
     w_known: float = 0.3
-    concentration_scale: float = 100.0   # alpha+beta at which the term reaches 1 - 1/e
-    margin_scale: float = 0.02           # margin of posterior means at which the term saturates
-    fresh_seconds: float = 1800.0        # a session vector older than this counts as stale
-    t_edge: float = 0.6                  # >= this (and no explain): the edge answers
+    concentration_scale: float = Field(100.0, gt=0)   # alpha+beta at which the term reaches 1 - 1/e
+    margin_scale: float = Field(0.02, gt=0)           # margin of posterior means at which the term saturates
+    fresh_seconds: float = Field(1800.0, gt=0)        # a session vector older than this counts as stale
+    t_edge: float = Field(0.6, ge=0, le=1)            # >= this (and no explain): the edge answers
 
     def __post_init__(self) -> None:
         weights = (self.w_session, self.w_concentration, self.w_margin, self.w_known)
-        if min(weights) < 0 or sum(weights) <= 0:
+        if not all(w >= 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("confidence weights must be >= 0 and not all zero")
 
 

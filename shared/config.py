@@ -1,17 +1,25 @@
-"""Service configuration: defaults < YAML file < ``STRATA_*`` environment (nested with ``__``).
+"""Service configuration: defaults < YAML file < ``STRATA_*`` environment (nested with ``__``) < flags.
 
-Unknown keys are refused at start with a message naming the key. Secrets only from the environment.
-Example: ``STRATA_EDGE__BANDIT__N0=50``; YAML path from ``--config`` or ``STRATA_CONFIG``.
+One validated model per concept, defined once: the bandit's and the confidence model's settings are
+the value objects ``shared.bandit`` and ``shared.confidence`` compute with; the guardrails section is
+``shared.guardrails.Guardrails``. Unknown keys are refused with a message naming the key. Secrets
+only from the environment. Example: ``STRATA_EDGE__BANDIT__N0=50``; the YAML path comes from
+``--config`` or ``STRATA_CONFIG``. Loading never writes the environment.
+
+``SettingsSource`` remembers how a process built its settings so they can be built again: the
+guardrails section is re-read from the YAML file while the process runs (no restart).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +27,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from shared.bandit import BanditConfig
+from shared.confidence import ConfidenceConfig
 from shared.errors import ConfigError
+from shared.guardrails import Guardrails
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class _Section(BaseModel):
@@ -33,7 +46,7 @@ class CacheSettings(_Section):
     hour_bucket: int = Field(6, ge=1, le=24, description="hours per context bucket in the cache key")
     session_size: int = Field(100_000, ge=1)
     session_ttl_s: float = Field(5.0, gt=0, description="fresh for this long, then served stale while refreshed")
-    session_max_stale_s: float = Field(300.0, gt=0)
+    session_max_stale_s: float = Field(300.0, gt=0, description="never serve a cached session older than this")
 
 
 class StoreSettings(_Section):
@@ -43,29 +56,14 @@ class StoreSettings(_Section):
     retry_after_s: float = Field(1.0, gt=0, description="after a store error, skip the store this long")
 
 
-class BanditSettings(_Section):
-    n0: float = Field(50.0, gt=0, description="prior strength in pseudo-impressions")
-    explore_budget: float = Field(0.2, ge=0, le=1, description="max share of the k positions explored")
-    cold_prior: float = Field(0.02, gt=0, lt=1, description="click prior for items unknown to the bundle")
-    seed: int | None = None
+@pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class EdgeBandit(BanditConfig):
+    """The bandit's settings plus which slots' counts the edge keeps fresh."""
 
-
-class ConfidenceSettings(_Section):
-    w_session: float = Field(0.25, ge=0)
-    w_concentration: float = Field(0.25, ge=0)
-    w_margin: float = Field(0.2, ge=0)
-    w_known: float = Field(0.3, ge=0)
-
-    @model_validator(mode="after")
-    def _weights_positive(self) -> ConfidenceSettings:
-        if self.w_session + self.w_concentration + self.w_margin + self.w_known <= 0:
-            raise ValueError("confidence weights must not all be zero")
-        return self
-
-    concentration_scale: float = Field(100.0, gt=0)
-    margin_scale: float = Field(0.02, gt=0)
-    fresh_seconds: float = Field(1800.0, gt=0)
-    t_edge: float = Field(0.6, ge=0, le=1)
+    slots: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {"default": ("home",)},
+        description="tenant -> slots whose counts are always refreshed (never evicted)")
+    recent_slots: int = Field(256, ge=0, description="other recently requested slots kept (LRU)")
 
 
 class EdgeSettings(_Section):
@@ -73,7 +71,7 @@ class EdgeSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     registry: str = "registry"
     model: str = "edge-scorer"
-    reload_poll_s: float = Field(2.0, gt=0)
+    reload_poll_s: float = Field(2.0, gt=0, description="poll CURRENT and the config file this often")
     max_body_bytes: int = Field(65_536, ge=1024)
     pool_size: int = Field(200, ge=1, le=1000, description="candidates from the cached pool when none are given")
     ort_threads: int = Field(1, ge=1)
@@ -82,15 +80,21 @@ class EdgeSettings(_Section):
     idle_timeout_s: float = Field(30.0, gt=0, description="close keep-alive connections idle this long")
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
-    bandit: BanditSettings = BanditSettings()
-    confidence: ConfidenceSettings = ConfidenceSettings()
+    bandit: EdgeBandit = EdgeBandit()
+    confidence: ConfidenceConfig = ConfidenceConfig()
 
 
 class StrataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid")
 
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
+    guardrails: Guardrails = Guardrails()
     edge: EdgeSettings = EdgeSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
 
     @classmethod
     def settings_customise_sources(
@@ -99,24 +103,66 @@ class StrataSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = os.environ.get("STRATA_CONFIG")
-        if path:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        if settings_cls.model_config.get("yaml_file"):
+            sources.append(YamlConfigSettingsSource(settings_cls))
         return tuple(sources)
 
 
-def load_settings(config_path: str | Path | None = None, **overrides: Any) -> StrataSettings:
+@functools.lru_cache(maxsize=8)
+def _settings_from(path: str) -> type[StrataSettings]:
+    """A settings class reading ``path`` as its YAML layer (the path lives in the class, not in os.environ)."""
+    return type("StrataSettings", (StrataSettings,),
+                {"model_config": SettingsConfigDict(**{**StrataSettings.model_config, "yaml_file": path})})
+
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    """The YAML file to read: ``--config`` if given, else ``STRATA_CONFIG``, else none."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("STRATA_CONFIG")
+    return Path(env) if env else None
+
+
+def load_settings(config_path_: str | Path | None = None, **overrides: Any) -> StrataSettings:
     """Build settings; ``overrides`` (e.g. from CLI flags) win over env and YAML."""
-    if config_path is not None:
-        if not Path(config_path).is_file():
-            raise ConfigError(f"config file not found: {config_path}", field="config")
-        os.environ["STRATA_CONFIG"] = str(config_path)
+    path = config_path(config_path_)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file not found: {path}", field="config")
+    cls = _settings_from(str(path)) if path is not None else StrataSettings
     try:
-        return StrataSettings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{first['msg']} (config key '{key}')", field=key) from None
+        raise ConfigError(f"{_message(first)} (config key '{key}')", field=key) from None
     except (yaml.YAMLError, TypeError, ValueError) as exc:   # unparsable YAML or a non-mapping document
-        where = os.environ.get("STRATA_CONFIG", "config")
-        raise ConfigError(f"cannot read {where}: {type(exc).__name__}: {exc}", field="config") from None
+        raise ConfigError(f"cannot read {path or 'config'}: {type(exc).__name__}: {exc}", field="config") from None
+
+
+def _message(err: dict) -> str:
+    """pydantic's message, worded the same for model and dataclass sections."""
+    if err["type"] == "unexpected_keyword_argument":
+        return "Extra inputs are not permitted"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+class SettingsSource:
+    """How a process built its settings (YAML path + flag overrides), to build them again on change."""
+
+    def __init__(self, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> None:
+        self.path = config_path(path)
+        self.overrides = dict(overrides or {})
+
+    def load(self) -> StrataSettings:
+        return load_settings(self.path, **self.overrides)
+
+    def stamp(self) -> tuple[int, int] | None:
+        """(mtime_ns, size) of the YAML file, None when there is none (or it vanished)."""
+        if self.path is None:
+            return None
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size

@@ -25,6 +25,7 @@ class Context:
     device: str = "other"
     country: str = ""
     hour: int = 12
+    age_verified: bool = False     # the caller verified the user's age: age-restricted items may be served
 
 
 @dataclass(slots=True)
@@ -42,7 +43,7 @@ class RecommendRequest:
 _REQUEST_FIELDS = frozenset(
     {"tenant", "user_id", "session_id", "slot", "k", "candidates", "context", "explain"}
 )
-_CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour"})
+_CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour", "age_verified"})
 
 
 def _ident(obj: dict, name: str, default: str | None, path: str = "") -> str:
@@ -76,7 +77,10 @@ def _context(raw: object) -> Context:
     hour = raw.get("hour", 12)
     if type(hour) is not int or not 0 <= hour <= 23:
         raise InvalidField(f"must be an integer 0..23, got {hour!r}", field="context.hour")
-    return Context(channel, device, country, hour)
+    age_verified = raw.get("age_verified", False)
+    if type(age_verified) is not bool:
+        raise InvalidField(f"must be a boolean, got {type(age_verified).__name__}", field="context.age_verified")
+    return Context(channel, device, country, hour, age_verified)
 
 
 def parse_recommend(obj: object) -> RecommendRequest:

@@ -1,4 +1,10 @@
-"""One error root for the project. Callers branch on ``retriable``; HTTP mapping lives in ``http_status``."""
+"""One error root for the project. Callers branch on ``retriable``; ``shared.error_mapper`` is the only
+place that turns an error into an HTTP answer (status, headers, body).
+
+``status`` is the HTTP status a front door answers with; ``retry_after_s`` (when set) becomes the
+``Retry-After`` header. Client mistakes are 4xx and not retriable; a dependency that is down with no
+fallback is 503, retriable, with ``Retry-After``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ class StrataError(Exception):
     status: int = 500
     code: str = "internal"
     retriable: bool = False
+    retry_after_s: float | None = None
 
     def __init__(self, reason: str, *, field: str | None = None) -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
@@ -16,20 +23,36 @@ class StrataError(Exception):
         self.field = field
 
     def to_dict(self) -> dict:
-        err: dict = {"code": self.code, "reason": self.reason}
-        if self.field is not None:
-            err["field"] = self.field
-        return {"error": err}
+        """The documented error body: ``{"error": {"code", "field", "reason"}}`` (field may be null)."""
+        return {"error": {"code": self.code, "reason": self.reason, "field": self.field}}
 
 
 class MalformedBody(StrataError):
     status, code = 400, "malformed_body"
 
 
+class MalformedHttp(StrataError):
+    """The bytes are not a valid HTTP/1.x request; the connection is closed after the answer."""
+
+    status, code = 400, "malformed_http"
+
+
 class InvalidField(StrataError):
     """A field has the wrong type or an out-of-range value."""
 
     status, code = 422, "invalid_field"
+
+
+class NotFound(StrataError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(StrataError):
+    status, code = 405, "method_not_allowed"
+
+    def __init__(self, reason: str, *, field: str | None = "method", allow: str = "POST") -> None:
+        super().__init__(reason, field=field)
+        self.allow = allow
 
 
 class PayloadTooLarge(StrataError):
@@ -40,18 +63,33 @@ class UnsupportedMediaType(StrataError):
     status, code = 415, "unsupported_media_type"
 
 
-class NotFound(StrataError):
-    status, code = 404, "not_found"
+class HeadersTooLarge(StrataError):
+    status, code = 431, "headers_too_large"
 
 
-class MethodNotAllowed(StrataError):
-    status, code = 405, "method_not_allowed"
+class ServiceUnavailable(StrataError):
+    """A dependency is down and there is no fallback: 503 with ``Retry-After``; try again later."""
+
+    status, code, retriable = 503, "unavailable", True
+    retry_after_s = 1.0
 
 
-class StoreUnavailable(StrataError):
-    """The online store did not answer in time; callers fall back to caches and priors."""
+class NotReady(ServiceUnavailable):
+    """No model is loaded yet (the process is starting or every bundle was refused)."""
 
-    status, code, retriable = 503, "store_unavailable", True
+    code = "not_ready"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The online store did not answer in time; the edge falls back to caches and priors instead."""
+
+    code = "store_unavailable"
+
+
+class InternalError(StrataError):
+    """An unexpected failure; the answer carries a request id that the logged traceback also carries."""
+
+    status, code = 500, "internal"
 
 
 class BundleError(StrataError):

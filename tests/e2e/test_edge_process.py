@@ -22,9 +22,14 @@ MSGPACK = "application/msgpack"
 
 
 @pytest.fixture(scope="module")
-def item_ids(edge_node) -> list[str]:
+def catalog(edge_node) -> dict[str, list]:
     version_dir = edge_node.registry / "edge-scorer" / edge_node.version
-    return [str(x) for x in pq.read_table(version_dir / ITEMS_FILE, columns=["item_id"]).column(0).to_pylist()]
+    return pq.read_table(version_dir / ITEMS_FILE, columns=["item_id", "category", "age_restricted"]).to_pydict()
+
+
+@pytest.fixture(scope="module")
+def item_ids(catalog) -> list[str]:
+    return [str(x) for x in catalog["item_id"]]
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +38,22 @@ def http(edge_node):
         yield client
 
 
-def _candidates(item_ids: list[str], n: int, seed: int) -> list[str]:
-    picks = np.random.default_rng(seed).choice(len(item_ids), size=n, replace=False)
-    return [item_ids[i] for i in picks]
+def _candidates(catalog: dict[str, list], n: int, seed: int) -> list[str]:
+    """n random items the guardrails leave alone for an anonymous user: none age-restricted, categories
+    spread evenly (so that only the given candidates can come back; see test_edge_guardrails for the rest)."""
+    allowed = [i for i, age in enumerate(catalog["age_restricted"]) if not age]
+    n_cats = len({catalog["category"][i] for i in allowed})
+    per_cat = -(-n // n_cats)
+    taken: dict[str, int] = {}
+    picks = []
+    for i in np.random.default_rng(seed).permutation(allowed).tolist():
+        cat = catalog["category"][i]
+        if taken.get(cat, 0) < per_cat:
+            taken[cat] = taken.get(cat, 0) + 1
+            picks.append(str(catalog["item_id"][i]))
+            if len(picks) == n:
+                return picks
+    raise AssertionError(f"catalog cannot give {n} spread candidates")
 
 
 def _body(session: str, k: int, candidates: list[str] | None, channel: str = "web") -> dict:
@@ -84,8 +102,8 @@ def test_ops_routes_report_ready_with_the_live_model(http, edge_node) -> None:
     assert "# TYPE" in metrics.text
 
 
-def test_json_request_with_candidates(http, edge_node, item_ids) -> None:
-    cands = _candidates(item_ids, 50, seed=1)
+def test_json_request_with_candidates(http, edge_node, catalog) -> None:
+    cands = _candidates(catalog, 50, seed=1)
     resp = http.post("/v1/recommend", content=orjson.dumps(_body("e2e-json", 5, cands)),
                      headers={"Content-Type": JSON})
     assert resp.status_code == 200, resp.text
@@ -93,8 +111,8 @@ def test_json_request_with_candidates(http, edge_node, item_ids) -> None:
     _assert_contract(resp.json(), k=5, allowed=set(cands), version=edge_node.version)
 
 
-def test_msgpack_request_and_response(http, edge_node, item_ids) -> None:
-    cands = _candidates(item_ids, 80, seed=2)
+def test_msgpack_request_and_response(http, edge_node, catalog) -> None:
+    cands = _candidates(catalog, 80, seed=2)
     resp = http.post("/v1/recommend", content=msgpack.packb(_body("e2e-msgpack", 7, cands, "app")),
                      headers={"Content-Type": MSGPACK, "Accept": MSGPACK})
     assert resp.status_code == 200, resp.content[:200]
@@ -103,8 +121,8 @@ def test_msgpack_request_and_response(http, edge_node, item_ids) -> None:
     _assert_contract(data, k=7, allowed=set(cands), version=edge_node.version)
 
 
-def test_json_in_msgpack_out_follows_accept(http, edge_node, item_ids) -> None:
-    cands = _candidates(item_ids, 20, seed=3)
+def test_json_in_msgpack_out_follows_accept(http, edge_node, catalog) -> None:
+    cands = _candidates(catalog, 20, seed=3)
     resp = http.post("/v1/recommend", content=orjson.dumps(_body("e2e-accept", 3, cands, "email")),
                      headers={"Content-Type": JSON, "Accept": MSGPACK})
     assert resp.status_code == 200
@@ -121,9 +139,9 @@ def test_pool_answers_when_no_candidates_are_given(http, edge_node, item_ids) ->
                      version=edge_node.version)
 
 
-def test_unknown_candidates_are_counted_not_refused(http, edge_node, item_ids) -> None:
+def test_unknown_candidates_are_counted_not_refused(http, edge_node, catalog) -> None:
     unknown = ["missing-a", "missing-b", "missing-c"]
-    cands = _candidates(item_ids, 20, seed=4) + unknown
+    cands = _candidates(catalog, 20, seed=4) + unknown
     resp = http.post("/v1/recommend", json=_body("e2e-unknown", 23, cands, "pos"))
     assert resp.status_code == 200
     _assert_contract(resp.json(), k=23, allowed=set(cands), version=edge_node.version, unknown=3)

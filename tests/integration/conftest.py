@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.app import build_app
 from edge.httpserver import serve
-from edge.service import EdgeService
+from edge.node import EdgeNode
 from shared.config import load_settings
 
 _HERE = Path(__file__).parent
@@ -35,11 +34,11 @@ def edge_settings(registry_dir: Path, fresh_valkey):
 
 
 @contextmanager
-def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, **edge) -> Iterator[tuple[int, EdgeService]]:
+def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, **edge) -> Iterator[tuple[int, EdgeNode]]:
     """The edge's own HTTP server (edge.httpserver.serve) on a free port in a thread; yields (port, service)."""
     cfg = {"registry": str(registry_dir), "store": {"url": store, "timeout_ms": 50.0, "retry_after_s": 0.2},
            **edge}
-    svc = EdgeService(load_settings(edge=cfg).edge)
+    svc = EdgeNode(load_settings(edge=cfg))
     svc.load_model()
     ready = threading.Event()
     port: list[int] = []
@@ -49,7 +48,7 @@ def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, **e
         async def go() -> None:
             state["loop"] = asyncio.get_running_loop()
             state["stop"] = asyncio.Event()
-            await serve(svc, build_app(svc), "127.0.0.1", 0, idle_timeout_s=idle_timeout_s, stop=state["stop"],
+            await serve(svc, "127.0.0.1", 0, idle_timeout_s=idle_timeout_s, stop=state["stop"],
                         started=lambda p: (port.append(p), ready.set()), grace_s=2.0)
 
         asyncio.run(go())

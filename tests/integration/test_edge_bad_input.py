@@ -9,8 +9,7 @@ import msgpack
 import orjson
 import pytest
 
-from edge.app import build_app
-from edge.service import EdgeService
+from edge.node import EdgeNode
 from shared.config import load_settings
 
 GOOD = {"user_id": "u1", "session_id": "s1", "slot": "home", "k": 5}
@@ -20,10 +19,10 @@ GOOD = {"user_id": "u1", "session_id": "s1", "slot": "home", "k": 5}
 def app(request, registry_dir, serve_edge):
     """The ASGI app in-process, and the edge's own HTTP server over a real socket (same answers)."""
     if request.param == "asgi":
-        svc = EdgeService(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"},
-                                              "max_body_bytes": 65536}).edge)
+        svc = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"},
+                                              "max_body_bytes": 65536}))
         svc.load_model()
-        yield build_app(svc)
+        yield svc.asgi_app()
         return
     with serve_edge(registry_dir, max_body_bytes=65536) as (port, _):
         yield f"http://127.0.0.1:{port}"

@@ -7,8 +7,7 @@ import asyncio
 import httpx
 import orjson
 
-from edge.app import build_app
-from edge.service import EdgeService
+from edge.node import EdgeNode
 from shared.config import load_settings
 
 
@@ -21,8 +20,8 @@ def run(app, calls):
 
 
 def test_readyz_is_503_until_a_model_is_loaded(registry_dir):
-    svc = EdgeService(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"}}).edge)
-    app = build_app(svc)
+    svc = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"}}))
+    app = svc.asgi_app()
     health, ready = run(app, [("GET", "/healthz", b""), ("GET", "/readyz", b"")])
     assert health.status_code == 200
     assert ready.status_code == 503 and ready.json()["reason"] == "no model loaded"
@@ -33,9 +32,9 @@ def test_readyz_is_503_until_a_model_is_loaded(registry_dir):
 
 
 def test_metrics_expose_latency_cache_exploration_store_and_version(registry_dir):
-    svc = EdgeService(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"}}).edge)
+    svc = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"}}))
     svc.load_model()
-    app = build_app(svc)
+    app = svc.asgi_app()
     body = orjson.dumps({"user_id": "u", "session_id": "s", "k": 10, "candidates": svc.ranker.bundle.item_ids[:50]})
     responses = run(app, [("POST", "/v1/recommend", body)] * 3 + [("POST", "/v1/recommend", b"{")]
                     + [("GET", "/metrics", b"")])

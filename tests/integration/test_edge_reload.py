@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from edge.node import EdgeNode
 from edge.reload import check_once
-from edge.service import EdgeService
 from shared.config import load_settings
 
 
@@ -30,8 +30,8 @@ def clone_version(registry, new: str):
     return model / new
 
 
-def service(registry) -> EdgeService:
-    svc = EdgeService(load_settings(edge={"registry": str(registry), "store": {"url": "none"}}).edge)
+def service(registry) -> EdgeNode:
+    svc = EdgeNode(load_settings(edge={"registry": str(registry), "store": {"url": "none"}}))
     svc.load_model()
     return svc
 
@@ -41,9 +41,9 @@ def test_new_current_is_swapped_in(registry):
     old = svc.ranker.version
     clone_version(registry, "9.9.9")
     (registry / "edge-scorer" / "CURRENT").write_text("9.9.9\n")
-    assert asyncio.run(check_once(svc)) == "9.9.9"
+    assert asyncio.run(check_once(svc.registry_watch)) == "9.9.9"
     assert svc.ranker.version == "9.9.9" != old
-    assert asyncio.run(check_once(svc)) is None      # unchanged pointer: nothing to do
+    assert asyncio.run(check_once(svc.registry_watch)) is None      # unchanged pointer: nothing to do
 
 
 def test_corrupt_bundle_is_refused_and_old_model_kept(registry):
@@ -54,17 +54,17 @@ def test_corrupt_bundle_is_refused_and_old_model_kept(registry):
         f.seek(100)
         f.write(b"\x00\x01\x02\x03")
     (registry / "edge-scorer" / "CURRENT").write_text("9.9.10\n")
-    assert asyncio.run(check_once(svc)) is None
+    assert asyncio.run(check_once(svc.registry_watch)) is None
     assert svc.ranker.version == old
     assert svc.metrics.inst.counters[("reloads_total", ("refused",))] == 1
-    assert asyncio.run(check_once(svc)) is None           # not retried on every poll
+    assert asyncio.run(check_once(svc.registry_watch)) is None           # not retried on every poll
     assert svc.metrics.inst.counters[("reloads_total", ("refused",))] == 1
 
 
 def test_missing_version_dir_keeps_old_model(registry):
     svc = service(registry)
     (registry / "edge-scorer" / "CURRENT").write_text("7.7.7\n")
-    assert asyncio.run(check_once(svc)) is None
+    assert asyncio.run(check_once(svc.registry_watch)) is None
     assert svc.ranker.version != "7.7.7"
 
 
@@ -72,5 +72,5 @@ def test_garbage_pointer_keeps_old_model(registry):
     svc = service(registry)
     old = svc.ranker.version
     (registry / "edge-scorer" / "CURRENT").write_text("latest-please\n")
-    assert asyncio.run(check_once(svc)) is None
+    assert asyncio.run(check_once(svc.registry_watch)) is None
     assert svc.ranker.version == old

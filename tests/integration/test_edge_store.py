@@ -9,25 +9,25 @@ import numpy as np
 import orjson
 import pytest
 
-from edge.service import EdgeService
+from edge.node import EdgeNode
 from shared.config import load_settings
 from shared.keys import bandit_key, clicks_field, imps_field, session_key
 
 JSON = b"application/json"
 
 
-def make_service(registry_dir, url: str, **edge) -> EdgeService:
+def make_service(registry_dir, url: str, **edge) -> EdgeNode:
     cfg = {"registry": str(registry_dir), "store": {"url": url, "timeout_ms": 50.0, "retry_after_s": 0.2,
                                                     "bandit_refresh_s": 0.1},
            "cache": {"response_size": 0}, "bandit": {"seed": 11}}
     for k, v in edge.items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
-    svc = EdgeService(load_settings(edge=cfg).edge)
+    svc = EdgeNode(load_settings(edge=cfg))
     svc.load_model()
     return svc
 
 
-async def recommend(svc: EdgeService, **body) -> dict:
+async def recommend(svc: EdgeNode, **body) -> dict:
     body.setdefault("user_id", "u1")
     body.setdefault("slot", "home")
     status, ctype, payload = await svc.handle_recommend(orjson.dumps(body), JSON, None)
@@ -35,7 +35,7 @@ async def recommend(svc: EdgeService, **body) -> dict:
     return orjson.loads(payload)
 
 
-def candidates(svc: EdgeService, n: int = 200) -> list[str]:
+def candidates(svc: EdgeNode, n: int = 200) -> list[str]:
     return svc.ranker.bundle.item_ids[:n]
 
 

@@ -191,16 +191,33 @@ def test_parse_counts_empty() -> None:
     assert sc.clicks.tolist() == [0.0] * 3 and sc.imps.tolist() == [0.0] * 3 and sc.extra == {}
 
 
-def test_bandit_counts_registers_slots_bounded() -> None:
-    bc = BanditCounts(3, max_slots=2)
+def test_bandit_counts_pinned_slots_and_bounded_lru() -> None:
+    # issue 6 replaced first-come registration (junk slots could fill it for good) with configured
+    # slots that are never evicted plus an LRU of other recently requested slots
+    bc = BanditCounts(3, pinned=[("t", "home")], recent_max=2)
     zero = bc.get("t", "home")
     assert zero.clicks.tolist() == [0.0] * 3
     bc.get("t", "pdp")
-    bc.get("t", "cart")               # over the bound: served zeros, not registered
-    assert set(bc.slots) == {("t", "home"), ("t", "pdp")}
+    bc.get("t", "cart")
+    bc.get("t", "junk-1")             # over the bound: the least recently used other slot goes
+    assert set(bc.tracked()) == {("t", "home"), ("t", "cart"), ("t", "junk-1")}
+    for i in range(100):              # junk cannot grow memory or push the configured slot out
+        bc.get("t", f"junk-{i}")
+    assert len(bc.tracked()) == 3 and ("t", "home") in bc.tracked()
     filled = parse_counts({b"c:A": b"1"}, INDEX, 3)
     bc.set("t", "home", filled)
     assert bc.get("t", "home") is filled
+    bc.set("t", "evicted", filled)    # a slot no longer tracked is not re-added by a late refresh
+    assert ("t", "evicted") not in bc.tracked()
+
+
+def test_parse_counts_with_the_compiled_item_index() -> None:
+    from edge.item_index import ItemIndex
+
+    raw = {b"c:A": b"3", b"n:A": b"10", b"n:C": b"7", b"c:NEW": b"2", b"n:B": b"x"}
+    sc = parse_counts(raw, ItemIndex(["A", "B", "C"]), 3)
+    assert sc.clicks.tolist() == [3.0, 0.0, 0.0] and sc.imps.tolist() == [10.0, 0.0, 7.0]
+    assert sc.extra == {"NEW": (2.0, 0.0)}
 
 
 # ---- decode_session / make_store ---------------------------------------------------------------------------

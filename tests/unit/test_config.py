@@ -13,7 +13,7 @@ from shared.errors import ConfigError
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No STRATA_* from the outer environment; STRATA_CONFIG (set by load_settings) restored afterwards."""
+    """No STRATA_* from the outer environment."""
     for name in list(os.environ):
         if name.startswith("STRATA_"):
             monkeypatch.delenv(name)
@@ -57,7 +57,8 @@ def test_yaml_values_applied(tmp_path: Path) -> None:
     assert s.edge.bandit.n0 == 35.0 and s.edge.bandit.seed == 4
     assert s.edge.bandit.explore_budget == 0.2   # untouched keys keep defaults
     assert s.edge.store.url == "none"
-    assert os.environ["STRATA_CONFIG"] == str(path)
+    # issue 6: loading settings must not write os.environ (it used to set STRATA_CONFIG here)
+    assert "STRATA_CONFIG" not in os.environ
 
 
 def test_yaml_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

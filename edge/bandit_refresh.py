@@ -1,0 +1,55 @@
+"""Keep the live model's bandit counts fresh: one pipelined read of every tracked slot per period.
+
+Parsing is vectorised (``edge.bandit_cache.parse_counts``) and the loop yields to the event loop
+between slots, so a refresh never holds requests up for long. While the store is marked down the
+loop only probes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edge.bandit_cache import parse_counts
+from edge.model_slot import ModelSlot
+from edge.session_client import SessionStore, StoreHealth
+from shared.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class BanditRefresher:
+    def __init__(self, slot: ModelSlot, store: SessionStore, health: StoreHealth) -> None:
+        self.slot = slot
+        self.store = store
+        self.health = health
+
+    async def refresh_once(self) -> int:
+        """Read and install the counts of every tracked slot; returns how many slots were read."""
+        live = self.slot.current
+        if live is None:
+            return 0
+        ranker = live.ranker
+        keys = ranker.counts.tracked()
+        if not keys:
+            return 0
+        raws = await self.store.get_bandit_counts_many(keys)
+        for (tenant, slot), raw in zip(keys, raws, strict=True):
+            ranker.counts.set(tenant, slot, parse_counts(raw, ranker.index, ranker.counts.n_items))
+            await asyncio.sleep(0)
+        return len(keys)
+
+    async def run(self, period_s: float) -> None:
+        if not self.store.configured:
+            return
+        while True:
+            await asyncio.sleep(period_s)
+            if not self.health.up and not await self.store.ping():
+                continue
+            try:
+                await self.refresh_once()
+                self.health.recovered()
+            except StoreUnavailable as exc:
+                self.health.failed(exc)
+            except Exception:  # never let the refresher die
+                logger.exception("bandit refresh failed")

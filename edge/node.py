@@ -1,0 +1,144 @@
+"""An edge node: builds the parts, wires them one way, and runs their background work.
+
+This is the composition root and nothing reaches back into it: the request path (``recommend``, a
+``Handler``) gets the slot, caches and store it uses; metrics get callables; hot reload works through
+the model slot; front doors get the handler, the ops view (``readiness``, ``exposition``) and the
+metrics recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from edge.answers import RequestIds
+from edge.app import build_app
+from edge.bandit_cache import BanditCounts
+from edge.bandit_refresh import BanditRefresher
+from edge.bundle_loader import LoadedBundle
+from edge.caches import TTLCache
+from edge.config_watch import ConfigWatch
+from edge.edge_metrics import EdgeMetrics
+from edge.model_slot import ModelSlot
+from edge.ranker import Ranker
+from edge.recommend import RecommendHandler
+from edge.reload import RegistryWatch
+from edge.response_cache import ResponseCache
+from edge.session_client import StoreHealth, make_store
+from edge.session_source import SessionSource
+from edge.stages.confidence import Confidence
+from edge.stages.encode import Encode
+from edge.stages.exact_cache import ExactCache
+from edge.stages.guardrails import GuardrailFilter
+from edge.stages.response_cache import ResponseCacheStage
+from edge.stages.session import SessionStage
+from shared.config import SettingsSource, StrataSettings
+from shared.error_mapper import negotiated_error_reply
+from shared.pipeline import Reply
+
+logger = logging.getLogger(__name__)
+
+
+class EdgeNode:
+    def __init__(self, settings: StrataSettings, source: SettingsSource | None = None) -> None:
+        cfg = self.cfg = settings.edge
+        self.metrics = EdgeMetrics()
+        self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
+        self.health = StoreHealth(cfg.store.retry_after_s)
+        pinned = [(tenant, slot) for tenant, slots in cfg.bandit.slots.items() for slot in slots]
+
+        def make_ranker(bundle: LoadedBundle) -> Ranker:
+            counts = BanditCounts(len(bundle.item_ids), pinned, cfg.bandit.recent_slots)
+            return Ranker(bundle, cfg.bandit, cfg.pool_size, counts)
+
+        self.slot = ModelSlot(make_ranker, settings.guardrails, on_install=self.metrics.model_loaded)
+        self.responses = ResponseCache(cfg.cache)
+        self.sessions = TTLCache(cfg.cache.session_size, cfg.cache.session_max_stale_s)
+        session_source = SessionSource(self.store, self.health, self.sessions, cfg.cache,
+                                       cfg.store.timeout_ms / 1000)
+        self.recommend = RecommendHandler(
+            self.slot,
+            exact_cache=ExactCache(self.responses),
+            response_cache=ResponseCacheStage(self.responses),
+            session=SessionStage(session_source),
+            guardrails=GuardrailFilter(self.metrics.removed),
+            confidence=Confidence(cfg.confidence),
+            encode=Encode(self.responses, self.health if self.store.configured else None, RequestIds(),
+                          self.metrics),
+        )
+        self.metrics.bind(
+            response_cache=lambda: (self.responses.hits, self.responses.misses),
+            session_cache=lambda: (session_source.hits, session_source.misses),
+            store_up=lambda: self.health.up, store_errors=lambda: self.health.errors,
+            stages=self.recommend.pipeline.timings)
+        self.registry_watch = RegistryWatch(self.slot, cfg.registry, cfg.model, cfg.ort_threads,
+                                            on_result=self.metrics.reload)
+        # without a source (tests, tools) there is no file to watch
+        self.config_watch = ConfigWatch(source, self.slot, settings, on_result=self.metrics.policy_reload) \
+            if source is not None else None
+        self._refresher = BanditRefresher(self.slot, self.store, self.health)
+        self._tasks: list[asyncio.Task] = []
+
+    # -- model ----------------------------------------------------------------------------------
+    def load_model(self, version: str | None = None) -> LoadedBundle:
+        bundle = self.registry_watch.load(version)
+        self.slot.install(bundle)
+        return bundle
+
+    @property
+    def ranker(self) -> Ranker | None:
+        live = self.slot.current
+        return live.ranker if live is not None else None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.slot.current is None:
+            await asyncio.to_thread(self.load_model)
+        # Open the connection now so the first request's short deadline is not spent on connect.
+        if self.store.configured and not await self.store.ping():
+            self.health.failed(ConnectionError("store not reachable at start"))
+        poll = self.cfg.reload_poll_s
+        self._tasks = [asyncio.create_task(self.registry_watch.run(poll), name="reload"),
+                       asyncio.create_task(self._refresher.run(self.cfg.store.bandit_refresh_s),
+                                           name="bandit-refresh")]
+        if self.config_watch is not None:
+            self._tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
+            # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):   # not the main thread
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.config_watch.check_once, True)
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.config_watch is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        await self.store.close()
+
+    # -- ops view (what /readyz and /metrics read) -----------------------------------------------
+    def readiness(self) -> tuple[int, dict]:
+        store = "none" if not self.store.configured else ("ok" if self.health.up else "down")
+        version = self.slot.version
+        if version is None:
+            return 503, {"ready": False, "reason": "no model loaded", "store": store}
+        return 200, {"ready": True, "model_version": version, "store": store, "degraded": store == "down"}
+
+    def exposition(self) -> bytes:
+        return self.metrics.exposition()
+
+    def asgi_app(self):
+        """This node behind the ASGI front door (under uvicorn, or the edge server's bridge)."""
+        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self)
+
+    # -- in-process convenience (tests, tools) -------------------------------------------------------
+    async def handle_recommend(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one ``POST /v1/recommend``, errors mapped as a front door would."""
+        try:
+            out = self.recommend.try_now(body, ctype, accept)
+            reply: Reply = out if isinstance(out, Reply) else await self.recommend.finish(out)
+        except Exception as exc:
+            reply = negotiated_error_reply(exc, accept, ctype)
+        return reply.status, reply.media, reply.body

@@ -1,0 +1,27 @@
+"""A byte-identical body seen within the TTL is answered without decoding, validating or ranking."""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+from edge.response_cache import ResponseCache
+from edge.stages.ctx import RecommendCtx
+from shared.pipeline import ANSWERED
+
+
+class ExactCache:
+    name = "exact_cache"
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache.exact
+
+    def run(self, ctx: RecommendCtx) -> object:
+        if self.cache is None:
+            return None
+        key = ctx.exact_key = (blake2b(ctx.body, digest_size=16).digest(), ctx.ctype, ctx.live.tag)
+        answer = self.cache.get(key)
+        if answer is None:
+            return None
+        ctx.answer = answer
+        ctx.cache = "hit"
+        return ANSWERED

@@ -1,0 +1,25 @@
+"""The semantic response cache: same tenant, session, slot, context bucket, age gate, k and candidates."""
+
+from __future__ import annotations
+
+from edge.response_cache import ResponseCache
+from edge.stages.ctx import RecommendCtx
+from shared.pipeline import ANSWERED
+
+
+class ResponseCacheStage:
+    name = "response_cache"
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self.cache = cache
+
+    def run(self, ctx: RecommendCtx) -> object:
+        key = ctx.key = self.cache.key(ctx.req, ctx.live.tag)
+        answer = self.cache.semantic.get(key)
+        if answer is None:
+            return None
+        if ctx.exact_key is not None:
+            self.cache.exact.put(ctx.exact_key, answer)
+        ctx.answer = answer
+        ctx.cache = "hit"
+        return ANSWERED

@@ -1,0 +1,88 @@
+"""Top-k by the Thompson draws under two caps, and a fill from the pool when the candidates fall short.
+
+- exploration: at most ``explore_budget * k`` explored items (posterior mean below the k-th best);
+- diversity (``shared.guardrails.DiversitySelector``): at most ``max_per_category`` items of one
+  category in any ``diversity_window`` consecutive positions.
+The fast path is ``shared.bandit.select_topk`` (partitions, no full sort); only when its top k breaks
+the diversity cap is the whole list sorted and walked.
+
+An answer has k items, or min(k, distinct candidates) when the request names its candidates (the
+edge re-ranks what it is given). The guardrails never make it shorter: items they removed, or that the
+diversity cap skipped, are replaced from the channel's pool through the same guardrails and caps,
+ranked the same way and placed after the candidates' items.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.stages.ctx import RecommendCtx
+from shared.bandit import greedy_mask, select_topk
+
+
+class Select:
+    name = "select"
+
+    def run(self, ctx: RecommendCtx) -> None:
+        live = ctx.live
+        k = ctx.req.k
+        budget = live.ranker.bandit.budget_slots(k)
+        theta, mean = ctx.theta, ctx.mean
+        d = select_topk(theta, mean, k, budget)
+        cats = live.guard.categories_of(ctx.rows)
+        if live.diversity.satisfied(cats[d.order]):
+            picked, flags = d.order, d.explored
+        else:
+            order = np.argsort(-theta, kind="stable")
+            pos, exp = live.diversity.select(order.tolist(), cats, k, ~greedy_mask(mean, k), budget)
+            picked, flags = np.asarray(pos, dtype=np.int64), np.asarray(exp, dtype=bool)
+        names = _names(ctx, ctx.rows, ctx.ids, picked)
+        items = [{"item_id": i, "score": s, "explored": e}
+                 for i, s, e in zip(names, theta[picked].round(6).tolist(), flags.tolist(), strict=True)]
+        imps = ctx.imps[picked].tolist() if ctx.imps is not None else []
+        ctx.filled = 0
+        target = k if ctx.channel_pool else min(k, ctx.n_given)
+        if len(items) < target and not ctx.channel_pool:
+            ctx.filled = _fill(ctx, items, imps, cats[picked].tolist(), int(flags.sum()), budget, target)
+        ctx.items = items
+        ctx.explored = sum(1 for it in items if it["explored"])
+        ctx.margin = d.margin
+        n0 = live.ranker.bandit.n0
+        # alpha + beta = n0 + impressions (up to the tiny clamp), so concentration needs no extra pass
+        ctx.concentration = n0 + sum(imps) / len(items) if items else n0
+
+
+def _names(ctx: RecommendCtx, rows: np.ndarray, ids: list[str] | None, picked: np.ndarray) -> list[str]:
+    if ids is None:
+        item_ids = ctx.live.ranker.bundle.item_ids
+        return [item_ids[r] for r in rows[picked].tolist()]
+    return [ids[i] for i in picked.tolist()]
+
+
+def _fill(ctx: RecommendCtx, items: list[dict], imps: list[float], placed_cats: list[int], explored: int,
+          budget: int, target: int) -> int:
+    """Append pool items (allowed, not among the candidates) ranked and capped like the rest."""
+    live = ctx.live
+    ranker = live.ranker
+    req = ctx.req
+    need = target - len(items)
+    pool = live.clean_pool(req.context.channel, req.context.age_verified)
+    rows = pool[~np.isin(pool, ctx.rows)]
+    if not rows.shape[0]:
+        return 0
+    post = ranker.posterior(rows, 0, None, req.context, ctx.vec, ranker.counts.get(req.tenant, req.slot))
+    theta = ranker.draw(post.alpha, post.beta)
+    mean = post.alpha / (post.alpha + post.beta)
+    order = np.argsort(-theta, kind="stable")
+    pos, exp = live.diversity.select(order.tolist(), live.guard.categories_of(rows), need, ~greedy_mask(mean, need),
+                                     budget, prior=placed_cats, prior_explored=explored)
+    if not pos:
+        return 0
+    picked = np.asarray(pos, dtype=np.int64)
+    item_ids = ranker.bundle.item_ids
+    scores = theta[picked].round(6).tolist()
+    for r, s, e in zip(rows[picked].tolist(), scores, exp, strict=True):
+        items.append({"item_id": item_ids[r], "score": s, "explored": e})
+    if post.imps is not None:
+        imps.extend(post.imps[picked].tolist())
+    return len(pos)

@@ -1,0 +1,13 @@
+"""Plain objects -> a ``RecommendRequest`` (422 names the field and the reason)."""
+
+from __future__ import annotations
+
+from edge.stages.ctx import RecommendCtx
+from shared.contracts import parse_recommend
+
+
+class Validate:
+    name = "validate"
+
+    def run(self, ctx: RecommendCtx) -> None:
+        ctx.req = parse_recommend(ctx.obj)

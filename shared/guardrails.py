@@ -1,0 +1,195 @@
+"""Guardrails every tier applies: banned items and categories, the age gate, and category diversity.
+
+One implementation, used by the edge now and by tiers 2 and 3 (the blueprint: "guardrails hold at
+every tier"). Two parts, product-mixer style:
+- ``CatalogGuard`` (a filter): compiled once per catalog and policy into one reason code per item and
+  age state, so filtering a request is one gather. It returns kept AND removed, with the reason.
+- ``DiversitySelector`` (a selector): walks candidates in preference order and keeps at most
+  ``max_per_category`` items of one category in any ``diversity_window`` consecutive positions (for
+  k <= window that is "at most 3 of one category in the top k"), and at most ``budget`` explored items.
+
+Items a catalog does not know have no category or age flag: they are checked against
+``banned_items`` by id, are never counted by the diversity cap, and pass the age gate unless the
+policy says ``unknown_items: block`` (the caller that sent them vouches for them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+REASONS = ("kept", "banned_item", "banned_category", "age_restricted", "unknown_item")
+KEPT, BANNED_ITEM, BANNED_CATEGORY, AGE_RESTRICTED, UNKNOWN_ITEM = range(len(REASONS))
+UNCAPPED = -1          # category code of items with no known category
+
+
+class Guardrails(BaseModel):
+    """The top-level ``guardrails`` config section (``STRATA_GUARDRAILS__BANNED_CATEGORIES='["wine"]'``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    banned_items: tuple[str, ...] = Field((), description="item ids never served")
+    banned_categories: tuple[str, ...] = Field((), description="category names never served")
+    max_per_category: int = Field(3, ge=1, description="items of one category allowed per diversity window")
+    diversity_window: int = Field(
+        10, ge=1, description="consecutive positions the per-category cap applies to (>= k: the whole answer)")
+    unknown_items: Literal["allow", "block"] = Field(
+        "allow", description="items the catalog does not know: serve (checked by id only) or drop")
+
+
+class FilterResult(NamedTuple):
+    """Positions into the filtered list: kept (input order) and removed, with a reason code each."""
+
+    kept: np.ndarray
+    removed: np.ndarray
+    reason_codes: np.ndarray
+
+    def reasons(self) -> list[str]:
+        return [REASONS[c] for c in self.reason_codes.tolist()]
+
+
+class CatalogGuard:
+    """The guardrail filter compiled for one catalog (row i = item i) and one policy."""
+
+    name = "guardrails"
+    __slots__ = ("policy", "category_codes", "category_names", "unmatched_categories", "_codes", "_banned_ids")
+
+    def __init__(self, policy: Guardrails, item_ids: Sequence[str], categories: Sequence[str],
+                 age_restricted: np.ndarray) -> None:
+        n = len(item_ids)
+        if len(categories) != n or len(age_restricted) != n:
+            raise ValueError(f"catalog columns differ in length: {n} ids, {len(categories)} categories, "
+                             f"{len(age_restricted)} age flags")
+        self.policy = policy
+        names, codes = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
+        self.category_names: tuple[str, ...] = tuple(names.tolist())
+        self.category_codes = codes.astype(np.int64)
+        banned_cat = np.isin(names, list(policy.banned_categories))
+        self.unmatched_categories = tuple(sorted(set(policy.banned_categories) - set(self.category_names)))
+        self._banned_ids = frozenset(policy.banned_items)
+        base = np.full(n, KEPT, dtype=np.uint8)
+        age = np.asarray(age_restricted, dtype=bool)
+        verified = base.copy()
+        unverified = base.copy()
+        unverified[age] = AGE_RESTRICTED
+        for arr in (verified, unverified):      # later rules win: the most specific reason is reported
+            arr[banned_cat[self.category_codes]] = BANNED_CATEGORY
+            if self._banned_ids:
+                arr[np.fromiter((i in self._banned_ids for i in item_ids), dtype=bool, count=n)] = BANNED_ITEM
+        self._codes = (unverified, verified)
+
+    def codes(self, age_verified: bool) -> np.ndarray:
+        """Reason code per catalog row (0 = kept) for this age state."""
+        return self._codes[age_verified]
+
+    def unknown_reason(self, item_id: str) -> int:
+        if item_id in self._banned_ids:
+            return BANNED_ITEM
+        return UNKNOWN_ITEM if self.policy.unknown_items == "block" else KEPT
+
+    def filter(self, rows: np.ndarray, age_verified: bool, ids: Sequence[str] | None = None) -> FilterResult:
+        """Filter catalog ``rows`` (-1 = unknown to the catalog; then ``ids`` must name them)."""
+        unknown = rows < 0
+        if unknown.any():
+            if ids is None:
+                raise ValueError("rows of unknown items need their ids")
+            reason = np.empty(rows.shape[0], dtype=np.uint8)
+            known = ~unknown
+            reason[known] = self._codes[age_verified][rows[known]]
+            reason[unknown] = [self.unknown_reason(ids[i]) for i in np.flatnonzero(unknown).tolist()]
+        else:
+            reason = self._codes[age_verified][rows]
+        return self.result(reason)
+
+    @staticmethod
+    def result(reason: np.ndarray) -> FilterResult:
+        """FilterResult from one reason code per position (see ``codes``)."""
+        keep = reason == KEPT
+        removed = np.flatnonzero(~keep)
+        return FilterResult(np.flatnonzero(keep), removed, reason[removed])
+
+    def clean(self, rows: np.ndarray, age_verified: bool) -> np.ndarray:
+        """Only the allowed catalog rows, in order (for cached pools)."""
+        return rows[self._codes[age_verified][rows] == KEPT]
+
+    def categories_of(self, rows: np.ndarray) -> np.ndarray:
+        """Category code per row; ``UNCAPPED`` for rows unknown to the catalog."""
+        if rows.shape[0] and rows.min() < 0:
+            return np.where(rows >= 0, self.category_codes[np.maximum(rows, 0)], UNCAPPED)
+        return self.category_codes[rows]
+
+
+class DiversitySelector:
+    """At most ``max_per_category`` of one category in any ``window`` consecutive positions."""
+
+    name = "diversity"
+    __slots__ = ("max_per_category", "window")
+
+    def __init__(self, max_per_category: int, window: int) -> None:
+        if max_per_category < 1 or window < 1:
+            raise ValueError("max_per_category and window must be >= 1")
+        self.max_per_category = max_per_category
+        self.window = window
+
+    def satisfied(self, cats: np.ndarray) -> bool:
+        """Does this ordered list of category codes keep the cap? (``UNCAPPED`` entries never count)."""
+        n = cats.shape[0]
+        cap = self.max_per_category
+        if n <= cap:
+            return True
+        capped = cats[cats != UNCAPPED]
+        if capped.shape[0] <= cap:
+            return True
+        if self.window >= n:
+            return int(np.bincount(capped).max()) <= cap
+        uniq, inv = np.unique(cats, return_inverse=True)
+        onehot = np.zeros((n + 1, uniq.shape[0]), dtype=np.int32)
+        onehot[np.arange(1, n + 1), inv] = 1
+        onehot[:, uniq == UNCAPPED] = 0
+        cum = onehot.cumsum(axis=0)
+        return int((cum[self.window:] - cum[:-self.window]).max()) <= cap
+
+    def select(self, order: Sequence[int], cats: np.ndarray, k: int, explored: np.ndarray | None = None,
+               budget: int = 0, prior: Sequence[int] = (), prior_explored: int = 0) -> tuple[list[int], list[bool]]:
+        """Walk ``order`` (positions, best first) and take up to ``k`` under both caps.
+
+        ``cats`` and ``explored`` are indexed by position. ``prior`` holds the category codes of items
+        already placed before these (a fill continues the same sliding window); explored items are
+        taken while fewer than ``budget`` explored items (``prior_explored`` included) are placed.
+        Returns (positions, explored flag per position).
+        """
+        cap, window = self.max_per_category, self.window
+        recent: deque[int] = deque(prior[-(window - 1):] if window > 1 else (), maxlen=max(window - 1, 1))
+        counts: dict[int, int] = {}
+        for c in recent:
+            counts[c] = counts.get(c, 0) + 1
+        used = prior_explored
+        picked: list[int] = []
+        flags: list[bool] = []
+        cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
+        exp_list = explored.tolist() if explored is not None else None
+        for pos in order:
+            c = cat_list[pos]
+            if c != UNCAPPED and counts.get(c, 0) >= cap:
+                continue
+            e = exp_list[pos] if exp_list is not None else False
+            if e and used >= budget:
+                continue
+            picked.append(pos)
+            flags.append(e)
+            used += e
+            if window > 1:
+                if len(recent) == window - 1:
+                    old = recent[0]
+                    if old != UNCAPPED:
+                        counts[old] -= 1
+                recent.append(c)
+                if c != UNCAPPED:
+                    counts[c] = counts.get(c, 0) + 1
+            if len(picked) == k:
+                break
+        return picked, flags

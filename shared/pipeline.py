@@ -1,0 +1,130 @@
+"""Declared request paths: small named stages run in order behind a handler protocol with no HTTP in it.
+
+Product-mixer style: a request path is a list of stages, each one small class with one ``run(ctx)``
+method and a stable ``name`` that is its metrics label. A front door (the edge's own HTTP server, an
+ASGI/FastAPI app) only moves bytes: it calls ``Handler.try_now(body, ctype, accept)`` and gets a
+``Reply``, or a ``Pending`` when a stage must await I/O, which it completes with
+``await handler.finish(pending)``. Stages raise ``StrataError`` for bad input; the front door turns
+errors into answers with ``shared.error_mapper`` (the only place that does).
+
+A stage's ``run`` returns:
+- ``None``: continue with the next stage;
+- ``SUSPEND``: the stage needs I/O; ``await stage.complete(ctx)`` and continue after it (no Task is
+  created for requests that never suspend);
+- ``ANSWERED``: the answer is already known (e.g. a cache hit): go straight to the last stage;
+- a ``Reply``: done (the last stage must return one).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
+
+from shared.metrics import Histogram
+
+SUSPEND = object()
+ANSWERED = object()
+# Stage latency buckets (seconds): stages take microseconds, a store read up to milliseconds.
+STAGE_BUCKETS_S = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2)
+
+
+class Reply(NamedTuple):
+    """One answer: status, media type of ``body``, body, extra headers (lower-case names, bytes)."""
+
+    status: int
+    media: str
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class Stage(Protocol):
+    name: str
+
+    def run(self, ctx: Any) -> Any: ...
+
+
+class Pending:
+    """A request suspended at stage ``index``; ``Handler.finish`` resumes it."""
+
+    __slots__ = ("pipeline", "ctx", "index")
+
+    def __init__(self, pipeline: Pipeline, ctx: Any, index: int) -> None:
+        self.pipeline = pipeline
+        self.ctx = ctx
+        self.index = index
+
+
+class Handler(Protocol):
+    """What a front door needs of a request path. Knows nothing of sockets, headers or ASGI."""
+
+    route: str
+
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending: ...
+
+    async def finish(self, pending: Pending) -> Reply: ...
+
+
+class Pipeline:
+    """Runs stages in order. Every ``sample_every``-th run is timed per stage into ``timings``."""
+
+    __slots__ = ("stages", "names", "timings", "_last", "_n", "_mask")
+
+    def __init__(self, stages: Sequence[Stage], sample_every: int = 16) -> None:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        if sample_every < 1 or sample_every & (sample_every - 1):
+            raise ValueError("sample_every must be a power of two")
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        self.stages = tuple(stages)
+        self.names = tuple(names)
+        self.timings = {name: Histogram(STAGE_BUCKETS_S) for name in names}
+        self._last = self.stages[-1]
+        self._n = 0
+        self._mask = sample_every - 1
+
+    def run(self, ctx: Any, start: int = 0) -> Reply | Pending:
+        self._n += 1
+        if not self._n & self._mask:
+            return self._run_timed(ctx, start)
+        stages = self.stages if start == 0 else self.stages[start:]
+        for i, stage in enumerate(stages, start):
+            out = stage.run(ctx)
+            if out is not None:
+                if out is ANSWERED:
+                    return self._last.run(ctx)
+                if out is SUSPEND:
+                    return Pending(self, ctx, i)
+                return out
+        raise RuntimeError(f"pipeline {self.names} ended without a reply")
+
+    def _run_timed(self, ctx: Any, start: int) -> Reply | Pending:
+        clock = time.perf_counter_ns
+        for i in range(start, len(self.stages)):
+            stage = self.stages[i]
+            t0 = clock()
+            out = stage.run(ctx)
+            self.timings[stage.name].observe((clock() - t0) / 1e9)
+            if out is not None:
+                if out is ANSWERED:
+                    t0 = clock()
+                    out = self._last.run(ctx)
+                    self.timings[self._last.name].observe((clock() - t0) / 1e9)
+                    return out
+                if out is SUSPEND:
+                    return Pending(self, ctx, i)
+                return out
+        raise RuntimeError(f"pipeline {self.names} ended without a reply")
+
+    async def finish(self, pending: Pending) -> Reply:
+        """Await the suspended stage's I/O, then run the rest of the stages."""
+        stage = self.stages[pending.index]
+        t0 = time.perf_counter_ns()
+        await stage.complete(pending.ctx)      # type: ignore[attr-defined]
+        self.timings[stage.name].observe((time.perf_counter_ns() - t0) / 1e9)
+        out = self.run(pending.ctx, pending.index + 1)
+        if isinstance(out, Pending):            # a later stage suspended too
+            return await self.finish(out)
+        return out
