@@ -128,10 +128,12 @@ def bench_edge(
 ) -> None:
     """Edge latency and throughput against the lean and FastAPI baselines, and Thompson vs MABWiser.
 
-    An empty registry gets a model exported first, as in ``strata demo``.
+    An empty registry gets a model exported first, as in `strata demo`. Exits 1 when a target is
+    missed (or could not be measured), 0 when all are met.
     """
     from deploy.demo import ensure_bundle
     from loadtest.bench_edge import main
+    from loadtest.bench_report import missed_targets
     from shared.config import EdgeSettings
 
     ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
@@ -139,7 +141,10 @@ def bench_edge(
     if duration is not None:
         kwargs["duration"] = duration
     try:
-        code = main(**kwargs)
+        result = main(**kwargs)
     except StrataError as exc:
         raise _fail("bench edge", exc) from None
-    raise typer.Exit(code if isinstance(code, int) else 0)
+    missed = missed_targets(result)
+    if missed:
+        print(f"strata bench edge: {len(missed)} target(s) missed: {', '.join(missed)}", file=sys.stderr)
+    raise typer.Exit(1 if missed else 0)

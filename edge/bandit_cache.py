@@ -36,26 +36,17 @@ def parse_counts(raw: Mapping[bytes | str, bytes | str], index: ItemIndex | Mapp
     out = SlotCounts(n_items, empty=not raw)
     if not raw:
         return out
-    kinds: list[bytes] = []
-    ids: list[str] = []
-    vals: list[bytes | str] = []
-    for f, v in raw.items():
-        if isinstance(f, str):
-            f = f.encode("utf-8", "surrogatepass")
-        kind = f[:2]
-        if kind != b"c:" and kind != b"n:" or len(f) < 3:
-            continue
-        try:
-            ids.append(f[2:].decode())
-        except UnicodeDecodeError:
-            continue
-        kinds.append(kind)
-        vals.append(v)
-    if not ids:
-        return out
-    values = _floats(vals)
-    ok = np.isfinite(values) & (values >= 0)
-    is_click = np.fromiter((k == b"c:" for k in kinds), dtype=bool, count=len(kinds))
+    fields = [f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f for f in raw]
+    try:       # the common case: every field name decodes; the per-field path handles the rest
+        ids = [f[2:].decode() for f in fields]
+    except UnicodeDecodeError:
+        ids = [_decoded(f) for f in fields]
+    kinds = np.array([f[:2] for f in fields], dtype="S2")
+    is_click = kinds == b"c:"
+    is_imps = kinds == b"n:"
+    values = _floats(list(raw.values()))
+    ok = (is_click | is_imps) & np.isfinite(values) & (values >= 0)
+    ok &= np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) > 0   # "": no id, or undecodable
     if isinstance(index, ItemIndex):
         rows, n_unknown = index.lookup(ids)
     else:
@@ -63,12 +54,19 @@ def parse_counts(raw: Mapping[bytes | str, bytes | str], index: ItemIndex | Mapp
         n_unknown = int(np.count_nonzero(rows < 0))
     known = ok & (rows >= 0)
     out.clicks[rows[known & is_click]] = values[known & is_click]
-    out.imps[rows[known & ~is_click]] = values[known & ~is_click]
+    out.imps[rows[known & is_imps]] = values[known & is_imps]
     if n_unknown:
         for i in np.flatnonzero(ok & (rows < 0)).tolist():
             c, n = out.extra.get(ids[i], (0.0, 0.0))
             out.extra[ids[i]] = (float(values[i]), n) if is_click[i] else (c, float(values[i]))
     return out
+
+
+def _decoded(field: bytes) -> str:
+    try:
+        return field[2:].decode()
+    except UnicodeDecodeError:
+        return ""
 
 
 def _floats(vals: list[bytes | str]) -> np.ndarray:

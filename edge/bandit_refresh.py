@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from edge.bandit_cache import parse_counts
 from edge.model_slot import ModelSlot
@@ -19,10 +21,12 @@ logger = logging.getLogger(__name__)
 
 
 class BanditRefresher:
-    def __init__(self, slot: ModelSlot, store: SessionStore, health: StoreHealth) -> None:
+    def __init__(self, slot: ModelSlot, store: SessionStore, health: StoreHealth,
+                 on_refresh: Callable[[int, int, float], None] = lambda slots, fields, seconds: None) -> None:
         self.slot = slot
         self.store = store
         self.health = health
+        self.on_refresh = on_refresh      # (slots read, fields parsed, seconds), for metrics
 
     async def refresh_once(self) -> int:
         """Read and install the counts of every tracked slot; returns how many slots were read."""
@@ -33,10 +37,14 @@ class BanditRefresher:
         keys = ranker.counts.tracked()
         if not keys:
             return 0
+        t0 = time.perf_counter()
         raws = await self.store.get_bandit_counts_many(keys)
+        fields = 0
         for (tenant, slot), raw in zip(keys, raws, strict=True):
             ranker.counts.set(tenant, slot, parse_counts(raw, ranker.index, ranker.counts.n_items))
+            fields += len(raw)
             await asyncio.sleep(0)
+        self.on_refresh(len(keys), fields, time.perf_counter() - t0)
         return len(keys)
 
     async def run(self, period_s: float) -> None:

@@ -40,9 +40,19 @@ class EdgeMetrics:
         m.define("store_up", "1 if the online store is reachable (or not configured)")
         m.define("exploration_rate", "explored / served items since start")
         m.define("model_info", "live model version", ("version",))
+        m.define("bandit_refresh_seconds", "one background refresh of every tracked slot's counts")
+        m.define("bandit_slots_tracked", "slots whose counts the last refresh read")
+        m.define("bandit_fields_read_total", "count fields read from the store by the refresher")
         self._hist = m.histogram("request_seconds", (RECOMMEND,))
         self._ok = ("requests_total", (RECOMMEND, "200"))
         self._version = ""
+        self._slots_tracked = 0
+        self._removed = np.zeros(len(REASONS), dtype=np.int64)      # per guardrails reason code
+        m.gauge("guardrail_removed_total", lambda: [((REASONS[code],), float(n))
+                                                    for code, n in enumerate(self._removed.tolist()) if code],
+                counter=True)
+        self._refresh = m.histogram("bandit_refresh_seconds")
+        m.gauge("bandit_slots_tracked", lambda: [((), float(self._slots_tracked))])
         m.gauge("exploration_rate", self._exploration)
         m.gauge("model_info", lambda: [((self._version,), 1.0)] if self._version else [])
 
@@ -92,9 +102,12 @@ class EdgeMetrics:
         self.inst.inc("degraded_total")
 
     def removed(self, reason_codes: np.ndarray) -> None:
-        for code, n in enumerate(np.bincount(reason_codes, minlength=len(REASONS)).tolist()):
-            if n:
-                self.inst.inc("guardrail_removed_total", (REASONS[code],), by=n)
+        self._removed += np.bincount(reason_codes, minlength=len(REASONS))
+
+    def bandit_refresh(self, slots: int, fields: int, seconds: float) -> None:
+        self._slots_tracked = slots
+        self._refresh.observe(seconds)
+        self.inst.inc("bandit_fields_read_total", by=fields)
 
     def model_loaded(self, version: str) -> None:
         self._version = version

@@ -49,10 +49,6 @@ class ItemIndex:
         rows = self._rows_numpy(ids)
         return rows, int(np.count_nonzero(rows < 0))
 
-    def rows(self, ids: list[str]) -> np.ndarray:
-        """Row per id, -1 for ids the bundle does not know."""
-        return self.lookup(ids)[0]
-
     def _rows_numpy(self, ids: list[str]) -> np.ndarray:
         h = np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
         if not self._n:

@@ -78,7 +78,7 @@ class EdgeNode:
         # without a source (tests, tools) there is no file to watch
         self.config_watch = ConfigWatch(source, self.slot, settings, on_result=self.metrics.policy_reload) \
             if source is not None else None
-        self._refresher = BanditRefresher(self.slot, self.store, self.health)
+        self._refresher = BanditRefresher(self.slot, self.store, self.health, on_refresh=self.metrics.bandit_refresh)
         self._tasks: list[asyncio.Task] = []
 
     # -- model ----------------------------------------------------------------------------------
@@ -124,7 +124,10 @@ class EdgeNode:
         version = self.slot.version
         if version is None:
             return 503, {"ready": False, "reason": "no model loaded", "store": store}
-        return 200, {"ready": True, "model_version": version, "store": store, "degraded": store == "down"}
+        body = {"ready": True, "model_version": version, "store": store, "degraded": store == "down"}
+        if store == "down":
+            body["store_error"] = self.health.last_error
+        return 200, body
 
     def exposition(self) -> bytes:
         return self.metrics.exposition()

@@ -37,9 +37,6 @@ class SessionStore:
     async def get_session(self, tenant: str, session_id: str) -> SessionState:
         return SessionState(None, None)
 
-    async def get_bandit_counts(self, tenant: str, slot: str) -> dict[bytes, bytes]:
-        return {}
-
     async def get_bandit_counts_many(self, keys: list[tuple[str, str]]) -> list[dict[bytes, bytes]]:
         """The counts hashes of many (tenant, slot) pairs in one round trip."""
         return [{} for _ in keys]
@@ -71,12 +68,6 @@ class RedisSessionStore(SessionStore):
         except Exception as exc:
             raise StoreUnavailable(f"session read failed: {type(exc).__name__}: {exc}") from exc
         return decode_session(raw[0], raw[1])
-
-    async def get_bandit_counts(self, tenant: str, slot: str) -> dict[bytes, bytes]:
-        try:
-            return await self._r.hgetall(bandit_key(tenant, slot))
-        except Exception as exc:
-            raise StoreUnavailable(f"bandit read failed: {type(exc).__name__}: {exc}") from exc
 
     async def get_bandit_counts_many(self, keys: list[tuple[str, str]]) -> list[dict[bytes, bytes]]:
         try:

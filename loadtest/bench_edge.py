@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from loadtest import bench_bandit, bench_http, bench_inproc
-from loadtest.bench_report import TARGETS, add_ratios, machine_info, print_report, verdict
+from loadtest.bench_report import TARGETS, add_ratios, machine_info, missed_targets, print_report, verdict
 from loadtest.payloads import load_catalog
 from loadtest.servers import pick_cores
 
@@ -86,8 +86,7 @@ def _cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short smoke run")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    main(args.registry, args.json_path, args.duration, args.quick)
-    return 0
+    return 1 if missed_targets(main(args.registry, args.json_path, args.duration, args.quick)) else 0
 
 
 if __name__ == "__main__":

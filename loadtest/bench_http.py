@@ -16,6 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest.bench_store import seed_store, start_store
 from loadtest.loadgen import Workload, save_workload
 from loadtest.payloads import Catalog, cached_mix, encode_json, encode_msgpack, repeat_share, unique_mix
 from loadtest.servers import (
@@ -187,4 +188,38 @@ def run(registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: 
             return results
         _point(uv, results, "edge_uvicorn", cached, plan, cores, 8, HIT_JSON)
         _point(uv, results, "edge_uvicorn_nocache", unique, plan, cores, 8, HIT_JSON)
+        # The edge with a real store: session reads on the request path, counts refreshed in the background.
+        try:
+            valkey = stack.enter_context(start_store(cores.loadgen))
+            results.update(seed_store(valkey, catalog))
+            with_store = _start(stack, "edge-store", lambda p: edge_command(registry, p, store=valkey.url),
+                                cores.server)
+        except Exception as exc:
+            logger.error("edge with a store did not start: %s", exc)
+            results["edge_store_error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+            return results
+        _point(with_store, results, "edge_store", cached, plan, cores, 8, HIT_JSON)
+        _point(with_store, results, "edge_store_nocache", unique, plan, cores, 8, HIT_JSON)
+        results.update(_refresh_stats(with_store.port))
     return results
+
+
+def _refresh_stats(port: int) -> dict:
+    """What the edge's background refresher did during the store points (from its /metrics)."""
+    try:
+        status, body = http_get(port, "/metrics")
+    except OSError as exc:
+        return {"edge_store_metrics": f"{type(exc).__name__}: {exc}"}
+    values: dict[str, float] = {}
+    for line in body.decode(errors="replace").splitlines():
+        m = _SAMPLE.match(line)
+        if m and m.group(1) in ("strata_edge_bandit_slots_tracked", "strata_edge_bandit_fields_read_total",
+                                "strata_edge_bandit_refresh_seconds_sum", "strata_edge_bandit_refresh_seconds_count",
+                                "strata_edge_store_up"):
+            values[m.group(1)] = float(m.group(3))
+    n = values.get("strata_edge_bandit_refresh_seconds_count") or 0.0
+    return {"edge_store_slots_tracked": values.get("strata_edge_bandit_slots_tracked"),
+            "edge_store_refreshes": n,
+            "edge_store_refresh_mean_ms": values["strata_edge_bandit_refresh_seconds_sum"] / n * 1e3 if n else None,
+            "edge_store_fields_read": values.get("strata_edge_bandit_fields_read_total"),
+            "edge_store_up": values.get("strata_edge_store_up")}

@@ -41,6 +41,8 @@ HTTP_ROWS = (
     ("edge, cache misses only", "edge_nocache"),
     ("edge under uvicorn, cached mix, JSON", "edge_uvicorn"),
     ("edge under uvicorn, cache misses only", "edge_uvicorn_nocache"),
+    ("edge + Valkey (sessions, counts), cached mix", "edge_store"),
+    ("edge + Valkey (sessions, counts), cache misses only", "edge_store_nocache"),
 )
 
 
@@ -73,6 +75,11 @@ def add_ratios(r: dict) -> None:
         served = [r.get(f"{s}_rps_c{c}") or 0.0 for s in ("lean", "fastapi", "edge", "edge_nocache")]
         ceiling = r.get(f"loadgen_ceiling_rps_c{c}")
         r[f"loadgen_headroom_c{c}"] = ceiling / max(served) if ceiling and max(served) else None
+
+
+def missed_targets(r: dict) -> list[str]:
+    """Headline targets that were missed or could not be measured (the bench then exits non-zero)."""
+    return [t.label for t in TARGETS if t.headline and verdict(t, r.get(t.key))[0] != "PASS"]
 
 
 def verdict(t: Target, value: float | None) -> tuple[str, str]:
@@ -132,6 +139,15 @@ def print_report(r: dict, console: Console | None = None) -> None:
     console.print(f"edge response-cache hit ratio from /metrics over the cached-mix points: "
                   f"{why if hit is None else f'{hit:.1%}'}; "
                   f"payload repeat share {r.get('payload_repeat_share', 0):.1%}")
+
+    if r.get("edge_store_refreshes"):
+        console.print(f"edge + Valkey: {r.get('store_counted_items_per_slot')} counted items in each of "
+                      f"{r.get('store_slots')} slots, {r.get('store_session_vectors')} session vectors; the background "
+                      f"refresher read {_f(r.get('edge_store_slots_tracked'), 0)} slots per refresh, "
+                      f"{_f(r.get('edge_store_refreshes'), 0)} refreshes, mean {_f(r.get('edge_store_refresh_mean_ms'), 2)} ms "
+                      f"each, {_f(r.get('edge_store_fields_read'), 0)} count fields parsed")
+    elif r.get("edge_store_error"):
+        console.print(f"edge + Valkey: not measured ({r['edge_store_error'][:200]})")
 
     t = Table(title="In-process decision latency (µs; cache misses only)")
     for col in ("ranker", "candidates", "p50", "p99", "mean", "iterations"):

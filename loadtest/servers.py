@@ -10,7 +10,6 @@ import contextlib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from deploy.local import free_port  # noqa: F401 - re-exported for the bench modules
 
 HOST = "127.0.0.1"
 # Keep numeric libraries single-threaded inside the pinned processes.
@@ -42,27 +43,21 @@ def pick_cores() -> Cores:
     return Cores(cpus[0], cpus[1] if len(cpus) > 1 else cpus[0])
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def _pin(core: int):
     def preexec() -> None:
         os.sched_setaffinity(0, {core})
     return preexec
 
 
-def edge_command(registry: str, port: int, http: str = "strata") -> list[str]:
+def edge_command(registry: str, port: int, http: str = "strata", store: str = "none") -> list[str]:
     """``strata edge`` when the CLI is installed, else the edge's own entry point. ``http``: the edge's
-    own HTTP server ("strata") or its ASGI app under uvicorn ("uvicorn")."""
+    own HTTP server ("strata") or its ASGI app under uvicorn ("uvicorn"); ``store``: a redis:// URL or none."""
     strata = Path(sys.executable).parent / "strata"
     if strata.exists() and importlib.util.find_spec("deploy.cli") is not None:
-        return [str(strata), "edge", "--registry", registry, "--port", str(port), "--store", "none", "--http", http]
+        return [str(strata), "edge", "--registry", registry, "--port", str(port), "--store", store, "--http", http]
     code = ("from shared.config import load_settings; from edge.server import run_edge; "
             f"run_edge(load_settings(None, edge={{'registry': {registry!r}, 'port': {port}, 'http': {http!r}, "
-            "'store': {'url': 'none'}}))")
+            f"'store': {{'url': {store!r}}}}}))")
     return [sys.executable, "-c", code]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.bundle import CURRENT_FILE, MANIFEST_FILE, sha256_file
+from shared.bundle import CURRENT_FILE, MANIFEST_FILE, SEMVER, sha256_file
 from shared.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -30,11 +29,10 @@ logger = logging.getLogger(__name__)
 MODEL_NAME = "edge-scorer"
 POOL_SIZE = 500
 STAGING_PREFIX = ".staging-"
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
 def _parse(version: str) -> tuple[int, int, int]:
-    m = _SEMVER.match(version)
+    m = SEMVER.match(version)
     if not m:
         raise BundleError(f"must look like X.Y.Z, got {version!r}", field="version")
     return int(m[1]), int(m[2]), int(m[3])
@@ -43,7 +41,7 @@ def _parse(version: str) -> tuple[int, int, int]:
 def existing_versions(model_root: Path) -> list[str]:
     if not model_root.is_dir():
         return []
-    found = [p.name for p in model_root.iterdir() if p.is_dir() and _SEMVER.match(p.name)]
+    found = [p.name for p in model_root.iterdir() if p.is_dir() and SEMVER.match(p.name)]
     return sorted(found, key=_parse)
 
 

@@ -32,7 +32,7 @@ CURRENT_FILE = "CURRENT"
 REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, ITEM_FEATURES_FILE, ITEM_VECTORS_FILE, POOLS_FILE)
 INPUT_NAME = "features"
 OUTPUT_NAME = "p_click"
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")   # X.Y.Z, the only version format of the registry
 
 
 def sha256_file(path: Path) -> str:
@@ -49,7 +49,7 @@ def read_current(registry: Path | str, model: str) -> str:
         version = path.read_text().strip()
     except FileNotFoundError:
         raise BundleError(f"no {CURRENT_FILE} pointer at {path}", field="registry") from None
-    if not _SEMVER.match(version):
+    if not SEMVER.match(version):
         raise BundleError(f"{path} names {version!r}, not a semver version", field="CURRENT")
     return version
 

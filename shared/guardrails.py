@@ -135,23 +135,27 @@ class DiversitySelector:
         self.max_per_category = max_per_category
         self.window = window
 
-    def satisfied(self, cats: np.ndarray) -> bool:
-        """Does this ordered list of category codes keep the cap? (``UNCAPPED`` entries never count)."""
-        n = cats.shape[0]
+    def satisfied(self, cats: np.ndarray | Sequence[int]) -> bool:
+        """Does this ordered list of category codes keep the cap? (``UNCAPPED`` entries never count).
+
+        One pass over the list (answers are at most 100 long): cheaper than any NumPy formulation here."""
         cap = self.max_per_category
-        if n <= cap:
+        if len(cats) <= cap:
             return True
-        capped = cats[cats != UNCAPPED]
-        if capped.shape[0] <= cap:
-            return True
-        if self.window >= n:
-            return int(np.bincount(capped).max()) <= cap
-        uniq, inv = np.unique(cats, return_inverse=True)
-        onehot = np.zeros((n + 1, uniq.shape[0]), dtype=np.int32)
-        onehot[np.arange(1, n + 1), inv] = 1
-        onehot[:, uniq == UNCAPPED] = 0
-        cum = onehot.cumsum(axis=0)
-        return int((cum[self.window:] - cum[:-self.window]).max()) <= cap
+        seq = cats.tolist() if isinstance(cats, np.ndarray) else cats
+        counts: dict[int, int] = {}
+        window = self.window
+        for i, c in enumerate(seq):
+            if i >= window:
+                old = seq[i - window]
+                if old != UNCAPPED:
+                    counts[old] -= 1
+            if c != UNCAPPED:
+                n = counts.get(c, 0) + 1
+                if n > cap:
+                    return False
+                counts[c] = n
+        return True
 
     def select(self, order: Sequence[int], cats: np.ndarray, k: int, explored: np.ndarray | None = None,
                budget: int = 0, prior: Sequence[int] = (), prior_explored: int = 0) -> tuple[list[int], list[bool]]:

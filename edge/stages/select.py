@@ -30,22 +30,26 @@ class Select:
         theta, mean = ctx.theta, ctx.mean
         d = select_topk(theta, mean, k, budget)
         cats = live.guard.categories_of(ctx.rows)
-        if live.diversity.satisfied(cats[d.order]):
+        picked_cats = cats[d.order].tolist()
+        if live.diversity.satisfied(picked_cats):
             picked, flags = d.order, d.explored
         else:
             order = np.argsort(-theta, kind="stable")
             pos, exp = live.diversity.select(order.tolist(), cats, k, ~greedy_mask(mean, k), budget)
             picked, flags = np.asarray(pos, dtype=np.int64), np.asarray(exp, dtype=bool)
+            picked_cats = cats[picked].tolist()
         names = _names(ctx, ctx.rows, ctx.ids, picked)
         items = [{"item_id": i, "score": s, "explored": e}
                  for i, s, e in zip(names, theta[picked].round(6).tolist(), flags.tolist(), strict=True)]
         imps = ctx.imps[picked].tolist() if ctx.imps is not None else []
         ctx.filled = 0
+        explored = int(np.count_nonzero(flags))
         target = k if ctx.channel_pool else min(k, ctx.n_given)
         if len(items) < target and not ctx.channel_pool:
-            ctx.filled = _fill(ctx, items, imps, cats[picked].tolist(), int(flags.sum()), budget, target)
+            ctx.filled = _fill(ctx, items, imps, picked_cats, explored, budget, target)
+            explored = sum(1 for it in items if it["explored"])
         ctx.items = items
-        ctx.explored = sum(1 for it in items if it["explored"])
+        ctx.explored = explored
         ctx.margin = d.margin
         n0 = live.ranker.bandit.n0
         # alpha + beta = n0 + impressions (up to the tiny clamp), so concentration needs no extra pass

@@ -259,7 +259,7 @@ def test_make_store_none_is_not_configured(url: str) -> None:
     assert store.configured is False
     state = asyncio.run(store.get_session("t", "s"))
     assert (state.vec, state.updated_ms) == (None, None)
-    assert asyncio.run(store.get_bandit_counts("t", "home")) == {}
+    assert asyncio.run(store.get_bandit_counts_many([("t", "home")])) == [{}]
     assert asyncio.run(store.ping()) is False
 
 

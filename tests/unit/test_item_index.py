@@ -17,12 +17,12 @@ def test_rows_match_a_dict_lookup():
     rng = np.random.default_rng(0)
     query = [ids[i] for i in rng.integers(0, 5000, 300)] + ["NEW-1", "", "SKU-999999", "sku-000001"]
     expected = [{k: i for i, k in enumerate(ids)}.get(q, -1) for q in query]
-    assert index.rows(query).tolist() == expected
+    assert index.lookup(query)[0].tolist() == expected
 
 
 def test_single_item_catalog_and_unknowns():
     index = ItemIndex(["only"])
-    assert index.rows(["only", "other"]).tolist() == [0, -1]
+    assert index.lookup(["only", "other"])[0].tolist() == [0, -1]
 
 
 @pytest.mark.parametrize("compiled", [True, False])
