@@ -164,28 +164,23 @@ class DiversitySelector:
         ``cats`` and ``explored`` are indexed by position. ``prior`` holds the category codes of items
         already placed before these (a fill continues the same sliding window); explored items are
         taken while fewer than ``budget`` explored items (``prior_explored`` included) are placed.
-        Returns (positions, explored flag per position).
+        The exploration budget never makes an answer short: when the first walk ends with fewer than k,
+        a second walk takes the skipped items that keep the diversity cap (flagged not explored: they are
+        placed for diversity, not for exploration). Returns (positions, explored flag per position).
         """
         cap, window = self.max_per_category, self.window
         recent: deque[int] = deque(prior[-(window - 1):] if window > 1 else (), maxlen=max(window - 1, 1))
         counts: dict[int, int] = {}
         for c in recent:
             counts[c] = counts.get(c, 0) + 1
-        used = prior_explored
         picked: list[int] = []
         flags: list[bool] = []
         cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
         exp_list = explored.tolist() if explored is not None else None
-        for pos in order:
-            c = cat_list[pos]
-            if c != UNCAPPED and counts.get(c, 0) >= cap:
-                continue
-            e = exp_list[pos] if exp_list is not None else False
-            if e and used >= budget:
-                continue
+
+        def place(pos: int, c: int, e: bool) -> None:
             picked.append(pos)
             flags.append(e)
-            used += e
             if window > 1:
                 if len(recent) == window - 1:
                     old = recent[0]
@@ -194,6 +189,30 @@ class DiversitySelector:
                 recent.append(c)
                 if c != UNCAPPED:
                     counts[c] = counts.get(c, 0) + 1
+
+        used = prior_explored
+        skipped_for_budget = False
+        for pos in order:
+            c = cat_list[pos]
+            if c != UNCAPPED and counts.get(c, 0) >= cap:
+                continue
+            e = exp_list[pos] if exp_list is not None else False
+            if e and used >= budget:
+                skipped_for_budget = True
+                continue
+            place(pos, c, e)
+            used += e
             if len(picked) == k:
-                break
+                return picked, flags
+        if skipped_for_budget:
+            taken = set(picked)
+            for pos in order:
+                if pos in taken:
+                    continue
+                c = cat_list[pos]
+                if c != UNCAPPED and counts.get(c, 0) >= cap:
+                    continue
+                place(pos, c, False)
+                if len(picked) == k:
+                    break
         return picked, flags

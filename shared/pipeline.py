@@ -47,12 +47,13 @@ class Stage(Protocol):
 class Pending:
     """A request suspended at stage ``index``; ``Handler.finish`` resumes it."""
 
-    __slots__ = ("pipeline", "ctx", "index")
+    __slots__ = ("pipeline", "ctx", "index", "t0")
 
-    def __init__(self, pipeline: Pipeline, ctx: Any, index: int) -> None:
+    def __init__(self, pipeline: Pipeline, ctx: Any, index: int, t0: int = 0) -> None:
         self.pipeline = pipeline
         self.ctx = ctx
         self.index = index
+        self.t0 = t0              # when the suspended stage started, for sampled requests (0: not sampled)
 
 
 class Handler(Protocol):
@@ -66,7 +67,7 @@ class Handler(Protocol):
 
 
 class Pipeline:
-    """Runs stages in order. Every ``sample_every``-th run is timed per stage into ``timings``."""
+    """Runs stages in order. Every ``sample_every``-th request is timed per stage into ``timings``."""
 
     __slots__ = ("stages", "names", "timings", "_last", "_n", "_mask")
 
@@ -85,10 +86,14 @@ class Pipeline:
         self._n = 0
         self._mask = sample_every - 1
 
-    def run(self, ctx: Any, start: int = 0) -> Reply | Pending:
+    def run(self, ctx: Any) -> Reply | Pending:
+        """Run a new request from the first stage."""
         self._n += 1
         if not self._n & self._mask:
-            return self._run_timed(ctx, start)
+            return self._run_timed(ctx, 0)
+        return self._resume(ctx, 0)
+
+    def _resume(self, ctx: Any, start: int) -> Reply | Pending:
         stages = self.stages if start == 0 else self.stages[start:]
         for i, stage in enumerate(stages, start):
             out = stage.run(ctx)
@@ -106,25 +111,26 @@ class Pipeline:
             stage = self.stages[i]
             t0 = clock()
             out = stage.run(ctx)
+            if out is SUSPEND:        # timed when its I/O completes (run + wait + complete, one sample)
+                return Pending(self, ctx, i, t0)
             self.timings[stage.name].observe((clock() - t0) / 1e9)
             if out is not None:
                 if out is ANSWERED:
                     t0 = clock()
                     out = self._last.run(ctx)
                     self.timings[self._last.name].observe((clock() - t0) / 1e9)
-                    return out
-                if out is SUSPEND:
-                    return Pending(self, ctx, i)
                 return out
         raise RuntimeError(f"pipeline {self.names} ended without a reply")
 
     async def finish(self, pending: Pending) -> Reply:
         """Await the suspended stage's I/O, then run the rest of the stages."""
         stage = self.stages[pending.index]
-        t0 = time.perf_counter_ns()
         await stage.complete(pending.ctx)      # type: ignore[attr-defined]
-        self.timings[stage.name].observe((time.perf_counter_ns() - t0) / 1e9)
-        out = self.run(pending.ctx, pending.index + 1)
+        if pending.t0:
+            self.timings[stage.name].observe((time.perf_counter_ns() - pending.t0) / 1e9)
+            out = self._run_timed(pending.ctx, pending.index + 1)
+        else:
+            out = self._resume(pending.ctx, pending.index + 1)
         if isinstance(out, Pending):            # a later stage suspended too
             return await self.finish(out)
         return out

@@ -155,3 +155,59 @@ def test_unknown_candidates_are_scored_not_rejected(registry_dir):
     assert "cold_items" in resp["route_reasons"]
     all_known = asyncio.run(recommend(svc, session_id="x", k=30, candidates=known))
     assert all_known["confidence"] > resp["confidence"]
+
+
+def test_a_cached_session_is_never_served_older_than_max_stale(registry_dir, store_redis, fresh_valkey):
+    """edge.cache.session_max_stale_s bounds the staleness of a served session vector, also while the
+    store is down (it used to serve the stale vector for as long as the entry stayed in the cache)."""
+    svc = make_service(registry_dir, fresh_valkey.url, cache={"session_ttl_s": 0.05, "session_max_stale_s": 0.3})
+    vec = svc.ranker.bundle.item_vectors[:5].mean(axis=0)
+    vec = (vec / np.linalg.norm(vec)).astype("<f4")
+    store_redis.hset(session_key("default", "stale"), mapping={"vec": vec.tobytes(),
+                                                               "updated_ms": int(time.time() * 1000)})
+
+    async def run():
+        await svc.start()
+        try:
+            first = await recommend(svc, session_id="stale")
+            fresh_valkey.kill()
+            await asyncio.sleep(0.15)                  # stale (> ttl) but within max_stale: still served
+            within = await recommend(svc, session_id="stale")
+            await asyncio.sleep(0.3)                   # now older than max_stale
+            beyond = await recommend(svc, session_id="stale")
+        finally:
+            await svc.stop()
+        return first, within, beyond
+
+    first, within, beyond = asyncio.run(run())
+    assert "no_session_vector" not in first["route_reasons"]
+    assert "no_session_vector" not in within["route_reasons"]
+    assert "no_session_vector" in beyond["route_reasons"] and beyond["degraded"] is True
+
+
+def test_counts_of_every_tracked_slot_are_refreshed_in_one_pass(registry_dir, store_redis, fresh_valkey):
+    from edge.bandit_refresh import BanditRefresher
+
+    svc = make_service(registry_dir, fresh_valkey.url, bandit={"slots": {"default": ["home"]}, "recent_slots": 4})
+    ids = svc.ranker.bundle.item_ids
+    for slot, item in (("home", ids[0]), ("pdp", ids[1]), ("cart", ids[2])):
+        store_redis.hset(bandit_key("default", slot), mapping={clicks_field(item): 7, imps_field(item): 70})
+    counts = svc.ranker.counts
+    counts.get("default", "pdp")                       # requested by clients: tracked in the LRU
+    counts.get("default", "cart")
+    for i in range(50):                                # junk slot names cannot push the configured one out
+        counts.get("default", f"junk-{i}")
+    counts.get("default", "pdp")
+    refresher = BanditRefresher(svc.slot, svc.store, svc.health)
+
+    async def run():
+        try:
+            return await refresher.refresh_once()
+        finally:
+            await svc.store.close()
+
+    assert asyncio.run(run()) == 5                     # home (configured) + 4 recent slots
+    assert counts.get("default", "home").clicks[0] == 7
+    assert counts.get("default", "pdp").imps[1] == 70
+    assert ("default", "cart") not in counts.tracked()   # evicted by junk, then not re-added
+    assert len(counts.tracked()) == 5
