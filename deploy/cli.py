@@ -148,3 +148,23 @@ def bench_edge(
     if missed:
         print(f"strata bench edge: {len(missed)} target(s) missed: {', '.join(missed)}", file=sys.stderr)
     raise typer.Exit(1 if missed else 0)
+
+
+@app.command("eval")
+def eval_command(
+    data: Annotated[tuple[str, Path], typer.Option("--data", metavar="NAME PATH",
+                                                   help="dataset name (online-retail) and its Parquet file")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="also write the Recall@K plot (PNG) here")] = None,
+    cut: Annotated[str, typer.Option(help="temporal cut, UK local date: train before, test after")] = "2011-11-01",
+    models: Annotated[str | None, typer.Option(help="comma-separated subset; default: every baseline")] = None,
+) -> None:
+    """Offline evaluation on real purchases: baselines on a temporal split, per customer segment."""
+    from deploy.evaluating import results_table, run_eval
+
+    console = _console()
+    try:
+        report = run_eval(data[0], data[1], console, cut=cut, models=models, json_path=json_path, plot_path=plot)
+    except StrataError as exc:
+        raise _fail("eval", exc) from None
+    console.print(results_table(report))

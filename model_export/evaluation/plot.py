@@ -29,7 +29,7 @@ def plot_recall(report: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("K")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Recall@K")
-    axes[-1].legend(loc="lower right")
+    axes[0].legend(loc="upper left")
     fig.suptitle(f"Online Retail, test invoices from {report['split']['cut']}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
