@@ -49,7 +49,7 @@ class EdgeMetrics:
         self._slots_tracked = 0
         self._removed = np.zeros(len(REASONS), dtype=np.int64)      # per guardrails reason code
         m.gauge("guardrail_removed_total", lambda: [((REASONS[code],), float(n))
-                                                    for code, n in enumerate(self._removed.tolist()) if code],
+                                                    for code, n in enumerate(self._removed.tolist()) if code and n],
                 counter=True)
         self._refresh = m.histogram("bandit_refresh_seconds")
         m.gauge("bandit_slots_tracked", lambda: [((), float(self._slots_tracked))])
@@ -101,7 +101,10 @@ class EdgeMetrics:
     def degraded(self) -> None:
         self.inst.inc("degraded_total")
 
-    def removed(self, reason_codes: np.ndarray) -> None:
+    def removed(self, reason: int, n: int) -> None:
+        self._removed[reason] += n
+
+    def removed_codes(self, reason_codes: np.ndarray) -> None:
         self._removed += np.bincount(reason_codes, minlength=len(REASONS))
 
     def bandit_refresh(self, slots: int, fields: int, seconds: float) -> None:

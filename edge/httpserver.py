@@ -75,6 +75,7 @@ class EdgeServer:
     def __init__(self, handler: Handler, app: Callable, recorder: Recorder, *, max_body: int,
                  idle_timeout_s: float = 30.0) -> None:
         self.handler = handler
+        self.route_name = handler.route
         self.route = handler.route.encode()
         self.app = app
         self.recorder = recorder
@@ -341,8 +342,9 @@ class EdgeHTTP(asyncio.Protocol):
                                 head=req.head)
         else:
             self._write(r.status, r.media, r.body, keep_alive, head=req.head)
-        self.server.recorder.answered(_route_label(req.url, self.server.route), r.status,
-                                      req.t0 or time.perf_counter_ns())
+        server = self.server
+        label = server.route_name if req.url == server.route else _route_label(req.url, server.route)
+        server.recorder.answered(label, r.status, req.t0 or time.perf_counter_ns())
 
     def _write(self, status: int, ctype: str, body: bytes, keep_alive: bool, head: bool = False) -> None:
         ct = _ctype(ctype)

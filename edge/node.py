@@ -63,7 +63,7 @@ class EdgeNode:
             exact_cache=ExactCache(self.responses),
             response_cache=ResponseCacheStage(self.responses),
             session=SessionStage(session_source),
-            guardrails=GuardrailFilter(self.metrics.removed),
+            guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=Confidence(cfg.confidence),
             encode=Encode(self.responses, self.health if self.store.configured else None, RequestIds(),
                           self.metrics),

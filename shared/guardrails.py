@@ -56,7 +56,8 @@ class CatalogGuard:
     """The guardrail filter compiled for one catalog (row i = item i) and one policy."""
 
     name = "guardrails"
-    __slots__ = ("policy", "category_codes", "category_names", "unmatched_categories", "_codes", "_banned_ids")
+    __slots__ = ("policy", "category_codes", "category_names", "unmatched_categories", "removes", "sole_reason",
+                 "_codes", "_allowed", "_banned_ids")
 
     def __init__(self, policy: Guardrails, item_ids: Sequence[str], categories: Sequence[str],
                  age_restricted: np.ndarray) -> None:
@@ -81,6 +82,15 @@ class CatalogGuard:
             if self._banned_ids:
                 arr[np.fromiter((i in self._banned_ids for i in item_ids), dtype=bool, count=n)] = BANNED_ITEM
         self._codes = (unverified, verified)
+        self._allowed = (unverified == KEPT, verified == KEPT)
+        # per age state: does the policy remove any catalog item at all (if not, filtering is a no-op),
+        # and is there a single reason for every removal (then removals need no per-item reasons)?
+        self.removes = (bool(unverified.any()), bool(verified.any()))
+        self.sole_reason = tuple(_sole(arr) for arr in (unverified, verified))
+
+    def allowed(self, age_verified: bool) -> np.ndarray:
+        """Kept or not per catalog row, for this age state."""
+        return self._allowed[age_verified]
 
     def codes(self, age_verified: bool) -> np.ndarray:
         """Reason code per catalog row (0 = kept) for this age state."""
@@ -123,6 +133,11 @@ class CatalogGuard:
         return self.category_codes[rows]
 
 
+def _sole(codes: np.ndarray) -> int | None:
+    present = np.unique(codes[codes != KEPT])
+    return int(present[0]) if present.shape[0] == 1 else None
+
+
 class DiversitySelector:
     """At most ``max_per_category`` of one category in any ``window`` consecutive positions."""
 
@@ -140,9 +155,12 @@ class DiversitySelector:
 
         One pass over the list (answers are at most 100 long): cheaper than any NumPy formulation here."""
         cap = self.max_per_category
-        if len(cats) <= cap:
+        n = len(cats)
+        if n <= cap:
             return True
         seq = cats.tolist() if isinstance(cats, np.ndarray) else cats
+        if n <= self.window and len(set(seq)) > n - cap:   # no category can have cap + 1 members
+            return True
         counts: dict[int, int] = {}
         window = self.window
         for i, c in enumerate(seq):

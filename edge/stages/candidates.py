@@ -11,6 +11,7 @@ class Candidates:
     def run(self, ctx: RecommendCtx) -> None:
         req = ctx.req
         cand = req.candidates
+        ctx.pos = None
         if not cand:                       # none or [] -> the channel's cached pool (filtered per age state)
             ctx.channel_pool = True
             ctx.ids = None

@@ -16,7 +16,7 @@ class RecommendCtx:
         "t0", "body", "ctype", "accept", "media", "live",            # arrival (RecommendHandler)
         "exact_key", "obj", "req", "key", "answer", "cache",         # caches, decode, validate
         "vec", "vec_age_s", "degraded",                              # session
-        "ids", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool", "removed",  # candidates, guardrails
+        "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool", "removed",  # candidates, guardrails
         "alpha", "beta", "imps", "n_known", "theta", "mean",         # rank
         "items", "explored", "margin", "concentration", "filled",    # select
         "confidence", "route_tier", "route_reasons",                 # confidence

@@ -16,8 +16,12 @@ from edge.stages.ctx import RecommendCtx
 class GuardrailFilter:
     name = "guardrails"
 
-    def __init__(self, on_removed: Callable[[np.ndarray], None]) -> None:
+    def __init__(self, on_removed: Callable[[int, int], None],
+                 on_removed_codes: Callable[[np.ndarray], None]) -> None:
+        """``on_removed(reason, n)`` / ``on_removed_codes(codes)`` count removals by reason
+        (``shared.guardrails.REASONS``; ``KEPT`` entries in ``codes`` are ignored)."""
         self.on_removed = on_removed
+        self.on_removed_codes = on_removed_codes
 
     def run(self, ctx: RecommendCtx) -> None:
         live = ctx.live
@@ -27,20 +31,28 @@ class GuardrailFilter:
             ctx.rows = live.clean_pool(ctx.req.context.channel, age)
             return
         rows = ctx.rows
+        guard = live.guard
         if not ctx.n_unknown:
-            reason = live.guard.codes(age)[rows]
-            if not reason.any():           # the common case: nothing to remove
+            if not guard.removes[age]:      # nothing in the catalog is removed in this age state
                 return
-            res = live.guard.result(reason)
+            kept = guard.allowed(age)[rows].nonzero()[0]
+            if kept.shape[0] == rows.shape[0]:
+                return
+            ctx.pos = kept                  # ids stay as given; names are looked up for the answer only
+            reason = None
         else:
-            res = live.guard.filter(rows, age, ctx.ids)
+            res = guard.filter(rows, age, ctx.ids)
             if not res.removed.shape[0]:
                 return
-        kept = res.kept
-        ids = ctx.ids
-        ctx.ids = [ids[i] for i in kept.tolist()]
+            kept, reason = res.kept, res.reason_codes
+            ids = ctx.ids
+            ctx.ids = [ids[i] for i in kept.tolist()]
         ctx.rows = rows[kept]
         if ctx.n_unknown:
             ctx.n_unknown = int(np.count_nonzero(ctx.rows < 0))
-        ctx.removed = res.removed.shape[0]
-        self.on_removed(res.reason_codes)
+        removed = ctx.removed = rows.shape[0] - kept.shape[0]
+        sole = guard.sole_reason[age]
+        if sole is not None:                # every removal has the same reason: no per-item reasons needed
+            self.on_removed(sole, removed)
+        else:
+            self.on_removed_codes(guard.codes(age)[rows] if reason is None else reason)

@@ -29,23 +29,32 @@ class Select:
         budget = live.ranker.bandit.budget_slots(k)
         theta, mean = ctx.theta, ctx.mean
         d = select_topk(theta, mean, k, budget)
-        cats = live.guard.categories_of(ctx.rows)
-        picked_cats = cats[d.order].tolist()
-        if live.diversity.satisfied(picked_cats):
-            picked, flags = d.order, d.explored
+        guard = live.guard
+        rows = ctx.rows
+        if k <= live.diversity.max_per_category:      # the cap cannot bind
+            picked_cats = None
+        elif ctx.n_unknown:
+            picked_cats = guard.categories_of(rows[d.order]).tolist()
         else:
+            picked_cats = guard.category_codes[rows[d.order]].tolist()
+        if picked_cats is None or live.diversity.satisfied(picked_cats):
+            picked, flags = d.order, d.explored.tolist()
+        else:
+            cats = guard.categories_of(rows)
             order = np.argsort(-theta, kind="stable")
-            pos, exp = live.diversity.select(order.tolist(), cats, k, ~greedy_mask(mean, k), budget)
-            picked, flags = np.asarray(pos, dtype=np.int64), np.asarray(exp, dtype=bool)
+            pos, flags = live.diversity.select(order.tolist(), cats, k, ~greedy_mask(mean, k), budget)
+            picked = np.asarray(pos, dtype=np.int64)
             picked_cats = cats[picked].tolist()
-        names = _names(ctx, ctx.rows, ctx.ids, picked)
+        names = _names(ctx, rows, ctx.ids, picked)
         items = [{"item_id": i, "score": s, "explored": e}
-                 for i, s, e in zip(names, theta[picked].round(6).tolist(), flags.tolist(), strict=True)]
+                 for i, s, e in zip(names, theta[picked].round(6).tolist(), flags, strict=True)]
         imps = ctx.imps[picked].tolist() if ctx.imps is not None else []
         ctx.filled = 0
-        explored = int(np.count_nonzero(flags))
+        explored = sum(flags)
         target = k if ctx.channel_pool else min(k, ctx.n_given)
         if len(items) < target and not ctx.channel_pool:
+            if picked_cats is None:
+                picked_cats = guard.categories_of(rows[picked]).tolist()
             ctx.filled = _fill(ctx, items, imps, picked_cats, explored, budget, target)
             explored = sum(1 for it in items if it["explored"])
         ctx.items = items
@@ -60,6 +69,8 @@ def _names(ctx: RecommendCtx, rows: np.ndarray, ids: list[str] | None, picked: n
     if ids is None:
         item_ids = ctx.live.ranker.bundle.item_ids
         return [item_ids[r] for r in rows[picked].tolist()]
+    if ctx.pos is not None:                  # candidates filtered by position (see the guardrails stage)
+        picked = ctx.pos[picked]
     return [ids[i] for i in picked.tolist()]
 
 
