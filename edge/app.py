@@ -16,7 +16,7 @@ from fastapi import FastAPI, Response
 
 from shared.codecs import JSON
 from shared.error_mapper import error_reply, negotiated_error_reply
-from shared.errors import MethodNotAllowed, PayloadTooLarge
+from shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
 from shared.fastapi_errors import install_error_handlers
 from shared.pipeline import Handler, Reply
 
@@ -45,11 +45,14 @@ def ops_app(ops: OpsView) -> FastAPI:
                   "POST /v1/recommend takes JSON or msgpack (see README for the contract).")
     install_error_handlers(api)
 
-    @api.get("/healthz")
+    # GET and HEAD on the health routes (load balancers health-check with either). A two-method route
+    # serves them; the GET-only twin registered below only documents them (FastAPI's OpenAPI output
+    # warns about a route with two methods).
+    @api.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     def healthz() -> dict:
         return {"status": "ok"}
 
-    @api.get("/readyz")
+    @api.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
     def readyz(response: Response) -> dict:
         status, body = ops.readiness()
         response.status_code = status
@@ -57,11 +60,25 @@ def ops_app(ops: OpsView) -> FastAPI:
             response.headers["Retry-After"] = "1"
         return body
 
+    api.get("/healthz")(healthz)
+    api.get("/readyz")(readyz)
+
     @api.get("/metrics")
     def metrics() -> Response:
         return Response(ops.exposition(), media_type="text/plain; version=0.0.4")
 
     return api
+
+
+def content_encoding_error(value: bytes | None) -> StrataError | None:
+    """Bodies are read as sent: a ``Content-Encoding`` other than identity is refused (415), not misread."""
+    if value is None:
+        return None
+    coding = value.strip().lower()
+    if coding in (b"", b"identity"):
+        return None
+    return UnsupportedMediaType(f"Content-Encoding {coding.decode('latin-1')!r} is not supported; send the body "
+                                "uncompressed", field="Content-Encoding")
 
 
 def too_large(size: int, limit: int) -> PayloadTooLarge:
@@ -95,7 +112,7 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
 
     async def recommend(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()
-        ctype = accept = None
+        ctype = accept = coding = None
         length = -1
         for name, value in scope["headers"]:
             if name == b"content-type":
@@ -104,6 +121,8 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
                 accept = value
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
+            elif name == b"content-encoding":
+                coding = value
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} not allowed; use POST")
@@ -113,6 +132,12 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
         except (MethodNotAllowed, PayloadTooLarge) as exc:   # decided before the body: always JSON
             r = error_reply(exc, JSON)
         else:
+            rejected = content_encoding_error(coding)
+            if rejected is not None:
+                r = negotiated_error_reply(rejected, accept, ctype)
+                await reply(send, r)
+                recorder.answered(route, r.status, t0)
+                return
             try:
                 out = handler.try_now(body, ctype, accept)
                 r = out if isinstance(out, Reply) else await handler.finish(out)

@@ -2,7 +2,7 @@
 
 Parsing is vectorised (``edge.bandit_cache.parse_counts``) and the loop yields to the event loop
 between slots, so a refresh never holds requests up for long. While the store is marked down the
-loop only probes it.
+loop skips it (``StoreHealth`` probes it).
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ class BanditRefresher:
             return
         while True:
             await asyncio.sleep(period_s)
-            if not self.health.up and not await self.store.ping():
+            if not self.health.up:          # the health prober decides when it is back
                 continue
             try:
                 await self.refresh_once()
-                self.health.recovered()
+                self.health.succeeded()
             except StoreUnavailable as exc:
                 self.health.failed(exc)
             except Exception:  # never let the refresher die

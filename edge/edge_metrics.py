@@ -43,6 +43,10 @@ class EdgeMetrics:
         m.define("bandit_refresh_seconds", "one background refresh of every tracked slot's counts")
         m.define("bandit_slots_tracked", "slots whose counts the last refresh read")
         m.define("bandit_fields_read_total", "count fields read from the store by the refresher")
+        m.define("store_probes_total", "store health probes (PING) while the store was down or suspect")
+        m.define("http_connections", "open HTTP connections (the edge's own server)")
+        m.define("http_connections_refused_total", "connections refused at the connection cap (503)")
+        m.define("http_request_timeouts_total", "requests whose headers or body did not arrive in time (408)")
         self._hist = m.histogram("request_seconds", (RECOMMEND,))
         self._ok = ("requests_total", (RECOMMEND, "200"))
         self._version = ""
@@ -57,7 +61,8 @@ class EdgeMetrics:
         m.gauge("model_info", lambda: [((self._version,), 1.0)] if self._version else [])
 
     def bind(self, *, response_cache: Counts, session_cache: Counts, store_up: Callable[[], bool],
-             store_errors: Callable[[], int], stages: Mapping[str, Histogram]) -> None:
+             store_errors: Callable[[], int], stages: Mapping[str, Histogram],
+             store_probes: Callable[[], int] = lambda: 0) -> None:
         """What the scrape reads: cache counters, store health, the pipeline's stage histograms."""
         m = self.inst
         m.gauge("cache_hit_ratio", lambda: [(("response",), _ratio(response_cache())),
@@ -68,8 +73,17 @@ class EdgeMetrics:
             counter=True)
         m.gauge("store_errors_total", lambda: [((), float(store_errors()))], counter=True)
         m.gauge("store_up", lambda: [((), 1.0 if store_up() else 0.0)])
+        m.gauge("store_probes_total", lambda: [((), float(store_probes()))], counter=True)
         for name, hist in stages.items():
             m.histograms[("stage_seconds", (name,))] = hist
+
+    def bind_server(self, *, connections: Callable[[], int], refused: Callable[[], int],
+                    timed_out: Callable[[], int]) -> None:
+        """What the edge's own HTTP server exposes (uvicorn keeps its connections to itself)."""
+        m = self.inst
+        m.gauge("http_connections", lambda: [((), float(connections()))])
+        m.gauge("http_connections_refused_total", lambda: [((), float(refused()))], counter=True)
+        m.gauge("http_request_timeouts_total", lambda: [((), float(timed_out()))], counter=True)
 
     def _exploration(self) -> list[tuple[tuple, float]]:
         c = self.inst.counters

@@ -46,7 +46,7 @@ class EdgeNode:
         cfg = self.cfg = settings.edge
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
-        self.health = StoreHealth(cfg.store.retry_after_s)
+        self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
         pinned = [(tenant, slot) for tenant, slots in cfg.bandit.slots.items() for slot in slots]
 
         def make_ranker(bundle: LoadedBundle) -> Ranker:
@@ -58,20 +58,22 @@ class EdgeNode:
         self.sessions = TTLCache(cfg.cache.session_size, cfg.cache.session_max_stale_s)
         session_source = SessionSource(self.store, self.health, self.sessions, cfg.cache,
                                        cfg.store.timeout_ms / 1000)
+        store_health = self.health if self.store.configured else None   # None: never degraded
         self.recommend = RecommendHandler(
             self.slot,
-            exact_cache=ExactCache(self.responses),
-            response_cache=ResponseCacheStage(self.responses),
+            exact_cache=ExactCache(self.responses, store_health),
+            response_cache=ResponseCacheStage(self.responses, store_health),
             session=SessionStage(session_source),
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=Confidence(cfg.confidence),
-            encode=Encode(self.responses, self.health if self.store.configured else None, RequestIds(),
+            encode=Encode(self.responses, store_health, RequestIds(),
                           self.metrics),
         )
         self.metrics.bind(
             response_cache=lambda: (self.responses.hits, self.responses.misses),
             session_cache=lambda: (session_source.hits, session_source.misses),
             store_up=lambda: self.health.up, store_errors=lambda: self.health.errors,
+            store_probes=lambda: self.health.probes,
             stages=self.recommend.pipeline.timings)
         self.registry_watch = RegistryWatch(self.slot, cfg.registry, cfg.model, cfg.ort_threads,
                                             on_result=self.metrics.reload)
@@ -96,13 +98,19 @@ class EdgeNode:
     async def start(self) -> None:
         if self.slot.current is None:
             await asyncio.to_thread(self.load_model)
-        # Open the connection now so the first request's short deadline is not spent on connect.
-        if self.store.configured and not await self.store.ping():
-            self.health.failed(ConnectionError("store not reachable at start"))
+        # Open the connections now so the first requests' short deadline is not spent on connects; the
+        # store counts as up only once it answered.
+        if self.store.configured:
+            if await self.store.warm(self.cfg.store.warm_connections):
+                self.health.succeeded()
+            else:
+                self.health.failed(ConnectionError("store not reachable at start"))
         poll = self.cfg.reload_poll_s
         self._tasks = [asyncio.create_task(self.registry_watch.run(poll), name="reload"),
                        asyncio.create_task(self._refresher.run(self.cfg.store.bandit_refresh_s),
                                            name="bandit-refresh")]
+        if self.store.configured:
+            self._tasks.append(asyncio.create_task(self.health.run(), name="store-prober"))
         if self.config_watch is not None:
             self._tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
             # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
@@ -113,6 +121,7 @@ class EdgeNode:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.health.stop()
         if self.config_watch is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)

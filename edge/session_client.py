@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +42,10 @@ class SessionStore:
         return [{} for _ in keys]
 
     async def ping(self) -> bool:
+        return False
+
+    async def warm(self, connections: int) -> bool:
+        """Open up to ``connections`` connections now (concurrent PINGs); True if all answered."""
         return False
 
     async def close(self) -> None:
@@ -84,6 +88,11 @@ class RedisSessionStore(SessionStore):
         except Exception:
             return False
 
+    async def warm(self, connections: int) -> bool:
+        # The first burst of requests after start must not pay for connects (and the client's set-up
+        # commands) inside its few-millisecond budget.
+        return all(await asyncio.gather(*(self.ping() for _ in range(max(connections, 1)))))
+
     async def close(self) -> None:
         await self._r.aclose()
 
@@ -118,43 +127,115 @@ def make_store(url: str, timeout_s: float) -> SessionStore:
     return RedisSessionStore(url.replace("valkey://", "redis://", 1), timeout_s)
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` (``TimeoutError()`` has an empty message; the type alone still says what failed)."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ is not None else exc
+    msg = str(exc)
+    return msg if isinstance(exc, StoreUnavailable) and msg else (f"{type(cause).__name__}: {msg}" if msg
+                                                                  else type(cause).__name__)
+
+
+def _refused(exc: BaseException) -> bool:
+    """A connection that could not be made or was dropped (not a missed deadline): the store is down."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ is not None else exc
+    if isinstance(cause, TimeoutError):
+        return False
+    import redis.exceptions as rexc
+
+    return isinstance(cause, ConnectionError | OSError | rexc.ConnectionError) and not isinstance(
+        cause, rexc.TimeoutError)
+
+
 class StoreHealth:
-    """Circuit breaker state shared by the request path and the background refreshers."""
+    """Whether the store is up, as the last probe or read found it (a circuit breaker).
 
-    __slots__ = ("retry_after_s", "down_until", "errors", "last_error", "slow_reads")
-    TRIP_AFTER_TIMEOUTS = 3
+    ``up`` turns true only when a probe (a PING within ``probe_timeout_s``) or a read succeeded, never
+    because time passed. A refused or dropped connection marks the store down at once. A missed read
+    deadline only makes it suspect: one probe decides, while requests keep their hard per-read budget
+    (so a burst of requests on a busy event loop cannot trip the breaker on a healthy store). While
+    down, requests skip the store; ``run`` probes it every ``retry_after_s``.
+    """
 
-    def __init__(self, retry_after_s: float) -> None:
+    def __init__(self, ping: Callable[[], Awaitable[bool]] | None = None, retry_after_s: float = 1.0,
+                 probe_timeout_s: float = 0.25) -> None:
+        self.ping = ping
         self.retry_after_s = retry_after_s
-        self.down_until = 0.0
+        self.probe_timeout_s = probe_timeout_s
+        self.up = False
         self.errors = 0
+        self.probes = 0
         self.last_error = ""
-        self.slow_reads = 0
-
-    @property
-    def up(self) -> bool:
-        return time.monotonic() >= self.down_until
+        self._probe: asyncio.Task | None = None
 
     def failed(self, exc: BaseException) -> None:
-        """Connection errors open the breaker at once; deadline misses only after a few in a row."""
         self.errors += 1
-        self.last_error = str(exc) or type(exc).__name__
-        if isinstance(exc, TimeoutError):
-            self.slow_reads += 1
-            if self.slow_reads < self.TRIP_AFTER_TIMEOUTS:
-                return
-        if self.up:
-            logger.warning("store unavailable; serving degraded from caches and priors: %s", exc)
-        self.down_until = time.monotonic() + self.retry_after_s
+        self.last_error = describe(exc)
+        if _refused(exc) or self.ping is None:
+            self._down(self.last_error)
+        else:
+            self.check()
 
-    def recovered(self) -> None:
-        if self.down_until:
+    def succeeded(self) -> None:
+        if not self.up:
             logger.info("store reachable again")
-        self.down_until = 0.0
-        self.slow_reads = 0
+        self.up = True
+
+    def check(self) -> None:
+        """Start one probe unless one is running (it marks the store up or down)."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self.probe(), name="store-probe")
+
+    async def probe(self) -> bool:
+        self.probes += 1
+        try:
+            async with asyncio.timeout(self.probe_timeout_s):
+                ok = await self.ping()
+        except TimeoutError:
+            ok = False
+            self.last_error = f"TimeoutError: no PING answer within {self.probe_timeout_s * 1000:.0f} ms"
+        if ok:
+            self.succeeded()
+        else:
+            self._down(self.last_error or "PING failed")
+        return ok
+
+    def _down(self, reason: str) -> None:
+        if self.up:
+            logger.warning("store unavailable; serving degraded from caches and priors: %s", reason)
+        self.up = False
+
+    async def run(self) -> None:
+        """While the store is down, probe it every ``retry_after_s``."""
+        while True:
+            await asyncio.sleep(self.retry_after_s)
+            if not self.up and (self._probe is None or self._probe.done()):
+                await self.probe()
+
+    async def stop(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
 
 
 async def read_with_deadline(coro, timeout_s: float):
-    """Await a store call within the request's store budget."""
-    async with asyncio.timeout(timeout_s):
-        return await coro
+    """Await a store call for at most ``timeout_s``: a hard cap.
+
+    The call runs as its own task and the caller stops waiting at the deadline; the task is cancelled
+    but its clean-up (redis-py disconnects a connection whose read was interrupted, which can take as
+    long as its socket timeout) happens after the caller has moved on, not inside its budget."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=timeout_s)
+    except BaseException:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        raise TimeoutError(f"store read exceeded its {timeout_s * 1000:g} ms budget")
+    return task.result()
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()          # mark retrieved: a late failure of an abandoned read is not news

@@ -76,13 +76,14 @@ class SessionSource:
             self.health.failed(exc)
             return DEGRADED
         self.cache.put((tenant, session_id), state)
-        self.health.slow_reads = 0
+        self.health.succeeded()
         return Session(state.vec, vector_age_s(state), False)
 
     async def _revalidate(self, key: tuple[str, str]) -> None:
         try:
             state = await read_with_deadline(self.store.get_session(*key), max(self.timeout_s, 0.05))
             self.cache.put(key, state)
+            self.health.succeeded()
         except (StoreUnavailable, TimeoutError) as exc:
             self.health.failed(exc)
         finally:

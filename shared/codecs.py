@@ -44,16 +44,62 @@ def decode(body: bytes, content_type: str | bytes | None) -> object:
 
 
 def choose_response_type(accept: str | bytes | None, request_type: str | bytes | None) -> str:
-    """msgpack if the caller asks for it; otherwise mirror a msgpack request; otherwise JSON."""
-    if accept:
-        if isinstance(accept, bytes):
-            accept = accept.decode("latin-1")
-        acc = accept.lower()
-        if "msgpack" in acc:
-            return MSGPACK
-        if "json" in acc:
-            return JSON
-    return MSGPACK if media_type(request_type) in _MSGPACK_TYPES else JSON
+    """The answer's codec by ``Accept`` with its q-values (RFC 9110 12.5.1): the supported type with the
+    highest weight, the more specific range deciding; among equal weights msgpack if ``Accept`` names
+    it, else the request's own codec (msgpack for a msgpack request, otherwise JSON). An ``Accept``
+    naming neither is not an error: the caller still gets an answer in the request's codec."""
+    mirror = MSGPACK if media_type(request_type) in _MSGPACK_TYPES else JSON
+    if not accept:
+        return mirror
+    if isinstance(accept, str):
+        accept = accept.encode("latin-1", "replace")
+    weights = _ACCEPT_CACHE.get(accept)
+    if weights is None:
+        weights = _accept_weights(accept)
+        if len(_ACCEPT_CACHE) >= 1024:
+            _ACCEPT_CACHE.clear()
+        _ACCEPT_CACHE[accept] = weights
+    w_json, w_msgpack, msgpack_named = weights
+    if w_json > w_msgpack:
+        return JSON
+    if w_msgpack > w_json or msgpack_named:
+        return MSGPACK
+    return mirror
+
+
+_ACCEPT_CACHE: dict[bytes, tuple[float, float, bool]] = {}
+_UNNAMED = 0.0005        # a type no range names: acceptable only as a fallback
+
+
+def _accept_weights(accept: bytes) -> tuple[float, float, bool]:
+    """(weight of JSON, weight of msgpack, msgpack named with q > 0) under an Accept header. The most
+    specific matching range gives a type its weight; q=0 refuses the type (-1)."""
+    best = {JSON: (-1, -1.0), MSGPACK: (-1, -1.0)}      # type -> (specificity, q)
+    for part in accept.decode("latin-1").lower().split(","):
+        rng, *params = (p.strip() for p in part.split(";"))
+        if not rng:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        for media, names in ((JSON, _JSON_TYPES), (MSGPACK, _MSGPACK_TYPES)):
+            if rng in names:
+                spec = 2
+            elif rng == media.split("/")[0] + "/*" or (rng == "text/*" and media == JSON):
+                spec = 1
+            elif rng == "*/*":
+                spec = 0
+            else:
+                continue
+            if spec > best[media][0]:
+                best[media] = (spec, q)
+    w = {m: (_UNNAMED if spec < 0 else q if q > 0 else -1.0) for m, (spec, q) in best.items()}
+    return w[JSON], w[MSGPACK], best[MSGPACK][0] == 2 and best[MSGPACK][1] > 0
 
 
 def encode(obj: object, media: str) -> bytes:

@@ -53,7 +53,9 @@ class StoreSettings(_Section):
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL, or 'none' to run on priors only")
     timeout_ms: float = Field(3.0, gt=0, description="budget for a store read on the request path")
     bandit_refresh_s: float = Field(1.0, gt=0)
-    retry_after_s: float = Field(1.0, gt=0, description="after a store error, skip the store this long")
+    retry_after_s: float = Field(1.0, gt=0, description="while the store is down, probe it this often")
+    probe_timeout_ms: float = Field(250.0, gt=0, description="a probe (PING) slower than this counts as down")
+    warm_connections: int = Field(16, ge=1, le=1024, description="store connections opened at start")
 
 
 @pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
@@ -78,6 +80,12 @@ class EdgeSettings(_Section):
     http: Literal["strata", "uvicorn"] = Field(
         "strata", description="HTTP server: the edge's own (hot route answered inline) or uvicorn")
     idle_timeout_s: float = Field(30.0, gt=0, description="close keep-alive connections idle this long")
+    header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this "
+                                    "(from the request's first byte), else 408 and close")
+    body_timeout_s: float = Field(10.0, gt=0, description="the body must arrive within this after the headers, "
+                                  "else 408 and close")
+    max_connections: int = Field(10_000, ge=1, description="open connections; past it a new one gets 503 and "
+                                 "is closed (lowered to the process's file limit)")
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
     bandit: EdgeBandit = EdgeBandit()

@@ -67,6 +67,16 @@ class HeadersTooLarge(StrataError):
     status, code = 431, "headers_too_large"
 
 
+class RequestTimeout(StrataError):
+    """The request line, headers or body did not arrive within the server's deadline."""
+
+    status, code = 408, "request_timeout"
+
+
+class HttpVersionNotSupported(StrataError):
+    status, code = 505, "http_version_not_supported"
+
+
 class ServiceUnavailable(StrataError):
     """A dependency is down and there is no fallback: 503 with ``Retry-After``; try again later."""
 
@@ -78,6 +88,12 @@ class NotReady(ServiceUnavailable):
     """No model is loaded yet (the process is starting or every bundle was refused)."""
 
     code = "not_ready"
+
+
+class TooManyConnections(ServiceUnavailable):
+    """The server holds as many connections as it may; this one is refused at once, never left waiting."""
+
+    code = "too_many_connections"
 
 
 class StoreUnavailable(ServiceUnavailable):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hashlib import blake2b
 
 from edge.response_cache import ResponseCache
+from edge.session_client import StoreHealth
 from edge.stages.ctx import RecommendCtx
 from shared.pipeline import ANSWERED
 
@@ -12,15 +13,16 @@ from shared.pipeline import ANSWERED
 class ExactCache:
     name = "exact_cache"
 
-    def __init__(self, cache: ResponseCache) -> None:
+    def __init__(self, cache: ResponseCache, health: StoreHealth | None = None) -> None:
         self.cache = cache.exact
+        self.health = health            # a degraded answer is not served once the store is back
 
     def run(self, ctx: RecommendCtx) -> object:
         if self.cache is None:
             return None
         key = ctx.exact_key = (blake2b(ctx.body, digest_size=16).digest(), ctx.ctype, ctx.live.tag)
         answer = self.cache.get(key)
-        if answer is None:
+        if answer is None or (answer.degraded and self.health is not None and self.health.up):
             return None
         ctx.answer = answer
         ctx.cache = "hit"

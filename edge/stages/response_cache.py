@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.response_cache import ResponseCache
+from edge.session_client import StoreHealth
 from edge.stages.ctx import RecommendCtx
 from shared.pipeline import ANSWERED
 
@@ -10,13 +11,14 @@ from shared.pipeline import ANSWERED
 class ResponseCacheStage:
     name = "response_cache"
 
-    def __init__(self, cache: ResponseCache) -> None:
+    def __init__(self, cache: ResponseCache, health: StoreHealth | None = None) -> None:
         self.cache = cache
+        self.health = health            # a degraded answer is not served once the store is back
 
     def run(self, ctx: RecommendCtx) -> object:
         key = ctx.key = self.cache.key(ctx.req, ctx.live.tag)
         answer = self.cache.semantic.get(key)
-        if answer is None:
+        if answer is None or (answer.degraded and self.health is not None and self.health.up):
             return None
         if ctx.exact_key is not None:
             self.cache.exact.put(ctx.exact_key, answer)

@@ -141,7 +141,7 @@ def test_ops_errors_have_the_error_shape_and_their_real_status_in_metrics(regist
     assert nf.status_code == 404
     assert nf.json() == {"error": {"code": "not_found", "field": "path", "reason": "no route /no/such/route"},
                          "retriable": False}
-    assert na.status_code == 405 and na.headers["allow"] == "GET"
+    assert na.status_code == 405 and set(na.headers["allow"].split(", ")) == {"GET", "HEAD"}   # HEAD: LB checks
     assert na.json()["error"]["code"] == "method_not_allowed"
     assert 'strata_edge_requests_total{route="other",status="404"} 1.0' in text
     assert 'strata_edge_requests_total{route="/healthz",status="405"} 1.0' in text

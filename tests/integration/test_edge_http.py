@@ -205,7 +205,9 @@ def test_ops_routes_and_docs_through_the_asgi_bridge(server):
         assert c.get("/docs").status_code == 200
         assert c.get("/openapi.json?x=1").json()["info"]["title"] == "Strata edge"
         assert c.get("/nope").status_code == 404
-        head = c.head("/healthz")          # FastAPI routes GET only: 405, and a HEAD answer has no body
+        head = c.head("/healthz")          # allowed on the health routes; a HEAD answer has no body
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+        head = c.head("/metrics")          # not elsewhere: 405, still without a body
         assert head.status_code == 405 and head.content == b"" and int(head.headers["content-length"]) > 0
 
 
