@@ -150,6 +150,29 @@ def bench_edge(
     raise typer.Exit(1 if missed else 0)
 
 
+@bench_app.command("abuse")
+def bench_abuse(
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="quiet and abused windows, alternating")] = 3,
+    window: Annotated[float, typer.Option(min=0.5, help="seconds per window")] = 4.0,
+) -> None:
+    """A normal client's latency with and without an abusive client (slow headers, endless trailer,
+    huge pipeline) on the same edge. Exits 1 when its p99 under abuse exceeds 2x the quiet p99."""
+    import orjson
+
+    from deploy.demo import ensure_bundle
+    from loadtest.abuse import print_report, run
+    from shared.config import EdgeSettings
+
+    ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
+    result = run(str(registry), rounds=rounds, window_s=window)
+    print_report(result, _console())
+    if json_path is not None:
+        json_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    raise typer.Exit(0 if result["passed"] else 1)
+
+
 @app.command("eval")
 def eval_command(
     data: Annotated[tuple[str, Path], typer.Option("--data", metavar="NAME PATH",

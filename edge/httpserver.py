@@ -61,7 +61,8 @@ logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
 FRAMING_ALLOWANCE = 16 * 1024         # chunk-size lines, extensions and trailers beyond 2x the body limit
-LINGER_S = 2.0                        # discard input this long after a closing answer
+LINGER_S = 2.0                        # discard input this long after a closing answer ...
+LINGER_MAX_BYTES = 256 * 1024         # ... or until this much was discarded, then reset the connection
 MAX_PIPELINE = 64                     # queued requests per connection before reading pauses
 PIPELINE_TURN = 8                     # requests one connection answers inline before others get a turn ...
 PIPELINE_TURN_NS = 500_000            # ... or this much time spent answering them, whichever comes first
@@ -265,6 +266,11 @@ class EdgeHTTP(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            # Lingering close: discard what the client still sends, but not without limit (a client
+            # streaming at memory speed would keep this loop busy for LINGER_S).
+            self.raw_bytes += len(data)
+            if self.raw_bytes > LINGER_MAX_BYTES and self.transport is not None:
+                self.transport.abort()
             return
         open_before = self.in_message
         self.began = False
@@ -578,6 +584,7 @@ class EdgeHTTP(asyncio.Protocol):
         then close. Closing at once while unread bytes sit in the socket makes the kernel send RST,
         which can destroy the answer (e.g. a 413) before the client reads it."""
         self.closing = True
+        self.raw_bytes = 0                  # now counts discarded bytes
         t = self.transport
         if t.can_write_eof():
             t.write_eof()
