@@ -13,13 +13,14 @@ Bounded work per client (a PoP faces whatever its CDN worker forwards):
 - request line + headers <= 64 KiB (431); a header block, chunk-size line or trailer that never ends
   is cut off by the raw bytes the request has used: headers + body + chunk framing, extensions and
   trailers may take at most ``max_header + 2 * max_body + 16 KiB`` (431 for trailers and open
-  headers, 413 otherwise; counted from the read after the one the request began in, so a limit
-  trips at most one read, <= 256 KiB, late); the body <= ``edge.max_body_bytes`` (413);
+  headers, 413 otherwise; counted from the parse slice after the one the request began in, so a limit
+  trips at most one 8 KiB parse slice late); the body <= ``edge.max_body_bytes`` (413);
 - deadlines: request line and headers within ``header_timeout_s`` of the request's first byte, the
   body within ``body_timeout_s`` of the headers (408, then close); ``idle_timeout_s`` between requests;
 - at most ``max_connections`` open connections: past it a connection gets a 503 and is closed at once;
 - one connection's pipelined requests are answered inline at most ``PIPELINE_TURN`` (or 0.5 ms) at a
-  time before other connections get a turn, and at most ``MAX_PIPELINE`` requests wait per connection before its reading pauses;
+  time before other connections get a turn; input is parsed 8 KiB at a time, and at most
+  ``MAX_PIPELINE`` parsed requests wait per connection before its parsing and reading pause;
 - a closed connection holds no reference cycle (it is freed at once, not by a rare cyclic GC).
 
 HTTP: 1.0 and 1.1 only (505 otherwise); HTTP/1.1 needs exactly one ``Host`` (400);
@@ -40,6 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
+from urllib.parse import unquote
 
 import httptools
 
@@ -63,7 +65,8 @@ MAX_HEADER_BYTES = 64 * 1024
 FRAMING_ALLOWANCE = 16 * 1024         # chunk-size lines, extensions and trailers beyond 2x the body limit
 LINGER_S = 2.0                        # discard input this long after a closing answer ...
 LINGER_MAX_BYTES = 256 * 1024         # ... or until this much was discarded, then reset the connection
-MAX_PIPELINE = 64                     # queued requests per connection before reading pauses
+MAX_PIPELINE = 32                     # queued requests per connection before reading and parsing pause
+FEED_SLICE = 8 * 1024                 # bytes parsed per step (a 256 KiB read of tiny requests is ~1000)
 PIPELINE_TURN = 8                     # requests one connection answers inline before others get a turn ...
 PIPELINE_TURN_NS = 500_000            # ... or this much time spent answering them, whichever comes first
 FD_RESERVE = 64                       # descriptors kept free for the store, the registry and logs
@@ -124,6 +127,8 @@ class EdgeServer:
         self.max_body = max_body
         self.max_raw = MAX_HEADER_BYTES + 2 * max_body + FRAMING_ALLOWANCE
         self.max_connections = max_connections
+        # Deadlines are checked by one sweep over all connections, not by timers armed per request.
+        self.tick_s = min(max(min(idle_timeout_s, header_timeout_s, body_timeout_s) / 4, 0.02), 1.0)
         self.connections: set[EdgeHTTP] = set()
         self.refused = 0
         self.timed_out = 0
@@ -132,12 +137,21 @@ class EdgeServer:
     def protocol(self) -> EdgeHTTP:
         return EdgeHTTP(self)
 
+    async def sweep(self) -> None:
+        """Every ``tick_s``: 408 for requests past their header or body deadline, close idle connections."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.expire(now)
+
 
 class EdgeHTTP(asyncio.Protocol):
     __slots__ = ("server", "handler", "parser", "transport", "queue", "busy", "closing", "req", "body_parts",
-                 "body_size", "header_bytes", "expect_continue", "idle", "deadline", "task", "lost", "paused",
+                 "body_size", "header_bytes", "expect_continue", "since", "task", "lost", "paused",
                  "peer", "sockname", "loop", "in_headers", "in_message", "began", "raw_bytes", "hosts",
-                 "chunk_open", "chunk_body", "last", "turn", "__weakref__")
+                 "chunk_open", "chunk_body", "last", "turn", "backlog", "__weakref__")
 
     def __init__(self, server: EdgeServer) -> None:
         self.server = server
@@ -152,8 +166,7 @@ class EdgeHTTP(asyncio.Protocol):
         self.body_size = 0
         self.header_bytes = 0
         self.expect_continue = False
-        self.idle: asyncio.TimerHandle | None = None
-        self.deadline: asyncio.TimerHandle | None = None
+        self.since = 0.0            # loop time the current phase (idle, headers, body) began
         self.task: asyncio.Task | None = None
         self.lost: asyncio.Event | None = None
         self.paused = False
@@ -169,6 +182,7 @@ class EdgeHTTP(asyncio.Protocol):
         self.chunk_body = False
         self.last: _Request | None = None     # the last complete request (answered or queued)
         self.turn: asyncio.Handle | None = None
+        self.backlog = b""          # received, not parsed yet (MAX_PIPELINE requests wait)
 
     # -- connection --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,7 +194,7 @@ class EdgeHTTP(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
         server.connections.add(self)
-        self._arm_idle()
+        self.since = self.loop.time()
 
     def _refuse(self) -> None:
         """Past the connection cap: a 503 at once (never a stalled accept), then close."""
@@ -197,10 +211,9 @@ class EdgeHTTP(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.closing = True
-        for timer in (self.idle, self.deadline, self.turn):
-            if timer is not None:
-                timer.cancel()
-        self.idle = self.deadline = self.turn = None
+        if self.turn is not None:
+            self.turn.cancel()
+            self.turn = None
         if self.lost is not None:
             self.lost.set()
         if self.task is not None and not self.task.done():
@@ -218,43 +231,30 @@ class EdgeHTTP(asyncio.Protocol):
     def _pause(self) -> None:
         if not self.paused and not self.closing:
             self.paused = True
-            self.transport.pause_reading()
-            if self.deadline is not None:   # the client cannot send while we do not read
-                self.deadline.cancel()
-                self.deadline = None
+            self.transport.pause_reading()   # no deadline runs while paused (see expire)
 
     def _resume(self) -> None:
         if self.paused and not self.closing:
             self.paused = False
             self.transport.resume_reading()
-            if self.in_message:             # the open request's deadline starts again
-                if self.in_headers:
-                    self._arm_deadline(self.server.header_timeout_s, "headers")
-                else:
-                    self._arm_deadline(self.server.body_timeout_s, "body")
+            self.since = self.loop.time()   # the client could not send while we did not read
 
-    def _arm_idle(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = self.loop.call_later(self.server.idle_timeout_s, self._idle_close)
-
-    def _idle_close(self) -> None:
-        self.idle = None
-        if not self.busy and not self.queue and not self.closing and not self.in_message:
+    def expire(self, now: float) -> None:
+        """Called by the server's sweep: enforce the phase's deadline (none while we do not read)."""
+        if self.closing or self.paused:
+            return
+        server = self.server
+        if self.in_message:
+            if self.in_headers:
+                if now - self.since > server.header_timeout_s:
+                    self._deadline_passed("headers", server.header_timeout_s)
+            elif now - self.since > server.body_timeout_s:
+                self._deadline_passed("body", server.body_timeout_s)
+        elif not self.busy and not self.queue and not self.backlog and now - self.since > server.idle_timeout_s:
             self.closing = True
             self.transport.close()
 
-    def _arm_deadline(self, seconds: float, what: str) -> None:
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
-        if not self.paused:                 # while we do not read, the client is not late (_resume arms it)
-            self.deadline = self.loop.call_later(seconds, self._deadline_passed, what, seconds)
-
     def _deadline_passed(self, what: str, seconds: float) -> None:
-        self.deadline = None
-        if self.closing or not self.in_message:
-            return
         self.server.timed_out += 1
         self._fail_current(RequestTimeout(f"the request {what} did not arrive within {seconds:g} s", field=what))
 
@@ -272,22 +272,44 @@ class EdgeHTTP(asyncio.Protocol):
             if self.raw_bytes > LINGER_MAX_BYTES and self.transport is not None:
                 self.transport.abort()
             return
-        open_before = self.in_message
-        self.began = False
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._upgrade()
-        except httptools.HttpParserError as exc:
-            self._fail(MalformedHttp(f"malformed HTTP request: {exc}", field="http"))
-        if self.in_message and not self.closing and open_before and not self.began:
-            # Raw bytes of a message still open after another read. The read a message began in is not
-            # counted (it may also hold earlier pipelined requests), so a limit trips at most one read late.
-            self.raw_bytes += len(data)
-            if self.raw_bytes > self.server.max_raw or (self.in_headers and self.raw_bytes > MAX_HEADER_BYTES):
-                self._raw_limit()
+        if self.backlog:                    # not parsed yet: this comes after it
+            self.backlog += data
+            return
+        self._feed(data)
         if not self.busy and self.turn is None:
             self._drain()
+
+    def _feed(self, data: bytes) -> None:
+        """Parse ``data`` at most ``FEED_SLICE`` bytes at a time, and stop while ``MAX_PIPELINE`` requests
+        wait: one client's big read of pipelined requests never becomes one long callback that holds
+        every other connection. What is not parsed waits in ``backlog`` (reading is paused meanwhile)."""
+        pos, n = 0, len(data)
+        while pos < n:
+            piece = data if n <= FEED_SLICE else data[pos:pos + FEED_SLICE]
+            pos += len(piece)
+            open_before = self.in_message
+            self.began = False
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade:
+                self._upgrade()
+                return
+            except httptools.HttpParserError as exc:
+                self._fail(MalformedHttp(f"malformed HTTP request: {exc}", field="http"))
+                return
+            if self.closing or self.parser is None:
+                return
+            if self.in_message and open_before and not self.began:
+                # Raw bytes of a message still open after another slice. The slice a message began in
+                # is not counted (it may also hold earlier requests): a limit trips at most 8 KiB late.
+                self.raw_bytes += len(piece)
+                if self.raw_bytes > self.server.max_raw or (self.in_headers and self.raw_bytes > MAX_HEADER_BYTES):
+                    self._raw_limit()
+                    return
+            if pos < n and len(self.queue) >= MAX_PIPELINE:
+                self.backlog = data[pos:]
+                self._pause()
+                return
 
     def _raw_limit(self) -> None:
         limit = self.server.max_raw
@@ -343,10 +365,7 @@ class EdgeHTTP(asyncio.Protocol):
         self.raw_bytes = 0
         self.hosts = 0
         self.chunk_open = False
-        if self.idle is not None:
-            self.idle.cancel()
-            self.idle = None
-        self._arm_deadline(self.server.header_timeout_s, "headers")
+        self.since = self.loop.time()       # the header deadline runs from the first byte
 
     def on_url(self, url: bytes) -> None:
         self.header_bytes += len(url)
@@ -405,7 +424,7 @@ class EdgeHTTP(asyncio.Protocol):
             return
         if self.expect_continue and req.reject is None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._arm_deadline(self.server.body_timeout_s, "body")
+        self.since = self.loop.time()       # the body deadline runs from the end of the headers
 
     def on_chunk_header(self) -> None:
         self.chunk_open = True
@@ -427,9 +446,6 @@ class EdgeHTTP(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
         req = self.req
         if req.queued:
             return                          # already queued by _fail_current
@@ -459,9 +475,6 @@ class EdgeHTTP(asyncio.Protocol):
         req.keep_alive = False
         req.t0 = req.t0 or time.perf_counter_ns()
         self.in_message = False
-        if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
         self.queue.append(req)
         self._pause()
         if not self.busy and self.turn is None:
@@ -470,7 +483,12 @@ class EdgeHTTP(asyncio.Protocol):
     # -- dispatch --------------------------------------------------------------------------------------
     def _next_turn(self) -> None:
         self.turn = None
-        if not self.busy:
+        if self.closing:
+            return
+        if self.backlog and len(self.queue) < MAX_PIPELINE:
+            data, self.backlog = self.backlog, b""
+            self._feed(data)
+        if not self.busy and self.turn is None:
             self._drain()
 
     def _drain(self) -> None:
@@ -506,13 +524,16 @@ class EdgeHTTP(asyncio.Protocol):
                 self._start(req, self._asgi(req))
                 return
         if not self.queue and not self.busy and not self.closing:
+            if self.backlog:                # parse more of this client's input on its next turn
+                self.turn = self.loop.call_soon(self._next_turn)
+                return
             if self.server.stopping:
                 self.closing = True
                 self.transport.close()
                 return
             self._resume()
             if not self.in_message:
-                self._arm_idle()
+                self.since = self.loop.time()   # idle from now
 
     def _start(self, req: _Request, coro) -> None:
         self.busy = True
@@ -603,7 +624,7 @@ class EdgeHTTP(asyncio.Protocol):
             r = error_reply(MalformedHttp("request target is not a valid URL", field="url"), JSON)
             self.server.recorder.answered("other", r.status, req.t0 or time.perf_counter_ns())
             return r.status, [(b"content-type", _ctype(r.media))], r.body
-        path = url.path.decode("latin-1")
+        path = unquote(url.path.decode("latin-1"))      # ASGI: percent-decoded (as uvicorn does)
         scope = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
             "method": req.method.decode("latin-1"), "scheme": "http", "path": path, "raw_path": url.path,
@@ -699,6 +720,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
                              timed_out=lambda: state.timed_out)
     await node.start()
     srv = await loop.create_server(state.protocol, host, port, backlog=2048, reuse_address=True)
+    sweeper = loop.create_task(state.sweep(), name="http-deadlines")
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -722,6 +744,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
             await asyncio.sleep(0.02)
         for conn in list(state.connections):
             conn.transport.abort()
+        sweeper.cancel()
         for sig in handled:
             loop.remove_signal_handler(sig)
         await node.stop()

@@ -45,10 +45,11 @@ def run_edge(settings: StrataSettings, source: SettingsSource | None = None) -> 
     if cfg.http == "uvicorn":
         uvicorn.run(node.asgi_app(), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                     access_log=False, log_level=settings.log_level.lower(), lifespan="on", proxy_headers=False,
-                    timeout_keep_alive=int(cfg.idle_timeout_s), server_header=False, date_header=False)
+                    timeout_keep_alive=int(cfg.idle_timeout_s), server_header=False, date_header=True,
+                    limit_concurrency=cfg.max_connections, timeout_graceful_shutdown=5, ws="none")
         return
     import uvloop
 
     from edge.httpserver import serve
 
-    uvloop.run(serve(node, cfg.host, cfg.port, idle_timeout_s=cfg.idle_timeout_s))
+    uvloop.run(serve(node, cfg.host, cfg.port))

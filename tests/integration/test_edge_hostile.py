@@ -434,3 +434,12 @@ def test_app_level_contract_under_both_servers(registry_dir, serve_edge, front):
     assert q_msgpack.status_code == 200 and q_msgpack.headers["content-type"].startswith("application/msgpack")
     assert gzip.status_code == 415 and gzip.json()["error"]["field"] == "Content-Encoding"
     assert identity.status_code == 200
+
+
+def test_percent_encoded_route_reaches_the_same_handler(server):
+    """ASGI's ``path`` is percent-decoded (uvicorn does it too): both servers route the same way."""
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(post_raw(BODY).replace(b"/v1/recommend", b"/v1/%72ecommend", 1))
+        status, _, body = read_responses(s, 1)[0]
+        assert status == 200 and "items" in orjson.loads(body)
