@@ -86,6 +86,7 @@ def edge(
     http: Annotated[str | None, typer.Option(help="HTTP server: strata (default) or uvicorn")] = None,
 ) -> None:
     """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics."""
+    from deploy.listen_address import bind_error, check_listen_address, is_bind_error
     from shared.config import SettingsSource
     from shared.logs import configure_logging
 
@@ -93,9 +94,15 @@ def edge(
         source = SettingsSource(config, edge_overrides(registry, port, store, host, log_level, http))
         settings = source.load()
         configure_logging(settings.log_level)
+        check_listen_address(settings.edge.host, settings.edge.port)
         from edge.server import run_edge
 
-        run_edge(settings, source)
+        try:
+            run_edge(settings, source)
+        except OSError as exc:   # the port was taken between the check and the server's own bind
+            if not is_bind_error(exc):
+                raise
+            raise bind_error(settings.edge.host, settings.edge.port, exc) from None
     except StrataError as exc:
         raise _fail("edge", exc) from None
 
