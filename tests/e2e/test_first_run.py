@@ -25,11 +25,12 @@ RUN_EXTRAS = ("train", "local")   # what `make run` installs: .[train,local]
 
 
 @pytest.fixture(scope="module", params=["strata", "uvicorn"])
-def edge_url(request, registry_dir: Path) -> Iterator[str]:
+def edge_url(request, registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     argv = [*strata_command(), "edge", "--registry", str(registry_dir), "--port", str(port), "--store", "none",
             "--log-level", "WARNING", "--http", request.param]
-    proc = ManagedProcess("edge", argv, ready_url=f"http://127.0.0.1:{port}/readyz")
+    proc = ManagedProcess("edge", argv, ready_url=f"http://127.0.0.1:{port}/readyz",
+                          log_path=tmp_path_factory.mktemp("edge") / "edge.log")
     proc.start(timeout_s=60)
     try:
         yield f"http://127.0.0.1:{port}"
