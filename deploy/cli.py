@@ -120,7 +120,7 @@ def edge(
         source = SettingsSource(config, edge_overrides(**given))
         settings = source.load()
         configure_logging(settings.log_level)
-        check_listen_address(settings.edge.host, settings.edge.port)
+        check_listen_address(settings.edge.host, settings.edge.port, settings.edge.http)
         from edge.server import run_edge
 
         try:

@@ -18,10 +18,20 @@ from shared.errors import ConfigError
 _BIND_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
 
 
-def check_listen_address(host: str, port: int) -> None:
-    """Raise ``ConfigError`` naming host:port and the reason when a server could not listen there."""
+def check_listen_address(host: str, port: int, http: str = "strata") -> None:
+    """Raise ``ConfigError`` naming host:port and the reason when the server could not listen there.
+
+    The edge's own server (asyncio) binds every address ``host`` resolves to; uvicorn binds one socket,
+    IPv6 only when the host contains a colon.
+    """
+    family = socket.AF_UNSPEC
+    if http == "uvicorn":
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host or None, port, family=family, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        if http == "uvicorn":
+            infos = infos[:1]
         for family, kind, proto, _, addr in infos:
             with socket.socket(family, kind, proto) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -72,7 +72,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list:
     """Run ``strata edge`` in-process up to the server: the settings it would serve with are recorded."""
     seen: list = []
     monkeypatch.setattr(edge.server, "run_edge", lambda settings, source=None: seen.append(settings))
-    monkeypatch.setattr(listen_address, "check_listen_address", lambda host, port: None)
+    monkeypatch.setattr(listen_address, "check_listen_address", lambda host, port, http: None)
     monkeypatch.setattr(shared.logs, "configure_logging", lambda *a, **k: None)
     return seen
 
