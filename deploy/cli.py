@@ -2,7 +2,7 @@
 start without torch, and ``strata --help`` should not load onnxruntime.
 
 Errors from the project (``StrataError``) become one clear line on stderr: exit 2 for configuration,
-1 for everything else.
+1 for everything else. Help texts are rich markup (typer's default): no backticks or RST roles in them.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
+from shared.config import EdgeSettings, LogLevel, StoreSettings, StrataSettings
 from shared.errors import ConfigError, StrataError
 
 logger = logging.getLogger(__name__)
@@ -75,27 +77,58 @@ def edge_overrides(registry: str | None, port: int | None, store: str | None, ho
     return overrides
 
 
+def _default(model: type[BaseModel], name: str) -> Any:
+    """A settings field's default, read from its model (never restated here), so ``--help`` shows it."""
+    return model.model_fields[name].default
+
+
+def _on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether flag ``name`` was given (not its default). By the enum's name: typer may vendor click."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+_EDGE_FLAGS = ("registry", "port", "store", "host", "log_level", "http")
+_LEVELS = ", ".join(get_args(LogLevel))
+_SERVERS = " or ".join(get_args(EdgeSettings.model_fields["http"].annotation))
+
+
 @app.command()
 def edge(
-    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
-    store: Annotated[str | None, typer.Option(help="online store: redis://host:port/db, or 'none'")] = None,
-    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    ctx: typer.Context,
+    registry: Annotated[str, typer.Option(help="model registry directory (relative to the working directory)")]
+    = _default(EdgeSettings, "registry"),
+    port: Annotated[int, typer.Option(help="HTTP port")] = _default(EdgeSettings, "port"),
+    store: Annotated[str, typer.Option(help="online store: redis://host:port/db, or 'none' to run on priors only")]
+    = _default(StoreSettings, "url"),
+    host: Annotated[str, typer.Option(help="bind address")] = _default(EdgeSettings, "host"),
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
-    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
-    http: Annotated[str | None, typer.Option(help="HTTP server: strata (default) or uvicorn")] = None,
+    log_level: Annotated[str, typer.Option(help=_LEVELS)] = _default(StrataSettings, "log_level"),
+    http: Annotated[str, typer.Option(help=f"HTTP server: {_SERVERS}")] = _default(EdgeSettings, "http"),
 ) -> None:
-    """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics."""
+    """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics.
+
+    A flag overrides the config file and STRATA_* env only when it is given; the defaults shown are
+    those of shared/config.py, which apply when neither sets the value.
+    """
+    from deploy.listen_address import bind_error, check_listen_address, is_bind_error
     from shared.config import SettingsSource
     from shared.logs import configure_logging
 
+    given = {name: ctx.params[name] if _on_command_line(ctx, name) else None for name in _EDGE_FLAGS}
     try:
-        source = SettingsSource(config, edge_overrides(registry, port, store, host, log_level, http))
+        source = SettingsSource(config, edge_overrides(**given))
         settings = source.load()
         configure_logging(settings.log_level)
+        check_listen_address(settings.edge.host, settings.edge.port, settings.edge.http)
         from edge.server import run_edge
 
-        run_edge(settings, source)
+        try:
+            run_edge(settings, source)
+        except OSError as exc:   # the port was taken between the check and the server's own bind
+            if not is_bind_error(exc):
+                raise
+            raise bind_error(settings.edge.host, settings.edge.port, exc) from None
     except StrataError as exc:
         raise _fail("edge", exc) from None
 
@@ -128,7 +161,7 @@ def bench_edge(
 ) -> None:
     """Edge latency and throughput against the lean and FastAPI baselines, and Thompson vs MABWiser.
 
-    An empty registry gets a model exported first, as in `strata demo`. Exits 1 when a target is
+    An empty registry gets a model exported first, as strata demo does. Exits 1 when a target is
     missed (or could not be measured), 0 when all are met.
     """
     from deploy.demo import ensure_bundle

@@ -1,7 +1,8 @@
 """``strata demo`` (what ``make run`` does): export if needed, start Valkey and an edge node, show answers.
 
-Everything started here is stopped here, on Ctrl-C, SIGTERM or an error, in reverse order. The edge
-runs as a real ``strata edge`` process against the embedded Valkey, exactly as it would at a PoP.
+Everything started here is stopped here, on Ctrl-C, SIGTERM, SIGHUP or an error, in reverse order, and
+the run's temporary directory (edge log, Valkey's working directory) is removed (``deploy.run_dir``). The
+edge runs as a real ``strata edge`` process against the embedded Valkey, exactly as it would at a PoP.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from deploy.exporting import export_with_progress, summary_table
 from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
+from deploy.run_dir import RunDir
 from deploy.sample_traffic import (
     COLD_SESSION,
     TENANT,
@@ -39,14 +41,14 @@ HOST = "127.0.0.1"
 
 @contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM both raise KeyboardInterrupt, so the same cleanup runs for Ctrl-C and for kill.
+    """SIGINT, SIGTERM and SIGHUP (terminal closed) raise KeyboardInterrupt: the same cleanup runs for all.
 
     SIGINT is set explicitly because a shell may start a background job with SIGINT ignored.
     """
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -81,17 +83,20 @@ def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
     model = EdgeSettings().model
     with _signals_as_interrupt():
         try:
-            ensure_bundle(registry, model, console)
-            bundle = DemoBundle.load(registry, model)
-            port = _pick_port(port, console)
-            with ValkeyProcess(host=HOST) as valkey:
-                console.print(f"valkey: {valkey.url} (valkey-server pid {valkey.pid})")
-                argv = [*strata_command(), "edge", "--registry", str(registry), "--host", HOST,
-                        "--port", str(port), "--store", valkey.url]
-                edge = ManagedProcess("edge", argv, ready_url=f"http://{HOST}:{port}/readyz")
-                with edge:
-                    console.print(f"edge:   http://{HOST}:{port} (pid {edge.pid}, log {edge.log_path})")
-                    return _show_and_serve(valkey, edge, bundle, port, once, console)
+            with RunDir() as run_dir:
+                ensure_bundle(registry, model, console)
+                bundle = DemoBundle.load(registry, model)
+                port = _pick_port(port, console)
+                with ValkeyProcess(host=HOST, tmp_root=run_dir) as valkey:
+                    console.print(f"valkey: {valkey.url} (valkey-server pid {valkey.pid})")
+                    argv = [*strata_command(), "edge", "--registry", str(registry), "--host", HOST,
+                            "--port", str(port), "--store", valkey.url]
+                    edge = ManagedProcess("edge", argv, ready_url=f"http://{HOST}:{port}/readyz",
+                                          log_path=run_dir / "edge.log")
+                    with edge:
+                        console.print(f"edge:   http://{HOST}:{port} (pid {edge.pid}, log {edge.log_path}, "
+                                      "removed on exit)")
+                        return _show_and_serve(valkey, edge, bundle, port, once, console)
         except KeyboardInterrupt:
             console.print("stopped; everything the demo started has been stopped")
             return 0

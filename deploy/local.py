@@ -118,9 +118,10 @@ class ValkeyProcess(_Child):
     """A real ``valkey-server`` on 127.0.0.1 with persistence off, restartable on the same port."""
 
     def __init__(self, port: int | None = None, *, host: str = "127.0.0.1",
-                 startup_timeout_s: float = 10.0, binary: Path | None = None) -> None:
+                 startup_timeout_s: float = 10.0, binary: Path | None = None, tmp_root: Path | None = None) -> None:
         self.binary = binary or valkey_binary()  # resolved now: a missing engine fails before anything starts
         self.host = host
+        self.tmp_root = tmp_root  # where its working directory goes (None: the system temp directory)
         self.port = port or free_port(host)
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -141,7 +142,7 @@ class ValkeyProcess(_Child):
             return self
         if port_open(self.host, self.port):
             raise ProcessFailed(f"port {self.port} on {self.host} is already in use", field="port")
-        self._workdir = Path(tempfile.mkdtemp(prefix="strata-valkey-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix="strata-valkey-", dir=self.tmp_root))
         log_path = self._workdir / "valkey.log"
         argv = [str(self.binary), "--port", str(self.port), "--bind", self.host, "--save", "",
                 "--appendonly", "no", "--dir", str(self._workdir)]

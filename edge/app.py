@@ -13,6 +13,7 @@ import time
 from typing import Protocol
 
 from fastapi import FastAPI, Response
+from fastapi_offline import FastAPIOffline
 
 from shared.codecs import JSON
 from shared.error_mapper import error_reply, negotiated_error_reply
@@ -41,8 +42,10 @@ class Lifecycle(Protocol):
 
 
 def ops_app(ops: OpsView) -> FastAPI:
-    api = FastAPI(title="Strata edge", version="1", description="Tier 1: PoP-local ranking. "
-                  "POST /v1/recommend takes JSON or msgpack (see README for the contract).")
+    # /docs and /redoc with their assets served by the edge itself (an offline PoP reaches no CDN)
+    api = FastAPIOffline(title="Strata edge", version="1", description="Tier 1: PoP-local ranking. "
+                         "POST /v1/recommend takes JSON or msgpack (see README for the contract).",
+                         swagger_ui_parameters={"validatorUrl": None})
     install_error_handlers(api)
 
     # GET and HEAD on the health routes (load balancers health-check with either). A two-method route

@@ -1,0 +1,97 @@
+"""``strata ... --help``: every command's text is rendered as written (no raw markup, nothing eaten by the
+markup parser), and ``strata edge --help`` shows the defaults of ``shared/config.py`` while a flag still
+overrides the config file and env only when it is given."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import edge.server
+import shared.logs
+from deploy import cli, listen_address
+from shared.config import EdgeSettings, StoreSettings, StrataSettings
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}   # no wrapping inside the option table
+
+
+def _commands(group, path: tuple[str, ...] = ()):
+    yield path, group
+    for name, sub in getattr(group, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+COMMANDS = list(_commands(typer.main.get_command(cli.app)))
+
+
+def _flat(text: str) -> str:
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _help(*path: str) -> str:
+    result = runner.invoke(cli.app, [*path, "--help"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_command_is_checked() -> None:
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert names >= {"", "export", "edge", "demo", "eval", "bench", "bench edge"}
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) or "strata" for p, _ in COMMANDS])
+def test_help_renders_every_text_as_written(path: tuple[str, ...], command) -> None:
+    out = _help(*path)
+    assert "`" not in out, f"raw markup in 'strata {' '.join(path)} --help':\n{out}"
+    texts = [command.help or ""] + [p.help for p in command.params if getattr(p, "help", None)]
+    texts += [sub.help.splitlines()[0] for sub in getattr(command, "commands", {}).values() if sub.help]
+    flat = _flat(out)
+    for text in texts:
+        assert _flat(text) in flat, f"{text!r} is not shown as written in:\n{out}"
+
+
+@pytest.mark.parametrize(("flag", "default"), [
+    ("--port", EdgeSettings.model_fields["port"].default),
+    ("--host", EdgeSettings.model_fields["host"].default),
+    ("--registry", EdgeSettings.model_fields["registry"].default),
+    ("--store", StoreSettings.model_fields["url"].default),
+    ("--http", EdgeSettings.model_fields["http"].default),
+    ("--log-level", StrataSettings.model_fields["log_level"].default),
+])
+def test_edge_help_shows_the_settings_defaults(flag: str, default: object) -> None:
+    row = next(line for line in _help("edge").splitlines() if f" {flag} " in line)
+    assert f"[default: {default}]" in row, row
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Run ``strata edge`` in-process up to the server: the settings it would serve with are recorded."""
+    seen: list = []
+    monkeypatch.setattr(edge.server, "run_edge", lambda settings, source=None: seen.append(settings))
+    monkeypatch.setattr(listen_address, "check_listen_address", lambda host, port, http: None)
+    monkeypatch.setattr(shared.logs, "configure_logging", lambda *a, **k: None)
+    return seen
+
+
+def test_edge_without_flags_takes_env_then_defaults(started: list) -> None:
+    env = {"STRATA_EDGE__PORT": "9001", "STRATA_EDGE__HTTP": "uvicorn", "STRATA_LOG_LEVEL": "ERROR",
+           "STRATA_CONFIG": ""}
+    result = runner.invoke(cli.app, ["edge", "--store", "none"], env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.edge.port, settings.edge.http, settings.log_level) == (9001, "uvicorn", "ERROR")
+    assert settings.edge.store.url == "none"
+    assert settings.edge.host == EdgeSettings.model_fields["host"].default
+    assert settings.edge.registry == EdgeSettings.model_fields["registry"].default
+
+
+def test_edge_flags_given_win_over_env(started: list) -> None:
+    env = {"STRATA_EDGE__PORT": "9001", "STRATA_EDGE__HOST": "127.0.0.2", "STRATA_CONFIG": ""}
+    result = runner.invoke(cli.app, ["edge", "--port", "9002", "--http", "uvicorn"], env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.edge.port, settings.edge.host, settings.edge.http) == (9002, "127.0.0.2", "uvicorn")
