@@ -719,7 +719,11 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
     node.metrics.bind_server(connections=lambda: len(state.connections), refused=lambda: state.refused,
                              timed_out=lambda: state.timed_out)
     await node.start()
-    srv = await loop.create_server(state.protocol, host, port, backlog=2048, reuse_address=True)
+    try:
+        srv = await loop.create_server(state.protocol, host, port, backlog=2048, reuse_address=True)
+    except BaseException:                   # e.g. the port is taken: stop what start() began
+        await node.stop()
+        raise
     sweeper = loop.create_task(state.sweep(), name="http-deadlines")
     handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
