@@ -100,8 +100,10 @@ def test_frozen_store_bounds_every_request_and_readiness_stays_down(registry_dir
 
     out = asyncio.run(go())
     assert out["first_degraded"] is False
-    # budget 3 ms + a scheduling margin; the review saw 54-57 ms at half-open moments
-    assert max(out["slow"]) < 0.025, sorted(out["slow"])[-5:]
+    print("frozen-store request times (ms), worst 5:", [round(x * 1e3, 2) for x in sorted(out["slow"])[-5:]])
+    # whole request (ranking included) <= budget 3 ms + 5 ms + 7 ms of slack for a busy machine; the review
+    # saw 54-57 ms at half-open moments
+    assert max(out["slow"]) < 0.015, sorted(out["slow"])[-5:]
     # once marked down it stays down while frozen: no flap to "ok" at probe moments
     first_down = out["ready"].index("down")
     assert all(state == "down" for state in out["ready"][first_down:]), out["ready"]
