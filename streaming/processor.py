@@ -6,6 +6,11 @@ effects (``streaming.effects``), write them atomically with the partition waterm
 processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
 replay changes nothing. Store errors retry the same batch (nothing is skipped); records that fail
 validation go to the dead-letter topic once (offsets below the watermark are not re-sent).
+
+Watermarks are offsets, so they assume the log is never rewritten: a broker that loses its log (Tansu's
+memory storage across a restart) restarts offsets at 0, and the store's watermarks must then be cleared
+(HDEL strata:stream:applied). Kafka's ListOffsets cannot detect this on Tansu 0.6 (it answers end
+offsets that are not record offsets).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
@@ -45,30 +49,6 @@ def to_record(topic: str, partition: int, offset: int, value: bytes) -> Record:
     except Exception as exc:   # not msgpack at all
         return Record(topic, partition, offset, None, value, ("body", f"undecodable record: {type(exc).__name__}"))
     return Record(topic, partition, offset, ev, value)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    """On assignment: a partition whose log is shorter than its watermark was reset (a broker that lost
-    its data): forget that watermark, or every new record would be skipped. Event ids still dedupe."""
-
-    def __init__(self, proc: StreamProcessor) -> None:
-        self.proc = proc
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        if not assigned:
-            return
-        consumer = self.proc.consumer
-        ends = await consumer.end_offsets(list(assigned))
-        for tp, end in ends.items():
-            wm_field = f"{tp.topic}:{tp.partition}"
-            wm = await self.proc.store.watermark(wm_field)
-            if wm >= end:
-                logger.warning("log of %s ends at %d, below the applied watermark %d: the log was reset; "
-                               "forgetting the watermark", wm_field, end, wm)
-                await self.proc.store.reset_watermark(wm_field)
 
 
 class StreamProcessor:
@@ -105,8 +85,9 @@ class StreamProcessor:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.broker, group_id=cfg.group, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,
-            max_poll_records=cfg.max_batch, max_partition_fetch_bytes=8 << 20)
-        self.consumer.subscribe([cfg.topics.events], listener=_Rebalance(self))
+            max_poll_records=cfg.max_batch, max_partition_fetch_bytes=8 << 20,
+            session_timeout_ms=6000, heartbeat_interval_ms=1000)   # a killed member frees its partitions sooner
+        self.consumer.subscribe([cfg.topics.events])
         await self.consumer.start()
         self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics)
 

@@ -101,13 +101,6 @@ class StreamStore:
                 args += [f, v]
         return bool(await self._apply(keys=[K.WATERMARK_KEY], args=args))
 
-    async def reset_watermark(self, wm_field: str) -> None:
-        await self.r.hdel(K.WATERMARK_KEY, wm_field)
-
-    async def watermark(self, wm_field: str) -> int:
-        v = await self.r.hget(K.WATERMARK_KEY, wm_field)
-        return int(v) if v is not None else -1
-
     async def close(self) -> None:
         await self.r.aclose()
 
