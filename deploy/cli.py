@@ -152,6 +152,33 @@ def bench_edge(
     raise typer.Exit(1 if missed else 0)
 
 
+@bench_app.command("streaming")
+def bench_streaming(
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    duration: Annotated[float, typer.Option(help="seconds of load per offered rate")] = 10.0,
+    rates: Annotated[str, typer.Option(help="offered events/s, comma-separated")] = "5000,10000,20000",
+) -> None:
+    """Ingest -> broker -> processor -> store: sustained events/s, freshness, and a naive processor.
+
+    Exits 1 when a target is missed (>= 20k events/s, freshness p99 <= 250 ms at 10k/s, >= 3x naive)."""
+    from deploy.demo import ensure_bundle
+    from loadtest.bench_streaming import main, missed, print_table
+    from shared.config import EdgeSettings
+
+    ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
+    try:
+        result = main(str(registry), str(json_path) if json_path else None, duration,
+                      tuple(int(r) for r in rates.split(",")))
+    except StrataError as exc:
+        raise _fail("bench streaming", exc) from None
+    print_table(result, _console())
+    miss = missed(result)
+    if miss:
+        print(f"strata bench streaming: {len(miss)} target(s) missed: {'; '.join(miss)}", file=sys.stderr)
+    raise typer.Exit(1 if miss else 0)
+
+
 @app.command("eval")
 def eval_command(
     data: Annotated[tuple[str, Path], typer.Option("--data", metavar="NAME PATH",
