@@ -135,6 +135,8 @@ class StreamProcessor:
                 if conflicts > MAX_CONFLICT_RETRIES:
                     raise RuntimeError("batch kept conflicting with another writer")
             except (RedisError, OSError, TimeoutError, KafkaError) as exc:
+                if self._stop.is_set():     # shutting down: leave the batch uncommitted (it is redelivered)
+                    raise asyncio.CancelledError from exc
                 self.metrics.instruments.inc("store_errors_total")
                 logger.warning("batch write failed, retrying in %.2fs: %s: %s", backoff, type(exc).__name__, exc)
                 await asyncio.sleep(backoff)
