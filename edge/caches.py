@@ -56,6 +56,11 @@ class TTLCache:
         if len(data) > self.maxsize:
             data.popitem(last=False)
 
+    def discard(self, key: Hashable) -> Any | None:
+        """Drop ``key`` if present; returns its value."""
+        entry = self._data.pop(key, None)
+        return None if entry is None else entry[1]
+
     def clear(self) -> None:
         self._data.clear()
 

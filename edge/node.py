@@ -21,6 +21,7 @@ from edge.bundle_loader import LoadedBundle
 from edge.caches import TTLCache
 from edge.config_watch import ConfigWatch
 from edge.edge_metrics import EdgeMetrics
+from edge.invalidation import InvalidationListener
 from edge.model_slot import ModelSlot
 from edge.ranker import Ranker
 from edge.recommend import RecommendHandler
@@ -80,6 +81,8 @@ class EdgeNode:
         # without a source (tests, tools) there is no file to watch
         self.config_watch = ConfigWatch(source, self.slot, settings, on_result=self.metrics.policy_reload) \
             if source is not None else None
+        self.invalidations = InvalidationListener(cfg.store.url, self.invalidate_session) \
+            if self.store.configured else None
         self._refresher = BanditRefresher(self.slot, self.store, self.health, on_refresh=self.metrics.bandit_refresh)
         self._tasks: list[asyncio.Task] = []
 
@@ -111,6 +114,8 @@ class EdgeNode:
                                            name="bandit-refresh")]
         if self.store.configured:
             self._tasks.append(asyncio.create_task(self.health.run(), name="store-prober"))
+        if self.invalidations is not None:
+            self._tasks.append(asyncio.create_task(self.invalidations.run(), name="invalidations"))
         if self.config_watch is not None:
             self._tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
             # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
@@ -126,6 +131,11 @@ class EdgeNode:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await self.store.close()
+
+    def invalidate_session(self, tenant: str, session_id: str) -> None:
+        """The session's vector changed in the store: drop its cached vector and answers."""
+        self.sessions.discard((tenant, session_id))
+        self.responses.drop_session(tenant, session_id)
 
     # -- ops view (what /readyz and /metrics read) -----------------------------------------------
     def readiness(self) -> tuple[int, dict]:

@@ -18,13 +18,15 @@ from shared.contracts import RecommendRequest
 
 
 class ResponseCache:
-    __slots__ = ("semantic", "exact", "hour_bucket")
+    __slots__ = ("semantic", "exact", "hour_bucket", "by_session")
 
     def __init__(self, cfg: CacheSettings) -> None:
         self.semantic = TTLCache(cfg.response_size, cfg.response_ttl_s)
         exact_size = min(cfg.exact_size, cfg.response_size)
         self.exact = TTLCache(exact_size, cfg.response_ttl_s) if exact_size else None
         self.hour_bucket = cfg.hour_bucket
+        # (tenant, session) -> keys of its cached answers, so an invalidation drops them at once
+        self.by_session = TTLCache(cfg.response_size, cfg.response_ttl_s)
 
     def key(self, req: RecommendRequest, tag: tuple) -> tuple:
         ctx = req.context
@@ -36,6 +38,25 @@ class ResponseCache:
         self.semantic.put(key, answer)
         if exact_key is not None:
             self.exact.put(exact_key, answer)
+        session = key[:2]
+        keys = self.by_session.get_entry(session)
+        if keys is None or keys[0] > self.by_session.ttl:
+            self.by_session.put(session, [key, exact_key])
+        else:
+            keys[1].extend((key, exact_key))
+
+    def drop_session(self, tenant: str, session_id: str) -> int:
+        """Forget every cached answer of the session (its vector changed); returns how many."""
+        keys = self.by_session.discard((tenant, session_id)) or ()
+        n = 0
+        for k in keys:
+            if k is None:
+                continue
+            if len(k) == 3 and self.exact is not None:       # exact keys: (digest, ctype, tag)
+                n += self.exact.discard(k) is not None
+            else:
+                n += self.semantic.discard(k) is not None
+        return n
 
     @property
     def hits(self) -> int:

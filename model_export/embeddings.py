@@ -22,12 +22,12 @@ from shared.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
 
-EVENT_WEIGHTS = {"view": 0.0, "click": 1.0, "cart": 1.0, "purchase": 2.0}
+EVENT_WEIGHTS = {"view": 0.0, "click": 1.0, "add_to_cart": 1.0, "purchase": 2.0}
 
 
 def interaction_matrix(users: np.ndarray, items: np.ndarray, event_type: np.ndarray, n_users: int,
                        n_items: int) -> sparse.csr_matrix:
-    weights = np.array([EVENT_WEIGHTS[t] for t in EVENT_TYPES])[event_type]
+    weights = np.array([EVENT_WEIGHTS.get(t, 0.0) for t in EVENT_TYPES])[event_type]
     keep = weights > 0
     m = sparse.coo_matrix((weights[keep], (users[keep], items[keep])), shape=(n_users, n_items)).tocsr()
     m.sum_duplicates()

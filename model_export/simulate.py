@@ -156,7 +156,7 @@ def _events(rng: np.random.Generator, cat: Catalog, taste: np.ndarray, imp: dict
     cart_ts = view_ts + 2_000 + rng.integers(0, 6_000, idx.size)
     buy_ts = cart_ts + 2_000 + rng.integers(0, 3_000, idx.size)
     chunks = [(_T["click"], np.ones_like(cart), click_ts), (_T["view"], np.ones_like(cart), view_ts),
-              (_T["cart"], cart, cart_ts), (_T["purchase"], buy, buy_ts)]
+              (_T["add_to_cart"], cart, cart_ts), (_T["purchase"], buy, buy_ts)]
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("type", "sess", "item", "ts", "slate")}
     for etype, keep, ts in chunks:
         out["type"].append(np.full(int(keep.sum()), etype))

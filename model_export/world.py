@@ -68,11 +68,16 @@ class World:
         imp_ids = _uuid_strings(s.slate_uuid)
         for i, eid in enumerate(self.event_ids()):
             sess = int(s.ev_session[i])
+            etype = EVENT_TYPES[int(s.ev_type[i])]
+            item = int(s.ev_item[i])
             yield Event(
-                event_id=eid, type=EVENT_TYPES[int(s.ev_type[i])], tenant=tenant,
+                event_id=eid, type=etype, tenant=tenant,
                 user_id=str(self.users.user_id[s.user[sess]]), session_id=str(s.session_id[sess]),
-                item_id=str(c.item_id[s.ev_item[i]]), channel=CHANNELS[int(s.channel[sess])],
-                ts_ms=int(s.ev_ts_ms[i]), slot=slot, impression_id=imp_ids[int(s.ev_slate[i])],
+                item_id=str(c.item_id[item]), channel=CHANNELS[int(s.channel[sess])],
+                ts_ms=int(s.ev_ts_ms[i]), slot=slot,
+                impression_id=imp_ids[int(s.ev_slate[i])] if etype == "click" else None,
+                quantity=1 if etype == "purchase" else None,
+                price=float(c.price[item]) if etype == "purchase" else None,
             )
 
 

@@ -31,6 +31,7 @@ from shared.bandit import BanditConfig
 from shared.confidence import ConfidenceConfig
 from shared.errors import ConfigError
 from shared.guardrails import Guardrails
+from shared.session_update import SessionRule
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -92,12 +93,44 @@ class EdgeSettings(_Section):
     confidence: ConfidenceConfig = ConfidenceConfig()
 
 
+class TopicSettings(_Section):
+    events: str = "events"
+    dead_letter: str = "events.dlq"
+    triggers: str = "triggers"
+    partitions: int = Field(4, ge=1, le=256, description="partitions of the events topic (created at start)")
+
+
+class StreamingSettings(_Section):
+    """Tier 2: the ingest API (``strata streaming serve``) and the stream processor (``... process``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535)
+    broker: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers host:port[,host:port]")
+    store: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the online store")
+    registry: str = "registry"
+    model: str = "edge-scorer"
+    group: str = Field("strata-processor", description="consumer group of the stream processor")
+    topics: TopicSettings = TopicSettings()
+    max_events: int = Field(1000, ge=1, le=10_000, description="events per POST /v1/events")
+    max_body_bytes: int = Field(4 << 20, ge=1024)
+    produce_timeout_s: float = Field(3.0, gt=0, description="ingest answers 503 when the log has not acked by then")
+    linger_ms: int = Field(2, ge=0, le=1000)
+    fetch_max_wait_ms: int = Field(20, ge=0, le=5000, description="consumer long-poll wait (freshness!)")
+    max_batch: int = Field(2000, ge=1, description="events per processor batch (one store round trip)")
+    click_join_window_s: float = Field(3600.0, gt=0, description="a click joins its impression within this")
+    abandoned_cart_s: float = Field(1800.0, gt=0, description="add_to_cart without purchase this long -> trigger")
+    dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
+    session_ttl_s: float = Field(86400.0, gt=0, description="session state expires this long after its last write")
+    session: SessionRule = SessionRule()
+
+
 class StrataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid")
 
     log_level: LogLevel = "INFO"
     guardrails: Guardrails = Guardrails()
     edge: EdgeSettings = EdgeSettings()
+    streaming: StreamingSettings = StreamingSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ and must cost a few microseconds. Every failure names the field path and the rea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from shared.errors import InvalidField, MalformedBody
 
@@ -15,7 +16,8 @@ MAX_CANDIDATES = 1000
 MAX_ID_LEN = 128
 CHANNELS = ("web", "app", "email", "sms", "pos")
 DEVICES = ("desktop", "mobile", "tablet", "other")
-EVENT_TYPES = ("view", "click", "cart", "purchase")
+# The first four keep their positions: training data codes event types as indices into this tuple.
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "remove_from_cart", "search", "impression", "preference")
 TIERS = ("edge", "streaming", "origin")
 
 
@@ -119,49 +121,202 @@ def parse_recommend(obj: object) -> RecommendRequest:
     )
 
 
+# -- events ----------------------------------------------------------------------------------------------------
+ITEM_EVENTS = frozenset({"view", "click", "add_to_cart", "remove_from_cart", "purchase"})
+CONSENT_FLAGS = ("personalization", "marketing")
+MAX_QUERY_LEN = 256
+MAX_PREFERENCES = 50
+MAX_QUANTITY = 10_000
+MAX_TS_MS = 253_402_300_799_999          # 9999-12-31T23:59:59.999Z
+
+
 @dataclass(slots=True)
 class Event:
-    """A click-stream event. Keyed by session id on the log; deduplicated by ``event_id``."""
+    """A click-stream event. Keyed by session id on the log; ``event_id`` is its idempotency key.
+
+    Optional fields are None unless the type uses them: ``item_id`` (item events), ``quantity``/``price``
+    (purchase), ``impression_id`` (impression; optionally on a click), ``items``/``explored``/``alpha``/
+    ``beta``/``tier``/``model_version`` (impression: what was shown, in order, which items were explored and
+    the posterior each was sampled from), ``query`` (search), ``categories``/``brands`` (preference),
+    ``consent`` (any event: the user's current consent flags).
+    """
 
     event_id: str
     type: str
     tenant: str
     user_id: str
     session_id: str
-    item_id: str
-    channel: str
     ts_ms: int
+    channel: str
+    item_id: str | None = None
     slot: str = "home"
     impression_id: str | None = None
+    quantity: int | None = None
+    price: float | None = None
+    items: list[str] | None = None
+    explored: list[bool] | None = None
+    alpha: list[float] | None = None
+    beta: list[float] | None = None
+    tier: str | None = None
+    model_version: str | None = None
+    query: str | None = None
+    categories: list[str] | None = None
+    brands: list[str] | None = None
+    consent: dict[str, bool] | None = None
 
     def to_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__}
+        """The wire form (``ts`` as epoch ms; fields that are None are left out)."""
+        out: dict = {}
+        for name in self.__slots__:
+            v = getattr(self, name)
+            if v is not None:
+                out["ts" if name == "ts_ms" else name] = v
+        return out
+
+
+_EVENT_FIELDS = frozenset({"ts", *Event.__slots__} - {"ts_ms"})
+
+
+def parse_ts(v: object) -> int:
+    """UTC epoch milliseconds (int) or an RFC 3339 string with an offset -> epoch ms."""
+    if type(v) is int:
+        if not 0 <= v <= MAX_TS_MS:
+            raise InvalidField(f"epoch ms must be in 0..{MAX_TS_MS}, got {v}", field="ts")
+        return v
+    if type(v) is str:
+        try:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InvalidField(f"must be epoch ms or an RFC 3339 time, got {v[:40]!r}", field="ts") from None
+        if dt.tzinfo is None or "T" not in v.upper():
+            raise InvalidField(f"RFC 3339 time needs a date, 'T', a time and an offset, got {v[:40]!r}",
+                               field="ts")
+        ms = int(dt.timestamp() * 1000)
+        if not 0 <= ms <= MAX_TS_MS:
+            raise InvalidField(f"must be after 1970-01-01, got {v[:40]!r}", field="ts")
+        return ms
+    if v is None:
+        raise InvalidField("is required", field="ts")
+    raise InvalidField(f"must be epoch ms (integer) or an RFC 3339 string, got {type(v).__name__}", field="ts")
+
+
+def _opt_ident(obj: dict, name: str) -> str | None:
+    return None if obj.get(name) is None else _ident(obj, name, None)
+
+
+def _id_list(obj: dict, name: str, max_len: int, min_len: int = 1) -> list[str]:
+    v = obj.get(name)
+    if v is None:
+        raise InvalidField("is required", field=name)
+    if type(v) is not list:
+        raise InvalidField(f"must be a list of strings, got {type(v).__name__}", field=name)
+    if not min_len <= len(v) <= max_len:
+        raise InvalidField(f"must have {min_len}..{max_len} entries, got {len(v)}", field=name)
+    for i, x in enumerate(v):
+        if type(x) is not str or not x or len(x) > MAX_ID_LEN:
+            raise InvalidField(f"must be a non-empty string of at most {MAX_ID_LEN} characters, got {x!r}",
+                               field=f"{name}[{i}]")
+    return v
+
+
+def _impression(obj: dict) -> tuple:
+    items = _id_list(obj, "items", MAX_K)
+    n = len(items)
+    explored = obj.get("explored", [False] * n)
+    if type(explored) is not list or len(explored) != n:
+        raise InvalidField(f"must be a list of {n} booleans (one per item)", field="explored")
+    for i, x in enumerate(explored):
+        if type(x) is not bool:
+            raise InvalidField(f"must be a boolean, got {type(x).__name__}", field=f"explored[{i}]")
+    post = []
+    for name in ("alpha", "beta"):
+        v = obj.get(name)
+        if v is None:
+            raise InvalidField("is required (the posterior each item was sampled from)", field=name)
+        if type(v) is not list or len(v) != n:
+            raise InvalidField(f"must be a list of {n} numbers (one per item)", field=name)
+        for i, x in enumerate(v):
+            if type(x) not in (int, float) or not 0 < x < 1e12:
+                raise InvalidField(f"must be a positive number, got {x!r}", field=f"{name}[{i}]")
+        post.append([float(x) for x in v])
+    tier = obj.get("tier")
+    if tier not in TIERS:
+        raise InvalidField(f"must be one of {list(TIERS)}, got {tier!r}", field="tier")
+    return items, explored, post[0], post[1], tier, _ident(obj, "model_version", None)
+
+
+def _consent(raw: object) -> dict[str, bool] | None:
+    if raw is None:
+        return None
+    if type(raw) is not dict:
+        raise InvalidField(f"must be an object of booleans, got {type(raw).__name__}", field="consent")
+    for k, v in raw.items():
+        if k not in CONSENT_FLAGS:
+            raise InvalidField(f"unknown flag {k!r}; flags are {list(CONSENT_FLAGS)}", field="consent")
+        if type(v) is not bool:
+            raise InvalidField(f"must be a boolean, got {type(v).__name__}", field=f"consent.{k}")
+    return raw
 
 
 def parse_event(obj: object) -> Event:
+    """Validate one decoded event (JSON or msgpack). The one validator of ingest, processor and tests."""
     if type(obj) is not dict:
         raise MalformedBody(f"event must be an object, got {type(obj).__name__}", field="body")
+    extra = obj.keys() - _EVENT_FIELDS
+    if extra:
+        raise InvalidField(f"unknown field(s) {sorted(map(str, extra))}", field="body")
     etype = obj.get("type")
     if etype not in EVENT_TYPES:
         raise InvalidField(f"must be one of {list(EVENT_TYPES)}, got {etype!r}", field="type")
-    channel = obj.get("channel", "web")
+    event_id = _ident(obj, "event_id", None)
+    tenant = _ident(obj, "tenant", "default")
+    user_id = _ident(obj, "user_id", None)
+    session_id = _ident(obj, "session_id", None)
+    ts = parse_ts(obj.get("ts"))
+    channel = obj.get("channel")
     if channel not in CHANNELS:
         raise InvalidField(f"must be one of {list(CHANNELS)}, got {channel!r}", field="channel")
-    ts = obj.get("ts_ms")
-    if type(ts) is not int or ts < 0:
-        raise InvalidField("must be a non-negative integer (UTC epoch ms)", field="ts_ms")
-    imp = obj.get("impression_id")
-    if imp is not None and type(imp) is not str:
-        raise InvalidField("must be a string", field="impression_id")
-    return Event(
-        event_id=_ident(obj, "event_id", None),
-        type=etype,
-        tenant=_ident(obj, "tenant", "default"),
-        user_id=_ident(obj, "user_id", None),
-        session_id=_ident(obj, "session_id", None),
-        item_id=_ident(obj, "item_id", None),
-        channel=channel,
-        ts_ms=ts,
-        slot=_ident(obj, "slot", "home"),
-        impression_id=imp,
-    )
+    ev = Event(event_id, etype, tenant, user_id, session_id, ts, channel,
+               slot=_ident(obj, "slot", "home"), consent=_consent(obj.get("consent")))
+    if etype in ITEM_EVENTS:
+        ev.item_id = _ident(obj, "item_id", None)
+    elif obj.get("item_id") is not None:
+        raise InvalidField(f"is not used by {etype!r} events", field="item_id")
+    if etype == "impression":
+        ev.impression_id = _ident(obj, "impression_id", None)
+        ev.items, ev.explored, ev.alpha, ev.beta, ev.tier, ev.model_version = _impression(obj)
+    elif etype == "click":
+        ev.impression_id = _opt_ident(obj, "impression_id")
+    else:
+        for name in ("impression_id", "items", "explored", "alpha", "beta", "tier", "model_version"):
+            if obj.get(name) is not None:
+                raise InvalidField(f"is not used by {etype!r} events", field=name)
+    if etype == "purchase":
+        q = obj.get("quantity")
+        if type(q) is not int or not 1 <= q <= MAX_QUANTITY:
+            raise InvalidField(f"must be an integer 1..{MAX_QUANTITY}, got {q!r}", field="quantity")
+        price = obj.get("price")
+        if type(price) not in (int, float) or not 0 <= price < 1e9:
+            raise InvalidField(f"must be a number >= 0 (unit price), got {price!r}", field="price")
+        ev.quantity, ev.price = q, float(price)
+    elif obj.get("quantity") is not None or obj.get("price") is not None:
+        raise InvalidField(f"is not used by {etype!r} events",
+                           field="quantity" if obj.get("quantity") is not None else "price")
+    if etype == "search":
+        q = obj.get("query")
+        if type(q) is not str or not q.strip() or len(q) > MAX_QUERY_LEN:
+            raise InvalidField(f"must be a non-empty string of at most {MAX_QUERY_LEN} characters", field="query")
+        ev.query = q
+    elif obj.get("query") is not None:
+        raise InvalidField(f"is not used by {etype!r} events", field="query")
+    if etype == "preference":
+        cats = _id_list(obj, "categories", MAX_PREFERENCES, 0) if obj.get("categories") is not None else []
+        brands = _id_list(obj, "brands", MAX_PREFERENCES, 0) if obj.get("brands") is not None else []
+        if not cats and not brands:
+            raise InvalidField("a preference event names at least one category or brand", field="categories")
+        ev.categories, ev.brands = cats, brands
+    else:
+        for name in ("categories", "brands"):
+            if obj.get(name) is not None:
+                raise InvalidField(f"is not used by {etype!r} events", field=name)
+    return ev

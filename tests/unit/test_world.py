@@ -90,7 +90,7 @@ def test_impressions_are_whole_slates_in_session_step_order(world) -> None:
 def test_events_follow_clicks_and_are_contract_valid(world) -> None:
     s = world.sessions
     counts = np.bincount(s.ev_type, minlength=len(EVENT_TYPES))
-    click, view, cart, buy = (counts[EVENT_TYPES.index(t)] for t in ("click", "view", "cart", "purchase"))
+    click, view, cart, buy = (counts[EVENT_TYPES.index(t)] for t in ("click", "view", "add_to_cart", "purchase"))
     assert click == view == int(s.imp_clicked.sum())
     assert 0 < buy <= cart < click
     assert np.all(np.diff(s.ev_session) >= 0)

@@ -1,0 +1,58 @@
+"""The edge's subscription to session invalidations published by the stream processor.
+
+The processor publishes ``<tenant>\\x1f<session_id>`` on ``shared.keys.INVALIDATION_CHANNEL`` after it
+wrote a session's new vector; the edge then drops that session's cached vector and cached answers, so
+the next request reads the fresh vector from the store. Runs in the background; redis-py reconnects and
+re-subscribes by itself after a store outage (messages published meanwhile are lost; the session cache's
+TTL bounds how stale a vector can get).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from shared.keys import FIELD_SEP, INVALIDATION_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidationListener:
+    def __init__(self, url: str, on_session: Callable[[str, str], None]) -> None:
+        self.url = url
+        self.on_session = on_session
+        self.received = 0
+        self.errors = 0
+        self.subscribed = asyncio.Event()
+
+    def handle(self, data: bytes) -> None:
+        tenant, sep, session_id = data.decode("utf-8", "replace").partition(FIELD_SEP)
+        if sep:
+            self.received += 1
+            self.on_session(tenant, session_id)
+
+    async def run(self) -> None:
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(self.url.replace("valkey://", "redis://", 1), socket_connect_timeout=1.0)
+        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        try:
+            while True:
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(INVALIDATION_CHANNEL)
+                        self.subscribed.set()
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is not None and msg.get("type") == "message":
+                        self.handle(msg["data"])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:      # store down: try again shortly
+                    self.errors += 1
+                    self.subscribed.clear()
+                    logger.debug("invalidation subscription: %s: %s", type(exc).__name__, exc)
+                    await asyncio.sleep(0.5)
+        finally:
+            await pubsub.aclose()
+            await r.aclose()

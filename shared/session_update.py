@@ -1,0 +1,88 @@
+"""The session-vector update rule: ONE pure function used by the stream processor, tests and any replay.
+
+A session's state is an accumulator ``acc`` (float64 [EMBED_DIM]) of event-type-weighted item vectors,
+exponentially decayed in event time with half-life ``half_life_s``, plus ``ref_ms``, the event time the
+accumulator is decayed to. An event at ``ts >= ref_ms`` decays the accumulator to ``ts`` and adds its
+weighted item vector; a late event (``ts < ref_ms``) adds its contribution decayed to ``ref_ms``. The
+vector the edge reads is ``acc`` L2-normalised, as float32 (``shared.keys``: field ``vec``).
+
+Applied in the log's per-session order, the result depends only on the events and the rule, never on
+batching or timing: replaying the same events gives bit-identical bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import numpy as np
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
+
+from shared.contracts import Event
+from shared.features import EMBED_DIM
+
+
+def _default_weights() -> dict[str, float]:
+    return {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0}
+
+
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
+class SessionRule:
+    """How events move a session vector (config section ``streaming.session``)."""
+
+    half_life_s: float = Field(600.0, gt=0, description="event-time half-life of an event's contribution")
+    weights: dict[str, float] = Field(default_factory=_default_weights,
+                                      description="event type -> weight; types not listed do not move the vector")
+
+    def weight(self, etype: str) -> float:
+        return self.weights.get(etype, 0.0)
+
+
+class SessionAcc(NamedTuple):
+    acc: np.ndarray      # float64 [EMBED_DIM]
+    ref_ms: int
+
+
+def apply_event(state: SessionAcc | None, item_vec: np.ndarray, weight: float, ts_ms: int,
+                rule: SessionRule) -> SessionAcc:
+    """The state after one event with item vector ``item_vec`` and weight ``weight`` at ``ts_ms``."""
+    contrib = np.asarray(item_vec, dtype=np.float64) * float(weight)
+    if state is None:
+        return SessionAcc(contrib, ts_ms)
+    hl_ms = rule.half_life_s * 1000.0
+    if ts_ms >= state.ref_ms:
+        return SessionAcc(state.acc * 0.5 ** ((ts_ms - state.ref_ms) / hl_ms) + contrib, ts_ms)
+    return SessionAcc(state.acc + contrib * 0.5 ** ((state.ref_ms - ts_ms) / hl_ms), state.ref_ms)
+
+
+def session_vec(state: SessionAcc | None) -> np.ndarray | None:
+    """The vector the edge reads: float32 unit vector, None when there is no direction yet."""
+    if state is None:
+        return None
+    norm = float(np.linalg.norm(state.acc))
+    if not norm > 0 or not np.isfinite(norm):
+        return None
+    return (state.acc / norm).astype(np.float32)
+
+
+def encode_acc(state: SessionAcc) -> bytes:
+    return state.acc.astype("<f8").tobytes()
+
+
+def decode_acc(acc_raw: bytes | None, ref_raw: bytes | str | None) -> SessionAcc | None:
+    if acc_raw is None or ref_raw is None or len(acc_raw) != EMBED_DIM * 8:
+        return None
+    return SessionAcc(np.frombuffer(acc_raw, dtype="<f8").astype(np.float64), int(ref_raw))
+
+
+def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndarray | None],
+                   rule: SessionRule) -> SessionAcc | None:
+    """The state after ``events`` (one session, log order, duplicates already removed)."""
+    state = None
+    for ev in events:
+        w = rule.weight(ev.type)
+        vec = item_vector(ev.item_id) if ev.item_id is not None and w != 0.0 else None
+        if vec is not None:
+            state = apply_event(state, vec, w, ev.ts_ms, rule)
+    return state

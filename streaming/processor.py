@@ -1,0 +1,172 @@
+"""The stream processor: events topic -> session vectors, profiles, bandit counts, invalidations, triggers.
+
+A consumer group with manual commits: for each fetched batch, read a snapshot of the store, plan the
+effects (``streaming.effects``), write them atomically with the partition watermarks
+(``streaming.store``), then commit the offsets. Killed between the write and the commit, the restarted
+processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
+replay changes nothing. Store errors retry the same batch (nothing is skipped); records that fail
+validation go to the dead-letter topic once (offsets below the watermark are not re-sent).
+
+Watermarks are offsets, so they assume the log is never rewritten: a broker that loses its log (Tansu's
+memory storage across a restart) restarts offsets at 0, and the store's watermarks must then be cleared
+(HDEL strata:stream:applied). Kafka's ListOffsets cannot detect this on Tansu 0.6 (it answers end
+offsets that are not record offsets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from redis.exceptions import RedisError
+
+from shared.config import StreamingSettings
+from shared.contracts import parse_event
+from shared.errors import StrataError
+from streaming.catalog import Catalog
+from streaming.effects import Planner, Record, reads_for
+from streaming.log import decode_event
+from streaming.processor_metrics import ProcessorMetrics
+from streaming.store import StreamStore
+from streaming.topics import ensure_topics
+from streaming.triggers import TriggerRelay
+
+logger = logging.getLogger(__name__)
+MAX_CONFLICT_RETRIES = 20
+
+
+def to_record(topic: str, partition: int, offset: int, value: bytes) -> Record:
+    """A log record -> Record, validated by the one event validator."""
+    try:
+        ev = parse_event(decode_event(value))
+    except StrataError as exc:
+        return Record(topic, partition, offset, None, value, (exc.field, exc.reason))
+    except Exception as exc:   # not msgpack at all
+        return Record(topic, partition, offset, None, value, ("body", f"undecodable record: {type(exc).__name__}"))
+    return Record(topic, partition, offset, ev, value)
+
+
+class StreamProcessor:
+    def __init__(self, cfg: StreamingSettings, catalog: Catalog, metrics: ProcessorMetrics | None = None) -> None:
+        self.cfg = cfg
+        self.planner = Planner(cfg, catalog)
+        self.metrics = metrics or ProcessorMetrics()
+        self.store = StreamStore(cfg.store)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.relay: TriggerRelay | None = None
+        self._stop = asyncio.Event()
+        self.metrics.instruments.gauge("consumer_lag", self._lag)
+
+    def _lag(self) -> list[tuple[tuple, float]]:
+        c = self.consumer
+        if c is None:
+            return []
+        out = []
+        for tp in c.assignment():
+            hw = c.highwater(tp)
+            pos = self._positions.get(tp)
+            if hw is not None and pos is not None:
+                out.append(((str(tp.partition),), float(max(hw - pos, 0))))
+        return out
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        await ensure_topics(cfg.broker, cfg.topics)
+        self._positions: dict[TopicPartition, int] = {}
+        self.producer = AIOKafkaProducer(bootstrap_servers=cfg.broker, acks="all", linger_ms=cfg.linger_ms,
+                                         enable_idempotence=False)
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.broker, group_id=cfg.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            max_poll_records=cfg.max_batch, max_partition_fetch_bytes=8 << 20,
+            session_timeout_ms=6000, heartbeat_interval_ms=1000)   # a killed member frees its partitions sooner
+        self.consumer.subscribe([cfg.topics.events])
+        await self.consumer.start()
+        self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics)
+
+    async def run(self) -> None:
+        """Consume until ``stop()``."""
+        assert self.consumer is not None and self.relay is not None
+        relay = asyncio.create_task(self.relay.run(), name="trigger-relay")
+        try:
+            while not self._stop.is_set():
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=self.cfg.max_batch)
+                if batches:
+                    await self.process(batches)
+        finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
+
+    async def process(self, batches: dict) -> None:
+        records = [to_record(tp.topic, tp.partition, m.offset, m.value)
+                   for tp, msgs in batches.items() for m in msgs]
+        await self.apply(records)
+        offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
+        self._positions.update(offsets)
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # the partitions moved: their next owner re-reads these records and skips them by watermark
+            logger.warning("commit failed (%s); the records will be redelivered and skipped", exc)
+
+    async def apply(self, records: list[Record]) -> None:
+        """Write the batch's effects exactly once (retrying store errors and stale snapshots)."""
+        reads = reads_for(records)
+        backoff = 0.05
+        conflicts = 0
+        while True:
+            try:
+                snap = await self.store.read(reads)
+                now_ms = int(time.time() * 1000)
+                plan = self.planner.plan(records, snap, now_ms)
+                if plan.dead:
+                    await self._dead_letter(plan.dead)
+                if await self.store.write(plan):
+                    break
+                conflicts += 1
+                self.metrics.instruments.inc("write_conflicts_total")
+                if conflicts > MAX_CONFLICT_RETRIES:
+                    raise RuntimeError("batch kept conflicting with another writer")
+            except (RedisError, OSError, TimeoutError, KafkaError) as exc:
+                if self._stop.is_set():     # shutting down: leave the batch uncommitted (it is redelivered)
+                    raise asyncio.CancelledError from exc
+                self.metrics.instruments.inc("store_errors_total")
+                logger.warning("batch write failed, retrying in %.2fs: %s: %s", backoff, type(exc).__name__, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        written_ms = time.time() * 1000
+        fresh = self.metrics.freshness
+        for ev in plan.applied:
+            fresh.observe(max(written_ms - ev.ts_ms, 0.0) / 1000)
+        self.metrics.batch(len(plan.applied), plan.duplicates, plan.replayed, len(plan.dead))
+
+    async def _dead_letter(self, dead: list[Record]) -> None:
+        assert self.producer is not None
+        now_ms = int(time.time() * 1000)
+        futures = []
+        for rec in dead:
+            fld, reason = rec.error or (None, "invalid")
+            value = orjson.dumps({"field": fld, "reason": reason, "received_ms": now_ms, "source": "processor",
+                                  "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                                  "raw": rec.raw.hex()})
+            futures.append(await self.producer.send(self.cfg.topics.dead_letter, value))
+        await asyncio.gather(*futures)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        await self.store.close()

@@ -1,0 +1,40 @@
+"""The stream processor's instruments (Prometheus on ``/metrics``)."""
+
+from __future__ import annotations
+
+from shared.metrics import Histogram, Instruments
+
+# event ts -> store write, seconds: tens of ms when keeping up, minutes when replaying a backlog
+FRESHNESS_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class ProcessorMetrics:
+    def __init__(self) -> None:
+        m = self.instruments = Instruments("strata_processor")
+        m.define("events_applied_total", "events whose effects were written")
+        m.define("duplicates_skipped_total", "events skipped: event id already applied", ("reason",))
+        m.define("dead_lettered_total", "records that failed validation, sent to the dead-letter topic")
+        m.define("batches_total", "batches written")
+        m.define("write_conflicts_total", "batches recomputed: another owner wrote the partition meanwhile")
+        m.define("store_errors_total", "batch writes that failed on a store error (retried)")
+        m.define("triggers_sent_total", "trigger messages published", ("type",))
+        m.define("freshness_seconds", "event ts to store write")
+        m.define("consumer_lag", "records behind the log end, per partition", ("partition",))
+        self.freshness = Histogram(FRESHNESS_BUCKETS_S)
+        m.histograms[("freshness_seconds", ())] = self.freshness
+        self.applied = 0
+        self.duplicates = 0
+        self.replayed = 0
+        self.dead = 0
+
+    def batch(self, applied: int, duplicates: int, replayed: int, dead: int) -> None:
+        m = self.instruments
+        self.applied += applied
+        self.duplicates += duplicates
+        self.replayed += replayed
+        self.dead += dead
+        m.inc("batches_total")
+        m.inc("events_applied_total", by=applied)
+        m.inc("duplicates_skipped_total", ("event_id",), by=duplicates)
+        m.inc("duplicates_skipped_total", ("offset",), by=replayed)
+        m.inc("dead_lettered_total", by=dead)

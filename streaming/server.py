@@ -1,0 +1,55 @@
+"""Entry points of tier 2: the ingest API under uvicorn, and the stream processor with its /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
+
+from shared.config import StrataSettings
+from streaming.app import build_app
+from streaming.catalog import load_catalog
+from streaming.processor import StreamProcessor
+from streaming.processor_metrics import ProcessorMetrics
+from streaming.service import IngestService
+
+logger = logging.getLogger(__name__)
+
+
+def run_ingest(settings: StrataSettings) -> None:
+    cfg = settings.streaming
+    logger.info("streaming ingest serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker})
+    uvicorn.run(build_app(IngestService(cfg)), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
+                access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
+
+
+def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
+    cfg = settings.streaming
+    catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
+    metrics = ProcessorMetrics()
+    if metrics_port is not None:
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(metrics.instruments)
+        start_http_server(metrics_port, addr=cfg.host, registry=reg)
+
+    async def main() -> None:
+        proc = StreamProcessor(cfg, catalog, metrics)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, proc.stop)
+        try:
+            await proc.start()
+            logger.info("stream processor running", extra={"broker": cfg.broker, "group": cfg.group,
+                                                           "store": cfg.store, "model_version": catalog.version})
+            await proc.run()
+        finally:
+            await proc.close()
+
+    import uvloop
+
+    uvloop.run(main())

@@ -1,0 +1,145 @@
+"""The processor's plan (``streaming.effects``) on in-memory snapshots: what is skipped, what is counted once,
+what the click->impression join and the triggers write. The store side is tested on real Valkey."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from shared import keys as K
+from shared.config import load_settings
+from shared.contracts import parse_event
+from streaming.catalog import Catalog
+from streaming.effects import DAY_MS, Impression, Planner, Record, Snapshot, profile_summary, reads_for
+
+CFG = load_settings(streaming={"click_join_window_s": 10, "abandoned_cart_s": 60}).streaming
+VECS = np.eye(16, dtype=np.float32)[:4]
+CATALOG = Catalog("1.0.0", {f"i{k}": k for k in range(4)}, VECS, ["shoes", "shoes", "hats", "toys"],
+                  ["A", "B", "A", "C"])
+T0 = 1_700_000_000_000
+
+
+def _rec(offset: int, etype: str, eid: str | None = None, partition: int = 0, **kw) -> Record:
+    raw = {"event_id": eid or f"e{offset}", "type": etype, "user_id": "u", "session_id": "s", "ts": T0 + offset,
+           "channel": "web", **kw}
+    return Record("events", partition, offset, parse_event(raw))
+
+
+def _imp(offset: int, imp: str = "imp-1", items=("i0", "i1"), **kw) -> Record:
+    n = len(items)
+    return _rec(offset, "impression", impression_id=imp, items=list(items), alpha=[1.0] * n, beta=[1.0] * n,
+                tier="edge", model_version="1", **kw)
+
+
+def _empty(records: list[Record], **over) -> Snapshot:
+    r = reads_for(records)
+    snap = Snapshot({f: -1 for f in r.wm_fields}, set(), {k: (None, 0) for k in r.session_keys},
+                    {k: None for k in r.impression_keys}, {k: set() for k in r.pending_keys})
+    for k, v in over.items():
+        setattr(snap, k, v)
+    return snap
+
+
+def _incr(plan) -> dict:
+    return {(op[1], op[2]): op[3] for op in plan.ops if op[0] == "HINCRBY"}
+
+
+def test_offsets_at_or_below_the_watermark_are_skipped() -> None:
+    recs = [_rec(o, "view", item_id="i0") for o in range(5)]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs, watermarks={"events:0": 2}), T0)
+    assert (plan.replayed, len(plan.applied)) == (3, 2)
+    assert plan.wm_expected == {"events:0": 2} and plan.wm_new == {"events:0": 4}
+    assert [e.event_id for e in plan.applied] == ["e3", "e4"]
+
+
+def test_event_ids_seen_before_or_twice_in_a_batch_count_once() -> None:
+    recs = [_rec(0, "view", "a", item_id="i0"), _rec(1, "view", "a", item_id="i0"), _rec(2, "view", "b", item_id="i1")]
+    snap = _empty(recs, seen={K.seen_key("default", "b")})
+    plan = Planner(CFG, CATALOG).plan(recs, snap, T0)
+    assert (len(plan.applied), plan.duplicates) == (1, 2)
+    assert plan.seen_new == [K.seen_key("default", "a")]
+    assert _incr(plan)[(K.profile_key("default", "u"), f"v:{T0 // DAY_MS}")] == 1
+
+
+def test_impression_counts_items_once_and_a_second_log_of_it_is_ignored() -> None:
+    recs = [_imp(0, items=("i0", "i1", "i0")), _imp(1, items=("i0", "i1"))]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    bk = K.bandit_key("default", "home")
+    assert {f: n for (k, f), n in _incr(plan).items() if k == bk} == {"n:i0": 1, "n:i1": 1}
+
+
+def test_click_joins_its_impression_once_within_the_window() -> None:
+    recs = [_imp(0, slot="pdp"), _rec(1, "click", item_id="i1", impression_id="imp-1"),
+            _rec(2, "click", item_id="i1", impression_id="imp-1"),           # same item again
+            _rec(3, "click", item_id="i3", impression_id="imp-1")]           # not shown there
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    bk = K.bandit_key("default", "pdp")
+    assert {f: n for (k, f), n in _incr(plan).items() if k == bk} == {"n:i0": 1, "n:i1": 1, "c:i1": 1}
+
+
+def test_click_on_a_stored_impression_respects_clicked_and_window() -> None:
+    ikey = K.impression_key("default", "imp-1")
+    recs = [_rec(1, "click", item_id="i0", impression_id="imp-1"),
+            _rec(2, "click", item_id="i1", impression_id="imp-1")]
+    imp = Impression("home", T0 - 20_000, ["i0", "i1"], {"i1"})            # 20 s old, window 10 s
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs, impressions={ikey: imp}), T0)
+    assert not any(f.startswith("c:") for (_, f) in _incr(plan))
+    imp = Impression("home", T0, ["i0", "i1"], {"i1"})
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs, impressions={ikey: imp}), T0)
+    assert {f for (_, f) in _incr(plan) if f.startswith("c:")} == {"c:i0"}
+
+
+def test_click_before_its_impression_waits_and_is_joined_later() -> None:
+    click = [_rec(0, "click", item_id="i1", impression_id="imp-9")]
+    plan = Planner(CFG, CATALOG).plan(click, _empty(click), T0)
+    assert ("SADD", K.pending_clicks_key("default", "imp-9"), "i1") in plan.ops
+    assert not any(f.startswith("c:") for (_, f) in _incr(plan))
+    later = [_imp(1, imp="imp-9")]
+    pkey = K.pending_clicks_key("default", "imp-9")
+    plan = Planner(CFG, CATALOG).plan(later, _empty(later, pending={pkey: {"i1"}}), T0)
+    assert _incr(plan)[(K.bandit_key("default", "home"), "c:i1")] == 1 and ("DEL", pkey) in plan.ops
+
+
+def test_invalid_records_are_dead_lettered_once() -> None:
+    bad = Record("events", 0, 7, None, b"\x00", ("body", "undecodable"))
+    plan = Planner(CFG, CATALOG).plan([bad], _empty([bad]), T0)
+    assert plan.dead == [bad] and plan.wm_new == {"events:0": 7}
+    plan = Planner(CFG, CATALOG).plan([bad], _empty([bad], watermarks={"events:0": 7}), T0)
+    assert plan.dead == [] and plan.replayed == 1
+
+
+def test_session_write_and_invalidation_per_session() -> None:
+    recs = [_rec(0, "view", item_id="i0"), _rec(1, "click", item_id="i1"), _rec(2, "search", query="x")]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0 + 5)
+    hset = next(op for op in plan.ops if op[0] == "HSET" and op[1] == K.session_key("default", "s"))
+    fields = dict(zip(hset[2::2], hset[3::2], strict=True))
+    assert fields["events"] == 2 and fields["updated_ms"] == T0 + 5 and fields["ref_ms"] == T0 + 1
+    assert np.frombuffer(fields["vec"], "<f4").shape == (16,)
+    assert ("PUBLISH", K.INVALIDATION_CHANNEL, "default\x1fs") in plan.ops
+    assert plan.sessions == [("default", "s")]
+
+
+def test_cart_deadline_and_post_purchase_outbox() -> None:
+    recs = [_rec(0, "add_to_cart", item_id="i2"), _rec(1, "purchase", item_id="i2", quantity=3, price=2.5)]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    member = "default\x1fs\x1fu"
+    assert ("ZADD", K.CART_DEADLINES_KEY, "GT", T0 + 60_000, member) in plan.ops
+    assert ("ZREM", K.CART_DEADLINES_KEY, member) in plan.ops
+    out = [orjson.loads(op[2]) for op in plan.ops if op[0] == "RPUSH"]
+    assert out == [{"trigger_id": "post_purchase:default:e1", "type": "post_purchase", "tenant": "default",
+                    "user_id": "u", "session_id": "s", "ts": T0 + 1, "item_id": "i2", "quantity": 3, "price": 2.5}]
+    inc = _incr(plan)
+    pk = K.profile_key("default", "u")
+    assert inc[(pk, "revenue_cents")] == 750 and inc[(pk, "orders")] == 1
+    assert inc[(pk, "cat:hats")] == 3 + 5 and inc[(pk, "brand:A")] == 8
+
+
+def test_profile_summary_windows_and_average_order() -> None:
+    today = T0 // DAY_MS
+    raw = {f"v:{today}".encode(): b"2", f"v:{today - 8}".encode(): b"5", f"v:{today - 40}".encode(): b"9",
+           f"p:{today - 1}".encode(): b"1", b"orders": b"4", b"revenue_cents": b"1000", b"cat:hats": b"3",
+           b"consent:marketing": b"0", b"lt:0": b"3000000", b"lt:1": b"4000000"}
+    s = profile_summary(raw, T0)
+    assert (s["views_7d"], s["views_30d"], s["purchases_7d"], s["purchases_30d"]) == (2, 7, 1, 1)
+    assert s["avg_order_value"] == 2.5 and s["categories"] == {"hats": 3} and s["consent"] == {"marketing": False}
+    assert s["long_term"] == [0.6, 0.8]
