@@ -100,6 +100,47 @@ def edge(
         raise _fail("edge", exc) from None
 
 
+def origin_overrides(registry: str | None, port: int | None, store: str | None, reasoner: str | None,
+                     host: str | None, log_level: str | None) -> dict[str, Any]:
+    """Settings overrides from the origin's flags actually given (env and YAML keep the rest)."""
+    origin: dict[str, Any] = {}
+    for key, value in (("registry", registry), ("port", port), ("host", host)):
+        if value is not None:
+            origin[key] = value
+    if store is not None:
+        origin["store"] = {"url": store}
+    if reasoner is not None:
+        origin["reasoner"] = {"url": reasoner}
+    overrides: dict[str, Any] = {"origin": origin} if origin else {}
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    return overrides
+
+
+@app.command()
+def origin(
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    store: Annotated[str | None, typer.Option(help="online store: redis://host:port/db, or 'none'")] = None,
+    reasoner: Annotated[str | None, typer.Option(help="'template', or the base URL of a vLLM server")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Serve tier 3: POST /v1/recommend, /v1/explain, /v1/items, /healthz, /readyz, /metrics."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **origin_overrides(registry, port, store, reasoner, host, log_level))
+        configure_logging(settings.log_level)
+        from origin.server import run_origin
+
+        run_origin(settings)
+    except StrataError as exc:
+        raise _fail("origin", exc) from None
+
+
 @app.command()
 def demo(
     registry: Annotated[Path, typer.Option(help="registry; a model is exported into it if it has none")] = Path(
