@@ -68,6 +68,8 @@ class RedisProfileStore(ProfileStore):
             vec = np.frombuffer(vec_raw, dtype="<f4").astype(np.float32)
             if not np.all(np.isfinite(vec)) or not np.any(vec):
                 vec = None
+        elif vec_raw is not None:
+            logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
         cats: tuple[str, ...] = ()
         if cats_raw is not None:
             try:

@@ -202,6 +202,12 @@ class EdgeVectorIndex(VectorIndex):
             raise IndexUnavailable(f"cannot open the Qdrant Edge shard at {path}: {exc}", field="vector_index") from exc
         return cls(shard, path, int(meta["dim"]), meta.get("fields", {}))
 
+    @property
+    def shard(self) -> Any:
+        if self._shard is None:
+            raise IndexUnavailable(f"the Qdrant Edge shard at {self.path} is closed", field="vector_index")
+        return self._shard
+
     def _filter(self, flt: PayloadFilter | None) -> Any:
         if flt is None or flt.empty:
             return None
@@ -226,12 +232,12 @@ class EdgeVectorIndex(VectorIndex):
         batch = [q.Point(id=point_id(p.key), vector=self._vector(p.vector, f"points[{i}].vector"),
                          payload=self._payload(p, i)) for i, p in enumerate(points)]
         if batch:
-            self._call("upsert", self._shard.update, q.UpdateOperation.upsert_points(batch))
+            self._call("upsert", self.shard.update, q.UpdateOperation.upsert_points(batch))
 
     def delete(self, keys: Sequence[str]) -> None:
         if keys:
             q = self._q
-            self._call("delete", self._shard.update, q.UpdateOperation.delete_points([point_id(k) for k in keys]))
+            self._call("delete", self.shard.update, q.UpdateOperation.delete_points([point_id(k) for k in keys]))
 
     def search(self, vector: Any, limit: int, flt: PayloadFilter | None = None, *,
                with_fields: Sequence[str] = (), exact: bool = False, ef: int | None = None) -> list[Hit]:
@@ -239,18 +245,18 @@ class EdgeVectorIndex(VectorIndex):
         req = q.QueryRequest(limit=limit, query=q.Query.Nearest(self._vector(vector, "vector")),
                              filter=self._filter(flt), with_payload=[KEY_FIELD, *with_fields],
                              params=q.SearchParams(hnsw_ef=ef, exact=exact))
-        return [_hit(p.payload, p.score) for p in self._call("search", self._shard.query, req)]
+        return [_hit(p.payload, p.score) for p in self._call("search", self.shard.query, req)]
 
     def vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        recs = self._call("retrieve", self._shard.retrieve, [point_id(k) for k in keys], [KEY_FIELD], True)
+        recs = self._call("retrieve", self.shard.retrieve, [point_id(k) for k in keys], [KEY_FIELD], True)
         return {r.payload[KEY_FIELD]: np.asarray(r.vector, dtype=np.float32) for r in recs}
 
     def count(self, flt: PayloadFilter | None = None) -> int:
         q = self._q
-        return int(self._call("count", self._shard.count, q.CountRequest(filter=self._filter(flt), exact=True)))
+        return int(self._call("count", self.shard.count, q.CountRequest(filter=self._filter(flt), exact=True)))
 
     def optimize(self) -> None:
-        self._call("optimize", self._shard.optimize)
+        self._call("optimize", self.shard.optimize)
 
     def close(self) -> None:
         if self._shard is not None:

@@ -61,6 +61,7 @@ class VllmReasoner:
         self.fallback = fallback or TemplateReasoner()
         self.fallbacks: Counter[str] = Counter()     # reason -> answers the template gave instead
         self.answered = 0
+        self.retries = 0
         self._cache: OrderedDict[tuple, tuple[float, list[dict]]] = OrderedDict()
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(deadline_s),
                                        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
@@ -122,6 +123,7 @@ class VllmReasoner:
         except httpx.ConnectError:
             if deadline - time.monotonic() < 0.05:
                 raise
+            self.retries += 1
             await asyncio.sleep(0.01)
             r = await self._http.post(self.url, json=body)
         r.raise_for_status()

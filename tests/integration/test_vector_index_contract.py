@@ -12,6 +12,7 @@ from shared.errors import ConfigError, InvalidField
 from shared.vector_index import (
     EdgeVectorIndex,
     IndexPoint,
+    IndexUnavailable,
     PayloadFilter,
     QdrantServerIndex,
     VectorIndex,
@@ -156,3 +157,12 @@ def test_unknown_backend_names_the_valid_ones(tmp_path) -> None:
         open_vector_index("faiss", tmp_path, dim=DIM)
     assert err.value.field == "vector_index.backend"
     assert "edge, qdrant" in err.value.reason
+
+
+def test_a_closed_edge_shard_raises_index_unavailable(tmp_path) -> None:
+    idx = EdgeVectorIndex.create(tmp_path / "c", DIM, FIELDS)
+    idx.close()
+    with pytest.raises(IndexUnavailable) as err:
+        idx.search(np.ones(DIM), 3)
+    assert err.value.status == 503 and "closed" in err.value.reason
+    idx.close()                       # closing twice is harmless
