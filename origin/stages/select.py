@@ -29,10 +29,11 @@ class Select:
         order = ctx.order.tolist()
         budget = min(self.explore_slots, k // 5)
         explored = np.zeros(ctx.rows.shape[0], dtype=bool)
-        tail = order[k - budget:k - budget + self.explore_depth] if budget else []
-        if budget and len(tail) > budget:
-            picks = self._rng.choice(len(tail) - budget, size=budget, replace=False) + budget
-            chosen = [tail[i] for i in sorted(picks.tolist())]
+        below = order[k:k + self.explore_depth]     # candidates just below the top k
+        if budget and below:
+            budget = min(budget, len(below))
+            picks = self._rng.choice(len(below), size=budget, replace=False)
+            chosen = [below[i] for i in sorted(picks.tolist())]
             explored[chosen] = True
             taken = set(chosen)
             rest = [p for p in order if p not in taken]
