@@ -191,6 +191,40 @@ def bench_edge(
     raise typer.Exit(1 if missed else 0)
 
 
+@bench_app.command("origin")
+def bench_origin(
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle (its ONNX ranker)")] = Path(
+        "registry"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    items: Annotated[int, typer.Option(help="synthetic catalog size")] = 100_000,
+    requests: Annotated[int, typer.Option(help="timed recommend requests")] = 400,
+    ef: Annotated[int | None, typer.Option(help="HNSW beam width (default: the engine's)")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="brute-force ANN search")] = False,
+    vllm: Annotated[str | None, typer.Option(help="vLLM base URL: also time explanations through it")] = None,
+) -> None:
+    """Origin recommend latency (no LLM) and ANN recall@500 on a synthetic catalog, in one run.
+
+    Exits 1 when p95 > 30 ms or recall@500 < 0.95."""
+    import json
+
+    from deploy.demo import ensure_bundle
+    from loadtest.bench_origin import print_table, run
+    from shared.config import OriginSettings
+
+    console = _console()
+    ensure_bundle(registry.resolve(), OriginSettings().model, console)
+    try:
+        result = run(registry, n_items=items, requests=requests, ef=ef, exact=exact, vllm_url=vllm)
+    except StrataError as exc:
+        raise _fail("bench origin", exc) from None
+    print_table(result, console)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if result["missed"]:
+        print(f"strata bench origin: target(s) missed: {', '.join(result['missed'])}", file=sys.stderr)
+    raise typer.Exit(1 if result["missed"] else 0)
+
+
 @app.command("eval")
 def eval_command(
     data: Annotated[tuple[str, Path], typer.Option("--data", metavar="NAME PATH",

@@ -97,6 +97,9 @@ class OriginNode:
     async def start(self) -> None:
         if self.state is None:
             await asyncio.to_thread(self.load)
+        # Open the store connection now so the first request's short deadline is not spent on connect.
+        if self.profiles.store.configured and not await self.profiles.store.ping():
+            logger.warning("store not reachable at start; profiles fall back until it is")
 
     async def stop(self) -> None:
         await self.reasoner.close()

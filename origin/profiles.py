@@ -40,6 +40,9 @@ class ProfileStore:
     async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
         return EMPTY
 
+    async def ping(self) -> bool:
+        return False
+
     async def close(self) -> None:
         return None
 
@@ -78,6 +81,12 @@ class RedisProfileStore(ProfileStore):
             except orjson.JSONDecodeError:
                 logger.warning("profile of %s/%s has unreadable recent_categories; ignored", tenant, user_id)
         return Profile(vec, cats)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._r.ping())
+        except Exception:
+            return False
 
     async def close(self) -> None:
         await self._r.aclose()
