@@ -174,14 +174,19 @@ class EdgeVectorIndex(VectorIndex):
 
     @classmethod
     def create(cls, path: Path | str, dim: int, fields: Mapping[str, FieldType] | None = None,
-               m: int = 16, ef_construct: int = 100) -> EdgeVectorIndex:
+               m: int = 16, ef_construct: int = 100, indexing_threshold_kb: int = 1000) -> EdgeVectorIndex:
+        """A new shard. Payload is kept in RAM (filters read it per candidate), and segments above
+        ``indexing_threshold_kb`` of vectors get an HNSW graph on ``optimize()`` (the engine's default,
+        20 MB, leaves 100k x 16-d vectors unindexed: every filtered search is then a full scan)."""
         q = _edge()
         path = Path(path)
         fields = dict(fields or {})
-        hnsw = q.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=10_000)
+        hnsw = q.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=1000)
         try:
             shard = q.EdgeShard.create(str(path / SHARD_DIR), q.EdgeConfig(
-                vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine), hnsw_config=hnsw))
+                vectors=q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine), hnsw_config=hnsw,
+                payload_memory=q.Memory.Cached,
+                optimizers=q.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb)))
             types = {"integer": q.PayloadSchemaType.Integer, "keyword": q.PayloadSchemaType.Keyword}
             for name, kind in {KEY_FIELD: "keyword", **fields}.items():
                 shard.update(q.UpdateOperation.create_field_index(name, types[kind]))

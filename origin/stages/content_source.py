@@ -29,7 +29,10 @@ class ContentSource:
         if not hits:
             return
         n_words = len(set(qw))
-        best = sorted(hits.items(), key=lambda kv: (-kv[1], -cat.popularity[kv[0]], kv[0]))[:self.limit]
+        rows = np.fromiter(hits.keys(), dtype=np.int64, count=len(hits))
+        counts = np.fromiter(hits.values(), dtype=np.int64, count=len(hits))
+        order = np.lexsort((rows, -cat.popularity[rows], -counts))[:self.limit]
+        best = list(zip(rows[order].tolist(), counts[order].tolist(), strict=True))
         for row, n in best:
             ctx.add(self.name, row, n / n_words)
             ctx.query_match[row] = n / n_words
