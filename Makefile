@@ -17,7 +17,7 @@ $(VENV)/.run-deps: $(INSTALL_INPUTS) | $(BIN)/python
 	touch $@
 
 $(VENV)/.test-deps: $(INSTALL_INPUTS) | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,local,loadtest,eval,dev]'
+	$(BIN)/pip install -q -e '.[train,local,loadtest,eval,origin,dev]'
 	touch $@
 
 run: $(VENV)/.run-deps

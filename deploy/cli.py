@@ -135,6 +135,47 @@ def edge(
         raise _fail("edge", exc) from None
 
 
+def origin_overrides(registry: str | None, port: int | None, store: str | None, reasoner: str | None,
+                     host: str | None, log_level: str | None) -> dict[str, Any]:
+    """Settings overrides from the origin's flags actually given (env and YAML keep the rest)."""
+    origin: dict[str, Any] = {}
+    for key, value in (("registry", registry), ("port", port), ("host", host)):
+        if value is not None:
+            origin[key] = value
+    if store is not None:
+        origin["store"] = {"url": store}
+    if reasoner is not None:
+        origin["reasoner"] = {"url": reasoner}
+    overrides: dict[str, Any] = {"origin": origin} if origin else {}
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    return overrides
+
+
+@app.command()
+def origin(
+    registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    store: Annotated[str | None, typer.Option(help="online store: redis://host:port/db, or 'none'")] = None,
+    reasoner: Annotated[str | None, typer.Option(help="'template', or the base URL of a vLLM server")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
+) -> None:
+    """Serve tier 3: POST /v1/recommend, /v1/explain, /v1/items, /healthz, /readyz, /metrics."""
+    from shared.config import load_settings
+    from shared.logs import configure_logging
+
+    try:
+        settings = load_settings(config, **origin_overrides(registry, port, store, reasoner, host, log_level))
+        configure_logging(settings.log_level)
+        from origin.server import run_origin
+
+        run_origin(settings)
+    except StrataError as exc:
+        raise _fail("origin", exc) from None
+
+
 @app.command()
 def demo(
     registry: Annotated[Path, typer.Option(help="registry; a model is exported into it if it has none")] = Path(
@@ -233,6 +274,38 @@ def bench_streaming(
     if miss:
         print(f"strata bench streaming: {len(miss)} target(s) missed: {'; '.join(miss)}", file=sys.stderr)
     raise typer.Exit(1 if miss else 0)
+@bench_app.command("origin")
+def bench_origin(
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle (its ONNX ranker)")] = Path(
+        "registry"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    items: Annotated[int, typer.Option(help="synthetic catalog size")] = 100_000,
+    requests: Annotated[int, typer.Option(help="timed recommend requests")] = 400,
+    ef: Annotated[int | None, typer.Option(help="HNSW beam width (default: the engine's)")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="brute-force ANN search")] = False,
+    vllm: Annotated[str | None, typer.Option(help="vLLM base URL: also time explanations through it")] = None,
+) -> None:
+    """Origin recommend latency (no LLM) and ANN recall@500 on a synthetic catalog, in one run.
+
+    Exits 1 when p95 > 30 ms or recall@500 < 0.95."""
+    import json
+
+    from deploy.demo import ensure_bundle
+    from loadtest.bench_origin import print_table, run
+    from shared.config import OriginSettings
+
+    console = _console()
+    ensure_bundle(registry.resolve(), OriginSettings().model, console)
+    try:
+        result = run(registry, n_items=items, requests=requests, ef=ef, exact=exact, vllm_url=vllm)
+    except StrataError as exc:
+        raise _fail("bench origin", exc) from None
+    print_table(result, console)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    if result["missed"]:
+        print(f"strata bench origin: target(s) missed: {', '.join(result['missed'])}", file=sys.stderr)
+    raise typer.Exit(1 if result["missed"] else 0)
 
 
 @app.command("eval")

@@ -122,6 +122,40 @@ class StreamingSettings(_Section):
     dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires this long after its last write")
     session: SessionRule = SessionRule()
+class ReasonerSettings(_Section):
+    url: str = Field("template", description="'template', or the base URL of a vLLM OpenAI-compatible server")
+    model: str = Field("strata-explainer", description="served model name on the vLLM server")
+    deadline_ms: float = Field(200.0, gt=0, description="an LLM answer later than this is dropped (template answers)")
+    max_tokens: int = Field(256, ge=16, description="completion tokens per request")
+    tokens_per_minute: int = Field(60_000, ge=0)
+    tokens_per_day: int = Field(5_000_000, ge=0, description="LLM spend cap per day; over it the template answers")
+    cache_ttl_s: float = Field(300.0, ge=0, description="accepted LLM answers are reused this long")
+
+
+class VectorIndexSettings(_Section):
+    backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
+    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
+                                              "(default: a private temporary directory)")
+    ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
+    exact: bool = Field(False, description="brute-force search (exact recall)")
+
+
+class OriginSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8090, ge=0, le=65535)
+    registry: str = "registry"
+    model: str = "edge-scorer"
+    ort_threads: int = Field(1, ge=1)
+    max_body_bytes: int = Field(65_536, ge=1024)
+    store: StoreSettings = StoreSettings(url="none", timeout_ms=20.0)
+    profile_max_stale_s: float = Field(3600.0, gt=0, description="a cached profile older than this is not served")
+    retrieve: int = Field(500, ge=10, le=2000, description="ANN candidates per request")
+    popular: int = Field(200, ge=10, le=2000, description="popular candidates per request")
+    mmr_lambda: float = Field(0.7, ge=0, le=1, description="1: pure score order; lower: more diverse")
+    explore_slots: int = Field(1, ge=0, le=10, description="explored slots per answer (at most k/5)")
+    seed: int = 0
+    vector_index: VectorIndexSettings = VectorIndexSettings()
+    reasoner: ReasonerSettings = ReasonerSettings()
 
 
 class StrataSettings(BaseSettings):
@@ -131,6 +165,7 @@ class StrataSettings(BaseSettings):
     guardrails: Guardrails = Guardrails()
     edge: EdgeSettings = EdgeSettings()
     streaming: StreamingSettings = StreamingSettings()
+    origin: OriginSettings = OriginSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

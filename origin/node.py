@@ -1,0 +1,117 @@
+"""An origin node: builds the parts and wires them one way (the composition root; nothing reaches back).
+
+Start: load the bundle (checksums verified), index its item vectors, compile the guardrails. Then
+``recommend`` and ``explain`` (``Handler``s), ``upsert_items`` for ``POST /v1/items``, and the ops view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from origin.bundle import load_origin_bundle
+from origin.metrics import OriginMetrics
+from origin.profiles import ProfileSource, make_profile_store
+from origin.reasoner.base import Reasoner
+from origin.reasoner.budget import TokenBudget
+from origin.reasoner.template import TemplateReasoner
+from origin.recommend import Ranking, explain_handler, recommend_handler
+from origin.redaction import Redactor
+from origin.retrieval import build_index
+from origin.stages.ann_source import AnnSource
+from origin.stages.ctx import OriginCtx
+from origin.stages.encode import Encode
+from origin.stages.guardrails import GuardrailFilter
+from origin.stages.mmr import MmrSelector
+from origin.stages.popular_source import PopularSource
+from origin.stages.profile import ProfileStage
+from origin.stages.rank import Rank
+from origin.stages.reason import ReasonStage
+from origin.stages.select import Select
+from origin.state import OriginState
+from shared.config import OriginSettings, StrataSettings
+from shared.errors import ConfigError
+from shared.origin_contract import ItemUpdate
+
+logger = logging.getLogger(__name__)
+
+
+def make_reasoner(cfg: OriginSettings) -> Reasoner:
+    r = cfg.reasoner
+    if r.url == "template":
+        return TemplateReasoner()
+    if not r.url.startswith(("http://", "https://")):
+        raise ConfigError(f"reasoner must be 'template' or an http(s):// vLLM URL, got {r.url!r}",
+                          field="origin.reasoner.url")
+    from origin.reasoner.vllm import VllmReasoner
+
+    return VllmReasoner(r.url, r.model, deadline_s=r.deadline_ms / 1000, max_tokens=r.max_tokens,
+                        budget=TokenBudget(r.tokens_per_minute, r.tokens_per_day), cache_ttl_s=r.cache_ttl_s)
+
+
+class OriginNode:
+    def __init__(self, settings: StrataSettings) -> None:
+        cfg = self.cfg = settings.origin
+        self.policy = settings.guardrails
+        self.metrics = OriginMetrics()
+        self.state: OriginState | None = None
+        self.redactor = Redactor()
+        self.reasoner = make_reasoner(cfg)
+        self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
+                                      cfg.store.timeout_ms / 1000, cfg.profile_max_stale_s)
+        self._ids = (f"{os.urandom(6).hex()}{i:x}" for i in range(1, 1 << 62))
+        self.ann = AnnSource(cfg.retrieve, cfg.vector_index.ef, cfg.vector_index.exact)
+        self.rank = Rank()
+        ranking = Ranking(ProfileStage(self.profiles), self.ann, GuardrailFilter(self.metrics.removed), self.rank,
+                          MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
+                          popular=PopularSource(cfg.popular))
+        encode = Encode(lambda: next(self._ids), self._answered)
+        self.recommend = recommend_handler(lambda: self.state, ranking, encode)
+        self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
+        self.metrics.bind({"recommend": self.recommend.pipeline.timings, "explain": self.explain.pipeline.timings},
+                          lambda: getattr(self.reasoner, "fallbacks", {}))
+
+    def _answered(self, ctx: OriginCtx) -> None:
+        if ctx.degraded:
+            self.metrics.degraded(ctx.route_reasons)
+
+    def load(self) -> OriginState:
+        """Bundle -> catalog, ranker, pools; the vector index built from its item vectors."""
+        cfg = self.cfg
+        bundle = load_origin_bundle(cfg.registry, cfg.model, ort_threads=cfg.ort_threads)
+        index = build_index(bundle.catalog, cfg.vector_index.backend, cfg.vector_index.url)
+        self.state = OriginState(bundle, index, self.policy)
+        if self.state.guard.unmatched_categories:
+            logger.warning("banned categories match no category of the catalog: %s",
+                           list(self.state.guard.unmatched_categories))
+        return self.state
+
+    def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
+        if self.state is None:
+            from shared.errors import NotReady
+
+            raise NotReady("no model loaded yet", field="model")
+        return self.state.upsert_items(updates)
+
+    async def start(self) -> None:
+        if self.state is None:
+            await asyncio.to_thread(self.load)
+        # Open the store connection now so the first request's short deadline is not spent on connect.
+        if self.profiles.store.configured and not await self.profiles.store.ping():
+            logger.warning("store not reachable at start; profiles fall back until it is")
+
+    async def stop(self) -> None:
+        await self.reasoner.close()
+        await self.profiles.store.close()
+        if self.state is not None:
+            self.state.index.close()
+
+    def readiness(self) -> tuple[int, dict]:
+        if self.state is None:
+            return 503, {"ready": False, "reason": "no model loaded"}
+        return 200, {"ready": True, "model_version": self.state.version, "items": len(self.state.catalog),
+                     "reasoner": self.reasoner.name, "store": "redis" if self.profiles.store.configured else "none"}
+
+    def exposition(self) -> bytes:
+        return self.metrics.exposition()

@@ -1,0 +1,137 @@
+"""What the origin knows of a user: the session vector and recent categories, read from the online store.
+
+Recovery rule: when the store read fails or misses its deadline, the last profile read for that
+user/session is served if it is younger than ``max_stale_s`` (1 h), and the answer is marked degraded;
+otherwise the request goes on without a profile (also degraded). Without consent nothing is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import NamedTuple
+
+import numpy as np
+import orjson
+
+from shared.errors import StoreUnavailable
+from shared.features import EMBED_DIM
+from shared.keys import profile_key, session_key
+
+logger = logging.getLogger(__name__)
+
+
+class Profile(NamedTuple):
+    vec: np.ndarray | None            # session vector (EMBED_DIM), same space as the item vectors
+    recent_categories: tuple[str, ...]
+    degraded: bool = False            # the store could not be read (stale or no profile used)
+    stale_s: float | None = None      # age of the cached profile served instead
+
+
+EMPTY = Profile(None, ())
+
+
+class ProfileStore:
+    """Reads the store; ``none`` store: always empty. Errors are ``StoreUnavailable``."""
+
+    configured = False
+
+    async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
+        return EMPTY
+
+    async def ping(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisProfileStore(ProfileStore):
+    configured = True
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self._r = aioredis.from_url(url, retry=Retry(NoBackoff(), 0), socket_timeout=max(timeout_s, 0.05),
+                                    socket_connect_timeout=max(timeout_s, 0.05), health_check_interval=0)
+
+    async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.hget(session_key(tenant, session_id), "vec")
+                pipe.hget(profile_key(tenant, user_id), "recent_categories")
+                vec_raw, cats_raw = await pipe.execute()
+        except Exception as exc:
+            raise StoreUnavailable(f"profile read failed: {type(exc).__name__}: {exc}") from exc
+        vec = None
+        if vec_raw is not None and len(vec_raw) == EMBED_DIM * 4:
+            vec = np.frombuffer(vec_raw, dtype="<f4").astype(np.float32)
+            if not np.all(np.isfinite(vec)) or not np.any(vec):
+                vec = None
+        elif vec_raw is not None:
+            logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
+        cats: tuple[str, ...] = ()
+        if cats_raw is not None:
+            try:
+                parsed = orjson.loads(cats_raw)
+                cats = tuple(str(c) for c in parsed)[:10] if isinstance(parsed, list) else ()
+            except orjson.JSONDecodeError:
+                logger.warning("profile of %s/%s has unreadable recent_categories; ignored", tenant, user_id)
+        return Profile(vec, cats)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._r.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+
+def make_profile_store(url: str, timeout_s: float) -> ProfileStore:
+    if url.strip().lower() in ("", "none"):
+        return ProfileStore()
+    if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
+        from shared.errors import ConfigError
+
+        raise ConfigError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}",
+                          field="origin.store.url")
+    return RedisProfileStore(url.replace("valkey://", "redis://", 1), timeout_s)
+
+
+class ProfileSource:
+    """The store behind a deadline, with the last good profile per (tenant, user, session) as fallback."""
+
+    def __init__(self, store: ProfileStore, timeout_s: float, max_stale_s: float = 3600.0,
+                 max_entries: int = 100_000) -> None:
+        self.store = store
+        self.timeout_s = timeout_s
+        self.max_stale_s = max_stale_s
+        self.max_entries = max_entries
+        self.failures = 0
+        self._last: dict[tuple[str, str, str], tuple[float, Profile]] = {}
+
+    async def get(self, tenant: str, user_id: str, session_id: str) -> Profile:
+        if not self.store.configured:
+            return EMPTY
+        key = (tenant, user_id, session_id)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                profile = await self.store.read(tenant, user_id, session_id)
+        except (StoreUnavailable, TimeoutError) as exc:
+            self.failures += 1
+            logger.warning("profile read failed, serving cached or none: %s", exc or type(exc).__name__)
+            cached = self._last.get(key)
+            if cached is not None:
+                age = time.monotonic() - cached[0]
+                if age < self.max_stale_s:
+                    return cached[1]._replace(degraded=True, stale_s=round(age, 3))
+            return Profile(None, (), True)
+        if len(self._last) >= self.max_entries:
+            self._last.pop(next(iter(self._last)))
+        self._last[key] = (time.monotonic(), profile)
+        return profile

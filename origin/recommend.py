@@ -1,0 +1,78 @@
+"""``POST /v1/recommend`` and ``POST /v1/explain`` as declared pipelines behind the ``Handler`` protocol.
+
+    recommend: decode -> validate -> profile -> content_source -> ann_source -> popular_source
+               -> guardrails -> in_stock -> rank -> mmr -> select -> encode
+    explain:   decode -> validate -> profile -> given_items -> content_source -> ann_source
+               -> popular_source -> guardrails -> in_stock -> rank -> mmr -> select -> reason -> encode
+
+Front doors (``origin.app``) know only this protocol; errors are ``StrataError`` mapped by
+``shared.error_mapper``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from origin.stages.ann_source import AnnSource
+from origin.stages.content_source import ContentSource
+from origin.stages.ctx import OriginCtx
+from origin.stages.decode import Decode
+from origin.stages.encode import Encode
+from origin.stages.given_items import GivenItems
+from origin.stages.guardrails import GuardrailFilter
+from origin.stages.in_stock import InStockFilter
+from origin.stages.mmr import MmrSelector
+from origin.stages.popular_source import PopularSource
+from origin.stages.profile import ProfileStage
+from origin.stages.rank import Rank
+from origin.stages.reason import ReasonStage
+from origin.stages.select import Select
+from origin.stages.validate import Validate
+from origin.state import OriginState
+from shared.codecs import choose_response_type
+from shared.errors import NotReady
+from shared.pipeline import Pending, Pipeline, Reply, Stage
+
+
+class Ranking:
+    """The stages shared by both routes, built once (their counters are the node's metrics)."""
+
+    def __init__(self, profile: ProfileStage, ann: AnnSource, guardrails: GuardrailFilter, rank: Rank,
+                 mmr: MmrSelector, select: Select, content: ContentSource | None = None,
+                 popular: PopularSource | None = None) -> None:
+        self.profile = profile
+        self.sources: list[Stage] = [content or ContentSource(), ann, popular or PopularSource()]
+        self.filters: list[Stage] = [guardrails, InStockFilter()]
+        self.scoring: list[Stage] = [rank, mmr, select]
+
+
+class OriginHandler:
+    def __init__(self, route: str, state: Callable[[], OriginState | None], stages: list[Stage],
+                 explain: bool) -> None:
+        self.route = route
+        self._state = state
+        self.explain = explain
+        self.pipeline = Pipeline(stages)
+
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
+        t0 = time.perf_counter_ns()
+        state = self._state()
+        if state is None:
+            raise NotReady("no model loaded yet", field="model")
+        ctx = OriginCtx(t0, body, ctype, accept, choose_response_type(accept, ctype), state, self.explain)
+        return self.pipeline.run(ctx)
+
+    async def finish(self, pending: Pending) -> Reply:
+        return await self.pipeline.finish(pending)
+
+
+def recommend_handler(state: Callable[[], OriginState | None], r: Ranking, encode: Encode) -> OriginHandler:
+    stages = [Decode(), Validate(), r.profile, *r.sources, *r.filters, *r.scoring, encode]
+    return OriginHandler("/v1/recommend", state, stages, explain=False)
+
+
+def explain_handler(state: Callable[[], OriginState | None], r: Ranking, reason: ReasonStage,
+                    encode: Encode) -> OriginHandler:
+    stages = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, reason, encode]
+    return OriginHandler("/v1/explain", state, stages, explain=True)

@@ -1,0 +1,54 @@
+"""The state one origin request carries through the stages; a stage reads only what earlier stages wrote."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from origin.profiles import EMPTY, Profile
+from origin.state import OriginState
+from shared.origin_contract import OriginRequest
+
+
+class OriginCtx:
+    __slots__ = (
+        "t0", "body", "ctype", "accept", "media", "state", "explain",
+        "obj", "oreq", "profile", "query_words", "query_vec",
+        "sources", "retrieval", "query_match", "rows", "removed", "degraded", "route_reasons",
+        "scores", "order", "picked", "explored", "explanation",
+    )
+
+    def __init__(self, t0: int, body: bytes, ctype: bytes | None, accept: bytes | None, media: str,
+                 state: OriginState, explain: bool = False) -> None:
+        self.t0 = t0
+        self.body = body
+        self.ctype = ctype
+        self.accept = accept
+        self.media = media
+        self.state = state
+        self.explain = explain
+        self.profile: Profile = EMPTY
+        self.query_words: list[str] = []
+        self.query_vec: np.ndarray | None = None
+        self.sources: dict[int, list[str]] = {}       # catalog row -> names of the sources that found it
+        self.retrieval: dict[int, float] = {}         # catalog row -> best source score in [0, 1]
+        self.query_match: dict[int, float] = {}       # catalog row -> share of the query's words it matches
+        self.removed: Counter[str] = Counter()        # reason -> items removed by the filters
+        self.degraded = False
+        self.route_reasons: list[str] = []
+        self.explanation = None
+
+    oreq: OriginRequest
+    rows: np.ndarray
+
+    def add(self, name: str, row: int, score: float) -> None:
+        found = self.sources.get(row)
+        if found is None:
+            self.sources[row] = [name]
+            self.retrieval[row] = score
+        else:
+            if name not in found:
+                found.append(name)
+            if score > self.retrieval[row]:
+                self.retrieval[row] = score

@@ -1,0 +1,42 @@
+"""The answer in the negotiated codec: items, tier, degraded, route reasons, removals by reason, ids."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from origin.stages.ctx import OriginCtx
+from shared.codecs import encode
+from shared.origin_contract import TIER
+from shared.pipeline import Reply
+
+
+class Encode:
+    name = "encode"
+
+    def __init__(self, next_id: Callable[[], str], on_answer: Callable[[OriginCtx], None] | None = None) -> None:
+        self.next_id = next_id
+        self.on_answer = on_answer
+
+    def run(self, ctx: OriginCtx) -> Reply:
+        state = ctx.state
+        ids = state.catalog.item_ids
+        picked = ctx.picked.tolist()
+        body: dict = {"tier": TIER, "confidence": None, "degraded": ctx.degraded,
+                      "route_reasons": ctx.route_reasons, "model_version": state.version,
+                      "removed": dict(ctx.removed)}
+        if ctx.explain:
+            ex = ctx.explanation
+            body["items"] = ex.items
+            body["reasoner"] = ex.reasoner
+            body["fallback"] = ex.fallback
+        else:
+            scores = dict(zip(ctx.rows.tolist(), ctx.scores.tolist(), strict=True))
+            body["items"] = [{"item_id": ids[r], "score": round(scores[r], 6), "explored": e,
+                              "sources": ctx.sources[r]} for r, e in zip(picked, ctx.explored, strict=True)]
+        body["request_id"] = self.next_id()
+        body["impression_id"] = self.next_id()
+        body["timing"] = {"server_us": (time.perf_counter_ns() - ctx.t0) // 1000}
+        if self.on_answer is not None:
+            self.on_answer(ctx)
+        return Reply(200, ctx.media, encode(body, ctx.media))

@@ -1,0 +1,44 @@
+"""Selector: the top k under the category cap (``shared.guardrails.DiversitySelector``: at most
+``max_per_category`` of one category in the answer window) with ``explore_slots`` exploration slots.
+
+Exploration: that many candidates are drawn (seeded) from just below the top k and placed in the
+last slots, flagged ``explored`` so the impression log can tell them apart; the cap applies to them too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from origin.stages.ctx import OriginCtx
+
+
+class Select:
+    name = "select"
+
+    def __init__(self, explore_slots: int = 1, explore_depth: int = 50, seed: int = 0) -> None:
+        self.explore_slots = explore_slots
+        self.explore_depth = explore_depth
+        self._rng = np.random.default_rng(seed)
+
+    def run(self, ctx: OriginCtx) -> None:
+        k = ctx.oreq.req.k
+        if ctx.oreq.item_ids:           # explaining given items: all that passed the filters, in score order
+            ctx.picked = ctx.rows[ctx.order]
+            ctx.explored = [False] * ctx.picked.shape[0]
+            return
+        order = ctx.order.tolist()
+        budget = min(self.explore_slots, k // 5)
+        explored = np.zeros(ctx.rows.shape[0], dtype=bool)
+        below = order[k:k + self.explore_depth]     # candidates just below the top k
+        if budget and below:
+            budget = min(budget, len(below))
+            picks = self._rng.choice(len(below), size=budget, replace=False)
+            chosen = [below[i] for i in sorted(picks.tolist())]
+            explored[chosen] = True
+            taken = set(chosen)
+            rest = [p for p in order if p not in taken]
+            order = rest[:k - budget] + chosen + rest[k - budget:]
+        cats = ctx.state.guard.categories_of(ctx.rows)
+        pos, flags = ctx.state.diversity.select(order, cats, k, explored, budget)
+        ctx.picked = ctx.rows[np.asarray(pos, dtype=np.int64)] if pos else ctx.rows[:0]
+        ctx.explored = flags

@@ -1,0 +1,18 @@
+"""Plain objects -> an ``OriginRequest`` (422 names the field and the reason); the query's words."""
+
+from __future__ import annotations
+
+from origin.catalog import words
+from origin.stages.ctx import OriginCtx
+from shared.origin_contract import parse_origin
+
+
+class Validate:
+    name = "validate"
+
+    def run(self, ctx: OriginCtx) -> None:
+        ctx.oreq = parse_origin(ctx.obj, explain=ctx.explain)
+        if ctx.oreq.query:
+            ctx.query_words = words(ctx.oreq.query)
+        if not ctx.oreq.consent:
+            ctx.route_reasons.append("no_consent_context_only")

@@ -1,0 +1,127 @@
+"""Tier-3 (origin) request and answer schemas: the edge's ``/v1/recommend`` contract plus what only the
+origin reads, and the catalog update body of ``POST /v1/items``.
+
+- ``query``: optional free text (a search or a stated need), embedded for retrieval and, redacted, given
+  to the reasoner; at most ``MAX_QUERY_CHARS``.
+- ``context.consent``: personalization consent (default true). False: no personal data is read or used
+  (no profile, no session vector); the answer is ranked on context only.
+- ``item_ids`` (``/v1/explain`` only): the items to explain; otherwise the origin's own top k.
+Validation is hand-written like ``shared.contracts``: every failure names the field and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from shared.contracts import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
+from shared.errors import InvalidField, MalformedBody
+
+MAX_QUERY_CHARS = 512
+MAX_EXPLAIN_ITEMS = 20
+MAX_UPSERT = 1000
+MAX_TITLE_CHARS = 200
+TIER = "origin"
+
+
+@dataclass(slots=True)
+class OriginRequest:
+    req: RecommendRequest          # the edge contract (context.age_verified included)
+    query: str | None = None
+    consent: bool = True
+    item_ids: list[str] | None = None
+
+
+def parse_origin(obj: object, explain: bool = False) -> OriginRequest:
+    """Validate a decoded ``/v1/recommend`` (or, with ``explain``, ``/v1/explain``) body."""
+    if type(obj) is not dict:
+        raise MalformedBody(f"body must be an object, got {type(obj).__name__}", field="body")
+    body = dict(obj)
+    query = body.pop("query", None)
+    if query is not None:
+        if type(query) is not str:
+            raise InvalidField(f"must be a string, got {type(query).__name__}", field="query")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidField(f"at most {MAX_QUERY_CHARS} characters, got {len(query)}", field="query")
+        query = query.strip() or None
+    item_ids = body.pop("item_ids", None) if explain else None
+    if item_ids is not None:
+        if type(item_ids) is not list or not item_ids:
+            raise InvalidField("must be a non-empty list of item ids", field="item_ids")
+        if len(item_ids) > MAX_EXPLAIN_ITEMS:
+            raise InvalidField(f"at most {MAX_EXPLAIN_ITEMS} items, got {len(item_ids)}", field="item_ids")
+        for i, v in enumerate(item_ids):
+            if type(v) is not str or not v or len(v) > MAX_ID_LEN:
+                raise InvalidField(f"must be a non-empty string id, got {v!r}", field=f"item_ids[{i}]")
+        item_ids = list(dict.fromkeys(item_ids))
+    consent = True
+    ctx = body.get("context")
+    if type(ctx) is dict and "consent" in ctx:
+        ctx = dict(ctx)
+        consent = ctx.pop("consent")
+        if type(consent) is not bool:
+            raise InvalidField(f"must be a boolean, got {type(consent).__name__}", field="context.consent")
+        body["context"] = ctx
+    return OriginRequest(parse_recommend(body), query, consent, item_ids)
+
+
+@dataclass(slots=True)
+class ItemUpdate:
+    item_id: str
+    title: str
+    category: str
+    price: float
+    stock: int
+    age_restricted: bool
+
+
+def parse_items(obj: object, categories: tuple[str, ...]) -> list[ItemUpdate]:
+    """``{"items": [{item_id, title, category, price, stock, age_restricted}, ...]}``; categories must be
+    ones the catalog knows (the scorer's features have one slot per category)."""
+    if type(obj) is not dict:
+        raise MalformedBody(f"body must be an object, got {type(obj).__name__}", field="body")
+    extra = obj.keys() - {"items"}
+    if extra:
+        raise InvalidField(f"unknown field(s) {sorted(extra)}", field="body")
+    items = obj.get("items")
+    if type(items) is not list or not items:
+        raise InvalidField("must be a non-empty list of items", field="items")
+    if len(items) > MAX_UPSERT:
+        raise InvalidField(f"at most {MAX_UPSERT} items per request, got {len(items)}", field="items")
+    fields = {"item_id", "title", "category", "price", "stock", "age_restricted"}
+    out = []
+    for i, it in enumerate(items):
+        path = f"items[{i}]"
+        if type(it) is not dict:
+            raise InvalidField(f"must be an object, got {type(it).__name__}", field=path)
+        missing = fields - it.keys()
+        if missing:
+            raise InvalidField(f"missing field(s) {sorted(missing)}", field=path)
+        extra = it.keys() - fields
+        if extra:
+            raise InvalidField(f"unknown field(s) {sorted(extra)}", field=path)
+        item_id, title, category = it["item_id"], it["title"], it["category"]
+        if type(item_id) is not str or not item_id or len(item_id) > MAX_ID_LEN:
+            raise InvalidField(f"must be a 1..{MAX_ID_LEN} character string", field=f"{path}.item_id")
+        if type(title) is not str or not title.strip() or len(title) > MAX_TITLE_CHARS:
+            raise InvalidField(f"must be a 1..{MAX_TITLE_CHARS} character string", field=f"{path}.title")
+        if category not in categories:
+            raise InvalidField(f"must be one of the catalog's categories {list(categories)}, got {category!r}",
+                               field=f"{path}.category")
+        price = it["price"]
+        if type(price) not in (int, float) or not math.isfinite(price) or price < 0:
+            raise InvalidField(f"must be a non-negative number, got {price!r}", field=f"{path}.price")
+        stock = it["stock"]
+        if type(stock) is not int or stock < 0:
+            raise InvalidField(f"must be a non-negative integer, got {stock!r}", field=f"{path}.stock")
+        age = it["age_restricted"]
+        if type(age) is not bool:
+            raise InvalidField(f"must be a boolean, got {type(age).__name__}", field=f"{path}.age_restricted")
+        out.append(ItemUpdate(item_id, title.strip(), category, round(float(price), 2), stock, age))
+    if len({u.item_id for u in out}) != len(out):
+        raise InvalidField("item ids must be unique within one request", field="items")
+    return out
+
+
+__all__ = ["MAX_CANDIDATES", "MAX_EXPLAIN_ITEMS", "MAX_QUERY_CHARS", "TIER", "ItemUpdate", "OriginRequest",
+           "parse_items", "parse_origin"]
