@@ -39,10 +39,6 @@ def imps_field(item_id: str) -> str:
 # - seen:        STRING per event id (TTL: the dedup window)
 # - watermark:   HASH  <topic>:<partition> -> last applied offset
 
-def profile_key(tenant: str, user_id: str) -> str:
-    return f"{PREFIX}:{{{tenant}:u:{user_id}}}:profile"
-
-
 def impression_key(tenant: str, impression_id: str) -> str:
     return f"{PREFIX}:{{{tenant}}}:imp:{impression_id}"
 
