@@ -30,6 +30,7 @@ from deploy.local import ManagedProcess, ValkeyProcess, free_port, strata_comman
 from deploy.tansu import TansuProcess
 from loadtest.bench_report import machine_info
 from loadtest.naive_processor import naive_events_per_s
+from loadtest.servers import process_ticks
 from shared import keys as K
 from shared.config import load_settings
 
@@ -139,6 +140,16 @@ async def _offer(port: int, rate: int, duration_s: float, items: list[str], tag:
             "probes_visible": len(visible), "probes": len(probes), "statuses": {str(k): v for k, v in statuses.items()}}
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(pid: int | None) -> int:
+    try:
+        return process_ticks(pid) if pid else 0
+    except OSError:
+        return 0
+
+
 def main(registry: str, json_path: str | None = None, duration: float = 10.0, rates=RATES) -> dict:
     from streaming.catalog import load_catalog
 
@@ -161,9 +172,16 @@ def main(registry: str, json_path: str | None = None, duration: float = 10.0, ra
             # warm-up: until the processor has joined its group and a first point went through (not reported)
             warm = asyncio.run(_offer(port, 1000, 2.0, items, "warm", store.url, 0))
             result["warmup_events"] = warm["events"]
+            pids = {"ingest": ingest.pid, "processor": proc.pid, "broker": broker.pid, "store": store.pid,
+                    "loadgen+reader": os.getpid()}
             for k, rate in enumerate(rates):
                 already = result["warmup_events"] + sum(p["events"] for p in result["points"])
+                before, t0 = {n: _ticks(p) for n, p in pids.items()}, time.monotonic()
                 point = asyncio.run(_offer(port, rate, duration, items, f"r{k}", store.url, already))
+                wall = time.monotonic() - t0
+                # where the time goes: CPU seconds per process over the point, as a share of one core
+                point["cpu_share_of_one_core"] = {n: round((_ticks(p) - before[n]) / TICKS / wall, 2)
+                                                  for n, p in pids.items()}
                 result["points"].append(point)
                 print(f"offered {rate}/s: {point}", flush=True)
         total = min(NAIVE_EVENTS, result["warmup_events"] + sum(p["events"] for p in result["points"]))
@@ -207,6 +225,10 @@ def print_table(result: dict, console) -> None:
                   f"{p['sustained_events_per_s']:,.0f}", f"{p['freshness_p50_ms']:.1f}",
                   f"{p['freshness_p99_ms']:.1f}", f"{p['probes_visible']}/{p['probes']}", str(p["statuses"]))
     console.print(t)
+    for p in result["points"]:
+        cpu = p.get("cpu_share_of_one_core", {})
+        console.print(f"{p['offered_events_per_s']}/s CPU (share of one core): "
+                      + ", ".join(f"{n} {v:.2f}" for n, v in cpu.items()))
     console.print(f"naive processor (one round trip per command): {result['naive_events_per_s']:,.0f} events/s; "
                   f"best sustained / naive = {result['speedup_over_naive']}")
     for key, (op, bound) in TARGETS.items():
