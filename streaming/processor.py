@@ -5,7 +5,8 @@ effects (``streaming.effects``), write them atomically with the partition waterm
 (``streaming.store``), then commit the offsets (in the background, never ahead of the write). Killed between the write and the commit, the restarted
 processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
 replay changes nothing. Store errors retry the same batch (nothing is skipped); records that fail
-validation go to the dead-letter topic once (offsets below the watermark are not re-sent).
+validation go to the dead-letter topic before the batch is written (at least once: a retried
+batch sends them again; once written, their offsets are below the watermark and are not re-sent).
 
 Watermarks are offsets, so they assume the log is never rewritten: a broker that loses its log (Tansu's
 memory storage across a restart) restarts offsets at 0, and the store's watermarks must then be cleared
