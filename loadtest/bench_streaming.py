@@ -30,12 +30,14 @@ from deploy.local import ManagedProcess, ValkeyProcess, free_port, strata_comman
 from deploy.tansu import TansuProcess
 from loadtest.bench_report import machine_info
 from loadtest.naive_processor import naive_events_per_s
+from loadtest.servers import process_ticks
 from shared import keys as K
 from shared.config import load_settings
 
 RATES = (5_000, 10_000, 20_000)
 BATCH = 100          # events per request
 CONNECTIONS = 8
+NAIVE_EVENTS = 30_000   # the naive processor reads this many events from the start of the same log
 TARGETS = {"sustained_events_per_s": (">=", 20_000.0), "freshness_p99_ms_10k": ("<=", 250.0),
            "speedup_over_naive": (">=", 3.0)}
 
@@ -138,6 +140,37 @@ async def _offer(port: int, rate: int, duration_s: float, items: list[str], tag:
             "probes_visible": len(visible), "probes": len(probes), "statuses": {str(k): v for k, v in statuses.items()}}
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+async def _catchup(cfg, catalog, n_events: int) -> float:
+    """The batched processor (in this process) reading the first ``n_events`` of the same log into an empty
+    store: events/s under the same conditions as the naive processor (no ingest load meanwhile)."""
+    from streaming.processor import StreamProcessor
+
+    proc = StreamProcessor(cfg, catalog)
+    await proc.start()
+    task = asyncio.create_task(proc.run())
+    try:
+        while proc.metrics.applied + proc.metrics.duplicates == 0:
+            await asyncio.sleep(0.001)
+        t0 = time.perf_counter()
+        while proc.metrics.applied + proc.metrics.duplicates < n_events:
+            await asyncio.sleep(0.001)
+        return n_events / (time.perf_counter() - t0)
+    finally:
+        proc.stop()
+        await task
+        await proc.close()
+
+
+def _ticks(pid: int | None) -> int:
+    try:
+        return process_ticks(pid) if pid else 0
+    except OSError:
+        return 0
+
+
 def main(registry: str, json_path: str | None = None, duration: float = 10.0, rates=RATES) -> dict:
     from streaming.catalog import load_catalog
 
@@ -160,17 +193,28 @@ def main(registry: str, json_path: str | None = None, duration: float = 10.0, ra
             # warm-up: until the processor has joined its group and a first point went through (not reported)
             warm = asyncio.run(_offer(port, 1000, 2.0, items, "warm", store.url, 0))
             result["warmup_events"] = warm["events"]
+            pids = {"ingest": ingest.pid, "processor": proc.pid, "broker": broker.pid, "store": store.pid,
+                    "loadgen+reader": os.getpid()}
             for k, rate in enumerate(rates):
                 already = result["warmup_events"] + sum(p["events"] for p in result["points"])
+                before, t0 = {n: _ticks(p) for n, p in pids.items()}, time.monotonic()
                 point = asyncio.run(_offer(port, rate, duration, items, f"r{k}", store.url, already))
+                wall = time.monotonic() - t0
+                # where the time goes: CPU seconds per process over the point, as a share of one core
+                point["cpu_share_of_one_core"] = {n: round((_ticks(p) - before[n]) / TICKS / wall, 2)
+                                                  for n, p in pids.items()}
                 result["points"].append(point)
                 print(f"offered {rate}/s: {point}", flush=True)
-        total = sum(p["events"] for p in result["points"])
+        total = min(NAIVE_EVENTS, result["warmup_events"] + sum(p["events"] for p in result["points"]))
+        result["naive_events"] = total
         settings = load_settings(streaming=cfg).streaming
         naive_url = store.url.replace("/0", "/1")
         result["naive_events_per_s"] = round(naive_events_per_s(
             broker.bootstrap, settings.topics.events, naive_url, "naive-bench", total, catalog.vector,
             settings.session), 1)
+        result["processor_catchup_events_per_s"] = round(asyncio.run(_catchup(
+            settings.model_copy(update={"store": store.url.replace("/0", "/2"), "group": "catchup-bench"}),
+            catalog, total)), 1)
     by_rate = {p["offered_events_per_s"]: p for p in result["points"]}
     result["sustained_events_per_s"] = max(p["sustained_events_per_s"] for p in result["points"])
     if 10_000 in by_rate:
@@ -205,8 +249,13 @@ def print_table(result: dict, console) -> None:
                   f"{p['sustained_events_per_s']:,.0f}", f"{p['freshness_p50_ms']:.1f}",
                   f"{p['freshness_p99_ms']:.1f}", f"{p['probes_visible']}/{p['probes']}", str(p["statuses"]))
     console.print(t)
+    for p in result["points"]:
+        cpu = p.get("cpu_share_of_one_core", {})
+        console.print(f"{p['offered_events_per_s']}/s CPU (share of one core): "
+                      + ", ".join(f"{n} {v:.2f}" for n, v in cpu.items()))
     console.print(f"naive processor (one round trip per command): {result['naive_events_per_s']:,.0f} events/s; "
-                  f"best sustained / naive = {result['speedup_over_naive']}")
+                  f"best sustained / naive = {result['speedup_over_naive']}; batched processor catching up on the "
+                  f"same {result['naive_events']} events: {result['processor_catchup_events_per_s']:,.0f} events/s")
     for key, (op, bound) in TARGETS.items():
         v = result.get(key)
         ok = v is not None and (v >= bound if op == ">=" else v <= bound)

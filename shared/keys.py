@@ -33,7 +33,7 @@ def imps_field(item_id: str) -> str:
 
 # -- written by the stream processor -------------------------------------------------------------------------
 # - session:     also acc (float64 accumulator bytes), ref_ms, events (count applied)  (shared.session_update)
-# - profile:     HASH  lt:<d> long-term vector (fixed-point ints, additive), cat:<name>/brand:<name> affinity,
+# - profile:     HASH  lt long-term vector (float64 bytes; added to atomically), cat:<name>/brand:<name> affinity,
 #                v:<day>/p:<day> views/purchases per UTC day, orders, revenue_cents, consent:<flag> 0/1
 # - impression:  HASH  slot, ts, items (\x1f-joined), clicked:<item>  (TTL: the click join window)
 # - seen:        STRING per event id (TTL: the dedup window)

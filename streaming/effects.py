@@ -11,9 +11,9 @@ stored vector equals a replay of the session's distinct events.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 
 from shared import keys as K
@@ -23,7 +23,7 @@ from shared.session_update import SessionAcc, apply_event, encode_acc, session_v
 from streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
-LT_SCALE = 1_000_000            # long-term profile vector: fixed point, so concurrent HINCRBYs add exactly
+VADD = "VADD"          # script op: add packed float64s to a hash field (the long-term profile vector)
 AFFINITY = {"view": 1, "click": 1, "add_to_cart": 3, "purchase": 5}
 PREFERENCE_AFFINITY = 10
 
@@ -119,6 +119,7 @@ class Planner:
         imps = dict(snap.impressions)
         pending = {k: set(v) for k, v in snap.pending.items()}
         incr: dict[tuple[str, str], int] = {}
+        lt: dict[str, np.ndarray] = {}
         ops = plan.ops
         for rec in records:
             if rec.offset <= wm.get(rec.wm_field, -1):
@@ -138,7 +139,9 @@ class Planner:
             plan.seen_new.append(sk)
             ops.append(("SET", sk, "1", "EX", self.dedup_s))
             plan.applied.append(ev)
-            self._apply(ev, sessions, touched, imps, pending, incr, ops)
+            self._apply(ev, sessions, touched, imps, pending, incr, lt, ops)
+        for pkey, delta in lt.items():
+            ops.append((VADD, pkey, "lt", delta.shape[0], delta.astype("<f8").tobytes()))
         for (key, fld), n in incr.items():
             if n:
                 ops.append(("HINCRBY", key, fld, n))
@@ -155,7 +158,7 @@ class Planner:
         return plan
 
     def _apply(self, ev: Event, sessions: dict, touched: dict, imps: dict, pending: dict, incr: dict,
-               ops: list) -> None:
+               lt: dict, ops: list) -> None:
         t = ev.type
         tenant = ev.tenant
         pkey = K.profile_key(tenant, ev.user_id)
@@ -170,8 +173,11 @@ class Planner:
                 state, n = sessions.get(skey, (None, 0))
                 sessions[skey] = (apply_event(state, vec, w, ev.ts_ms, self.rule), n + 1)
                 touched[skey] = (tenant, ev.session_id)
-                for d, x in enumerate(vec.tolist()):
-                    _add(incr, pkey, f"lt:{d}", round(w * x * LT_SCALE))
+                acc = lt.get(pkey)
+                if acc is None:
+                    lt[pkey] = vec.astype(np.float64) * w
+                else:
+                    acc += vec * w
             aff = AFFINITY.get(t, 0)
             if aff:
                 cat, brand = self.catalog.category(ev.item_id), self.catalog.brand(ev.item_id)
@@ -251,7 +257,7 @@ def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
     today = now_ms // DAY_MS
     out: dict = {"views_7d": 0, "views_30d": 0, "purchases_7d": 0, "purchases_30d": 0, "categories": {},
                  "brands": {}, "consent": {}}
-    lt = {}
+    lt = None
     for k, v in raw.items():
         key = k.decode() if isinstance(k, bytes) else k
         kind, _, rest = key.partition(":")
@@ -268,12 +274,12 @@ def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
             out["brands"][rest] = int(v)
         elif kind == "consent":
             out["consent"][rest] = bool(int(v))
-        elif kind == "lt":
-            lt[int(rest)] = int(v) / LT_SCALE
+        elif key == "lt":
+            lt = np.frombuffer(v, dtype="<f8")
     orders = int(raw.get(b"orders", raw.get("orders", 0)) or 0)
     revenue = int(raw.get(b"revenue_cents", raw.get("revenue_cents", 0)) or 0)
     out["orders"] = orders
     out["avg_order_value"] = round(revenue / orders / 100, 2) if orders else 0.0
-    norm = math.sqrt(sum(x * x for x in lt.values()))
-    out["long_term"] = [lt.get(d, 0.0) / norm for d in range(len(lt))] if norm > 0 else None
+    norm = float(np.linalg.norm(lt)) if lt is not None else 0.0
+    out["long_term"] = (lt / norm).tolist() if norm > 0 else None
     return out

@@ -2,10 +2,11 @@
 
 A consumer group with manual commits: for each fetched batch, read a snapshot of the store, plan the
 effects (``streaming.effects``), write them atomically with the partition watermarks
-(``streaming.store``), then commit the offsets. Killed between the write and the commit, the restarted
+(``streaming.store``), then commit the offsets (in the background, never ahead of the write). Killed between the write and the commit, the restarted
 processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
 replay changes nothing. Store errors retry the same batch (nothing is skipped); records that fail
-validation go to the dead-letter topic once (offsets below the watermark are not re-sent).
+validation go to the dead-letter topic before the batch is written (at least once: a retried
+batch sends them again; once written, their offsets are below the watermark and are not re-sent).
 
 Watermarks are offsets, so they assume the log is never rewritten: a broker that loses its log (Tansu's
 memory storage across a restart) restarts offsets at 0, and the store's watermarks must then be cleared
@@ -61,6 +62,8 @@ class StreamProcessor:
         self.producer: AIOKafkaProducer | None = None
         self.relay: TriggerRelay | None = None
         self._stop = asyncio.Event()
+        self._to_commit: dict = {}
+        self._commit_wanted = asyncio.Event()
         self.metrics.instruments.gauge("consumer_lag", self._lag)
 
     def _lag(self) -> list[tuple[tuple, float]]:
@@ -94,15 +97,19 @@ class StreamProcessor:
     async def run(self) -> None:
         """Consume until ``stop()``."""
         assert self.consumer is not None and self.relay is not None
-        relay = asyncio.create_task(self.relay.run(), name="trigger-relay")
+        tasks = [asyncio.create_task(self.relay.run(), name="trigger-relay"),
+                 asyncio.create_task(self._committer(), name="committer")]
         try:
             while not self._stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=100, max_records=self.cfg.max_batch)
                 if batches:
                     await self.process(batches)
         finally:
-            relay.cancel()
-            await asyncio.gather(relay, return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._to_commit:
+                await self._commit()
 
     async def process(self, batches: dict) -> None:
         records = [to_record(tp.topic, tp.partition, m.offset, m.value)
@@ -110,6 +117,20 @@ class StreamProcessor:
         await self.apply(records)
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         self._positions.update(offsets)
+        # Committed in the background, never before the write above: the watermarks already make a
+        # redelivery a no-op, so the commit only bounds how much is re-read after a crash, and the next
+        # batch need not wait for the broker's answer.
+        self._to_commit.update(offsets)
+        self._commit_wanted.set()
+
+    async def _committer(self) -> None:
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            await self._commit()
+
+    async def _commit(self) -> None:
+        offsets, self._to_commit = self._to_commit, {}
         try:
             await self.consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:

@@ -132,13 +132,16 @@ def test_cart_deadline_and_post_purchase_outbox() -> None:
     pk = K.profile_key("default", "u")
     assert inc[(pk, "revenue_cents")] == 750 and inc[(pk, "orders")] == 1
     assert inc[(pk, "cat:hats")] == 3 + 5 and inc[(pk, "brand:A")] == 8
+    vadd = [op for op in plan.ops if op[0] == "VADD"]
+    assert len(vadd) == 1 and vadd[0][1:4] == (pk, "lt", 16)
+    assert np.frombuffer(vadd[0][4], "<f8").tolist() == (VECS[2] * (3.0 + 4.0)).tolist()   # cart 3 + purchase 4
 
 
 def test_profile_summary_windows_and_average_order() -> None:
     today = T0 // DAY_MS
     raw = {f"v:{today}".encode(): b"2", f"v:{today - 8}".encode(): b"5", f"v:{today - 40}".encode(): b"9",
            f"p:{today - 1}".encode(): b"1", b"orders": b"4", b"revenue_cents": b"1000", b"cat:hats": b"3",
-           b"consent:marketing": b"0", b"lt:0": b"3000000", b"lt:1": b"4000000"}
+           b"consent:marketing": b"0", b"lt": np.array([3.0, 4.0], dtype="<f8").tobytes()}
     s = profile_summary(raw, T0)
     assert (s["views_7d"], s["views_30d"], s["purchases_7d"], s["purchases_30d"]) == (2, 7, 1, 1)
     assert s["avg_order_value"] == 2.5 and s["categories"] == {"hats": 3} and s["consent"] == {"marketing": False}
