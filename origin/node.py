@@ -109,13 +109,18 @@ class OriginNode:
             logger.warning("store not reachable at start; profiles fall back until it is")
 
     async def stop(self) -> None:
-        await self.reasoner.close()
-        await self.profiles.store.close()
-        if self.state is not None:
-            self.state.index.close()
-        if self._shard_dir is not None:
-            shutil.rmtree(self._shard_dir, ignore_errors=True)
-            self._shard_dir = None
+        """Close clients, then the index, then remove the private shard directory, whatever fails first."""
+        try:
+            await self.reasoner.close()
+            await self.profiles.store.close()
+        finally:
+            try:
+                if self.state is not None:
+                    self.state.index.close()
+            finally:
+                if self._shard_dir is not None:
+                    shutil.rmtree(self._shard_dir, ignore_errors=True)
+                    self._shard_dir = None
 
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:
