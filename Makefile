@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.run-deps: $(INSTALL_INPUTS) | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,local]'
+	$(BIN)/pip install -q -e '.[train,local,origin]'
 	touch $@
 
 $(VENV)/.test-deps: $(INSTALL_INPUTS) | $(BIN)/python

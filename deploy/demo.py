@@ -1,4 +1,5 @@
-"""``strata demo`` (what ``make run`` does): export if needed, start Valkey and an edge node, show answers.
+"""``strata demo`` (what ``make run`` does): export if needed, start Valkey, an edge node and an origin node,
+show answers (the edge's, then the origin's cold-start answer and its explanation).
 
 Everything started here is stopped here, on Ctrl-C, SIGTERM, SIGHUP or an error, in reverse order, and
 the run's temporary directory (edge log, Valkey's working directory) is removed (``deploy.run_dir``). The
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from deploy.exporting import export_with_progress, summary_table
 from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
+from deploy.origin_samples import ask_origin, origin_table
 from deploy.run_dir import RunDir
 from deploy.sample_traffic import (
     COLD_SESSION,
@@ -93,17 +95,26 @@ def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
                             "--port", str(port), "--store", valkey.url]
                     edge = ManagedProcess("edge", argv, ready_url=f"http://{HOST}:{port}/readyz",
                                           log_path=run_dir / "edge.log")
-                    with edge:
+                    origin_port = free_port(HOST)
+                    origin = ManagedProcess("origin", [*strata_command(), "origin", "--registry", str(registry),
+                                                       "--host", HOST, "--port", str(origin_port),
+                                                       "--store", valkey.url, "--reasoner", "template"],
+                                            ready_url=f"http://{HOST}:{origin_port}/readyz",
+                                            log_path=run_dir / "origin.log")
+                    with edge, origin:
                         console.print(f"edge:   http://{HOST}:{port} (pid {edge.pid}, log {edge.log_path}, "
                                       "removed on exit)")
-                        return _show_and_serve(valkey, edge, bundle, port, once, console)
+                        console.print(f"origin: http://{HOST}:{origin_port} (pid {origin.pid}, "
+                                      f"log {origin.log_path}, removed on exit)")
+                        return _show_and_serve(valkey, edge, origin, bundle, (port, origin_port), once, console)
         except KeyboardInterrupt:
             console.print("stopped; everything the demo started has been stopped")
             return 0
 
 
-def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, bundle: DemoBundle, port: int,
-                    once: bool, console: Console) -> int:
+def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, origin: ManagedProcess, bundle: DemoBundle,
+                    ports: tuple[int, int], once: bool, console: Console) -> int:
+    port, origin_port = ports
     vec, category = warm_session_vector(bundle)
     client = valkey.client()
     try:
@@ -121,14 +132,21 @@ def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, bundle: DemoBun
                   f"{len(failed)} failed")
     if failed:
         console.print(f"[red]edge log tail:[/red]\n{edge.output_tail(20)}")
+    try:
+        console.print(origin_table(ask_origin(HOST, origin_port), bundle))
+    except Exception as exc:       # the table says what went wrong; the demo's exit code counts it
+        failed.append(exc)
+        console.print(f"[red]origin did not answer: {exc}[/red]\n{origin.output_tail(20)}")
     if once:
         return 1 if failed else 0
     curl = (f"curl -s http://{HOST}:{port}/v1/recommend -H 'Content-Type: application/json' "
             f"""-d '{{"user_id": "u1", "session_id": "{WARM_SESSION}", "slot": "home", "k": 5}}'""")
     console.print(f"\n[bold]serving[/bold] at http://{HOST}:{port} (metrics: /metrics). Try:\n  {curl}\n"
                   "Press Ctrl-C to stop.")
-    while edge.running and valkey.running:
+    console.print(f"origin: curl -s http://{HOST}:{origin_port}/v1/explain -H 'Content-Type: application/json' "
+                  """-d '{"user_id": "u1", "session_id": "s1", "k": 3, "query": "gluten free bread"}'""")
+    while edge.running and valkey.running and origin.running:
         time.sleep(0.5)
-    which = "edge" if not edge.running else "valkey-server"
+    which = "edge" if not edge.running else "origin" if not origin.running else "valkey-server"
     console.print(f"[red]{which} exited unexpectedly[/red]\n{edge.output_tail(20)}")
     return 1

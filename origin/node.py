@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+from pathlib import Path
 
 from origin.bundle import load_origin_bundle
 from origin.metrics import OriginMetrics
@@ -18,7 +20,7 @@ from origin.reasoner.budget import TokenBudget
 from origin.reasoner.template import TemplateReasoner
 from origin.recommend import Ranking, explain_handler, recommend_handler
 from origin.redaction import Redactor
-from origin.retrieval import build_index
+from origin.retrieval import build_index, private_shard_dir
 from origin.stages.ann_source import AnnSource
 from origin.stages.ctx import OriginCtx
 from origin.stages.encode import Encode
@@ -56,6 +58,7 @@ class OriginNode:
         self.policy = settings.guardrails
         self.metrics = OriginMetrics()
         self.state: OriginState | None = None
+        self._shard_dir: Path | None = None      # a private shard directory this node made (removed at stop)
         self.redactor = Redactor()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
@@ -80,7 +83,11 @@ class OriginNode:
         """Bundle -> catalog, ranker, pools; the vector index built from its item vectors."""
         cfg = self.cfg
         bundle = load_origin_bundle(cfg.registry, cfg.model, ort_threads=cfg.ort_threads)
-        index = build_index(bundle.catalog, cfg.vector_index.backend, cfg.vector_index.url)
+        location = cfg.vector_index.url
+        if cfg.vector_index.backend == "edge" and location is None:
+            self._shard_dir = private_shard_dir()
+            location = str(self._shard_dir / "items")
+        index = build_index(bundle.catalog, cfg.vector_index.backend, location)
         self.state = OriginState(bundle, index, self.policy)
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
@@ -102,10 +109,18 @@ class OriginNode:
             logger.warning("store not reachable at start; profiles fall back until it is")
 
     async def stop(self) -> None:
-        await self.reasoner.close()
-        await self.profiles.store.close()
-        if self.state is not None:
-            self.state.index.close()
+        """Close clients, then the index, then remove the private shard directory, whatever fails first."""
+        try:
+            await self.reasoner.close()
+            await self.profiles.store.close()
+        finally:
+            try:
+                if self.state is not None:
+                    self.state.index.close()
+            finally:
+                if self._shard_dir is not None:
+                    shutil.rmtree(self._shard_dir, ignore_errors=True)
+                    self._shard_dir = None
 
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:

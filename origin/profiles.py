@@ -2,7 +2,8 @@
 
 Recovery rule: when the store read fails or misses its deadline, the last profile read for that
 user/session is served if it is younger than ``max_stale_s`` (1 h), and the answer is marked degraded;
-otherwise the request goes on without a profile (also degraded). Without consent nothing is read.
+otherwise the request goes on without a profile (also degraded). A failed read is retried once (it is
+idempotent) only while half the deadline remains. Without consent nothing is read.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class ProfileSource:
         self.max_stale_s = max_stale_s
         self.max_entries = max_entries
         self.failures = 0
+        self.retries = 0
         self._last: dict[tuple[str, str, str], tuple[float, Profile]] = {}
 
     async def get(self, tenant: str, user_id: str, session_id: str) -> Profile:
@@ -121,7 +123,7 @@ class ProfileSource:
         key = (tenant, user_id, session_id)
         try:
             async with asyncio.timeout(self.timeout_s):
-                profile = await self.store.read(tenant, user_id, session_id)
+                profile = await self._read_with_retry(tenant, user_id, session_id)
         except (StoreUnavailable, TimeoutError) as exc:
             self.failures += 1
             logger.warning("profile read failed, serving cached or none: %s", exc or type(exc).__name__)
@@ -135,3 +137,17 @@ class ProfileSource:
             self._last.pop(next(iter(self._last)))
         self._last[key] = (time.monotonic(), profile)
         return profile
+
+    async def _read_with_retry(self, tenant: str, user_id: str, session_id: str) -> Profile:
+        """The read is idempotent: one retry after a short backoff, only while half the deadline remains
+        (the surrounding timeout still bounds both attempts)."""
+        start = time.monotonic()
+        try:
+            return await self.store.read(tenant, user_id, session_id)
+        except StoreUnavailable:
+            backoff = min(0.005, self.timeout_s / 10)
+            if time.monotonic() - start + backoff > self.timeout_s / 2:
+                raise
+            self.retries += 1
+            await asyncio.sleep(backoff)
+            return await self.store.read(tenant, user_id, session_id)

@@ -35,12 +35,15 @@ def item_points(catalog: Catalog, rows: Sequence[int]) -> list[IndexPoint]:
     return out
 
 
+def private_shard_dir() -> Path:
+    """A temporary directory for a process's own shard (a shard has one opener); the caller removes it."""
+    return Path(tempfile.mkdtemp(prefix="strata-origin-index-"))
+
+
 def build_index(catalog: Catalog, backend: str = "edge", location: str | None = None) -> VectorIndex:
-    """A fresh index of every catalog item. ``edge`` without a location uses a private temp directory
-    (a shard has one opener per process)."""
+    """A fresh index of every catalog item at ``location`` (a shard directory for ``edge``, a server URL
+    or local-mode path for ``qdrant``)."""
     t0 = time.perf_counter()
-    if backend == "edge" and location is None:
-        location = str(Path(tempfile.mkdtemp(prefix="strata-origin-index-")) / "items")
     index = open_vector_index(backend, location or ":memory:", dim=catalog.vectors.shape[1], fields=FIELDS)
     rows = list(range(len(catalog)))
     for lo in range(0, len(rows), BATCH):

@@ -65,6 +65,30 @@ def parse_origin(obj: object, explain: bool = False) -> OriginRequest:
     return OriginRequest(parse_recommend(body), query, consent, item_ids)
 
 
+# Every origin answer has these fields; an explain answer adds REASONER_FIELDS. Items are
+# {"item_id", "score", "explored", "sources"} (recommend) or {"item_id", "reason"} (explain).
+ANSWER_FIELDS = ("tier", "confidence", "degraded", "route_reasons", "model_version", "removed", "items",
+                 "request_id", "impression_id", "timing")
+REASONER_FIELDS = ("reasoner", "fallback")
+
+
+def origin_answer(*, items: list[dict], degraded: bool, route_reasons: list[str], model_version: str,
+                  removed: dict[str, int], request_id: str, impression_id: str, server_us: int,
+                  reasoner: str | None = None, fallback: str | None = None) -> dict:
+    """The answer body. ``confidence`` is null: the origin is the last tier and does not route.
+    ``removed`` counts the candidates the filters removed, by reason; ``reasoner`` (explain only) says who
+    wrote the reasons and ``fallback`` why the configured reasoner did not (null when it did)."""
+    body = {"tier": TIER, "confidence": None, "degraded": degraded, "route_reasons": route_reasons,
+            "model_version": model_version, "removed": removed, "items": items}
+    if reasoner is not None:
+        body["reasoner"] = reasoner
+        body["fallback"] = fallback
+    body["request_id"] = request_id
+    body["impression_id"] = impression_id
+    body["timing"] = {"server_us": server_us}
+    return body
+
+
 @dataclass(slots=True)
 class ItemUpdate:
     item_id: str
@@ -123,5 +147,5 @@ def parse_items(obj: object, categories: tuple[str, ...]) -> list[ItemUpdate]:
     return out
 
 
-__all__ = ["MAX_CANDIDATES", "MAX_EXPLAIN_ITEMS", "MAX_QUERY_CHARS", "TIER", "ItemUpdate", "OriginRequest",
-           "parse_items", "parse_origin"]
+__all__ = ["ANSWER_FIELDS", "MAX_CANDIDATES", "MAX_EXPLAIN_ITEMS", "MAX_QUERY_CHARS", "REASONER_FIELDS", "TIER",
+           "ItemUpdate", "OriginRequest", "origin_answer", "parse_items", "parse_origin"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from origin.stages.ctx import OriginCtx
 from shared.codecs import encode
-from shared.origin_contract import TIER
+from shared.origin_contract import origin_answer
 from shared.pipeline import Reply
 
 
@@ -21,22 +21,18 @@ class Encode:
     def run(self, ctx: OriginCtx) -> Reply:
         state = ctx.state
         ids = state.catalog.item_ids
-        picked = ctx.picked.tolist()
-        body: dict = {"tier": TIER, "confidence": None, "degraded": ctx.degraded,
-                      "route_reasons": ctx.route_reasons, "model_version": state.version,
-                      "removed": dict(ctx.removed)}
+        ex = ctx.explanation
         if ctx.explain:
-            ex = ctx.explanation
-            body["items"] = ex.items
-            body["reasoner"] = ex.reasoner
-            body["fallback"] = ex.fallback
+            items = ex.items
         else:
             scores = dict(zip(ctx.rows.tolist(), ctx.scores.tolist(), strict=True))
-            body["items"] = [{"item_id": ids[r], "score": round(scores[r], 6), "explored": e,
-                              "sources": ctx.sources[r]} for r, e in zip(picked, ctx.explored, strict=True)]
-        body["request_id"] = self.next_id()
-        body["impression_id"] = self.next_id()
-        body["timing"] = {"server_us": (time.perf_counter_ns() - ctx.t0) // 1000}
+            items = [{"item_id": ids[r], "score": round(scores[r], 6), "explored": e, "sources": ctx.sources[r]}
+                     for r, e in zip(ctx.picked.tolist(), ctx.explored, strict=True)]
+        body = origin_answer(items=items, degraded=ctx.degraded, route_reasons=ctx.route_reasons,
+                             model_version=state.version, removed=dict(ctx.removed), request_id=self.next_id(),
+                             impression_id=self.next_id(), server_us=(time.perf_counter_ns() - ctx.t0) // 1000,
+                             reasoner=ex.reasoner if ctx.explain else None,
+                             fallback=ex.fallback if ctx.explain else None)
         if self.on_answer is not None:
             self.on_answer(ctx)
         return Reply(200, ctx.media, encode(body, ctx.media))

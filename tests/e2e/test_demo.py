@@ -19,14 +19,22 @@ def test_demo_once_exports_serves_both_codecs_and_cleans_up(tmp_path) -> None:
     assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{proc.stderr}"
     assert (registry / "edge-scorer" / "CURRENT").is_file()  # an empty registry gets a model first
     assert "edge answers" in out
-    rows = [line for line in out.splitlines() if re.match(r"^│\s+\d+\s+│", line)]
+    rows = [line for line in out.splitlines() if re.match(r"^│\s+\d+\s+│", line)
+            and line.split("│")[2].strip() in ("json", "msgpack")]             # the edge table's rows
     assert len(rows) == 6, out
     codecs = [line.split("│")[2].strip() for line in rows]
     assert codecs == ["json", "msgpack", "json", "msgpack", "json", "msgpack"]
     assert all("│ edge " in line for line in rows), out
     assert "6 requests: 3 json answers, 3 msgpack answers, 0 failed" in out
+    assert "origin: cold start for a new user" in out and "template reasoner" in out
+    assert "it matches your search" in out                   # the explanation of the cold-start answer
+    origin_rows = [line for line in out.splitlines() if re.match(r"^│\s+\d+\s+│\s+SKU-", line)]
+    assert len(origin_rows) == 5, out
     # everything the demo started is gone: the edge port and the Valkey port are closed
     assert not port_open("127.0.0.1", port)
     valkey = re.search(r"valkey: redis://127\.0\.0\.1:(\d+)/0", out)
     assert valkey is not None, out
     assert not port_open("127.0.0.1", int(valkey.group(1)))
+    origin = re.search(r"origin: http://127\.0\.0\.1:(\d+) \(pid", out)
+    assert origin is not None, out
+    assert not port_open("127.0.0.1", int(origin.group(1)))

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from origin.app import build_app
 from origin.node import OriginNode
 from shared.config import load_settings
+from shared.origin_contract import ANSWER_FIELDS, REASONER_FIELDS
 
 BANNED = ["wine"]
 BODY = {"user_id": "u1", "session_id": "s1", "k": 10}
@@ -38,6 +39,7 @@ def test_recommend_answers_k_checked_items(origin) -> None:
     r = client.post("/v1/recommend", json=BODY)
     assert r.status_code == 200, r.text
     d = r.json()
+    assert list(d) == list(ANSWER_FIELDS)
     assert (d["tier"], d["degraded"], d["model_version"]) == ("origin", False, node.state.version)
     ids = [it["item_id"] for it in d["items"]]
     assert len(ids) == 10 and len(set(ids)) == 10
@@ -76,6 +78,7 @@ def test_explain_gives_one_grounded_reason_per_item_and_redacts_the_query(origin
     r = client.post("/v1/explain", json={**BODY, "k": 4, "query": "bread, call me on 07911 123456"})
     assert r.status_code == 200, r.text
     d = r.json()
+    assert set(d) == set(ANSWER_FIELDS) | set(REASONER_FIELDS)
     assert (d["reasoner"], d["fallback"], len(d["items"])) == ("template", None, 4)
     c = node.state.catalog
     for it in d["items"]:

@@ -54,7 +54,7 @@ def random_catalog(seed: int, n: int, n_cats: int, p_age: float, p_out: float) -
 
 
 @given(data=st.data())
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_no_answer_ever_breaks_a_guardrail(registry_dir: Path, data) -> None:
     seed = data.draw(st.integers(0, 10_000), "seed")
     n = data.draw(st.integers(5, 250), "n_items")

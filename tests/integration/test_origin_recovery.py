@@ -88,6 +88,28 @@ def test_profile_read_fails_cached_profile_served_degraded(origin, valkey_proc) 
         valkey_proc.start()
 
 
+def test_profile_read_retries_once_inside_the_deadline(valkey_proc) -> None:
+    import asyncio
+
+    from origin.profiles import ProfileSource, RedisProfileStore
+
+    async def go(timeout_s: float) -> tuple[int, bool]:
+        store = RedisProfileStore(valkey_proc.url, timeout_s)
+        source = ProfileSource(store, timeout_s)
+        try:
+            p = await source.get("default", "u9", "s9")
+        finally:
+            await store.close()
+        return source.retries, p.degraded
+
+    valkey_proc.stop()                                   # connection refused at once
+    try:
+        assert asyncio.run(go(0.2)) == (1, True)         # time left: one retry, then the fallback
+    finally:
+        valkey_proc.start()
+    assert asyncio.run(go(0.2)) == (0, False)            # a good read is not retried
+
+
 def test_no_consent_reads_no_personal_data(origin, valkey_proc) -> None:
     client, node = origin
     valkey_proc.stop()              # a read would fail and mark the answer degraded: none may happen

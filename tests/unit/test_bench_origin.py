@@ -15,7 +15,7 @@ def test_synthetic_catalog_is_deterministic_and_complete() -> None:
 
 
 def test_bench_reports_latency_recall_and_stage_shares(registry_dir) -> None:
-    r = run(registry_dir, n_items=3000, requests=30, warmup=5, recall_queries=5)
+    r = run(registry_dir, n_items=1500, requests=20, warmup=3, recall_queries=3)
     for key in ("p50_ms", "p95_ms", "p99_ms", "ann_recall_at_500"):
         assert r[key] >= 0, key
     assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
