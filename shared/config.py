@@ -122,6 +122,8 @@ class StreamingSettings(_Section):
     dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires this long after its last write")
     session: SessionRule = SessionRule()
+
+
 class ReasonerSettings(_Section):
     url: str = Field("template", description="'template', or the base URL of a vLLM OpenAI-compatible server")
     model: str = Field("strata-explainer", description="served model name on the vLLM server")
@@ -142,7 +144,7 @@ class VectorIndexSettings(_Section):
 
 class OriginSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8090, ge=0, le=65535)
+    port: int = Field(8091, ge=0, le=65535)
     registry: str = "registry"
     model: str = "edge-scorer"
     ort_threads: int = Field(1, ge=1)

@@ -114,7 +114,7 @@ def test_frozen_store_bounds_every_request_and_readiness_stays_down(registry_dir
 
 
 def test_cached_answer_reports_the_store_state_when_served(registry_dir, fresh_valkey):
-    node = node_for(registry_dir, fresh_valkey.url)
+    node = node_for(registry_dir, fresh_valkey.url, timeout_ms=100.0)   # not about the budget: no spurious misses
     body = {"user_id": "u", "session_id": "cached-session", "k": 5}
 
     async def go() -> list[dict]:
