@@ -9,6 +9,7 @@ edge runs as a real ``strata edge`` process against the embedded Valkey, exactly
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -96,10 +97,13 @@ def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
                     edge = ManagedProcess("edge", argv, ready_url=f"http://{HOST}:{port}/readyz",
                                           log_path=run_dir / "edge.log")
                     origin_port = free_port(HOST)
+                    shard = run_dir / "origin-index"     # the origin's vector shard: removed with the run dir
+                    shard.mkdir()
                     origin = ManagedProcess("origin", [*strata_command(), "origin", "--registry", str(registry),
                                                        "--host", HOST, "--port", str(origin_port),
                                                        "--store", valkey.url, "--reasoner", "template"],
                                             ready_url=f"http://{HOST}:{origin_port}/readyz",
+                                            env={**os.environ, "STRATA_ORIGIN__VECTOR_INDEX__URL": str(shard)},
                                             log_path=run_dir / "origin.log")
                     with edge, origin:
                         console.print(f"edge:   http://{HOST}:{port} (pid {edge.pid}, log {edge.log_path}, "

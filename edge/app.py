@@ -12,25 +12,17 @@ import logging
 import time
 from typing import Protocol
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from shared.codecs import JSON
 from shared.error_mapper import error_reply, negotiated_error_reply
 from shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
 from shared.fastapi_errors import install_error_handlers
+from shared.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
 from shared.pipeline import Handler, Reply
 
 logger = logging.getLogger(__name__)
-OPS_ROUTES = ("/healthz", "/readyz", "/metrics")
-
-
-class OpsView(Protocol):
-    def readiness(self) -> tuple[int, dict]: ...
-
-    def exposition(self) -> bytes: ...
-
-
 class Recorder(Protocol):
     def answered(self, route: str, status: int, t0_ns: int) -> None: ...
 
@@ -48,28 +40,7 @@ def ops_app(ops: OpsView) -> FastAPI:
                          swagger_ui_parameters={"validatorUrl": None})
     install_error_handlers(api)
 
-    # GET and HEAD on the health routes (load balancers health-check with either). A two-method route
-    # serves them; the GET-only twin registered below only documents them (FastAPI's OpenAPI output
-    # warns about a route with two methods).
-    @api.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
-    def healthz() -> dict:
-        return {"status": "ok"}
-
-    @api.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
-    def readyz(response: Response) -> dict:
-        status, body = ops.readiness()
-        response.status_code = status
-        if status == 503:
-            response.headers["Retry-After"] = "1"
-        return body
-
-    api.get("/healthz")(healthz)
-    api.get("/readyz")(readyz)
-
-    @api.get("/metrics")
-    def metrics() -> Response:
-        return Response(ops.exposition(), media_type="text/plain; version=0.0.4")
-
+    install_ops_routes(api, ops)
     return api
 
 

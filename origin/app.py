@@ -12,6 +12,7 @@ from origin.node import OriginNode
 from shared.codecs import choose_response_type, decode, encode
 from shared.errors import PayloadTooLarge
 from shared.fastapi_errors import install_error_handlers, to_response
+from shared.fastapi_ops import install_ops_routes
 from shared.origin_contract import parse_items
 from shared.pipeline import Handler, Reply
 
@@ -86,20 +87,5 @@ def build_app(node: OriginNode) -> FastAPI:
         finally:
             node.metrics.answered("/v1/items", status, t0)
 
-    @api.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
-
-    @api.get("/readyz")
-    def readyz(response: Response) -> dict:
-        status, body = node.readiness()
-        response.status_code = status
-        if status == 503:
-            response.headers["Retry-After"] = "1"
-        return body
-
-    @api.get("/metrics")
-    def metrics() -> Response:
-        return Response(node.exposition(), media_type="text/plain; version=0.0.4")
-
+    install_ops_routes(api, node)
     return api

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from shared.errors import PayloadTooLarge
 from shared.fastapi_errors import install_error_handlers, to_response
+from shared.fastapi_ops import install_ops_routes
 from shared.pipeline import Reply
 from streaming.service import IngestService
 
@@ -51,20 +52,5 @@ def build_app(service: IngestService) -> FastAPI:
         reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
         return to_response(reply)
 
-    @api.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok"}
-
-    @api.get("/readyz")
-    def readyz(response: Response) -> dict:
-        status, body = service.readiness()
-        response.status_code = status
-        if status == 503:
-            response.headers["Retry-After"] = "1"
-        return body
-
-    @api.get("/metrics")
-    def metrics() -> Response:
-        return Response(service.exposition(), media_type="text/plain; version=0.0.4")
-
+    install_ops_routes(api, service)
     return api

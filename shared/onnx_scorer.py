@@ -1,0 +1,36 @@
+"""A bundle's ONNX click model in one onnxruntime session with explicit thread settings (every tier
+scores with it: the same model and ``shared.features`` rows, no train/serve skew)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.bundle import INPUT_NAME, OUTPUT_NAME
+from shared.errors import BundleError
+
+
+class OnnxScorer:
+    def __init__(self, model_path: Path | str, threads: int = 1) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._sess = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+        names_in = [i.name for i in self._sess.get_inputs()]
+        names_out = [o.name for o in self._sess.get_outputs()]
+        if names_in != [INPUT_NAME] or OUTPUT_NAME not in names_out:
+            raise BundleError(f"model io {names_in} -> {names_out}, expected [{INPUT_NAME}] -> {OUTPUT_NAME}")
+        self._outputs = [OUTPUT_NAME]
+        self._run = self._sess.run
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Click probability per row, float32 [n]."""
+        return self._run(self._outputs, {INPUT_NAME: x})[0].reshape(-1)
