@@ -113,6 +113,39 @@ class _Child:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def start(self) -> _Child:
+        raise NotImplementedError
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM and wait; SIGKILL if it does not exit in time."""
+        self._signal_and_wait(signal.SIGTERM, timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL: the engine vanishes at once, as in a crash."""
+        self._signal_and_wait(signal.SIGKILL, 5.0)
+
+    def _signal_and_wait(self, sig: signal.Signals, timeout_s: float) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        """Forget the process and remove what it left (its log, its working directory)."""
+        self._proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
 
 class ValkeyProcess(_Child):
     """A real ``valkey-server`` on 127.0.0.1 with persistence off, restartable on the same port."""
@@ -177,37 +210,11 @@ class ValkeyProcess(_Child):
         finally:
             client.close()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM and wait; SIGKILL if it does not exit in time."""
-        self._signal_and_wait(signal.SIGTERM, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL: the store vanishes at once, as in a crash."""
-        self._signal_and_wait(signal.SIGKILL, 5.0)
-
-    def _signal_and_wait(self, sig: signal.Signals, timeout_s: float) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._cleanup()
-
     def _cleanup(self) -> None:
         self._proc = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
-
-    def __enter__(self) -> ValkeyProcess:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 class ManagedProcess(_Child):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -81,29 +80,8 @@ class TansuProcess(_Child):
         logger.info("tansu broker started", extra={"pid": self._proc.pid, "bootstrap": self.bootstrap})
         return self
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM and wait; SIGKILL if it lingers."""
-        self._signal_and_wait(signal.SIGTERM, timeout_s)
-
-    def kill(self) -> None:
-        self._signal_and_wait(signal.SIGKILL, 5.0)
-
-    def _signal_and_wait(self, sig: signal.Signals, timeout_s: float) -> None:
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def _cleanup(self) -> None:
         self._proc = None
         if self._log is not None:
             self._log.unlink(missing_ok=True)
             self._log = None
-
-    def __enter__(self) -> TansuProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
