@@ -31,14 +31,15 @@ class EdgeNode:
 
 
 @pytest.fixture(scope="module", params=["strata", "uvicorn"])
-def edge_node(request, registry_dir: Path, valkey_proc) -> Iterator[EdgeNode]:
+def edge_node(request, registry_dir: Path, valkey_proc, tmp_path_factory) -> Iterator[EdgeNode]:
     """``strata edge`` as a real process on a free port, against the session's Valkey and bundle; once
     with the edge's own HTTP server (the default) and once under uvicorn."""
     valkey_proc.start()
     port = free_port()
     argv = [*strata_command(), "edge", "--registry", str(registry_dir), "--host", "127.0.0.1",
             "--port", str(port), "--store", valkey_proc.url, "--log-level", "WARNING", "--http", request.param]
-    proc = ManagedProcess("edge", argv, ready_url=f"http://127.0.0.1:{port}/readyz")
+    proc = ManagedProcess("edge", argv, ready_url=f"http://127.0.0.1:{port}/readyz",
+                          log_path=tmp_path_factory.mktemp("edge-log") / "edge.log")   # pytest's tmp, not /tmp
     proc.start(timeout_s=60)
     try:
         yield EdgeNode(f"http://127.0.0.1:{port}", proc, read_current(registry_dir, EDGE_MODEL), registry_dir)
