@@ -37,8 +37,13 @@ class InvalidationListener:
 
         r = aioredis.from_url(self.url.replace("valkey://", "redis://", 1), socket_connect_timeout=1.0)
         pubsub = r.pubsub(ignore_subscribe_messages=True)
+        me = asyncio.current_task()
         try:
             while True:
+                if me is not None and me.cancelling():
+                    # redis-py turns a cancel that meets its own read timeout into "no message" (or a
+                    # TimeoutError): the cancel is still pending, so honour it here
+                    raise asyncio.CancelledError
                 try:
                     if not pubsub.subscribed:
                         await pubsub.subscribe(INVALIDATION_CHANNEL)
@@ -49,6 +54,8 @@ class InvalidationListener:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:      # store down: try again shortly
+                    if me is not None and me.cancelling():
+                        raise asyncio.CancelledError from exc
                     self.errors += 1
                     self.subscribed.clear()
                     logger.debug("invalidation subscription: %s: %s", type(exc).__name__, exc)

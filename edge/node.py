@@ -42,6 +42,24 @@ from shared.pipeline import Reply
 logger = logging.getLogger(__name__)
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 3, wait_s: float = 1.0) -> None:
+    """Cancel background tasks and wait for them, bounded. A cancellation can be lost on Python 3.11 when
+    it meets a timeout expiring in the same loop iteration inside the task (``asyncio.timeout`` then
+    raises TimeoutError, which a retry loop catches): cancel again, and never wait forever."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(rounds):
+        if not pending:
+            return
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=wait_s)
+        if pending:
+            logger.info("background tasks still running after a cancel: %s",
+                        ", ".join(sorted(t.get_name() for t in pending)))
+    if pending:
+        logger.warning("background tasks did not stop: %s", ", ".join(sorted(t.get_name() for t in pending)))
+
+
 class EdgeNode:
     def __init__(self, settings: StrataSettings, source: SettingsSource | None = None) -> None:
         cfg = self.cfg = settings.edge
@@ -123,9 +141,7 @@ class EdgeNode:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.config_watch.check_once, True)
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         await self.health.stop()
         if self.config_watch is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

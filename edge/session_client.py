@@ -212,9 +212,10 @@ class StoreHealth:
                 await self.probe()
 
     async def stop(self) -> None:
-        if self._probe is not None and not self._probe.done():
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
+        probe = self._probe
+        if probe is not None and not probe.done():
+            probe.cancel()
+            await asyncio.wait((probe,), timeout=1.0)
 
 
 async def read_with_deadline(coro, timeout_s: float):
