@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from edge.scorer import EdgeScorer
 from shared import bundle as B
 from shared.errors import BundleError
-from shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
+from shared.features import FEATURE_DIM, FEATURE_SPEC_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +36,11 @@ def load_bundle(registry: Path | str, model: str, version: str | None = None, or
     version = version or B.read_current(registry, model)
     path = Path(registry) / model / version
     manifest = B.verify_bundle(path, FEATURE_SPEC_VERSION)
-    try:
-        table = pq.read_table(path / B.ITEMS_FILE, columns=["item_id", "category", "age_restricted"])
-        items = table.column("item_id").to_pylist()
-        categories = [str(c) for c in table.column("category").to_pylist()]
-        # an item whose age flag is missing is treated as age-restricted (the guardrail errs on the safe side)
-        age = np.asarray(pc.fill_null(table.column("age_restricted"), 1).to_numpy(zero_copy_only=False), dtype=bool)
-        feats = np.load(path / B.ITEM_FEATURES_FILE, allow_pickle=False)
-        vecs = np.load(path / B.ITEM_VECTORS_FILE, allow_pickle=False)
-        pools_raw = json.loads((path / B.POOLS_FILE).read_text())
-    except Exception as exc:
-        raise BundleError(f"cannot read bundle {path}: {exc}") from exc
+    table, feats, vecs, pools_raw = B.read_item_arrays(path, ["item_id", "category", "age_restricted"])
+    items = table.column("item_id").to_pylist()
+    categories = [str(c) for c in table.column("category").to_pylist()]
+    age = B.age_restricted_flags(table)
     n = len(items)
-    if feats.shape != (n, ITEM_DIM) or vecs.shape != (n, EMBED_DIM):
-        raise BundleError(f"bundle {path}: item arrays {feats.shape}/{vecs.shape} do not match {n} items")
     index = {item_id: i for i, item_id in enumerate(items)}
     if len(index) != n:
         raise BundleError(f"bundle {path}: duplicate item ids")

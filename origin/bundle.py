@@ -4,20 +4,17 @@ popular pools and ranker. Items carry no stock level in the bundle: they start i
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from origin.catalog import Catalog
 from origin.scorer import OnnxRanker
 from shared import bundle as B
 from shared.errors import BundleError
-from shared.features import EMBED_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
+from shared.features import FEATURE_SPEC_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +32,17 @@ def load_origin_bundle(registry: Path | str, model: str, version: str | None = N
     version = version or B.read_current(registry, model)
     path = Path(registry) / model / version
     B.verify_bundle(path, FEATURE_SPEC_VERSION)
+    t, feats, vecs, pools = B.read_item_arrays(path)
     try:
-        t = pq.read_table(path / B.ITEMS_FILE)
         ids = [str(i) for i in t.column("item_id").to_pylist()]
         titles = [str(x) for x in t.column("title").to_pylist()]
         cats = [str(c) for c in t.column("category").to_pylist()]
         cat_idx = t.column("category_idx").to_pylist()
         prices = t.column("price").to_numpy()
         pop = t.column("popularity").to_numpy()
-        age = np.asarray(pc.fill_null(t.column("age_restricted"), 1).to_numpy(zero_copy_only=False), dtype=bool)
-        feats = np.load(path / B.ITEM_FEATURES_FILE, allow_pickle=False)
-        vecs = np.load(path / B.ITEM_VECTORS_FILE, allow_pickle=False)
-        pools = json.loads((path / B.POOLS_FILE).read_text())
     except Exception as exc:
         raise BundleError(f"cannot read bundle {path}: {exc}") from exc
-    if feats.shape != (len(ids), ITEM_DIM) or vecs.shape != (len(ids), EMBED_DIM):
-        raise BundleError(f"bundle {path}: item arrays {feats.shape}/{vecs.shape} do not match {len(ids)} items")
+    age = B.age_restricted_flags(t)
     index = dict(zip(cats, cat_idx, strict=True))
     catalog = Catalog(ids, titles, cats, {c: int(i) for c, i in index.items()}, prices, pop, age,
                       np.ones(len(ids), dtype=np.int64), feats, vecs)

@@ -81,3 +81,33 @@ def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = Non
             f"bundle feature spec {manifest.get('feature_spec_version')!r} != serving spec {feature_spec_version!r}"
         )
     return manifest
+
+
+def read_item_arrays(bundle_dir: Path | str, columns: list[str] | None = None):
+    """A verified bundle's item table (``columns``, or all) with its feature rows, item vectors and pools,
+    shapes checked against the table. Raises BundleError on anything unreadable or mismatched."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from shared.features import EMBED_DIM, ITEM_DIM
+
+    path = Path(bundle_dir)
+    try:
+        table = pq.read_table(path / ITEMS_FILE, columns=columns)
+        feats = np.load(path / ITEM_FEATURES_FILE, allow_pickle=False)
+        vecs = np.load(path / ITEM_VECTORS_FILE, allow_pickle=False)
+        pools = json.loads((path / POOLS_FILE).read_text())
+    except Exception as exc:
+        raise BundleError(f"cannot read bundle {path}: {exc}") from exc
+    n = table.num_rows
+    if feats.shape != (n, ITEM_DIM) or vecs.shape != (n, EMBED_DIM):
+        raise BundleError(f"bundle {path}: item arrays {feats.shape}/{vecs.shape} do not match {n} items")
+    return table, feats, vecs, pools
+
+
+def age_restricted_flags(table):
+    """bool per item; an item whose flag is missing counts as age-restricted (guardrails err on the safe side)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(table.column("age_restricted"), 1).to_numpy(zero_copy_only=False), dtype=bool)
