@@ -1,8 +1,8 @@
 """The edge's subscription to session invalidations published by the stream processor.
 
-The processor publishes ``<tenant>\\x1f<session_id>`` on ``shared.keys.INVALIDATION_CHANNEL`` after it
-wrote a session's new vector; the edge then drops that session's cached vector and cached answers, so
-the next request reads the fresh vector from the store. Runs in the background; redis-py reconnects and
+The processor publishes one message per written batch on ``shared.keys.INVALIDATION_CHANNEL``: msgpack
+``[[tenant, session_id], ...]``, the sessions whose new vectors it wrote; the edge then drops each one's
+cached vector and cached answers, so the next request reads the fresh vector from the store. Runs in the background; redis-py reconnects and
 re-subscribes by itself after a store outage (messages published meanwhile are lost; the session cache's
 TTL bounds how stale a vector can get).
 """
@@ -13,7 +13,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from shared.keys import FIELD_SEP, INVALIDATION_CHANNEL
+import msgpack
+
+from shared.keys import INVALIDATION_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +29,21 @@ class InvalidationListener:
         self.subscribed = asyncio.Event()
 
     def handle(self, data: bytes) -> None:
-        tenant, sep, session_id = data.decode("utf-8", "replace").partition(FIELD_SEP)
-        if sep:
-            self.received += 1
-            self.on_session(tenant, session_id)
+        try:
+            sessions = msgpack.unpackb(data, raw=False)
+        except Exception as exc:      # not ours: count it, never stop listening
+            self.errors += 1
+            logger.debug("invalidation message undecodable: %s: %s", type(exc).__name__, exc)
+            return
+        if type(sessions) is not list:
+            self.errors += 1
+            return
+        for pair in sessions:
+            if type(pair) is list and len(pair) == 2 and all(type(x) is str for x in pair):
+                self.received += 1
+                self.on_session(pair[0], pair[1])
+            else:
+                self.errors += 1
 
     async def run(self) -> None:
         import redis.asyncio as aioredis

@@ -36,7 +36,7 @@ def imps_field(item_id: str) -> str:
 # - profile:     HASH  lt long-term vector (float64 bytes; added to atomically), cat:<name>/brand:<name> affinity,
 #                v:<day>/p:<day> views/purchases per UTC day, orders, revenue_cents, consent:<flag> 0/1
 # - impression:  HASH  slot, ts, items (\x1f-joined), clicked:<item>  (TTL: the click join window)
-# - seen:        STRING per event id (TTL: the dedup window)
+# - seen:        SET per dedup bucket of seen_member(tenant, event_id) (an id is remembered 1-2 dedup TTLs)
 # - watermark:   HASH  <topic>:<partition> -> last applied offset
 
 def impression_key(tenant: str, impression_id: str) -> str:
@@ -49,11 +49,23 @@ def pending_clicks_key(tenant: str, impression_id: str) -> str:
 
 
 def seen_key(tenant: str, event_id: str) -> str:
+    """One key per event id (the naive baseline's dedup; the processor uses the bucketed sets below)."""
     return f"{PREFIX}:{{{tenant}}}:seen:{event_id}"
+
+
+def seen_member(tenant: str, event_id: str) -> str:
+    """An applied event's id in the processor's dedup sets (length-prefixed: no separator to collide on)."""
+    return f"{len(tenant)}:{tenant}{event_id}"
+
+
+def seen_bucket_key(bucket: int) -> str:
+    """SET of ``seen_member``s applied in dedup bucket ``bucket`` (processing time // dedup TTL); an id is
+    checked against the current and the previous bucket, so it is remembered at least one TTL."""
+    return f"{PREFIX}:stream:seen:{bucket}"
 
 
 WATERMARK_KEY = f"{PREFIX}:stream:applied"                  # HASH <topic>:<partition> -> offset
 CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET tenant\x1fsession\x1fuser -> deadline ms
 TRIGGER_OUTBOX_KEY = f"{PREFIX}:stream:trigger-outbox"      # LIST of JSON trigger messages to publish
-INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"                 # pub/sub: "<tenant>\x1f<session_id>"
+INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"   # pub/sub: msgpack [[tenant, session_id], ...] per written batch
 FIELD_SEP = "\x1f"

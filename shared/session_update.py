@@ -60,10 +60,23 @@ def session_vec(state: SessionAcc | None) -> np.ndarray | None:
     """The vector the edge reads: float32 unit vector, None when there is no direction yet."""
     if state is None:
         return None
-    norm = float(np.linalg.norm(state.acc))
-    if not norm > 0 or not np.isfinite(norm):
-        return None
-    return (state.acc / norm).astype(np.float32)
+    vecs, ok = session_vecs(state.acc[None, :])
+    return vecs[0] if ok[0] else None
+
+
+def session_vecs(accs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``session_vec`` of many accumulators at once (float64 [n, EMBED_DIM]): (float32 unit vectors, ok mask).
+
+    The squared norm is summed column by column in a fixed order, so row i gives the same bits whether it
+    is computed alone or in a batch of any size (a numpy reduction may reorder its additions by shape)."""
+    accs = np.asarray(accs, dtype=np.float64)
+    sq = accs[:, 0] * accs[:, 0]
+    for j in range(1, accs.shape[1]):
+        sq = sq + accs[:, j] * accs[:, j]
+    norms = np.sqrt(sq)
+    ok = (norms > 0) & np.isfinite(norms)
+    safe = np.where(ok, norms, 1.0)
+    return (accs / safe[:, None]).astype(np.float32), ok
 
 
 def encode_acc(state: SessionAcc) -> bytes:

@@ -5,8 +5,9 @@ states, impressions, pending clicks), computes the plan here, and writes it with
 first checks the snapshot's watermarks and seen ids are unchanged (``streaming.store``). So a record is
 applied at most once whatever crashes or rebalances happen (offsets at or below the partition's watermark
 and event ids already seen are skipped), and at least once because offsets are committed only after the
-write. Per session, events are applied in log order with ``shared.session_update.apply_event``: the
-stored vector equals a replay of the session's distinct events.
+write. Per session, events are applied in log order with the arithmetic of
+``shared.session_update.apply_event``, vectorised over the batch's sessions (``Planner._fold``; a unit test
+holds it bit-equal to the scalar rule): the stored vector equals a replay of the session's distinct events.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import orjson
 from shared import keys as K
 from shared.config import StreamingSettings
 from shared.contracts import Event
-from shared.session_update import SessionAcc, apply_event, encode_acc, session_vec
+from shared.session_update import SessionAcc, session_vecs
 from streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
-VADD = "VADD"          # script op: add packed float64s to a hash field (the long-term profile vector)
 AFFINITY = {"view": 1, "click": 1, "add_to_cart": 3, "purchase": 5}
 PREFERENCE_AFFINITY = 10
 
@@ -53,10 +53,11 @@ class Impression:
 @dataclass(slots=True)
 class Snapshot:
     watermarks: dict[str, int]                       # wm field -> last applied offset (-1: none)
-    seen: set[str]                                   # seen keys that exist
+    seen: set[str]                                   # seen members (``keys.seen_member``) already applied
     sessions: dict[str, tuple[SessionAcc | None, int]]   # session key -> (state, events applied)
     impressions: dict[str, Impression | None]
     pending: dict[str, set[str]]                     # pending-clicks key -> item ids
+    seen_bucket: int = 0                             # the dedup bucket the snapshot checked (and the plan writes)
 
 
 @dataclass(slots=True)
@@ -64,23 +65,37 @@ class StoreReads:
     """Which keys the plan depends on."""
 
     wm_fields: set[str] = field(default_factory=set)
-    seen_keys: set[str] = field(default_factory=set)
+    seen_members: set[str] = field(default_factory=set)
     session_keys: set[str] = field(default_factory=set)
     impression_keys: set[str] = field(default_factory=set)
     pending_keys: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
+class SessionWrite:
+    key: str
+    acc: bytes                   # float64 little-endian accumulator
+    ref_ms: int
+    events: int
+    vec: bytes | None            # float32 unit vector; None: no direction (the stored ``vec`` is left as is)
+
+
+@dataclass(slots=True)
 class Plan:
     wm_expected: dict[str, int]
     wm_new: dict[str, int]
-    seen_new: list[str]
-    ops: list[tuple]
+    seen_new: list[str]                      # ``keys.seen_member`` of every applied event
+    ops: list[tuple]                         # other writes, run in this order
+    seen_bucket: int = 0
+    incr: dict[tuple[str, str], int] = field(default_factory=dict)     # (key, field) -> HINCRBY amount
+    lt: dict[str, np.ndarray] = field(default_factory=dict)            # profile key -> float64 to add to "lt"
+    session_writes: list[SessionWrite] = field(default_factory=list)
+    updated_ms: int = 0
     applied: list[Event] = field(default_factory=list)
     duplicates: int = 0          # event id seen before (a client retry, or a replay after the dedup key)
     replayed: int = 0            # offset at or below the watermark (redelivery after a crash/rebalance)
     dead: list[Record] = field(default_factory=list)
-    sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated
+    sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
 
 
 def reads_for(records: list[Record]) -> StoreReads:
@@ -90,7 +105,7 @@ def reads_for(records: list[Record]) -> StoreReads:
         ev = rec.event
         if ev is None:
             continue
-        r.seen_keys.add(K.seen_key(ev.tenant, ev.event_id))
+        r.seen_members.add(K.seen_member(ev.tenant, ev.event_id))
         if ev.item_id is not None:
             r.session_keys.add(K.session_key(ev.tenant, ev.session_id))
         if ev.type == "click" and ev.impression_id is not None:
@@ -100,95 +115,102 @@ def reads_for(records: list[Record]) -> StoreReads:
     return r
 
 
+class _Moves:
+    """The batch's session-vector moves, folded per session in log order with numpy (``fold``)."""
+
+    __slots__ = ("index", "keys", "names", "session", "row", "weight", "ts")
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.keys: list[str] = []
+        self.names: list[tuple[str, str]] = []
+        self.session: list[int] = []
+        self.row: list[int] = []
+        self.weight: list[float] = []
+        self.ts: list[int] = []
+
+    def add(self, skey: str, tenant: str, session_id: str, row: int, weight: float, ts_ms: int) -> None:
+        i = self.index.get(skey)
+        if i is None:
+            i = self.index[skey] = len(self.keys)
+            self.keys.append(skey)
+            self.names.append((tenant, session_id))
+        self.session.append(i)
+        self.row.append(row)
+        self.weight.append(weight)
+        self.ts.append(ts_ms)
+
+
 class Planner:
     def __init__(self, cfg: StreamingSettings, catalog: Catalog) -> None:
         self.cfg = cfg
         self.rule = cfg.session
         self.catalog = catalog
+        self.vectors64 = np.asarray(catalog.vectors, dtype=np.float64)
         self.join_ms = int(cfg.click_join_window_s * 1000)
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
-        self.dedup_s = int(cfg.dedup_ttl_s)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
 
     def plan(self, records: list[Record], snap: Snapshot, now_ms: int) -> Plan:
         wm = dict(snap.watermarks)
-        plan = Plan({f: snap.watermarks.get(f, -1) for f in {r.wm_field for r in records}}, {}, [], [])
-        seen = set(snap.seen)
-        sessions = dict(snap.sessions)
-        touched: dict[str, tuple[str, str]] = {}
+        plan = Plan({f: snap.watermarks.get(f, -1) for f in {r.wm_field for r in records}}, {}, [], [],
+                     seen_bucket=snap.seen_bucket, updated_ms=now_ms)
+        seen = snap.seen
+        new_seen: set[str] = set()
         imps = dict(snap.impressions)
         pending = {k: set(v) for k, v in snap.pending.items()}
-        incr: dict[tuple[str, str], int] = {}
-        lt: dict[str, np.ndarray] = {}
-        ops = plan.ops
+        moves = _Moves()
+        lt_keys: list[str] = []
         for rec in records:
-            if rec.offset <= wm.get(rec.wm_field, -1):
+            wf = rec.wm_field
+            if rec.offset <= wm.get(wf, -1):
                 plan.replayed += 1
                 continue
-            wm[rec.wm_field] = rec.offset
-            plan.wm_new[rec.wm_field] = rec.offset
+            wm[wf] = rec.offset
+            plan.wm_new[wf] = rec.offset
             ev = rec.event
             if ev is None:
                 plan.dead.append(rec)
                 continue
-            sk = K.seen_key(ev.tenant, ev.event_id)
-            if sk in seen:
+            sm = K.seen_member(ev.tenant, ev.event_id)
+            if sm in seen or sm in new_seen:
                 plan.duplicates += 1
                 continue
-            seen.add(sk)
-            plan.seen_new.append(sk)
-            ops.append(("SET", sk, "1", "EX", self.dedup_s))
+            new_seen.add(sm)
+            plan.seen_new.append(sm)
             plan.applied.append(ev)
-            self._apply(ev, sessions, touched, imps, pending, incr, lt, ops)
-        for pkey, delta in lt.items():
-            ops.append((VADD, pkey, "lt", delta.shape[0], delta.astype("<f8").tobytes()))
-        for (key, fld), n in incr.items():
-            if n:
-                ops.append(("HINCRBY", key, fld, n))
-        for skey, (tenant, sid) in touched.items():
-            state, n = sessions[skey]
-            vec = session_vec(state)
-            fields = ["acc", encode_acc(state), "ref_ms", state.ref_ms, "events", n, "updated_ms", now_ms]
-            if vec is not None:
-                fields += ["vec", vec.astype("<f4").tobytes()]
-            ops.append(("HSET", skey, *fields))
-            ops.append(("PEXPIRE", skey, self.session_ttl_ms))
-            ops.append(("PUBLISH", K.INVALIDATION_CHANNEL, f"{tenant}{K.FIELD_SEP}{sid}"))
-            plan.sessions.append((tenant, sid))
+            self._apply(ev, plan, moves, lt_keys, imps, pending)
+        if moves.keys:
+            self._fold(moves, lt_keys, snap, plan)
         return plan
 
-    def _apply(self, ev: Event, sessions: dict, touched: dict, imps: dict, pending: dict, incr: dict,
-               lt: dict, ops: list) -> None:
+    def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict) -> None:
         t = ev.type
         tenant = ev.tenant
         pkey = K.profile_key(tenant, ev.user_id)
-        day = ev.ts_ms // DAY_MS
+        incr = plan.incr
+        ops = plan.ops
         if ev.consent:
             ops.append(("HSET", pkey, *[x for k, v in ev.consent.items() for x in (f"consent:{k}", int(v))]))
-        if ev.item_id is not None:
-            vec = self.catalog.vector(ev.item_id)
-            w = self.rule.weight(t)
-            if vec is not None and w != 0.0:
-                skey = K.session_key(tenant, ev.session_id)
-                state, n = sessions.get(skey, (None, 0))
-                sessions[skey] = (apply_event(state, vec, w, ev.ts_ms, self.rule), n + 1)
-                touched[skey] = (tenant, ev.session_id)
-                acc = lt.get(pkey)
-                if acc is None:
-                    lt[pkey] = vec.astype(np.float64) * w
-                else:
-                    acc += vec * w
-            aff = AFFINITY.get(t, 0)
-            if aff:
-                cat, brand = self.catalog.category(ev.item_id), self.catalog.brand(ev.item_id)
-                if cat is not None:
-                    _add(incr, pkey, f"cat:{cat}", aff)
-                if brand is not None:
-                    _add(incr, pkey, f"brand:{brand}", aff)
+        item = ev.item_id
+        if item is not None:
+            cat = self.catalog
+            row = cat.index.get(item)
+            if row is not None:
+                w = self.rule.weight(t)
+                if w != 0.0:
+                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms)
+                    lt_keys.append(pkey)
+                aff = AFFINITY.get(t, 0)
+                if aff:
+                    k = (pkey, "cat:" + cat.categories[row])
+                    incr[k] = incr.get(k, 0) + aff
+                    k = (pkey, "brand:" + cat.brands[row])
+                    incr[k] = incr.get(k, 0) + aff
         if t == "view":
-            _add(incr, pkey, f"v:{day}", 1)
+            _add(incr, pkey, f"v:{ev.ts_ms // DAY_MS}", 1)
         elif t == "purchase":
-            _add(incr, pkey, f"p:{day}", 1)
+            _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
             _add(incr, pkey, "revenue_cents", round(ev.price * ev.quantity * 100))
             ops.append(("ZREM", K.CART_DEADLINES_KEY, _cart_member(ev)))
@@ -207,6 +229,73 @@ class Planner:
             self._impression(ev, imps, pending, incr, ops)
         elif t == "click" and ev.impression_id is not None:
             self._click(ev, imps, pending, incr, ops)
+
+    def _fold(self, moves: _Moves, lt_keys: list[str], snap: Snapshot, plan: Plan) -> None:
+        """Apply every move to its session's state, in log order per session, a round at a time (round r = the
+        r-th move of every session), with exactly the arithmetic of ``shared.session_update.apply_event``;
+        then the sessions' new vectors, and the profiles' long-term sums."""
+        n_s = len(moves.keys)
+        dim = self.vectors64.shape[1]
+        acc = np.zeros((n_s, dim), dtype=np.float64)
+        has = np.zeros(n_s, dtype=bool)
+        ref = [0] * n_s
+        count = [0] * n_s
+        for i, skey in enumerate(moves.keys):
+            state, n = snap.sessions.get(skey, (None, 0))
+            count[i] = n
+            if state is not None:
+                acc[i] = state.acc
+                has[i] = True
+                ref[i] = state.ref_ms
+        sess = np.asarray(moves.session, dtype=np.int64)
+        contrib = self.vectors64[np.asarray(moves.row, dtype=np.int64)] * np.asarray(moves.weight)[:, None]
+        hl_ms = self.rule.half_life_s * 1000.0
+        # round of each move: how many earlier moves its session had in this batch
+        rounds: list[list[int]] = []
+        seen_n = [0] * n_s
+        for e, s in enumerate(moves.session):
+            r = seen_n[s]
+            seen_n[s] = r + 1
+            if r == len(rounds):
+                rounds.append([])
+            rounds[r].append(e)
+        ts = moves.ts
+        for members in rounds:
+            e_idx = np.asarray(members, dtype=np.int64)
+            s_idx = sess[e_idx]
+            fresh = ~has[s_idx]
+            if fresh.any():
+                acc[s_idx[fresh]] = contrib[e_idx[fresh]]
+            old = np.flatnonzero(~fresh)
+            if old.size:
+                decay = np.empty(old.size, dtype=np.float64)      # multiplies the accumulator
+                scale = np.empty(old.size, dtype=np.float64)      # multiplies the contribution
+                for j, o in enumerate(old.tolist()):
+                    e, s = members[o], int(s_idx[o])
+                    if ts[e] >= ref[s]:
+                        decay[j], scale[j] = 0.5 ** ((ts[e] - ref[s]) / hl_ms), 1.0
+                        ref[s] = ts[e]
+                    else:
+                        decay[j], scale[j] = 1.0, 0.5 ** ((ref[s] - ts[e]) / hl_ms)
+                so, eo = s_idx[old], e_idx[old]
+                acc[so] = acc[so] * decay[:, None] + contrib[eo] * scale[:, None]
+            for o in np.flatnonzero(fresh).tolist():
+                s = int(s_idx[o])
+                ref[s] = ts[members[o]]
+            has[s_idx] = True
+            for s in s_idx.tolist():
+                count[s] += 1
+        vecs, ok = session_vecs(acc)
+        writes = plan.session_writes
+        for i, skey in enumerate(moves.keys):
+            writes.append(SessionWrite(skey, acc[i].astype("<f8").tobytes(), ref[i], count[i],
+                                       vecs[i].astype("<f4").tobytes() if ok[i] else None))
+        plan.sessions.extend(moves.names)
+        users: dict[str, int] = {}
+        uidx = np.asarray([users.setdefault(k, len(users)) for k in lt_keys], dtype=np.int64)
+        sums = np.zeros((len(users), dim), dtype=np.float64)
+        np.add.at(sums, uidx, contrib)
+        plan.lt = dict(zip(users, sums, strict=True))
 
     def _impression(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list) -> None:
         ikey = K.impression_key(ev.tenant, ev.impression_id)

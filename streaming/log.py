@@ -19,6 +19,14 @@ from aiokafka.errors import KafkaError
 
 from shared.config import StreamingSettings
 from streaming.errors import BrokerUnavailable
+
+try:
+    from streaming._murmur2 import partition
+except ImportError:        # no C compiler at install time: aiokafka's own (pure-Python) murmur2, same partitions
+    from aiokafka.partitioner import murmur2
+
+    def partition(key: bytes, n: int) -> int:
+        return (murmur2(key) & 0x7FFFFFFF) % n
 from streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
@@ -86,13 +94,42 @@ class EventLog:
                 if not self._topics_checked:     # after an outage: a restarted broker may have lost them
                     await ensure_topics(self.cfg.broker, self.cfg.topics, int(self.timeout_s * 1000))
                     self._topics_checked = True
-                futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+                futures = await self._send(producer, records)
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError, OSError, BrokerUnavailable) as exc:
             self._topics_checked = False
             self.last_error = f"{type(exc).__name__}: {exc}"
             raise BrokerUnavailable(f"event log did not acknowledge within {self.timeout_s}s: {self.last_error}",
                                     field="broker") from None
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes]]) -> list:
+        """Queue the records as one batch per partition (a keyed record goes where Kafka's default partitioner
+        puts it, so a session's events stay in order on one partition); keyless records go one by one.
+        Appending to a batch builder costs ~1 us a record, ``producer.send`` ~20 (a future, a coroutine and
+        aiokafka's pure-Python murmur2 each)."""
+        futures = []
+        builders: dict[tuple[str, int], object] = {}
+        counts: dict[str, int] = {}
+        for topic, key, value in records:
+            if key is None:
+                futures.append(await producer.send(topic, value))
+                continue
+            n = counts.get(topic)
+            if n is None:
+                n = counts[topic] = len(await producer.partitions_for(topic))
+            tp = (topic, partition(key, n))
+            batch = builders.get(tp)
+            if batch is None:
+                batch = builders[tp] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:      # full: send it, start another
+                futures.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
+                batch = builders[tp] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise BrokerUnavailable(f"an event of {len(value)} bytes does not fit a batch", field="events")
+        for (topic, part), batch in builders.items():
+            futures.append(await producer.send_batch(batch, topic, partition=part))
+        return futures
 
     async def stop(self) -> None:
         if self._connector is not None:

@@ -57,7 +57,7 @@ class StreamProcessor:
         self.cfg = cfg
         self.planner = Planner(cfg, catalog)
         self.metrics = metrics or ProcessorMetrics()
-        self.store = StreamStore(cfg.store)
+        self.store = StreamStore(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s, session_ttl_s=cfg.session_ttl_s)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: TriggerRelay | None = None
@@ -95,16 +95,28 @@ class StreamProcessor:
         self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics)
 
     async def run(self) -> None:
-        """Consume until ``stop()``."""
+        """Consume until ``stop()``. The next batch is fetched and decoded while the store runs the previous
+        batch's write (one batch in flight: a batch's snapshot is read only after the previous write landed)."""
         assert self.consumer is not None and self.relay is not None
         tasks = [asyncio.create_task(self.relay.run(), name="trigger-relay"),
                  asyncio.create_task(self._committer(), name="committer")]
+        inflight: asyncio.Task | None = None
         try:
             while not self._stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=100, max_records=self.cfg.max_batch)
-                if batches:
-                    await self.process(batches)
+                if not batches:
+                    continue
+                records = [to_record(tp.topic, tp.partition, m.offset, m.value)
+                           for tp, msgs in batches.items() for m in msgs]
+                if inflight is not None:
+                    await inflight
+                inflight = asyncio.create_task(self._process(batches, records), name="apply-batch")
+            if inflight is not None:
+                await inflight
         finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                await asyncio.gather(inflight, return_exceptions=True)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -114,6 +126,9 @@ class StreamProcessor:
     async def process(self, batches: dict) -> None:
         records = [to_record(tp.topic, tp.partition, m.offset, m.value)
                    for tp, msgs in batches.items() for m in msgs]
+        await self._process(batches, records)
+
+    async def _process(self, batches: dict, records: list[Record]) -> None:
         await self.apply(records)
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         self._positions.update(offsets)
@@ -144,8 +159,8 @@ class StreamProcessor:
         conflicts = 0
         while True:
             try:
-                snap = await self.store.read(reads)
                 now_ms = int(time.time() * 1000)
+                snap = await self.store.read(reads, now_ms)
                 plan = self.planner.plan(records, snap, now_ms)
                 if plan.dead:
                     await self._dead_letter(plan.dead)

@@ -12,6 +12,8 @@ overwrite a newer one. Single Valkey/Redis node (a cluster needs the keys groupe
 
 from __future__ import annotations
 
+import time
+
 import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -24,42 +26,78 @@ from streaming.effects import Impression, Plan, Snapshot, StoreReads
 _READ = """
 local q = cmsgpack.unpack(ARGV[1])
 local out = {{}, {}, {}, {}, {}}
-for i, f in ipairs(q[1]) do out[1][i] = redis.call('HGET', KEYS[1], f) end
-for i, k in ipairs(q[2]) do out[2][i] = redis.call('EXISTS', k) end
+if #q[1] > 0 then out[1] = redis.call('HMGET', KEYS[1], unpack(q[1])) end
+local members = q[2]
+for lo = 1, #members, 4000 do
+  local hi = math.min(lo + 3999, #members)
+  local a = redis.call('SMISMEMBER', q[6], unpack(members, lo, hi))
+  local b = redis.call('SMISMEMBER', q[7], unpack(members, lo, hi))
+  for i = 1, #a do out[2][lo + i - 1] = a[i] + b[i] end
+end
 for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'acc', 'ref_ms', 'events') end
 for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
 for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
 return cmsgpack.pack(out)
 """
 
+# p: 1 watermarks expected [f, v, ...] (v = -1: none), 2 seen members, 3 seen bucket keys {current, previous},
+# 4 the current bucket's expiry (unix ms), 5 other ops {{cmd, args...}, ...}, 6 HINCRBY [key, field, n, ...],
+# 7 long-term vector adds [key, field, dim, float64 bytes, ...], 8 sessions [key, acc, ref_ms, events, vec|"",
+# ...], 9 {session ttl ms, updated ms}, 10 invalidation message ("" none), 11 new watermarks [f, v, ...]
 _APPLY = """
 local p = cmsgpack.unpack(ARGV[1])
-for _, c in ipairs(p[1]) do
-  local cur = redis.call('HGET', KEYS[1], c[1])
-  if c[2] == -1 then
+local wm = p[1]
+for i = 1, #wm, 2 do
+  local cur = redis.call('HGET', KEYS[1], wm[i])
+  if wm[i + 1] == -1 then
     if cur then return 0 end
-  elseif tonumber(cur) ~= c[2] then
+  elseif tonumber(cur) ~= wm[i + 1] then
     return 0
   end
 end
-for _, k in ipairs(p[2]) do
-  if redis.call('EXISTS', k) == 1 then return 0 end
-end
-for _, op in ipairs(p[3]) do
-  if op[1] == 'VADD' then
-    local fmt = '<' .. string.rep('d', op[4])
-    local add = {struct.unpack(fmt, op[5])}
-    local cur = redis.call('HGET', op[2], op[3])
-    if cur and #cur == 8 * op[4] then
-      local old = {struct.unpack(fmt, cur)}
-      for d = 1, op[4] do add[d] = add[d] + old[d] end
+local members = p[2]
+local cur_bucket, prev_bucket = p[3][1], p[3][2]
+for lo = 1, #members, 4000 do
+  local hi = math.min(lo + 3999, #members)
+  for _, key in ipairs({cur_bucket, prev_bucket}) do
+    for _, hit in ipairs(redis.call('SMISMEMBER', key, unpack(members, lo, hi))) do
+      if hit == 1 then return 0 end
     end
-    redis.call('HSET', op[2], op[3], struct.pack(fmt, unpack(add, 1, op[4])))
-  else
-    redis.call(unpack(op))
   end
 end
-for _, c in ipairs(p[4]) do redis.call('HSET', KEYS[1], c[1], c[2]) end
+for lo = 1, #members, 4000 do
+  redis.call('SADD', cur_bucket, unpack(members, lo, math.min(lo + 3999, #members)))
+end
+if #members > 0 then redis.call('PEXPIREAT', cur_bucket, p[4]) end
+for _, op in ipairs(p[5]) do redis.call(unpack(op)) end
+local inc = p[6]
+for i = 1, #inc, 3 do redis.call('HINCRBY', inc[i], inc[i + 1], inc[i + 2]) end
+local va = p[7]
+for i = 1, #va, 4 do
+  local n = va[i + 2]
+  local fmt = '<' .. string.rep('d', n)
+  local add = {struct.unpack(fmt, va[i + 3])}
+  local cur = redis.call('HGET', va[i], va[i + 1])
+  if cur and #cur == 8 * n then
+    local old = {struct.unpack(fmt, cur)}
+    for d = 1, n do add[d] = add[d] + old[d] end
+  end
+  redis.call('HSET', va[i], va[i + 1], struct.pack(fmt, unpack(add, 1, n)))
+end
+local ss = p[8]
+local ttl, updated = p[9][1], p[9][2]
+for i = 1, #ss, 5 do
+  if ss[i + 4] == '' then
+    redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated)
+  else
+    redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated,
+               'vec', ss[i + 4])
+  end
+  redis.call('PEXPIRE', ss[i], ttl)
+end
+if p[10] ~= '' then redis.call('PUBLISH', KEYS[2], p[10]) end
+local nw = p[11]
+for i = 1, #nw, 2 do redis.call('HSET', KEYS[1], nw[i], nw[i + 1]) end
 return 1
 """
 
@@ -69,22 +107,28 @@ def _pack(obj: object) -> bytes:
 
 
 class StreamStore:
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 7 * 86400.0,
+                 session_ttl_s: float = 86400.0) -> None:
         self.r = aioredis.from_url(url.replace("valkey://", "redis://", 1), retry=Retry(NoBackoff(), 0),
                                    socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self._read = self.r.register_script(_READ)
         self._apply = self.r.register_script(_APPLY)
+        self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)
+        self.session_ttl_ms = int(session_ttl_s * 1000)
 
-    async def read(self, reads: StoreReads) -> Snapshot:
+    async def read(self, reads: StoreReads, now_ms: int | None = None) -> Snapshot:
+        """The snapshot a plan is computed from; event ids are checked in the dedup bucket of ``now_ms``."""
+        bucket = (now_ms if now_ms is not None else int(time.time() * 1000)) // self.dedup_ms
         wm_fields = list(reads.wm_fields)
-        seen = list(reads.seen_keys)
+        seen = list(reads.seen_members)
         sessions = list(reads.session_keys)
         imps = list(reads.impression_keys)
         pend = list(reads.pending_keys)
-        raw = await self._read(keys=[K.WATERMARK_KEY], args=[_pack([wm_fields, seen, sessions, imps, pend])])
+        raw = await self._read(keys=[K.WATERMARK_KEY], args=[_pack([
+            wm_fields, seen, sessions, imps, pend, K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1)])])
         wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
         snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
-                        {k for k, v in zip(seen, seen_raw, strict=True) if v == 1}, {}, {}, {})
+                        {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
         for s, (acc, ref, n) in zip(sessions, ses_raw, strict=True):
             snap.sessions[s] = (decode_acc(acc or None, ref or None), int(n) if n else 0)
         for k, flat in zip(imps, imp_raw, strict=True):
@@ -95,9 +139,16 @@ class StreamStore:
 
     async def write(self, plan: Plan) -> bool:
         """Apply the plan atomically; False when the snapshot it was computed from is stale."""
-        blob = _pack([[[f, v] for f, v in plan.wm_expected.items()], plan.seen_new, plan.ops,
-                      [[f, v] for f, v in plan.wm_new.items()]])
-        return bool(await self._apply(keys=[K.WATERMARK_KEY], args=[blob]))
+        b = plan.seen_bucket
+        inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
+        lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
+        ss = [x for w in plan.session_writes for x in (w.key, w.acc, w.ref_ms, w.events, w.vec or "")]
+        msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
+        blob = _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
+                      [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * self.dedup_ms, plan.ops, inc, lt,
+                      ss, [self.session_ttl_ms, plan.updated_ms], msg,
+                      [x for f, v in plan.wm_new.items() for x in (f, v)]])
+        return bool(await self._apply(keys=[K.WATERMARK_KEY, K.INVALIDATION_CHANNEL], args=[blob]))
 
     async def watermark(self, wm_field: str) -> int:
         v = await self.r.hget(K.WATERMARK_KEY, wm_field)

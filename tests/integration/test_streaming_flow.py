@@ -75,8 +75,8 @@ def test_events_become_vectors_profiles_and_counts(tansu_proc, fresh_valkey, reg
         while len(msgs) < 2 and time.monotonic() < deadline:
             m = await sub.get_message(ignore_subscribe_messages=True, timeout=0.5)
             if m:
-                msgs.add(m["data"].decode())
-        assert msgs == {"default\x1fs1", "default\x1fs2"}
+                msgs.update(tuple(pair) for pair in msgpack.unpackb(m["data"]))
+        assert msgs == {("default", "s1"), ("default", "s2")}
         await sub.aclose()
         await r.aclose()
 

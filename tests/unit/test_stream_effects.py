@@ -41,7 +41,7 @@ def _empty(records: list[Record], **over) -> Snapshot:
 
 
 def _incr(plan) -> dict:
-    return {(op[1], op[2]): op[3] for op in plan.ops if op[0] == "HINCRBY"}
+    return {kf: n for kf, n in plan.incr.items() if n}
 
 
 def test_offsets_at_or_below_the_watermark_are_skipped() -> None:
@@ -54,10 +54,10 @@ def test_offsets_at_or_below_the_watermark_are_skipped() -> None:
 
 def test_event_ids_seen_before_or_twice_in_a_batch_count_once() -> None:
     recs = [_rec(0, "view", "a", item_id="i0"), _rec(1, "view", "a", item_id="i0"), _rec(2, "view", "b", item_id="i1")]
-    snap = _empty(recs, seen={K.seen_key("default", "b")})
+    snap = _empty(recs, seen={K.seen_member("default", "b")})
     plan = Planner(CFG, CATALOG).plan(recs, snap, T0)
     assert (len(plan.applied), plan.duplicates) == (1, 2)
-    assert plan.seen_new == [K.seen_key("default", "a")]
+    assert plan.seen_new == [K.seen_member("default", "a")]
     assert _incr(plan)[(K.profile_key("default", "u"), f"v:{T0 // DAY_MS}")] == 1
 
 
@@ -111,12 +111,11 @@ def test_invalid_records_are_dead_lettered_once() -> None:
 def test_session_write_and_invalidation_per_session() -> None:
     recs = [_rec(0, "view", item_id="i0"), _rec(1, "click", item_id="i1"), _rec(2, "search", query="x")]
     plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0 + 5)
-    hset = next(op for op in plan.ops if op[0] == "HSET" and op[1] == K.session_key("default", "s"))
-    fields = dict(zip(hset[2::2], hset[3::2], strict=True))
-    assert fields["events"] == 2 and fields["updated_ms"] == T0 + 5 and fields["ref_ms"] == T0 + 1
-    assert np.frombuffer(fields["vec"], "<f4").shape == (16,)
-    assert ("PUBLISH", K.INVALIDATION_CHANNEL, "default\x1fs") in plan.ops
-    assert plan.sessions == [("default", "s")]
+    (w,) = plan.session_writes
+    assert w.key == K.session_key("default", "s") and w.events == 2 and w.ref_ms == T0 + 1
+    assert plan.updated_ms == T0 + 5
+    assert np.frombuffer(w.vec, "<f4").shape == (16,)
+    assert plan.sessions == [("default", "s")]       # published once for the batch
 
 
 def test_cart_deadline_and_post_purchase_outbox() -> None:
@@ -132,9 +131,8 @@ def test_cart_deadline_and_post_purchase_outbox() -> None:
     pk = K.profile_key("default", "u")
     assert inc[(pk, "revenue_cents")] == 750 and inc[(pk, "orders")] == 1
     assert inc[(pk, "cat:hats")] == 3 + 5 and inc[(pk, "brand:A")] == 8
-    vadd = [op for op in plan.ops if op[0] == "VADD"]
-    assert len(vadd) == 1 and vadd[0][1:4] == (pk, "lt", 16)
-    assert np.frombuffer(vadd[0][4], "<f8").tolist() == (VECS[2] * (3.0 + 4.0)).tolist()   # cart 3 + purchase 4
+    assert list(plan.lt) == [pk]
+    assert plan.lt[pk].tolist() == (VECS[2] * (3.0 + 4.0)).tolist()   # cart 3 + purchase 4
 
 
 def test_profile_summary_windows_and_average_order() -> None:
@@ -146,3 +144,55 @@ def test_profile_summary_windows_and_average_order() -> None:
     assert (s["views_7d"], s["views_30d"], s["purchases_7d"], s["purchases_30d"]) == (2, 7, 1, 1)
     assert s["avg_order_value"] == 2.5 and s["categories"] == {"hats": 3} and s["consent"] == {"marketing": False}
     assert s["long_term"] == [0.6, 0.8]
+
+
+def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
+    """The planner folds a batch's moves per session with numpy; every session's accumulator, reference time
+    and vector must equal, bit for bit, ``apply_event`` applied one event at a time in log order, whatever the
+    batch: several events per session, late events, sessions with and without stored state."""
+    from shared.session_update import SessionAcc, apply_event, encode_acc, session_vec
+
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(50, 16)).astype(np.float32)
+    catalog = Catalog("1.0.0", {f"i{k}": k for k in range(50)}, vecs, ["c"] * 50, ["b"] * 50)
+    types = ["view", "click", "add_to_cart", "purchase", "search"]
+    recs = []
+    for o in range(600):
+        t = types[int(rng.integers(len(types)))]
+        kw = {"quantity": 1, "price": 1.0} if t == "purchase" else {}
+        kw.update({"query": "q"} if t == "search" else {"item_id": f"i{int(rng.integers(50))}"})
+        raw = {"event_id": f"e{o}", "type": t, "user_id": "u", "session_id": f"s{int(rng.integers(30))}",
+               "ts": T0 + int(rng.integers(-3_600_000, 3_600_000)), "channel": "web", **kw}
+        recs.append(Record("events", 0, o, parse_event(raw)))
+    stored = {K.session_key("default", f"s{k}"): (SessionAcc(rng.normal(size=16), T0 + k * 1000), 3)
+              for k in range(0, 30, 2)}                          # half the sessions have state already
+    snap = _empty(recs)
+    snap.sessions.update(stored)
+    plan = Planner(CFG, catalog).plan(recs, snap, T0)
+    expect: dict[str, tuple[SessionAcc | None, int]] = {}
+    for rec in recs:
+        ev = rec.event
+        w = CFG.session.weight(ev.type)
+        if ev.item_id is None or w == 0.0:
+            continue
+        key = K.session_key("default", ev.session_id)
+        state, n = expect.get(key, stored.get(key, (None, 0)))
+        expect[key] = (apply_event(state, vecs[int(ev.item_id[1:])], w, ev.ts_ms, CFG.session), n + 1)
+    assert {w.key for w in plan.session_writes} == set(expect)
+    for w in plan.session_writes:
+        state, n = expect[w.key]
+        vec = session_vec(state)
+        assert (w.acc, w.ref_ms, w.events) == (encode_acc(state), state.ref_ms, n), w.key
+        assert w.vec == (vec.astype("<f4").tobytes() if vec is not None else None), w.key
+
+
+def test_session_vecs_gives_the_same_bits_alone_and_in_a_batch() -> None:
+    from shared.session_update import session_vecs
+
+    accs = np.random.default_rng(5).normal(size=(257, 16)) * 1e3
+    accs[7] = 0.0
+    batch, ok = session_vecs(accs)
+    for i in range(accs.shape[0]):
+        one, ok1 = session_vecs(accs[i:i + 1])
+        assert ok1[0] == ok[i] and one[0].tobytes() == batch[i].tobytes()
+    assert not ok[7]
