@@ -96,6 +96,26 @@ class Plan:
     replayed: int = 0            # offset at or below the watermark (redelivery after a crash/rebalance)
     dead: list[Record] = field(default_factory=list)
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
+    # the state this plan leaves behind (what the next batch would read once the write landed)
+    after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
+    after_impressions: dict[str, Impression] = field(default_factory=dict)
+    after_pending: dict[str, set[str]] = field(default_factory=dict)     # deleted: empty set
+
+
+def overlay(snap: Snapshot, prev: Plan) -> None:
+    """Make ``snap`` what it would be after ``prev``'s write, whether the read ran before or after it (the
+    processor reads the next batch while the previous write is in flight, and sends the next write only
+    once that one landed: so ``prev`` is known to be written whenever the result is used)."""
+    for f, v in prev.wm_new.items():
+        if f in snap.watermarks and v > snap.watermarks[f]:
+            snap.watermarks[f] = v
+    snap.seen.update(prev.seen_new)
+    for k in snap.sessions.keys() & prev.after_sessions.keys():
+        snap.sessions[k] = prev.after_sessions[k]
+    for k in snap.impressions.keys() & prev.after_impressions.keys():
+        snap.impressions[k] = prev.after_impressions[k]
+    for k in snap.pending.keys() & prev.after_pending.keys():
+        snap.pending[k] = set(prev.after_pending[k])
 
 
 def reads_for(records: list[Record]) -> StoreReads:
@@ -110,7 +130,8 @@ def reads_for(records: list[Record]) -> StoreReads:
             r.session_keys.add(K.session_key(ev.tenant, ev.session_id))
         if ev.type == "click" and ev.impression_id is not None:
             r.impression_keys.add(K.impression_key(ev.tenant, ev.impression_id))
-        elif ev.type == "impression":
+        elif ev.type == "impression":      # logged before (another batch)? then it is not counted again
+            r.impression_keys.add(K.impression_key(ev.tenant, ev.impression_id))
             r.pending_keys.add(K.pending_clicks_key(ev.tenant, ev.impression_id))
     return r
 
@@ -182,6 +203,8 @@ class Planner:
             self._apply(ev, plan, moves, lt_keys, imps, pending)
         if moves.keys:
             self._fold(moves, lt_keys, snap, plan)
+        plan.after_impressions = {k: v for k, v in imps.items() if v is not None}
+        plan.after_pending = pending
         return plan
 
     def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict) -> None:
@@ -287,9 +310,11 @@ class Planner:
                 count[s] += 1
         vecs, ok = session_vecs(acc)
         writes = plan.session_writes
+        after = plan.after_sessions
         for i, skey in enumerate(moves.keys):
             writes.append(SessionWrite(skey, acc[i].astype("<f8").tobytes(), ref[i], count[i],
                                        vecs[i].astype("<f4").tobytes() if ok[i] else None))
+            after[skey] = (SessionAcc(acc[i].copy(), ref[i]), count[i])
         plan.sessions.extend(moves.names)
         users: dict[str, int] = {}
         uidx = np.asarray([users.setdefault(k, len(users)) for k in lt_keys], dtype=np.int64)
@@ -308,7 +333,8 @@ class Planner:
         ops.append(("HSET", ikey, "slot", ev.slot, "ts", ev.ts_ms, "items", K.FIELD_SEP.join(ev.items)))
         ops.append(("PEXPIRE", ikey, self.join_ms))
         pkey = K.pending_clicks_key(ev.tenant, ev.impression_id)
-        waiting = pending.pop(pkey, set())
+        waiting = pending.get(pkey) or set()
+        pending[pkey] = set()
         if waiting:
             for item in sorted(waiting):
                 self._count_click(ev.tenant, ikey, imp, item, incr, ops)

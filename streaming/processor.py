@@ -2,7 +2,8 @@
 
 A consumer group with manual commits: for each fetched batch, read a snapshot of the store, plan the
 effects (``streaming.effects``), write them atomically with the partition watermarks
-(``streaming.store``), then commit the offsets (in the background, never ahead of the write). Killed between the write and the commit, the restarted
+(``streaming.store``), then commit the offsets (in the background, never ahead of the write). One write is
+in flight while the next batch is read and planned (``run``). Killed between the write and the commit, the restarted
 processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
 replay changes nothing. Store errors retry the same batch (nothing is skipped); records that fail
 validation go to the dead-letter topic before the batch is written (at least once: a retried
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,7 +32,7 @@ from shared.config import StreamingSettings
 from shared.contracts import parse_event
 from shared.errors import StrataError
 from streaming.catalog import Catalog
-from streaming.effects import Planner, Record, reads_for
+from streaming.effects import Plan, Planner, Record, overlay, reads_for
 from streaming.log import decode_event
 from streaming.processor_metrics import ProcessorMetrics
 from streaming.store import StreamStore
@@ -39,6 +41,14 @@ from streaming.triggers import TriggerRelay
 
 logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20
+
+
+@dataclass(slots=True)
+class _InFlight:
+    batches: dict
+    records: list[Record]
+    plan: Plan
+    write: asyncio.Task
 
 
 def to_record(topic: str, partition: int, offset: int, value: bytes) -> Record:
@@ -95,28 +105,31 @@ class StreamProcessor:
         self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics)
 
     async def run(self) -> None:
-        """Consume until ``stop()``. The next batch is fetched and decoded while the store runs the previous
-        batch's write (one batch in flight: a batch's snapshot is read only after the previous write landed)."""
+        """Consume until ``stop()``, with one batch's write in flight: while the store runs batch N's write,
+        batch N+1 is fetched, decoded, read (its snapshot overlaid with N's effects: ``effects.overlay``) and
+        planned; N+1's write is sent only once N's landed (if N's did not, both are redone in order)."""
         assert self.consumer is not None and self.relay is not None
         tasks = [asyncio.create_task(self.relay.run(), name="trigger-relay"),
                  asyncio.create_task(self._committer(), name="committer")]
-        inflight: asyncio.Task | None = None
+        inflight: _InFlight | None = None
         try:
             while not self._stop.is_set():
                 batches = await self.consumer.getmany(timeout_ms=100, max_records=self.cfg.max_batch)
                 if not batches:
+                    if inflight is not None:         # idle: finish the last batch now
+                        await self._settle(inflight)
+                        inflight = None
                     continue
                 records = [to_record(tp.topic, tp.partition, m.offset, m.value)
                            for tp, msgs in batches.items() for m in msgs]
-                if inflight is not None:
-                    await inflight
-                inflight = asyncio.create_task(self._process(batches, records), name="apply-batch")
+                inflight = await self._advance(inflight, batches, records)
             if inflight is not None:
-                await inflight
+                await self._settle(inflight)
+                inflight = None
         finally:
-            if inflight is not None and not inflight.done():
-                inflight.cancel()
-                await asyncio.gather(inflight, return_exceptions=True)
+            if inflight is not None and not inflight.write.done():
+                inflight.write.cancel()       # not known to be written: not committed, so redelivered
+                await asyncio.gather(inflight.write, return_exceptions=True)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -124,12 +137,52 @@ class StreamProcessor:
                 await self._commit()
 
     async def process(self, batches: dict) -> None:
+        """One batch, start to end (no write left in flight)."""
         records = [to_record(tp.topic, tp.partition, m.offset, m.value)
                    for tp, msgs in batches.items() for m in msgs]
-        await self._process(batches, records)
-
-    async def _process(self, batches: dict, records: list[Record]) -> None:
         await self.apply(records)
+        self._done(batches)
+
+    async def _advance(self, prev: _InFlight | None, batches: dict, records: list[Record]) -> _InFlight | None:
+        """Read and plan ``records`` while ``prev``'s write runs; send their write once ``prev``'s landed."""
+        now_ms = int(time.time() * 1000)
+        try:
+            snap = await self.store.read(reads_for(records), now_ms)
+        except (RedisError, OSError, TimeoutError):
+            snap = None
+        plan = None
+        if snap is not None:
+            if prev is not None:
+                overlay(snap, prev.plan)
+            plan = self.planner.plan(records, snap, now_ms)
+        if prev is not None and not await self._settle(prev):
+            plan = None            # prev was redone from a fresh read: this plan may rest on what it did not write
+        if plan is None:
+            await self.apply(records)
+            self._done(batches)
+            return None
+        if plan.dead:
+            await self._dead_letter(plan.dead)
+        return _InFlight(batches, records, plan, asyncio.create_task(self.store.write(plan), name="write-batch"))
+
+    async def _settle(self, inf: _InFlight) -> bool:
+        """Wait for an in-flight write; True if it landed as planned, False if the batch had to be redone."""
+        try:
+            if await inf.write:
+                self._written(inf.plan)
+                self._done(inf.batches)
+                return True
+            self.metrics.instruments.inc("write_conflicts_total")
+        except (RedisError, OSError, TimeoutError) as exc:
+            if self._stop.is_set():
+                raise asyncio.CancelledError from exc
+            self.metrics.instruments.inc("store_errors_total")
+            logger.warning("batch write failed, redoing it: %s: %s", type(exc).__name__, exc)
+        await self.apply(inf.records)
+        self._done(inf.batches)
+        return False
+
+    def _done(self, batches: dict) -> None:
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         self._positions.update(offsets)
         # Committed in the background, never before the write above: the watermarks already make a
@@ -177,6 +230,9 @@ class StreamProcessor:
                 logger.warning("batch write failed, retrying in %.2fs: %s: %s", backoff, type(exc).__name__, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+        self._written(plan)
+
+    def _written(self, plan: Plan) -> None:
         written_ms = time.time() * 1000
         fresh = self.metrics.freshness
         for ev in plan.applied:

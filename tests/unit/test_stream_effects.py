@@ -66,6 +66,11 @@ def test_impression_counts_items_once_and_a_second_log_of_it_is_ignored() -> Non
     plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
     bk = K.bandit_key("default", "home")
     assert {f: n for (k, f), n in _incr(plan).items() if k == bk} == {"n:i0": 1, "n:i1": 1}
+    again = [_imp(5, items=("i0", "i1"))]          # the same impression id logged again in a later batch
+    assert K.impression_key("default", "imp-1") in reads_for(again).impression_keys
+    stored = {K.impression_key("default", "imp-1"): Impression("home", T0, ["i0", "i1"], set())}
+    plan = Planner(CFG, CATALOG).plan(again, _empty(again, impressions=stored), T0)
+    assert not any(k == bk for (k, _) in _incr(plan))
 
 
 def test_click_joins_its_impression_once_within_the_window() -> None:
@@ -196,3 +201,45 @@ def test_session_vecs_gives_the_same_bits_alone_and_in_a_batch() -> None:
         one, ok1 = session_vecs(accs[i:i + 1])
         assert ok1[0] == ok[i] and one[0].tobytes() == batch[i].tobytes()
     assert not ok[7]
+
+
+def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
+    """The processor plans batch N+1 while N's write is in flight, on a snapshot overlaid with N's effects
+    (``effects.overlay``). Whether the read ran before N's write (stale) or after, the result must be what
+    planning N and N+1 as one batch gives: same sessions (bit for bit), counts, impressions and clicks."""
+    from streaming.effects import overlay
+
+    rng = np.random.default_rng(9)
+    recs = []
+    for o in range(300):
+        kind = int(rng.integers(4))
+        sid = f"s{int(rng.integers(8))}"
+        if kind == 0:
+            recs.append(_rec(o, "impression", impression_id=f"imp{o % 7}", items=["i0", "i1"], alpha=[1.0, 1.0],
+                             beta=[1.0, 1.0], tier="edge", model_version="1", session_id=sid))
+        elif kind == 1:
+            recs.append(_rec(o, "click", item_id=f"i{int(rng.integers(2))}", impression_id=f"imp{int(rng.integers(7))}",
+                             session_id=sid))
+        else:
+            recs.append(_rec(o, "view", f"e{int(rng.integers(250))}", item_id=f"i{int(rng.integers(4))}",
+                             session_id=sid))
+    for cut in (1, 50, 150, 299):
+        whole = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+        first = Planner(CFG, CATALOG).plan(recs[:cut], _empty(recs[:cut]), T0)
+        stale = _empty(recs[cut:])                      # read before the first write landed
+        overlay(stale, first)
+        second = Planner(CFG, CATALOG).plan(recs[cut:], stale, T0)
+        assert second.wm_expected == first.wm_new
+        assert len(first.applied) + len(second.applied) == len(whole.applied)
+        assert first.duplicates + second.duplicates == whole.duplicates
+        merged = dict(first.incr)
+        for kf, n in second.incr.items():
+            merged[kf] = merged.get(kf, 0) + n
+        assert {k: n for k, n in merged.items() if n} == {k: n for k, n in whole.incr.items() if n}
+        sess = {**first.after_sessions, **second.after_sessions}
+        assert sess.keys() == whole.after_sessions.keys()
+        for k, (state, n) in whole.after_sessions.items():
+            assert (sess[k][0].acc.tobytes(), sess[k][0].ref_ms, sess[k][1]) == (state.acc.tobytes(), state.ref_ms, n)
+        imps = {**first.after_impressions, **second.after_impressions}
+        assert {k: (v.items, v.clicked) for k, v in imps.items()} == \
+            {k: (v.items, v.clicked) for k, v in whole.after_impressions.items()}
