@@ -37,8 +37,11 @@ def event_key(tenant: str, session_id: str) -> bytes:
     return f"{tenant}\x1f{session_id}".encode()
 
 
+_PACKER = msgpack.Packer(use_bin_type=True)      # reused: half the cost of packb's new Packer per call
+
+
 def encode_event(event: dict) -> bytes:
-    return msgpack.packb(event, use_bin_type=True)
+    return _PACKER.pack(event)
 
 
 def decode_event(value: bytes) -> object:
