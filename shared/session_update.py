@@ -86,7 +86,7 @@ def encode_acc(state: SessionAcc) -> bytes:
 def decode_acc(acc_raw: bytes | None, ref_raw: bytes | str | None) -> SessionAcc | None:
     if acc_raw is None or ref_raw is None or len(acc_raw) != EMBED_DIM * 8:
         return None
-    return SessionAcc(np.frombuffer(acc_raw, dtype="<f8").astype(np.float64), int(ref_raw))
+    return SessionAcc(np.frombuffer(acc_raw, dtype="<f8"), int(ref_raw))      # read-only: rules never write in place
 
 
 def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndarray | None],

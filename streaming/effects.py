@@ -263,13 +263,19 @@ class Planner:
         has = np.zeros(n_s, dtype=bool)
         ref = [0] * n_s
         count = [0] * n_s
+        known: list[int] = []
+        stored: list[np.ndarray] = []
+        get = snap.sessions.get
         for i, skey in enumerate(moves.keys):
-            state, n = snap.sessions.get(skey, (None, 0))
+            state, n = get(skey, (None, 0))
             count[i] = n
             if state is not None:
-                acc[i] = state.acc
-                has[i] = True
+                known.append(i)
+                stored.append(state.acc)
                 ref[i] = state.ref_ms
+        if known:
+            acc[known] = np.stack(stored)
+            has[known] = True
         sess = np.asarray(moves.session, dtype=np.int64)
         contrib = self.vectors64[np.asarray(moves.row, dtype=np.int64)] * np.asarray(moves.weight)[:, None]
         hl_ms = self.rule.half_life_s * 1000.0
@@ -309,12 +315,16 @@ class Planner:
             for s in s_idx.tolist():
                 count[s] += 1
         vecs, ok = session_vecs(acc)
+        acc_bytes = acc.astype("<f8").tobytes()
+        vec_bytes = vecs.astype("<f4").tobytes()
+        a_n, v_n = dim * 8, dim * 4
+        kept = acc.copy()           # the after-state rows (views of one copy)
         writes = plan.session_writes
         after = plan.after_sessions
-        for i, skey in enumerate(moves.keys):
-            writes.append(SessionWrite(skey, acc[i].astype("<f8").tobytes(), ref[i], count[i],
-                                       vecs[i].astype("<f4").tobytes() if ok[i] else None))
-            after[skey] = (SessionAcc(acc[i].copy(), ref[i]), count[i])
+        for i, (skey, good) in enumerate(zip(moves.keys, ok.tolist(), strict=True)):
+            writes.append(SessionWrite(skey, acc_bytes[i * a_n:(i + 1) * a_n], ref[i], count[i],
+                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None))
+            after[skey] = (SessionAcc(kept[i], ref[i]), count[i])
         plan.sessions.extend(moves.names)
         users: dict[str, int] = {}
         uidx = np.asarray([users.setdefault(k, len(users)) for k in lt_keys], dtype=np.int64)

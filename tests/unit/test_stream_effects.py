@@ -243,3 +243,14 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
         imps = {**first.after_impressions, **second.after_impressions}
         assert {k: (v.items, v.clicked) for k, v in imps.items()} == \
             {k: (v.items, v.clicked) for k, v in whole.after_impressions.items()}
+
+
+def test_histogram_observe_many_equals_observe_one_by_one() -> None:
+    from shared.metrics import Histogram
+
+    values = np.concatenate([np.random.default_rng(2).exponential(0.05, 500), [0.0, 0.001, 0.25, 1.0, 99.0]])
+    one, many = Histogram((0.001, 0.01, 0.1, 0.25, 1.0)), Histogram((0.001, 0.01, 0.1, 0.25, 1.0))
+    for v in values.tolist():
+        one.observe(v)
+    many.observe_many(values)
+    assert one.counts == many.counts and one.n == many.n and abs(one.total - many.total) < 1e-9
