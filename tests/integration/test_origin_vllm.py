@@ -12,6 +12,7 @@ otherwise skips with the reason (``tests/vllm_gate.py`` turns that skip into a f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -92,7 +93,7 @@ def items(registry_dir) -> dict[str, dict]:
         assert len(out) == 4, out
         return out
     finally:
-        node.state.index.close()
+        asyncio.run(node.stop())         # closes the index and removes its private shard directory
 
 
 @pytest.fixture(scope="module")
