@@ -115,9 +115,8 @@ def origin_url(vllm_server, registry_dir, tmp_path_factory) -> Iterator[str]:
 
 
 def _fallbacks(metrics_text: str) -> dict[str, float]:
-    return {m[1]: float(m[2]) for m in
-            re.finditer(r'^strata_origin_reasoner_fallbacks_total\{reason="([^"]+)"\} (\S+)$', metrics_text, re.M)
-            for m in [(None, m.group(1), m.group(2))]}
+    pattern = r'^strata_origin_reasoner_fallbacks_total\{reason="([^"]+)"\} (\S+)$'
+    return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, metrics_text, re.M)}
 
 
 def test_the_real_server_answers_the_reasoners_schema_with_valid_json(vllm_server, items) -> None:
