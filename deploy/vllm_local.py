@@ -175,7 +175,8 @@ class VllmServer:
                 "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(self.port),
                 "--dtype", "float32", "--max-model-len", str(max_model_len), "--enforce-eager",
                 "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}']
-        self.process = ManagedProcess("vllm", argv, ready_url=f"{self.base_url}/health", env=_server_env(),
+        env = {**_server_env(), "VLLM_CACHE_ROOT": str(venv / "vllm-cache")}   # not ~/.cache/vllm
+        self.process = ManagedProcess("vllm", argv, ready_url=f"{self.base_url}/health", env=env,
                                       log_path=log_path)
 
     @property
