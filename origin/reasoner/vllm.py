@@ -44,6 +44,14 @@ def prompt(inp: ExplainInput) -> str:
     return json.dumps(facts, ensure_ascii=False)
 
 
+def chat_completions_url(url: str) -> str:
+    """The server's chat endpoint from its base URL, given with or without the OpenAI-style ``/v1``."""
+    base = url.rstrip("/")
+    if base.endswith("/v1"):
+        base = base[:-3]
+    return base + "/v1/chat/completions"
+
+
 class VllmReasoner:
     name = "vllm"
     blocking = True
@@ -51,7 +59,7 @@ class VllmReasoner:
     def __init__(self, url: str, model: str, *, deadline_s: float = 0.2, max_tokens: int = 256,
                  budget: TokenBudget | None = None, cache_ttl_s: float = 300.0, cache_size: int = 10_000,
                  fallback: TemplateReasoner | None = None) -> None:
-        self.url = url.rstrip("/") + "/v1/chat/completions"
+        self.url = chat_completions_url(url)
         self.model = model
         self.deadline_s = deadline_s
         self.max_tokens = max_tokens
