@@ -255,6 +255,8 @@ def bench_streaming(
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     duration: Annotated[float, typer.Option(help="seconds of load per offered rate")] = 10.0,
     rates: Annotated[str, typer.Option(help="offered events/s, comma-separated")] = "5000,10000,20000",
+    processors: Annotated[int, typer.Option(min=1, max=4, help="processor processes in the consumer group "
+                                                               "(the events topic has 4 partitions)")] = 1,
 ) -> None:
     """Ingest -> broker -> processor -> store: sustained events/s, freshness, and a naive processor.
 
@@ -266,7 +268,7 @@ def bench_streaming(
     ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
     try:
         result = main(str(registry), str(json_path) if json_path else None, duration,
-                      tuple(int(r) for r in rates.split(",")))
+                      tuple(int(r) for r in rates.split(",")), processors)
     except StrataError as exc:
         raise _fail("bench streaming", exc) from None
     print_table(result, _console())

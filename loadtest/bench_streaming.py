@@ -214,14 +214,15 @@ def _ticks(pid: int | None) -> int:
         return 0
 
 
-def main(registry: str, json_path: str | None = None, duration: float = 10.0, rates=RATES) -> dict:
+def main(registry: str, json_path: str | None = None, duration: float = 10.0, rates=RATES,
+         processors: int = 1) -> dict:
     from streaming.catalog import load_catalog
 
     registry = str(Path(registry).resolve())
     catalog = load_catalog(registry, "edge-scorer")
     items = list(catalog.index)
     result: dict = {"machine": machine_info(), "duration_s": duration, "batch": BATCH, "connections": CONNECTIONS,
-                    "loadavg_before": [round(x, 2) for x in os.getloadavg()], "points": []}
+                    "processors": processors, "loadavg_before": [round(x, 2) for x in os.getloadavg()], "points": []}
     with TansuProcess() as broker, ValkeyProcess() as store, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = {"broker": broker.bootstrap, "store": store.url, "registry": registry, "port": port,
@@ -230,22 +231,26 @@ def main(registry: str, json_path: str | None = None, duration: float = 10.0, ra
         conf.write_text(orjson.dumps({"log_level": "WARNING", "streaming": cfg}).decode())   # JSON is YAML
         ingest = ManagedProcess("ingest", [*strata_command(), "streaming", "serve", "--config", str(conf)],
                                 ready_url=f"http://127.0.0.1:{port}/readyz", log_path=Path(tmp) / "ingest.log")
-        proc = ManagedProcess("processor", [*strata_command(), "streaming", "process", "--config", str(conf)],
-                              log_path=Path(tmp) / "processor.log")
-        with ingest.start(), proc.start():
-            # warm-up: until the processor has joined its group and a first point went through (not reported)
-            warm = asyncio.run(_offer(port, 1000, 2.0, items, "warm", store.url, 0))
+        # the processor: ``processors`` members of one consumer group (the topic's 4 partitions split among them)
+        procs = [ManagedProcess(f"processor-{i}", [*strata_command(), "streaming", "process", "--config", str(conf)],
+                                log_path=Path(tmp) / f"processor-{i}.log") for i in range(processors)]
+        with contextlib.ExitStack() as running:
+            running.enter_context(ingest.start())
+            for p in procs:
+                running.enter_context(p.start())
+            # warm-up: until every member joined the group and a first point went through (not reported)
+            warm = asyncio.run(_offer(port, 1000, 2.0 + 2.0 * (processors - 1), items, "warm", store.url, 0))
             result["warmup_events"] = warm["events"]
-            pids = {"ingest": ingest.pid, "processor": proc.pid, "broker": broker.pid, "store": store.pid,
-                    "loadgen+reader": os.getpid()}
+            pids = {"ingest": [ingest.pid], "processor": [p.pid for p in procs], "broker": [broker.pid],
+                    "store": [store.pid], "loadgen+reader": [os.getpid()]}
             for k, rate in enumerate(rates):
                 already = result["warmup_events"] + sum(p["events"] for p in result["points"])
-                before, t0 = {n: _ticks(p) for n, p in pids.items()}, time.monotonic()
+                before, t0 = {n: sum(map(_ticks, ps)) for n, ps in pids.items()}, time.monotonic()
                 point = asyncio.run(_offer(port, rate, duration, items, f"r{k}", store.url, already))
                 wall = time.monotonic() - t0
                 # where the time goes: CPU seconds per process over the point, as a share of one core
-                point["cpu_share_of_one_core"] = {n: round((_ticks(p) - before[n]) / TICKS / wall, 2)
-                                                  for n, p in pids.items()}
+                point["cpu_share_of_one_core"] = {n: round((sum(map(_ticks, ps)) - before[n]) / TICKS / wall, 2)
+                                                  for n, ps in pids.items()}
                 result["points"].append(point)
                 print(f"offered {rate}/s: {point}", flush=True)
         total = min(NAIVE_EVENTS, result["warmup_events"] + sum(p["events"] for p in result["points"]))
@@ -283,7 +288,8 @@ def missed(result: dict) -> list[str]:
 def print_table(result: dict, console) -> None:
     from rich.table import Table
 
-    t = Table(title=f"streaming tier, {result['duration_s']} s per point, {result['batch']} events per request")
+    t = Table(title=f"streaming tier, {result['duration_s']} s per point, {result['batch']} events per request, "
+                    f"{result.get('processors', 1)} processor process(es)")
     for col in ("offered ev/s", "accepted", "sent ev/s", "sustained ev/s", "freshness p50 ms", "freshness p99 ms",
                 "probes seen", "statuses"):
         t.add_column(col, justify="right")
