@@ -111,7 +111,7 @@ def train_ranker(x: np.ndarray, label: np.ndarray, ptr: np.ndarray,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         loss_value = total / max(steps, 1)
         logger.info("ranker epoch %d: listwise loss %.4f (%d queries)", epoch + 1, loss_value, queries.size)
     model.eval()

@@ -37,6 +37,7 @@ from model_export.two_tower import (
     export_user_tower,
     train_two_tower,
 )
+from shared.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
 from shared.ranker_features import (
     DAY_MS,
     N_FEATURES,
@@ -50,10 +51,9 @@ from shared.ranker_pipeline import CandidateSizes
 
 logger = logging.getLogger(__name__)
 
-USER_TOWER_FILE = "user_tower.onnx"
-RANKER_FILE = "ranker.onnx"
 CHUNK = 1024
 RANKER_PARITY_QUERIES = 300
+MAX_LABEL_SHARE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +108,12 @@ def train_models(train: Baskets, params: StrataParams = StrataParams()) -> Train
     """Ranker on the label window (features from the data before it), then the served two-tower and stats."""
     t0 = time.perf_counter()
     tower_params = replace(params.tower, seed=params.seed)
-    end = int(train.ts_ms.max())
-    label_start = int(end - params.label_days * DAY_MS)
+    start, end = int(train.ts_ms.min()), int(train.ts_ms.max())
+    label_days = min(params.label_days, (end - start) / DAY_MS * MAX_LABEL_SHARE)  # short logs keep most for features
+    label_start = int(end - label_days * DAY_MS)
     before = train.before(label_start)
-    if len(before) == 0:
-        raise ValueError(f"no training baskets before the {params.label_days}-day label window")
+    if len(before) == 0 or len(train) == len(before):
+        raise ValueError(f"need training baskets before and inside the {label_days:.1f}-day label window")
     towers_before = train_two_tower(before, tower_params)
     t_tower = time.perf_counter()
     x, y, ptr = ranker_examples(train, label_start, item_stats(before), towers_before, params.sizes)
@@ -122,7 +123,7 @@ def train_models(train: Baskets, params: StrataParams = StrataParams()) -> Train
     towers = train_two_tower(train, tower_params) if params.refit_tower else towers_before
     stats = item_stats(train)
     positives = float(y.sum()) / max(1, ptr.size - 1)
-    info = {"label_days": params.label_days, "label_queries": int(ptr.size - 1), "ranker_rows": int(x.shape[0]),
+    info = {"label_days": round(label_days, 2), "label_queries": int(ptr.size - 1), "ranker_rows": int(x.shape[0]),
             "positives_per_query": round(positives, 3), "tower_pairs": towers.pairs,
             "tower_loss": towers.final_loss, "ranker_loss": ranker.final_loss,
             "seconds": {"tower_before_window": round(t_tower - t0, 1), "ranker_rows": round(t_rows - t_tower, 1),

@@ -172,7 +172,7 @@ def train_two_tower(train: Baskets, params: TowerParams = TowerParams()) -> Trai
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + loss.item(), steps + 1
         loss_value = total / max(steps, 1)
         logger.info("two-tower epoch %d: loss %.4f (%d pairs)", epoch + 1, loss_value, n)
     model.eval()

@@ -20,14 +20,13 @@ from model_export.evaluation.protocol import TieBreak, rank_in_chunks
 from model_export.evaluation.split import Queries
 from model_export.item_stats import histories
 from model_export.retail_models import (
-    RANKER_FILE,
-    USER_TOWER_FILE,
     StrataParams,
     TrainedModels,
     parity_inputs,
     train_models,
     write_onnx,
 )
+from shared.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
 from shared.ranker_pipeline import RankerModel, RetrievalRanker, UserTowerModel
 
 
