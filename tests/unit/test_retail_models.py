@@ -13,8 +13,8 @@ import pytest
 from model_export.datasets.interface import OnlineRetail, PurchaseDataset, SyntheticPurchases
 from model_export.evaluation.metrics import ndcg_at
 from model_export.evaluation.popularity import Popularity
-from model_export.evaluation.strata import StrataRecommender
 from model_export.evaluation.split import temporal_split
+from model_export.evaluation.strata import StrataRecommender
 from model_export.parity import TOLERANCE, check_parity
 from model_export.ranker import RankerParams, export_ranker
 from model_export.retail_bundles import export_retail_bundles
