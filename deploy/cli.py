@@ -323,7 +323,7 @@ def eval_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="also write the Recall@K plot (PNG) here")] = None,
     cut: Annotated[str, typer.Option(help="temporal cut, UK local date: train before, test after")] = "2011-11-01",
-    models: Annotated[str | None, typer.Option(help="comma-separated subset; default: every baseline")] = None,
+    models: Annotated[str | None, typer.Option(help="comma-separated subset; default: every baseline and strata (with torch)")] = None,
 ) -> None:
     """Offline evaluation on real purchases: baselines on a temporal split, per customer segment."""
     from deploy.evaluating import results_table, run_eval

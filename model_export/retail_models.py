@@ -141,7 +141,8 @@ def write_onnx(models: TrainedModels, out_dir: Path, parity_rows: np.ndarray, pa
     tower_path = export_user_tower(models.towers, out_dir / USER_TOWER_FILE)
     ranker_path = export_ranker(models.ranker, out_dir / RANKER_FILE)
     return {
-        "user_tower": check_parity(tower_path, models.towers.user_vectors, history, min_rows=parity_min_rows,
+        "user_tower": check_parity(tower_path, models.towers.user_vectors, history,
+                                   min_rows=min(parity_min_rows, history.shape[0]),
                                    input_name=HISTORY_INPUT, output_name=USER_OUTPUT),
         "ranker": check_parity(ranker_path, models.ranker.predict, parity_rows, min_rows=parity_min_rows,
                                input_name=FEATURES_INPUT, output_name=SCORE_OUTPUT),
@@ -153,6 +154,7 @@ def parity_inputs(train: Baskets, models: TrainedModels, sizes: CandidateSizes,
     """Real inputs for the parity gate: histories of training invoices and their ranker rows."""
     queries = temporal_split(train, int(train.ts_ms.min()) + 1).queries
     rng = np.random.default_rng(models.ranker.params.seed)
+    # a log with fewer invoices than ``rows`` gives every one of them (the report says how many)
     pick = np.sort(rng.choice(len(queries), size=min(len(queries), max(rows, 1)), replace=False))
     part = queries.take(pick)
     h = histories(part)
