@@ -19,6 +19,7 @@ Both bundles of one export share the item order; ``load_retrieval_ranker`` refus
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from shared import bundle as B
 from shared.errors import BundleError
 from shared.ranker_features import FEATURE_SPEC_VERSION, ItemStats
 from shared.ranker_pipeline import CandidateSizes, RankerModel, RetrievalRanker, UserTowerModel
+
+logger = logging.getLogger(__name__)
 
 RETRIEVAL_MODEL = "retrieval"
 RANKER_MODEL = "ranker"
@@ -64,17 +67,61 @@ def read_item_stats(path: Path) -> ItemStats:
     return ItemStats(**arrays)
 
 
+def versions(registry: Path | str, model: str) -> list[str]:
+    """Every version directory of ``model``, oldest first."""
+    root = Path(registry) / model
+    found = [p.name for p in root.iterdir() if p.is_dir() and B.SEMVER.match(p.name)] if root.is_dir() else []
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def previous_version(registry: Path | str, model: str, version: str) -> str | None:
+    """The highest version below ``version`` (the registry's previous model), if any."""
+    older = [v for v in versions(registry, model) if _key(v) < _key(version)]
+    return older[-1] if older else None
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
+
+
+def _ranker_model(k_dir: Path, ids: np.ndarray, threads: int) -> tuple[RankerModel, dict]:
+    manifest = B.verify_bundle(k_dir, FEATURE_SPEC_VERSION, required=RANKER_FILES)
+    if not np.array_equal(ids, read_item_ids(k_dir)):
+        raise BundleError(f"{k_dir} lists other items than the retrieval bundle; export them together")
+    return RankerModel(k_dir / RANKER_FILE, threads), manifest
+
+
 def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = None,
                           ranker_version: str | None = None, threads: int = 1,
                           sizes: CandidateSizes | None = None) -> tuple[RetrievalRanker, np.ndarray, dict]:
-    """(pipeline, item ids, {"retrieval": manifest, "ranker": manifest}) from verified bundles."""
+    """(pipeline, item ids, {"retrieval": manifest, "ranker": manifest}) from verified bundles.
+
+    The ranker's previous version (same items) is loaded too, as the first fallback when the current one
+    fails at run time; when the current one cannot even be loaded, the previous one serves
+    (``"ranker_fallback"`` in the returned dict says so)."""
     r_dir = bundle_dir(registry, RETRIEVAL_MODEL, retrieval_version)
-    k_dir = bundle_dir(registry, RANKER_MODEL, ranker_version)
     r_manifest = B.verify_bundle(r_dir, required=RETRIEVAL_FILES)
-    k_manifest = B.verify_bundle(k_dir, FEATURE_SPEC_VERSION, required=RANKER_FILES)
     ids = read_item_ids(r_dir)
-    if not np.array_equal(ids, read_item_ids(k_dir)):
-        raise BundleError(f"{r_dir} and {k_dir} list different items; export them together")
+    current = ranker_version or B.read_current(registry, RANKER_MODEL)
+    k_dir = Path(registry) / RANKER_MODEL / current
+    older = previous_version(registry, RANKER_MODEL, current)
+    previous: RankerModel | None = None
+    notes: dict = {}
+    try:
+        ranker, k_manifest = _ranker_model(k_dir, ids, threads)
+    except BundleError as exc:
+        if older is None:
+            raise
+        logger.warning("ranker %s unusable (%s); serving the previous version %s", current, exc.reason, older)
+        k_dir = Path(registry) / RANKER_MODEL / older
+        ranker, k_manifest = _ranker_model(k_dir, ids, threads)
+        notes["ranker_fallback"] = {"failed": current, "serving": older, "reason": exc.reason}
+        older = None
+    if older is not None:
+        try:
+            previous, _ = _ranker_model(Path(registry) / RANKER_MODEL / older, ids, threads)
+        except BundleError as exc:
+            logger.warning("previous ranker %s not usable as a fallback: %s", older, exc.reason)
     try:
         vectors = np.load(r_dir / B.ITEM_VECTORS_FILE, allow_pickle=False)
     except Exception as exc:
@@ -84,6 +131,6 @@ def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = 
         raise BundleError(f"{ids.size} items but {vectors.shape[0]} vectors and {stats.n_items} stats rows")
     if sizes is None:
         sizes = CandidateSizes(**k_manifest.get("candidates", {}))
-    pipeline = RetrievalRanker(UserTowerModel(r_dir / USER_TOWER_FILE, threads), vectors,
-                               RankerModel(k_dir / RANKER_FILE, threads), stats, sizes)
-    return pipeline, ids, {"retrieval": r_manifest, "ranker": k_manifest}
+    pipeline = RetrievalRanker(UserTowerModel(r_dir / USER_TOWER_FILE, threads), vectors, ranker, stats, sizes,
+                               previous=previous)
+    return pipeline, ids, {"retrieval": r_manifest, "ranker": k_manifest, **notes}

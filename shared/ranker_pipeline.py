@@ -7,6 +7,7 @@ feature rows from ``shared.ranker_features``. No torch.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from shared.ranker_features import (
     tower_input,
 )
 
+logger = logging.getLogger(__name__)
+
 HISTORY_INPUT, USER_OUTPUT = "history", "user_vector"
 FEATURES_INPUT, SCORE_OUTPUT = "features", "score"
 
@@ -38,11 +41,15 @@ class CandidateSizes:
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
-    """CSR per query: candidates rows ptr[q]:ptr[q+1] with their ranker scores (unsorted)."""
+    """CSR per query: candidates rows ptr[q]:ptr[q+1] with their ranker scores (unsorted).
+
+    ``scored_by`` says which model scored: "ranker", "previous_ranker" (the current one failed) or
+    "retrieval_order" (every ranker failed: the two-tower score ranks)."""
 
     ptr: np.ndarray
     item: np.ndarray
     score: np.ndarray
+    scored_by: str = "ranker"
 
 
 def onnx_session(path: Path | str, threads: int = 1) -> ort.InferenceSession:
@@ -86,10 +93,12 @@ class RetrievalRanker:
     """Two-tower retrieval + co-visitation + past items + popular, scored by the deep ranker."""
 
     def __init__(self, tower: UserTowerModel, item_vectors: np.ndarray, ranker: RankerModel, stats: ItemStats,
-                 sizes: CandidateSizes = CandidateSizes()) -> None:
+                 sizes: CandidateSizes = CandidateSizes(), previous: RankerModel | None = None) -> None:
         if item_vectors.shape[0] != stats.n_items:
             raise BundleError(f"{item_vectors.shape[0]} item vectors for {stats.n_items} items")
         self.tower, self.item_vectors, self.ranker, self.stats, self.sizes = tower, item_vectors, ranker, stats, sizes
+        self.previous = previous  # the registry's previous ranker version: the first fallback
+        self.failures = 0
 
     def tower_top(self, user: np.ndarray, n: int) -> np.ndarray:
         """int64 [Q, n] nearest items by dot product (exact; the origin's ANN index does this at scale)."""
@@ -111,4 +120,22 @@ class RetrievalRanker:
         q = np.repeat(np.arange(h.n_queries), np.diff(ptr))
         tower_score = np.einsum("ij,ij->i", user[q], self.item_vectors[item])
         x = ranker_rows(h, summary, self.stats, ptr, item, tower_score)
-        return Ranked(ptr, item, self.ranker.score(x) if x.shape[0] else np.zeros(0, np.float32))
+        score, scored_by = self._score(x, tower_score)
+        return Ranked(ptr, item, score, scored_by)
+
+    def _score(self, x: np.ndarray, tower_score: np.ndarray) -> tuple[np.ndarray, str]:
+        """Recovery rule: ranker fails -> the previous ranker version -> retrieval (two-tower) order."""
+        if not x.shape[0]:
+            return np.zeros(0, np.float32), "ranker"
+        for model, label in ((self.ranker, "ranker"), (self.previous, "previous_ranker")):
+            if model is None:
+                continue
+            try:
+                score = np.asarray(model.score(x), dtype=np.float32).reshape(-1)
+                if score.shape[0] != x.shape[0] or not np.all(np.isfinite(score)):
+                    raise ValueError(f"{score.shape[0]} scores for {x.shape[0]} rows or non-finite scores")
+                return score, label
+            except Exception as exc:
+                self.failures += 1
+                logger.warning("%s failed, falling back: %s", label, exc)
+        return tower_score.astype(np.float32), "retrieval_order"

@@ -123,3 +123,50 @@ def test_a_failed_parity_gate_leaves_no_bundle(dataset, tmp_path, monkeypatch) -
         export_retail_bundles(tmp_path, dataset, SMALL)
     for model in (RB.RETRIEVAL_MODEL, RB.RANKER_MODEL):
         assert [p.name for p in (tmp_path / model).iterdir()] == []
+
+
+@pytest.fixture(scope="module")
+def two_rankers(dataset, tmp_path_factory):
+    """A registry with ranker 1.0.0 and 1.0.1 (a copy: same items), CURRENT -> 1.0.1."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("registry")
+    export_retail_bundles(root, dataset, SMALL)
+    shutil.copytree(root / RB.RANKER_MODEL / "1.0.0", root / RB.RANKER_MODEL / "1.0.1")
+    (root / RB.RANKER_MODEL / B.CURRENT_FILE).write_text("1.0.1\n")
+    return root
+
+
+HISTORY = Histories.single(np.array([3, 4, 3]), np.array([0, 0, 1]), np.array([0, 0, 1000]), 86_400_000)
+
+
+class Broken:
+    def score(self, x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("onnxruntime session lost")
+
+
+def test_ranker_failure_falls_back_to_the_previous_version_then_retrieval_order(two_rankers) -> None:
+    pipeline, _, manifests = RB.load_retrieval_ranker(two_rankers)
+    assert manifests["ranker"]["version"] == "1.0.0" and "ranker_fallback" not in manifests  # copied manifest
+    assert pipeline.previous is not None
+    healthy = pipeline.rank(HISTORY)
+    assert healthy.scored_by == "ranker"
+    pipeline.ranker = Broken()
+    fallback = pipeline.rank(HISTORY)
+    assert fallback.scored_by == "previous_ranker" and np.allclose(fallback.score, healthy.score)
+    pipeline.previous = Broken()
+    last = pipeline.rank(HISTORY)
+    assert last.scored_by == "retrieval_order" and np.array_equal(last.item, healthy.item)
+    assert not np.allclose(last.score, healthy.score) and pipeline.failures == 3
+
+
+def test_an_unloadable_current_ranker_serves_the_previous_version(two_rankers, tmp_path) -> None:
+    import shutil
+
+    root = tmp_path / "registry"
+    shutil.copytree(two_rankers, root)
+    (root / RB.RANKER_MODEL / "1.0.1" / RB.RANKER_FILE).write_bytes(b"not onnx")
+    pipeline, _, manifests = RB.load_retrieval_ranker(root)
+    assert manifests["ranker_fallback"]["failed"] == "1.0.1" and manifests["ranker_fallback"]["serving"] == "1.0.0"
+    assert "checksum mismatch" in manifests["ranker_fallback"]["reason"]
+    assert pipeline.previous is None and pipeline.rank(HISTORY).scored_by == "ranker"
