@@ -47,16 +47,24 @@ def export(
     seed: Annotated[int, typer.Option(help="seed of the synthetic world and of training")] = 7,
     version: Annotated[str | None, typer.Option(help="semver X.Y.Z; default: next after CURRENT")] = None,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="also write the dynamic-int8 model")] = True,
+    data: Annotated[tuple[str, Path] | None, typer.Option(
+        "--data", metavar="NAME PATH",
+        help="train retrieval + ranker and serve the catalog of a real dataset (online-retail PATH); "
+             "default: the synthetic world")] = None,
 ) -> None:
-    """Generate data, train the edge scorer, export ONNX, check parity and write a versioned bundle."""
-    from deploy.exporting import export_with_progress, summary_table
+    """Train and write every bundle the tiers load (edge scorer, retrieval, ranker), ONNX behind the parity gate."""
+    from deploy.exporting import bundles_table, export_all_with_progress, summary_table
+    from model_export.exporters import ExportRequest
 
     console = _console()
     try:
-        result = export_with_progress(out, console, seed=seed, version=version, int8=int8)
+        request = ExportRequest(seed=seed, version=version, int8=int8, data=data[0] if data else "synthetic",
+                                data_path=data[1] if data else None)
+        results = export_all_with_progress(out, console, request)
     except StrataError as exc:
         raise _fail("export", exc) from None
-    console.print(summary_table(result))
+    console.print(summary_table(results[0][1]))
+    console.print(bundles_table(results))
 
 
 def edge_overrides(registry: str | None, port: int | None, store: str | None, host: str | None,
@@ -317,7 +325,7 @@ def eval_command(
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="also write the Recall@K plot (PNG) here")] = None,
     cut: Annotated[str, typer.Option(help="temporal cut, UK local date: train before, test after")] = "2011-11-01",
-    models: Annotated[str | None, typer.Option(help="comma-separated subset; default: every baseline")] = None,
+    models: Annotated[str | None, typer.Option(help="comma-separated subset; default: every baseline and strata (with torch)")] = None,
 ) -> None:
     """Offline evaluation on real purchases: baselines on a temporal split, per customer segment."""
     from deploy.evaluating import results_table, run_eval

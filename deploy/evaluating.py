@@ -31,9 +31,9 @@ def run_eval(dataset: str, path: Path, console: Console, *, cut: str = "2011-11-
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}", field="data")
     from model_export.evaluation.harness import EvaluationConfig, evaluate_online_retail
-    from model_export.evaluation.models import BASELINES
+    from model_export.evaluation.models import DEFAULT_MODELS
 
-    names = BASELINES if models is None else tuple(m.strip() for m in models.split(",") if m.strip())
+    names = DEFAULT_MODELS if models is None else tuple(m.strip() for m in models.split(",") if m.strip())
     if not names:
         raise ConfigError("give at least one model name", field="models")
     config = EvaluationConfig(cut=cut, models=names)

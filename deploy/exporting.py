@@ -48,6 +48,44 @@ def export_with_progress(out: Path, console: Console, *, seed: int = 7, version:
     return result
 
 
+def export_all_with_progress(out: Path, console: Console, request: Any) -> list[tuple[str, Any]]:
+    """Every bundle of ``model_export.exporters`` (edge scorer, retrieval, ranker, extras), one bar each."""
+    from model_export.exporters import EXPORTERS, EXTRA_EXPORTERS
+
+    results: list[tuple[str, Any]] = []
+    with Progress(TextColumn("[bold]{task.fields[bundle]:<18}[/bold] {task.description:<16}"), BarColumn(),
+                  TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        for name, exporter in EXPORTERS:
+            task = progress.add_task("starting", total=1.0, bundle=name)
+
+            def on_progress(step: str, fraction: float, task: Any = task) -> None:
+                progress.update(task, description=step, completed=min(max(fraction, 0.0), 1.0))
+
+            results += [(name, r) for r in exporter(out, request, on_progress)]
+            progress.update(task, description="done", completed=1.0)
+        for name, extra in EXTRA_EXPORTERS:
+            task = progress.add_task("exporting", total=1.0, bundle=name)
+            produced = extra(out)
+            results += [(name, r) for r in (produced if isinstance(produced, list) else [produced])]
+            progress.update(task, description="done", completed=1.0)
+    return results
+
+
+def bundles_table(results: list[tuple[str, Any]]) -> Table:
+    """One line per bundle written: where, version, seconds, the parity gate it passed."""
+    table = Table(title="exported bundles")
+    for column in ("bundle", "version", "path", "seconds", "parity max |ORT - torch|", "parity rows"):
+        table.add_column(column)
+    for _, r in results:
+        parity = getattr(r, "parity", None) or {}
+        diff = parity.get("max_abs_diff")
+        table.add_row(Path(r.bundle_dir).parent.name, str(r.version), str(r.bundle_dir),
+                      f"{r.seconds:.1f}" if getattr(r, "seconds", None) is not None else "",
+                      _fmt(diff) if diff is not None else "", str(parity.get("rows", "")))
+    return table
+
+
 def _lookup(tree: Mapping[str, Any], path: str) -> Any:
     node: Any = tree
     for part in path.split("."):

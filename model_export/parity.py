@@ -29,27 +29,31 @@ def ort_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def ort_predict(path: Path, x: np.ndarray) -> np.ndarray:
-    return ort_session(path).run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})[0]
+def ort_predict(path: Path, x: np.ndarray, input_name: str = INPUT_NAME,
+                output_name: str = OUTPUT_NAME) -> np.ndarray:
+    """One run of the graph; integer inputs (item indices) keep int64, everything else goes in as float32."""
+    x = np.ascontiguousarray(x, dtype=np.int64 if np.asarray(x).dtype.kind in "iu" else np.float32)
+    return ort_session(path).run([output_name], {input_name: x})[0]
 
 
 def check_parity(onnx_path: Path, source: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                 tolerance: float = TOLERANCE, min_rows: int = MIN_ROWS) -> dict:
+                 tolerance: float = TOLERANCE, min_rows: int = MIN_ROWS, input_name: str = INPUT_NAME,
+                 output_name: str = OUTPUT_NAME) -> dict:
     """Return {max_abs_diff, rows, tolerance}; raise ParityError if ORT and the source disagree."""
     if x.shape[0] < min_rows:
         raise ParityError(f"parity needs >= {min_rows} rows, got {x.shape[0]}", field="parity.rows")
     want = np.asarray(source(x), dtype=np.float32)
-    got = ort_predict(onnx_path, x)
+    got = ort_predict(onnx_path, x, input_name, output_name)
     if got.shape != want.shape:
         raise ParityError(f"ONNX output shape {got.shape} != source shape {want.shape}", field="parity")
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
     max_diff = float(np.max(diff)) if np.all(np.isfinite(diff)) else float("inf")
     report = {"max_abs_diff": max_diff, "rows": int(x.shape[0]), "tolerance": tolerance}
     if not max_diff <= tolerance:
-        worst = int(np.argmax(np.nan_to_num(diff, nan=np.inf)))
+        worst = int(np.argmax(np.nan_to_num(diff, nan=np.inf)))  # flat index: outputs may be [N, d]
         raise ParityError(
             f"max |ORT - source| = {max_diff:.3g} > {tolerance:g} over {x.shape[0]} rows "
-            f"(worst row {worst}: ORT {float(got[worst]):.6f}, source {float(want[worst]):.6f})",
+            f"(worst row {worst // max(1, diff.size // diff.shape[0])}: ORT {float(got.flat[worst]):.6f}, source {float(want.flat[worst]):.6f})",
             field="parity",
         )
     logger.info("parity ok: max |ORT - source| = %.3g over %d rows", max_diff, x.shape[0])

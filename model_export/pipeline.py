@@ -29,6 +29,7 @@ from shared.contracts import CHANNELS
 from shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
 
 if TYPE_CHECKING:
+    from model_export.serving_catalog import ServingCatalog
     from model_export.train_scorer import TrainParams
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,11 @@ class ExportResult:
 
 def export_bundle(out: Path, *, seed: int = 7, n_items: int = 12_000, version: str | None = None,
                   int8: bool = True, progress: Progress | None = None, n_users: int = 3_000,
-                  n_sessions: int = 40_000, epochs: int = 6) -> ExportResult:
+                  n_sessions: int = 40_000, epochs: int = 6, catalog: ServingCatalog | None = None) -> ExportResult:
     """Train the edge scorer on a synthetic world and write ``out/edge-scorer/<version>/``.
+
+    With ``catalog`` the bundle serves that (real) catalog: its item tables, vectors and pools replace
+    the world's; the click model is the same.
 
     Raises ParityError (and writes nothing) if onnxruntime disagrees with the torch model.
     """
@@ -80,9 +84,14 @@ def export_bundle(out: Path, *, seed: int = 7, n_items: int = 12_000, version: s
             report("int8", 0.9)
             metrics["int8"] = _int8(onnx_export, model_path, staging / layout.INT8_FILE, data, metrics)
         report("write", 0.94)
-        _write_tables(staging, world, data)
-        manifest = registry.write_manifest(staging, _manifest(world, data, version, metrics, parity, params,
-                                                              onnx_export.op_types(model_path)))
+        if catalog is None:
+            _write_tables(staging, world, data)
+        else:
+            _write_catalog(staging, catalog)
+        manifest = _manifest(world, data, version, metrics, parity, params, onnx_export.op_types(model_path))
+        if catalog is not None:
+            manifest |= {"n_items": catalog.n_items, "serving_catalog": catalog.source}
+        manifest = registry.write_manifest(staging, manifest)
         layout.verify_bundle(staging, FEATURE_SPEC_VERSION)  # the reader's check, before anyone can see it
         bundle_dir = registry.promote(staging, model_root, version)
     seconds = round(time.perf_counter() - t0, 3)
@@ -136,6 +145,13 @@ def _write_tables(staging: Path, world: World, data: Dataset) -> None:
     np.save(staging / layout.ITEM_VECTORS_FILE, tables.item_vectors)
     by_channel = {ch: tables.channel_popularity[i] for i, ch in enumerate(CHANNELS)}
     registry.write_json(staging / layout.POOLS_FILE, registry.top_pools(cat.item_id, tables.popularity, by_channel))
+
+
+def _write_catalog(staging: Path, catalog: ServingCatalog) -> None:
+    registry.write_items(staging / layout.ITEMS_FILE, catalog.columns)
+    np.save(staging / layout.ITEM_FEATURES_FILE, catalog.item_features.astype(np.float32))
+    np.save(staging / layout.ITEM_VECTORS_FILE, catalog.item_vectors.astype(np.float32))
+    registry.write_json(staging / layout.POOLS_FILE, catalog.pools)
 
 
 def _manifest(world: World, data: Dataset, version: str, metrics: dict, parity: dict, params: TrainParams,

@@ -5,6 +5,7 @@ table and the plot need no change."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,19 @@ RECOMMENDERS: dict[str, Callable[[ModelOptions], Recommender]] = {
     "implicit_als": lambda o: ImplicitALS(seed=o.seed, num_threads=o.num_threads),
 }
 BASELINES = ("popularity", "recent", "repeat", "item_knn", "implicit_als")
+
+
+def _strata(options: ModelOptions) -> Recommender:
+    from model_export.evaluation.strata import StrataRecommender  # torch: the ``train`` extra
+    from model_export.retail_models import StrataParams
+
+    return StrataRecommender(StrataParams(seed=options.seed), num_threads=options.num_threads)
+
+
+RECOMMENDERS["strata"] = _strata
+# Strata's own models train with torch; without it the default run is the baselines alone.
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+DEFAULT_MODELS = BASELINES + (("strata",) if HAS_TORCH else ())
 
 
 def make_recommender(name: str, options: ModelOptions) -> Recommender:

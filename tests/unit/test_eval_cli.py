@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from deploy.cli import app
 from model_export.evaluation.metrics import METRICS
-from model_export.evaluation.models import BASELINES
+from model_export.evaluation.models import DEFAULT_MODELS
 
 runner = CliRunner()
 WORDS = ["CANDLE", "BAG", "CARD", "MUG", "SIGN", "FRAME"]
@@ -50,7 +50,7 @@ def test_eval_prints_the_table_and_writes_json_and_plot(retail_file: Path, tmp_p
                                  "--plot", str(png)])
     assert result.exit_code == 0, result.output + result.stderr
     report = json.loads(out.read_text())
-    assert list(report["models"]) == list(BASELINES)
+    assert list(report["models"]) == list(DEFAULT_MODELS)  # the baselines and, with torch, strata
     for segments in report["models"].values():
         assert list(segments) == ["returning", "unseen"]
         assert all(tuple(metrics) == METRICS for metrics in segments.values())

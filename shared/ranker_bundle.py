@@ -1,0 +1,136 @@
+"""The retrieval (two-tower) and ranker bundles: layout, shared by the writer (model_export) and the origin.
+
+    <registry>/retrieval/CURRENT, <registry>/retrieval/<version>/
+        user_tower.onnx     input "history" int64 [N, L] (last L purchases, most recent first, pad = n_items)
+                            -> output "user_vector" float32 [N, dim], L2-normalised
+        item_vectors.npy    float32 [n_items, dim] the item tower's L2-normalised vectors
+        items.parquet       item_id, title, category_idx, price (row i = vector i)
+        manifest.json       name, version, created, inputs/outputs, history_len, dim, metrics, parity, files
+    <registry>/ranker/CURRENT, <registry>/ranker/<version>/
+        ranker.onnx         input "features" float32 [N, N_FEATURES] (shared.ranker_features rows)
+                            -> output "score" float32 [N], higher ranks first
+        item_stats.npz      popularity, recent_popularity, price, category, repeat_rate, covis_items,
+                            covis_weights (row i = items.parquet row i)
+        items.parquet       item_id
+        manifest.json       ..., feature_spec_version, feature_names, candidate sizes, parity, files
+
+Both bundles of one export share the item order; ``load_retrieval_ranker`` refuses a pair that does not.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from shared import bundle as B
+from shared.errors import BundleError
+from shared.ranker_features import FEATURE_SPEC_VERSION, ItemStats
+from shared.ranker_pipeline import CandidateSizes, RankerModel, RetrievalRanker, UserTowerModel
+
+logger = logging.getLogger(__name__)
+
+RETRIEVAL_MODEL = "retrieval"
+RANKER_MODEL = "ranker"
+USER_TOWER_FILE = "user_tower.onnx"
+RANKER_FILE = "ranker.onnx"
+ITEM_STATS_FILE = "item_stats.npz"
+RETRIEVAL_FILES = (USER_TOWER_FILE, B.ITEM_VECTORS_FILE, B.ITEMS_FILE)
+RANKER_FILES = (RANKER_FILE, ITEM_STATS_FILE, B.ITEMS_FILE)
+STATS_ARRAYS = ("popularity", "recent_popularity", "price", "category", "repeat_rate", "covis_items",
+                "covis_weights")
+
+
+def bundle_dir(registry: Path | str, model: str, version: str | None = None) -> Path:
+    return Path(registry) / model / (version or B.read_current(registry, model))
+
+
+def read_item_ids(path: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    try:
+        return np.asarray(pq.read_table(path / B.ITEMS_FILE, columns=["item_id"]).column(0).to_pylist(), dtype=str)
+    except Exception as exc:
+        raise BundleError(f"cannot read {path / B.ITEMS_FILE}: {exc}") from exc
+
+
+def read_item_stats(path: Path) -> ItemStats:
+    try:
+        with np.load(path / ITEM_STATS_FILE, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in STATS_ARRAYS}
+    except Exception as exc:
+        raise BundleError(f"cannot read {path / ITEM_STATS_FILE}: {exc}") from exc
+    n = arrays["popularity"].shape[0]
+    if any(a.shape[0] != n for a in arrays.values()):
+        raise BundleError(f"{path / ITEM_STATS_FILE}: arrays disagree on the number of items")
+    return ItemStats(**arrays)
+
+
+def versions(registry: Path | str, model: str) -> list[str]:
+    """Every version directory of ``model``, oldest first."""
+    root = Path(registry) / model
+    found = [p.name for p in root.iterdir() if p.is_dir() and B.SEMVER.match(p.name)] if root.is_dir() else []
+    return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+
+def previous_version(registry: Path | str, model: str, version: str) -> str | None:
+    """The highest version below ``version`` (the registry's previous model), if any."""
+    older = [v for v in versions(registry, model) if _key(v) < _key(version)]
+    return older[-1] if older else None
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
+
+
+def _ranker_model(k_dir: Path, ids: np.ndarray, threads: int) -> tuple[RankerModel, dict]:
+    manifest = B.verify_bundle(k_dir, FEATURE_SPEC_VERSION, required=RANKER_FILES)
+    if not np.array_equal(ids, read_item_ids(k_dir)):
+        raise BundleError(f"{k_dir} lists other items than the retrieval bundle; export them together")
+    return RankerModel(k_dir / RANKER_FILE, threads), manifest
+
+
+def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = None,
+                          ranker_version: str | None = None, threads: int = 1,
+                          sizes: CandidateSizes | None = None) -> tuple[RetrievalRanker, np.ndarray, dict]:
+    """(pipeline, item ids, {"retrieval": manifest, "ranker": manifest}) from verified bundles.
+
+    The ranker's previous version (same items) is loaded too, as the first fallback when the current one
+    fails at run time; when the current one cannot even be loaded, the previous one serves
+    (``"ranker_fallback"`` in the returned dict says so)."""
+    r_dir = bundle_dir(registry, RETRIEVAL_MODEL, retrieval_version)
+    r_manifest = B.verify_bundle(r_dir, required=RETRIEVAL_FILES)
+    ids = read_item_ids(r_dir)
+    current = ranker_version or B.read_current(registry, RANKER_MODEL)
+    k_dir = Path(registry) / RANKER_MODEL / current
+    older = previous_version(registry, RANKER_MODEL, current)
+    previous: RankerModel | None = None
+    notes: dict = {}
+    try:
+        ranker, k_manifest = _ranker_model(k_dir, ids, threads)
+    except BundleError as exc:
+        if older is None:
+            raise
+        logger.warning("ranker %s unusable (%s); serving the previous version %s", current, exc.reason, older)
+        k_dir = Path(registry) / RANKER_MODEL / older
+        ranker, k_manifest = _ranker_model(k_dir, ids, threads)
+        notes["ranker_fallback"] = {"failed": current, "serving": older, "reason": exc.reason}
+        older = None
+    if older is not None:
+        try:
+            previous, _ = _ranker_model(Path(registry) / RANKER_MODEL / older, ids, threads)
+        except BundleError as exc:
+            logger.warning("previous ranker %s not usable as a fallback: %s", older, exc.reason)
+    try:
+        vectors = np.load(r_dir / B.ITEM_VECTORS_FILE, allow_pickle=False)
+    except Exception as exc:
+        raise BundleError(f"cannot read {r_dir / B.ITEM_VECTORS_FILE}: {exc}") from exc
+    stats = read_item_stats(k_dir)
+    if vectors.shape[0] != ids.size or stats.n_items != ids.size:
+        raise BundleError(f"{ids.size} items but {vectors.shape[0]} vectors and {stats.n_items} stats rows")
+    if sizes is None:
+        sizes = CandidateSizes(**k_manifest.get("candidates", {}))
+    pipeline = RetrievalRanker(UserTowerModel(r_dir / USER_TOWER_FILE, threads), vectors, ranker, stats, sizes,
+                               previous=previous)
+    return pipeline, ids, {"retrieval": r_manifest, "ranker": k_manifest, **notes}

@@ -1,0 +1,244 @@
+"""The deep ranker's rows and candidates: (customer history, candidates, context) -> float32 features.
+
+One module for training (model_export), offline evaluation and the origin, so the ranker is always fed
+exactly what it was trained on. Numpy only, vectorised over a BATCH of queries: offline evaluation asks
+thousands at once, the origin asks one. A batch of histories is CSR-like (``Histories``): query q's
+purchases are rows ``ptr[q]:ptr[q+1]``, one row per (invoice, item) pair with its age in days at query
+time. Every per-(query, item) aggregate is found by sorting int64 keys ``q * n_items + item``, so the
+cost follows the history and candidate sizes, not the catalog size.
+
+The features put repeat and recency first (in retail the next basket repeats much of the past ones),
+then the item's popularity, its co-visitation with the history, the two-tower score, price and the
+customer's affinity to the item's category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURE_SPEC_VERSION = "ranker-1"
+FEATURE_NAMES = (
+    "log_item_invoices",  # log1p(invoices of the customer containing the item)
+    "item_invoice_share",  # those invoices / the customer's invoices
+    "bought_before",  # 1 if the customer bought the item before
+    "log_days_since_item",  # log1p(days since the customer last bought the item), 0 if never
+    "item_recency_decay",  # exp(-days since last bought / 30), 0 if never
+    "repeat_rank_inv",  # 1 / (1 + rank among the customer's items by invoices, then recency), 0 if never
+    "log_days_since_any",  # log1p(days since the customer's last purchase), 0 without history
+    "has_history",
+    "log_baskets",  # log1p(the customer's invoices)
+    "log_history_items",  # log1p(distinct items the customer bought)
+    "log_popularity",  # log1p(invoices with the item, all training)
+    "log_recent_popularity",  # log1p(invoices with the item in the last RECENT_DAYS of training)
+    "covisitation",  # log1p(sum over history items of their co-visitation weight with the item)
+    "tower_score",  # two-tower dot product (user vector . item vector)
+    "log_price",
+    "category_share",  # share of the customer's purchases in the item's category
+    "repeat_rate",  # share of the item's buyers who bought it in two or more invoices
+)
+N_FEATURES = len(FEATURE_NAMES)
+RECENT_DAYS = 30.0
+DECAY_DAYS = 30.0
+DAY_MS = 86_400_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStats:
+    """Per-item tables from the training data, row i = catalog item i (shipped in the ranker bundle)."""
+
+    popularity: np.ndarray  # float32 invoices with the item
+    recent_popularity: np.ndarray  # float32 invoices with the item in the last RECENT_DAYS
+    price: np.ndarray  # float32
+    category: np.ndarray  # int64
+    repeat_rate: np.ndarray  # float32 in [0, 1]
+    covis_items: np.ndarray  # int64 [n_items, M] co-visited neighbours, -1 = none
+    covis_weights: np.ndarray  # float32 [n_items, M]
+
+    @property
+    def n_items(self) -> int:
+        return int(self.popularity.size)
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.category.max(initial=0)) + 1
+
+    def popular(self, n: int) -> np.ndarray:
+        """The n most popular items (ties: more recent popularity, then catalog order)."""
+        order = np.lexsort((np.arange(self.n_items), -self.recent_popularity, -self.popularity))
+        return order[:n].astype(np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class Histories:
+    """A batch of customer histories, CSR-like: query q owns rows ptr[q]:ptr[q+1]."""
+
+    ptr: np.ndarray  # int64 [Q + 1]
+    item: np.ndarray  # int64 catalog index per purchase (one row per distinct (invoice, item))
+    invoice: np.ndarray  # int64 invoice id per purchase (any id; only equality matters)
+    age_days: np.ndarray  # float64 days between the purchase and the query time, >= 0
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.ptr.size - 1)
+
+    def query_of_row(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_queries, dtype=np.int64), np.diff(self.ptr))
+
+    @staticmethod
+    def single(item: np.ndarray, invoice: np.ndarray, ts_ms: np.ndarray, now_ms: int) -> Histories:
+        """One customer's history at ``now_ms`` (what the origin has for one request)."""
+        item = np.asarray(item, dtype=np.int64)
+        age = np.maximum(0.0, (now_ms - np.asarray(ts_ms, dtype=np.float64)) / DAY_MS)
+        return Histories(np.array([0, item.size], dtype=np.int64), item, np.asarray(invoice, dtype=np.int64), age)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySummary:
+    """Per distinct (query, item) of the histories, sorted by key = q * n_items + item."""
+
+    key: np.ndarray
+    invoices: np.ndarray  # float64 invoices with the item
+    age_days: np.ndarray  # float64 days since last bought
+    rank: np.ndarray  # int64 rank within the query by (invoices desc, age asc)
+    baskets: np.ndarray  # float64 [Q] invoices per query
+    distinct: np.ndarray  # float64 [Q] distinct items per query
+    last_age: np.ndarray  # float64 [Q] days since the last purchase (nan without history)
+    category_share: np.ndarray  # float64 [Q, n_categories]
+
+
+def summarize(h: Histories, stats: ItemStats) -> HistorySummary:
+    n_q, n_items = h.n_queries, stats.n_items
+    q = h.query_of_row()
+    key = q * n_items + h.item
+    order = np.lexsort((h.age_days, key))  # per key, most recent first
+    skey, sage = key[order], h.age_days[order]
+    opens = np.r_[True, skey[1:] != skey[:-1]] if skey.size else np.zeros(0, bool)
+    starts = np.flatnonzero(opens)
+    ukey = skey[starts]
+    # invoices per (query, item): the pairs are distinct (invoice, item), so a count of rows
+    counts = np.diff(np.r_[starts, skey.size]).astype(np.float64)
+    last = sage[starts]
+    uq = ukey // n_items if ukey.size else ukey
+    rank_order = np.lexsort((last, -counts, uq))
+    rank = np.empty(ukey.size, dtype=np.int64)
+    group_start = np.searchsorted(uq[rank_order], uq[rank_order], side="left")
+    rank[rank_order] = np.arange(ukey.size) - group_start
+    inv_key = np.unique(q * (int(h.invoice.max(initial=0)) + 1) + h.invoice) if q.size else q
+    baskets = np.bincount(inv_key // (int(h.invoice.max(initial=0)) + 1), minlength=n_q).astype(np.float64)
+    distinct = np.bincount(uq, minlength=n_q).astype(np.float64)
+    last_age = np.full(n_q, np.nan)
+    if q.size:
+        np.fmin.at(last_age, q, h.age_days)
+    n_cat = stats.n_categories
+    cat = np.zeros((n_q, n_cat))
+    np.add.at(cat, (q, stats.category[h.item]), 1.0)
+    cat /= np.maximum(cat.sum(axis=1, keepdims=True), 1.0)
+    return HistorySummary(ukey, counts, last, rank, baskets, distinct, last_age, cat)
+
+
+def covisitation(h: Histories, summary: HistorySummary, stats: ItemStats) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys q * n_items + item, score): sum over the history's distinct items of
+    log1p(invoices with it) x its co-visitation weight with the item. History items themselves included."""
+    n_items = stats.n_items
+    hq, hitem = summary.key // n_items, summary.key % n_items
+    nbr = stats.covis_items[hitem]  # [H, M]
+    w = stats.covis_weights[hitem] * np.log1p(summary.invoices)[:, None]
+    ok = nbr >= 0
+    keys = (hq[:, None] * n_items + nbr)[ok]
+    vals = w[ok].astype(np.float64)
+    if keys.size == 0:
+        return keys.astype(np.int64), vals
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], vals[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return keys[starts], np.add.reduceat(vals, starts)
+
+
+def _lookup(keys: np.ndarray, table_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in table_keys, found) for each key; table_keys sorted."""
+    if table_keys.size == 0:
+        return np.zeros(keys.size, dtype=np.int64), np.zeros(keys.size, dtype=bool)
+    pos = np.minimum(np.searchsorted(table_keys, keys), table_keys.size - 1)
+    return pos, table_keys[pos] == keys
+
+
+def candidates(h: Histories, summary: HistorySummary, stats: ItemStats, tower_top: np.ndarray | None,
+               *, n_past: int = 200, n_covis: int = 100, n_popular: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (ptr, item) of each query's candidates: its past items (best ``n_past`` by invoices, then recency),
+    the two-tower's top-N (``tower_top`` [Q, N], -1 padded, optional), the ``n_covis`` best co-visited items
+    and the ``n_popular`` most popular items; distinct per query, sorted by item."""
+    n_q, n_items = h.n_queries, stats.n_items
+    parts = [summary.key[summary.rank < n_past]]
+    ckeys, cscore = covisitation(h, summary, stats)
+    if ckeys.size:
+        cq = ckeys // n_items
+        order = np.lexsort((-cscore, cq))
+        group_start = np.searchsorted(cq[order], cq[order], side="left")
+        keep = order[(np.arange(order.size) - group_start) < n_covis]
+        parts.append(ckeys[keep])
+    if tower_top is not None and tower_top.size:
+        rows = np.repeat(np.arange(n_q, dtype=np.int64), tower_top.shape[1])
+        flat = tower_top.reshape(-1).astype(np.int64)
+        parts.append((rows * n_items + flat)[flat >= 0])
+    pop = stats.popular(n_popular)
+    parts.append((np.arange(n_q, dtype=np.int64)[:, None] * n_items + pop[None, :]).reshape(-1))
+    keys = np.unique(np.concatenate(parts))
+    ptr = np.searchsorted(keys // n_items, np.arange(n_q + 1), side="left").astype(np.int64)
+    return ptr, keys % n_items
+
+
+def ranker_rows(h: Histories, summary: HistorySummary, stats: ItemStats, cand_ptr: np.ndarray,
+                cand_item: np.ndarray, tower_score: np.ndarray) -> np.ndarray:
+    """float32 [len(cand_item), N_FEATURES] in FEATURE_NAMES order; ``tower_score`` per candidate."""
+    n_items = stats.n_items
+    q = np.repeat(np.arange(h.n_queries, dtype=np.int64), np.diff(cand_ptr))
+    key = q * n_items + cand_item
+    pos, bought = _lookup(key, summary.key)
+    invoices = np.where(bought, summary.invoices[pos] if summary.key.size else 0.0, 0.0)
+    age = np.where(bought, summary.age_days[pos] if summary.key.size else 0.0, 0.0)
+    rank = np.where(bought, summary.rank[pos] if summary.key.size else 0, 0)
+    baskets = summary.baskets[q]
+    has = baskets > 0
+    last_age = np.nan_to_num(summary.last_age[q], nan=0.0)
+    ckeys, cscore = covisitation(h, summary, stats)
+    cpos, cfound = _lookup(key, ckeys)
+    covis = np.where(cfound, cscore[cpos] if ckeys.size else 0.0, 0.0)
+    cat = stats.category[cand_item]
+    out = np.empty((key.size, N_FEATURES), dtype=np.float32)
+    out[:, 0] = np.log1p(invoices)
+    out[:, 1] = invoices / np.maximum(baskets, 1.0)
+    out[:, 2] = bought
+    out[:, 3] = np.where(bought, np.log1p(age), 0.0)
+    out[:, 4] = np.where(bought, np.exp(-age / DECAY_DAYS), 0.0)
+    out[:, 5] = np.where(bought, 1.0 / (1.0 + rank), 0.0)
+    out[:, 6] = np.log1p(last_age)
+    out[:, 7] = has
+    out[:, 8] = np.log1p(baskets)
+    out[:, 9] = np.log1p(summary.distinct[q])
+    out[:, 10] = np.log1p(stats.popularity[cand_item])
+    out[:, 11] = np.log1p(stats.recent_popularity[cand_item])
+    out[:, 12] = np.log1p(covis)
+    out[:, 13] = tower_score
+    out[:, 14] = np.log(np.maximum(stats.price[cand_item], 0.01))
+    out[:, 15] = summary.category_share[q, cat]
+    out[:, 16] = stats.repeat_rate[cand_item]
+    return out
+
+
+def tower_input(h: Histories, history_len: int, pad: int) -> np.ndarray:
+    """int64 [Q, history_len]: each query's last ``history_len`` purchases, most recent first, ``pad`` after.
+
+    The two-tower's user/session tower takes this (the purchases are in time order within a query)."""
+    lengths = np.diff(h.ptr)
+    j = np.arange(history_len, dtype=np.int64)
+    idx = h.ptr[1:, None] - 1 - j[None, :]
+    valid = j[None, :] < lengths[:, None]
+    if h.item.size == 0:
+        return np.full((h.n_queries, history_len), pad, dtype=np.int64)
+    return np.where(valid, h.item[np.clip(idx, 0, h.item.size - 1)], pad).astype(np.int64)
+
+
+__all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "N_FEATURES", "HistorySummary", "Histories", "ItemStats",
+           "candidates", "covisitation", "ranker_rows", "summarize", "tower_input"]

@@ -1,0 +1,141 @@
+"""Retrieve and rank with the exported models: user tower (ONNX) -> candidates -> ranker (ONNX).
+
+This is the served path of the two-tower + deep ranker, used unchanged by offline evaluation and by the
+origin: onnxruntime sessions built once with explicit threads, numpy over a batch of histories, the
+feature rows from ``shared.ranker_features``. No torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from shared.errors import BundleError
+from shared.ranker_features import (
+    N_FEATURES,
+    Histories,
+    ItemStats,
+    candidates,
+    ranker_rows,
+    summarize,
+    tower_input,
+)
+
+logger = logging.getLogger(__name__)
+
+HISTORY_INPUT, USER_OUTPUT = "history", "user_vector"
+FEATURES_INPUT, SCORE_OUTPUT = "features", "score"
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateSizes:
+    tower: int = 100  # two-tower nearest items
+    covis: int = 100  # best co-visited items
+    past: int = 200  # the customer's own items (best by invoices, then recency)
+    popular: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """CSR per query: candidates rows ptr[q]:ptr[q+1] with their ranker scores (unsorted).
+
+    ``scored_by`` says which model scored: "ranker", "previous_ranker" (the current one failed) or
+    "retrieval_order" (every ranker failed: the two-tower score ranks)."""
+
+    ptr: np.ndarray
+    item: np.ndarray
+    score: np.ndarray
+    scored_by: str = "ranker"
+
+
+def onnx_session(path: Path | str, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise BundleError(f"onnxruntime cannot load {path}: {exc}") from exc
+
+
+class UserTowerModel:
+    """The user/session tower: histories -> L2-normalised user vectors."""
+
+    def __init__(self, path: Path | str, threads: int = 1) -> None:
+        self._sess = onnx_session(path, threads)
+        shape = self._sess.get_inputs()[0].shape
+        if [i.name for i in self._sess.get_inputs()] != [HISTORY_INPUT] or not isinstance(shape[1], int):
+            raise BundleError(f"{path}: expected one input {HISTORY_INPUT!r} int64 [N, L]")
+        self.history_len = int(shape[1])
+
+    def vectors(self, history: np.ndarray) -> np.ndarray:
+        return self._sess.run([USER_OUTPUT], {HISTORY_INPUT: np.ascontiguousarray(history, dtype=np.int64)})[0]
+
+
+class RankerModel:
+    def __init__(self, path: Path | str, threads: int = 1) -> None:
+        self._sess = onnx_session(path, threads)
+        shape = self._sess.get_inputs()[0].shape
+        if [i.name for i in self._sess.get_inputs()] != [FEATURES_INPUT] or shape[1] != N_FEATURES:
+            raise BundleError(f"{path}: expected one input {FEATURES_INPUT!r} float32 [N, {N_FEATURES}]")
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run([SCORE_OUTPUT], {FEATURES_INPUT: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+class RetrievalRanker:
+    """Two-tower retrieval + co-visitation + past items + popular, scored by the deep ranker."""
+
+    def __init__(self, tower: UserTowerModel, item_vectors: np.ndarray, ranker: RankerModel, stats: ItemStats,
+                 sizes: CandidateSizes = CandidateSizes(), previous: RankerModel | None = None) -> None:
+        if item_vectors.shape[0] != stats.n_items:
+            raise BundleError(f"{item_vectors.shape[0]} item vectors for {stats.n_items} items")
+        self.tower, self.item_vectors, self.ranker, self.stats, self.sizes = tower, item_vectors, ranker, stats, sizes
+        self.previous = previous  # the registry's previous ranker version: the first fallback
+        self.failures = 0
+
+    def tower_top(self, user: np.ndarray, n: int) -> np.ndarray:
+        """int64 [Q, n] nearest items by dot product (exact; the origin's ANN index does this at scale)."""
+        n = min(n, self.stats.n_items)
+        if n <= 0:
+            return np.zeros((user.shape[0], 0), dtype=np.int64)
+        sims = user @ self.item_vectors.T
+        top = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n < sims.shape[1] else np.argsort(-sims, axis=1)
+        return top.astype(np.int64)
+
+    def rank(self, h: Histories, tower_top: np.ndarray | None = None) -> Ranked:
+        """Score each query's candidates. ``tower_top`` replaces the exact top-N (e.g. from an ANN index)."""
+        user = self.tower.vectors(tower_input(h, self.tower.history_len, self.stats.n_items))
+        if tower_top is None:
+            tower_top = self.tower_top(user, self.sizes.tower)
+        summary = summarize(h, self.stats)
+        ptr, item = candidates(h, summary, self.stats, tower_top, n_past=self.sizes.past,
+                               n_covis=self.sizes.covis, n_popular=self.sizes.popular)
+        q = np.repeat(np.arange(h.n_queries), np.diff(ptr))
+        tower_score = np.einsum("ij,ij->i", user[q], self.item_vectors[item])
+        x = ranker_rows(h, summary, self.stats, ptr, item, tower_score)
+        score, scored_by = self._score(x, tower_score)
+        return Ranked(ptr, item, score, scored_by)
+
+    def _score(self, x: np.ndarray, tower_score: np.ndarray) -> tuple[np.ndarray, str]:
+        """Recovery rule: ranker fails -> the previous ranker version -> retrieval (two-tower) order."""
+        if not x.shape[0]:
+            return np.zeros(0, np.float32), "ranker"
+        for model, label in ((self.ranker, "ranker"), (self.previous, "previous_ranker")):
+            if model is None:
+                continue
+            try:
+                score = np.asarray(model.score(x), dtype=np.float32).reshape(-1)
+                if score.shape[0] != x.shape[0] or not np.all(np.isfinite(score)):
+                    raise ValueError(f"{score.shape[0]} scores for {x.shape[0]} rows or non-finite scores")
+                return score, label
+            except Exception as exc:
+                self.failures += 1
+                logger.warning("%s failed, falling back: %s", label, exc)
+        return tower_score.astype(np.float32), "retrieval_order"

@@ -1,0 +1,100 @@
+"""The shared ranker feature code on hand-made histories: exact values per feature, candidates, tower input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.ranker_features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    Histories,
+    ItemStats,
+    candidates,
+    covisitation,
+    ranker_rows,
+    summarize,
+    tower_input,
+)
+
+F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def stats(n: int = 6) -> ItemStats:
+    covis_items = np.full((n, 2), -1, dtype=np.int64)
+    covis_weights = np.zeros((n, 2), dtype=np.float32)
+    covis_items[0] = [3, 4]
+    covis_weights[0] = [0.5, 0.25]
+    covis_items[1] = [3, -1]
+    covis_weights[1] = [1.0, 0.0]
+    return ItemStats(popularity=np.array([10, 9, 8, 7, 6, 5], np.float32)[:n],
+                     recent_popularity=np.array([0, 5, 0, 0, 1, 0], np.float32)[:n],
+                     price=np.array([1, 2, 4, 8, 1, 1], np.float32)[:n],
+                     category=np.array([0, 0, 1, 1, 2, 2], np.int64)[:n],
+                     repeat_rate=np.array([0.5, 0, 0, 0, 0, 0.25], np.float32)[:n],
+                     covis_items=covis_items, covis_weights=covis_weights)
+
+
+# query 0: item 0 in invoices 1 (20 days ago) and 2 (5 days ago), item 1 in invoice 2; query 1: no history
+HIST = Histories(ptr=np.array([0, 3, 3]), item=np.array([0, 0, 1]), invoice=np.array([1, 2, 2]),
+                 age_days=np.array([20.0, 5.0, 5.0]))
+
+
+def test_summary_counts_invoices_recency_rank_and_category_share() -> None:
+    s = summarize(HIST, stats())
+    assert s.key.tolist() == [0, 1]
+    assert s.invoices.tolist() == [2.0, 1.0] and s.age_days.tolist() == [5.0, 5.0] and s.rank.tolist() == [0, 1]
+    assert s.baskets.tolist() == [2.0, 0.0] and s.distinct.tolist() == [2.0, 0.0]
+    assert s.last_age[0] == 5.0 and np.isnan(s.last_age[1])
+    assert s.category_share[0].tolist() == [1.0, 0.0, 0.0] and s.category_share[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_covisitation_sums_neighbour_weights_times_log_invoices() -> None:
+    s = summarize(HIST, stats())
+    keys, score = covisitation(HIST, s, stats())
+    got = dict(zip(keys.tolist(), score.tolist(), strict=True))
+    assert got == pytest.approx({3: 0.5 * np.log1p(2) + 1.0 * np.log1p(1), 4: 0.25 * np.log1p(2)})
+
+
+def test_rows_carry_repeat_recency_popularity_and_context_exactly() -> None:
+    st = stats()
+    s = summarize(HIST, st)
+    ptr, item = np.array([0, 3, 4]), np.array([0, 3, 5, 0])
+    x = ranker_rows(HIST, s, st, ptr, item, np.array([0.1, 0.2, 0.3, 0.4]))
+    assert x.shape == (4, N_FEATURES) and x.dtype == np.float32
+    bought = x[0]
+    assert bought[F["log_item_invoices"]] == pytest.approx(np.log1p(2))
+    assert bought[F["item_invoice_share"]] == 1.0 and bought[F["bought_before"]] == 1.0
+    assert bought[F["log_days_since_item"]] == pytest.approx(np.log1p(5))
+    assert bought[F["item_recency_decay"]] == pytest.approx(np.exp(-5 / 30))
+    assert bought[F["repeat_rank_inv"]] == 1.0 and bought[F["category_share"]] == 1.0
+    assert bought[F["log_days_since_any"]] == pytest.approx(np.log1p(5)) and bought[F["has_history"]] == 1.0
+    assert bought[F["log_baskets"]] == pytest.approx(np.log1p(2))
+    assert bought[F["log_popularity"]] == pytest.approx(np.log1p(10)) and bought[F["repeat_rate"]] == 0.5
+    never = x[1]  # item 3: co-visited, never bought
+    assert never[F["bought_before"]] == 0 and never[F["log_days_since_item"]] == 0
+    assert never[F["repeat_rank_inv"]] == 0
+    assert never[F["covisitation"]] == pytest.approx(np.log1p(0.5 * np.log1p(2) + np.log1p(1)))
+    assert never[F["log_price"]] == pytest.approx(np.log(8)) and never[F["tower_score"]] == pytest.approx(0.2)
+    cold = x[3]  # the customer without history asks for item 0
+    assert cold[F["has_history"]] == 0 and cold[F["log_baskets"]] == 0 and cold[F["bought_before"]] == 0
+    assert cold[F["log_popularity"]] == pytest.approx(np.log1p(10))
+
+
+def test_candidates_union_past_covisited_tower_and_popular_distinct_per_query() -> None:
+    st = stats()
+    s = summarize(HIST, st)
+    ptr, item = candidates(HIST, s, st, np.array([[5, -1], [2, 2]]), n_past=1, n_covis=1, n_popular=1)
+    per_query = [item[ptr[q]:ptr[q + 1]].tolist() for q in range(2)]
+    # query 0: past item 0 (best by invoices), co-visited 3, tower 5, popular 0; query 1: tower 2, popular 0
+    assert per_query == [[0, 3, 5], [0, 2]]
+
+
+def test_tower_input_is_the_last_purchases_most_recent_first_padded() -> None:
+    assert tower_input(HIST, 4, pad=6).tolist() == [[1, 0, 0, 6], [6, 6, 6, 6]]
+    assert tower_input(HIST, 1, pad=6).tolist() == [[1], [6]]
+
+
+def test_single_history_ages_from_timestamps() -> None:
+    h = Histories.single(np.array([2]), np.array([7]), np.array([0]), now_ms=86_400_000 * 3)
+    assert h.ptr.tolist() == [0, 1] and h.age_days.tolist() == [3.0]
