@@ -1,6 +1,7 @@
 """An origin node: builds the parts and wires them one way (the composition root; nothing reaches back).
 
-Start: load the bundle (checksums verified), index its item vectors, compile the guardrails. Then
+Start: load the bundle (checksums verified), index its item vectors, open the text search (the text-encoder
+bundle's shipped shard, when the registry has one), compile the guardrails. Then
 ``recommend`` and ``explain`` (``Handler``s), ``upsert_items`` for ``POST /v1/items``, and the ops view.
 """
 
@@ -32,8 +33,9 @@ from origin.stages.rank import Rank
 from origin.stages.reason import ReasonStage
 from origin.stages.select import Select
 from origin.state import OriginState
+from origin.text_search import TextSearch, load_text_search
 from shared.config import OriginSettings, StrataSettings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, StrataError
 from shared.origin_contract import ItemUpdate
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class OriginNode:
         self.metrics = OriginMetrics()
         self.state: OriginState | None = None
         self._shard_dir: Path | None = None      # a private shard directory this node made (removed at stop)
+        self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self.redactor = Redactor()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
@@ -88,11 +91,27 @@ class OriginNode:
             self._shard_dir = private_shard_dir()
             location = str(self._shard_dir / "items")
         index = build_index(bundle.catalog, cfg.vector_index.backend, location)
-        self.state = OriginState(bundle, index, self.policy)
+        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog))
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
         return self.state
+
+    def _load_text(self, catalog) -> TextSearch | None:
+        """The text search, or None (lexical content source) when there is no text-encoder bundle or it
+        cannot be loaded (logged: recommendations still work, queries match words)."""
+        cfg = self.cfg
+        vi = cfg.vector_index
+        if vi.backend == "edge":
+            self._text_dir = private_shard_dir()
+        try:
+            return load_text_search(cfg.registry, catalog, model=cfg.text_model, backend=vi.backend,
+                                    location=vi.url if vi.backend == "qdrant" else None,
+                                    shard_dir=self._text_dir / "text" if self._text_dir else None,
+                                    threads=cfg.ort_threads)
+        except StrataError as exc:
+            logger.error("text encoder not loaded; the content source matches words: %s", exc)
+            return None
 
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
         if self.state is None:
@@ -116,17 +135,23 @@ class OriginNode:
         finally:
             try:
                 if self.state is not None:
-                    self.state.index.close()
+                    try:
+                        self.state.index.close()
+                    finally:
+                        if self.state.text is not None:
+                            self.state.text.close()
             finally:
-                if self._shard_dir is not None:
-                    shutil.rmtree(self._shard_dir, ignore_errors=True)
-                    self._shard_dir = None
+                for d in (self._shard_dir, self._text_dir):
+                    if d is not None:
+                        shutil.rmtree(d, ignore_errors=True)
+                self._shard_dir = self._text_dir = None
 
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:
             return 503, {"ready": False, "reason": "no model loaded"}
         return 200, {"ready": True, "model_version": self.state.version, "items": len(self.state.catalog),
-                     "reasoner": self.reasoner.name, "store": "redis" if self.profiles.store.configured else "none"}
+                     "reasoner": self.reasoner.name,
+                     "text_encoder": self.state.text.version if self.state.text is not None else None, "store": "redis" if self.profiles.store.configured else "none"}
 
     def exposition(self) -> bytes:
         return self.metrics.exposition()

@@ -12,15 +12,22 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from origin.catalog import Catalog
-from shared.vector_index import IndexPoint, VectorIndex, open_vector_index
+from shared.guardrails import Guardrails
+from shared.item_shard import ITEM_FIELDS
+from shared.vector_index import IndexPoint, PayloadFilter, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
-FIELDS = {"category": "keyword", "in_stock": "integer", "age_restricted": "integer"}
+FIELDS = ITEM_FIELDS
 BATCH = 2000
+
+
+class _HasPolicy(Protocol):
+    policy: Guardrails
 
 
 def item_points(catalog: Catalog, rows: Sequence[int]) -> list[IndexPoint]:
@@ -51,3 +58,12 @@ def build_index(catalog: Catalog, backend: str = "edge", location: str | None = 
     logger.info("vector index built", extra={"backend": backend, "items": len(rows),
                                              "seconds": round(time.perf_counter() - t0, 3)})
     return index
+
+
+def source_filter(state: _HasPolicy, age_verified: bool) -> PayloadFilter:
+    """What an index-backed source may return: in stock, the age gate, no banned category (the guardrail
+    stages check every candidate again regardless)."""
+    equals = {"in_stock": 1}
+    if not age_verified:
+        equals["age_restricted"] = 0
+    return PayloadFilter(equals=equals, none_of={"category": list(state.policy.banned_categories)})

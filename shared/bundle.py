@@ -54,8 +54,10 @@ def read_current(registry: Path | str, model: str) -> str:
     return version
 
 
-def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = None) -> dict:
-    """Load manifest.json and check every listed file's sha256. Returns the manifest."""
+def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = None,
+                  required: tuple[str, ...] = REQUIRED_FILES) -> dict:
+    """Load manifest.json and check every listed file's sha256 (``required``: files the manifest must list;
+    the edge scorer's by default). Returns the manifest."""
     bundle_dir = Path(bundle_dir)
     try:
         manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())
@@ -66,7 +68,7 @@ def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = Non
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{bundle_dir / MANIFEST_FILE} must be an object with a 'files' object")
     files = manifest["files"]
-    for name in REQUIRED_FILES:
+    for name in required:
         if name not in files:
             raise BundleError(f"manifest of {bundle_dir} does not list required file {name}")
     for name, digest in files.items():

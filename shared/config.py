@@ -147,6 +147,8 @@ class OriginSettings(_Section):
     port: int = Field(8091, ge=0, le=65535)
     registry: str = "registry"
     model: str = "edge-scorer"
+    text_model: str = Field("text-encoder", description="registry model of the text encoder (MiniLM); without "
+                                                         "its bundle the content source matches words")
     ort_threads: int = Field(1, ge=1)
     max_body_bytes: int = Field(65_536, ge=1024)
     store: StoreSettings = StoreSettings(url="none", timeout_ms=20.0)
