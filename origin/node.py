@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from origin.bundle import load_origin_bundle
+from origin.covisitation import load_covisitation
 from origin.metrics import OriginMetrics
 from origin.profiles import ProfileSource, make_profile_store
 from origin.reasoner.base import Reasoner
@@ -23,12 +24,14 @@ from origin.recommend import Ranking, explain_handler, recommend_handler
 from origin.redaction import Redactor
 from origin.retrieval import build_index, private_shard_dir
 from origin.stages.ann_source import AnnSource
+from origin.stages.covisit_source import CovisitationSource
 from origin.stages.ctx import OriginCtx
 from origin.stages.encode import Encode
 from origin.stages.guardrails import GuardrailFilter
 from origin.stages.mmr import MmrSelector
 from origin.stages.popular_source import PopularSource
 from origin.stages.profile import ProfileStage
+from origin.stages.purchased import AlreadyPurchasedFilter
 from origin.stages.rank import Rank
 from origin.stages.reason import ReasonStage
 from origin.stages.select import Select
@@ -71,7 +74,8 @@ class OriginNode:
         self.rank = Rank()
         ranking = Ranking(ProfileStage(self.profiles), self.ann, GuardrailFilter(self.metrics.removed), self.rank,
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
-                          popular=PopularSource(cfg.popular))
+                          popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),
+                          purchased=AlreadyPurchasedFilter(cfg.filter_purchased))
         encode = Encode(lambda: next(self._ids), self._answered)
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
         self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
@@ -91,7 +95,8 @@ class OriginNode:
             self._shard_dir = private_shard_dir()
             location = str(self._shard_dir / "items")
         index = build_index(bundle.catalog, cfg.vector_index.backend, location)
-        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog))
+        covis = load_covisitation(Path(cfg.registry) / cfg.model / bundle.version, len(bundle.catalog))
+        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis)
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))

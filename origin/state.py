@@ -12,6 +12,7 @@ import numpy as np
 
 from origin.bundle import OriginBundle
 from origin.catalog import Catalog
+from origin.covisitation import Covisitation
 from origin.retrieval import item_points
 from origin.text_search import TextSearch
 from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
@@ -21,12 +22,13 @@ from shared.vector_index import VectorIndex
 
 class OriginState:
     def __init__(self, bundle: OriginBundle, index: VectorIndex, policy: Guardrails,
-                 text: TextSearch | None = None) -> None:
+                 text: TextSearch | None = None, covisitation: Covisitation | None = None) -> None:
         self.version = bundle.version
         self.catalog: Catalog = bundle.catalog
         self.ranker = bundle.ranker
         self.index = index
         self.text = text
+        self.covisitation = covisitation
         self.policy = policy
         self.diversity = DiversitySelector(policy.max_per_category, policy.diversity_window)
         row = self.catalog.row

@@ -8,6 +8,8 @@
         item_features.npy   float32 [n_items, ITEM_DIM]   (row i belongs to items.parquet row i)
         item_vectors.npy    float32 [n_items, EMBED_DIM]  L2-normalised item embeddings
         pools.json          {"<segment>": [item_id, ...]}  popular items per segment ("default" always present)
+        covisitation.npz    optional: neighbors int32 / scores float32 [n_items, top_n], items co-occurring
+                            in sessions (rows of items.parquet, -1 padded; ``model_export.covisitation``)
         manifest.json       name, version, created, inputs/outputs, feature_spec_version,
                             data_fingerprint, metrics, files {name: sha256}
 """
@@ -27,6 +29,7 @@ ITEMS_FILE = "items.parquet"
 ITEM_FEATURES_FILE = "item_features.npy"
 ITEM_VECTORS_FILE = "item_vectors.npy"
 POOLS_FILE = "pools.json"
+COVISITATION_FILE = "covisitation.npz"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
 REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, ITEM_FEATURES_FILE, ITEM_VECTORS_FILE, POOLS_FILE)

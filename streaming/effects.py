@@ -191,6 +191,9 @@ class Planner:
             _add(incr, pkey, f"p:{day}", 1)
             _add(incr, pkey, "orders", 1)
             _add(incr, pkey, "revenue_cents", round(ev.price * ev.quantity * 100))
+            bkey = K.purchases_key(tenant, ev.user_id)
+            ops.append(("ZADD", bkey, "GT", ev.ts_ms, ev.item_id))     # GT: a replayed older purchase keeps the newer
+            ops.append(("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)))
             ops.append(("ZREM", K.CART_DEADLINES_KEY, _cart_member(ev)))
             ops.append(("RPUSH", K.TRIGGER_OUTBOX_KEY, orjson.dumps({
                 "trigger_id": f"post_purchase:{tenant}:{ev.event_id}", "type": "post_purchase",

@@ -46,6 +46,7 @@ class ContentSource:
         else:
             best = self._lexical(ctx)
         if best:
+            ctx.seeds = best[:self.seed_items]
             self._seed_ann(ctx, best)
 
     def _semantic(self, ctx: OriginCtx, vec: np.ndarray) -> list[int]:

@@ -146,3 +146,12 @@ def test_profile_summary_windows_and_average_order() -> None:
     assert (s["views_7d"], s["views_30d"], s["purchases_7d"], s["purchases_30d"]) == (2, 7, 1, 1)
     assert s["avg_order_value"] == 2.5 and s["categories"] == {"hats": 3} and s["consent"] == {"marketing": False}
     assert s["long_term"] == [0.6, 0.8]
+
+
+def test_purchases_are_recorded_per_user_newest_kept_and_capped() -> None:
+    recs = [_rec(0, "purchase", item_id="i2", quantity=1, price=2.0), _rec(1, "view", item_id="i3")]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    bkey = K.purchases_key("default", "u")
+    assert [op for op in plan.ops if op[1] == bkey] == [
+        ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1))]
+    assert bkey.startswith("strata:{default:u:u}") and K.profile_key("default", "u").startswith("strata:{default:u:u}")
