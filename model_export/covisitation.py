@@ -4,8 +4,8 @@ score(i, j) = sessions with both / sqrt(sessions with i * sessions with j) (cosi
 session sets), each session counted once per pair however often it touched them. Kept: the ``top_n``
 best neighbours per item with at least ``min_sessions`` shared sessions (1: on the synthetic world 98%
 of items get neighbours, 68% of top neighbours share the category; 2: 48% and 91%). Written into the edge-scorer
-bundle as ``covisitation.npz`` (``shared.bundle.COVISITATION_FILE``): ``neighbors`` int32 [n_items, top_n]
-(rows of items.parquet, -1 where an item has fewer) and ``scores`` float32 [n_items, top_n].
+bundle as ``covis_neighbors.npy`` int32 [n_items, top_n] (rows of items.parquet, -1 where an item has
+fewer) and ``covis_scores.npy`` float32 [n_items, top_n] (two .npy files: byte-identical across runs).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+from shared.bundle import COVIS_NEIGHBORS_FILE, COVIS_SCORES_FILE
 
 TOP_N = 20
 MIN_SESSIONS = 1
@@ -49,7 +51,6 @@ def covisitation_table(session: np.ndarray, item: np.ndarray, n_items: int, top_
     return neighbors, scores
 
 
-def write_covisitation(path: Path, neighbors: np.ndarray, scores: np.ndarray) -> Path:
-    with open(path, "wb") as f:
-        np.savez(f, neighbors=neighbors, scores=scores)
-    return path
+def write_covisitation(bundle_dir: Path, neighbors: np.ndarray, scores: np.ndarray) -> None:
+    np.save(bundle_dir / COVIS_NEIGHBORS_FILE, neighbors)
+    np.save(bundle_dir / COVIS_SCORES_FILE, scores)

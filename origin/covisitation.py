@@ -1,5 +1,5 @@
 """The bundle's co-visitation table (``model_export.covisitation``): catalog row -> rows co-occurring in
-sessions, with a score in [0, 1]. Optional: a bundle without ``covisitation.npz`` has no such source.
+sessions, with a score in [0, 1]. Optional: a bundle without ``covis_neighbors.npy`` has no such source.
 Items added by ``POST /v1/items`` after the export have no neighbours (their rows are past the table)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.bundle import COVISITATION_FILE
+from shared.bundle import COVIS_NEIGHBORS_FILE, COVIS_SCORES_FILE
 from shared.errors import BundleError
 
 
@@ -40,12 +40,12 @@ class Covisitation:
 
 
 def load_covisitation(bundle_dir: Path | str, n_items: int) -> Covisitation | None:
-    path = Path(bundle_dir) / COVISITATION_FILE
+    path = Path(bundle_dir) / COVIS_NEIGHBORS_FILE
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            table = Covisitation(z["neighbors"], z["scores"])
+        table = Covisitation(np.load(path, allow_pickle=False),
+                             np.load(Path(bundle_dir) / COVIS_SCORES_FILE, allow_pickle=False))
     except BundleError:
         raise
     except Exception as exc:

@@ -22,7 +22,7 @@ from origin.reasoner.budget import TokenBudget
 from origin.reasoner.template import TemplateReasoner
 from origin.recommend import Ranking, explain_handler, recommend_handler
 from origin.redaction import Redactor
-from origin.retrieval import build_index, private_shard_dir
+from origin.retrieval import build_index, open_item_index, private_shard_dir
 from origin.stages.ann_source import AnnSource
 from origin.stages.covisit_source import CovisitationSource
 from origin.stages.ctx import OriginCtx
@@ -87,14 +87,18 @@ class OriginNode:
             self.metrics.degraded(ctx.route_reasons)
 
     def load(self) -> OriginState:
-        """Bundle -> catalog, ranker, pools; the vector index built from its item vectors."""
+        """Bundle -> catalog, ranker, pools; the vector index: the bundle's shipped shard (edge backend, no
+        shard directory configured) or built from its item vectors."""
         cfg = self.cfg
         bundle = load_origin_bundle(cfg.registry, cfg.model, ort_threads=cfg.ort_threads)
         location = cfg.vector_index.url
+        index = None
         if cfg.vector_index.backend == "edge" and location is None:
             self._shard_dir = private_shard_dir()
             location = str(self._shard_dir / "items")
-        index = build_index(bundle.catalog, cfg.vector_index.backend, location)
+            index = open_item_index(Path(cfg.registry) / cfg.model / bundle.version, bundle.catalog, Path(location))
+        if index is None:
+            index = build_index(bundle.catalog, cfg.vector_index.backend, location)
         covis = load_covisitation(Path(cfg.registry) / cfg.model / bundle.version, len(bundle.catalog))
         self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis)
         if self.state.guard.unmatched_categories:

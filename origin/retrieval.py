@@ -67,3 +67,29 @@ def source_filter(state: _HasPolicy, age_verified: bool) -> PayloadFilter:
     if not age_verified:
         equals["age_restricted"] = 0
     return PayloadFilter(equals=equals, none_of={"category": list(state.policy.banned_categories)})
+
+
+def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> VectorIndex | None:
+    """The bundle's shipped shard (HNSW built at export) unpacked into ``shard_dir``, with the items it
+    leaves out (no vector: placed at their category's centroid) added; None when the bundle ships none or
+    it was built from other vectors than the bundle's (the caller then indexes the catalog itself)."""
+    import json
+
+    from shared import bundle as B
+    from shared.item_shard import open_shipped_shard
+
+    meta_path = Path(bundle_dir) / B.ITEM_INDEX_META_FILE
+    if not meta_path.is_file() or not (Path(bundle_dir) / B.ITEM_INDEX_FILE).is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("vectors_sha256") != B.sha256_file(Path(bundle_dir) / B.ITEM_VECTORS_FILE):
+        logger.warning("shipped item index was built from other vectors; indexing the catalog instead")
+        return None
+    t0 = time.perf_counter()
+    index = open_shipped_shard(Path(bundle_dir) / B.ITEM_INDEX_FILE, shard_dir)
+    missing = np.flatnonzero(~np.any(catalog.vectors != 0, axis=1)).tolist()
+    for lo in range(0, len(missing), BATCH):
+        index.upsert(item_points(catalog, missing[lo:lo + BATCH]))
+    logger.info("shipped item index opened", extra={"items": len(catalog), "placed_at_centroid": len(missing),
+                                                    "seconds": round(time.perf_counter() - t0, 3)})
+    return index

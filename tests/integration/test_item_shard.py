@@ -77,3 +77,38 @@ def test_the_tar_has_no_wal_and_two_copies_open_at_once(bundle: Path, tmp_path: 
     finally:
         a.close()
         b.close()
+
+
+def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(registry_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from origin.bundle import load_origin_bundle
+    from origin.retrieval import build_index, open_item_index
+
+    bundle = load_origin_bundle(registry_dir, "edge-scorer")
+    bdir = registry_dir / "edge-scorer" / bundle.version
+    meta = json.loads((bdir / B.ITEM_INDEX_META_FILE).read_text())
+    cat = bundle.catalog
+    with_vec = int(np.any(cat.vectors != 0, axis=1).sum())
+    assert meta["points"] == with_vec < len(cat)            # items without a vector are placed at load
+    shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    built = build_index(cat, "edge", str(tmp_path / "built"))
+    try:
+        built.optimize()
+        assert shipped.count() == built.count() == len(cat)
+        flt = PayloadFilter(equals={"in_stock": 1, "age_restricted": 0})
+        rng = np.random.default_rng(5)
+        for q in cat.vectors[rng.choice(np.flatnonzero(np.any(cat.vectors != 0, axis=1)), 10, replace=False)]:
+            a, b = _ranked(shipped.search(q, 50, flt, ef=500)), _ranked(built.search(q, 50, flt, ef=500))
+            assert [s for s, _ in a] == [s for s, _ in b]
+            last = a[-1][0]
+            assert [x for x in a if x[0] < last] == [x for x in b if x[0] < last]
+    finally:
+        shipped.close()
+        built.close()
+    # a bundle whose vectors changed after the shard was built: not used
+    copy = tmp_path / "copy"
+    shutil.copytree(bdir, copy)
+    np.save(copy / B.ITEM_VECTORS_FILE, np.roll(np.load(copy / B.ITEM_VECTORS_FILE), 1, axis=0))
+    assert open_item_index(copy, cat, tmp_path / "other") is None

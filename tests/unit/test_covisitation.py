@@ -28,7 +28,7 @@ def test_table_is_the_cosine_of_session_sets_counted_once_per_session() -> None:
 def test_lookup_merges_seeds_keeps_best_score_and_leaves_seeds_out(tmp_path) -> None:
     nb = np.array([[1, 2, -1], [0, 3, 2], [3, -1, -1], [-1, -1, -1]], dtype=np.int32)
     sc = np.array([[0.9, 0.2, 0], [0.9, 0.5, 0.4], [0.7, 0, 0], [0, 0, 0]], dtype=np.float32)
-    write_covisitation(tmp_path / "covisitation.npz", nb, sc)
+    write_covisitation(tmp_path, nb, sc)
     table = load_covisitation(tmp_path, 4)
     rows, scores = table.of(np.array([0, 1]))
     assert rows.tolist() == [3, 2] and scores.tolist() == pytest.approx([0.5, 0.4])
