@@ -47,16 +47,24 @@ def export(
     seed: Annotated[int, typer.Option(help="seed of the synthetic world and of training")] = 7,
     version: Annotated[str | None, typer.Option(help="semver X.Y.Z; default: next after CURRENT")] = None,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="also write the dynamic-int8 model")] = True,
+    text: Annotated[bool, typer.Option("--text/--no-text", help="also export the MiniLM text encoder (origin)")] = True,
 ) -> None:
     """Generate data, train the edge scorer, export ONNX, check parity and write a versioned bundle."""
-    from deploy.exporting import export_with_progress, summary_table
+    from deploy.exporting import (
+        export_text_with_progress,
+        export_with_progress,
+        summary_table,
+        text_summary_table,
+    )
 
     console = _console()
     try:
         result = export_with_progress(out, console, seed=seed, version=version, int8=int8)
+        console.print(summary_table(result))
+        if text:
+            console.print(text_summary_table(export_text_with_progress(out, console)))
     except StrataError as exc:
         raise _fail("export", exc) from None
-    console.print(summary_table(result))
 
 
 def edge_overrides(registry: str | None, port: int | None, store: str | None, host: str | None,
