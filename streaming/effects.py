@@ -201,7 +201,9 @@ class Planner:
                 "item_id": ev.item_id, "quantity": ev.quantity, "price": ev.price})))
         elif t == "add_to_cart":
             ops.append(("ZADD", K.CART_DEADLINES_KEY, "GT", ev.ts_ms + self.cart_ms, _cart_member(ev)))
-        elif t == "preference":
+        elif t == "preference":       # the latest statement, as said (the origin searches with it)
+            ops.append(("HSET", pkey, "stated", orjson.dumps({"categories": ev.categories or [],
+                                                              "brands": ev.brands or []})))
             for c in ev.categories or ():
                 _add(incr, pkey, f"cat:{c}", PREFERENCE_AFFINITY)
             for b in ev.brands or ():

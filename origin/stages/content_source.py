@@ -1,6 +1,7 @@
 """Candidates by what the query says (cold start, stated needs): nearest item texts in meaning when the
 registry has a text encoder (``origin.text_search``), else the query's words matched against titles and
-categories.
+categories. Without a query, the user's stated tastes (a ``preference`` event's categories and brands,
+read with consent) stand in for one, and rank like one.
 
 Semantic: the query is embedded (all-MiniLM-L6-v2) and the text index returns the nearest item texts under
 the same payload filter as the ANN source (in stock, the age gate, banned categories); score = cosine,
@@ -15,6 +16,7 @@ import logging
 
 import numpy as np
 
+from origin.catalog import words
 from origin.retrieval import source_filter
 from origin.stages.ctx import OriginCtx
 from shared.errors import StrataError
@@ -34,9 +36,13 @@ class ContentSource:
         if ctx.oreq.item_ids:         # /v1/explain of given items: no retrieval
             return
         text = ctx.state.text
-        if ctx.oreq.query and text is not None:
+        query = ctx.oreq.query
+        if not query and ctx.oreq.consent and ctx.profile.preferences:
+            query = " ".join(ctx.profile.preferences)
+            ctx.query_words = words(query)
+        if query and text is not None:
             try:
-                best = self._semantic(ctx, text.embed(ctx.oreq.query))
+                best = self._semantic(ctx, text.embed(query))
             except StrataError as exc:
                 self.failures += 1
                 logger.warning("text search failed; matching words instead: %s", exc.reason)

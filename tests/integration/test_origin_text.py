@@ -80,3 +80,25 @@ def test_a_failing_text_index_falls_back_to_words_degraded(text_registry_dir) ->
         hits = [it for it in d["items"] if "content_source" in it["sources"]]
         assert hits and all({"organic", "bread"} & set(_facts(node, it["item_id"])[0].lower().split())
                             for it in hits)
+
+
+def test_stated_tastes_stand_in_for_a_query(text_registry_dir, valkey_proc, fresh_valkey) -> None:
+    import orjson
+
+    from shared.keys import profile_key
+
+    c = valkey_proc.client()
+    try:
+        c.hset(profile_key("default", "u-taste"), "stated", orjson.dumps({"categories": ["toys"], "brands": []}))
+    finally:
+        c.close()
+    node = OriginNode(load_settings(origin={"registry": str(text_registry_dir),
+                                            "store": {"url": valkey_proc.url, "timeout_ms": 200.0}}))
+    body = {"user_id": "u-taste", "session_id": "s-taste", "k": 10}
+    with TestClient(build_app(node)) as client:
+        d = client.post("/v1/recommend", json=body).json()
+        cats = [_facts(node, it["item_id"])[1] for it in d["items"]]
+        assert cats.count("toys") >= 3 and "content_source" in d["items"][0]["sources"], cats
+        # without consent the stated tastes are personal data: not read, not used
+        d = client.post("/v1/recommend", json={**body, "context": {"consent": False}}).json()
+        assert not any("content_source" in it["sources"] for it in d["items"])

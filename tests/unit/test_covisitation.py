@@ -38,3 +38,4 @@ def test_lookup_merges_seeds_keeps_best_score_and_leaves_seeds_out(tmp_path) -> 
     with pytest.raises(BundleError, match="outside the 3 items"):
         load_covisitation(tmp_path, 3)
     assert load_covisitation(tmp_path / "none", 4) is None
+

@@ -155,3 +155,12 @@ def test_purchases_are_recorded_per_user_newest_kept_and_capped() -> None:
     assert [op for op in plan.ops if op[1] == bkey] == [
         ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1))]
     assert bkey.startswith("strata:{default:u:u}") and K.profile_key("default", "u").startswith("strata:{default:u:u}")
+
+
+def test_a_preference_event_stores_the_latest_statement_for_the_origin() -> None:
+    recs = [_rec(0, "preference", categories=["toys"], brands=["Norvik"]),
+            _rec(1, "preference", categories=["books"])]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    pk = K.profile_key("default", "u")
+    stated = [orjson.loads(op[3]) for op in plan.ops if op[0] == "HSET" and op[1] == pk and op[2] == "stated"]
+    assert stated == [{"categories": ["toys"], "brands": ["Norvik"]}, {"categories": ["books"], "brands": []}]
