@@ -32,10 +32,14 @@ class _HasPolicy(Protocol):
 
 def item_points(catalog: Catalog, rows: Sequence[int]) -> list[IndexPoint]:
     out = []
+    centroids: dict[str, np.ndarray] = {}      # one scan of the catalog per category, not per item
     for r in rows:
         v = catalog.vectors[r]
         if not np.any(v):          # indexed only: the scorer keeps reading 0 similarity as "no evidence"
-            v = catalog.category_centroid(catalog.categories[r])
+            c = catalog.categories[r]
+            v = centroids.get(c)
+            if v is None:
+                v = centroids[c] = catalog.category_centroid(c)
         out.append(IndexPoint(catalog.item_ids[r], v, {
             "category": catalog.categories[r], "in_stock": int(catalog.stock[r] > 0),
             "age_restricted": int(catalog.age_restricted[r])}))
