@@ -102,3 +102,22 @@ def test_stated_tastes_stand_in_for_a_query(text_registry_dir, valkey_proc, fres
         # without consent the stated tastes are personal data: not read, not used
         d = client.post("/v1/recommend", json={**body, "context": {"consent": False}}).json()
         assert not any("content_source" in it["sources"] for it in d["items"])
+
+
+def test_the_qdrant_backend_is_filled_from_the_bundles_vectors(text_registry_dir, tmp_path) -> None:
+    from origin.bundle import load_origin_bundle
+    from origin.text_search import load_text_search
+
+    catalog = load_origin_bundle(text_registry_dir, "edge-scorer").catalog
+    local = load_text_search(text_registry_dir, catalog, backend="qdrant", location=":memory:")
+    edge = load_text_search(text_registry_dir, catalog, shard_dir=tmp_path / "t")
+    try:
+        assert local.load_stats["shipped_shard"] is False and local.load_stats["embedded_at_load"] == 0
+        assert local.index.count() == edge.index.count() == len(catalog)
+        q = local.embed("a warm jacket for winter")
+        a, b = local.search(q, 5), edge.search(q, 5, ef=200)      # equal scores: items with the same title
+        assert [round(h.score, 5) for h in a] == [round(h.score, 5) for h in b]
+        assert a[0].score > 0.5 and catalog.categories[catalog.row[a[0].key]] == "apparel"
+    finally:
+        local.close()
+        edge.close()
