@@ -51,9 +51,17 @@ def export(
         "--data", metavar="NAME PATH",
         help="train retrieval + ranker and serve the catalog of a real dataset (online-retail PATH); "
              "default: the synthetic world")] = None,
+    text: Annotated[bool, typer.Option("--text/--no-text", help="also export the MiniLM text encoder (origin)")] = True,
 ) -> None:
-    """Train and write every bundle the tiers load (edge scorer, retrieval, ranker), ONNX behind the parity gate."""
-    from deploy.exporting import bundles_table, export_all_with_progress, summary_table
+    """Train and write every bundle the tiers load (edge scorer, retrieval, ranker, text encoder), ONNX behind
+    the parity gate."""
+    from deploy.exporting import (
+        bundles_table,
+        export_all_with_progress,
+        export_text_with_progress,
+        summary_table,
+        text_summary_table,
+    )
     from model_export.exporters import ExportRequest
 
     console = _console()
@@ -61,10 +69,12 @@ def export(
         request = ExportRequest(seed=seed, version=version, int8=int8, data=data[0] if data else "synthetic",
                                 data_path=data[1] if data else None)
         results = export_all_with_progress(out, console, request)
+        console.print(summary_table(results[0][1]))
+        console.print(bundles_table(results))
+        if text:       # after the edge scorer: it embeds that bundle's catalog
+            console.print(text_summary_table(export_text_with_progress(out, console)))
     except StrataError as exc:
         raise _fail("export", exc) from None
-    console.print(summary_table(results[0][1]))
-    console.print(bundles_table(results))
 
 
 def edge_overrides(registry: str | None, port: int | None, store: str | None, host: str | None,

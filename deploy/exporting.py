@@ -115,3 +115,30 @@ def summary_table(result: Any) -> Table:
         if value is not None:
             table.add_row(label, _fmt(value))
     return table
+
+
+def export_text_with_progress(out: Path, console: Console, *, version: str | None = None) -> Any:
+    """``model_export.text_encoder.export_text_encoder`` behind a spinner (MiniLM -> ONNX, parity, the
+    registry's current catalog embedded and its HNSW shard built); returns its TextExportResult."""
+    from model_export.text_encoder import export_text_encoder
+
+    with console.status("[bold]export[/bold] text encoder (MiniLM -> ONNX, parity, catalog text vectors, shard)"):
+        return export_text_encoder(out, version)
+
+
+def text_summary_table(result: Any) -> Table:
+    table = Table(title="exported text encoder")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("version", str(result.version))
+    table.add_row("bundle", str(result.bundle_dir))
+    table.add_row("seconds", f"{result.seconds:.1f}")
+    table.add_row("parity min cosine (ONNX vs sentence-transformers)", f"{result.parity['min_cosine']:.7f}")
+    table.add_row("parity tolerance", _fmt(result.parity["tolerance_min_cosine"]))
+    table.add_row("int8", "shipped" if result.int8.get("shipped") else
+                  f"not shipped (min cosine {result.int8.get('min_cosine', result.int8.get('error'))})")
+    if result.catalog:
+        table.add_row("catalog items embedded", f"{result.catalog['items']} ({result.catalog['texts_per_s']}/s)")
+    if result.shard:
+        table.add_row("shard (HNSW) build s", f"{result.shard['upsert_s'] + result.shard['optimize_s']:.1f}")
+    return table

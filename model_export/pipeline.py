@@ -20,8 +20,10 @@ import numpy as np
 
 from model_export import registry
 from model_export import vocabulary as vocab
+from model_export.covisitation import covisitation_table, write_covisitation
 from model_export.dataset import Dataset, build_dataset
 from model_export.evaluate import change, click_metrics, popularity_baseline
+from model_export.item_index import ship_item_index
 from model_export.parity import MIN_ROWS, check_parity, ort_predict
 from model_export.world import World, WorldConfig, generate_world
 from shared import bundle as layout
@@ -145,6 +147,8 @@ def _write_tables(staging: Path, world: World, data: Dataset) -> None:
     np.save(staging / layout.ITEM_VECTORS_FILE, tables.item_vectors)
     by_channel = {ch: tables.channel_popularity[i] for i, ch in enumerate(CHANNELS)}
     registry.write_json(staging / layout.POOLS_FILE, registry.top_pools(cat.item_id, tables.popularity, by_channel))
+    write_covisitation(staging, *covisitation_table(world.sessions.ev_session, world.sessions.ev_item, len(cat)))
+    ship_item_index(staging, cat.item_id, names[cat.category], cat.age_restricted, tables.item_vectors)
 
 
 def _write_catalog(staging: Path, catalog: ServingCatalog) -> None:

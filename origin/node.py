@@ -1,6 +1,7 @@
 """An origin node: builds the parts and wires them one way (the composition root; nothing reaches back).
 
-Start: load the bundle (checksums verified), index its item vectors, compile the guardrails. Then
+Start: load the bundle (checksums verified), index its item vectors, open the text search (the text-encoder
+bundle's shipped shard, when the registry has one), compile the guardrails. Then
 ``recommend`` and ``explain`` (``Handler``s), ``upsert_items`` for ``POST /v1/items``, and the ops view.
 """
 
@@ -13,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from origin.bundle import load_origin_bundle
+from origin.covisitation import load_covisitation
 from origin.metrics import OriginMetrics
 from origin.profiles import ProfileSource, make_profile_store
 from origin.reasoner.base import Reasoner
@@ -20,20 +22,23 @@ from origin.reasoner.budget import TokenBudget
 from origin.reasoner.template import TemplateReasoner
 from origin.recommend import Ranking, explain_handler, recommend_handler
 from origin.redaction import Redactor
-from origin.retrieval import build_index, private_shard_dir
+from origin.retrieval import build_index, open_item_index, private_shard_dir
 from origin.stages.ann_source import AnnSource
+from origin.stages.covisit_source import CovisitationSource
 from origin.stages.ctx import OriginCtx
 from origin.stages.encode import Encode
 from origin.stages.guardrails import GuardrailFilter
 from origin.stages.mmr import MmrSelector
 from origin.stages.popular_source import PopularSource
 from origin.stages.profile import ProfileStage
+from origin.stages.purchased import AlreadyPurchasedFilter
 from origin.stages.rank import Rank
 from origin.stages.reason import ReasonStage
 from origin.stages.select import Select
 from origin.state import OriginState
+from origin.text_search import TextSearch, load_text_search
 from shared.config import OriginSettings, StrataSettings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, StrataError
 from shared.origin_contract import ItemUpdate
 
 logger = logging.getLogger(__name__)
@@ -59,6 +64,7 @@ class OriginNode:
         self.metrics = OriginMetrics()
         self.state: OriginState | None = None
         self._shard_dir: Path | None = None      # a private shard directory this node made (removed at stop)
+        self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self.redactor = Redactor()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
@@ -68,7 +74,8 @@ class OriginNode:
         self.rank = Rank()
         ranking = Ranking(ProfileStage(self.profiles), self.ann, GuardrailFilter(self.metrics.removed), self.rank,
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
-                          popular=PopularSource(cfg.popular))
+                          popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),
+                          purchased=AlreadyPurchasedFilter(cfg.filter_purchased))
         encode = Encode(lambda: next(self._ids), self._answered)
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
         self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
@@ -80,19 +87,40 @@ class OriginNode:
             self.metrics.degraded(ctx.route_reasons)
 
     def load(self) -> OriginState:
-        """Bundle -> catalog, ranker, pools; the vector index built from its item vectors."""
+        """Bundle -> catalog, ranker, pools; the vector index: the bundle's shipped shard (edge backend, no
+        shard directory configured) or built from its item vectors."""
         cfg = self.cfg
         bundle = load_origin_bundle(cfg.registry, cfg.model, ort_threads=cfg.ort_threads)
         location = cfg.vector_index.url
+        index = None
         if cfg.vector_index.backend == "edge" and location is None:
             self._shard_dir = private_shard_dir()
             location = str(self._shard_dir / "items")
-        index = build_index(bundle.catalog, cfg.vector_index.backend, location)
-        self.state = OriginState(bundle, index, self.policy)
+            index = open_item_index(Path(cfg.registry) / cfg.model / bundle.version, bundle.catalog, Path(location))
+        if index is None:
+            index = build_index(bundle.catalog, cfg.vector_index.backend, location)
+        covis = load_covisitation(Path(cfg.registry) / cfg.model / bundle.version, len(bundle.catalog))
+        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis)
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
         return self.state
+
+    def _load_text(self, catalog) -> TextSearch | None:
+        """The text search, or None (lexical content source) when there is no text-encoder bundle or it
+        cannot be loaded (logged: recommendations still work, queries match words)."""
+        cfg = self.cfg
+        vi = cfg.vector_index
+        if vi.backend == "edge":
+            self._text_dir = private_shard_dir()
+        try:
+            return load_text_search(cfg.registry, catalog, model=cfg.text_model, backend=vi.backend,
+                                    location=vi.url if vi.backend == "qdrant" else None,
+                                    shard_dir=self._text_dir / "text" if self._text_dir else None,
+                                    threads=cfg.ort_threads)
+        except StrataError as exc:
+            logger.error("text encoder not loaded; the content source matches words: %s", exc)
+            return None
 
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
         if self.state is None:
@@ -116,17 +144,23 @@ class OriginNode:
         finally:
             try:
                 if self.state is not None:
-                    self.state.index.close()
+                    try:
+                        self.state.index.close()
+                    finally:
+                        if self.state.text is not None:
+                            self.state.text.close()
             finally:
-                if self._shard_dir is not None:
-                    shutil.rmtree(self._shard_dir, ignore_errors=True)
-                    self._shard_dir = None
+                for d in (self._shard_dir, self._text_dir):
+                    if d is not None:
+                        shutil.rmtree(d, ignore_errors=True)
+                self._shard_dir = self._text_dir = None
 
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:
             return 503, {"ready": False, "reason": "no model loaded"}
         return 200, {"ready": True, "model_version": self.state.version, "items": len(self.state.catalog),
-                     "reasoner": self.reasoner.name, "store": "redis" if self.profiles.store.configured else "none"}
+                     "reasoner": self.reasoner.name,
+                     "text_encoder": self.state.text.version if self.state.text is not None else None, "store": "redis" if self.profiles.store.configured else "none"}
 
     def exposition(self) -> bytes:
         return self.metrics.exposition()

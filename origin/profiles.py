@@ -18,9 +18,10 @@ import orjson
 
 from shared.errors import StoreUnavailable
 from shared.features import EMBED_DIM
-from shared.keys import profile_key, session_key
+from shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
 
 logger = logging.getLogger(__name__)
+MAX_STATED = 10
 
 
 class Profile(NamedTuple):
@@ -28,6 +29,8 @@ class Profile(NamedTuple):
     recent_categories: tuple[str, ...]
     degraded: bool = False            # the store could not be read (stale or no profile used)
     stale_s: float | None = None      # age of the cached profile served instead
+    purchased: frozenset[str] = frozenset()   # item ids the user bought (the most recent MAX_PURCHASES)
+    preferences: tuple[str, ...] = ()         # stated tastes (categories, then brands) from a preference event
 
 
 EMPTY = Profile(None, ())
@@ -64,7 +67,9 @@ class RedisProfileStore(ProfileStore):
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.hget(session_key(tenant, session_id), "vec")
                 pipe.hget(profile_key(tenant, user_id), "recent_categories")
-                vec_raw, cats_raw = await pipe.execute()
+                pipe.zrevrange(purchases_key(tenant, user_id), 0, MAX_PURCHASES - 1)
+                pipe.hget(profile_key(tenant, user_id), "stated")
+                vec_raw, cats_raw, bought, stated = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(f"profile read failed: {type(exc).__name__}: {exc}") from exc
         vec = None
@@ -81,7 +86,8 @@ class RedisProfileStore(ProfileStore):
                 cats = tuple(str(c) for c in parsed)[:10] if isinstance(parsed, list) else ()
             except orjson.JSONDecodeError:
                 logger.warning("profile of %s/%s has unreadable recent_categories; ignored", tenant, user_id)
-        return Profile(vec, cats)
+        return Profile(vec, cats, purchased=frozenset(b.decode() if isinstance(b, bytes) else str(b) for b in bought),
+                       preferences=_stated(stated))
 
     async def ping(self) -> bool:
         try:
@@ -91,6 +97,18 @@ class RedisProfileStore(ProfileStore):
 
     async def close(self) -> None:
         await self._r.aclose()
+
+
+def _stated(raw: bytes | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    try:
+        obj = orjson.loads(raw)
+        out = [str(x) for key in ("categories", "brands") for x in obj.get(key, [])]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        logger.warning("profile has unreadable stated preferences; ignored")
+        return ()
+    return tuple(dict.fromkeys(out))[:MAX_STATED]
 
 
 def make_profile_store(url: str, timeout_s: float) -> ProfileStore:

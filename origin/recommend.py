@@ -1,9 +1,11 @@
 """``POST /v1/recommend`` and ``POST /v1/explain`` as declared pipelines behind the ``Handler`` protocol.
 
-    recommend: decode -> validate -> profile -> content_source -> ann_source -> popular_source
-               -> guardrails -> in_stock -> rank -> mmr -> select -> encode
-    explain:   decode -> validate -> profile -> given_items -> content_source -> ann_source
-               -> popular_source -> guardrails -> in_stock -> rank -> mmr -> select -> reason -> encode
+    recommend: decode -> validate -> profile -> content_source -> covisitation_source -> ann_source
+               -> popular_source -> guardrails -> in_stock -> already_purchased -> rank -> mmr -> select
+               -> encode
+    explain:   decode -> validate -> profile -> given_items -> content_source -> covisitation_source
+               -> ann_source -> popular_source -> guardrails -> in_stock -> already_purchased -> rank
+               -> mmr -> select -> reason -> encode
 
 Front doors (``origin.app``) know only this protocol; errors are ``StrataError`` mapped by
 ``shared.error_mapper``.
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 from origin.stages.ann_source import AnnSource
 from origin.stages.content_source import ContentSource
+from origin.stages.covisit_source import CovisitationSource
 from origin.stages.ctx import OriginCtx
 from origin.stages.decode import Decode
 from origin.stages.encode import Encode
@@ -25,6 +28,7 @@ from origin.stages.in_stock import InStockFilter
 from origin.stages.mmr import MmrSelector
 from origin.stages.popular_source import PopularSource
 from origin.stages.profile import ProfileStage
+from origin.stages.purchased import AlreadyPurchasedFilter
 from origin.stages.rank import Rank
 from origin.stages.reason import ReasonStage
 from origin.stages.select import Select
@@ -40,10 +44,12 @@ class Ranking:
 
     def __init__(self, profile: ProfileStage, ann: AnnSource, guardrails: GuardrailFilter, rank: Rank,
                  mmr: MmrSelector, select: Select, content: ContentSource | None = None,
-                 popular: PopularSource | None = None) -> None:
+                 popular: PopularSource | None = None, covisitation: CovisitationSource | None = None,
+                 purchased: AlreadyPurchasedFilter | None = None) -> None:
         self.profile = profile
-        self.sources: list[Stage] = [content or ContentSource(), ann, popular or PopularSource()]
-        self.filters: list[Stage] = [guardrails, InStockFilter()]
+        self.sources: list[Stage] = [content or ContentSource(), covisitation or CovisitationSource(), ann,
+                                     popular or PopularSource()]
+        self.filters: list[Stage] = [guardrails, InStockFilter(), purchased or AlreadyPurchasedFilter()]
         self.scoring: list[Stage] = [rank, mmr, select]
 
 

@@ -12,23 +12,34 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from origin.catalog import Catalog
-from shared.vector_index import IndexPoint, VectorIndex, open_vector_index
+from shared.guardrails import Guardrails
+from shared.item_shard import ITEM_FIELDS
+from shared.vector_index import IndexPoint, PayloadFilter, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
-FIELDS = {"category": "keyword", "in_stock": "integer", "age_restricted": "integer"}
+FIELDS = ITEM_FIELDS
 BATCH = 2000
+
+
+class _HasPolicy(Protocol):
+    policy: Guardrails
 
 
 def item_points(catalog: Catalog, rows: Sequence[int]) -> list[IndexPoint]:
     out = []
+    centroids: dict[str, np.ndarray] = {}      # one scan of the catalog per category, not per item
     for r in rows:
         v = catalog.vectors[r]
         if not np.any(v):          # indexed only: the scorer keeps reading 0 similarity as "no evidence"
-            v = catalog.category_centroid(catalog.categories[r])
+            c = catalog.categories[r]
+            v = centroids.get(c)
+            if v is None:
+                v = centroids[c] = catalog.category_centroid(c)
         out.append(IndexPoint(catalog.item_ids[r], v, {
             "category": catalog.categories[r], "in_stock": int(catalog.stock[r] > 0),
             "age_restricted": int(catalog.age_restricted[r])}))
@@ -50,4 +61,39 @@ def build_index(catalog: Catalog, backend: str = "edge", location: str | None = 
         index.upsert(item_points(catalog, rows[lo:lo + BATCH]))
     logger.info("vector index built", extra={"backend": backend, "items": len(rows),
                                              "seconds": round(time.perf_counter() - t0, 3)})
+    return index
+
+
+def source_filter(state: _HasPolicy, age_verified: bool) -> PayloadFilter:
+    """What an index-backed source may return: in stock, the age gate, no banned category (the guardrail
+    stages check every candidate again regardless)."""
+    equals = {"in_stock": 1}
+    if not age_verified:
+        equals["age_restricted"] = 0
+    return PayloadFilter(equals=equals, none_of={"category": list(state.policy.banned_categories)})
+
+
+def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> VectorIndex | None:
+    """The bundle's shipped shard (HNSW built at export) unpacked into ``shard_dir``, with the items it
+    leaves out (no vector: placed at their category's centroid) added; None when the bundle ships none or
+    it was built from other vectors than the bundle's (the caller then indexes the catalog itself)."""
+    import json
+
+    from shared import bundle as B
+    from shared.item_shard import open_shipped_shard
+
+    meta_path = Path(bundle_dir) / B.ITEM_INDEX_META_FILE
+    if not meta_path.is_file() or not (Path(bundle_dir) / B.ITEM_INDEX_FILE).is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("vectors_sha256") != B.sha256_file(Path(bundle_dir) / B.ITEM_VECTORS_FILE):
+        logger.warning("shipped item index was built from other vectors; indexing the catalog instead")
+        return None
+    t0 = time.perf_counter()
+    index = open_shipped_shard(Path(bundle_dir) / B.ITEM_INDEX_FILE, shard_dir)
+    missing = np.flatnonzero(~np.any(catalog.vectors != 0, axis=1)).tolist()
+    for lo in range(0, len(missing), BATCH):
+        index.upsert(item_points(catalog, missing[lo:lo + BATCH]))
+    logger.info("shipped item index opened", extra={"items": len(catalog), "placed_at_centroid": len(missing),
+                                                    "seconds": round(time.perf_counter() - t0, 3)})
     return index

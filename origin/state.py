@@ -1,5 +1,6 @@
-"""What one request ranks with: the bundle's catalog, ranker and pools, the vector index, and the guardrail
-filter compiled for the catalog's current state and the configured policy.
+"""What one request ranks with: the bundle's catalog, ranker and pools, the vector index, the text search
+(when the registry has a text encoder), and the guardrail filter compiled for the catalog's current state
+and the configured policy.
 
 ``POST /v1/items`` writes the catalog and the index; the guard is recompiled lazily when the catalog's
 ``version`` moved (a few milliseconds for 12k items), so a new item is checked like every other.
@@ -11,18 +12,23 @@ import numpy as np
 
 from origin.bundle import OriginBundle
 from origin.catalog import Catalog
+from origin.covisitation import Covisitation
 from origin.retrieval import item_points
+from origin.text_search import TextSearch
 from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
 from shared.origin_contract import ItemUpdate
 from shared.vector_index import VectorIndex
 
 
 class OriginState:
-    def __init__(self, bundle: OriginBundle, index: VectorIndex, policy: Guardrails) -> None:
+    def __init__(self, bundle: OriginBundle, index: VectorIndex, policy: Guardrails,
+                 text: TextSearch | None = None, covisitation: Covisitation | None = None) -> None:
         self.version = bundle.version
         self.catalog: Catalog = bundle.catalog
         self.ranker = bundle.ranker
         self.index = index
+        self.text = text
+        self.covisitation = covisitation
         self.policy = policy
         self.diversity = DiversitySelector(policy.max_per_category, policy.diversity_window)
         row = self.catalog.row
@@ -44,7 +50,10 @@ class OriginState:
         return rows if rows is not None and rows.shape[0] else self.pools["default"]
 
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
-        """Catalog first (facts, features), then the index: searchable when this returns."""
+        """Catalog first (facts, features), then the indexes (the text one embeds the new text): searchable
+        when this returns."""
         rows = self.catalog.upsert(updates)
         self.index.upsert(item_points(self.catalog, rows))
+        if self.text is not None:
+            self.text.upsert(self.catalog, rows)
         return rows

@@ -8,6 +8,11 @@
         item_features.npy   float32 [n_items, ITEM_DIM]   (row i belongs to items.parquet row i)
         item_vectors.npy    float32 [n_items, EMBED_DIM]  L2-normalised item embeddings
         pools.json          {"<segment>": [item_id, ...]}  popular items per segment ("default" always present)
+        covis_neighbors.npy optional: int32 [n_items, top_n] items co-occurring in sessions, best first
+                            (rows of items.parquet, -1 padded; ``model_export.covisitation``)
+        covis_scores.npy    optional: float32 [n_items, top_n] their scores in [0, 1]
+        item_index.tar      optional: Qdrant Edge shard (HNSW built) of the non-zero item vectors
+                            (``shared.item_shard``); item_index.json says which item_vectors.npy (sha256)
         manifest.json       name, version, created, inputs/outputs, feature_spec_version,
                             data_fingerprint, metrics, files {name: sha256}
 """
@@ -27,6 +32,10 @@ ITEMS_FILE = "items.parquet"
 ITEM_FEATURES_FILE = "item_features.npy"
 ITEM_VECTORS_FILE = "item_vectors.npy"
 POOLS_FILE = "pools.json"
+COVIS_NEIGHBORS_FILE = "covis_neighbors.npy"
+COVIS_SCORES_FILE = "covis_scores.npy"
+ITEM_INDEX_FILE = "item_index.tar"
+ITEM_INDEX_META_FILE = "item_index.json"
 MANIFEST_FILE = "manifest.json"
 CURRENT_FILE = "CURRENT"
 REQUIRED_FILES = (MODEL_FILE, ITEMS_FILE, ITEM_FEATURES_FILE, ITEM_VECTORS_FILE, POOLS_FILE)
@@ -56,7 +65,8 @@ def read_current(registry: Path | str, model: str) -> str:
 
 def verify_bundle(bundle_dir: Path | str, feature_spec_version: str | None = None,
                   required: tuple[str, ...] = REQUIRED_FILES) -> dict:
-    """Load manifest.json and check every listed file's sha256. Returns the manifest."""
+    """Load manifest.json and check every listed file's sha256 (``required``: files the manifest must list;
+    the edge scorer's by default). Returns the manifest."""
     bundle_dir = Path(bundle_dir)
     try:
         manifest = json.loads((bundle_dir / MANIFEST_FILE).read_text())

@@ -147,12 +147,17 @@ class OriginSettings(_Section):
     port: int = Field(8091, ge=0, le=65535)
     registry: str = "registry"
     model: str = "edge-scorer"
+    text_model: str = Field("text-encoder", description="registry model of the text encoder (MiniLM); without "
+                                                         "its bundle the content source matches words")
     ort_threads: int = Field(1, ge=1)
     max_body_bytes: int = Field(65_536, ge=1024)
     store: StoreSettings = StoreSettings(url="none", timeout_ms=20.0)
     profile_max_stale_s: float = Field(3600.0, gt=0, description="a cached profile older than this is not served")
     retrieve: int = Field(500, ge=10, le=2000, description="ANN candidates per request")
     popular: int = Field(200, ge=10, le=2000, description="popular candidates per request")
+    covisitation: int = Field(100, ge=0, le=2000, description="co-visited candidates per request (0: off)")
+    filter_purchased: bool = Field(False, description="remove items the user already bought "
+                                                      "(reason already_purchased; needs consent and a store)")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="1: pure score order; lower: more diverse")
     explore_slots: int = Field(1, ge=0, le=10, description="explored slots per answer (at most k/5)")
     seed: int = 0

@@ -3,7 +3,10 @@
 Keys carry Redis Cluster hash tags so one session's keys live on one shard.
 - session:  HASH  vec (float32 little-endian bytes), updated_ms (int)
 - bandit:   HASH  c:<item_id> clicks, n:<item_id> impressions  (HINCRBY by the processor)
-- profile:  HASH  recent_categories (JSON list, most recent first), updated_ms (int)  (read by the origin)
+- profile:  HASH  recent_categories (JSON list, most recent first), updated_ms (int), stated (JSON
+            {"categories": [...], "brands": [...]}: the user's latest preference event)  (read by the origin)
+- purchases: ZSET item_id -> last purchase ts_ms, the MAX_PURCHASES most recent (written by the processor,
+             read by the origin's "already purchased" filter and co-visitation seeds)
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ def bandit_key(tenant: str, slot: str) -> str:
 
 def profile_key(tenant: str, user_id: str) -> str:
     return f"{PREFIX}:{{{tenant}:u:{user_id}}}:profile"
+
+
+MAX_PURCHASES = 500
+
+
+def purchases_key(tenant: str, user_id: str) -> str:
+    return f"{PREFIX}:{{{tenant}:u:{user_id}}}:purchases"
 
 
 def clicks_field(item_id: str) -> str:

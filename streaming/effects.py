@@ -236,6 +236,9 @@ class Planner:
             _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
             _add(incr, pkey, "revenue_cents", round(ev.price * ev.quantity * 100))
+            bkey = K.purchases_key(tenant, ev.user_id)
+            ops.append(("ZADD", bkey, "GT", ev.ts_ms, ev.item_id))     # GT: a replayed older purchase keeps the newer
+            ops.append(("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)))
             ops.append(("ZREM", K.CART_DEADLINES_KEY, _cart_member(ev)))
             ops.append(("RPUSH", K.TRIGGER_OUTBOX_KEY, orjson.dumps({
                 "trigger_id": f"post_purchase:{tenant}:{ev.event_id}", "type": "post_purchase",
@@ -243,7 +246,9 @@ class Planner:
                 "item_id": ev.item_id, "quantity": ev.quantity, "price": ev.price})))
         elif t == "add_to_cart":
             ops.append(("ZADD", K.CART_DEADLINES_KEY, "GT", ev.ts_ms + self.cart_ms, _cart_member(ev)))
-        elif t == "preference":
+        elif t == "preference":       # the latest statement, as said (the origin searches with it)
+            ops.append(("HSET", pkey, "stated", orjson.dumps({"categories": ev.categories or [],
+                                                              "brands": ev.brands or []})))
             for c in ev.categories or ():
                 _add(incr, pkey, f"cat:{c}", PREFERENCE_AFFINITY)
             for b in ev.brands or ():

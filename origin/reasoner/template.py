@@ -27,6 +27,10 @@ class TemplateReasoner:
                 why = f"it matches your search ({', '.join(matched)})"
             elif f["category"] in inp.recent_categories:
                 why = f"you recently browsed {f['category']}"
+            elif "content_source" in sources and inp.query:
+                why = "it is close in meaning to your search"
+            elif "covisitation_source" in sources:
+                why = "shoppers often view it together with items like the ones you looked for"
             elif "ann_source" in sources:
                 why = "it is close to what you looked at this session"
             elif "popular_source" in sources:

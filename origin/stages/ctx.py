@@ -14,7 +14,7 @@ from shared.origin_contract import OriginRequest
 class OriginCtx:
     __slots__ = (
         "t0", "body", "ctype", "accept", "media", "state", "explain",
-        "obj", "oreq", "profile", "query_words", "query_vec",
+        "obj", "oreq", "profile", "query_words", "query_vec", "seeds",
         "sources", "retrieval", "query_match", "rows", "removed", "degraded", "route_reasons",
         "scores", "order", "picked", "explored", "explanation",
     )
@@ -31,6 +31,7 @@ class OriginCtx:
         self.profile: Profile = EMPTY
         self.query_words: list[str] = []
         self.query_vec: np.ndarray | None = None
+        self.seeds: list[int] = []                     # rows the query found best (co-visitation expands them)
         self.sources: dict[int, list[str]] = {}       # catalog row -> names of the sources that found it
         self.retrieval: dict[int, float] = {}         # catalog row -> best source score in [0, 1]
         self.query_match: dict[int, float] = {}       # catalog row -> share of the query's words it matches

@@ -38,7 +38,9 @@ def test_bundle_verifies_and_current_points_at_it(exported) -> None:
     assert layout.read_current(root, MODEL_NAME) == "1.0.0"
     manifest = layout.verify_bundle(result.bundle_dir, FEATURE_SPEC_VERSION)
     assert set(manifest["files"]) == {layout.MODEL_FILE, layout.INT8_FILE, layout.ITEMS_FILE,
-                                      layout.ITEM_FEATURES_FILE, layout.ITEM_VECTORS_FILE, layout.POOLS_FILE}
+                                      layout.ITEM_FEATURES_FILE, layout.ITEM_VECTORS_FILE, layout.POOLS_FILE,
+                                      layout.COVIS_NEIGHBORS_FILE, layout.COVIS_SCORES_FILE,
+                                      layout.ITEM_INDEX_FILE, layout.ITEM_INDEX_META_FILE}
     assert sorted(p.name for p in (root / MODEL_NAME).iterdir()) == ["1.0.0", "CURRENT"]  # no staging left
 
 
@@ -125,7 +127,8 @@ def test_next_export_is_next_patch_and_reproducible(exported) -> None:
     assert second.version == "1.0.1" and layout.read_current(root, MODEL_NAME) == "1.0.1"
     m1, m2 = (layout.verify_bundle(r.bundle_dir) for r in (first, second))
     assert m2["data_fingerprint"] == m1["data_fingerprint"]
-    for name in (layout.MODEL_FILE, layout.ITEMS_FILE, layout.ITEM_FEATURES_FILE, layout.POOLS_FILE):
+    for name in (layout.MODEL_FILE, layout.ITEMS_FILE, layout.ITEM_FEATURES_FILE, layout.POOLS_FILE,
+                 layout.COVIS_NEIGHBORS_FILE, layout.COVIS_SCORES_FILE):
         assert m2["files"][name] == m1["files"][name], name  # same seed -> byte-identical artefacts
     assert layout.INT8_FILE not in m2["files"] and "int8" not in m2["metrics"]
     with pytest.raises(BundleError, match="already exists"):

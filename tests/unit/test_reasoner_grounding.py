@@ -80,3 +80,16 @@ def test_token_budget_per_minute_and_per_day() -> None:
     assert b.spent_today == 190 and not b.allows(61) and b.allows(60)
     now[0] = 86_401.0
     assert b.allows(100)
+
+
+def test_template_names_a_match_by_meaning_and_a_co_visit_and_they_stay_grounded() -> None:
+    from dataclasses import replace
+
+    inp = replace(INP, query="a loaf for breakfast", recent_categories=(),
+                  sources=[["content_source"], ["covisitation_source", "popular_source"]])
+    ex = TemplateReasoner().explain_now(inp)
+    assert [i["reason"] for i in ex.items] == [
+        "Vesia organic bread (bakery, 1.71): it is close in meaning to your search.",
+        "Calstone essential gin (spirits, 24.50): shoppers often view it together with items like the ones you "
+        "looked for."]
+    assert check_answer(json.dumps({"items": ex.items}), inp) == ex.items

@@ -254,3 +254,21 @@ def test_histogram_observe_many_equals_observe_one_by_one() -> None:
         one.observe(v)
     many.observe_many(values)
     assert one.counts == many.counts and one.n == many.n and abs(one.total - many.total) < 1e-9
+
+
+def test_purchases_are_recorded_per_user_newest_kept_and_capped() -> None:
+    recs = [_rec(0, "purchase", item_id="i2", quantity=1, price=2.0), _rec(1, "view", item_id="i3")]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    bkey = K.purchases_key("default", "u")
+    assert [op for op in plan.ops if op[1] == bkey] == [
+        ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1))]
+    assert bkey.startswith("strata:{default:u:u}") and K.profile_key("default", "u").startswith("strata:{default:u:u}")
+
+
+def test_a_preference_event_stores_the_latest_statement_for_the_origin() -> None:
+    recs = [_rec(0, "preference", categories=["toys"], brands=["Norvik"]),
+            _rec(1, "preference", categories=["books"])]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    pk = K.profile_key("default", "u")
+    stated = [orjson.loads(op[3]) for op in plan.ops if op[0] == "HSET" and op[1] == pk and op[2] == "stated"]
+    assert stated == [{"categories": ["toys"], "brands": ["Norvik"]}, {"categories": ["books"], "brands": []}]

@@ -1,0 +1,30 @@
+"""The ANN shard of a bundle's item vectors, HNSW built at export (``shared.item_shard``), so the origin
+opens it instead of indexing the catalog at start.
+
+Items without a vector (no interactions) are left out: the origin places them at their category's
+centroid when it opens the shard (``origin.retrieval.open_item_index``). ``item_index.json`` records the
+sha256 of the ``item_vectors.npy`` the shard was built from; the origin uses the shard only if the
+bundle's vectors are still those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model_export import registry
+from shared import bundle as B
+from shared.item_shard import build_shipped_shard, item_payload
+
+
+def ship_item_index(staging: Path, item_ids: np.ndarray, categories: np.ndarray, age_restricted: np.ndarray,
+                    vectors: np.ndarray) -> dict:
+    """Writes item_index.tar and item_index.json next to an already written item_vectors.npy."""
+    rows = np.flatnonzero(np.any(vectors != 0, axis=1))
+    stats = build_shipped_shard(staging / B.ITEM_INDEX_FILE, [str(item_ids[r]) for r in rows], vectors[rows],
+                                [item_payload(str(categories[r]), 1, bool(age_restricted[r])) for r in rows])
+    meta = {**stats, "vectors_file": B.ITEM_VECTORS_FILE,
+            "vectors_sha256": B.sha256_file(staging / B.ITEM_VECTORS_FILE)}
+    registry.write_json(staging / B.ITEM_INDEX_META_FILE, meta)
+    return meta

@@ -1,0 +1,114 @@
+"""The HNSW shard shipped in the text-encoder bundle (real Qdrant Edge): it opens from the bundle, answers
+like a shard freshly built from the same vectors, carries no write-ahead log, and every process can open
+its own copy at once."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from shared import bundle as B
+from shared import text_encoder as T
+from shared.item_shard import ITEM_FIELDS, WAL_DIR, open_shipped_shard
+from shared.vector_index import EdgeVectorIndex, IndexPoint, PayloadFilter
+
+
+@pytest.fixture(scope="module")
+def bundle(text_registry_dir: Path) -> Path:
+    return text_registry_dir / T.TEXT_MODEL / B.read_current(text_registry_dir, T.TEXT_MODEL)
+
+
+def _fresh(bundle: Path, path: Path, registry: Path) -> EdgeVectorIndex:
+    ids = [str(i) for i in pq.read_table(bundle / T.ITEM_TEXT_FILE).column("item_id").to_pylist()]
+    vecs = np.load(bundle / T.ITEM_TEXT_VECTORS_FILE)
+    items = pq.read_table(registry / "edge-scorer" / B.read_current(registry, "edge-scorer") / B.ITEMS_FILE)
+    facts = {str(i): (str(c), int(a)) for i, c, a in zip(items.column("item_id").to_pylist(),
+                                                          items.column("category").to_pylist(),
+                                                          items.column("age_restricted").to_pylist(), strict=True)}
+    index = EdgeVectorIndex.create(path, vecs.shape[1], ITEM_FIELDS)
+    index.upsert([IndexPoint(k, vecs[i], {"category": facts[k][0], "in_stock": 1, "age_restricted": facts[k][1]})
+                  for i, k in enumerate(ids)])
+    index.optimize()
+    return index
+
+
+def _ranked(hits) -> list[tuple[float, str]]:
+    """Hits in score order, equal scores (items with the same title) by key: tie order is the engine's."""
+    return sorted((-round(h.score, 5), h.key) for h in hits)
+
+
+def test_shipped_shard_answers_like_a_freshly_built_one(bundle: Path, text_registry_dir: Path, tmp_path: Path) -> None:
+    shipped = open_shipped_shard(bundle / T.TEXT_INDEX_FILE, tmp_path / "shipped")
+    fresh = _fresh(bundle, tmp_path / "fresh", text_registry_dir)
+    try:
+        assert shipped.count() == fresh.count() == 2000
+        flt = PayloadFilter(equals={"in_stock": 1, "age_restricted": 0}, none_of={"category": ["wine"]})
+        assert shipped.count(flt) == fresh.count(flt) > 0
+        rng = np.random.default_rng(3)
+        vecs = np.load(bundle / T.ITEM_TEXT_VECTORS_FILE)
+        for q in vecs[rng.choice(vecs.shape[0], 20, replace=False)]:
+            for f in (None, flt):
+                a = _ranked(shipped.search(q, 20, f, ef=400))
+                b = _ranked(fresh.search(q, 20, f, ef=400))
+                assert [s for s, _ in a] == [s for s, _ in b]
+                last = a[-1][0]           # items tied at the cut-off may be either of the equals
+                assert [x for x in a if x[0] < last] == [x for x in b if x[0] < last]
+    finally:
+        shipped.close()
+        fresh.close()
+
+
+def test_the_tar_has_no_wal_and_two_copies_open_at_once(bundle: Path, tmp_path: Path) -> None:
+    with tarfile.open(bundle / T.TEXT_INDEX_FILE) as tar:
+        names = tar.getnames()
+    assert any(n.endswith("/segments") for n in names)
+    assert not any(f"/{WAL_DIR}/" in n for n in names)
+    a = open_shipped_shard(bundle / T.TEXT_INDEX_FILE, tmp_path / "a")
+    b = open_shipped_shard(bundle / T.TEXT_INDEX_FILE, tmp_path / "b")
+    try:
+        v = np.load(bundle / T.ITEM_TEXT_VECTORS_FILE)[7]
+        assert a.search(v, 1)[0].key == b.search(v, 1)[0].key
+        a.upsert([IndexPoint("NEW", v, {"category": "x", "in_stock": 1, "age_restricted": 0})])   # writable copy
+        assert a.count() == 2001 and b.count() == 2000
+    finally:
+        a.close()
+        b.close()
+
+
+def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(registry_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from origin.bundle import load_origin_bundle
+    from origin.retrieval import build_index, open_item_index
+
+    bundle = load_origin_bundle(registry_dir, "edge-scorer")
+    bdir = registry_dir / "edge-scorer" / bundle.version
+    meta = json.loads((bdir / B.ITEM_INDEX_META_FILE).read_text())
+    cat = bundle.catalog
+    with_vec = int(np.any(cat.vectors != 0, axis=1).sum())
+    assert meta["points"] == with_vec < len(cat)            # items without a vector are placed at load
+    shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    built = build_index(cat, "edge", str(tmp_path / "built"))
+    try:
+        built.optimize()
+        assert shipped.count() == built.count() == len(cat)
+        flt = PayloadFilter(equals={"in_stock": 1, "age_restricted": 0})
+        rng = np.random.default_rng(5)
+        for q in cat.vectors[rng.choice(np.flatnonzero(np.any(cat.vectors != 0, axis=1)), 10, replace=False)]:
+            a, b = _ranked(shipped.search(q, 50, flt, ef=500)), _ranked(built.search(q, 50, flt, ef=500))
+            assert [s for s, _ in a] == [s for s, _ in b]
+            last = a[-1][0]
+            assert [x for x in a if x[0] < last] == [x for x in b if x[0] < last]
+    finally:
+        shipped.close()
+        built.close()
+    # a bundle whose vectors changed after the shard was built: not used
+    copy = tmp_path / "copy"
+    shutil.copytree(bdir, copy)
+    np.save(copy / B.ITEM_VECTORS_FILE, np.roll(np.load(copy / B.ITEM_VECTORS_FILE), 1, axis=0))
+    assert open_item_index(copy, cat, tmp_path / "other") is None
