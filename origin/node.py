@@ -16,6 +16,7 @@ from pathlib import Path
 from origin.bundle import load_origin_bundle
 from origin.covisitation import load_covisitation
 from origin.metrics import OriginMetrics
+from origin.models import load_origin_models
 from origin.profiles import ProfileSource, make_profile_store
 from origin.reasoner.base import Reasoner
 from origin.reasoner.budget import TokenBudget
@@ -35,6 +36,7 @@ from origin.stages.purchased import AlreadyPurchasedFilter
 from origin.stages.rank import Rank
 from origin.stages.reason import ReasonStage
 from origin.stages.select import Select
+from origin.stages.two_tower_source import TwoTowerSource
 from origin.state import OriginState
 from origin.text_search import TextSearch, load_text_search
 from shared.config import OriginSettings, StrataSettings
@@ -72,10 +74,11 @@ class OriginNode:
         self._ids = (f"{os.urandom(6).hex()}{i:x}" for i in range(1, 1 << 62))
         self.ann = AnnSource(cfg.retrieve, cfg.vector_index.ef, cfg.vector_index.exact)
         self.rank = Rank()
+        self.two_tower = TwoTowerSource()
         ranking = Ranking(ProfileStage(self.profiles), self.ann, GuardrailFilter(self.metrics.removed), self.rank,
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
                           popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),
-                          purchased=AlreadyPurchasedFilter(cfg.filter_purchased))
+                          purchased=AlreadyPurchasedFilter(cfg.filter_purchased), two_tower=self.two_tower)
         encode = Encode(lambda: next(self._ids), self._answered)
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
         self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
@@ -88,7 +91,8 @@ class OriginNode:
 
     def load(self) -> OriginState:
         """Bundle -> catalog, ranker, pools; the vector index: the bundle's shipped shard (edge backend, no
-        shard directory configured) or built from its item vectors."""
+        shard directory configured) or built from its item vectors; the two-tower and deep ranker bundles
+        when the registry has them (``origin.models``)."""
         cfg = self.cfg
         bundle = load_origin_bundle(cfg.registry, cfg.model, ort_threads=cfg.ort_threads)
         location = cfg.vector_index.url
@@ -100,7 +104,9 @@ class OriginNode:
         if index is None:
             index = build_index(bundle.catalog, cfg.vector_index.backend, location)
         covis = load_covisitation(Path(cfg.registry) / cfg.model / bundle.version, len(bundle.catalog))
-        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis)
+        models = load_origin_models(cfg.registry, cfg.retrieval_model, cfg.ranker_model, bundle.catalog,
+                                    cfg.ort_threads)
+        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis, models)
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
@@ -160,7 +166,9 @@ class OriginNode:
             return 503, {"ready": False, "reason": "no model loaded"}
         return 200, {"ready": True, "model_version": self.state.version, "items": len(self.state.catalog),
                      "reasoner": self.reasoner.name,
-                     "text_encoder": self.state.text.version if self.state.text is not None else None, "store": "redis" if self.profiles.store.configured else "none"}
+                     "text_encoder": self.state.text.version if self.state.text is not None else None,
+                     "models": self.state.models.versions if self.state.models is not None else None,
+                     "store": "redis" if self.profiles.store.configured else "none"}
 
     def exposition(self) -> bytes:
         return self.metrics.exposition()

@@ -31,6 +31,7 @@ class Profile(NamedTuple):
     stale_s: float | None = None      # age of the cached profile served instead
     purchased: frozenset[str] = frozenset()   # item ids the user bought (the most recent MAX_PURCHASES)
     preferences: tuple[str, ...] = ()         # stated tastes (categories, then brands) from a preference event
+    purchases: tuple[tuple[str, int], ...] = ()  # (item id, last purchase ts_ms), most recent first
 
 
 EMPTY = Profile(None, ())
@@ -67,7 +68,7 @@ class RedisProfileStore(ProfileStore):
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.hget(session_key(tenant, session_id), "vec")
                 pipe.hget(profile_key(tenant, user_id), "recent_categories")
-                pipe.zrevrange(purchases_key(tenant, user_id), 0, MAX_PURCHASES - 1)
+                pipe.zrevrange(purchases_key(tenant, user_id), 0, MAX_PURCHASES - 1, withscores=True)
                 pipe.hget(profile_key(tenant, user_id), "stated")
                 vec_raw, cats_raw, bought, stated = await pipe.execute()
         except Exception as exc:
@@ -86,8 +87,9 @@ class RedisProfileStore(ProfileStore):
                 cats = tuple(str(c) for c in parsed)[:10] if isinstance(parsed, list) else ()
             except orjson.JSONDecodeError:
                 logger.warning("profile of %s/%s has unreadable recent_categories; ignored", tenant, user_id)
-        return Profile(vec, cats, purchased=frozenset(b.decode() if isinstance(b, bytes) else str(b) for b in bought),
-                       preferences=_stated(stated))
+        purchases = tuple((b.decode() if isinstance(b, bytes) else str(b), int(ts)) for b, ts in bought)
+        return Profile(vec, cats, purchased=frozenset(i for i, _ in purchases), preferences=_stated(stated),
+                       purchases=purchases)
 
     async def ping(self) -> bool:
         try:

@@ -1,10 +1,10 @@
 """``POST /v1/recommend`` and ``POST /v1/explain`` as declared pipelines behind the ``Handler`` protocol.
 
-    recommend: decode -> validate -> profile -> content_source -> covisitation_source -> ann_source
-               -> popular_source -> guardrails -> in_stock -> already_purchased -> rank -> mmr -> select
+    recommend: decode -> validate -> profile -> content_source -> covisitation_source -> two_tower_source
+               -> ann_source -> popular_source -> guardrails -> in_stock -> already_purchased -> rank -> mmr -> select
                -> encode
     explain:   decode -> validate -> profile -> given_items -> content_source -> covisitation_source
-               -> ann_source -> popular_source -> guardrails -> in_stock -> already_purchased -> rank
+               -> two_tower_source -> ann_source -> popular_source -> guardrails -> in_stock -> already_purchased -> rank
                -> mmr -> select -> reason -> encode
 
 Front doors (``origin.app``) know only this protocol; errors are ``StrataError`` mapped by
@@ -32,6 +32,7 @@ from origin.stages.purchased import AlreadyPurchasedFilter
 from origin.stages.rank import Rank
 from origin.stages.reason import ReasonStage
 from origin.stages.select import Select
+from origin.stages.two_tower_source import TwoTowerSource
 from origin.stages.validate import Validate
 from origin.state import OriginState
 from shared.codecs import choose_response_type
@@ -45,10 +46,10 @@ class Ranking:
     def __init__(self, profile: ProfileStage, ann: AnnSource, guardrails: GuardrailFilter, rank: Rank,
                  mmr: MmrSelector, select: Select, content: ContentSource | None = None,
                  popular: PopularSource | None = None, covisitation: CovisitationSource | None = None,
-                 purchased: AlreadyPurchasedFilter | None = None) -> None:
+                 purchased: AlreadyPurchasedFilter | None = None, two_tower: TwoTowerSource | None = None) -> None:
         self.profile = profile
-        self.sources: list[Stage] = [content or ContentSource(), covisitation or CovisitationSource(), ann,
-                                     popular or PopularSource()]
+        self.sources: list[Stage] = [content or ContentSource(), covisitation or CovisitationSource(),
+                                     two_tower or TwoTowerSource(), ann, popular or PopularSource()]
         self.filters: list[Stage] = [guardrails, InStockFilter(), purchased or AlreadyPurchasedFilter()]
         self.scoring: list[Stage] = [rank, mmr, select]
 

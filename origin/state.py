@@ -1,6 +1,6 @@
 """What one request ranks with: the bundle's catalog, ranker and pools, the vector index, the text search
-(when the registry has a text encoder), and the guardrail filter compiled for the catalog's current state
-and the configured policy.
+(when the registry has a text encoder), the two-tower and deep ranker (when it has them), and the
+guardrail filter compiled for the catalog's current state and the configured policy.
 
 ``POST /v1/items`` writes the catalog and the index; the guard is recompiled lazily when the catalog's
 ``version`` moved (a few milliseconds for 12k items), so a new item is checked like every other.
@@ -13,6 +13,7 @@ import numpy as np
 from origin.bundle import OriginBundle
 from origin.catalog import Catalog
 from origin.covisitation import Covisitation
+from origin.models import OriginModels
 from origin.retrieval import item_points
 from origin.text_search import TextSearch
 from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
@@ -22,13 +23,15 @@ from shared.vector_index import VectorIndex
 
 class OriginState:
     def __init__(self, bundle: OriginBundle, index: VectorIndex, policy: Guardrails,
-                 text: TextSearch | None = None, covisitation: Covisitation | None = None) -> None:
+                 text: TextSearch | None = None, covisitation: Covisitation | None = None,
+                 models: OriginModels | None = None) -> None:
         self.version = bundle.version
         self.catalog: Catalog = bundle.catalog
         self.ranker = bundle.ranker
         self.index = index
         self.text = text
         self.covisitation = covisitation
+        self.models = models            # the two-tower + deep ranker, when the registry has them
         self.policy = policy
         self.diversity = DiversitySelector(policy.max_per_category, policy.diversity_window)
         row = self.catalog.row

@@ -149,6 +149,9 @@ class OriginSettings(_Section):
     model: str = "edge-scorer"
     text_model: str = Field("text-encoder", description="registry model of the text encoder (MiniLM); without "
                                                          "its bundle the content source matches words")
+    retrieval_model: str = Field("retrieval", description="registry model of the two-tower retrieval bundle; "
+                                                           "without it (or the ranker) the edge scorer ranks")
+    ranker_model: str = Field("ranker", description="registry model of the deep ranker bundle")
     ort_threads: int = Field(1, ge=1)
     max_body_bytes: int = Field(65_536, ge=1024)
     store: StoreSettings = StoreSettings(url="none", timeout_ms=20.0)

@@ -93,18 +93,20 @@ def _ranker_model(k_dir: Path, ids: np.ndarray, threads: int) -> tuple[RankerMod
 
 def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = None,
                           ranker_version: str | None = None, threads: int = 1,
-                          sizes: CandidateSizes | None = None) -> tuple[RetrievalRanker, np.ndarray, dict]:
+                          sizes: CandidateSizes | None = None, retrieval_model: str = RETRIEVAL_MODEL,
+                          ranker_model: str = RANKER_MODEL) -> tuple[RetrievalRanker, np.ndarray, dict]:
     """(pipeline, item ids, {"retrieval": manifest, "ranker": manifest}) from verified bundles.
 
     The ranker's previous version (same items) is loaded too, as the first fallback when the current one
     fails at run time; when the current one cannot even be loaded, the previous one serves
-    (``"ranker_fallback"`` in the returned dict says so)."""
-    r_dir = bundle_dir(registry, RETRIEVAL_MODEL, retrieval_version)
+    (``"ranker_fallback"`` in the returned dict says so). ``retrieval_model`` / ``ranker_model``: the
+    registry's model names (the origin's ``origin.retrieval_model`` / ``origin.ranker_model``)."""
+    r_dir = bundle_dir(registry, retrieval_model, retrieval_version)
     r_manifest = B.verify_bundle(r_dir, required=RETRIEVAL_FILES)
     ids = read_item_ids(r_dir)
-    current = ranker_version or B.read_current(registry, RANKER_MODEL)
-    k_dir = Path(registry) / RANKER_MODEL / current
-    older = previous_version(registry, RANKER_MODEL, current)
+    current = ranker_version or B.read_current(registry, ranker_model)
+    k_dir = Path(registry) / ranker_model / current
+    older = previous_version(registry, ranker_model, current)
     previous: RankerModel | None = None
     notes: dict = {}
     try:
@@ -113,13 +115,13 @@ def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = 
         if older is None:
             raise
         logger.warning("ranker %s unusable (%s); serving the previous version %s", current, exc.reason, older)
-        k_dir = Path(registry) / RANKER_MODEL / older
+        k_dir = Path(registry) / ranker_model / older
         ranker, k_manifest = _ranker_model(k_dir, ids, threads)
         notes["ranker_fallback"] = {"failed": current, "serving": older, "reason": exc.reason}
         older = None
     if older is not None:
         try:
-            previous, _ = _ranker_model(Path(registry) / RANKER_MODEL / older, ids, threads)
+            previous, _ = _ranker_model(Path(registry) / ranker_model / older, ids, threads)
         except BundleError as exc:
             logger.warning("previous ranker %s not usable as a fallback: %s", older, exc.reason)
     try:

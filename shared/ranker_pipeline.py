@@ -120,10 +120,10 @@ class RetrievalRanker:
         q = np.repeat(np.arange(h.n_queries), np.diff(ptr))
         tower_score = np.einsum("ij,ij->i", user[q], self.item_vectors[item])
         x = ranker_rows(h, summary, self.stats, ptr, item, tower_score)
-        score, scored_by = self._score(x, tower_score)
+        score, scored_by = self.score_rows(x, tower_score)
         return Ranked(ptr, item, score, scored_by)
 
-    def _score(self, x: np.ndarray, tower_score: np.ndarray) -> tuple[np.ndarray, str]:
+    def score_rows(self, x: np.ndarray, tower_score: np.ndarray) -> tuple[np.ndarray, str]:
         """Recovery rule: ranker fails -> the previous ranker version -> retrieval (two-tower) order."""
         if not x.shape[0]:
             return np.zeros(0, np.float32), "ranker"

@@ -16,7 +16,7 @@ class OriginCtx:
         "t0", "body", "ctype", "accept", "media", "state", "explain",
         "obj", "oreq", "profile", "query_words", "query_vec", "seeds",
         "sources", "retrieval", "query_match", "rows", "removed", "degraded", "route_reasons",
-        "scores", "order", "picked", "explored", "explanation",
+        "scores", "order", "picked", "explored", "explanation", "history", "summary", "user_vec",
     )
 
     def __init__(self, t0: int, body: bytes, ctype: bytes | None, accept: bytes | None, media: str,
@@ -39,6 +39,9 @@ class OriginCtx:
         self.degraded = False
         self.route_reasons: list[str] = []
         self.explanation = None
+        self.history = None                            # the user's Histories for the models (two-tower source)
+        self.summary = None                            # its HistorySummary (the ranker's repeat features)
+        self.user_vec: np.ndarray | None = None        # the user tower's vector
 
     oreq: OriginRequest
     rows: np.ndarray

@@ -1,0 +1,84 @@
+"""The two-tower retrieval and deep ranker bundles at the origin (``shared.ranker_bundle`` layout).
+
+Loaded when the registry has both (``origin.retrieval_model`` / ``origin.ranker_model``); absent -> None
+and the origin ranks with the edge scorer as before; present but unloadable -> logged, None, same path.
+The models index items by their own row (the export's item order); the origin's catalog maps to it by
+item id: a catalog item the models do not know (e.g. added by ``POST /v1/items`` after the export) has
+model index -1 and is ranked by the rank stage's rule for unknown items.
+
+A user's history is the purchases ZSET (item -> last purchase ts_ms, written by the stream processor):
+one row per item, purchases with the same timestamp share an invoice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from origin.catalog import Catalog
+from shared import bundle as B
+from shared.errors import BundleError
+from shared.ranker_bundle import load_retrieval_ranker
+from shared.ranker_features import Histories
+from shared.ranker_pipeline import RetrievalRanker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class OriginModels:
+    pipeline: RetrievalRanker
+    versions: dict[str, str]                 # {"retrieval": version, "ranker": version serving}
+    model_ids: np.ndarray                    # str: the models' item ids, row i = model item i
+    row_of_model: np.ndarray                 # int64 [n model items] -> catalog row, -1 = not in the catalog
+    _model_of_id: dict[str, int] = field(default_factory=dict)
+    fallback: dict | None = None             # the current ranker could not load: {"failed", "serving", "reason"}
+
+    def model_index(self, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
+        """int64 model index of each catalog row, -1 where the models do not know the item."""
+        ids = catalog.item_ids
+        get = self._model_of_id.get
+        return np.fromiter((get(ids[r], -1) for r in rows.tolist()), dtype=np.int64, count=rows.shape[0])
+
+    def history(self, purchases: tuple[tuple[str, int], ...], now_ms: int) -> Histories | None:
+        """The user's purchases known to the models, oldest first (the tower reads the most recent last),
+        or None when none is known."""
+        get = self._model_of_id.get
+        known = sorted((ts, idx) for item, ts in purchases if (idx := get(item, -1)) >= 0)
+        if not known:
+            return None
+        ts = np.array([t for t, _ in known], dtype=np.int64)
+        item = np.array([i for _, i in known], dtype=np.int64)
+        return Histories.single(item, ts, np.minimum(ts, now_ms), now_ms)
+
+
+def load_origin_models(registry: Path | str, retrieval_model: str, ranker_model: str, catalog: Catalog,
+                       threads: int = 1) -> OriginModels | None:
+    """Both bundles verified and loaded, or None (absent, or not loadable: logged)."""
+    root = Path(registry)
+    missing = [m for m in (retrieval_model, ranker_model) if not (root / m / B.CURRENT_FILE).is_file()]
+    if missing:
+        logger.info("no %s bundle in the registry; the edge scorer ranks", " and ".join(missing))
+        return None
+    try:
+        pipeline, ids, manifests = load_retrieval_ranker(root, threads=threads, retrieval_model=retrieval_model,
+                                                         ranker_model=ranker_model)
+    except BundleError as exc:
+        logger.error("retrieval/ranker bundles not loaded; the edge scorer ranks: %s", exc.reason)
+        return None
+    row = catalog.row
+    row_of_model = np.array([row.get(str(i), -1) for i in ids.tolist()], dtype=np.int64)
+    if not np.any(row_of_model >= 0):
+        logger.error("the retrieval/ranker bundles share no item with the catalog; the edge scorer ranks")
+        return None
+    model_of_id = {str(i): k for k, i in enumerate(ids.tolist())}
+    versions = {"retrieval": str(manifests["retrieval"].get("version")),
+                "ranker": str(manifests["ranker"].get("version"))}
+    fallback = manifests.get("ranker_fallback")
+    logger.info("origin loaded the two-tower and the deep ranker",
+                extra={"model_version": versions, "items": int(ids.size),
+                       "in_catalog": int((row_of_model >= 0).sum())})
+    return OriginModels(pipeline, versions, ids, row_of_model, model_of_id, fallback)
