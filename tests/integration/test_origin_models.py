@@ -30,23 +30,8 @@ T0 = int(time.time() * 1000) - 86_400_000    # a day ago: the ranker's recency f
 
 
 @pytest.fixture(scope="module")
-def models_registry(tmp_path_factory) -> Path:
-    """Edge scorer + retrieval + ranker 1.0.0 over the same 500-item synthetic catalog (seed 7)."""
-    from model_export.datasets.interface import SyntheticPurchases
-    from model_export.pipeline import export_bundle
-    from model_export.ranker import RankerParams
-    from model_export.retail_bundles import export_retail_bundles
-    from model_export.retail_models import StrataParams
-    from model_export.two_tower import TowerParams
-    from model_export.world import WorldConfig
-
-    root = tmp_path_factory.mktemp("models-registry")
-    export_bundle(root, seed=7, n_items=500, n_users=200, n_sessions=3000, epochs=1)
-    params = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),
-                          ranker=RankerParams(hidden=(16,), epochs=3), parity_min_rows=200, seed=7)
-    export_retail_bundles(root, SyntheticPurchases(WorldConfig(seed=7, n_items=500, n_users=200, n_sessions=3000)),
-                          params)
-    return root
+def models_registry(models_registry_dir) -> Path:
+    return models_registry_dir
 
 
 def _buy(valkey_proc, items: list[str]) -> None:
