@@ -188,3 +188,22 @@ def test_an_unloadable_current_ranker_is_served_by_the_previous_version(models_r
         d = _ask(client)
         assert d["degraded"] and d["route_reasons"] == ["ranker_previous_version"]
         assert node.rank.scored_by == {"ranker": 1}
+
+
+def test_an_item_the_models_do_not_know_keeps_a_score_after_the_known_ones(healthy, valkey_proc,
+                                                                            fresh_valkey) -> None:
+    client, node = healthy
+    _buy(valkey_proc, BOUGHT)
+    category = node.state.catalog.categories[0]
+    item = {"item_id": "NEW-ZYZ-9", "title": "Zyzzyva gadget", "category": category, "price": 3.2, "stock": 1,
+            "age_restricted": False}
+    assert client.post("/v1/items", json={"items": [item]}).status_code == 200
+    ranked = node.rank.scored_by.get("ranker", 0)
+    r = client.post("/v1/recommend", json={"user_id": USER, "session_id": "s-models", "k": 10, "query": "zyzzyva"})
+    d = r.json()
+    assert r.status_code == 200 and not d["degraded"] and node.rank.scored_by["ranker"] == ranked + 1
+    new = next(it for it in d["items"] if it["item_id"] == "NEW-ZYZ-9")
+    assert new["sources"] == ["content_source"]
+    # unknown to the ranker: lowest known score x retrieval score (<= 1 here), plus the full query match (1)
+    known = [it["score"] for it in d["items"] if it["item_id"] != "NEW-ZYZ-9"]
+    assert 1.0 < new["score"] <= 1.0 + min(known) + 1e-6
