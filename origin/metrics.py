@@ -1,5 +1,6 @@
 """The origin's Prometheus instruments: answers by route and status, stage latencies, removals by reason,
-degraded answers by reason, reasoner answers and fallbacks by reason."""
+degraded answers by reason, reasoner answers and fallbacks by reason, ranked answers by the model that
+scored them (``ranker``, ``previous_ranker``, ``retrieval_order``, ``edge_scorer``)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class OriginMetrics:
         for r in reasons:
             self.m.inc("degraded", (r,))
 
-    def bind(self, stages: Mapping[str, Mapping[str, Histogram]], fallbacks: Callable[[], Mapping[str, int]]) -> None:
+    def bind(self, stages: Mapping[str, Mapping[str, Histogram]], fallbacks: Callable[[], Mapping[str, int]],
+             scored: Callable[[], Mapping[str, int]] | None = None) -> None:
         def stage_series():
             out = []
             for route, hists in stages.items():
@@ -41,6 +43,9 @@ class OriginMetrics:
         self.m.define("stage_seconds_total", "summed sampled time per stage", ("route", "stage"))
         self.m.gauge("stage_seconds_total", stage_series, counter=True)
         self.m.gauge("reasoner_fallbacks", lambda: [((k,), float(v)) for k, v in fallbacks().items()], counter=True)
+        if scored is not None:
+            self.m.define("scored", "ranked answers by the model that scored them", ("by",))
+            self.m.gauge("scored", lambda: [((k,), float(v)) for k, v in scored().items()], counter=True)
 
     def exposition(self) -> bytes:
         return self.m.exposition()

@@ -83,7 +83,7 @@ class OriginNode:
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
         self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
         self.metrics.bind({"recommend": self.recommend.pipeline.timings, "explain": self.explain.pipeline.timings},
-                          lambda: getattr(self.reasoner, "fallbacks", {}))
+                          lambda: getattr(self.reasoner, "fallbacks", {}), lambda: self.rank.scored_by)
 
     def _answered(self, ctx: OriginCtx) -> None:
         if ctx.degraded:

@@ -162,6 +162,7 @@ def test_ranker_failure_falls_back_to_the_previous_version_then_retrieval_order(
         d = _ask(client)
         assert d["degraded"] and d["route_reasons"] == ["ranker_failed", "ranker_previous_version"]
         assert node.rank.scored_by == {"previous_ranker": 1}
+        assert 'strata_origin_scored_total{by="previous_ranker"} 1' in client.get("/metrics").text
         expected = _expected_scores(models_registry, [it["item_id"] for it in d["items"]])
         for it in d["items"]:                           # version 1.0.0 scored them
             assert it["score"] == pytest.approx(expected[it["item_id"]], abs=2e-3)
