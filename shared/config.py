@@ -69,6 +69,19 @@ class EdgeBandit(BanditConfig):
     recent_slots: int = Field(256, ge=0, description="other recently requested slots kept (LRU)")
 
 
+class ImpressionSettings(_Section):
+    """The edge's impression log: every answer served becomes an ``impression`` event on the log."""
+
+    broker: str = Field("none", description="Kafka bootstrap servers HOST:PORT[,...], or 'none' (no logging); "
+                                            "flag --broker, env STRATA_BROKER")
+    topic: str = Field("events", description="the events topic the stream processor reads")
+    buffer: int = Field(10_000, ge=1, description="impressions waiting to be sent; past it new ones are dropped "
+                                                  "(counted), the answer is served regardless")
+    batch: int = Field(500, ge=1, description="impressions per send")
+    linger_ms: float = Field(50.0, ge=1, description="the sender wakes up this often")
+    timeout_s: float = Field(2.0, gt=0, description="a send not acknowledged by then counts as dropped")
+
+
 class EdgeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -91,6 +104,7 @@ class EdgeSettings(_Section):
     store: StoreSettings = StoreSettings()
     bandit: EdgeBandit = EdgeBandit()
     confidence: ConfidenceConfig = ConfidenceConfig()
+    impressions: ImpressionSettings = ImpressionSettings()
 
 
 class TopicSettings(_Section):

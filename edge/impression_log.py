@@ -1,0 +1,143 @@
+"""The edge's impression log: every answer served becomes an ``impression`` event on the events topic.
+
+The request path only calls ``offer`` (a length check and a deque append: O(1), never awaits, never
+raises); building the events, encoding them and sending them happen in ``run``, a background task that
+wakes every ``linger_ms``. The buffer is bounded: when the log is slow or down, impressions past
+``buffer`` are dropped and counted (``strata_edge_impressions_dropped_total``), and so are the
+impressions of a send the log did not acknowledge; answers are served regardless. The producer
+connects in the background and reconnects by itself (aiokafka), so the edge starts without the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+from shared.config import ImpressionSettings
+from shared.event_records import encode_event, event_key
+
+logger = logging.getLogger(__name__)
+RECONNECT_S = 1.0
+
+
+class Shown(NamedTuple):
+    """What one answer showed, kept with the cached answer (strings, bools and arrays: no GC work)."""
+
+    tenant: str
+    user_id: str
+    session_id: str
+    slot: str
+    channel: str
+    items: tuple[str, ...]
+    explored: tuple[bool, ...]
+    alpha: np.ndarray            # the posterior each item was sampled from
+    beta: np.ndarray
+    model_version: str
+
+
+def impression_event(impression_id: str, ts_ms: int, shown: Shown, user_id: str | None = None) -> dict:
+    """The ``impression`` event (``shared.contracts``) of one served answer."""
+    return {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,
+            "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
+            "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
+            "items": list(shown.items), "explored": list(shown.explored),
+            "alpha": shown.alpha.round(6).tolist(), "beta": shown.beta.round(6).tolist(),
+            "tier": "edge", "model_version": shown.model_version}
+
+
+class ImpressionLog:
+    def __init__(self, cfg: ImpressionSettings) -> None:
+        self.cfg = cfg
+        self.max = cfg.buffer
+        self.buffer: deque[tuple] = deque()
+        self.logged = 0               # acknowledged by the log
+        self.dropped = 0              # buffer full, or a send that failed
+        self.connected = False
+        self.last_error = ""
+        self._producer = None
+
+    def offer(self, impression_id: str, ts_ms: int, shown: Shown, user_id: str | None) -> None:
+        """Queue one served answer's impression; drop (and count) it when the buffer is full."""
+        if len(self.buffer) >= self.max:
+            self.dropped += 1
+            return
+        self.buffer.append((impression_id, ts_ms, shown, user_id))
+
+    async def _connect(self) -> bool:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.cfg.broker, acks="all", linger_ms=5,
+                                    request_timeout_ms=int(self.cfg.timeout_s * 1000), enable_idempotence=False,
+                                    max_batch_size=1 << 20)
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s * 2):
+                await producer.start()
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return False
+        self._producer = producer
+        self.connected = True
+        logger.info("impression log connected", extra={"broker": self.cfg.broker})
+        return True
+
+    async def send_once(self) -> int:
+        """Send what is buffered (up to ``batch`` per request); returns how many the log acknowledged."""
+        producer = self._producer
+        buf = self.buffer
+        sent = 0
+        while buf and producer is not None:
+            chunk = [buf.popleft() for _ in range(min(len(buf), self.cfg.batch))]
+            try:
+                async with asyncio.timeout(self.cfg.timeout_s):
+                    futures = []
+                    for imp_id, ts_ms, shown, user_id in chunk:
+                        value = encode_event(impression_event(imp_id, ts_ms, shown, user_id))
+                        futures.append(await producer.send(self.cfg.topic, value,
+                                                           key=event_key(shown.tenant, shown.session_id)))
+                    await asyncio.gather(*futures)
+            except asyncio.CancelledError:
+                self.dropped += len(chunk)
+                raise
+            except Exception as exc:   # broker down or slow: these are lost, the next send retries the log
+                self.dropped += len(chunk)
+                if self.connected:
+                    logger.warning("impression log send failed; dropping impressions until it recovers: %s: %s",
+                                   type(exc).__name__, exc)
+                self.connected = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                return sent
+            sent += len(chunk)
+            self.logged += len(chunk)
+            if not self.connected:
+                logger.info("impression log sending again")
+            self.connected = True
+        return sent
+
+    async def run(self) -> None:
+        linger = self.cfg.linger_ms / 1000
+        while True:
+            if self._producer is None and not await self._connect():
+                await asyncio.sleep(RECONNECT_S)
+                continue
+            await asyncio.sleep(linger)
+            await self.send_once()
+
+    async def stop(self, flush_s: float = 2.0) -> None:
+        """Send what is still buffered (bounded by ``flush_s``), then close the producer."""
+        if self._producer is None:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(flush_s):
+                await self.send_once()
+        producer, self._producer = self._producer, None
+        self.connected = False
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(flush_s):
+                await producer.stop()
