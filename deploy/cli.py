@@ -353,7 +353,8 @@ def streaming_serve(
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
 ) -> None:
-    """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), /healthz, /readyz, /metrics."""
+    """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), the tier-2 scorer POST /v1/recommend
+    (streaming.tier2.enabled), /healthz, /readyz, /metrics."""
     from shared.config import load_settings
     from shared.logs import configure_logging
 

@@ -114,6 +114,26 @@ class TopicSettings(_Section):
     partitions: int = Field(4, ge=1, le=256, description="partitions of the events topic (created at start)")
 
 
+class VectorIndexSettings(_Section):
+    backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
+    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
+                                              "(default: a private temporary directory)")
+    ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
+    exact: bool = Field(False, description="brute-force search (exact recall)")
+
+
+class Tier2Settings(_Section):
+    """The tier-2 scorer on the streaming service (``POST /v1/recommend``, ``tier="streaming"``)."""
+
+    enabled: bool = Field(True, description="serve POST /v1/recommend next to the ingest API")
+    retrieve: int = Field(200, ge=10, le=1000, description="ANN candidates per request when none are given")
+    store_timeout_ms: float = Field(50.0, gt=0, description="budget of each store read (session vector, counts)")
+    ort_threads: int = Field(1, ge=1)
+    bandit: BanditConfig = BanditConfig()
+    confidence: ConfidenceConfig = ConfidenceConfig()
+    vector_index: VectorIndexSettings = VectorIndexSettings()
+
+
 class StreamingSettings(_Section):
     """Tier 2: the ingest API (``strata streaming serve``) and the stream processor (``... process``)."""
 
@@ -136,6 +156,7 @@ class StreamingSettings(_Section):
     dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires this long after its last write")
     session: SessionRule = SessionRule()
+    tier2: Tier2Settings = Tier2Settings()
 
 
 class ReasonerSettings(_Section):
@@ -146,14 +167,6 @@ class ReasonerSettings(_Section):
     tokens_per_minute: int = Field(60_000, ge=0)
     tokens_per_day: int = Field(5_000_000, ge=0, description="LLM spend cap per day; over it the template answers")
     cache_ttl_s: float = Field(300.0, ge=0, description="accepted LLM answers are reused this long")
-
-
-class VectorIndexSettings(_Section):
-    backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
-    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
-                                              "(default: a private temporary directory)")
-    ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
-    exact: bool = Field(False, description="brute-force search (exact recall)")
 
 
 class OriginSettings(_Section):
