@@ -22,7 +22,7 @@ from types import FrameType
 from rich.console import Console
 
 from deploy.exporting import export_with_progress, summary_table
-from deploy.freshness_demo import click_changes_answer, freshness_table
+from deploy.freshness_demo import click_changes_answer, freshness_summary, freshness_table
 from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
 from deploy.origin_samples import ask_origin, origin_table
 from deploy.run_dir import RunDir
@@ -177,7 +177,9 @@ def _show_and_serve(valkey: ValkeyProcess, procs: dict[str, ManagedProcess], bun
         console.print(f"[red]origin did not answer: {exc}[/red]\n{origin.output_tail(20)}")
     client = valkey.client()
     try:
-        console.print(freshness_table(click_changes_answer(HOST, port, streaming_port, client), bundle))
+        fresh = click_changes_answer(HOST, port, streaming_port, client)
+        console.print(freshness_table(fresh, bundle))
+        console.print(freshness_summary(fresh))
     except Exception as exc:       # the table says what went wrong; the demo's exit code counts it
         failed.append(exc)
         console.print(f"[red]the click did not reach the next answer: {exc}[/red]\n"

@@ -94,11 +94,7 @@ def click_changes_answer(host: str, edge_port: int, streaming_port: int, store: 
 
 
 def freshness_table(f: Freshness, bundle: DemoBundle, top: int = 3) -> Table:
-    t = Table(title=f"a click changes the next answer (session {CLICK_SESSION!r}): event -> session vector in "
-                    f"the store {f.vector_ms:.0f} ms, -> edge answer changed {f.edge_after_ms:.0f} ms",
-              show_lines=True,
-              caption=f"the edge logged an impression per answer: the processor counted impressions of "
-                      f"{f.impressions_counted} items before the click")
+    t = Table(title=f"tier 2: a click changes the next answer (session {CLICK_SESSION!r})", show_lines=True)
     for col in ("step", "tier", "top items (* explored)", "route_reasons"):
         t.add_column(col)
 
@@ -114,3 +110,10 @@ def freshness_table(f: Freshness, bundle: DemoBundle, top: int = 3) -> Table:
     row("after", f.edge_after)
     row("after", f.tier2_after)
     return t
+
+
+def freshness_summary(f: Freshness) -> str:
+    return (f"event -> session vector in the store {f.vector_ms:.0f} ms, -> edge answer changed "
+            f"{f.edge_after_ms:.0f} ms (click sent -> vector readable / edge answer using it, measured here); "
+            f"the edge logs an impression per answer: the processor counted impressions of "
+            f"{f.impressions_counted} items before the click")
