@@ -148,3 +148,18 @@ def test_store_down_answers_the_popular_ranking_degraded(registry_dir) -> None:
             assert 'strata_tier2_requests_total{status="200"} 1.0' in metrics
 
     asyncio.run(go())
+
+
+def test_guardrails_that_empty_the_given_candidates_fill_from_the_pool(fresh_valkey, registry_dir, catalog) -> None:
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir)
+    banned = catalog.categories[0]
+    given = [i for i, r in catalog.index.items() if catalog.categories[r] == banned][:5]
+
+    async def go() -> None:
+        async with tier2(cfg, banned_categories=[banned]) as (client, _):
+            out = await _recommend(client, k=3, candidates=given)
+            assert len(out["items"]) == 3 and "filled_from_pool" in out["route_reasons"]
+            assert all(catalog.category(it["item_id"]) != banned and it["item_id"] not in given
+                       for it in out["items"])
+
+    asyncio.run(go())
