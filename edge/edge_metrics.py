@@ -91,7 +91,7 @@ class EdgeMetrics:
         m.gauge("http_request_timeouts_total", lambda: [((), float(timed_out()))], counter=True)
 
     def bind_impressions(self, log) -> None:
-        """The impression log's counters (``edge.impression_log.ImpressionLog``), read at scrape time."""
+        """The impression log's counters (``shared.impression_log.ImpressionLog``), read at scrape time."""
         m = self.inst
         m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
         m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)

@@ -21,7 +21,6 @@ from edge.bundle_loader import LoadedBundle
 from edge.caches import TTLCache
 from edge.config_watch import ConfigWatch
 from edge.edge_metrics import EdgeMetrics
-from edge.impression_log import ImpressionLog
 from edge.invalidation import InvalidationListener
 from edge.model_slot import ModelSlot
 from edge.ranker import Ranker
@@ -38,6 +37,7 @@ from edge.stages.response_cache import ResponseCacheStage
 from edge.stages.session import SessionStage
 from shared.config import SettingsSource, StrataSettings
 from shared.error_mapper import negotiated_error_reply
+from shared.impression_log import ImpressionLog
 from shared.pipeline import Reply
 
 logger = logging.getLogger(__name__)

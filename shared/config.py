@@ -129,6 +129,8 @@ class Tier2Settings(_Section):
     retrieve: int = Field(200, ge=10, le=1000, description="ANN candidates per request when none are given")
     store_timeout_ms: float = Field(50.0, gt=0, description="budget of each store read (session vector, counts)")
     ort_threads: int = Field(1, ge=1)
+    log_impressions: bool = Field(True, description="an impression event per answer on the events topic "
+                                                    "(streaming.broker), like the edge's")
     bandit: BanditConfig = BanditConfig()
     confidence: ConfidenceConfig = ConfidenceConfig()
     vector_index: VectorIndexSettings = VectorIndexSettings()

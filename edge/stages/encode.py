@@ -9,10 +9,10 @@ import numpy as np
 
 from edge.answers import Answer, RequestIds
 from edge.edge_metrics import EdgeMetrics
-from edge.impression_log import ImpressionLog, Shown
 from edge.response_cache import ResponseCache
 from edge.session_client import StoreHealth
 from edge.stages.ctx import RecommendCtx
+from shared.impression_log import ImpressionLog, Shown
 from shared.pipeline import Reply
 
 

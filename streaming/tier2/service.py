@@ -12,8 +12,9 @@ import os
 
 import numpy as np
 
-from shared.config import StrataSettings
+from shared.config import ImpressionSettings, StrataSettings
 from shared.guardrails import REASONS
+from shared.impression_log import ImpressionLog
 from shared.metrics import Instruments
 from streaming.tier2.handler import Tier2Handler
 from streaming.tier2.model import Tier2Model, load_model
@@ -51,6 +52,15 @@ class Tier2Service:
         m.gauge("guardrail_removed_total", lambda: [((REASONS[c],), float(n)) for c, n in
                                                     enumerate(self._removed.tolist()) if c and n], counter=True)
         m.gauge("model_info", lambda: [((self.model.version,), 1.0)] if self.model is not None else [])
+        self.impressions = ImpressionLog(ImpressionSettings(broker=cfg.broker, topic=cfg.topics.events),
+                                         tier="streaming") if t2.log_impressions else None
+        if self.impressions is not None:
+            log = self.impressions
+            m.define("impressions_logged_total", "impression events the log acknowledged")
+            m.define("impressions_dropped_total", "impression events dropped (buffer full or the log down)")
+            m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
+            m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)
+        self._task: asyncio.Task | None = None
         self.candidates = Candidates(t2.vector_index.ef, t2.vector_index.exact)
         m.gauge("ann_failures_total", lambda: [((), float(self.candidates.failures))], counter=True)
         prefix = os.urandom(6).hex()
@@ -58,7 +68,8 @@ class Tier2Service:
         self.handler = Tier2Handler(
             lambda: self.model, session=SessionStage(self.store), candidates=self.candidates,
             guardrails=GuardrailFilter(self._count_removed), counts=Counts(self.store),
-            rank_select=RankSelect(t2.confidence), encode=Encode(lambda: f"{prefix}{next(seq):x}", self._answered))
+            rank_select=RankSelect(t2.confidence),
+            encode=Encode(lambda: f"{prefix}{next(seq):x}", self._answered, self.impressions))
         for name, hist in self.handler.pipeline.timings.items():
             m.histograms[("stage_seconds", (name,))] = hist
 
@@ -80,9 +91,15 @@ class Tier2Service:
             await asyncio.to_thread(self.load)
         if not await self.store.ping():
             logger.warning("tier 2: store not reachable at start; answering degraded until it is")
+        if self.impressions is not None:
+            self._task = asyncio.create_task(self.impressions.run(), name="tier2-impression-log")
 
     async def stop(self) -> None:
         try:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.wait((self._task,), timeout=2.0)
+                await self.impressions.stop()
             await self.store.close()
         finally:
             if self.model is not None:

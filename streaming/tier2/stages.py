@@ -14,6 +14,7 @@ from shared.codecs import decode, encode
 from shared.confidence import ConfidenceConfig, Signals, confidence
 from shared.contracts import RecommendRequest, parse_recommend
 from shared.errors import StrataError
+from shared.impression_log import ImpressionLog, Shown
 from shared.pipeline import SUSPEND, Reply
 from shared.vector_index import PayloadFilter
 from streaming.tier2.model import Tier2Model
@@ -25,7 +26,8 @@ _NONE = np.zeros(0, dtype=np.float64)
 
 class Tier2Ctx:
     __slots__ = ("t0", "body", "ctype", "media", "model", "obj", "req", "vec", "vec_age_s", "degraded", "reasons",
-                 "rows", "ids", "n_given", "n_unknown", "removed", "source", "clicks", "imps", "items", "confidence")
+                 "rows", "ids", "n_given", "n_unknown", "removed", "source", "clicks", "imps", "items", "confidence",
+                 "alpha", "beta")
 
     def __init__(self, t0: int, body: bytes, ctype: bytes | None, media: str, model: Tier2Model) -> None:
         self.t0 = t0
@@ -204,7 +206,7 @@ class RankSelect:
                 items = items + more.items
                 alpha, beta = np.concatenate((alpha, more.alpha)), np.concatenate((beta, more.beta))
                 ctx.reasons.append("filled_from_pool")
-        ctx.items = items
+        ctx.items, ctx.alpha, ctx.beta = items, alpha, beta
         n = ctx.rows.shape[0]
         sig = Signals(session_known=ctx.vec is not None, session_age_s=ctx.vec_age_s,
                       concentration=float(np.mean(alpha + beta)) if items else model.bandit.n0,
@@ -235,19 +237,30 @@ def _pick(ctx: Tier2Ctx, rows: np.ndarray, ids: list[str], clicks: np.ndarray | 
 
 
 class Encode:
-    """The answer in the negotiated codec: the edge's shape, ``tier="streaming"``."""
+    """The answer in the negotiated codec: the edge's shape, ``tier="streaming"``; what it showed goes to the
+    impression log (when one is configured)."""
 
     name = "encode"
 
-    def __init__(self, next_id: Callable[[], str], on_answer: Callable[[Tier2Ctx], None]) -> None:
+    def __init__(self, next_id: Callable[[], str], on_answer: Callable[[Tier2Ctx], None],
+                 impressions: ImpressionLog | None = None) -> None:
         self.next_id = next_id
         self.on_answer = on_answer
+        self.impressions = impressions
 
     def run(self, ctx: Tier2Ctx) -> Reply:
+        req = ctx.req
+        request_id = self.next_id()
+        impression_id = self.next_id()
         body = {"items": ctx.items, "tier": "streaming", "confidence": ctx.confidence,
                 "route_reasons": [f"{ctx.source}_candidates", *ctx.reasons], "model_version": ctx.model.version,
-                "unknown_candidates": ctx.n_unknown, "degraded": ctx.degraded, "request_id": self.next_id(),
-                "impression_id": self.next_id(),
+                "unknown_candidates": ctx.n_unknown, "degraded": ctx.degraded, "request_id": request_id,
+                "impression_id": impression_id,
                 "timing": {"server_us": (time.perf_counter_ns() - ctx.t0) // 1000, "cache": "miss"}}
         self.on_answer(ctx)
+        if self.impressions is not None and ctx.items:
+            shown = Shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
+                          tuple(it["item_id"] for it in ctx.items), tuple(it["explored"] for it in ctx.items),
+                          ctx.alpha, ctx.beta, ctx.model.version)
+            self.impressions.offer(impression_id, int(time.time() * 1000), shown, None)
         return Reply(200, ctx.media, encode(body, ctx.media))

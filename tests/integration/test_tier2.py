@@ -71,8 +71,13 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
                 async with processing(cfg, catalog):
                     await wait_until(lambda: r.hget(K.session_key("default", "s-t2"), "vec") is not None,
                                      what="the session vector in the store")
+                    # tier 2 logged its first answer as an impression (tier "streaming"): counted once per item
+                    shown = {f"n:{it['item_id']}".encode(): b"1" for it in before["items"]}
+                    await wait_until(lambda: r.hgetall(K.bandit_key("default", "home")) == shown,
+                                     what="n: counts of tier 2's logged impression")
             finally:
                 r.close()
+            assert t2.impressions.logged == 1
             after = await _recommend(client, k=8)
             assert after["route_reasons"][:2] == ["ann_candidates", "fresh_session_vector"]
             assert [it["item_id"] for it in after["items"]] != [it["item_id"] for it in before["items"]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.impression_log import ImpressionLog, Shown, impression_event
 from shared.config import ImpressionSettings
 from shared.contracts import parse_event
 from shared.event_records import decode_event, encode_event, event_key
+from shared.impression_log import ImpressionLog, Shown, impression_event
 from streaming import log as ingest_log
 
 SHOWN = Shown("t1", "u1", "s1", "home", "app", ("a", "b"), (False, True), np.array([2.5, 1.0]),
@@ -37,3 +37,8 @@ def test_offer_is_bounded_and_counts_what_it_dropped() -> None:
         log.offer(f"imp-{i}", i, SHOWN, None)
     assert len(log.buffer) == 3 and log.dropped == 2
     assert [rec[0] for rec in log.buffer] == ["imp-0", "imp-1", "imp-2"]
+
+
+def test_tier2_impressions_name_their_tier() -> None:
+    assert parse_event(impression_event("imp-2", 1, SHOWN, tier="streaming")).tier == "streaming"
+    assert ImpressionLog(ImpressionSettings(), tier="streaming").tier == "streaming"

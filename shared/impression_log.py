@@ -1,11 +1,12 @@
-"""The edge's impression log: every answer served becomes an ``impression`` event on the events topic.
+"""The impression log of a serving tier: every answer served becomes an ``impression`` event on the events
+topic (the edge's and tier 2's; ``tier`` says which served it).
 
 The request path only calls ``offer`` (a length check and a deque append: O(1), never awaits, never
 raises); building the events, encoding them and sending them happen in ``run``, a background task that
 wakes every ``linger_ms``. The buffer is bounded: when the log is slow or down, impressions past
 ``buffer`` are dropped and counted (``strata_edge_impressions_dropped_total``), and so are the
 impressions of a send the log did not acknowledge; answers are served regardless. The producer
-connects in the background and reconnects by itself (aiokafka), so the edge starts without the broker.
+connects in the background and reconnects by itself (aiokafka), so the tier starts without the broker.
 """
 
 from __future__ import annotations
@@ -40,19 +41,21 @@ class Shown(NamedTuple):
     model_version: str
 
 
-def impression_event(impression_id: str, ts_ms: int, shown: Shown, user_id: str | None = None) -> dict:
+def impression_event(impression_id: str, ts_ms: int, shown: Shown, user_id: str | None = None,
+                     tier: str = "edge") -> dict:
     """The ``impression`` event (``shared.contracts``) of one served answer."""
     return {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,
             "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
             "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
             "items": list(shown.items), "explored": list(shown.explored),
             "alpha": shown.alpha.round(6).tolist(), "beta": shown.beta.round(6).tolist(),
-            "tier": "edge", "model_version": shown.model_version}
+            "tier": tier, "model_version": shown.model_version}
 
 
 class ImpressionLog:
-    def __init__(self, cfg: ImpressionSettings) -> None:
+    def __init__(self, cfg: ImpressionSettings, tier: str = "edge") -> None:
         self.cfg = cfg
+        self.tier = tier
         self.max = cfg.buffer
         self.buffer: deque[tuple] = deque()
         self.logged = 0               # acknowledged by the log
@@ -98,7 +101,7 @@ class ImpressionLog:
                 async with asyncio.timeout(self.cfg.timeout_s):
                     futures = []
                     for imp_id, ts_ms, shown, user_id in chunk:
-                        value = encode_event(impression_event(imp_id, ts_ms, shown, user_id))
+                        value = encode_event(impression_event(imp_id, ts_ms, shown, user_id, self.tier))
                         futures.append(await producer.send(self.cfg.topic, value,
                                                            key=event_key(shown.tenant, shown.session_id)))
                     await asyncio.gather(*futures)
