@@ -27,7 +27,9 @@ RECONNECT_S = 1.0
 
 
 class Shown(NamedTuple):
-    """What one answer showed, kept with the cached answer (strings, bools and arrays: no GC work)."""
+    """What one answer showed: the fields, in order, of the plain tuple kept with a cached answer (``shown``
+    builds it: an exact tuple of strings, bools and arrays is untracked by the garbage collector, a
+    NamedTuple instance never is)."""
 
     tenant: str
     user_id: str
@@ -41,9 +43,17 @@ class Shown(NamedTuple):
     model_version: str
 
 
-def impression_event(impression_id: str, ts_ms: int, shown: Shown, user_id: str | None = None,
+def shown(tenant: str, user_id: str, session_id: str, slot: str, channel: str, items: tuple[str, ...],
+          explored: tuple[bool, ...], alpha: np.ndarray, beta: np.ndarray, model_version: str) -> tuple:
+    """A ``Shown`` as a plain tuple (what the request path keeps)."""
+    return (tenant, user_id, session_id, slot, channel, items, explored, alpha, beta, model_version)
+
+
+def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str | None = None,
                      tier: str = "edge") -> dict:
-    """The ``impression`` event (``shared.contracts``) of one served answer."""
+    """The ``impression`` event (``shared.contracts``) of one served answer (``shown``: a ``Shown`` or its
+    plain tuple)."""
+    shown = shown if isinstance(shown, Shown) else Shown._make(shown)
     return {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,
             "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
             "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
@@ -64,7 +74,7 @@ class ImpressionLog:
         self.last_error = ""
         self._producer = None
 
-    def offer(self, impression_id: str, ts_ms: int, shown: Shown, user_id: str | None) -> None:
+    def offer(self, impression_id: str, ts_ms: int, shown: tuple, user_id: str | None) -> None:
         """Queue one served answer's impression; drop (and count) it when the buffer is full."""
         if len(self.buffer) >= self.max:
             self.dropped += 1
@@ -100,10 +110,10 @@ class ImpressionLog:
             try:
                 async with asyncio.timeout(self.cfg.timeout_s):
                     futures = []
-                    for imp_id, ts_ms, shown, user_id in chunk:
-                        value = encode_event(impression_event(imp_id, ts_ms, shown, user_id, self.tier))
-                        futures.append(await producer.send(self.cfg.topic, value,
-                                                           key=event_key(shown.tenant, shown.session_id)))
+                    for imp_id, ts_ms, what, user_id in chunk:
+                        ev = impression_event(imp_id, ts_ms, what, user_id, self.tier)
+                        futures.append(await producer.send(self.cfg.topic, encode_event(ev),
+                                                           key=event_key(ev["tenant"], ev["session_id"])))
                     await asyncio.gather(*futures)
             except asyncio.CancelledError:
                 self.dropped += len(chunk)

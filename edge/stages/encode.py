@@ -12,7 +12,7 @@ from edge.edge_metrics import EdgeMetrics
 from edge.response_cache import ResponseCache
 from edge.session_client import StoreHealth
 from edge.stages.ctx import RecommendCtx
-from shared.impression_log import ImpressionLog, Shown
+from shared.impression_log import ImpressionLog, shown
 from shared.pipeline import Reply
 
 
@@ -52,14 +52,15 @@ class Encode:
         return Reply(200, ctx.media, payload)
 
 
-def _shown(ctx: RecommendCtx) -> Shown:
-    """The served items with the posterior each was sampled from (cache misses only)."""
+def _shown(ctx: RecommendCtx) -> tuple:
+    """The served items with the posterior each was sampled from (cache misses only): a plain tuple,
+    which the garbage collector stops tracking (cached answers keep it)."""
     req = ctx.req
     items = ctx.items
     alpha, beta = ctx.alpha[ctx.picked], ctx.beta[ctx.picked]
     if ctx.fill_post is not None:
         alpha = np.concatenate((alpha, ctx.fill_post[0]))
         beta = np.concatenate((beta, ctx.fill_post[1]))
-    return Shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
+    return shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
                  tuple([it["item_id"] for it in items]), tuple([it["explored"] for it in items]),
                  alpha, beta, ctx.live.version)

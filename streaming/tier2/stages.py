@@ -14,7 +14,7 @@ from shared.codecs import decode, encode
 from shared.confidence import ConfidenceConfig, Signals, confidence
 from shared.contracts import RecommendRequest, parse_recommend
 from shared.errors import StrataError
-from shared.impression_log import ImpressionLog, Shown
+from shared.impression_log import ImpressionLog, shown
 from shared.pipeline import SUSPEND, Reply
 from shared.vector_index import PayloadFilter
 from streaming.tier2.model import Tier2Model
@@ -259,8 +259,8 @@ class Encode:
                 "timing": {"server_us": (time.perf_counter_ns() - ctx.t0) // 1000, "cache": "miss"}}
         self.on_answer(ctx)
         if self.impressions is not None and ctx.items:
-            shown = Shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
+            what = shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
                           tuple(it["item_id"] for it in ctx.items), tuple(it["explored"] for it in ctx.items),
                           ctx.alpha, ctx.beta, ctx.model.version)
-            self.impressions.offer(impression_id, int(time.time() * 1000), shown, None)
+            self.impressions.offer(impression_id, int(time.time() * 1000), what, None)
         return Reply(200, ctx.media, encode(body, ctx.media))

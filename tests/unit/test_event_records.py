@@ -8,7 +8,7 @@ import numpy as np
 from shared.config import ImpressionSettings
 from shared.contracts import parse_event
 from shared.event_records import decode_event, encode_event, event_key
-from shared.impression_log import ImpressionLog, Shown, impression_event
+from shared.impression_log import ImpressionLog, Shown, impression_event, shown
 from streaming import log as ingest_log
 
 SHOWN = Shown("t1", "u1", "s1", "home", "app", ("a", "b"), (False, True), np.array([2.5, 1.0]),
@@ -42,3 +42,12 @@ def test_offer_is_bounded_and_counts_what_it_dropped() -> None:
 def test_tier2_impressions_name_their_tier() -> None:
     assert parse_event(impression_event("imp-2", 1, SHOWN, tier="streaming")).tier == "streaming"
     assert ImpressionLog(ImpressionSettings(), tier="streaming").tier == "streaming"
+
+
+def test_what_cached_answers_keep_is_not_tracked_by_the_garbage_collector() -> None:
+    import gc
+
+    kept = shown(*SHOWN)
+    gc.collect()
+    assert type(kept) is tuple and not gc.is_tracked(kept)
+    assert impression_event("i", 1, kept) == impression_event("i", 1, SHOWN)
