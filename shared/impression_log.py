@@ -24,6 +24,7 @@ from shared.event_records import encode_event, event_key
 
 logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0
+YIELD_EVERY = 32              # events built and handed to the producer between two turns of the event loop
 
 
 class Shown(NamedTuple):
@@ -58,7 +59,7 @@ def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str 
             "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
             "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
             "items": list(shown.items), "explored": list(shown.explored),
-            "alpha": shown.alpha.round(6).tolist(), "beta": shown.beta.round(6).tolist(),
+            "alpha": shown.alpha.tolist(), "beta": shown.beta.tolist(),
             "tier": tier, "model_version": shown.model_version}
 
 
@@ -110,10 +111,12 @@ class ImpressionLog:
             try:
                 async with asyncio.timeout(self.cfg.timeout_s):
                     futures = []
-                    for imp_id, ts_ms, what, user_id in chunk:
+                    for j, (imp_id, ts_ms, what, user_id) in enumerate(chunk, 1):
                         ev = impression_event(imp_id, ts_ms, what, user_id, self.tier)
                         futures.append(await producer.send(self.cfg.topic, encode_event(ev),
                                                            key=event_key(ev["tenant"], ev["session_id"])))
+                        if not j % YIELD_EVERY:     # let requests in: never hold the loop for a whole batch
+                            await asyncio.sleep(0)
                     await asyncio.gather(*futures)
             except asyncio.CancelledError:
                 self.dropped += len(chunk)
