@@ -54,7 +54,7 @@ def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str 
                      tier: str = "edge") -> dict:
     """The ``impression`` event (``shared.contracts``) of one served answer (``shown``: a ``Shown`` or its
     plain tuple)."""
-    shown = shown if isinstance(shown, Shown) else Shown._make(shown)
+    shown = shown if isinstance(shown, Shown) else Shown(*shown)
     return {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,
             "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
             "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
