@@ -46,7 +46,8 @@ class Tier2Model:
         self.guard = CatalogGuard(policy, bundle.item_ids, bundle.categories, bundle.age_restricted)
         self.diversity = DiversitySelector(policy.max_per_category, policy.diversity_window)
         self.rng = make_sampler(bandit.seed)
-        self._pools = {(seg, age): self.guard.clean(rows, age) for seg, rows in bundle.pools.items()
+        # the popular pools, as many as ANN would give (the edge's pool_size), filtered once per age state
+        self._pools = {(seg, age): self.guard.clean(rows[:retrieve], age) for seg, rows in bundle.pools.items()
                        for age in (False, True)}
         self._ctx: dict[tuple[str, str, int], np.ndarray] = {}
         self._buf = np.empty((MAX_CANDIDATES + retrieve + 1000, FEATURE_DIM), dtype=np.float32)
