@@ -146,12 +146,16 @@ class ImpressionLog:
             await self.send_once()
 
     async def stop(self, flush_s: float = 2.0) -> None:
-        """Send what is still buffered (bounded by ``flush_s``), then close the producer."""
+        """Send what is still buffered (bounded by ``flush_s``; what is left counts as dropped), then close
+        the producer."""
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(flush_s):
+                    await self.send_once()
+        self.dropped += len(self.buffer)
+        self.buffer.clear()
         if self._producer is None:
             return
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(flush_s):
-                await self.send_once()
         producer, self._producer = self._producer, None
         self.connected = False
         with contextlib.suppress(Exception):

@@ -125,6 +125,7 @@ def test_broker_down_the_edge_keeps_answering_and_counts_what_it_dropped(registr
             assert b"strata_edge_impression_log_up 0.0" in metrics
         finally:
             await node.stop()
+        assert node.impressions.dropped == 20 and not node.impressions.buffer    # none lost uncounted at stop
 
     asyncio.run(go())
 
