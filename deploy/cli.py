@@ -16,7 +16,7 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from shared.config import EdgeSettings, LogLevel, StoreSettings, StrataSettings
+from shared.config import EdgeSettings, ImpressionSettings, LogLevel, StoreSettings, StrataSettings
 from shared.errors import ConfigError, StrataError
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def export(
 
 
 def edge_overrides(registry: str | None, port: int | None, store: str | None, host: str | None,
-                   log_level: str | None, http: str | None = None) -> dict[str, Any]:
+                   log_level: str | None, http: str | None = None, broker: str | None = None) -> dict[str, Any]:
     """Settings overrides from the flags actually given, nested as the settings are (env and YAML keep the rest)."""
     edge: dict[str, Any] = {}
     if registry is not None:
@@ -91,6 +91,8 @@ def edge_overrides(registry: str | None, port: int | None, store: str | None, ho
         edge["store"] = {"url": store}
     if http is not None:
         edge["http"] = http
+    if broker is not None:
+        edge["impressions"] = {"broker": broker}
     overrides: dict[str, Any] = {"edge": edge} if edge else {}
     if log_level is not None:
         overrides["log_level"] = log_level
@@ -103,12 +105,13 @@ def _default(model: type[BaseModel], name: str) -> Any:
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:
-    """Whether flag ``name`` was given (not its default). By the enum's name: typer may vendor click."""
+    """Whether flag ``name`` was given (not its default), on the command line or through its own
+    environment variable (``--broker``: STRATA_BROKER). By the enum's name: typer may vendor click."""
     source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-_EDGE_FLAGS = ("registry", "port", "store", "host", "log_level", "http")
+_EDGE_FLAGS = ("registry", "port", "store", "host", "log_level", "http", "broker")
 _LEVELS = ", ".join(get_args(LogLevel))
 _SERVERS = " or ".join(get_args(EdgeSettings.model_fields["http"].annotation))
 
@@ -125,6 +128,9 @@ def edge(
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
     log_level: Annotated[str, typer.Option(help=_LEVELS)] = _default(StrataSettings, "log_level"),
     http: Annotated[str, typer.Option(help=f"HTTP server: {_SERVERS}")] = _default(EdgeSettings, "http"),
+    broker: Annotated[str, typer.Option(envvar="STRATA_BROKER", help="log an impression event per answer to this "
+                                        "Kafka broker HOST:PORT, or 'none' (off)")]
+    = _default(ImpressionSettings, "broker"),
 ) -> None:
     """Serve tier 1: POST /v1/recommend (JSON or msgpack), /healthz, /readyz, /metrics.
 
@@ -367,7 +373,8 @@ def streaming_serve(
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
 ) -> None:
-    """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), /healthz, /readyz, /metrics."""
+    """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), the tier-2 scorer POST /v1/recommend
+    (streaming.tier2.enabled), /healthz, /readyz, /metrics."""
     from shared.config import load_settings
     from shared.logs import configure_logging
 

@@ -1,5 +1,7 @@
-"""``strata demo`` (what ``make run`` does): export if needed, start Valkey, an edge node and an origin node,
-show answers (the edge's, then the origin's cold-start answer and its explanation).
+"""``strata demo`` (what ``make run`` does): export if needed, start Valkey, the Tansu broker, tier 2 (the
+streaming service: ingest API + tier-2 scorer; the stream processor), an edge node logging its impressions
+and an origin node; show answers (the edge's, the origin's cold-start answer and its explanation, then a
+click changing the next answer for its session, with the measured event -> vector delay).
 
 Everything started here is stopped here, on Ctrl-C, SIGTERM, SIGHUP or an error, in reverse order, and
 the run's temporary directory (edge log, Valkey's working directory) is removed (``deploy.run_dir``). The
@@ -20,6 +22,7 @@ from types import FrameType
 from rich.console import Console
 
 from deploy.exporting import export_with_progress, summary_table
+from deploy.freshness_demo import click_changes_answer, freshness_summary, freshness_table
 from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
 from deploy.origin_samples import ask_origin, origin_table
 from deploy.run_dir import RunDir
@@ -34,6 +37,7 @@ from deploy.sample_traffic import (
     warm_session_vector,
     write_session_vector,
 )
+from deploy.tansu import TansuProcess
 from shared.bundle import CURRENT_FILE
 from shared.config import EdgeSettings
 
@@ -90,10 +94,13 @@ def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
                 ensure_bundle(registry, model, console)
                 bundle = DemoBundle.load(registry, model)
                 port = _pick_port(port, console)
-                with ValkeyProcess(host=HOST, tmp_root=run_dir) as valkey:
+                with ValkeyProcess(host=HOST, tmp_root=run_dir) as valkey, \
+                        TansuProcess(host=HOST, tmp_root=run_dir) as broker:
                     console.print(f"valkey: {valkey.url} (valkey-server pid {valkey.pid})")
+                    console.print(f"broker: {broker.bootstrap} (tansu pid {broker.pid})")
+                    tier2 = _tier2(registry, valkey.url, broker.bootstrap, run_dir)
                     argv = [*strata_command(), "edge", "--registry", str(registry), "--host", HOST,
-                            "--port", str(port), "--store", valkey.url]
+                            "--port", str(port), "--store", valkey.url, "--broker", broker.bootstrap]
                     edge = ManagedProcess("edge", argv, ready_url=f"http://{HOST}:{port}/readyz",
                                           log_path=run_dir / "edge.log")
                     origin_port = free_port(HOST)
@@ -105,20 +112,47 @@ def run_demo(registry: Path, port: int, once: bool, console: Console) -> int:
                                             ready_url=f"http://{HOST}:{origin_port}/readyz",
                                             env={**os.environ, "STRATA_ORIGIN__VECTOR_INDEX__URL": str(shard)},
                                             log_path=run_dir / "origin.log")
-                    with edge, origin:
+                    service, processor = tier2
+                    with service, processor, edge, origin:
+                        console.print(f"streaming: http://{HOST}:{service.port} (ingest + tier-2 scorer, pid "
+                                      f"{service.pid}); processor pid {processor.pid}")
                         console.print(f"edge:   http://{HOST}:{port} (pid {edge.pid}, log {edge.log_path}, "
                                       "removed on exit)")
                         console.print(f"origin: http://{HOST}:{origin_port} (pid {origin.pid}, "
                                       f"log {origin.log_path}, removed on exit)")
-                        return _show_and_serve(valkey, edge, origin, bundle, (port, origin_port), once, console)
+                        procs = {"edge": edge, "origin": origin, "streaming": service, "processor": processor}
+                        return _show_and_serve(valkey, procs, bundle, (port, origin_port, service.port), once,
+                                               console)
         except KeyboardInterrupt:
             console.print("stopped; everything the demo started has been stopped")
             return 0
 
 
-def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, origin: ManagedProcess, bundle: DemoBundle,
-                    ports: tuple[int, int], once: bool, console: Console) -> int:
-    port, origin_port = ports
+class _Service(ManagedProcess):
+    port: int
+
+
+def _tier2(registry: Path, store: str, broker: str, run_dir: Path) -> tuple[_Service, ManagedProcess]:
+    """``strata streaming serve`` (ingest + tier-2 scorer, its vector shard in the run dir) and
+    ``strata streaming process``, both on the demo's Valkey and broker."""
+    port = free_port(HOST)
+    common = ["--broker", broker, "--store", store, "--registry", str(registry)]
+    service = _Service("streaming", [*strata_command(), "streaming", "serve", "--host", HOST, "--port", str(port),
+                                     *common], ready_url=f"http://{HOST}:{port}/readyz",
+                       env={**os.environ, "STRATA_STREAMING__TIER2__VECTOR_INDEX__URL": str(run_dir / "tier2-index")},
+                       log_path=run_dir / "streaming.log")
+    service.port = port
+    metrics = free_port(HOST)
+    processor = ManagedProcess("processor", [*strata_command(), "streaming", "process", *common,
+                                             "--metrics-port", str(metrics)],
+                               ready_url=f"http://{HOST}:{metrics}/metrics", log_path=run_dir / "processor.log")
+    return service, processor
+
+
+def _show_and_serve(valkey: ValkeyProcess, procs: dict[str, ManagedProcess], bundle: DemoBundle,
+                    ports: tuple[int, int, int], once: bool, console: Console) -> int:
+    port, origin_port, streaming_port = ports
+    edge, origin = procs["edge"], procs["origin"]
     vec, category = warm_session_vector(bundle)
     client = valkey.client()
     try:
@@ -141,6 +175,17 @@ def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, origin: Managed
     except Exception as exc:       # the table says what went wrong; the demo's exit code counts it
         failed.append(exc)
         console.print(f"[red]origin did not answer: {exc}[/red]\n{origin.output_tail(20)}")
+    client = valkey.client()
+    try:
+        fresh = click_changes_answer(HOST, port, streaming_port, client)
+        console.print(freshness_table(fresh, bundle))
+        console.print(freshness_summary(fresh))
+    except Exception as exc:       # the table says what went wrong; the demo's exit code counts it
+        failed.append(exc)
+        console.print(f"[red]the click did not reach the next answer: {exc}[/red]\n"
+                      f"{procs['processor'].output_tail(20)}\n{procs['streaming'].output_tail(20)}")
+    finally:
+        client.close()
     if once:
         return 1 if failed else 0
     curl = (f"curl -s http://{HOST}:{port}/v1/recommend -H 'Content-Type: application/json' "
@@ -149,8 +194,11 @@ def _show_and_serve(valkey: ValkeyProcess, edge: ManagedProcess, origin: Managed
                   "Press Ctrl-C to stop.")
     console.print(f"origin: curl -s http://{HOST}:{origin_port}/v1/explain -H 'Content-Type: application/json' "
                   """-d '{"user_id": "u1", "session_id": "s1", "k": 3, "query": "gluten free bread"}'""")
-    while edge.running and valkey.running and origin.running:
+    console.print(f"tier 2:  curl -s http://{HOST}:{streaming_port}/v1/recommend -H 'Content-Type: application/json' "
+                  f"""-d '{{"user_id": "u1", "session_id": "{WARM_SESSION}", "k": 5}}'""")
+    while valkey.running and all(p.running for p in procs.values()):
         time.sleep(0.5)
-    which = "edge" if not edge.running else "origin" if not origin.running else "valkey-server"
-    console.print(f"[red]{which} exited unexpectedly[/red]\n{edge.output_tail(20)}")
+    which = next((name for name, p in procs.items() if not p.running), "valkey-server")
+    tail = procs[which].output_tail(20) if which in procs else ""
+    console.print(f"[red]{which} exited unexpectedly[/red]\n{tail}")
     return 1

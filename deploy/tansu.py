@@ -40,8 +40,9 @@ class TansuProcess(_Child):
     """A real Tansu broker on 127.0.0.1 (memory storage), restartable on the same port."""
 
     def __init__(self, port: int | None = None, *, host: str = "127.0.0.1", startup_timeout_s: float = 10.0,
-                 binary: Path | None = None) -> None:
+                 binary: Path | None = None, tmp_root: Path | None = None) -> None:
         self.binary = binary or tansu_binary()
+        self.tmp_root = tmp_root    # where its log goes (None: the system temp directory)
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout_s = startup_timeout_s
@@ -57,7 +58,7 @@ class TansuProcess(_Child):
             return self
         if port_open(self.host, self.port):
             raise ProcessFailed(f"port {self.port} on {self.host} is already in use", field="port")
-        fd, name = tempfile.mkstemp(prefix="strata-tansu-", suffix=".log")
+        fd, name = tempfile.mkstemp(prefix="strata-tansu-", suffix=".log", dir=self.tmp_root)
         os.close(fd)
         self._log = Path(name)
         url = f"tcp://{self.host}:{self.port}"

@@ -22,9 +22,9 @@ _DYNAMIC_FIELDS = 4     # degraded, request_id, impression_id, timing
 class Answer:
     """Encoded in the codec of the request that filled it; the other codec is derived on first use."""
 
-    __slots__ = ("_json", "_mp", "_n_static", "degraded")
+    __slots__ = ("_json", "_mp", "_n_static", "degraded", "shown")
 
-    def __init__(self, static: dict, degraded: bool, media: str = "application/json") -> None:
+    def __init__(self, static: dict, degraded: bool, media: str = "application/json", shown: object = None) -> None:
         self._n_static = len(static)
         if self._n_static + _DYNAMIC_FIELDS > 15:
             raise ValueError("answer has more fields than a msgpack fixmap holds")
@@ -35,6 +35,7 @@ class Answer:
         else:
             self._json = orjson.dumps(static)[:-1]                       # without the closing brace
         self.degraded = degraded
+        self.shown = shown              # what the impression log needs (``shared.impression_log.Shown``), or None
 
     def _json_prefix(self) -> bytes:
         if self._json is None:

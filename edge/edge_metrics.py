@@ -46,6 +46,11 @@ class EdgeMetrics:
         m.define("store_probes_total", "store health probes (PING) while the store was down or suspect")
         m.define("http_connections", "open HTTP connections (the edge's own server)")
         m.define("http_connections_refused_total", "connections refused at the connection cap (503)")
+        m.define("impressions_logged_total", "impression events the log acknowledged")
+        m.define("impressions_dropped_total", "impression events dropped (buffer full or the log down); "
+                 "the answers were served regardless")
+        m.define("impressions_buffered", "impression events waiting to be sent")
+        m.define("impression_log_up", "1 if the last send to the log succeeded")
         m.define("http_request_timeouts_total", "requests whose headers or body did not arrive in time (408)")
         self._hist = m.histogram("request_seconds", (RECOMMEND,))
         self._ok = ("requests_total", (RECOMMEND, "200"))
@@ -84,6 +89,14 @@ class EdgeMetrics:
         m.gauge("http_connections", lambda: [((), float(connections()))])
         m.gauge("http_connections_refused_total", lambda: [((), float(refused()))], counter=True)
         m.gauge("http_request_timeouts_total", lambda: [((), float(timed_out()))], counter=True)
+
+    def bind_impressions(self, log) -> None:
+        """The impression log's counters (``shared.impression_log.ImpressionLog``), read at scrape time."""
+        m = self.inst
+        m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
+        m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)
+        m.gauge("impressions_buffered", lambda: [((), float(len(log.buffer)))])
+        m.gauge("impression_log_up", lambda: [((), 1.0 if log.connected else 0.0)])
 
     def _exploration(self) -> list[tuple[tuple, float]]:
         c = self.inst.counters

@@ -37,6 +37,7 @@ from edge.stages.response_cache import ResponseCacheStage
 from edge.stages.session import SessionStage
 from shared.config import SettingsSource, StrataSettings
 from shared.error_mapper import negotiated_error_reply
+from shared.impression_log import ImpressionLog
 from shared.pipeline import Reply
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class EdgeNode:
         session_source = SessionSource(self.store, self.health, self.sessions, cfg.cache,
                                        cfg.store.timeout_ms / 1000)
         store_health = self.health if self.store.configured else None   # None: never degraded
+        broker = cfg.impressions.broker.strip()
+        self.impressions = ImpressionLog(cfg.impressions) if broker.lower() not in ("", "none") else None
         self.recommend = RecommendHandler(
             self.slot,
             exact_cache=ExactCache(self.responses, store_health),
@@ -85,8 +88,7 @@ class EdgeNode:
             session=SessionStage(session_source),
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=Confidence(cfg.confidence),
-            encode=Encode(self.responses, store_health, RequestIds(),
-                          self.metrics),
+            encode=Encode(self.responses, store_health, RequestIds(), self.metrics, self.impressions),
         )
         self.metrics.bind(
             response_cache=lambda: (self.responses.hits, self.responses.misses),
@@ -94,6 +96,8 @@ class EdgeNode:
             store_up=lambda: self.health.up, store_errors=lambda: self.health.errors,
             store_probes=lambda: self.health.probes,
             stages=self.recommend.pipeline.timings)
+        if self.impressions is not None:
+            self.metrics.bind_impressions(self.impressions)
         self.registry_watch = RegistryWatch(self.slot, cfg.registry, cfg.model, cfg.ort_threads,
                                             on_result=self.metrics.reload)
         # without a source (tests, tools) there is no file to watch
@@ -134,6 +138,8 @@ class EdgeNode:
             self._tasks.append(asyncio.create_task(self.health.run(), name="store-prober"))
         if self.invalidations is not None:
             self._tasks.append(asyncio.create_task(self.invalidations.run(), name="invalidations"))
+        if self.impressions is not None:
+            self._tasks.append(asyncio.create_task(self.impressions.run(), name="impression-log"))
         if self.config_watch is not None:
             self._tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
             # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
@@ -142,6 +148,8 @@ class EdgeNode:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        if self.impressions is not None:
+            await self.impressions.stop()      # sends what is buffered (bounded), then closes the producer
         await self.health.stop()
         if self.config_watch is not None:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

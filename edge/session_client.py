@@ -11,22 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple
-
-import numpy as np
 
 from shared.errors import StoreUnavailable
-from shared.features import EMBED_DIM
 from shared.keys import bandit_key, session_key
+from shared.session_update import SessionState, decode_session
 
 logger = logging.getLogger(__name__)
-
-
-class SessionState(NamedTuple):
-    """A tuple of untracked objects, so the garbage collector never walks the session cache."""
-
-    vec: np.ndarray | None       # float32 [EMBED_DIM], None if the store has no vector for the session
-    updated_ms: int | None
 
 
 class SessionStore:
@@ -95,25 +85,6 @@ class RedisSessionStore(SessionStore):
 
     async def close(self) -> None:
         await self._r.aclose()
-
-
-def decode_session(vec_raw: bytes | None, updated_raw: bytes | None) -> SessionState:
-    """Bytes from the store -> SessionState. A vector of the wrong size is ignored (logged once per call)."""
-    vec = None
-    if vec_raw is not None:
-        if len(vec_raw) == EMBED_DIM * 4:
-            vec = np.frombuffer(vec_raw, dtype="<f4").astype(np.float32)
-            if not np.all(np.isfinite(vec)):
-                vec = None
-        else:
-            logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
-    updated = None
-    if updated_raw is not None:
-        try:
-            updated = int(updated_raw)
-        except ValueError:
-            updated = None
-    return SessionState(vec, updated)
 
 
 def make_store(url: str, timeout_s: float) -> SessionStore:

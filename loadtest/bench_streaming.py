@@ -226,7 +226,7 @@ def main(registry: str, json_path: str | None = None, duration: float = 10.0, ra
     with TansuProcess() as broker, ValkeyProcess() as store, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = {"broker": broker.bootstrap, "store": store.url, "registry": registry, "port": port,
-               "topics": {"partitions": 4}}
+               "topics": {"partitions": 4}, "tier2": {"enabled": False}}    # the ingest path only
         conf = Path(tmp) / "strata.yaml"
         conf.write_text(orjson.dumps({"log_level": "WARNING", "streaming": cfg}).decode())   # JSON is YAML
         ingest = ManagedProcess("ingest", [*strata_command(), "streaming", "serve", "--config", str(conf)],

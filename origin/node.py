@@ -118,7 +118,9 @@ class OriginNode:
         cfg = self.cfg
         vi = cfg.vector_index
         if vi.backend == "edge":
-            self._text_dir = private_shard_dir()
+            # next to a configured item shard directory (the demo keeps all of a run's files in one place);
+            # else a private temporary directory; removed at stop either way
+            self._text_dir = _beside(Path(vi.url), "-text") if vi.url else private_shard_dir()
         try:
             return load_text_search(cfg.registry, catalog, model=cfg.text_model, backend=vi.backend,
                                     location=vi.url if vi.backend == "qdrant" else None,
@@ -172,3 +174,11 @@ class OriginNode:
 
     def exposition(self) -> bytes:
         return self.metrics.exposition()
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    """A fresh directory named ``path`` + ``suffix`` (a leftover of an earlier run is replaced)."""
+    d = path.with_name(path.name + suffix)
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d

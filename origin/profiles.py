@@ -67,10 +67,9 @@ class RedisProfileStore(ProfileStore):
         try:
             async with self._r.pipeline(transaction=False) as pipe:
                 pipe.hget(session_key(tenant, session_id), "vec")
-                pipe.hget(profile_key(tenant, user_id), "recent_categories")
+                pipe.hgetall(profile_key(tenant, user_id))
                 pipe.zrevrange(purchases_key(tenant, user_id), 0, MAX_PURCHASES - 1, withscores=True)
-                pipe.hget(profile_key(tenant, user_id), "stated")
-                vec_raw, cats_raw, bought, stated = await pipe.execute()
+                vec_raw, prof, bought = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(f"profile read failed: {type(exc).__name__}: {exc}") from exc
         vec = None
@@ -80,6 +79,7 @@ class RedisProfileStore(ProfileStore):
                 vec = None
         elif vec_raw is not None:
             logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
+        cats_raw = prof.get(b"recent_categories")
         cats: tuple[str, ...] = ()
         if cats_raw is not None:
             try:
@@ -87,9 +87,11 @@ class RedisProfileStore(ProfileStore):
                 cats = tuple(str(c) for c in parsed)[:10] if isinstance(parsed, list) else ()
             except orjson.JSONDecodeError:
                 logger.warning("profile of %s/%s has unreadable recent_categories; ignored", tenant, user_id)
+        else:
+            cats = top_categories(prof)
         purchases = tuple((b.decode() if isinstance(b, bytes) else str(b), int(ts)) for b, ts in bought)
-        return Profile(vec, cats, purchased=frozenset(i for i, _ in purchases), preferences=_stated(stated),
-                       purchases=purchases)
+        return Profile(vec, cats, purchased=frozenset(i for i, _ in purchases),
+                       preferences=_stated(prof.get(b"stated")), purchases=purchases)
 
     async def ping(self) -> bool:
         try:
@@ -99,6 +101,20 @@ class RedisProfileStore(ProfileStore):
 
     async def close(self) -> None:
         await self._r.aclose()
+
+
+def top_categories(prof: dict[bytes, bytes], n: int = 10) -> tuple[str, ...]:
+    """The user's categories by the stream processor's affinity counters (``cat:<name>``: views 1, carts 3,
+    purchases 5, stated preferences 10), strongest first: what "the user's categories" means when the
+    profile has no explicit ``recent_categories`` list."""
+    scored = []
+    for k, v in prof.items():
+        if k.startswith(b"cat:"):
+            try:
+                scored.append((-int(v), k[4:].decode("utf-8", "replace")))
+            except ValueError:
+                continue
+    return tuple(name for _, name in sorted(scored)[:n])
 
 
 def _stated(raw: bytes | None) -> tuple[str, ...]:

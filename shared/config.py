@@ -69,6 +69,19 @@ class EdgeBandit(BanditConfig):
     recent_slots: int = Field(256, ge=0, description="other recently requested slots kept (LRU)")
 
 
+class ImpressionSettings(_Section):
+    """The edge's impression log: every answer served becomes an ``impression`` event on the log."""
+
+    broker: str = Field("none", description="Kafka bootstrap servers HOST:PORT[,...], or 'none' (no logging); "
+                                            "flag --broker, env STRATA_BROKER")
+    topic: str = Field("events", description="the events topic the stream processor reads")
+    buffer: int = Field(10_000, ge=1, description="impressions waiting to be sent; past it new ones are dropped "
+                                                  "(counted), the answer is served regardless")
+    batch: int = Field(500, ge=1, description="impressions per send")
+    linger_ms: float = Field(50.0, ge=1, description="the sender wakes up this often")
+    timeout_s: float = Field(2.0, gt=0, description="a send not acknowledged by then counts as dropped")
+
+
 class EdgeSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -91,6 +104,7 @@ class EdgeSettings(_Section):
     store: StoreSettings = StoreSettings()
     bandit: EdgeBandit = EdgeBandit()
     confidence: ConfidenceConfig = ConfidenceConfig()
+    impressions: ImpressionSettings = ImpressionSettings()
 
 
 class TopicSettings(_Section):
@@ -98,6 +112,28 @@ class TopicSettings(_Section):
     dead_letter: str = "events.dlq"
     triggers: str = "triggers"
     partitions: int = Field(4, ge=1, le=256, description="partitions of the events topic (created at start)")
+
+
+class VectorIndexSettings(_Section):
+    backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
+    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
+                                              "(default: a private temporary directory)")
+    ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
+    exact: bool = Field(False, description="brute-force search (exact recall)")
+
+
+class Tier2Settings(_Section):
+    """The tier-2 scorer on the streaming service (``POST /v1/recommend``, ``tier="streaming"``)."""
+
+    enabled: bool = Field(True, description="serve POST /v1/recommend next to the ingest API")
+    retrieve: int = Field(200, ge=10, le=1000, description="ANN candidates per request when none are given")
+    store_timeout_ms: float = Field(50.0, gt=0, description="budget of each store read (session vector, counts)")
+    ort_threads: int = Field(1, ge=1)
+    log_impressions: bool = Field(True, description="an impression event per answer on the events topic "
+                                                    "(streaming.broker), like the edge's")
+    bandit: BanditConfig = BanditConfig()
+    confidence: ConfidenceConfig = ConfidenceConfig()
+    vector_index: VectorIndexSettings = VectorIndexSettings()
 
 
 class StreamingSettings(_Section):
@@ -122,6 +158,7 @@ class StreamingSettings(_Section):
     dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires this long after its last write")
     session: SessionRule = SessionRule()
+    tier2: Tier2Settings = Tier2Settings()
 
 
 class ReasonerSettings(_Section):
@@ -132,14 +169,6 @@ class ReasonerSettings(_Section):
     tokens_per_minute: int = Field(60_000, ge=0)
     tokens_per_day: int = Field(5_000_000, ge=0, description="LLM spend cap per day; over it the template answers")
     cache_ttl_s: float = Field(300.0, ge=0, description="accepted LLM answers are reused this long")
-
-
-class VectorIndexSettings(_Section):
-    backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
-    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
-                                              "(default: a private temporary directory)")
-    ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
-    exact: bool = Field(False, description="brute-force search (exact recall)")
 
 
 class OriginSettings(_Section):

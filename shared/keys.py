@@ -3,7 +3,8 @@
 Keys carry Redis Cluster hash tags so one session's keys live on one shard.
 - session:  HASH  vec (float32 little-endian bytes), updated_ms (int)
 - bandit:   HASH  c:<item_id> clicks, n:<item_id> impressions  (HINCRBY by the processor)
-- profile:  HASH  recent_categories (JSON list, most recent first), updated_ms (int), stated (JSON
+- profile:  HASH  recent_categories (optional JSON list, most recent first; without it the origin ranks the
+            processor's cat:<name> affinities), updated_ms (int), stated (JSON
             {"categories": [...], "brands": [...]}: the user's latest preference event)  (read by the origin)
 - purchases: ZSET item_id -> last purchase ts_ms, the MAX_PURCHASES most recent (written by the processor,
              read by the origin's "already purchased" filter and co-visitation seeds)

@@ -12,6 +12,7 @@ batching or timing: replaying the same events gives bit-identical bytes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -21,6 +22,8 @@ from pydantic.dataclasses import dataclass
 
 from shared.contracts import Event
 from shared.features import EMBED_DIM
+
+logger = logging.getLogger(__name__)
 
 
 def _default_weights() -> dict[str, float]:
@@ -99,3 +102,31 @@ def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndar
         if vec is not None:
             state = apply_event(state, vec, w, ev.ts_ms, rule)
     return state
+
+
+# -- the read side (the edge and tier 2 read the ``vec`` the processor wrote) ---------------------------------
+
+class SessionState(NamedTuple):
+    """A tuple of untracked objects, so the garbage collector never walks the session cache."""
+
+    vec: np.ndarray | None       # float32 [EMBED_DIM], None if the store has no vector for the session
+    updated_ms: int | None
+
+
+def decode_session(vec_raw: bytes | None, updated_raw: bytes | None) -> SessionState:
+    """Bytes from the store -> SessionState. A vector of the wrong size is ignored (logged once per call)."""
+    vec = None
+    if vec_raw is not None:
+        if len(vec_raw) == EMBED_DIM * 4:
+            vec = np.frombuffer(vec_raw, dtype="<f4").astype(np.float32)
+            if not np.all(np.isfinite(vec)):
+                vec = None
+        else:
+            logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
+    updated = None
+    if updated_raw is not None:
+        try:
+            updated = int(updated_raw)
+        except ValueError:
+            updated = None
+    return SessionState(vec, updated)

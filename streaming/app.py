@@ -1,27 +1,59 @@
-"""ASGI front door of the ingest API: it only moves bytes. ``POST /v1/events`` runs the ``IngestHandler``;
-/healthz, /readyz and /metrics read the service; every error is answered by ``shared.error_mapper``."""
+"""ASGI front door of the streaming service: it only moves bytes. ``POST /v1/events`` runs the
+``IngestHandler``, ``POST /v1/recommend`` the tier-2 scorer (``streaming.tier2``, when given); /healthz,
+/readyz and /metrics read both; every error is answered by ``shared.error_mapper``."""
 
 from __future__ import annotations
 
 import contextlib
+import time
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
+from shared.error_mapper import negotiated_error_reply
 from shared.errors import PayloadTooLarge
 from shared.fastapi_errors import install_error_handlers, to_response
 from shared.fastapi_ops import install_ops_routes
 from shared.pipeline import Reply
 from streaming.service import IngestService
 
+if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime
+    from streaming.tier2.service import Tier2Service
 
-def build_app(service: IngestService) -> FastAPI:
+
+class _Ops:
+    """/readyz and /metrics of the whole service: ready when ingest and the tier-2 scorer are."""
+
+    def __init__(self, ingest: IngestService, tier2: Tier2Service | None) -> None:
+        self.ingest = ingest
+        self.tier2 = tier2
+
+    def readiness(self) -> tuple[int, dict]:
+        status, body = self.ingest.readiness()
+        if self.tier2 is None:
+            return status, body
+        t_status, t_body = self.tier2.readiness()
+        return max(status, t_status), {**body, "ready": status == t_status == 200, "tier2": t_body}
+
+    def exposition(self) -> bytes:
+        out = self.ingest.exposition()
+        return out + self.tier2.metrics.exposition() if self.tier2 is not None else out
+
+
+def build_app(service: IngestService, tier2: Tier2Service | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await service.start()
         try:
+            if tier2 is not None:
+                await tier2.start()
             yield
         finally:
-            await service.stop()
+            try:
+                if tier2 is not None:
+                    await tier2.stop()
+            finally:
+                await service.stop()
 
     api = FastAPI(title="Strata streaming", version="1", lifespan=lifespan,
                   description="Tier 2 ingest: POST /v1/events takes one event or {\"events\": [...]}, "
@@ -52,5 +84,34 @@ def build_app(service: IngestService) -> FastAPI:
         reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
         return to_response(reply)
 
-    install_ops_routes(api, service)
+    if tier2 is not None:
+        _install_recommend(api, tier2, limit)
+    install_ops_routes(api, _Ops(service, tier2))
     return api
+
+
+def _install_recommend(api: FastAPI, tier2: Tier2Service, limit: int) -> None:
+    handler = tier2.handler
+    metrics = tier2.metrics
+    latency = metrics.histogram("request_seconds")
+
+    @api.post(handler.route)
+    async def recommend(request: Request) -> Response:
+        t0 = time.perf_counter()
+        ctype = request.headers.get("content-type")
+        accept = request.headers.get("accept")
+        try:
+            size = int(request.headers.get("content-length") or 0)
+            if size > limit:
+                raise PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
+            body = await request.body()
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {limit}-byte limit", field="body")
+            out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
+                                  accept.encode("latin-1") if accept else None)
+            reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
+        except Exception as exc:
+            reply = negotiated_error_reply(exc, accept, ctype)
+        latency.observe(time.perf_counter() - t0)
+        metrics.inc("requests_total", (str(reply.status),))
+        return to_response(reply)

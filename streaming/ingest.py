@@ -21,10 +21,11 @@ from shared.codecs import choose_response_type, decode, encode
 from shared.config import StreamingSettings
 from shared.contracts import parse_event
 from shared.errors import InvalidField, MalformedBody, PayloadTooLarge, StrataError
+from shared.event_records import encode_event, event_key
 from shared.metrics import Instruments
 from shared.pipeline import SUSPEND, Pending, Pipeline, Reply
 from streaming.errors import EventsRejected
-from streaming.log import EventLog, encode_event, event_key
+from streaming.log import EventLog
 
 ROUTE = "/v1/events"
 

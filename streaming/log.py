@@ -13,7 +13,6 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-import msgpack
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
@@ -30,22 +29,6 @@ except ImportError:        # no C compiler at install time: aiokafka's own (pure
 from streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
-
-
-def event_key(tenant: str, session_id: str) -> bytes:
-    """The partitioning key: one session's events stay in order on one partition."""
-    return f"{tenant}\x1f{session_id}".encode()
-
-
-_PACKER = msgpack.Packer(use_bin_type=True)      # reused: half the cost of packb's new Packer per call
-
-
-def encode_event(event: dict) -> bytes:
-    return _PACKER.pack(event)
-
-
-def decode_event(value: bytes) -> object:
-    return msgpack.unpackb(value, raw=False, strict_map_key=False)
 
 
 class EventLog:

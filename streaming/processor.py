@@ -32,9 +32,9 @@ from redis.exceptions import RedisError
 from shared.config import StreamingSettings
 from shared.contracts import parse_event
 from shared.errors import StrataError
+from shared.event_records import decode_event
 from streaming.catalog import Catalog
 from streaming.effects import Plan, Planner, Record, overlay, reads_for
-from streaming.log import decode_event
 from streaming.processor_metrics import ProcessorMetrics
 from streaming.store import StreamStore
 from streaming.topics import ensure_topics

@@ -1,4 +1,5 @@
-"""Entry points of tier 2: the ingest API under uvicorn, and the stream processor with its /metrics."""
+"""Entry points of tier 2: the ingest API and the tier-2 scorer under uvicorn, and the stream processor with
+its /metrics."""
 
 from __future__ import annotations
 
@@ -22,8 +23,15 @@ logger = logging.getLogger(__name__)
 
 def run_ingest(settings: StrataSettings) -> None:
     cfg = settings.streaming
-    logger.info("streaming ingest serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker})
-    uvicorn.run(build_app(IngestService(cfg)), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
+    tier2 = None
+    if cfg.tier2.enabled:
+        from streaming.tier2.service import Tier2Service
+
+        tier2 = Tier2Service(settings)
+        tier2.load()                 # fail fast on a bad registry, before binding the port
+    logger.info("streaming service serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker,
+                                                    "tier2": tier2 is not None})
+    uvicorn.run(build_app(IngestService(cfg), tier2), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                 access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
 
 

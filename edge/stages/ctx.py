@@ -19,6 +19,7 @@ class RecommendCtx:
         "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool", "removed",  # candidates, guardrails
         "alpha", "beta", "imps", "n_known", "theta", "mean",         # rank
         "items", "explored", "margin", "concentration", "filled",    # select
+        "picked", "fill_post",                                       # select: what the impression log reads
         "confidence", "route_tier", "route_reasons",                 # confidence
     )
 
@@ -34,7 +35,8 @@ class RecommendCtx:
         self.cache = "miss"
         self.exact_key: tuple | None = None
         self.degraded = False
+        self.req: RecommendRequest | None = None      # stays None on an exact-body cache hit
+        self.fill_post = None
 
     # typed views for readers (set by the stages)
-    req: RecommendRequest
     rows: np.ndarray

@@ -45,6 +45,7 @@ class Select:
             pos, flags = live.diversity.select(order.tolist(), cats, k, ~greedy_mask(mean, k), budget)
             picked = np.asarray(pos, dtype=np.int64)
             picked_cats = cats[picked].tolist()
+        ctx.picked = picked
         names = _names(ctx, rows, ctx.ids, picked)
         items = [{"item_id": i, "score": s, "explored": e}
                  for i, s, e in zip(names, theta[picked].round(6).tolist(), flags, strict=True)]
@@ -100,4 +101,5 @@ def _fill(ctx: RecommendCtx, items: list[dict], imps: list[float], placed_cats: 
         items.append({"item_id": item_ids[r], "score": s, "explored": e})
     if post.imps is not None:
         imps.extend(post.imps[picked].tolist())
+    ctx.fill_post = (post.alpha[picked], post.beta[picked])
     return len(pos)

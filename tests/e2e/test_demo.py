@@ -1,4 +1,5 @@
-"""``strata demo --once`` (what ``make run`` does, minus serving forever) on a fresh, empty registry."""
+"""``strata demo --once`` (what ``make run`` does, minus serving forever) on a fresh, empty registry: the edge's
+table, the origin's, and tier 2's click -> next answer, then nothing left running."""
 
 from __future__ import annotations
 
@@ -30,11 +31,24 @@ def test_demo_once_exports_serves_both_codecs_and_cleans_up(tmp_path) -> None:
     assert "it matches your search" in out                   # the explanation of the cold-start answer
     origin_rows = [line for line in out.splitlines() if re.match(r"^│\s+\d+\s+│\s+SKU-", line)]
     assert len(origin_rows) == 5, out
+    # tier 2: a click changes the next answer of its session, with the measured event -> vector delay
+    fresh = re.search(r"event -> session vector in the store (\d+) ms, -> edge answer\s+changed (\d+) ms", out)
+    assert fresh is not None, out
+    assert 0 < int(fresh.group(1)) <= int(fresh.group(2)) < 15_000
+    steps = [(line.split("│")[1].strip(), line.split("│")[2].strip()) for line in out.splitlines()
+             if re.match(r"^│\s+(before|click|after)\s+│", line)]
+    assert steps == [("before", "edge"), ("before", "streaming"), ("click", "ingest"), ("after", "edge"),
+                     ("after", "streaming")], out
+    after = [line for line in out.splitlines() if re.match(r"^│\s+after\s+│", line)]
+    assert "no_session_vector" not in "".join(after) and "ann_candidates, fresh_session_vector" in after[1]
+    counted = re.search(r"counted impressions of\s+(\d+)\s+items", out)
+    assert counted is not None and int(counted.group(1)) > 0, out       # the edge's impressions, processed
     # everything the demo started is gone: the edge port and the Valkey port are closed
     assert not port_open("127.0.0.1", port)
     valkey = re.search(r"valkey: redis://127\.0\.0\.1:(\d+)/0", out)
     assert valkey is not None, out
     assert not port_open("127.0.0.1", int(valkey.group(1)))
-    origin = re.search(r"origin: http://127\.0\.0\.1:(\d+) \(pid", out)
-    assert origin is not None, out
-    assert not port_open("127.0.0.1", int(origin.group(1)))
+    for name in ("origin: http://", "streaming: http://", "broker: "):
+        found = re.search(re.escape(name) + r"127\.0\.0\.1:(\d+)", out)
+        assert found is not None, (name, out)
+        assert not port_open("127.0.0.1", int(found.group(1))), name

@@ -60,8 +60,9 @@ def _wait_for_line(out: list[str], start: str, timeout_s: float, proc: subproces
 
 
 def _ports(out: str) -> list[int]:
-    found = re.findall(r"(?:valkey: redis|edge: +http)://127\.0\.0\.1:(\d+)", out)
-    assert len(found) == 2, out
+    found = re.findall(r"(?:valkey: redis://|edge: +http://|broker: |streaming: http://|origin: http://)"
+                       r"127\.0\.0\.1:(\d+)", out)
+    assert len(found) == 5, out
     return [int(p) for p in found]
 
 

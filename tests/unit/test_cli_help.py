@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import edge.server
 import shared.logs
 from deploy import cli, listen_address
-from shared.config import EdgeSettings, StoreSettings, StrataSettings
+from shared.config import EdgeSettings, ImpressionSettings, StoreSettings, StrataSettings
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}   # no wrapping inside the option table
@@ -60,6 +60,7 @@ def test_help_renders_every_text_as_written(path: tuple[str, ...], command) -> N
     ("--registry", EdgeSettings.model_fields["registry"].default),
     ("--store", StoreSettings.model_fields["url"].default),
     ("--http", EdgeSettings.model_fields["http"].default),
+    ("--broker", ImpressionSettings.model_fields["broker"].default),
     ("--log-level", StrataSettings.model_fields["log_level"].default),
 ])
 def test_edge_help_shows_the_settings_defaults(flag: str, default: object) -> None:
@@ -95,3 +96,16 @@ def test_edge_flags_given_win_over_env(started: list) -> None:
     assert result.exit_code == 0, result.output
     (settings,) = started
     assert (settings.edge.port, settings.edge.host, settings.edge.http) == (9002, "127.0.0.2", "uvicorn")
+
+
+def test_edge_broker_flag_env_and_config(started: list, tmp_path) -> None:
+    """--broker > STRATA_BROKER > config (edge.impressions.broker) > the default, none."""
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text("edge:\n  impressions:\n    broker: 127.0.0.1:9300\n")
+    base = {"STRATA_CONFIG": ""}
+    assert runner.invoke(cli.app, ["edge"], env=base).exit_code == 0
+    assert runner.invoke(cli.app, ["edge", "--config", str(cfg)], env=base).exit_code == 0
+    assert runner.invoke(cli.app, ["edge", "--config", str(cfg)], env={**base, "STRATA_BROKER": "10.0.0.1:9092"}).exit_code == 0
+    result = runner.invoke(cli.app, ["edge", "--broker", "none"], env={**base, "STRATA_BROKER": "10.0.0.1:9092"})
+    assert result.exit_code == 0, result.output
+    assert [s.edge.impressions.broker for s in started] == ["none", "127.0.0.1:9300", "10.0.0.1:9092", "none"]

@@ -8,13 +8,14 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from shared.event_records import event_key
 from streaming import log
 
 
 def _keys() -> list[bytes]:
     rng = random.Random(11)
     keys = [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64))) for _ in range(5000)]
-    return keys + [log.event_key("default", f"s{i}") for i in range(1000)] + [b"", b"a", b"ab", b"abc", b"abcd"]
+    return keys + [event_key("default", f"s{i}") for i in range(1000)] + [b"", b"a", b"ab", b"abc", b"abcd"]
 
 
 def test_partition_matches_aiokafkas_default_partitioner() -> None:

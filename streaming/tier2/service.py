@@ -1,0 +1,112 @@
+"""The tier-2 scorer as a service part: builds the model, the store reads, the handler and its metrics.
+
+Started and stopped with the streaming service's lifespan (``streaming.app``); ``readiness`` is ready
+once the model is loaded and its item vectors indexed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import numpy as np
+
+from shared.config import ImpressionSettings, StrataSettings
+from shared.guardrails import REASONS
+from shared.impression_log import ImpressionLog
+from shared.metrics import Instruments
+from streaming.tier2.handler import Tier2Handler
+from streaming.tier2.model import Tier2Model, load_model
+from streaming.tier2.stages import (
+    Candidates,
+    Counts,
+    Encode,
+    GuardrailFilter,
+    RankSelect,
+    SessionStage,
+    Tier2Ctx,
+)
+from streaming.tier2.store import Tier2Store
+
+logger = logging.getLogger(__name__)
+
+
+class Tier2Service:
+    def __init__(self, settings: StrataSettings) -> None:
+        cfg = self.cfg = settings.streaming
+        t2 = cfg.tier2
+        self.policy = settings.guardrails
+        self.model: Tier2Model | None = None
+        self.store = Tier2Store(cfg.store, t2.store_timeout_ms / 1000)
+        m = self.metrics = Instruments("strata_tier2")
+        m.define("requests_total", "answers of POST /v1/recommend by status", ("status",))
+        m.define("request_seconds", "server-side latency of POST /v1/recommend")
+        m.define("stage_seconds", "latency of each request-path stage (sampled requests)", ("stage",))
+        m.define("degraded_total", "answers given with degraded=true (store or index unavailable)")
+        m.define("candidates_total", "answers by candidate source", ("source",))
+        m.define("guardrail_removed_total", "candidates removed by the guardrails, by reason", ("reason",))
+        m.define("ann_failures_total", "ANN searches that failed (popular items stood in)")
+        m.define("model_info", "live model version", ("version",))
+        self._removed = np.zeros(len(REASONS), dtype=np.int64)
+        m.gauge("guardrail_removed_total", lambda: [((REASONS[c],), float(n)) for c, n in
+                                                    enumerate(self._removed.tolist()) if c and n], counter=True)
+        m.gauge("model_info", lambda: [((self.model.version,), 1.0)] if self.model is not None else [])
+        self.impressions = ImpressionLog(ImpressionSettings(broker=cfg.broker, topic=cfg.topics.events),
+                                         tier="streaming") if t2.log_impressions else None
+        if self.impressions is not None:
+            log = self.impressions
+            m.define("impressions_logged_total", "impression events the log acknowledged")
+            m.define("impressions_dropped_total", "impression events dropped (buffer full or the log down)")
+            m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
+            m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)
+        self._task: asyncio.Task | None = None
+        self.candidates = Candidates(t2.vector_index.ef, t2.vector_index.exact)
+        m.gauge("ann_failures_total", lambda: [((), float(self.candidates.failures))], counter=True)
+        prefix = os.urandom(6).hex()
+        seq = iter(range(1, 1 << 62))
+        self.handler = Tier2Handler(
+            lambda: self.model, session=SessionStage(self.store), candidates=self.candidates,
+            guardrails=GuardrailFilter(self._count_removed), counts=Counts(self.store),
+            rank_select=RankSelect(t2.confidence),
+            encode=Encode(lambda: f"{prefix}{next(seq):x}", self._answered, self.impressions))
+        for name, hist in self.handler.pipeline.timings.items():
+            m.histograms[("stage_seconds", (name,))] = hist
+
+    def _count_removed(self, codes: np.ndarray) -> None:
+        self._removed += np.bincount(codes, minlength=len(REASONS))
+
+    def _answered(self, ctx: Tier2Ctx) -> None:
+        self.metrics.inc("candidates_total", (ctx.source,))
+        if ctx.degraded:
+            self.metrics.inc("degraded_total")
+
+    def load(self) -> Tier2Model:
+        cfg = self.cfg
+        self.model = load_model(cfg.tier2, cfg.registry, cfg.model, self.policy)
+        return self.model
+
+    async def start(self) -> None:
+        if self.model is None:
+            await asyncio.to_thread(self.load)
+        if not await self.store.ping():
+            logger.warning("tier 2: store not reachable at start; answering degraded until it is")
+        if self.impressions is not None:
+            self._task = asyncio.create_task(self.impressions.run(), name="tier2-impression-log")
+
+    async def stop(self) -> None:
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.wait((self._task,), timeout=2.0)
+                await self.impressions.stop()
+            await self.store.close()
+        finally:
+            if self.model is not None:
+                self.model.close()
+                self.model = None
+
+    def readiness(self) -> tuple[int, dict]:
+        if self.model is None:
+            return 503, {"ready": False, "reason": "tier 2: no model loaded"}
+        return 200, {"ready": True, "model_version": self.model.version}

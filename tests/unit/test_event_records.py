@@ -1,0 +1,52 @@
+"""The edge's impression log and the ingest API write the same key and value for the same event (one
+session's events on one partition, in order), and the edge's impression event passes the one validator."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.config import ImpressionSettings
+from shared.contracts import parse_event
+from shared.event_records import decode_event, encode_event, event_key
+from shared.impression_log import ImpressionLog, Shown, impression_event, shown
+from streaming import ingest
+
+SHOWN = Shown("t1", "u1", "s1", "home", "app", ("a", "b"), (False, True), np.array([2.5, 1.0]),
+              np.array([47.5, 49.0]), "1.0.0")
+
+
+def test_edge_and_ingest_write_the_same_key_and_value() -> None:
+    ev = impression_event("imp-1", 1_700_000_000_000, SHOWN)
+    assert ingest.event_key is event_key and ingest.encode_event is encode_event     # one definition
+    assert decode_event(encode_event(ev)) == ev
+
+
+def test_impression_event_is_valid_and_names_what_was_shown() -> None:
+    ev = parse_event(impression_event("imp-1", 1_700_000_000_000, SHOWN, user_id="u2"))
+    assert (ev.event_id, ev.impression_id, ev.type, ev.tier, ev.model_version) == (
+        "imp-1", "imp-1", "impression", "edge", "1.0.0")
+    assert (ev.tenant, ev.user_id, ev.session_id, ev.slot, ev.channel) == ("t1", "u2", "s1", "home", "app")
+    assert ev.items == ["a", "b"] and ev.explored == [False, True]
+    assert ev.alpha == [2.5, 1.0] and ev.beta == [47.5, 49.0]
+
+
+def test_offer_is_bounded_and_counts_what_it_dropped() -> None:
+    log = ImpressionLog(ImpressionSettings(broker="127.0.0.1:1", buffer=3))
+    for i in range(5):
+        log.offer(f"imp-{i}", i, SHOWN, None)
+    assert len(log.buffer) == 3 and log.dropped == 2
+    assert [rec[0] for rec in log.buffer] == ["imp-0", "imp-1", "imp-2"]
+
+
+def test_tier2_impressions_name_their_tier() -> None:
+    assert parse_event(impression_event("imp-2", 1, SHOWN, tier="streaming")).tier == "streaming"
+    assert ImpressionLog(ImpressionSettings(), tier="streaming").tier == "streaming"
+
+
+def test_what_cached_answers_keep_is_not_tracked_by_the_garbage_collector() -> None:
+    import gc
+
+    kept = shown(*SHOWN)
+    gc.collect()
+    assert type(kept) is tuple and not gc.is_tracked(kept)
+    assert impression_event("i", 1, kept) == impression_event("i", 1, SHOWN)
