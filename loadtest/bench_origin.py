@@ -57,6 +57,20 @@ def synthetic_catalog(n: int, seed: int):
     return catalog, {"default": [catalog.item_ids[i] for i in order]}
 
 
+def _run_stages(stages: list, ctx, profile, clock) -> list[int]:
+    """One request through ``stages`` (the profile stage's store read replaced by ``profile``); the clock
+    ticks each stage took."""
+    marks = []
+    for stage in stages:
+        s0 = clock()
+        if stage.name == "profile":
+            ctx.profile = profile
+        else:
+            stage.run(ctx)
+        marks.append(clock() - s0)
+    return marks
+
+
 def _percentiles(ns: np.ndarray) -> dict[str, float]:
     p50, p95, p99 = np.percentile(ns, [50, 95, 99]) / 1e6
     return {"p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
@@ -71,7 +85,6 @@ def run(registry: Path, *, n_items: int = 100_000, requests: int = 400, warmup: 
     from origin.retrieval import build_index
     from origin.scorer import OnnxRanker
     from origin.stages.ctx import OriginCtx
-    from origin.stages.profile import ProfileStage
     from origin.state import OriginState
     from shared import bundle as B
     from shared.codecs import JSON
@@ -123,14 +136,7 @@ def run(registry: Path, *, n_items: int = 100_000, requests: int = 400, warmup: 
             vec = session_vec()
             start = clock()
             ctx = OriginCtx(start, body, None, None, JSON, node.state)
-            marks = []
-            for stage in stages:
-                s0 = clock()
-                if isinstance(stage, ProfileStage):
-                    ctx.profile = Profile(vec, ())
-                else:
-                    stage.run(ctx)
-                marks.append(clock() - s0)
+            marks = _run_stages(stages, ctx, Profile(vec, ()), clock)
             if i >= warmup:
                 lat[i - warmup] = clock() - start
                 for stage, ns in zip(stages, marks, strict=True):
@@ -164,7 +170,6 @@ def _models_latency(registry: Path, requests: int, warmup: int, seed: int) -> di
     from origin.node import OriginNode
     from origin.profiles import Profile
     from origin.stages.ctx import OriginCtx
-    from origin.stages.profile import ProfileStage
     from shared.codecs import JSON
     from shared.config import load_settings
 
@@ -188,14 +193,7 @@ def _models_latency(registry: Path, requests: int, warmup: int, seed: int) -> di
             body = orjson.dumps({"user_id": f"m{i}", "session_id": f"ms{i}", "k": 10, "context": {"channel": "web"}})
             start = clock()
             ctx = OriginCtx(start, body, None, None, JSON, state)
-            marks = []
-            for stage in stages:
-                s0 = clock()
-                if isinstance(stage, ProfileStage):
-                    ctx.profile = profile
-                else:
-                    stage.run(ctx)
-                marks.append(clock() - s0)
+            marks = _run_stages(stages, ctx, profile, clock)
             if i >= warmup:
                 lat[i - warmup] = clock() - start
                 for stage, ns in zip(stages, marks, strict=True):
