@@ -207,3 +207,28 @@ def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: S
         assert acc is not None, sid
         assert acc.acc.tobytes() == state.acc.tobytes() and acc.ref_ms == state.ref_ms, sid
         assert raw[b"vec"] == session_vec(state).astype("<f4").tobytes(), sid
+
+
+def apply_purchases(valkey_proc, user: str, session: str, items: list[str], ts0: int, step_ms: int,
+                    id_prefix: str) -> None:
+    """Write purchases of ``items`` the way the stream processor does (its own plan's purchase-history ops,
+    what ``streaming.store`` runs in its script), without a broker: for origin tests that read them."""
+    import numpy as np
+
+    from streaming.effects import Planner, Record, Snapshot, reads_for
+
+    recs = [Record("events", 0, i, parse_event({"event_id": f"{id_prefix}{i}", "type": "purchase", "user_id": user,
+                                                  "session_id": session, "ts": ts0 + i * step_ms, "channel": "web",
+                                                  "item_id": it, "quantity": 1, "price": 1.0}))
+            for i, it in enumerate(items)]
+    r = reads_for(recs)
+    snap = Snapshot({f: -1 for f in r.wm_fields}, set(), {k: (None, 0) for k in r.session_keys}, {}, {})
+    plan = Planner(load_settings().streaming, Catalog("1", {}, np.zeros((0, 16), np.float32), [], [])).plan(
+        recs, snap, 0)
+    c = valkey_proc.client()
+    try:
+        for op in plan.ops:
+            if op[0] in ("ZADD", "ZREMRANGEBYRANK"):
+                c.execute_command(*op)
+    finally:
+        c.close()

@@ -20,9 +20,8 @@ from origin.node import OriginNode
 from shared import bundle as B
 from shared import ranker_bundle as RB
 from shared.config import load_settings
-from shared.contracts import parse_event
 from shared.ranker_features import Histories, ranker_rows, summarize, tower_input
-from streaming.effects import Record, reads_for
+from tests.integration.streaming_kit import apply_purchases
 
 USER = "u-models"
 BOUGHT = ["SKU-000003", "SKU-000004", "SKU-000010"]
@@ -35,25 +34,7 @@ def models_registry(models_registry_dir) -> Path:
 
 
 def _buy(valkey_proc, items: list[str]) -> None:
-    """Apply purchases with the processor's own plan ops (what ``streaming.store`` runs in its script)."""
-    from streaming.catalog import Catalog
-    from streaming.effects import Planner, Snapshot
-
-    recs = [Record("events", 0, i, parse_event({"event_id": f"m{i}", "type": "purchase", "user_id": USER,
-                                                  "session_id": "s-models", "ts": T0 + i * 60_000,
-                                                  "channel": "web", "item_id": it, "quantity": 1, "price": 1.0}))
-            for i, it in enumerate(items)]
-    r = reads_for(recs)
-    snap = Snapshot({f: -1 for f in r.wm_fields}, set(), {k: (None, 0) for k in r.session_keys}, {}, {})
-    plan = Planner(load_settings().streaming, Catalog("1", {}, np.zeros((0, 16), np.float32), [], [])).plan(
-        recs, snap, 0)
-    c = valkey_proc.client()
-    try:
-        for op in plan.ops:
-            if op[0] in ("ZADD", "ZREMRANGEBYRANK"):
-                c.execute_command(*op)
-    finally:
-        c.close()
+    apply_purchases(valkey_proc, USER, "s-models", items, T0, 60_000, "m")
 
 
 def _serve(registry: Path, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:

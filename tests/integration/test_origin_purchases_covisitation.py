@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from origin.app import build_app
 from origin.node import OriginNode
 from shared.config import load_settings
-from shared.contracts import parse_event
-from streaming.effects import Record, reads_for
+from tests.integration.streaming_kit import apply_purchases
 
 BODY = {"user_id": "u-buyer", "session_id": "s-buyer", "k": 10, "query": "organic bread"}
 
@@ -31,25 +30,7 @@ def filtering(registry_dir, valkey_proc) -> Iterator[tuple[TestClient, OriginNod
 
 
 def _buy(valkey_proc, items: list[str]) -> None:
-    """Apply purchases with the processor's own plan ops (what ``streaming.store`` runs in its script)."""
-    from streaming.catalog import Catalog
-    from streaming.effects import Planner, Snapshot
-
-    recs = [Record("events", 0, i, parse_event({"event_id": f"p{i}", "type": "purchase", "user_id": "u-buyer",
-                                                  "session_id": "s-buyer", "ts": 1_700_000_000_000 + i,
-                                                  "channel": "web", "item_id": it, "quantity": 1, "price": 1.0}))
-            for i, it in enumerate(items)]
-    r = reads_for(recs)
-    snap = Snapshot({f: -1 for f in r.wm_fields}, set(), {k: (None, 0) for k in r.session_keys}, {}, {})
-    cfg = load_settings().streaming
-    plan = Planner(cfg, Catalog("1", {}, np.zeros((0, 16), np.float32), [], [])).plan(recs, snap, 0)
-    c = valkey_proc.client()
-    try:
-        for op in plan.ops:
-            if op[0] in ("ZADD", "ZREMRANGEBYRANK"):
-                c.execute_command(*op)
-    finally:
-        c.close()
+    apply_purchases(valkey_proc, "u-buyer", "s-buyer", items, 1_700_000_000_000, 1, "p")
 
 
 def test_already_purchased_items_are_removed_with_the_reason(filtering, valkey_proc, fresh_valkey) -> None:
