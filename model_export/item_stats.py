@@ -18,7 +18,8 @@ from shared.ranker_features import DAY_MS, RECENT_DAYS, Histories, ItemStats
 BLOCK = 1024  # items per block of the co-visitation product: a dense [1024, n_items] float32 block
 
 
-def item_stats(train: Baskets, neighbours: int = 100) -> ItemStats:
+def item_stats(train: Baskets, neighbours: int = 100, text: np.ndarray | None = None) -> ItemStats:
+    """``text``: float32 [n_items, dim] item text vectors, carried for the ranker's text affinity."""
     n_items = train.catalog.n_items
     popularity = train.popularity().astype(np.float32)
     end = int(train.ts_ms.max()) if len(train) else 0
@@ -32,7 +33,8 @@ def item_stats(train: Baskets, neighbours: int = 100) -> ItemStats:
     repeat_rate = (repeaters / np.maximum(buyers, 1.0)).astype(np.float32)
     items, weights = covisitation_neighbours(per_buyer, neighbours)
     return ItemStats(popularity, recent_pop, train.catalog.price.astype(np.float32),
-                     train.catalog.category.astype(np.int64), repeat_rate, items, weights)
+                     train.catalog.category.astype(np.int64), repeat_rate, items, weights,
+                     None if text is None else np.asarray(text, dtype=np.float32))
 
 
 def covisitation_neighbours(per_buyer: sparse.csr_matrix, neighbours: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,27 @@ def ort_predict(path: Path, x: np.ndarray, input_name: str = INPUT_NAME,
     return ort_session(path).run([output_name], {input_name: x})[0]
 
 
+def check_parity_feeds(onnx_path: Path, source: Callable[[dict[str, np.ndarray]], np.ndarray],
+                       feeds: dict[str, np.ndarray], output_name: str, tolerance: float = TOLERANCE,
+                       min_rows: int = MIN_ROWS) -> dict:
+    """``check_parity`` for a graph with several inputs (``feeds``: name -> array, same rows each)."""
+    rows = int(next(iter(feeds.values())).shape[0])
+    if rows < min_rows:
+        raise ParityError(f"parity needs >= {min_rows} rows, got {rows}", field="parity.rows")
+    want = np.asarray(source(feeds), dtype=np.float64)
+    sess = ort_session(onnx_path)
+    names = {i.name for i in sess.get_inputs()}  # an input the graph does not use was pruned by the exporter
+    got = sess.run([output_name], {k: np.ascontiguousarray(v) for k, v in feeds.items() if k in names})[0]
+    if got.shape != want.shape:
+        raise ParityError(f"ONNX output shape {got.shape} != source shape {want.shape}", field="parity")
+    diff = np.abs(got.astype(np.float64) - want)
+    max_diff = float(np.max(diff)) if diff.size and np.all(np.isfinite(diff)) else (0.0 if not diff.size else float("inf"))
+    if not max_diff <= tolerance:
+        raise ParityError(f"max |ORT - source| = {max_diff:.3g} > {tolerance:g} over {rows} rows", field="parity")
+    logger.info("parity ok: max |ORT - source| = %.3g over %d rows", max_diff, rows)
+    return {"max_abs_diff": max_diff, "rows": rows, "tolerance": tolerance}
+
+
 def check_parity(onnx_path: Path, source: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                  tolerance: float = TOLERANCE, min_rows: int = MIN_ROWS, input_name: str = INPUT_NAME,
                  output_name: str = OUTPUT_NAME) -> dict:

@@ -21,7 +21,7 @@ from model_export.datasets.interface import PurchaseDataset
 from model_export.evaluation.baskets import Baskets
 from model_export.pipeline import ExportResult
 from model_export.retail_models import StrataParams, TrainedModels, parity_inputs, train_models, write_onnx
-from model_export.two_tower import HISTORY_INPUT, USER_OUTPUT
+from model_export.two_tower import HISTORY_INPUT, ITEM_OUTPUT, USER_OUTPUT
 from shared import bundle as B
 from shared import ranker_bundle as RB
 from shared.ranker_features import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
@@ -46,7 +46,7 @@ def export_retail_bundles(out: Path | str, dataset: PurchaseDataset, params: Str
     baskets = dataset.baskets()
     report("train", 0.1)
     torch.set_num_threads(2)
-    models = train_models(baskets, params)
+    models = train_models(baskets, params, text_registry=out)
     report("parity", 0.8)
     hist, rows = parity_inputs(baskets, models, params.sizes, params.parity_min_rows)
     results = []
@@ -59,7 +59,7 @@ def export_retail_bundles(out: Path | str, dataset: PurchaseDataset, params: Str
         source = dataset.describe()
         _write_retrieval(r_stage, baskets, models, versions[RB.RETRIEVAL_MODEL], source, staging_parity)
         _write_ranker(k_stage, baskets, models, versions[RB.RANKER_MODEL], source, staging_parity, params)
-        for model, stage, files in ((RB.RETRIEVAL_MODEL, r_stage, RB.RETRIEVAL_FILES),
+        for model, stage, files in ((RB.RETRIEVAL_MODEL, r_stage, (*RB.RETRIEVAL_FILES, RB.ITEM_TOWER_FILE)),
                                     (RB.RANKER_MODEL, k_stage, RB.RANKER_FILES)):
             manifest = B.verify_bundle(stage, required=files)
             path = registry.promote(stage, roots[model], versions[model])
@@ -69,7 +69,7 @@ def export_retail_bundles(out: Path | str, dataset: PurchaseDataset, params: Str
     return results
 
 
-def _parity_key(model: str) -> str:
+def _parity_key(model: str) -> str:  # the user tower's gate stands for the retrieval bundle's summary
     return "user_tower" if model == RB.RETRIEVAL_MODEL else "ranker"
 
 
@@ -102,6 +102,14 @@ def _write_retrieval(stage: Path, baskets: Baskets, models: TrainedModels, versi
         "outputs": [{"name": USER_OUTPUT, "dtype": "float32", "shape": ["N", towers.params.dim]}],
         "history_len": towers.params.history_len, "dim": towers.params.dim, "pad": models.stats.n_items,
         "price_bucket_edges_log": [float(e) for e in towers.price_edges],
+        "item_tower": {"file": RB.ITEM_TOWER_FILE,
+                       "inputs": [{"name": "item", "dtype": "int64", "shape": ["N"], "unknown": -1},
+                                  {"name": "category", "dtype": "int64", "shape": ["N"], "unknown": -1},
+                                  {"name": "price_bucket", "dtype": "int64", "shape": ["N"]},
+                                  {"name": "text", "dtype": "float32", "shape": ["N", towers.model.text_dim]}],
+                       "outputs": [{"name": ITEM_OUTPUT, "dtype": "float32", "shape": ["N", towers.params.dim]}],
+                       "n_categories": towers.model.n_categories, "parity": parity["item_tower"]},
+        "text": models.info.get("text"),
         "params": towers.params.to_dict(), "metrics": {"final_loss": towers.final_loss, "pairs": towers.pairs},
         "parity": parity["user_tower"],
     }
@@ -111,9 +119,10 @@ def _write_retrieval(stage: Path, baskets: Baskets, models: TrainedModels, versi
 def _write_ranker(stage: Path, baskets: Baskets, models: TrainedModels, version: str, source: dict,
                   parity: dict, params: StrataParams) -> None:
     s = models.stats
+    text = {} if s.text is None else {"text": s.text.astype(np.float32)}
     np.savez(stage / RB.ITEM_STATS_FILE, popularity=s.popularity, recent_popularity=s.recent_popularity,
              price=s.price, category=s.category, repeat_rate=s.repeat_rate, covis_items=s.covis_items,
-             covis_weights=s.covis_weights)
+             covis_weights=s.covis_weights, **text)
     registry.write_items(stage / B.ITEMS_FILE, _items(baskets, extra=False))
     manifest = _common(RB.RANKER_MODEL, version, source, models) | {
         "inputs": [{"name": FEATURES_INPUT, "dtype": "float32", "shape": ["N", N_FEATURES]}],

@@ -20,7 +20,7 @@ import numpy as np
 from model_export.evaluation.baskets import Baskets
 from model_export.evaluation.split import temporal_split
 from model_export.item_stats import histories, item_stats
-from model_export.parity import check_parity
+from model_export.parity import check_parity, check_parity_feeds
 from model_export.ranker import (
     FEATURES_INPUT,
     SCORE_OUTPUT,
@@ -31,13 +31,15 @@ from model_export.ranker import (
 )
 from model_export.two_tower import (
     HISTORY_INPUT,
+    ITEM_OUTPUT,
     USER_OUTPUT,
     TowerParams,
     TrainedTowers,
+    export_item_tower,
     export_user_tower,
     train_two_tower,
 )
-from shared.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
+from shared.ranker_bundle import ITEM_TOWER_FILE, RANKER_FILE, USER_TOWER_FILE
 from shared.ranker_features import (
     DAY_MS,
     N_FEATURES,
@@ -104,9 +106,21 @@ def ranker_examples(window_train: Baskets, label_start_ms: int, stats: ItemStats
     return np.concatenate(xs), np.concatenate(ys), ptr
 
 
-def train_models(train: Baskets, params: StrataParams = StrataParams()) -> TrainedModels:
-    """Ranker on the label window (features from the data before it), then the served two-tower and stats."""
+def train_models(train: Baskets, params: StrataParams = StrataParams(), text: np.ndarray | None = None,
+                 text_registry: Path | str | None = None) -> TrainedModels:
+    """Ranker on the label window (features from the data before it), then the served two-tower and stats.
+
+    ``text``: float32 [n_items, dim] title vectors; None (with ``params.tower.text``) embeds the catalog's
+    titles with the MiniLM encoder of ``text_registry`` or the cache (``model_export.item_text``)."""
     t0 = time.perf_counter()
+    text_info: dict = {}
+    if params.tower.text and text is None:
+        from model_export.item_text import catalog_title_vectors
+
+        text, text_info = catalog_title_vectors(train.catalog.title, text_registry)
+    if not params.tower.text:
+        text = None
+    t_text = time.perf_counter()
     tower_params = replace(params.tower, seed=params.seed)
     start, end = int(train.ts_ms.min()), int(train.ts_ms.max())
     label_days = min(params.label_days, (end - start) / DAY_MS * MAX_LABEL_SHARE)  # short logs keep most for features
@@ -114,19 +128,20 @@ def train_models(train: Baskets, params: StrataParams = StrataParams()) -> Train
     before = train.before(label_start)
     if len(before) == 0 or len(train) == len(before):
         raise ValueError(f"need training baskets before and inside the {label_days:.1f}-day label window")
-    towers_before = train_two_tower(before, tower_params)
+    towers_before = train_two_tower(before, tower_params, text)
     t_tower = time.perf_counter()
-    x, y, ptr = ranker_examples(train, label_start, item_stats(before), towers_before, params.sizes)
+    x, y, ptr = ranker_examples(train, label_start, item_stats(before, text=text), towers_before, params.sizes)
     t_rows = time.perf_counter()
     ranker = train_ranker(x, y, ptr, replace(params.ranker, seed=params.seed))
     t_ranker = time.perf_counter()
-    towers = train_two_tower(train, tower_params) if params.refit_tower else towers_before
-    stats = item_stats(train)
+    towers = train_two_tower(train, tower_params, text) if params.refit_tower else towers_before
+    stats = item_stats(train, text=text)
     positives = float(y.sum()) / max(1, ptr.size - 1)
     info = {"label_days": round(label_days, 2), "label_queries": int(ptr.size - 1), "ranker_rows": int(x.shape[0]),
             "positives_per_query": round(positives, 3), "tower_pairs": towers.pairs,
-            "tower_loss": towers.final_loss, "ranker_loss": ranker.final_loss,
-            "seconds": {"tower_before_window": round(t_tower - t0, 1), "ranker_rows": round(t_rows - t_tower, 1),
+            "tower_loss": towers.final_loss, "ranker_loss": ranker.final_loss, "text": text_info or None,
+            "seconds": {"text": round(t_text - t0, 1), "tower_before_window": round(t_tower - t_text, 1),
+                        "ranker_rows": round(t_rows - t_tower, 1),
                         "ranker": round(t_ranker - t_rows, 1),
                         "tower_all": round(time.perf_counter() - t_ranker, 1)}}
     logger.info("strata models trained: %s", info)
@@ -135,18 +150,36 @@ def train_models(train: Baskets, params: StrataParams = StrataParams()) -> Train
 
 def write_onnx(models: TrainedModels, out_dir: Path, parity_rows: np.ndarray, parity_min_rows: int,
                history: np.ndarray) -> dict:
-    """Write the user tower and the ranker into ``out_dir``; raise ParityError unless ORT matches torch on
-    ``history`` (tower) and ``parity_rows`` (ranker). Returns the parity reports."""
+    """Write the user tower, the item tower and the ranker into ``out_dir``; raise ParityError unless ORT
+    matches torch on ``history`` (user tower), every catalog item with and without its id (item tower) and
+    ``parity_rows`` (ranker). Returns the parity reports."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tower_path = export_user_tower(models.towers, out_dir / USER_TOWER_FILE)
+    item_path = export_item_tower(models.towers, out_dir / ITEM_TOWER_FILE)
     ranker_path = export_ranker(models.ranker, out_dir / RANKER_FILE)
+    feeds = item_parity_feeds(models)
     return {
         "user_tower": check_parity(tower_path, models.towers.user_vectors, history,
                                    min_rows=min(parity_min_rows, history.shape[0]),
                                    input_name=HISTORY_INPUT, output_name=USER_OUTPUT),
+        "item_tower": check_parity_feeds(item_path, models.towers.new_item_vectors, feeds, ITEM_OUTPUT,
+                                         min_rows=min(parity_min_rows, feeds["item"].shape[0])),
         "ranker": check_parity(ranker_path, models.ranker.predict, parity_rows, min_rows=parity_min_rows,
                                input_name=FEATURES_INPUT, output_name=SCORE_OUTPUT),
     }
+
+
+def item_parity_feeds(models: TrainedModels) -> dict[str, np.ndarray]:
+    """Every catalog item twice: with its id (must give the shipped vector) and as a cold item (id unknown)."""
+    s, towers = models.stats, models.towers
+    n = s.n_items
+    text = s.text if s.text is not None else np.zeros((n, towers.model.text_dim), np.float32)
+    item = np.r_[np.arange(n), np.full(n, -1)]
+    feeds = towers.item_tower_feeds(item, np.r_[s.category, s.category], np.r_[s.price, s.price],
+                                    np.vstack([text, text]))
+    bucket = towers.model.item_bucket[:n].numpy()  # the training buckets (float32 prices may cross an edge)
+    feeds["price_bucket"] = np.r_[bucket, bucket].astype(np.int64)
+    return feeds
 
 
 def parity_inputs(train: Baskets, models: TrainedModels, sizes: CandidateSizes,

@@ -4,17 +4,27 @@
         user_tower.onnx     input "history" int64 [N, L] (last L purchases, most recent first, pad = n_items)
                             -> output "user_vector" float32 [N, dim], L2-normalised
         item_vectors.npy    float32 [n_items, dim] the item tower's L2-normalised vectors
+        item_tower.onnx     inputs "item" int64 [N] (row, or -1 / n_items: an item the export never saw),
+                            "category" int64 [N] (category_idx; unknown: -1), "price_bucket" int64 [N]
+                            (how many ``price_bucket_edges_log`` are <= log(price)), "text" float32
+                            [N, 384] (MiniLM of ``shared.text_encoder.tower_text(title)``)
+                            -> "item_vector" float32 [N, dim] (optional: older bundles lack it)
         items.parquet       item_id, title, category_idx, price (row i = vector i)
-        manifest.json       name, version, created, inputs/outputs, history_len, dim, metrics, parity, files
+        manifest.json       name, version, created, inputs/outputs, history_len, dim, price_bucket_edges_log,
+                            item_tower, text, metrics, parity, files
     <registry>/ranker/CURRENT, <registry>/ranker/<version>/
         ranker.onnx         input "features" float32 [N, N_FEATURES] (shared.ranker_features rows)
                             -> output "score" float32 [N], higher ranks first
         item_stats.npz      popularity, recent_popularity, price, category, repeat_rate, covis_items,
-                            covis_weights (row i = items.parquet row i)
+                            covis_weights, text (float32 [n_items, 384] title vectors; optional)
+                            (row i = items.parquet row i)
         items.parquet       item_id
         manifest.json       ..., feature_spec_version, feature_names, candidate sizes, parity, files
 
 Both bundles of one export share the item order; ``load_retrieval_ranker`` refuses a pair that does not.
+A ranker bundle of an older feature spec (``ranker-1``: 17 features, no text) is refused with the spec
+mismatch (the registry's previous version, if any, serves); a retrieval bundle without ``item_tower.onnx``
+loads with ``pipeline.item_tower = None``.
 """
 
 from __future__ import annotations
@@ -27,19 +37,27 @@ import numpy as np
 from shared import bundle as B
 from shared.errors import BundleError
 from shared.ranker_features import FEATURE_SPEC_VERSION, ItemStats
-from shared.ranker_pipeline import CandidateSizes, RankerModel, RetrievalRanker, UserTowerModel
+from shared.ranker_pipeline import (
+    CandidateSizes,
+    ItemTowerModel,
+    RankerModel,
+    RetrievalRanker,
+    UserTowerModel,
+)
 
 logger = logging.getLogger(__name__)
 
 RETRIEVAL_MODEL = "retrieval"
 RANKER_MODEL = "ranker"
 USER_TOWER_FILE = "user_tower.onnx"
+ITEM_TOWER_FILE = "item_tower.onnx"
 RANKER_FILE = "ranker.onnx"
 ITEM_STATS_FILE = "item_stats.npz"
 RETRIEVAL_FILES = (USER_TOWER_FILE, B.ITEM_VECTORS_FILE, B.ITEMS_FILE)
 RANKER_FILES = (RANKER_FILE, ITEM_STATS_FILE, B.ITEMS_FILE)
 STATS_ARRAYS = ("popularity", "recent_popularity", "price", "category", "repeat_rate", "covis_items",
                 "covis_weights")
+OPTIONAL_STATS_ARRAYS = ("text",)
 
 
 def bundle_dir(registry: Path | str, model: str, version: str | None = None) -> Path:
@@ -59,6 +77,7 @@ def read_item_stats(path: Path) -> ItemStats:
     try:
         with np.load(path / ITEM_STATS_FILE, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in STATS_ARRAYS}
+            arrays |= {name: npz[name] for name in OPTIONAL_STATS_ARRAYS if name in npz.files}
     except Exception as exc:
         raise BundleError(f"cannot read {path / ITEM_STATS_FILE}: {exc}") from exc
     n = arrays["popularity"].shape[0]
@@ -89,6 +108,12 @@ def _ranker_model(k_dir: Path, ids: np.ndarray, threads: int) -> tuple[RankerMod
     if not np.array_equal(ids, read_item_ids(k_dir)):
         raise BundleError(f"{k_dir} lists other items than the retrieval bundle; export them together")
     return RankerModel(k_dir / RANKER_FILE, threads), manifest
+
+
+def _item_tower(r_dir: Path, manifest: dict, threads: int) -> ItemTowerModel | None:
+    if ITEM_TOWER_FILE not in manifest.get("files", {}):
+        return None
+    return ItemTowerModel(r_dir / ITEM_TOWER_FILE, np.asarray(manifest.get("price_bucket_edges_log", [])), threads)
 
 
 def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = None,
@@ -134,5 +159,5 @@ def load_retrieval_ranker(registry: Path | str, retrieval_version: str | None = 
     if sizes is None:
         sizes = CandidateSizes(**k_manifest.get("candidates", {}))
     pipeline = RetrievalRanker(UserTowerModel(r_dir / USER_TOWER_FILE, threads), vectors, ranker, stats, sizes,
-                               previous=previous)
+                               previous=previous, item_tower=_item_tower(r_dir, r_manifest, threads))
     return pipeline, ids, {"retrieval": r_manifest, "ranker": k_manifest, **notes}

@@ -8,8 +8,10 @@ time. Every per-(query, item) aggregate is found by sorting int64 keys ``q * n_i
 cost follows the history and candidate sizes, not the catalog size.
 
 The features put repeat and recency first (in retail the next basket repeats much of the past ones),
-then the item's popularity, its co-visitation with the history, the two-tower score, price and the
-customer's affinity to the item's category.
+then the item's popularity, its co-visitation with the history, the two-tower score, price, the
+customer's affinity to the item's category and the text affinity: the cosine between the item's text
+vector (MiniLM over its title, ``ItemStats.text``) and the mean text vector of the customer's purchases
+(each distinct item weighted by its invoices), which places items with few or no purchases.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FEATURE_SPEC_VERSION = "ranker-1"
+FEATURE_SPEC_VERSION = "ranker-2"
 FEATURE_NAMES = (
     "log_item_invoices",  # log1p(invoices of the customer containing the item)
     "item_invoice_share",  # those invoices / the customer's invoices
@@ -37,11 +39,13 @@ FEATURE_NAMES = (
     "log_price",
     "category_share",  # share of the customer's purchases in the item's category
     "repeat_rate",  # share of the item's buyers who bought it in two or more invoices
+    "text_affinity",  # cosine(item text vector, the history's mean text vector), 0 without history or text
 )
 N_FEATURES = len(FEATURE_NAMES)
 RECENT_DAYS = 30.0
 DECAY_DAYS = 30.0
 DAY_MS = 86_400_000.0
+TEXT_BLOCK = 16_384  # (query, item) rows per block of the history text mean: bounds the [rows, dim] temporary
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ class ItemStats:
     repeat_rate: np.ndarray  # float32 in [0, 1]
     covis_items: np.ndarray  # int64 [n_items, M] co-visited neighbours, -1 = none
     covis_weights: np.ndarray  # float32 [n_items, M]
+    text: np.ndarray | None = None  # float32 [n_items, text_dim] unit text vectors; None: text affinity 0
 
     @property
     def n_items(self) -> int:
@@ -106,6 +111,7 @@ class HistorySummary:
     distinct: np.ndarray  # float64 [Q] distinct items per query
     last_age: np.ndarray  # float64 [Q] days since the last purchase (nan without history)
     category_share: np.ndarray  # float64 [Q, n_categories]
+    text_mean: np.ndarray | None = None  # float32 [Q, text_dim] unit mean text vector (0 without history)
 
 
 def summarize(h: Histories, stats: ItemStats) -> HistorySummary:
@@ -135,7 +141,24 @@ def summarize(h: Histories, stats: ItemStats) -> HistorySummary:
     cat = np.zeros((n_q, n_cat))
     np.add.at(cat, (q, stats.category[h.item]), 1.0)
     cat /= np.maximum(cat.sum(axis=1, keepdims=True), 1.0)
-    return HistorySummary(ukey, counts, last, rank, baskets, distinct, last_age, cat)
+    text_mean = history_text(uq, ukey % n_items if ukey.size else ukey, counts, n_q, stats.text)
+    return HistorySummary(ukey, counts, last, rank, baskets, distinct, last_age, cat, text_mean)
+
+
+def history_text(q: np.ndarray, item: np.ndarray, weight: np.ndarray, n_q: int,
+                 text: np.ndarray | None) -> np.ndarray | None:
+    """float32 [n_q, dim]: per query the L2-normalised ``weight``-weighted sum of its items' text vectors
+    (``q`` non-decreasing), zero rows for queries without items; None without text vectors."""
+    if text is None:
+        return None
+    out = np.zeros((n_q, text.shape[1]), dtype=np.float32)
+    for lo in range(0, q.size, TEXT_BLOCK):
+        bq = q[lo:lo + TEXT_BLOCK]
+        starts = np.flatnonzero(np.r_[True, bq[1:] != bq[:-1]])
+        part = text[item[lo:lo + TEXT_BLOCK]] * weight[lo:lo + TEXT_BLOCK, None].astype(np.float32)
+        out[bq[starts]] += np.add.reduceat(part, starts, axis=0)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norm, 1e-12)
 
 
 def covisitation(h: Histories, summary: HistorySummary, stats: ItemStats) -> tuple[np.ndarray, np.ndarray]:
@@ -224,6 +247,18 @@ def ranker_rows(h: Histories, summary: HistorySummary, stats: ItemStats, cand_pt
     out[:, 14] = np.log(np.maximum(stats.price[cand_item], 0.01))
     out[:, 15] = summary.category_share[q, cat]
     out[:, 16] = stats.repeat_rate[cand_item]
+    out[:, 17] = text_affinity(summary, stats, q, cand_item)
+    return out
+
+
+def text_affinity(summary: HistorySummary, stats: ItemStats, q: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """Per (query, candidate) row: cosine of the item's text vector and the query's history text mean."""
+    out = np.zeros(item.size, dtype=np.float32)
+    if stats.text is None or summary.text_mean is None:
+        return out
+    for lo in range(0, item.size, TEXT_BLOCK):
+        sl = slice(lo, lo + TEXT_BLOCK)
+        out[sl] = np.einsum("ij,ij->i", stats.text[item[sl]], summary.text_mean[q[sl]])
     return out
 
 
@@ -241,4 +276,4 @@ def tower_input(h: Histories, history_len: int, pad: int) -> np.ndarray:
 
 
 __all__ = ["FEATURE_NAMES", "FEATURE_SPEC_VERSION", "N_FEATURES", "HistorySummary", "Histories", "ItemStats",
-           "candidates", "covisitation", "ranker_rows", "summarize", "tower_input"]
+           "candidates", "covisitation", "history_text", "ranker_rows", "summarize", "text_affinity", "tower_input"]

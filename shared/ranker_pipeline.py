@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 HISTORY_INPUT, USER_OUTPUT = "history", "user_vector"
 FEATURES_INPUT, SCORE_OUTPUT = "features", "score"
+ITEM_INPUTS, ITEM_OUTPUT = ("item", "category", "price_bucket", "text"), "item_vector"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,38 @@ class UserTowerModel:
         return self._sess.run([USER_OUTPUT], {HISTORY_INPUT: np.ascontiguousarray(history, dtype=np.int64)})[0]
 
 
+class ItemTowerModel:
+    """The item tower: (category, price, text vector[, model item index]) -> L2-normalised item vectors.
+
+    Embeds items the export never saw (``item`` -1) into the two-tower space; ``price_edges`` are the
+    bundle's ``price_bucket_edges_log`` (bucket = number of edges <= log price)."""
+
+    def __init__(self, path: Path | str, price_edges: np.ndarray, threads: int = 1) -> None:
+        self._sess = onnx_session(path, threads)
+        inputs = {i.name: i for i in self._sess.get_inputs()}
+        text = inputs.get(ITEM_INPUTS[3])
+        # a model trained without text has no text input (the exporter prunes it)
+        if set(inputs) - set(ITEM_INPUTS) or set(ITEM_INPUTS[:3]) - set(inputs) or \
+                (text is not None and not isinstance(text.shape[1], int)):
+            raise BundleError(f"{path}: expected inputs {ITEM_INPUTS} (text float32 [N, dim])")
+        self._names = set(inputs)
+        self.text_dim = int(text.shape[1]) if text is not None else 0
+        self.price_edges = np.asarray(price_edges, dtype=np.float64)
+
+    def vectors(self, category: np.ndarray, price: np.ndarray, text: np.ndarray,
+                item: np.ndarray | None = None) -> np.ndarray:
+        """``category`` int (model category index; -1 or out of range: unknown), ``price`` float, ``text``
+        float32 [N, text_dim]; ``item`` the model's item index or -1 (default: every item unknown)."""
+        n = int(np.asarray(category).shape[0])
+        text = np.ascontiguousarray(text, dtype=np.float32).reshape(n, self.text_dim)
+        bucket = np.searchsorted(self.price_edges, np.log(np.maximum(np.asarray(price, np.float64), 0.01)),
+                                 side="right")
+        item = np.full(n, -1, np.int64) if item is None else np.asarray(item, np.int64)
+        feeds = {"item": item, "category": np.asarray(category, np.int64), "price_bucket": bucket.astype(np.int64),
+                 "text": text}
+        return self._sess.run([ITEM_OUTPUT], {k: v for k, v in feeds.items() if k in self._names})[0]
+
+
 class RankerModel:
     def __init__(self, path: Path | str, threads: int = 1) -> None:
         self._sess = onnx_session(path, threads)
@@ -93,11 +126,13 @@ class RetrievalRanker:
     """Two-tower retrieval + co-visitation + past items + popular, scored by the deep ranker."""
 
     def __init__(self, tower: UserTowerModel, item_vectors: np.ndarray, ranker: RankerModel, stats: ItemStats,
-                 sizes: CandidateSizes = CandidateSizes(), previous: RankerModel | None = None) -> None:
+                 sizes: CandidateSizes = CandidateSizes(), previous: RankerModel | None = None,
+                 item_tower: ItemTowerModel | None = None) -> None:
         if item_vectors.shape[0] != stats.n_items:
             raise BundleError(f"{item_vectors.shape[0]} item vectors for {stats.n_items} items")
         self.tower, self.item_vectors, self.ranker, self.stats, self.sizes = tower, item_vectors, ranker, stats, sizes
         self.previous = previous  # the registry's previous ranker version: the first fallback
+        self.item_tower = item_tower  # embeds items the export never saw (None: an older bundle without it)
         self.failures = 0
 
     def tower_top(self, user: np.ndarray, n: int) -> np.ndarray:

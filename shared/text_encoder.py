@@ -45,6 +45,12 @@ def item_text(title: str, category: str) -> str:
     return f"{title} ({category})"
 
 
+def tower_text(title: str) -> str:
+    """What the two-tower's item tower and the ranker's text affinity embed: the title alone (category and
+    price are their own inputs). Training (``model_export.item_text``) and serving call this one function."""
+    return " ".join(str(title).split())
+
+
 class TextEncoder:
     """``encode(texts)`` -> float32 [N, dim] unit vectors. One onnxruntime session, built once."""
 

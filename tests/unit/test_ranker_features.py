@@ -98,3 +98,40 @@ def test_tower_input_is_the_last_purchases_most_recent_first_padded() -> None:
 def test_single_history_ages_from_timestamps() -> None:
     h = Histories.single(np.array([2]), np.array([7]), np.array([0]), now_ms=86_400_000 * 3)
     assert h.ptr.tolist() == [0, 1] and h.age_days.tolist() == [3.0]
+
+
+def text_stats() -> ItemStats:
+    """``stats()`` with 3-d unit text vectors: items 0 and 1 along x and y, 2 between them, 3..5 along z."""
+    text = np.array([[1, 0, 0], [0, 1, 0], [0.6, 0.8, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]], np.float32)
+    st = stats()
+    return ItemStats(st.popularity, st.recent_popularity, st.price, st.category, st.repeat_rate, st.covis_items,
+                     st.covis_weights, text)
+
+
+def test_text_affinity_is_the_cosine_to_the_invoice_weighted_history_text_mean() -> None:
+    st = text_stats()
+    s = summarize(HIST, st)
+    # query 0 bought item 0 in two invoices and item 1 in one: mean direction (2, 1, 0) / sqrt(5)
+    assert s.text_mean[0] == pytest.approx(np.array([2, 1, 0]) / np.sqrt(5), abs=1e-6)
+    assert s.text_mean[1].tolist() == [0.0, 0.0, 0.0]
+    ptr, item = np.array([0, 3, 4]), np.array([0, 2, 3, 2])
+    x = ranker_rows(HIST, s, st, ptr, item, np.zeros(4))
+    got = x[:, F["text_affinity"]]
+    assert got[0] == pytest.approx(2 / np.sqrt(5)) and got[1] == pytest.approx((2 * 0.6 + 0.8) / np.sqrt(5))
+    assert got[2] == 0.0      # orthogonal text
+    assert got[3] == 0.0      # query 1 has no history
+
+
+def test_text_affinity_is_zero_without_text_vectors() -> None:
+    s = summarize(HIST, stats())
+    assert s.text_mean is None
+    x = ranker_rows(HIST, s, stats(), np.array([0, 1, 1]), np.array([0]), np.zeros(1))
+    assert x[0, F["text_affinity"]] == 0.0 and x.shape == (1, N_FEATURES) == (1, 18)
+
+
+def test_history_text_mean_is_blocked_without_changing_the_result(monkeypatch) -> None:
+    import shared.ranker_features as RF
+
+    want = summarize(HIST, text_stats()).text_mean
+    monkeypatch.setattr(RF, "TEXT_BLOCK", 1)       # every (query, item) row its own block
+    assert summarize(HIST, text_stats()).text_mean == pytest.approx(want)
