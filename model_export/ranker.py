@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class RankerParams:
     queries_per_batch: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-5
+    ensemble: int = 1  # members trained with seeds seed, seed+1, ...; the exported graph averages their scores
     seed: int = 7
 
     def to_dict(self) -> dict:
@@ -57,9 +58,20 @@ class Ranker(nn.Module):
         return self.mlp((features - self.mean) * self.inv_std).squeeze(-1)
 
 
+class RankerEnsemble(nn.Module):
+    """The mean score of independently seeded rankers: the same ranking signal with less seed noise."""
+
+    def __init__(self, members: list[Ranker]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(features) for m in self.members], dim=0).mean(dim=0)
+
+
 @dataclass(slots=True)
 class TrainedRanker:
-    model: Ranker
+    model: nn.Module  # Ranker, or RankerEnsemble when params.ensemble > 1
     params: RankerParams
     queries: int
     rows: int
@@ -73,7 +85,17 @@ class TrainedRanker:
 def train_ranker(x: np.ndarray, label: np.ndarray, ptr: np.ndarray,
                  params: RankerParams = RankerParams()) -> TrainedRanker:
     """``x`` [rows, N_FEATURES], ``label`` 0/1 per row, queries own rows ptr[q]:ptr[q+1]; queries without
-    a positive teach nothing listwise and are dropped."""
+    a positive teach nothing listwise and are dropped. ``params.ensemble`` > 1 trains that many members."""
+    if params.ensemble <= 1:
+        return _train_one(x, label, ptr, params)
+    members = [_train_one(x, label, ptr, replace(params, seed=params.seed + i, ensemble=1))
+               for i in range(params.ensemble)]
+    model = RankerEnsemble([m.model for m in members]).eval()
+    loss = round(float(np.mean([m.final_loss for m in members])), 5)
+    return TrainedRanker(model, params, members[0].queries, members[0].rows, loss)
+
+
+def _train_one(x: np.ndarray, label: np.ndarray, ptr: np.ndarray, params: RankerParams) -> TrainedRanker:
     torch.manual_seed(params.seed)
     sizes = np.diff(ptr)
     q_of_row = np.repeat(np.arange(sizes.size), sizes)

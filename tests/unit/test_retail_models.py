@@ -170,3 +170,21 @@ def test_an_unloadable_current_ranker_serves_the_previous_version(two_rankers, t
     assert manifests["ranker_fallback"]["failed"] == "1.0.1" and manifests["ranker_fallback"]["serving"] == "1.0.0"
     assert "checksum mismatch" in manifests["ranker_fallback"]["reason"]
     assert pipeline.previous is None and pipeline.rank(HISTORY).scored_by == "ranker"
+
+
+def test_a_ranker_ensemble_scores_the_mean_of_its_members_through_one_onnx(trained, baskets, tmp_path) -> None:
+    from model_export.item_stats import item_stats
+    from model_export.ranker import train_ranker
+    from model_export.retail_models import ranker_examples
+
+    label_start = int(np.quantile(baskets.ts_ms, 0.8))
+    before = baskets.before(label_start)
+    x, y, ptr = ranker_examples(baskets, label_start, item_stats(before, text=trained.stats.text), trained.towers,
+                                SMALL.sizes)
+    one = train_ranker(x, y, ptr, replace(SMALL.ranker, seed=3))
+    two = train_ranker(x, y, ptr, replace(SMALL.ranker, seed=3, ensemble=2))
+    other = train_ranker(x, y, ptr, replace(SMALL.ranker, seed=4))
+    assert np.allclose(two.predict(x), (one.predict(x) + other.predict(x)) / 2, atol=1e-5)
+    path = export_ranker(two, tmp_path / "ranker.onnx")
+    report = check_parity(path, two.predict, x, min_rows=200, input_name="features", output_name="score")
+    assert report["max_abs_diff"] <= TOLERANCE

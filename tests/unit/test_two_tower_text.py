@@ -12,7 +12,13 @@ from model_export.item_text import catalog_title_vectors
 from model_export.parity import TOLERANCE
 from model_export.ranker import RankerParams
 from model_export.retail_bundles import export_retail_bundles
-from model_export.retail_models import StrataParams, item_parity_feeds, parity_inputs, train_models, write_onnx
+from model_export.retail_models import (
+    StrataParams,
+    item_parity_feeds,
+    parity_inputs,
+    train_models,
+    write_onnx,
+)
 from model_export.two_tower import TowerParams, train_two_tower
 from model_export.world import WorldConfig
 from shared import bundle as B
