@@ -158,14 +158,15 @@ def test_retrieval_bundle_ships_the_item_tower_and_the_ranker_the_text(dataset, 
     assert manifest["text"]["items"] == SMALL_WORLD.n_items and manifest["text"]["text"] == "title"
     pipeline, ids, _ = RB.load_retrieval_ranker(tmp_path)
     assert pipeline.item_tower is not None and pipeline.stats.text.shape == (ids.size, 384)
-    # a new item with the title, category and price of a known one lands next to it
+    # each item re-added as new (no id: the category, price and title of items.parquet) lands near itself
     import pyarrow.parquet as pq
 
     items = pq.read_table(r_dir / B.ITEMS_FILE).to_pydict()
-    k = 7
-    new = pipeline.item_tower.vectors(np.array([items["category_idx"][k]]), np.array([items["price"][k]]),
-                                      pipeline.stats.text[k:k + 1])
-    assert int(np.argmax(pipeline.item_vectors @ new[0])) == k or float(pipeline.item_vectors[k] @ new[0]) > 0.8
+    new = pipeline.item_tower.vectors(np.array(items["category_idx"]), np.array(items["price"]), pipeline.stats.text)
+    sims = new @ pipeline.item_vectors.T
+    own = sims[np.arange(ids.size), np.arange(ids.size)]
+    rank = (sims > own[:, None]).sum(axis=1)
+    assert np.median(own) > 0.8 and np.mean(rank < 10) > 0.5, (np.median(own), np.mean(rank < 10))
 
 
 def test_an_older_retrieval_bundle_without_item_tower_still_loads(dataset, tmp_path) -> None:
