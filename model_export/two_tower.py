@@ -111,9 +111,10 @@ class TwoTower(nn.Module):
         z = self.id_emb(ids) + self.cat_emb(self.item_cat[idx]) + self.price_emb(self.item_bucket[idx])
         if self.text_proj is None:
             return z
-        # project the distinct items once: a history batch repeats items many times (30x fewer flops)
+        # project the distinct items once: a history batch repeats items many times (30x fewer flops);
+        # F.embedding, not [inverse]: its backward is deterministic on CPU (index_put's is not)
         uniq, inverse = torch.unique(idx, return_inverse=True)
-        return z + self.text_proj(self.item_text[uniq])[inverse]
+        return z + F.embedding(inverse, self.text_proj(self.item_text[uniq]))
 
     def item_vectors(self, idx: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.item_out(self.item_repr(idx)), dim=-1)

@@ -187,3 +187,10 @@ def test_an_older_retrieval_bundle_without_item_tower_still_loads(dataset, tmp_p
     (k_dir / B.MANIFEST_FILE).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="ranker-1"):
         RB.load_retrieval_ranker(tmp_path)
+
+
+def test_training_with_text_is_deterministic_under_a_seed(baskets, text) -> None:
+    """Same seed, same vectors, bit for bit (the text projection's backward must not scatter in a racy order)."""
+    a = train_two_tower(baskets, SMALL.tower, text).item_vectors
+    b = train_two_tower(baskets, SMALL.tower, text).item_vectors
+    assert np.array_equal(a, b)
