@@ -52,6 +52,8 @@ def export(
         help="train retrieval + ranker and serve the catalog of a real dataset (online-retail PATH); "
              "default: the synthetic world")] = None,
     text: Annotated[bool, typer.Option("--text/--no-text", help="also export the MiniLM text encoder (origin)")] = True,
+    items: Annotated[int, typer.Option("--items", help="items in the synthetic world's catalog (every bundle is "
+                                       "trained on that world; e.g. 100000 for `strata bench origin`)")] = 12_000,
 ) -> None:
     """Train and write every bundle the tiers load (edge scorer, retrieval, ranker, text encoder), ONNX behind
     the parity gate."""
@@ -67,7 +69,7 @@ def export(
     console = _console()
     try:
         request = ExportRequest(seed=seed, version=version, int8=int8, data=data[0] if data else "synthetic",
-                                data_path=data[1] if data else None)
+                                data_path=data[1] if data else None, n_items=items)
         results = export_all_with_progress(out, console, request)
         console.print(summary_table(results[0][1]))
         console.print(bundles_table(results))
