@@ -309,7 +309,7 @@ def bench_origin(
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     items: Annotated[int, typer.Option(help="least catalog size the run must cover (the target)")] = 100_000,
     requests: Annotated[int, typer.Option(help="timed recommend requests")] = 400,
-    ef: Annotated[int | None, typer.Option(help="HNSW beam width (default: the origin's setting)")] = None,
+    ef: Annotated[int | None, typer.Option(help="HNSW beam width of the two-tower search (default: origin.tower_ef)")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="brute-force ANN search")] = False,
     vllm: Annotated[str | None, typer.Option(help="vLLM base URL: also time explanations through it")] = None,
 ) -> None:

@@ -166,9 +166,11 @@ def run(registry: Path, *, min_items: int = TARGET_ITEMS, requests: int = 400, w
     from shared.config import load_settings
     from shared.errors import ConfigError
 
-    index_cfg: dict = {"exact": exact} | ({"ef": ef} if ef is not None else {})
-    settings = load_settings(origin={"registry": str(registry), "retrieve": RETRIEVE, "vector_index": index_cfg})
-    ef = settings.origin.vector_index.ef          # the origin's setting (YAML / STRATA_* env) when not given
+    overrides: dict = {"registry": str(registry), "retrieve": RETRIEVE, "vector_index": {"exact": exact}}
+    if ef is not None:
+        overrides["tower_ef"] = ef
+    settings = load_settings(origin=overrides)
+    ef = settings.origin.tower_ef or settings.origin.vector_index.ef   # the two-tower search's, as served
     node = OriginNode(settings)
     t0 = time.perf_counter()
     state = node.load()

@@ -78,7 +78,7 @@ class OriginNode:
         self._ids = (f"{os.urandom(6).hex()}{i:x}" for i in range(1, 1 << 62))
         self.ann = AnnSource(cfg.retrieve, cfg.vector_index.ef, cfg.vector_index.exact)
         self.rank = Rank()
-        self.two_tower = TwoTowerSource(cfg.retrieve, cfg.vector_index.ef, cfg.vector_index.exact)
+        self.two_tower = TwoTowerSource(cfg.retrieve, cfg.tower_ef or cfg.vector_index.ef, cfg.vector_index.exact)
         ranking = Ranking(ProfileStage(self.profiles), self.ann, GuardrailFilter(self.metrics.removed), self.rank,
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
                           popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),

@@ -48,16 +48,18 @@ def item_payload(category: str, in_stock: bool | int, age_restricted: bool | int
 
 
 def build_shipped_shard(tar_path: Path | str, keys: Sequence[str], vectors: np.ndarray,
-                        payloads: Sequence[dict]) -> dict:
-    """Index ``vectors`` under ``keys`` with ``payloads``, build the HNSW graph, write the closed shard to
-    ``tar_path``. Returns what it took (points, seconds, bytes) for the manifest."""
+                        payloads: Sequence[dict], m: int = 16, ef_construct: int = 100) -> dict:
+    """Index ``vectors`` under ``keys`` with ``payloads``, build the HNSW graph (``m`` links per node,
+    ``ef_construct``), write the closed shard to ``tar_path``. Returns what it took (points, seconds, bytes)
+    for the manifest."""
     if not (len(keys) == vectors.shape[0] == len(payloads)):
         raise BundleError(f"shard inputs disagree: {len(keys)} keys, {vectors.shape[0]} vectors, "
                           f"{len(payloads)} payloads")
     work = Path(tempfile.mkdtemp(prefix="strata-shard-build-"))
     try:
         t0 = time.perf_counter()
-        index = EdgeVectorIndex.create(work / "index", int(vectors.shape[1]), ITEM_FIELDS)
+        index = EdgeVectorIndex.create(work / "index", int(vectors.shape[1]), ITEM_FIELDS, m=m,
+                                       ef_construct=ef_construct)
         try:
             for lo in range(0, len(keys), BATCH):
                 index.upsert([IndexPoint(keys[i], vectors[i], payloads[i])
@@ -73,7 +75,8 @@ def build_shipped_shard(tar_path: Path | str, keys: Sequence[str], vectors: np.n
             tar.add(work / "index", arcname="index", filter=_without_wal)
         stats = {"points": len(keys), "dim": int(vectors.shape[1]), "fields": ITEM_FIELDS,
                  "upsert_s": round(t1 - t0, 2), "optimize_s": round(t2 - t1, 2),
-                 "bytes": Path(tar_path).stat().st_size, "last_op": last_op}
+                 "bytes": Path(tar_path).stat().st_size, "last_op": last_op, "hnsw_m": m,
+                 "hnsw_ef_construct": ef_construct}
         logger.info("shipped shard built: %s", stats)
         return stats
     finally:
