@@ -53,7 +53,7 @@ def export(
              "default: the synthetic world")] = None,
     text: Annotated[bool, typer.Option("--text/--no-text", help="also export the MiniLM text encoder (origin)")] = True,
     items: Annotated[int, typer.Option("--items", help="items in the synthetic world's catalog (every bundle is "
-                                       "trained on that world; e.g. 100000 for `strata bench origin`)")] = 12_000,
+                                       "trained on that world; e.g. 100000 for strata bench origin)")] = 12_000,
 ) -> None:
     """Train and write every bundle the tiers load (edge scorer, retrieval, ranker, text encoder), ONNX behind
     the parity gate."""
@@ -305,7 +305,7 @@ def bench_streaming(
 @bench_app.command("origin")
 def bench_origin(
     registry: Annotated[Path, typer.Option(help="registry of one export with the retrieval + ranker bundles, e.g. "
-                                                "`strata export --items 100000 --no-text --out DIR`")] = Path("registry"),
+                                                "strata export --items 100000 --no-text --out DIR")] = Path("registry"),
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     items: Annotated[int, typer.Option(help="least catalog size the run must cover (the target)")] = 100_000,
     requests: Annotated[int, typer.Option(help="timed recommend requests")] = 400,
