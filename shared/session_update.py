@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+import msgpack
 import numpy as np
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
@@ -102,6 +103,44 @@ def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndar
         if vec is not None:
             state = apply_event(state, vec, w, ev.ts_ms, rule)
     return state
+
+
+MAX_RECENT = 30
+
+
+def merge_recent(old: Iterable[str], new_in_log_order: Iterable[str], limit: int = MAX_RECENT) -> list[str]:
+    """A session's recent items after ``new_in_log_order``: most recent (in log order) first, each item once
+    (its latest position), at most ``limit``. The origin feeds them to the two-tower's user/session tower."""
+    merged = list(new_in_log_order)
+    merged.reverse()
+    merged.extend(old)
+    return list(dict.fromkeys(merged))[:limit]
+
+
+def replay_recent(events: Iterable[Event], item_known: Callable[[str], bool], rule: SessionRule) -> list[str]:
+    """The ``recent`` list after ``events`` (one session, log order, duplicates removed): the items of the
+    events that move the vector (weight != 0, item in the catalog), as ``merge_recent`` keeps them."""
+    return merge_recent((), [ev.item_id for ev in events
+                             if ev.item_id is not None and rule.weight(ev.type) != 0.0 and item_known(ev.item_id)])
+
+
+def encode_recent(items: list[str]) -> bytes:
+    return msgpack.packb(items, use_bin_type=True)
+
+
+def decode_recent(raw: bytes | None) -> list[str]:
+    """The stored ``recent`` field -> item ids; missing or unreadable -> [] (logged)."""
+    if not raw:
+        return []
+    try:
+        items = msgpack.unpackb(raw, raw=False)
+    except Exception as exc:  # noqa: BLE001 - a corrupt field must not stop a reader
+        logger.warning("session recent items unreadable (%s); ignored", exc)
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        logger.warning("session recent items are not a list of strings; ignored")
+        return []
+    return items
 
 
 # -- the read side (the edge and tier 2 read the ``vec`` the processor wrote) ---------------------------------

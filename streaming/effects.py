@@ -20,7 +20,7 @@ import orjson
 from shared import keys as K
 from shared.config import StreamingSettings
 from shared.contracts import Event
-from shared.session_update import SessionAcc, session_vecs
+from shared.session_update import SessionAcc, encode_recent, merge_recent, session_vecs
 from streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
@@ -58,6 +58,7 @@ class Snapshot:
     impressions: dict[str, Impression | None]
     pending: dict[str, set[str]]                     # pending-clicks key -> item ids
     seen_bucket: int = 0                             # the dedup bucket the snapshot checked (and the plan writes)
+    recent: dict[str, list[str]] = field(default_factory=dict)    # session key -> recent items, newest first
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class SessionWrite:
     ref_ms: int
     events: int
     vec: bytes | None            # float32 unit vector; None: no direction (the stored ``vec`` is left as is)
+    recent: bytes = b""          # msgpack list of the session's recent item ids (``merge_recent``)
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class Plan:
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
+    after_recent: dict[str, list[str]] = field(default_factory=dict)
     after_impressions: dict[str, Impression] = field(default_factory=dict)
     after_pending: dict[str, set[str]] = field(default_factory=dict)     # deleted: empty set
 
@@ -112,6 +115,8 @@ def overlay(snap: Snapshot, prev: Plan) -> None:
     snap.seen.update(prev.seen_new)
     for k in snap.sessions.keys() & prev.after_sessions.keys():
         snap.sessions[k] = prev.after_sessions[k]
+    for k in snap.sessions.keys() & prev.after_recent.keys():
+        snap.recent[k] = prev.after_recent[k]
     for k in snap.impressions.keys() & prev.after_impressions.keys():
         snap.impressions[k] = prev.after_impressions[k]
     for k in snap.pending.keys() & prev.after_pending.keys():
@@ -139,7 +144,7 @@ def reads_for(records: list[Record]) -> StoreReads:
 class _Moves:
     """The batch's session-vector moves, folded per session in log order with numpy (``fold``)."""
 
-    __slots__ = ("index", "keys", "names", "session", "row", "weight", "ts")
+    __slots__ = ("index", "keys", "names", "session", "row", "weight", "ts", "item")
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
@@ -149,8 +154,9 @@ class _Moves:
         self.row: list[int] = []
         self.weight: list[float] = []
         self.ts: list[int] = []
+        self.item: list[str] = []
 
-    def add(self, skey: str, tenant: str, session_id: str, row: int, weight: float, ts_ms: int) -> None:
+    def add(self, skey: str, tenant: str, session_id: str, row: int, weight: float, ts_ms: int, item: str) -> None:
         i = self.index.get(skey)
         if i is None:
             i = self.index[skey] = len(self.keys)
@@ -160,6 +166,7 @@ class _Moves:
         self.row.append(row)
         self.weight.append(weight)
         self.ts.append(ts_ms)
+        self.item.append(item)
 
 
 class Planner:
@@ -222,7 +229,7 @@ class Planner:
             if row is not None:
                 w = self.rule.weight(t)
                 if w != 0.0:
-                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms)
+                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms, item)
                     lt_keys.append(pkey)
                 aff = AFFINITY.get(t, 0)
                 if aff:
@@ -326,9 +333,14 @@ class Planner:
         kept = acc.copy()           # the after-state rows (views of one copy)
         writes = plan.session_writes
         after = plan.after_sessions
+        new_items: list[list[str]] = [[] for _ in range(n_s)]
+        for s, item in zip(moves.session, moves.item, strict=True):
+            new_items[s].append(item)
+        old_recent = snap.recent.get
         for i, (skey, good) in enumerate(zip(moves.keys, ok.tolist(), strict=True)):
+            recent = plan.after_recent[skey] = merge_recent(old_recent(skey, ()), new_items[i])
             writes.append(SessionWrite(skey, acc_bytes[i * a_n:(i + 1) * a_n], ref[i], count[i],
-                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None))
+                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None, encode_recent(recent)))
             after[skey] = (SessionAcc(kept[i], ref[i]), count[i])
         plan.sessions.extend(moves.names)
         users: dict[str, int] = {}

@@ -243,6 +243,42 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
         imps = {**first.after_impressions, **second.after_impressions}
         assert {k: (v.items, v.clicked) for k, v in imps.items()} == \
             {k: (v.items, v.clicked) for k, v in whole.after_impressions.items()}
+        assert {**first.after_recent, **second.after_recent} == whole.after_recent
+
+
+def test_recent_items_are_newest_first_once_each_capped_and_equal_to_the_replay() -> None:
+    """The session's ``recent`` list (fed to the origin's user/session tower): items of the events that move
+    the vector, newest (log order) first, each once, at most 30; carried over from the stored list."""
+    from shared.session_update import MAX_RECENT, decode_recent, replay_recent
+
+    rng = np.random.default_rng(4)
+    catalog = Catalog("1.0.0", {f"i{k}": k for k in range(50)}, rng.normal(size=(50, 16)).astype(np.float32),
+                      ["c"] * 50, ["b"] * 50)
+    types = ["view", "click", "add_to_cart", "search", "remove_from_cart"]
+    raws = []
+    for o in range(400):
+        t = types[int(rng.integers(len(types)))]
+        kw = {"query": "q"} if t == "search" else {"item_id": f"i{int(rng.integers(60))}"}   # i50+: unknown
+        raws.append({"event_id": f"e{o}", "type": t, "user_id": "u", "session_id": f"s{int(rng.integers(3))}",
+                     "ts": T0 + int(rng.integers(-3_600_000, 3_600_000)), "channel": "web", **kw})
+    recs = [Record("events", 0, o, parse_event(r)) for o, r in enumerate(raws)]
+    whole = Planner(CFG, catalog).plan(recs, _empty(recs), T0)
+    for sid in ("s0", "s1", "s2"):
+        evs = [r.event for r in recs if r.event.session_id == sid]
+        expect = replay_recent(evs, catalog.index.__contains__, CFG.session)
+        key = K.session_key("default", sid)
+        assert whole.after_recent[key] == expect
+        assert 0 < len(expect) <= MAX_RECENT and len(set(expect)) == len(expect)
+        assert all(int(i[1:]) < 50 for i in expect)        # unknown items never enter
+        moving = [e.item_id for e in evs if e.item_id is not None and CFG.session.weight(e.type) != 0
+                  and e.item_id in catalog.index]
+        assert expect[0] == moving[-1]
+        write = next(w for w in whole.session_writes if w.key == key)
+        assert decode_recent(write.recent) == expect
+    # carried over: a stored list is merged under the batch's new items
+    one, key = [_rec(0, "view", item_id="i1")], K.session_key("default", "s")
+    plan = Planner(CFG, CATALOG).plan(one, _empty(one, recent={key: ["i3", "i1", "i2"]}), T0)
+    assert plan.after_recent[key] == ["i1", "i3", "i2"]
 
 
 def test_histogram_observe_many_equals_observe_one_by_one() -> None:
