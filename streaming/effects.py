@@ -20,7 +20,7 @@ import orjson
 from shared import keys as K
 from shared.config import StreamingSettings
 from shared.contracts import Event
-from shared.session_update import SessionAcc, encode_recent, merge_recent, session_vecs
+from shared.session_update import SessionAcc, push_recent, session_vecs
 from streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
@@ -58,7 +58,7 @@ class Snapshot:
     impressions: dict[str, Impression | None]
     pending: dict[str, set[str]]                     # pending-clicks key -> item ids
     seen_bucket: int = 0                             # the dedup bucket the snapshot checked (and the plan writes)
-    recent: dict[str, list[str]] = field(default_factory=dict)    # session key -> recent items, newest first
+    recent: dict[str, bytes] = field(default_factory=dict)    # session key -> stored ``recent`` field
 
 
 @dataclass(slots=True)
@@ -79,7 +79,7 @@ class SessionWrite:
     ref_ms: int
     events: int
     vec: bytes | None            # float32 unit vector; None: no direction (the stored ``vec`` is left as is)
-    recent: bytes = b""          # msgpack list of the session's recent item ids (``merge_recent``)
+    recent: bytes = b""          # the session's recent item ids, newest first (``push_recent``)
 
 
 @dataclass(slots=True)
@@ -100,7 +100,7 @@ class Plan:
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
-    after_recent: dict[str, list[str]] = field(default_factory=dict)
+    after_recent: dict[str, bytes] = field(default_factory=dict)
     after_impressions: dict[str, Impression] = field(default_factory=dict)
     after_pending: dict[str, set[str]] = field(default_factory=dict)     # deleted: empty set
 
@@ -338,9 +338,9 @@ class Planner:
             new_items[s].append(item)
         old_recent = snap.recent.get
         for i, (skey, good) in enumerate(zip(moves.keys, ok.tolist(), strict=True)):
-            recent = plan.after_recent[skey] = merge_recent(old_recent(skey, ()), new_items[i])
+            recent = plan.after_recent[skey] = push_recent(old_recent(skey, b""), new_items[i])
             writes.append(SessionWrite(skey, acc_bytes[i * a_n:(i + 1) * a_n], ref[i], count[i],
-                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None, encode_recent(recent)))
+                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None, recent))
             after[skey] = (SessionAcc(kept[i], ref[i]), count[i])
         plan.sessions.extend(moves.names)
         users: dict[str, int] = {}

@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from shared import keys as K
-from shared.session_update import decode_acc, decode_recent
+from shared.session_update import decode_acc
 from streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """
@@ -133,7 +133,7 @@ class StreamStore:
         for s, (acc, ref, n, recent) in zip(sessions, ses_raw, strict=True):
             snap.sessions[s] = (decode_acc(acc or None, ref or None), int(n) if n else 0)
             if recent:
-                snap.recent[s] = decode_recent(recent)
+                snap.recent[s] = recent
         for k, flat in zip(imps, imp_raw, strict=True):
             snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
         for k, members in zip(pend, pend_raw, strict=True):

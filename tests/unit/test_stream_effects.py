@@ -246,10 +246,10 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
         assert {**first.after_recent, **second.after_recent} == whole.after_recent
 
 
-def test_recent_items_are_newest_first_once_each_capped_and_equal_to_the_replay() -> None:
-    """The session's ``recent`` list (fed to the origin's user/session tower): items of the events that move
-    the vector, newest (log order) first, each once, at most 30; carried over from the stored list."""
-    from shared.session_update import MAX_RECENT, decode_recent, replay_recent
+def test_recent_items_are_newest_first_capped_and_equal_to_the_replay() -> None:
+    """The session's ``recent`` field (fed to the origin's user/session tower): items of the events that move
+    the vector, newest (log order) first, at most 1 KiB; readers take 30 distinct; carried over from the store."""
+    from shared.session_update import MAX_RECENT, RECENT_BYTES, recent_items, replay_recent
 
     rng = np.random.default_rng(4)
     catalog = Catalog("1.0.0", {f"i{k}": k for k in range(50)}, rng.normal(size=(50, 16)).astype(np.float32),
@@ -265,20 +265,25 @@ def test_recent_items_are_newest_first_once_each_capped_and_equal_to_the_replay(
     whole = Planner(CFG, catalog).plan(recs, _empty(recs), T0)
     for sid in ("s0", "s1", "s2"):
         evs = [r.event for r in recs if r.event.session_id == sid]
-        expect = replay_recent(evs, catalog.index.__contains__, CFG.session)
-        key = K.session_key("default", sid)
-        assert whole.after_recent[key] == expect
-        assert 0 < len(expect) <= MAX_RECENT and len(set(expect)) == len(expect)
-        assert all(int(i[1:]) < 50 for i in expect)        # unknown items never enter
         moving = [e.item_id for e in evs if e.item_id is not None and CFG.session.weight(e.type) != 0
                   and e.item_id in catalog.index]
-        assert expect[0] == moving[-1]
-        write = next(w for w in whole.session_writes if w.key == key)
-        assert decode_recent(write.recent) == expect
-    # carried over: a stored list is merged under the batch's new items
-    one, key = [_rec(0, "view", item_id="i1")], K.session_key("default", "s")
-    plan = Planner(CFG, CATALOG).plan(one, _empty(one, recent={key: ["i3", "i1", "i2"]}), T0)
-    assert plan.after_recent[key] == ["i1", "i3", "i2"]
+        key = K.session_key("default", sid)
+        raw = whole.after_recent[key]
+        assert raw == replay_recent(evs, catalog.index.__contains__, CFG.session)
+        assert raw.decode().split("\x1f") == moving[::-1][:RECENT_BYTES // 3]   # "iN" + sep; unknown never enter
+        assert recent_items(raw) == list(dict.fromkeys(moving[::-1]))[:MAX_RECENT]
+        assert next(w for w in whole.session_writes if w.key == key).recent == raw
+    # carried over: the stored field continues under the batch's new items; the oldest whole entries go
+    key = K.session_key("default", "s")
+    two = [_rec(0, "view", item_id="i1"), _rec(1, "click", item_id="i0")]
+    old = [f"x{k:03d}" for k in range(300)]                      # 4 bytes + separator each
+    plan = Planner(CFG, CATALOG).plan(two, _empty(two, recent={key: "\x1f".join(old).encode()}), T0)
+    got = plan.after_recent[key]
+    n = (RECENT_BYTES - len("i0\x1fi1")) // 5                       # whole old entries that fit after them
+    assert got.decode().split("\x1f") == ["i0", "i1", *old[:n]]
+    assert len(got) <= RECENT_BYTES < len(got) + 5                    # cut after the last whole entry
+    plan = Planner(CFG, CATALOG).plan(two, _empty(two, recent={key: b"i1\x1fx"}), T0)
+    assert recent_items(plan.after_recent[key]) == ["i0", "i1", "x"]
 
 
 def test_histogram_observe_many_equals_observe_one_by_one() -> None:
