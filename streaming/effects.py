@@ -178,6 +178,9 @@ class Planner:
         self.join_ms = int(cfg.click_join_window_s * 1000)
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
+        self.weights = dict(cfg.session.weights)
+        self.cat_fields = ["cat:" + c for c in catalog.categories]       # profile fields per catalog row
+        self.brand_fields = ["brand:" + b for b in catalog.brands]
 
     def plan(self, records: list[Record], snap: Snapshot, now_ms: int) -> Plan:
         wm = dict(snap.watermarks)
@@ -200,7 +203,7 @@ class Planner:
             if ev is None:
                 plan.dead.append(rec)
                 continue
-            sm = K.seen_member(ev.tenant, ev.event_id)
+            sm = f"{len(ev.tenant)}:{ev.tenant}{ev.event_id}"        # keys.seen_member, inlined
             if sm in seen or sm in new_seen:
                 plan.duplicates += 1
                 continue
@@ -224,21 +227,21 @@ class Planner:
             ops.append(("HSET", pkey, *[x for k, v in ev.consent.items() for x in (f"consent:{k}", int(v))]))
         item = ev.item_id
         if item is not None:
-            cat = self.catalog
-            row = cat.index.get(item)
+            row = self.catalog.index.get(item)
             if row is not None:
-                w = self.rule.weight(t)
+                w = self.weights.get(t, 0.0)
                 if w != 0.0:
                     moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms, item)
                     lt_keys.append(pkey)
                 aff = AFFINITY.get(t, 0)
                 if aff:
-                    k = (pkey, "cat:" + cat.categories[row])
+                    k = (pkey, self.cat_fields[row])
                     incr[k] = incr.get(k, 0) + aff
-                    k = (pkey, "brand:" + cat.brands[row])
+                    k = (pkey, self.brand_fields[row])
                     incr[k] = incr.get(k, 0) + aff
         if t == "view":
-            _add(incr, pkey, f"v:{ev.ts_ms // DAY_MS}", 1)
+            k = (pkey, f"v:{ev.ts_ms // DAY_MS}")
+            incr[k] = incr.get(k, 0) + 1
         elif t == "purchase":
             _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
