@@ -1,5 +1,6 @@
-"""What the origin knows of a user: the session vector, the session's recent items (``origin.session_items``),
-recent categories, purchases and stated tastes, read from the online store.
+"""What the origin knows of a user: the session vector, the session's recent items (field ``recent`` of the
+session hash, read with ``shared.session_update.recent_items``), recent categories, purchases and stated
+tastes, read from the online store.
 
 Recovery rule: when the store read fails or misses its deadline, the last profile read for that
 user/session is served if it is younger than ``max_stale_s`` (1 h), and the answer is marked degraded;
@@ -17,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
-from origin.session_items import RECENT_FIELD, read_recent
 from shared.errors import StoreUnavailable
 from shared.features import EMBED_DIM
 from shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
+from shared.session_update import recent_items
 
 logger = logging.getLogger(__name__)
 MAX_STATED = 10
@@ -69,7 +70,7 @@ class RedisProfileStore(ProfileStore):
     async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
         try:
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hmget(session_key(tenant, session_id), ["vec", RECENT_FIELD])
+                pipe.hmget(session_key(tenant, session_id), ["vec", "recent"])
                 pipe.hgetall(profile_key(tenant, user_id))
                 pipe.zrevrange(purchases_key(tenant, user_id), 0, MAX_PURCHASES - 1, withscores=True)
                 (vec_raw, recent_raw), prof, bought = await pipe.execute()
@@ -94,7 +95,8 @@ class RedisProfileStore(ProfileStore):
             cats = top_categories(prof)
         purchases = tuple((b.decode() if isinstance(b, bytes) else str(b), int(ts)) for b, ts in bought)
         return Profile(vec, cats, purchased=frozenset(i for i, _ in purchases),
-                       preferences=_stated(prof.get(b"stated")), purchases=purchases, recent=read_recent(recent_raw))
+                       preferences=_stated(prof.get(b"stated")), purchases=purchases,
+                       recent=tuple(recent_items(recent_raw)))
 
     async def ping(self) -> bool:
         try:

@@ -1,7 +1,7 @@
 """The session's recent items feed the user tower (real Valkey, real exported bundles, real Qdrant Edge):
 a consenting user with no purchases but items in the session gets two-tower candidates ranked by the deep
-ranker; without consent nothing personal is used. The session hash field ``recent`` is written in the
-stream processor's format (msgpack list of item ids, most recent first)."""
+ranker; without consent nothing personal is used. The session hash field ``recent`` is written by the stream
+processor's own function (``shared.session_update.push_recent``: ids joined by \x1f, newest first)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgpack
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +19,7 @@ from shared import ranker_bundle as RB
 from shared.config import load_settings
 from shared.keys import session_key
 from shared.ranker_features import Histories, ranker_rows, summarize
+from shared.session_update import push_recent
 
 USER, SESSION = "u-session-only", "s-session-only"
 SEEN = ["SKU-000021", "SKU-000007", "SKU-000042"]        # most recent first
@@ -39,9 +39,10 @@ def served(models_registry_dir, valkey_proc) -> Iterator[tuple[TestClient, Origi
 
 
 def _write_session(valkey_proc, items: list[str] | bytes) -> None:
+    """``items`` most recent first (stored as the processor stores views in log order), or raw bytes."""
     c = valkey_proc.client()
     try:
-        raw = items if isinstance(items, bytes) else msgpack.packb(items)
+        raw = items if isinstance(items, bytes) else push_recent(b"", items[::-1])
         c.hset(session_key("default", SESSION), mapping={"recent": raw})
     finally:
         c.close()
@@ -106,8 +107,7 @@ def test_without_consent_the_session_items_are_not_used(served, valkey_proc, fre
     assert node.rank.scored_by.get("ranker", 0) == ranked and node.rank.scored_by["edge_scorer"] == edge + 1
 
 
-@pytest.mark.parametrize("raw", [b"\xc1junk", msgpack.packb({"a": 1}), msgpack.packb([1, 2]),
-                                 msgpack.packb(["NOT-A-KNOWN-ITEM"])])
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b"NOT-A-KNOWN-ITEM", b"\x1f\x1f", b""])
 def test_unreadable_or_unknown_session_items_leave_the_answer_unpersonalised(served, valkey_proc, fresh_valkey,
                                                                             raw: bytes) -> None:
     client, _ = served
@@ -115,6 +115,17 @@ def test_unreadable_or_unknown_session_items_leave_the_answer_unpersonalised(ser
     d = _ask(client)
     assert len(d["items"]) == 10 and not d["degraded"]
     assert not any("two_tower_source" in it["sources"] for it in d["items"])
+
+
+def test_repeats_in_the_session_count_once_newest_first(served, models_registry_dir, valkey_proc,
+                                                       fresh_valkey) -> None:
+    """The processor keeps repeats; the tower reads each item once at its newest position."""
+    client, _ = served
+    _write_session(valkey_proc, [SEEN[0], SEEN[1], SEEN[0], SEEN[2], SEEN[1]])
+    d = _ask(client)
+    expected = _expected(models_registry_dir, SEEN, [it["item_id"] for it in d["items"]])
+    for it in d["items"]:
+        assert it["score"] == pytest.approx(expected[it["item_id"]], abs=1e-4)
 
 
 def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fresh_valkey) -> None:
