@@ -188,3 +188,34 @@ def test_an_item_put_out_of_stock_leaves_the_two_tower_index(models_registry_dir
         kept = {h.key for h in models.index.search(user, 50, source_filter(node.state, True))}
         assert top["item_id"] in keys and top["item_id"] not in kept
         assert top["item_id"] not in [it["item_id"] for it in _ask(client)["items"]]
+
+
+def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_registry_dir, valkey_proc,
+                                                                      fresh_valkey, tmp_path) -> None:
+    """The shipped shard was built from other vectors than the bundle now has: it is not used; the vectors
+    are indexed at start and the two-tower search answers like exact search over the new vectors."""
+    import json
+    import shutil
+
+    from shared import bundle as B
+    from shared.vector_index import PayloadFilter
+
+    registry = tmp_path / "registry"
+    shutil.copytree(models_registry_dir, registry)
+    bdir = registry / RB.RETRIEVAL_MODEL / "1.0.0"
+    vecs = np.load(bdir / B.ITEM_VECTORS_FILE)
+    np.save(bdir / B.ITEM_VECTORS_FILE, np.roll(vecs, 1, axis=0))
+    manifest = json.loads((bdir / B.MANIFEST_FILE).read_text())
+    manifest["files"][B.ITEM_VECTORS_FILE] = B.sha256_file(bdir / B.ITEM_VECTORS_FILE)
+    (bdir / B.MANIFEST_FILE).write_text(json.dumps(manifest))
+    _write_session(valkey_proc, SEEN)
+    for client, node in _serve(registry, valkey_proc):
+        models = node.state.models
+        assert models.index is not None and models.index.count() == 500
+        user = models.pipeline.item_vectors[7]                   # the new vectors
+        flt = PayloadFilter(equals={"in_stock": 1})
+        hnsw = [h.key for h in models.index.search(user, 20, flt, ef=600)]
+        exact = [h.key for h in models.index.search(user, 20, flt, exact=True)]
+        assert hnsw == exact and hnsw[0] == str(models.model_ids[7])
+        d = _ask(client)
+        assert not d["degraded"] and any("two_tower_source" in it["sources"] for it in d["items"])
