@@ -6,7 +6,6 @@ the hot route inline in the protocol; ``"uvicorn"``: the same ASGI app under uvi
 
 from __future__ import annotations
 
-import gc
 import logging
 
 import uvicorn
@@ -15,20 +14,10 @@ from edge.item_index import COMPILED as ROWMAP_COMPILED
 from edge.node import EdgeNode
 from shared.bandit import SAMPLER
 from shared.config import SettingsSource, StrataSettings
+from shared.gc_tuning import tune_gc
 from shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
-
-
-def tune_gc() -> None:
-    """Move everything loaded so far out of the collector's view and collect young objects less often.
-
-    Without this, full collections walking the loaded bundle and caches paused requests for up to
-    ~100 ms under load (measured by the bench's GC probe).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
 
 
 def run_edge(settings: StrataSettings, source: SettingsSource | None = None) -> None:

@@ -73,7 +73,7 @@ def naive_ranker(registry: str) -> Callable[[RecommendRequest], object]:
 
 def run(registry: str, catalog: Catalog, iterations: int, warmup: int) -> dict:
     """Edge and naive ranker at 100 and 1000 candidates (1000-candidate runs use a fifth of the count)."""
-    from edge.server import tune_gc
+    from shared.gc_tuning import tune_gc
 
     # The edge server runs with this GC configuration; both rankers share the process, so both get it.
     tune_gc()

@@ -26,8 +26,11 @@ class ExportRequest:
     int8: bool = True
     data: str = "synthetic"
     data_path: Path | None = None
+    n_items: int = 12_000            # the synthetic world's catalog size (ignored for a real dataset)
 
     def __post_init__(self) -> None:
+        if self.n_items < 100:
+            raise ConfigError(f"the synthetic world needs at least 100 items, got {self.n_items}", field="items")
         if self.data not in DATASETS:
             raise ConfigError(f"unknown dataset {self.data!r}; valid: {', '.join(DATASETS)}", field="data")
         if self.data == "online-retail" and self.data_path is None:
@@ -45,7 +48,7 @@ def export_edge_scorer(out: Path, request: ExportRequest, progress: Progress | N
         assert request.data_path is not None
         catalog = retail_serving_catalog(load_online_retail(request.data_path, seed=request.seed), request.seed)
     return [export_bundle(out, seed=request.seed, version=request.version, int8=request.int8, progress=progress,
-                          catalog=catalog)]
+                          catalog=catalog, n_items=request.n_items)]
 
 
 def export_retrieval_and_ranker(out: Path, request: ExportRequest, progress: Progress | None = None) -> list[Any]:
@@ -59,7 +62,7 @@ def export_retrieval_and_ranker(out: Path, request: ExportRequest, progress: Pro
         assert request.data_path is not None
         dataset = OnlineRetail(Path(request.data_path), seed=request.seed)
     else:
-        dataset = SyntheticPurchases(WorldConfig(seed=request.seed))
+        dataset = SyntheticPurchases(WorldConfig(seed=request.seed, n_items=request.n_items))
     return export_retail_bundles(out, dataset, StrataParams(seed=request.seed), request.version, progress)
 
 

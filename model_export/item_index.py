@@ -19,11 +19,12 @@ from shared.item_shard import build_shipped_shard, item_payload
 
 
 def ship_item_index(staging: Path, item_ids: np.ndarray, categories: np.ndarray, age_restricted: np.ndarray,
-                    vectors: np.ndarray) -> dict:
+                    vectors: np.ndarray, m: int = 16, ef_construct: int = 100) -> dict:
     """Writes item_index.tar and item_index.json next to an already written item_vectors.npy."""
     rows = np.flatnonzero(np.any(vectors != 0, axis=1))
     stats = build_shipped_shard(staging / B.ITEM_INDEX_FILE, [str(item_ids[r]) for r in rows], vectors[rows],
-                                [item_payload(str(categories[r]), 1, bool(age_restricted[r])) for r in rows])
+                                [item_payload(str(categories[r]), 1, bool(age_restricted[r])) for r in rows],
+                                m=m, ef_construct=ef_construct)
     meta = {**stats, "vectors_file": B.ITEM_VECTORS_FILE,
             "vectors_sha256": B.sha256_file(staging / B.ITEM_VECTORS_FILE)}
     registry.write_json(staging / B.ITEM_INDEX_META_FILE, meta)

@@ -31,12 +31,13 @@ class Catalog:
         self.titles = list(titles)
         self.categories = list(categories)
         self.category_index = dict(category_index)        # name -> scorer one-hot slot
-        self.prices = np.asarray(prices, dtype=np.float64)
-        self.popularity = np.asarray(popularity, dtype=np.float64)
-        self.age_restricted = np.asarray(age_restricted, dtype=bool)
-        self.stock = np.asarray(stock, dtype=np.int64)
-        self.features = np.ascontiguousarray(features, dtype=np.float32)
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # own, writable copies: ``upsert`` writes rows in place (a bundle's arrays may be read-only views)
+        self.prices = np.array(prices, dtype=np.float64)
+        self.popularity = np.array(popularity, dtype=np.float64)
+        self.age_restricted = np.array(age_restricted, dtype=bool)
+        self.stock = np.array(stock, dtype=np.int64)
+        self.features = np.array(features, dtype=np.float32, order="C")
+        self.vectors = np.array(vectors, dtype=np.float32, order="C")
         self.row = {item_id: i for i, item_id in enumerate(self.item_ids)}
         self.version = 0
         self._vocab: tuple[int, frozenset[str]] | None = None

@@ -7,7 +7,10 @@ item id: a catalog item the models do not know (e.g. added by ``POST /v1/items``
 model index -1 and is ranked by the rank stage's rule for unknown items.
 
 A user's history is the purchases ZSET (item -> last purchase ts_ms, written by the stream processor):
-one row per item, purchases with the same timestamp share an invoice.
+one row per item, purchases with the same timestamp share an invoice. The user tower reads the session's
+recent items (views, clicks, carts; most recent first) before the purchases, so a session without purchases
+still has a tower vector; the ranker's repeat and recency features stay purchases only (a view is not a
+purchase).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from origin.catalog import Catalog
 from shared import bundle as B
 from shared.errors import BundleError
 from shared.ranker_bundle import load_retrieval_ranker
-from shared.ranker_features import Histories
+from shared.ranker_features import Histories, tower_input
 from shared.ranker_pipeline import RetrievalRanker
+from shared.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class OriginModels:
     row_of_model: np.ndarray                 # int64 [n model items] -> catalog row, -1 = not in the catalog
     _model_of_id: dict[str, int] = field(default_factory=dict)
     fallback: dict | None = None             # the current ranker could not load: {"failed", "serving", "reason"}
+    index: VectorIndex | None = None         # the item vectors' ANN index (None: exact search)
 
     def model_index(self, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
         """int64 model index of each catalog row, -1 where the models do not know the item."""
@@ -53,6 +58,35 @@ class OriginModels:
         ts = np.array([t for t, _ in known], dtype=np.int64)
         item = np.array([i for _, i in known], dtype=np.int64)
         return Histories.single(item, ts, np.minimum(ts, now_ms), now_ms)
+
+    @staticmethod
+    def no_history(now_ms: int) -> Histories:
+        """A history without purchases (a session's items only): the ranker's repeat features are all 0."""
+        empty = np.zeros(0, dtype=np.int64)
+        return Histories.single(empty, empty, empty, now_ms)
+
+    def tower_input(self, history: Histories | None, recent: tuple[str, ...]) -> np.ndarray | None:
+        """int64 [1, L] for the user tower: the session's recent items (most recent first, unknown ones left
+        out), then the purchase history as the tower was trained to read it (``shared.ranker_features``),
+        each item once; None when neither has an item the models know."""
+        pl = self.pipeline
+        length, pad = pl.tower.history_len, pl.stats.n_items
+        get = self._model_of_id.get
+        seq = [k for i in recent if (k := get(i, -1)) >= 0]
+        if history is not None:
+            bought = tower_input(history, length, pad)[0]
+            seq += bought[bought != pad].tolist()
+        idx = list(dict.fromkeys(seq))[:length]
+        if not idx:
+            return None
+        out = np.full((1, length), pad, dtype=np.int64)
+        out[0, :len(idx)] = idx
+        return out
+
+    def model_of(self, keys: list[str]) -> np.ndarray:
+        """int64 model index of each item id (-1: unknown)."""
+        get = self._model_of_id.get
+        return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
 
 
 def load_origin_models(registry: Path | str, retrieval_model: str, ranker_model: str, catalog: Catalog,

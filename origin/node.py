@@ -14,9 +14,10 @@ import shutil
 from pathlib import Path
 
 from origin.bundle import load_origin_bundle
+from origin.catalog import Catalog
 from origin.covisitation import load_covisitation
 from origin.metrics import OriginMetrics
-from origin.models import load_origin_models
+from origin.models import OriginModels, load_origin_models
 from origin.profiles import ProfileSource, make_profile_store
 from origin.reasoner.base import Reasoner
 from origin.reasoner.budget import TokenBudget
@@ -39,9 +40,11 @@ from origin.stages.select import Select
 from origin.stages.two_tower_source import TwoTowerSource
 from origin.state import OriginState
 from origin.text_search import TextSearch, load_text_search
+from origin.tower_index import build_tower_index, open_tower_index
 from shared.config import OriginSettings, StrataSettings
 from shared.errors import ConfigError, StrataError
 from shared.origin_contract import ItemUpdate
+from shared.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class OriginNode:
         self.state: OriginState | None = None
         self._shard_dir: Path | None = None      # a private shard directory this node made (removed at stop)
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
+        self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
         self.redactor = Redactor()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
@@ -74,7 +78,7 @@ class OriginNode:
         self._ids = (f"{os.urandom(6).hex()}{i:x}" for i in range(1, 1 << 62))
         self.ann = AnnSource(cfg.retrieve, cfg.vector_index.ef, cfg.vector_index.exact)
         self.rank = Rank()
-        self.two_tower = TwoTowerSource()
+        self.two_tower = TwoTowerSource(cfg.retrieve, cfg.tower_ef or cfg.vector_index.ef, cfg.vector_index.exact)
         ranking = Ranking(ProfileStage(self.profiles), self.ann, GuardrailFilter(self.metrics.removed), self.rank,
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
                           popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),
@@ -98,19 +102,43 @@ class OriginNode:
         location = cfg.vector_index.url
         index = None
         if cfg.vector_index.backend == "edge" and location is None:
-            self._shard_dir = private_shard_dir()
-            location = str(self._shard_dir / "items")
+            location = str(self._private_dir() / "items")
             index = open_item_index(Path(cfg.registry) / cfg.model / bundle.version, bundle.catalog, Path(location))
         if index is None:
             index = build_index(bundle.catalog, cfg.vector_index.backend, location)
         covis = load_covisitation(Path(cfg.registry) / cfg.model / bundle.version, len(bundle.catalog))
         models = load_origin_models(cfg.registry, cfg.retrieval_model, cfg.ranker_model, bundle.catalog,
                                     cfg.ort_threads)
+        if models is not None:
+            models.index = self._load_tower_index(models, bundle.catalog)
         self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis, models)
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
         return self.state
+
+    def _load_tower_index(self, models: OriginModels, catalog: Catalog) -> VectorIndex | None:
+        """The two-tower items' ANN index: the retrieval bundle's shipped shard (edge backend), else built
+        from its vectors; None when neither works (logged: the two-tower source searches exactly)."""
+        vi = self.cfg.vector_index
+        try:
+            if vi.backend == "edge":
+                # next to a configured shard directory (like the text shard), else in the private one
+                if vi.url:
+                    self._tower_dir = _beside(Path(vi.url), "-tower")
+                shard = (self._tower_dir or self._private_dir()) / "tower"
+                bdir = Path(self.cfg.registry) / self.cfg.retrieval_model / models.versions["retrieval"]
+                index = open_tower_index(bdir, models, catalog, shard)
+                return index if index is not None else build_tower_index(models, catalog, "edge", str(shard))
+            return build_tower_index(models, catalog, vi.backend, vi.url or ":memory:")
+        except StrataError as exc:
+            logger.error("two-tower index not loaded; its source searches exactly: %s", exc.reason)
+            return None
+
+    def _private_dir(self) -> Path:
+        if self._shard_dir is None:
+            self._shard_dir = private_shard_dir()
+        return self._shard_dir
 
     def _load_text(self, catalog) -> TextSearch | None:
         """The text search, or None (lexical content source) when there is no text-encoder bundle or it
@@ -157,11 +185,14 @@ class OriginNode:
                     finally:
                         if self.state.text is not None:
                             self.state.text.close()
+                        models = self.state.models
+                        if models is not None and models.index is not None:
+                            models.index.close()
             finally:
-                for d in (self._shard_dir, self._text_dir):
+                for d in (self._shard_dir, self._text_dir, self._tower_dir):
                     if d is not None:
                         shutil.rmtree(d, ignore_errors=True)
-                self._shard_dir = self._text_dir = None
+                self._shard_dir = self._text_dir = self._tower_dir = None
 
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:

@@ -1,4 +1,6 @@
-"""What the origin knows of a user: the session vector and recent categories, read from the online store.
+"""What the origin knows of a user: the session vector, the session's recent items (field ``recent`` of the
+session hash, read with ``shared.session_update.recent_items``), recent categories, purchases and stated
+tastes, read from the online store.
 
 Recovery rule: when the store read fails or misses its deadline, the last profile read for that
 user/session is served if it is younger than ``max_stale_s`` (1 h), and the answer is marked degraded;
@@ -19,6 +21,7 @@ import orjson
 from shared.errors import StoreUnavailable
 from shared.features import EMBED_DIM
 from shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
+from shared.session_update import recent_items
 
 logger = logging.getLogger(__name__)
 MAX_STATED = 10
@@ -32,6 +35,7 @@ class Profile(NamedTuple):
     purchased: frozenset[str] = frozenset()   # item ids the user bought (the most recent MAX_PURCHASES)
     preferences: tuple[str, ...] = ()         # stated tastes (categories, then brands) from a preference event
     purchases: tuple[tuple[str, int], ...] = ()  # (item id, last purchase ts_ms), most recent first
+    recent: tuple[str, ...] = ()              # the session's recent item ids (views, clicks, carts), most recent first
 
 
 EMPTY = Profile(None, ())
@@ -66,10 +70,10 @@ class RedisProfileStore(ProfileStore):
     async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
         try:
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hget(session_key(tenant, session_id), "vec")
+                pipe.hmget(session_key(tenant, session_id), ["vec", "recent"])
                 pipe.hgetall(profile_key(tenant, user_id))
                 pipe.zrevrange(purchases_key(tenant, user_id), 0, MAX_PURCHASES - 1, withscores=True)
-                vec_raw, prof, bought = await pipe.execute()
+                (vec_raw, recent_raw), prof, bought = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(f"profile read failed: {type(exc).__name__}: {exc}") from exc
         vec = None
@@ -91,7 +95,8 @@ class RedisProfileStore(ProfileStore):
             cats = top_categories(prof)
         purchases = tuple((b.decode() if isinstance(b, bytes) else str(b), int(ts)) for b, ts in bought)
         return Profile(vec, cats, purchased=frozenset(i for i, _ in purchases),
-                       preferences=_stated(prof.get(b"stated")), purchases=purchases)
+                       preferences=_stated(prof.get(b"stated")), purchases=purchases,
+                       recent=tuple(recent_items(recent_raw)))
 
     async def ping(self) -> bool:
         try:

@@ -16,6 +16,7 @@ from origin.covisitation import Covisitation
 from origin.models import OriginModels
 from origin.retrieval import item_points
 from origin.text_search import TextSearch
+from origin.tower_index import upsert_tower_items
 from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
 from shared.origin_contract import ItemUpdate
 from shared.vector_index import VectorIndex
@@ -57,6 +58,14 @@ class OriginState:
         when this returns."""
         rows = self.catalog.upsert(updates)
         self.index.upsert(item_points(self.catalog, rows))
+        models = self.models
+        if models is not None:          # items the two-tower knows: their stock, age flag, category move too
+            r = np.asarray(rows, dtype=np.int64)
+            midx = models.model_index(self.catalog, r)
+            known = midx >= 0
+            models.row_of_model[midx[known]] = r[known]
+            if models.index is not None and known.any():
+                upsert_tower_items(models.index, models, self.catalog, midx[known])
         if self.text is not None:
             self.text.upsert(self.catalog, rows)
         return rows

@@ -186,6 +186,8 @@ class OriginSettings(_Section):
     store: StoreSettings = StoreSettings(url="none", timeout_ms=20.0)
     profile_max_stale_s: float = Field(3600.0, gt=0, description="a cached profile older than this is not served")
     retrieve: int = Field(500, ge=10, le=2000, description="ANN candidates per request")
+    tower_ef: int | None = Field(3000, ge=1, description="HNSW beam width of the two-tower search (its vectors "
+                                                         "cluster tightly; None: vector_index.ef)")
     popular: int = Field(200, ge=10, le=2000, description="popular candidates per request")
     covisitation: int = Field(100, ge=0, le=2000, description="co-visited candidates per request (0: off)")
     filter_purchased: bool = Field(False, description="remove items the user already bought "

@@ -165,16 +165,25 @@ class Event:
     consent: dict[str, bool] | None = None
 
     def to_dict(self) -> dict:
-        """The wire form (``ts`` as epoch ms; fields that are None are left out)."""
-        out: dict = {}
-        for name in self.__slots__:
+        """The wire form (``ts`` as epoch ms; fields that are None are left out), keys in field order."""
+        out = {"event_id": self.event_id, "type": self.type, "tenant": self.tenant, "user_id": self.user_id,
+               "session_id": self.session_id, "ts": self.ts_ms, "channel": self.channel}
+        for name in _OPTIONAL.get(self.type, _ALL_OPTIONAL):   # only the fields this type can have set
             v = getattr(self, name)
             if v is not None:
-                out["ts" if name == "ts_ms" else name] = v
+                out[name] = v
         return out
 
 
 _EVENT_FIELDS = frozenset({"ts", *Event.__slots__} - {"ts_ms"})
+# per type, the fields it does not use: an event without any of them skips the "is not used" checks below
+_TYPE_FIELDS = {"item_id": ITEM_EVENTS, "impression_id": {"impression", "click"}, "items": {"impression"},
+                "explored": {"impression"}, "alpha": {"impression"}, "beta": {"impression"}, "tier": {"impression"},
+                "model_version": {"impression"}, "quantity": {"purchase"}, "price": {"purchase"},
+                "query": {"search"}, "categories": {"preference"}, "brands": {"preference"}}
+_UNUSED = {t: frozenset(f for f, types in _TYPE_FIELDS.items() if t not in types) for t in EVENT_TYPES}
+_ALL_OPTIONAL = Event.__slots__[7:]          # after event_id .. channel
+_OPTIONAL = {t: tuple(n for n in _ALL_OPTIONAL if n not in _UNUSED[t]) for t in EVENT_TYPES}
 
 
 def parse_ts(v: object) -> int:
@@ -262,8 +271,8 @@ def parse_event(obj: object) -> Event:
     """Validate one decoded event (JSON or msgpack). The one validator of ingest, processor and tests."""
     if type(obj) is not dict:
         raise MalformedBody(f"event must be an object, got {type(obj).__name__}", field="body")
-    extra = obj.keys() - _EVENT_FIELDS
-    if extra:
+    if not _EVENT_FIELDS.issuperset(obj):
+        extra = obj.keys() - _EVENT_FIELDS
         raise InvalidField(f"unknown field(s) {sorted(map(str, extra))}", field="body")
     etype = obj.get("type")
     if etype not in EVENT_TYPES:
@@ -278,19 +287,21 @@ def parse_event(obj: object) -> Event:
         raise InvalidField(f"must be one of {list(CHANNELS)}, got {channel!r}", field="channel")
     ev = Event(event_id, etype, tenant, user_id, session_id, ts, channel,
                slot=_ident(obj, "slot", "home"), consent=_consent(obj.get("consent")))
+    check = not obj.keys().isdisjoint(_UNUSED[etype])     # some field this type does not use is present
     if etype in ITEM_EVENTS:
         ev.item_id = _ident(obj, "item_id", None)
-    elif obj.get("item_id") is not None:
+    elif check and obj.get("item_id") is not None:
         raise InvalidField(f"is not used by {etype!r} events", field="item_id")
     if etype == "impression":
         ev.impression_id = _ident(obj, "impression_id", None)
         ev.items, ev.explored, ev.alpha, ev.beta, ev.tier, ev.model_version = _impression(obj)
-    elif etype == "click":
-        ev.impression_id = _opt_ident(obj, "impression_id")
     else:
-        for name in ("impression_id", "items", "explored", "alpha", "beta", "tier", "model_version"):
-            if obj.get(name) is not None:
-                raise InvalidField(f"is not used by {etype!r} events", field=name)
+        if etype == "click":
+            ev.impression_id = _opt_ident(obj, "impression_id")
+        if check:
+            for name in ("impression_id", "items", "explored", "alpha", "beta", "tier", "model_version"):
+                if name in _UNUSED[etype] and obj.get(name) is not None:
+                    raise InvalidField(f"is not used by {etype!r} events", field=name)
     if etype == "purchase":
         q = obj.get("quantity")
         if type(q) is not int or not 1 <= q <= MAX_QUANTITY:
@@ -299,7 +310,7 @@ def parse_event(obj: object) -> Event:
         if type(price) not in (int, float) or not 0 <= price < 1e9:
             raise InvalidField(f"must be a number >= 0 (unit price), got {price!r}", field="price")
         ev.quantity, ev.price = q, float(price)
-    elif obj.get("quantity") is not None or obj.get("price") is not None:
+    elif check and (obj.get("quantity") is not None or obj.get("price") is not None):
         raise InvalidField(f"is not used by {etype!r} events",
                            field="quantity" if obj.get("quantity") is not None else "price")
     if etype == "search":
@@ -307,7 +318,7 @@ def parse_event(obj: object) -> Event:
         if type(q) is not str or not q.strip() or len(q) > MAX_QUERY_LEN:
             raise InvalidField(f"must be a non-empty string of at most {MAX_QUERY_LEN} characters", field="query")
         ev.query = q
-    elif obj.get("query") is not None:
+    elif check and obj.get("query") is not None:
         raise InvalidField(f"is not used by {etype!r} events", field="query")
     if etype == "preference":
         cats = _id_list(obj, "categories", MAX_PREFERENCES, 0) if obj.get("categories") is not None else []
@@ -315,7 +326,7 @@ def parse_event(obj: object) -> Event:
         if not cats and not brands:
             raise InvalidField("a preference event names at least one category or brand", field="categories")
         ev.categories, ev.brands = cats, brands
-    else:
+    elif check:
         for name in ("categories", "brands"):
             if obj.get(name) is not None:
                 raise InvalidField(f"is not used by {etype!r} events", field=name)

@@ -71,6 +71,8 @@ class ItemStats:
 
     def popular(self, n: int) -> np.ndarray:
         """The n most popular items (ties: more recent popularity, then catalog order)."""
+        if n <= 0:                  # the origin asks for none: no sort of the whole catalog (~3 ms at 100k)
+            return np.zeros(0, np.int64)
         order = np.lexsort((np.arange(self.n_items), -self.recent_popularity, -self.popularity))
         return order[:n].astype(np.int64)
 

@@ -104,6 +104,41 @@ def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndar
     return state
 
 
+MAX_RECENT = 30             # distinct items a reader takes
+RECENT_BYTES = 1024         # the stored field's cap (whole entries)
+RECENT_SEP = b"\x1f"
+
+
+def push_recent(old: bytes, new_in_log_order: list[str], limit: int = RECENT_BYTES) -> bytes:
+    """A session's stored ``recent`` field after ``new_in_log_order``: item ids (UTF-8) joined by \\x1f, most
+    recent (in log order) first, cut after the last whole entry within ``limit`` bytes. Repeats are kept, so
+    the write is a few bytes operations per session and batch; readers take each item once with
+    ``recent_items``. Items whose id contains \\x1f are not recorded."""
+    new = RECENT_SEP.join([i.encode() for i in reversed(new_in_log_order) if "\x1f" not in i])
+    out = new + RECENT_SEP + old if new and old else new or old
+    if len(out) > limit:
+        cut = out.rfind(RECENT_SEP, 0, limit + 1)      # an id is at most 512 bytes: the first entry fits
+        if cut > 0:
+            out = out[:cut]
+    return out
+
+
+def replay_recent(events: Iterable[Event], item_known: Callable[[str], bool], rule: SessionRule) -> bytes:
+    """The ``recent`` field after ``events`` (one session, log order, duplicates removed): the items of the
+    events that move the vector (weight != 0, item in the catalog), as ``push_recent`` keeps them."""
+    return push_recent(b"", [ev.item_id for ev in events
+                             if ev.item_id is not None and rule.weight(ev.type) != 0.0 and item_known(ev.item_id)])
+
+
+def recent_items(raw: bytes | str | None, limit: int = MAX_RECENT) -> list[str]:
+    """The stored ``recent`` field -> at most ``limit`` distinct item ids, most recent first (what the origin's
+    session tower reads); missing -> []; bytes that are not UTF-8 are replaced, never raised on."""
+    if not raw:
+        return []
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return list(dict.fromkeys(text.split("\x1f")))[:limit]
+
+
 # -- the read side (the edge and tier 2 read the ``vec`` the processor wrote) ---------------------------------
 
 class SessionState(NamedTuple):

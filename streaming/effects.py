@@ -20,7 +20,7 @@ import orjson
 from shared import keys as K
 from shared.config import StreamingSettings
 from shared.contracts import Event
-from shared.session_update import SessionAcc, session_vecs
+from shared.session_update import SessionAcc, push_recent, session_vecs
 from streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
@@ -58,6 +58,7 @@ class Snapshot:
     impressions: dict[str, Impression | None]
     pending: dict[str, set[str]]                     # pending-clicks key -> item ids
     seen_bucket: int = 0                             # the dedup bucket the snapshot checked (and the plan writes)
+    recent: dict[str, bytes] = field(default_factory=dict)    # session key -> stored ``recent`` field
 
 
 @dataclass(slots=True)
@@ -78,6 +79,7 @@ class SessionWrite:
     ref_ms: int
     events: int
     vec: bytes | None            # float32 unit vector; None: no direction (the stored ``vec`` is left as is)
+    recent: bytes = b""          # the session's recent item ids, newest first (``push_recent``)
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class Plan:
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
+    after_recent: dict[str, bytes] = field(default_factory=dict)
     after_impressions: dict[str, Impression] = field(default_factory=dict)
     after_pending: dict[str, set[str]] = field(default_factory=dict)     # deleted: empty set
 
@@ -112,6 +115,8 @@ def overlay(snap: Snapshot, prev: Plan) -> None:
     snap.seen.update(prev.seen_new)
     for k in snap.sessions.keys() & prev.after_sessions.keys():
         snap.sessions[k] = prev.after_sessions[k]
+    for k in snap.sessions.keys() & prev.after_recent.keys():
+        snap.recent[k] = prev.after_recent[k]
     for k in snap.impressions.keys() & prev.after_impressions.keys():
         snap.impressions[k] = prev.after_impressions[k]
     for k in snap.pending.keys() & prev.after_pending.keys():
@@ -139,7 +144,7 @@ def reads_for(records: list[Record]) -> StoreReads:
 class _Moves:
     """The batch's session-vector moves, folded per session in log order with numpy (``fold``)."""
 
-    __slots__ = ("index", "keys", "names", "session", "row", "weight", "ts")
+    __slots__ = ("index", "keys", "names", "session", "row", "weight", "ts", "item")
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
@@ -149,8 +154,9 @@ class _Moves:
         self.row: list[int] = []
         self.weight: list[float] = []
         self.ts: list[int] = []
+        self.item: list[str] = []
 
-    def add(self, skey: str, tenant: str, session_id: str, row: int, weight: float, ts_ms: int) -> None:
+    def add(self, skey: str, tenant: str, session_id: str, row: int, weight: float, ts_ms: int, item: str) -> None:
         i = self.index.get(skey)
         if i is None:
             i = self.index[skey] = len(self.keys)
@@ -160,6 +166,7 @@ class _Moves:
         self.row.append(row)
         self.weight.append(weight)
         self.ts.append(ts_ms)
+        self.item.append(item)
 
 
 class Planner:
@@ -171,6 +178,9 @@ class Planner:
         self.join_ms = int(cfg.click_join_window_s * 1000)
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
+        self.weights = dict(cfg.session.weights)
+        self.cat_fields = ["cat:" + c for c in catalog.categories]       # profile fields per catalog row
+        self.brand_fields = ["brand:" + b for b in catalog.brands]
 
     def plan(self, records: list[Record], snap: Snapshot, now_ms: int) -> Plan:
         wm = dict(snap.watermarks)
@@ -193,7 +203,7 @@ class Planner:
             if ev is None:
                 plan.dead.append(rec)
                 continue
-            sm = K.seen_member(ev.tenant, ev.event_id)
+            sm = f"{len(ev.tenant)}:{ev.tenant}{ev.event_id}"        # keys.seen_member, inlined
             if sm in seen or sm in new_seen:
                 plan.duplicates += 1
                 continue
@@ -217,21 +227,21 @@ class Planner:
             ops.append(("HSET", pkey, *[x for k, v in ev.consent.items() for x in (f"consent:{k}", int(v))]))
         item = ev.item_id
         if item is not None:
-            cat = self.catalog
-            row = cat.index.get(item)
+            row = self.catalog.index.get(item)
             if row is not None:
-                w = self.rule.weight(t)
+                w = self.weights.get(t, 0.0)
                 if w != 0.0:
-                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms)
+                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms, item)
                     lt_keys.append(pkey)
                 aff = AFFINITY.get(t, 0)
                 if aff:
-                    k = (pkey, "cat:" + cat.categories[row])
+                    k = (pkey, self.cat_fields[row])
                     incr[k] = incr.get(k, 0) + aff
-                    k = (pkey, "brand:" + cat.brands[row])
+                    k = (pkey, self.brand_fields[row])
                     incr[k] = incr.get(k, 0) + aff
         if t == "view":
-            _add(incr, pkey, f"v:{ev.ts_ms // DAY_MS}", 1)
+            k = (pkey, f"v:{ev.ts_ms // DAY_MS}")
+            incr[k] = incr.get(k, 0) + 1
         elif t == "purchase":
             _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
@@ -326,9 +336,14 @@ class Planner:
         kept = acc.copy()           # the after-state rows (views of one copy)
         writes = plan.session_writes
         after = plan.after_sessions
+        new_items: list[list[str]] = [[] for _ in range(n_s)]
+        for s, item in zip(moves.session, moves.item, strict=True):
+            new_items[s].append(item)
+        old_recent = snap.recent.get
         for i, (skey, good) in enumerate(zip(moves.keys, ok.tolist(), strict=True)):
+            recent = plan.after_recent[skey] = push_recent(old_recent(skey, b""), new_items[i])
             writes.append(SessionWrite(skey, acc_bytes[i * a_n:(i + 1) * a_n], ref[i], count[i],
-                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None))
+                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None, recent))
             after[skey] = (SessionAcc(kept[i], ref[i]), count[i])
         plan.sessions.extend(moves.names)
         users: dict[str, int] = {}

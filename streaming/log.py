@@ -31,6 +31,24 @@ from streaming.topics import ensure_topics
 logger = logging.getLogger(__name__)
 
 
+class _OpenBatch:
+    """A batch being filled by the requests of one event-loop turn, and the future they all wait on."""
+
+    __slots__ = ("producer", "batch", "done")
+
+    def __init__(self, producer: AIOKafkaProducer, batch: object) -> None:
+        self.producer = producer
+        self.batch = batch
+        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.done.add_done_callback(_retrieved)
+
+
+def _retrieved(f: asyncio.Future) -> None:
+    """Mark a batch's error as seen (its requests may all have timed out): no 'never retrieved' warning."""
+    if not f.cancelled():
+        f.exception()
+
+
 class EventLog:
     def __init__(self, cfg: StreamingSettings) -> None:
         self.cfg = cfg
@@ -39,6 +57,8 @@ class EventLog:
         self._connector: asyncio.Task | None = None
         self.last_error = "not connected yet"
         self._topics_checked = False
+        self._open: dict[tuple[str, int], _OpenBatch] = {}     # this turn's batches, per (topic, partition)
+        self._flusher: asyncio.Task | None = None
 
     @property
     def connected(self) -> bool:
@@ -80,47 +100,82 @@ class EventLog:
                 if not self._topics_checked:     # after an outage: a restarted broker may have lost them
                     await ensure_topics(self.cfg.broker, self.cfg.topics, int(self.timeout_s * 1000))
                     self._topics_checked = True
-                futures = await self._send(producer, records)
-                await asyncio.gather(*futures)
+                waits = await self._queue(producer, records)
+                await asyncio.wait(waits)        # never cancels them: other requests' records share the batches
+                for w in waits:
+                    w.result()                   # raises the batch's error
         except (KafkaError, TimeoutError, OSError, BrokerUnavailable) as exc:
             self._topics_checked = False
             self.last_error = f"{type(exc).__name__}: {exc}"
             raise BrokerUnavailable(f"event log did not acknowledge within {self.timeout_s}s: {self.last_error}",
                                     field="broker") from None
 
-    @staticmethod
-    async def _send(producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes]]) -> list:
-        """Queue the records as one batch per partition (a keyed record goes where Kafka's default partitioner
-        puts it, so a session's events stay in order on one partition); keyless records go one by one.
-        Appending to a batch builder costs ~1 us a record, ``producer.send`` ~20 (a future, a coroutine and
-        aiokafka's pure-Python murmur2 each)."""
-        futures = []
-        builders: dict[tuple[str, int], object] = {}
+    async def _queue(self, producer: AIOKafkaProducer,
+                     records: Sequence[tuple[str, bytes | None, bytes]]) -> list[asyncio.Future]:
+        """Add the records to the open per-partition batches, shared by every request of this event-loop turn
+        (a keyed record goes where Kafka's default partitioner puts it, so a session's events stay in order on
+        one partition; keyless records go one by one); the flusher sends them once this turn's requests are
+        in. Returns the futures of the batches holding them. Appending to a batch builder costs ~1 us a
+        record, ``producer.send`` ~20; a batch shared by many requests also pays aiokafka's per-request
+        costs (a ProduceRequest, its response, futures) once."""
+        waits: list[asyncio.Future] = []
         counts: dict[str, int] = {}
         for topic, key, value in records:
             if key is None:
-                futures.append(await producer.send(topic, value))
+                waits.append(await producer.send(topic, value))
                 continue
             n = counts.get(topic)
             if n is None:
                 n = counts[topic] = len(await producer.partitions_for(topic))
             tp = (topic, partition(key, n))
-            batch = builders.get(tp)
-            if batch is None:
-                batch = builders[tp] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:      # full: send it, start another
-                futures.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
-                batch = builders[tp] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
+            op = self._open.get(tp)
+            if op is None or op.producer is not producer:
+                op = self._open[tp] = _OpenBatch(producer, producer.create_batch())
+            if op.batch.append(key=key, value=value, timestamp=None) is None:      # full: send it, open another
+                del self._open[tp]
+                await self._ship(tp, op)
+                op = self._open[tp] = _OpenBatch(producer, producer.create_batch())
+                if op.batch.append(key=key, value=value, timestamp=None) is None:
                     raise BrokerUnavailable(f"an event of {len(value)} bytes does not fit a batch", field="events")
-        for (topic, part), batch in builders.items():
-            futures.append(await producer.send_batch(batch, topic, partition=part))
-        return futures
+            if not waits or waits[-1] is not op.done:
+                waits.append(op.done)
+        if self._open and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush(), name="event-log-flush")
+        return list(dict.fromkeys(waits))
+
+    async def _flush(self) -> None:
+        while self._open:
+            opened, self._open = self._open, {}
+            for tp, op in opened.items():
+                await self._ship(tp, op)
+
+    @staticmethod
+    async def _ship(tp: tuple[str, int], op: _OpenBatch) -> None:
+        """Hand one batch to the producer; its acknowledgement (or error) resolves ``op.done``."""
+        try:
+            ack = await op.producer.send_batch(op.batch, tp[0], partition=tp[1])
+        except Exception as exc:  # noqa: BLE001 - the waiting requests get the error and answer 503
+            if not op.done.done():
+                op.done.set_exception(exc)
+            return
+
+        def relay(f: asyncio.Future) -> None:
+            if op.done.done():
+                return
+            if f.cancelled():
+                op.done.set_exception(KafkaError("batch cancelled"))
+            elif f.exception() is not None:
+                op.done.set_exception(f.exception())
+            else:
+                op.done.set_result(f.result())
+
+        ack.add_done_callback(relay)
 
     async def stop(self) -> None:
-        if self._connector is not None:
-            self._connector.cancel()
-            await asyncio.gather(self._connector, return_exceptions=True)
+        for task in (self._connector, self._flusher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()

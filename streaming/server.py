@@ -12,6 +12,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
 from shared.config import StrataSettings
+from shared.gc_tuning import tune_gc
 from streaming.app import build_app
 from streaming.catalog import load_catalog
 from streaming.processor import StreamProcessor
@@ -31,6 +32,7 @@ def run_ingest(settings: StrataSettings) -> None:
         tier2.load()                 # fail fast on a bad registry, before binding the port
     logger.info("streaming service serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
+    tune_gc()
     uvicorn.run(build_app(IngestService(cfg), tier2), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                 access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
 
@@ -46,6 +48,7 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
 
     async def main() -> None:
         proc = StreamProcessor(cfg, catalog, metrics)
+        tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):

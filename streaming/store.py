@@ -34,7 +34,7 @@ for lo = 1, #members, 4000 do
   local b = redis.call('SMISMEMBER', q[7], unpack(members, lo, hi))
   for i = 1, #a do out[2][lo + i - 1] = a[i] + b[i] end
 end
-for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'acc', 'ref_ms', 'events') end
+for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'acc', 'ref_ms', 'events', 'recent') end
 for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
 for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
 return cmsgpack.pack(out)
@@ -43,7 +43,7 @@ return cmsgpack.pack(out)
 # p: 1 watermarks expected [f, v, ...] (v = -1: none), 2 seen members, 3 seen bucket keys {current, previous},
 # 4 the current bucket's expiry (unix ms), 5 other ops {{cmd, args...}, ...}, 6 HINCRBY [key, field, n, ...],
 # 7 long-term vector adds [key, field, dim, float64 bytes, ...], 8 sessions [key, acc, ref_ms, events, vec|"",
-# ...], 9 {session ttl ms, updated ms}, 10 invalidation message ("" none), 11 new watermarks [f, v, ...]
+# recent, ...], 9 {session ttl ms, updated ms}, 10 invalidation message ("" none), 11 new watermarks [f, v, ...]
 _APPLY = """
 local p = cmsgpack.unpack(ARGV[1])
 local wm = p[1]
@@ -86,12 +86,13 @@ for i = 1, #va, 4 do
 end
 local ss = p[8]
 local ttl, updated = p[9][1], p[9][2]
-for i = 1, #ss, 5 do
+for i = 1, #ss, 6 do
   if ss[i + 4] == '' then
-    redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated)
+    redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated,
+               'recent', ss[i + 5])
   else
     redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated,
-               'vec', ss[i + 4])
+               'recent', ss[i + 5], 'vec', ss[i + 4])
   end
   redis.call('PEXPIRE', ss[i], ttl)
 end
@@ -129,8 +130,10 @@ class StreamStore:
         wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
         snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
                         {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
-        for s, (acc, ref, n) in zip(sessions, ses_raw, strict=True):
+        for s, (acc, ref, n, recent) in zip(sessions, ses_raw, strict=True):
             snap.sessions[s] = (decode_acc(acc or None, ref or None), int(n) if n else 0)
+            if recent:
+                snap.recent[s] = recent
         for k, flat in zip(imps, imp_raw, strict=True):
             snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
         for k, members in zip(pend, pend_raw, strict=True):
@@ -142,7 +145,7 @@ class StreamStore:
         b = plan.seen_bucket
         inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
         lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
-        ss = [x for w in plan.session_writes for x in (w.key, w.acc, w.ref_ms, w.events, w.vec or "")]
+        ss = [x for w in plan.session_writes for x in (w.key, w.acc, w.ref_ms, w.events, w.vec or "", w.recent)]
         msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
         blob = _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
                       [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * self.dedup_ms, plan.ops, inc, lt,

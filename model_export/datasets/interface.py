@@ -31,6 +31,11 @@ class PurchaseDataset(Protocol):
         """JSON-ready provenance for a bundle manifest."""
         ...
 
+    def item_labels(self, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+        """(category name, age-restricted 0/1) per item of ``catalog``: what the serving catalog calls them,
+        so the retrieval bundle's ANN shard carries the payload the origin filters on."""
+        ...
+
 
 @dataclass(slots=True)
 class OnlineRetail:
@@ -50,6 +55,11 @@ class OnlineRetail:
 
     def describe(self) -> dict[str, Any]:
         return dict(self._report) or {"source": self.name, "path": str(self.path)}
+
+    def item_labels(self, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+        # the names model_export.serving_catalog gives the derived clusters; nothing is age-restricted
+        names = np.array([f"cluster-{c:02d}" for c in range(int(catalog.category.max(initial=0)) + 1)])
+        return names[catalog.category], np.zeros(catalog.n_items, dtype=np.int8)
 
 
 @dataclass(slots=True)
@@ -74,3 +84,10 @@ class SyntheticPurchases:
         fingerprint = self.world.fingerprint() if self.world is not None else None
         return {"source": self.name, "seed": self.config.seed, "n_items": self.config.n_items,
                 "n_users": self.config.n_users, "n_sessions": self.config.n_sessions, "fingerprint": fingerprint}
+
+    def item_labels(self, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+        world = self.world if self.world is not None else generate_world(self.config)
+        cat = world.catalog
+        if not np.array_equal(cat.item_id, catalog.item_id):
+            raise ValueError("the catalog is not this world's")
+        return cat.category_names, cat.age_restricted.astype(np.int8)

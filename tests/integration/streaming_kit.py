@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.config import StreamingSettings, load_settings
 from shared.contracts import parse_event
-from shared.session_update import replay_session
+from shared.session_update import replay_recent, replay_session
 from streaming.app import build_app
 from streaming.catalog import Catalog
 from streaming.processor import StreamProcessor
@@ -98,7 +98,8 @@ def expected_state(raw_events: list[dict], catalog: Catalog, cfg: StreamingSetti
         if ev.type == "view":
             views[(ev.tenant, ev.user_id)] += 1
     states = {k: replay_session(evs, catalog.vector, cfg.session) for k, evs in per_session.items()}
-    return {"sessions": states, "views": dict(views), "distinct": len(seen)}
+    recent = {k: replay_recent(evs, catalog.index.__contains__, cfg.session) for k, evs in per_session.items()}
+    return {"sessions": states, "recent": recent, "views": dict(views), "distinct": len(seen)}
 
 
 def event_stream(catalog: Catalog, seed: int, n_sessions: int = 30, per_session: int = 30,
@@ -191,7 +192,8 @@ async def log_ends(broker: str, topic: str, n: int, timeout_s: float = 30.0) -> 
 
 
 def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: StreamingSettings) -> None:
-    """Exact bandit counts and views, and every session vector equal (bit for bit) to the replay."""
+    """Exact bandit counts and views, and every session vector (bit for bit) and recent-items list equal to the
+    replay."""
     from shared import keys as K
     from shared.session_update import decode_acc, session_vec
 
@@ -207,6 +209,7 @@ def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: S
         assert acc is not None, sid
         assert acc.acc.tobytes() == state.acc.tobytes() and acc.ref_ms == state.ref_ms, sid
         assert raw[b"vec"] == session_vec(state).astype("<f4").tobytes(), sid
+        assert raw.get(b"recent", b"") == expect["recent"][(tenant, sid)], sid
 
 
 def apply_purchases(valkey_proc, user: str, session: str, items: list[str], ts0: int, step_ms: int,

@@ -112,3 +112,27 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     shutil.copytree(bdir, copy)
     np.save(copy / B.ITEM_VECTORS_FILE, np.roll(np.load(copy / B.ITEM_VECTORS_FILE), 1, axis=0))
     assert open_item_index(copy, cat, tmp_path / "other") is None
+
+
+def test_a_shipped_point_can_be_updated_and_deleted_in_the_opened_copy(tmp_path: Path) -> None:
+    """The opened copy starts a new log; its updates must still win over the points' build-time versions
+    (without moving the counter past the build's, Qdrant ignored both the upsert and the delete)."""
+    from shared.item_shard import build_shipped_shard
+
+    rng = np.random.default_rng(11)
+    vecs = rng.normal(size=(5000, 8)).astype(np.float32)
+    keys = [f"k{i}" for i in range(5000)]
+    stats = build_shipped_shard(tmp_path / "s.tar", keys, vecs, [{"category": "a", "in_stock": 1,
+                                                                  "age_restricted": 0}] * 5000)
+    assert stats["last_op"] >= 3                   # the field indexes and the upsert batches
+    index = open_shipped_shard(tmp_path / "s.tar", tmp_path / "open")
+    try:
+        in_stock = PayloadFilter(equals={"in_stock": 1})
+        last = keys[-1]                             # written by the build's last batch: the highest version
+        index.upsert([IndexPoint(last, vecs[-1], {"category": "a", "in_stock": 0, "age_restricted": 0})])
+        assert last not in {h.key for h in index.search(vecs[-1], 10, in_stock)}
+        assert index.count(in_stock) == 4999
+        index.delete(["k0"])
+        assert index.count() == 4999 and index.search(vecs[0], 1)[0].key != "k0"
+    finally:
+        index.close()

@@ -39,6 +39,25 @@ def test_every_type_has_a_valid_example_that_round_trips() -> None:
         assert parse_event(ev.to_dict()) == ev
 
 
+def test_a_field_a_type_does_not_use_is_refused_and_one_it_uses_is_not() -> None:
+    """Every type-specific field, added to every type's valid example: refused as "is not used" exactly when
+    the type does not use it (the validator skips those checks for events that carry none of them)."""
+    donors = {f: v for raw in VALID.values() for f, v in raw.items() if f not in BASE and f not in ("type", "slot")}
+    for etype, raw in VALID.items():
+        for f, v in donors.items():
+            body = {**raw, f: v}
+            used = f in raw or (etype == "click" and f == "impression_id")
+            if etype == "impression" and f in ("explored", "alpha", "beta", "items"):
+                continue                                  # lengths tie them together: tested above
+            if used:
+                parse_event(body)
+            else:
+                _fails(body, InvalidField, 422, f, f"is not used by {etype!r} events")
+        assert [k for k in parse_event(raw).to_dict()] == [k for k in ("event_id", "type", "tenant", "user_id",
+                                                                      "session_id", "ts", "channel", *Event.__slots__[7:])
+                                                          if k in parse_event(raw).to_dict()]
+
+
 def test_defaults_and_parsed_values() -> None:
     ev = parse_event(VALID["purchase"])
     assert ev == Event("e-1", "purchase", "default", "u-1", "s-1", TS, "web", item_id="SKU-1", slot="home",

@@ -243,6 +243,47 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
         imps = {**first.after_impressions, **second.after_impressions}
         assert {k: (v.items, v.clicked) for k, v in imps.items()} == \
             {k: (v.items, v.clicked) for k, v in whole.after_impressions.items()}
+        assert {**first.after_recent, **second.after_recent} == whole.after_recent
+
+
+def test_recent_items_are_newest_first_capped_and_equal_to_the_replay() -> None:
+    """The session's ``recent`` field (fed to the origin's user/session tower): items of the events that move
+    the vector, newest (log order) first, at most 1 KiB; readers take 30 distinct; carried over from the store."""
+    from shared.session_update import MAX_RECENT, RECENT_BYTES, recent_items, replay_recent
+
+    rng = np.random.default_rng(4)
+    catalog = Catalog("1.0.0", {f"i{k}": k for k in range(50)}, rng.normal(size=(50, 16)).astype(np.float32),
+                      ["c"] * 50, ["b"] * 50)
+    types = ["view", "click", "add_to_cart", "search", "remove_from_cart"]
+    raws = []
+    for o in range(400):
+        t = types[int(rng.integers(len(types)))]
+        kw = {"query": "q"} if t == "search" else {"item_id": f"i{int(rng.integers(60))}"}   # i50+: unknown
+        raws.append({"event_id": f"e{o}", "type": t, "user_id": "u", "session_id": f"s{int(rng.integers(3))}",
+                     "ts": T0 + int(rng.integers(-3_600_000, 3_600_000)), "channel": "web", **kw})
+    recs = [Record("events", 0, o, parse_event(r)) for o, r in enumerate(raws)]
+    whole = Planner(CFG, catalog).plan(recs, _empty(recs), T0)
+    for sid in ("s0", "s1", "s2"):
+        evs = [r.event for r in recs if r.event.session_id == sid]
+        moving = [e.item_id for e in evs if e.item_id is not None and CFG.session.weight(e.type) != 0
+                  and e.item_id in catalog.index]
+        key = K.session_key("default", sid)
+        raw = whole.after_recent[key]
+        assert raw == replay_recent(evs, catalog.index.__contains__, CFG.session)
+        assert raw.decode().split("\x1f") == moving[::-1][:RECENT_BYTES // 3]   # "iN" + sep; unknown never enter
+        assert recent_items(raw) == list(dict.fromkeys(moving[::-1]))[:MAX_RECENT]
+        assert next(w for w in whole.session_writes if w.key == key).recent == raw
+    # carried over: the stored field continues under the batch's new items; the oldest whole entries go
+    key = K.session_key("default", "s")
+    two = [_rec(0, "view", item_id="i1"), _rec(1, "click", item_id="i0")]
+    old = [f"x{k:03d}" for k in range(300)]                      # 4 bytes + separator each
+    plan = Planner(CFG, CATALOG).plan(two, _empty(two, recent={key: "\x1f".join(old).encode()}), T0)
+    got = plan.after_recent[key]
+    n = (RECENT_BYTES - len("i0\x1fi1")) // 5                       # whole old entries that fit after them
+    assert got.decode().split("\x1f") == ["i0", "i1", *old[:n]]
+    assert len(got) <= RECENT_BYTES < len(got) + 5                    # cut after the last whole entry
+    plan = Planner(CFG, CATALOG).plan(two, _empty(two, recent={key: b"i1\x1fx"}), T0)
+    assert recent_items(plan.after_recent[key]) == ["i0", "i1", "x"]
 
 
 def test_histogram_observe_many_equals_observe_one_by_one() -> None:
