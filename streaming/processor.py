@@ -49,7 +49,7 @@ class _InFlight:
     batches: dict
     records: list[Record]
     plan: Plan
-    write: asyncio.Task
+    write: asyncio.Future | None = None      # None: planned, not sent yet
 
 
 def to_record(topic: str, partition: int, offset: int, value: bytes) -> Record:
@@ -106,31 +106,36 @@ class StreamProcessor:
         self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics)
 
     async def run(self) -> None:
-        """Consume until ``stop()``, with one batch's write in flight: while the store runs batch N's write,
-        batch N+1 is fetched, decoded, read (its snapshot overlaid with N's effects: ``effects.overlay``) and
-        planned; N+1's write is sent only once N's landed (if N's did not, both are redone in order)."""
+        """Consume until ``stop()``, overlapping the store's work with the processor's: batch N is planned,
+        then batch N+1 is fetched and its snapshot read while the store is idle, then N's write is sent and
+        N+1 is planned (on that snapshot overlaid with N's effects: ``effects.overlay``) while the store
+        runs it; N+1's write is sent only after N's landed (if N's did not, both are redone in order). With
+        nothing more to fetch, a planned write is sent at once."""
         assert self.consumer is not None and self.relay is not None
         tasks = [asyncio.create_task(self.relay.run(), name="trigger-relay"),
                  asyncio.create_task(self._committer(), name="committer")]
-        inflight: _InFlight | None = None
+        planned: _InFlight | None = None
         try:
             while not self._stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=100, max_records=self.cfg.max_batch)
+                batches = await self.consumer.getmany(timeout_ms=0 if planned is not None else 100,
+                                                      max_records=self.cfg.max_batch)
                 if not batches:
-                    if inflight is not None:         # idle: finish the last batch now
-                        await self._settle(inflight)
-                        inflight = None
+                    if planned is not None:          # nothing more yet: write the planned batch now
+                        planned.write = await self._start_write(planned.plan)
+                        await self._settle(planned)
+                        planned = None
                     continue
                 records = [to_record(tp.topic, tp.partition, m.offset, m.value)
                            for tp, msgs in batches.items() for m in msgs]
-                inflight = await self._advance(inflight, batches, records)
-            if inflight is not None:
-                await self._settle(inflight)
-                inflight = None
+                planned = await self._advance(planned, batches, records)
+            if planned is not None:
+                planned.write = await self._start_write(planned.plan)
+                await self._settle(planned)
+                planned = None
         finally:
-            if inflight is not None and not inflight.write.done():
-                inflight.write.cancel()       # not known to be written: not committed, so redelivered
-                await asyncio.gather(inflight.write, return_exceptions=True)
+            if planned is not None and planned.write is not None and not planned.write.done():
+                planned.write.cancel()       # not known to be written: not committed, so redelivered
+                await asyncio.gather(planned.write, return_exceptions=True)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -145,12 +150,15 @@ class StreamProcessor:
         self._done(batches)
 
     async def _advance(self, prev: _InFlight | None, batches: dict, records: list[Record]) -> _InFlight | None:
-        """Read and plan ``records`` while ``prev``'s write runs; send their write once ``prev``'s landed."""
+        """Read ``records``' snapshot, send ``prev``'s write, plan ``records`` while the store runs it, then wait
+        for it. Returns the new planned batch (its write not sent yet), or None if it was applied here."""
         now_ms = int(time.time() * 1000)
         try:
             snap = await self.store.read(reads_for(records), now_ms)
         except (RedisError, OSError, TimeoutError):
             snap = None
+        if prev is not None:
+            prev.write = await self._start_write(prev.plan)     # sent: the store runs it while we plan
         plan = None
         if snap is not None:
             if prev is not None:
@@ -164,7 +172,17 @@ class StreamProcessor:
             return None
         if plan.dead:
             await self._dead_letter(plan.dead)
-        return _InFlight(batches, records, plan, asyncio.create_task(self.store.write(plan), name="write-batch"))
+        return _InFlight(batches, records, plan)
+
+    async def _start_write(self, plan: Plan) -> asyncio.Future:
+        """Send the plan's write; a future for its answer (a failed send: a future holding the error)."""
+        try:
+            answer = await self.store.send_write(plan)
+        except (RedisError, OSError, TimeoutError) as exc:
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        return asyncio.create_task(answer(), name="write-batch")
 
     async def _settle(self, inf: _InFlight) -> bool:
         """Wait for an in-flight write; True if it landed as planned, False if the batch had to be redone."""

@@ -13,11 +13,13 @@ overwrite a newer one. Single Valkey/Redis node (a cluster needs the keys groupe
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 
 from shared import keys as K
 from shared.session_update import decode_acc
@@ -142,6 +144,11 @@ class StreamStore:
 
     async def write(self, plan: Plan) -> bool:
         """Apply the plan atomically; False when the snapshot it was computed from is stale."""
+        return await (await self.send_write(plan))()
+
+    async def send_write(self, plan: Plan) -> Callable[[], Awaitable[bool]]:
+        """Send the plan's write script now (the bytes are with the socket when this returns) and give back
+        the coroutine function that waits for its answer, so the caller can plan the next batch meanwhile."""
         b = plan.seen_bucket
         inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
         lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
@@ -151,7 +158,30 @@ class StreamStore:
                       [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * self.dedup_ms, plan.ops, inc, lt,
                       ss, [self.session_ttl_ms, plan.updated_ms], msg,
                       [x for f, v in plan.wm_new.items() for x in (f, v)]])
-        return bool(await self._apply(keys=[K.WATERMARK_KEY, K.INVALIDATION_CHANNEL], args=[blob]))
+        keys = [K.WATERMARK_KEY, K.INVALIDATION_CHANNEL]
+        pool = self.r.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_command("EVALSHA", self._apply.sha, len(keys), *keys, blob)
+        except BaseException:
+            await conn.disconnect()
+            await pool.release(conn)
+            raise
+
+        async def answer() -> bool:
+            try:
+                try:
+                    res = await conn.read_response()
+                except NoScriptError:           # first use on this server: load the script and run it
+                    res = await self._apply(keys=keys, args=[blob])
+                return bool(res)
+            except BaseException:
+                await conn.disconnect()         # an unread answer must not reach the next command
+                raise
+            finally:
+                await pool.release(conn)
+
+        return answer
 
     async def watermark(self, wm_field: str) -> int:
         v = await self.r.hget(K.WATERMARK_KEY, wm_field)
