@@ -1,9 +1,9 @@
-"""Scorer: the deep ranker (with consent and a purchase history the models know) or the edge scorer's
-click probability over ``shared.features`` rows, plus query relevance.
+"""Scorer: the deep ranker (with consent and a history the models know: purchases and the session's recent
+items) or the edge scorer's click probability over ``shared.features`` rows, plus query relevance.
 
 Deep ranker (``shared.ranker_pipeline`` / ``shared.ranker_features``, exactly what offline evaluation
 serves): repeat and recency from the user's purchases, co-visitation, popularity, the two-tower score,
-price, category share. Its listwise score is squashed by a sigmoid (monotone) so that query relevance
+price, category share, title-text affinity with the history. Its listwise score is squashed by a sigmoid (monotone) so that query relevance
 adds on the same bounded scale. Items the models do not know (added after the export) rank after every
 known one, in their retrieval order: score = lowest known score x retrieval score.
 
