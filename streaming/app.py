@@ -71,12 +71,7 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
 
     @api.post(handler.route, status_code=202)
     async def events(request: Request) -> Response:
-        size = int(request.headers.get("content-length") or 0)
-        if size > limit:
-            raise PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
-        body = await request.body()
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {limit}-byte limit", field="body")
+        body = await _bounded_body(request, limit)
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
@@ -90,6 +85,17 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
     return api
 
 
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413, field ``body``) when its declared or actual size exceeds ``limit``."""
+    size = int(request.headers.get("content-length") or 0)
+    if size > limit:
+        raise PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {limit}-byte limit", field="body")
+    return body
+
+
 def _install_recommend(api: FastAPI, tier2: Tier2Service, limit: int) -> None:
     handler = tier2.handler
     metrics = tier2.metrics
@@ -101,12 +107,7 @@ def _install_recommend(api: FastAPI, tier2: Tier2Service, limit: int) -> None:
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         try:
-            size = int(request.headers.get("content-length") or 0)
-            if size > limit:
-                raise PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
-            body = await request.body()
-            if len(body) > limit:
-                raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {limit}-byte limit", field="body")
+            body = await _bounded_body(request, limit)
             out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
                                   accept.encode("latin-1") if accept else None)
             reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
