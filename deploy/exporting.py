@@ -101,14 +101,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def summary_table(result: Any) -> Table:
-    """Version, where it went, how long it took, quality against the baseline, and the parity gate."""
-    table = Table(title="exported bundle")
+def _bundle_table(title: str, result: Any) -> Table:
+    """A what/value table opening with the bundle's version, where it went and how long it took."""
+    table = Table(title=title)
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("version", str(result.version))
     table.add_row("bundle", str(result.bundle_dir))
     table.add_row("seconds", f"{result.seconds:.1f}")
+    return table
+
+
+def summary_table(result: Any) -> Table:
+    """Version, where it went, how long it took, quality against the baseline, and the parity gate."""
+    table = _bundle_table("exported bundle", result)
     tree = {"metrics": result.metrics or {}, "parity": getattr(result, "parity", None) or {}}
     for label, path in _SUMMARY_ROWS:
         value = _lookup(tree, path)
@@ -127,12 +133,7 @@ def export_text_with_progress(out: Path, console: Console, *, version: str | Non
 
 
 def text_summary_table(result: Any) -> Table:
-    table = Table(title="exported text encoder")
-    table.add_column("what", style="bold")
-    table.add_column("value")
-    table.add_row("version", str(result.version))
-    table.add_row("bundle", str(result.bundle_dir))
-    table.add_row("seconds", f"{result.seconds:.1f}")
+    table = _bundle_table("exported text encoder", result)
     table.add_row("parity min cosine (ONNX vs sentence-transformers)", f"{result.parity['min_cosine']:.7f}")
     table.add_row("parity tolerance", _fmt(result.parity["tolerance_min_cosine"]))
     table.add_row("int8", "shipped" if result.int8.get("shipped") else
