@@ -61,16 +61,9 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
     install_error_handlers(api)
     handler = service.handler
     limit = service.cfg.max_body_bytes
-    statuses = service.metrics
-
-    @api.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        statuses.inc("requests_total", (str(response.status_code),))
-        return response
 
     @api.post(handler.route, status_code=202)
-    async def events(request: Request) -> Response:
+    async def events(request: Request) -> Response:     # documents the route; ``_Front`` answers it
         body = await _bounded_body(request, limit)
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
@@ -82,7 +75,78 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
     if tier2 is not None:
         _install_recommend(api, tier2, limit)
     install_ops_routes(api, _Ops(service, tier2))
-    return api
+    return _Front(api, service)
+
+
+class _Front:
+    """The ASGI app uvicorn runs: ``POST /v1/events`` straight to the ingest pipeline (the hot path: no
+    routing, request object or middleware per request), everything else to FastAPI; every answer counted by
+    status (``requests_total``)."""
+
+    def __init__(self, api: FastAPI, service: IngestService) -> None:
+        self.api = api
+        self.handler = service.handler
+        self.route = service.handler.route
+        self.limit = service.cfg.max_body_bytes
+        self.metrics = service.metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.api(scope, receive, send)         # lifespan, websocket (refused by FastAPI)
+        if scope["path"] == self.route and scope["method"] == "POST":
+            return await self._events(scope, receive, send)
+        metrics = self.metrics
+
+        async def counted(message) -> None:
+            if message["type"] == "http.response.start":
+                metrics.inc("requests_total", (str(message["status"]),))
+            await send(message)
+
+        await self.api(scope, receive, counted)
+
+    async def _events(self, scope, receive, send) -> None:
+        ctype = accept = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                ctype = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"content-length":
+                length = value
+        try:
+            body = await _receive_body(receive, length, self.limit)
+            if body is None:
+                return                  # the client went away: nothing to answer, nothing appended
+            out = self.handler.try_now(body, ctype, accept)
+            reply = out if isinstance(out, Reply) else await self.handler.finish(out)
+        except Exception as exc:        # StrataError -> its status; anything else -> 500 (the one mapper)
+            reply = negotiated_error_reply(exc, accept, ctype)
+        self.metrics.inc("requests_total", (str(reply.status),))
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": [(b"content-type", reply.media.encode()),
+                                (b"content-length", str(len(reply.body)).encode()), *reply.headers]})
+        await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _receive_body(receive, length: bytes | None, limit: int) -> bytes | None:
+    """The request body from ASGI ``receive`` (None: the client disconnected first), refused (413, field
+    ``body``) when its declared or actual size exceeds ``limit`` (read no further than that)."""
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"body of {int(length)} bytes exceeds the {limit}-byte limit", field="body")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"body of more than {limit} bytes exceeds the {limit}-byte limit", field="body")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
