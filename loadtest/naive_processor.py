@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared import keys as K
 from shared.contracts import parse_event
-from shared.session_update import SessionRule, apply_event, decode_acc, encode_acc, session_vec
+from shared.session_update import SessionRule, apply_event, decode_state, encode_state, session_vec
 
 
 async def run_naive(broker: str, topic: str, store_url: str, group: str, n_events: int, vector,
@@ -41,9 +41,9 @@ async def run_naive(broker: str, topic: str, store_url: str, group: str, n_event
                     vec = vector(ev.item_id) if ev.item_id else None
                     if vec is not None:
                         skey = K.session_key(ev.tenant, ev.session_id)
-                        acc, ref = await r.hmget(skey, "acc", "ref_ms")
-                        state = apply_event(decode_acc(acc, ref), vec, rule.weight(ev.type), ev.ts_ms, rule)
-                        fields = {"acc": encode_acc(state), "ref_ms": state.ref_ms,
+                        old = decode_state(await r.hget(skey, "st"))
+                        state = apply_event(old.state, vec, rule.weight(ev.type), ev.ts_ms, rule)
+                        fields = {"st": encode_state(state.acc, state.ref_ms, old.events + 1, old.ttl_at),
                                   "updated_ms": int(time.time() * 1000)}
                         unit = session_vec(state)
                         if unit is not None:

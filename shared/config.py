@@ -156,7 +156,7 @@ class StreamingSettings(_Section):
     click_join_window_s: float = Field(3600.0, gt=0, description="a click joins its impression within this")
     abandoned_cart_s: float = Field(1800.0, gt=0, description="add_to_cart without purchase this long -> trigger")
     dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
-    session_ttl_s: float = Field(86400.0, gt=0, description="session state expires this long after its last write")
+    session_ttl_s: float = Field(86400.0, gt=0, description="session state expires at least this long (at most 1.1x) after its last write")
     session: SessionRule = SessionRule()
     tier2: Tier2Settings = Tier2Settings()
 

@@ -13,6 +13,7 @@ batching or timing: replaying the same events gives bit-identical bytes.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -82,14 +83,32 @@ def session_vecs(accs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (accs / safe[:, None]).astype(np.float32), ok
 
 
-def encode_acc(state: SessionAcc) -> bytes:
-    return state.acc.astype("<f8").tobytes()
+# The processor's own state of a session, one hash field ``st`` (fewer fields: each costs the store a few
+# thousand instructions per write): ref_ms int64, events applied uint32, ttl_at int64 (unix ms the key's expiry
+# was last set to), then the accumulator as float64 [EMBED_DIM]; little-endian.
+STATE_HEAD = struct.Struct("<qIq")
+STATE_BYTES = STATE_HEAD.size + EMBED_DIM * 8
 
 
-def decode_acc(acc_raw: bytes | None, ref_raw: bytes | str | None) -> SessionAcc | None:
-    if acc_raw is None or ref_raw is None or len(acc_raw) != EMBED_DIM * 8:
-        return None
-    return SessionAcc(np.frombuffer(acc_raw, dtype="<f8"), int(ref_raw))      # read-only: rules never write in place
+class StoredState(NamedTuple):
+    state: SessionAcc | None
+    events: int
+    ttl_at: int
+
+
+def encode_state(acc: bytes | np.ndarray, ref_ms: int, events: int, ttl_at: int) -> bytes:
+    """The ``st`` field; ``acc`` as float64 little-endian bytes (or an array)."""
+    raw = acc if isinstance(acc, bytes) else np.asarray(acc, dtype="<f8").tobytes()
+    return STATE_HEAD.pack(ref_ms, events, ttl_at) + raw
+
+
+def decode_state(raw: bytes | None) -> StoredState:
+    """The ``st`` field -> (state or None, events, ttl_at); missing or the wrong size (another dimension) -> empty."""
+    if raw is None or len(raw) != STATE_BYTES:
+        return StoredState(None, 0, 0)
+    ref_ms, events, ttl_at = STATE_HEAD.unpack_from(raw)
+    # read-only view: rules never write in place
+    return StoredState(SessionAcc(np.frombuffer(raw, dtype="<f8", offset=STATE_HEAD.size), ref_ms), events, ttl_at)
 
 
 def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndarray | None],

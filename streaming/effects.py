@@ -59,6 +59,7 @@ class Snapshot:
     pending: dict[str, set[str]]                     # pending-clicks key -> item ids
     seen_bucket: int = 0                             # the dedup bucket the snapshot checked (and the plan writes)
     recent: dict[str, bytes] = field(default_factory=dict)    # session key -> stored ``recent`` field
+    ttl_at: dict[str, int] = field(default_factory=dict)      # session key -> when its expiry was set to (ms)
 
 
 @dataclass(slots=True)
@@ -80,6 +81,8 @@ class SessionWrite:
     events: int
     vec: bytes | None            # float32 unit vector; None: no direction (the stored ``vec`` is left as is)
     recent: bytes = b""          # the session's recent item ids, newest first (``push_recent``)
+    ttl_at: int = 0              # unix ms the key expires at after this write (kept in the state, ``st``)
+    expire_at: int = 0           # = ttl_at when this write sets the key's expiry; 0: its expiry stays
 
 
 @dataclass(slots=True)
@@ -101,6 +104,7 @@ class Plan:
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
     after_recent: dict[str, bytes] = field(default_factory=dict)
+    after_ttl_at: dict[str, int] = field(default_factory=dict)
     after_impressions: dict[str, Impression] = field(default_factory=dict)
     after_pending: dict[str, set[str]] = field(default_factory=dict)     # deleted: empty set
 
@@ -117,6 +121,8 @@ def overlay(snap: Snapshot, prev: Plan) -> None:
         snap.sessions[k] = prev.after_sessions[k]
     for k in snap.sessions.keys() & prev.after_recent.keys():
         snap.recent[k] = prev.after_recent[k]
+    for k in snap.sessions.keys() & prev.after_ttl_at.keys():
+        snap.ttl_at[k] = prev.after_ttl_at[k]
     for k in snap.impressions.keys() & prev.after_impressions.keys():
         snap.impressions[k] = prev.after_impressions[k]
     for k in snap.pending.keys() & prev.after_pending.keys():
@@ -178,6 +184,9 @@ class Planner:
         self.join_ms = int(cfg.click_join_window_s * 1000)
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
+        # a session key's expiry is pushed to ttl + 10% when it would come within ttl of the write: so it lives
+        # at least ``session_ttl_s`` after its last event (at most 1.1x), with one PEXPIREAT per ~10% of the ttl
+        self.ttl_slack_ms = max(self.session_ttl_ms // 10, 1)
         self.weights = dict(cfg.session.weights)
         self.cat_fields = ["cat:" + c for c in catalog.categories]       # profile fields per catalog row
         self.brand_fields = ["brand:" + b for b in catalog.brands]
@@ -340,10 +349,19 @@ class Planner:
         for s, item in zip(moves.session, moves.item, strict=True):
             new_items[s].append(item)
         old_recent = snap.recent.get
+        old_ttl = snap.ttl_at.get
+        after_ttl = plan.after_ttl_at
+        keep_until = plan.updated_ms + self.session_ttl_ms        # the key must live at least until then
+        new_ttl = keep_until + self.ttl_slack_ms
         for i, (skey, good) in enumerate(zip(moves.keys, ok.tolist(), strict=True)):
             recent = plan.after_recent[skey] = push_recent(old_recent(skey, b""), new_items[i])
+            ttl_at = old_ttl(skey, 0)
+            expire_at = 0
+            if ttl_at < keep_until:
+                ttl_at = expire_at = after_ttl[skey] = new_ttl
             writes.append(SessionWrite(skey, acc_bytes[i * a_n:(i + 1) * a_n], ref[i], count[i],
-                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None, recent))
+                                       vec_bytes[i * v_n:(i + 1) * v_n] if good else None, recent, ttl_at,
+                                       expire_at))
             after[skey] = (SessionAcc(kept[i], ref[i]), count[i])
         plan.sessions.extend(moves.names)
         users: dict[str, int] = {}

@@ -68,7 +68,7 @@ class StreamProcessor:
         self.cfg = cfg
         self.planner = Planner(cfg, catalog)
         self.metrics = metrics or ProcessorMetrics()
-        self.store = StreamStore(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s, session_ttl_s=cfg.session_ttl_s)
+        self.store = StreamStore(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: TriggerRelay | None = None

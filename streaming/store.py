@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from shared import keys as K
-from shared.session_update import decode_acc
+from shared.session_update import decode_state, encode_state
 from streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """
@@ -36,7 +36,7 @@ for lo = 1, #members, 4000 do
   local b = redis.call('SMISMEMBER', q[7], unpack(members, lo, hi))
   for i = 1, #a do out[2][lo + i - 1] = a[i] + b[i] end
 end
-for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'acc', 'ref_ms', 'events', 'recent') end
+for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'st', 'recent') end
 for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
 for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
 return cmsgpack.pack(out)
@@ -44,8 +44,9 @@ return cmsgpack.pack(out)
 
 # p: 1 watermarks expected [f, v, ...] (v = -1: none), 2 seen members, 3 seen bucket keys {current, previous},
 # 4 the current bucket's expiry (unix ms), 5 other ops {{cmd, args...}, ...}, 6 HINCRBY [key, field, n, ...],
-# 7 long-term vector adds [key, field, dim, float64 bytes, ...], 8 sessions [key, acc, ref_ms, events, vec|"",
-# recent, ...], 9 {session ttl ms, updated ms}, 10 invalidation message ("" none), 11 new watermarks [f, v, ...]
+# 7 long-term vector adds [key, field, dim, float64 bytes, ...], 8 sessions [key, st, vec|"", recent, expire at
+# (unix ms; 0: the key's expiry stays), ...], 9 updated ms, 10 invalidation message ("" none), 11 new
+# watermarks [f, v, ...]
 _APPLY = """
 local p = cmsgpack.unpack(ARGV[1])
 local wm = p[1]
@@ -87,16 +88,14 @@ for i = 1, #va, 4 do
   redis.call('HSET', va[i], va[i + 1], struct.pack(fmt, unpack(add, 1, n)))
 end
 local ss = p[8]
-local ttl, updated = p[9][1], p[9][2]
-for i = 1, #ss, 6 do
-  if ss[i + 4] == '' then
-    redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated,
-               'recent', ss[i + 5])
+local updated = p[9]
+for i = 1, #ss, 5 do
+  if ss[i + 2] == '' then
+    redis.call('HSET', ss[i], 'st', ss[i + 1], 'updated_ms', updated, 'recent', ss[i + 3])
   else
-    redis.call('HSET', ss[i], 'acc', ss[i + 1], 'ref_ms', ss[i + 2], 'events', ss[i + 3], 'updated_ms', updated,
-               'recent', ss[i + 5], 'vec', ss[i + 4])
+    redis.call('HSET', ss[i], 'st', ss[i + 1], 'updated_ms', updated, 'recent', ss[i + 3], 'vec', ss[i + 2])
   end
-  redis.call('PEXPIRE', ss[i], ttl)
+  if ss[i + 4] > 0 then redis.call('PEXPIREAT', ss[i], ss[i + 4]) end
 end
 if p[10] ~= '' then redis.call('PUBLISH', KEYS[2], p[10]) end
 local nw = p[11]
@@ -110,14 +109,12 @@ def _pack(obj: object) -> bytes:
 
 
 class StreamStore:
-    def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 7 * 86400.0,
-                 session_ttl_s: float = 86400.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 7 * 86400.0) -> None:
         self.r = aioredis.from_url(url.replace("valkey://", "redis://", 1), retry=Retry(NoBackoff(), 0),
                                    socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self._read = self.r.register_script(_READ)
         self._apply = self.r.register_script(_APPLY)
         self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)
-        self.session_ttl_ms = int(session_ttl_s * 1000)
 
     async def read(self, reads: StoreReads, now_ms: int | None = None) -> Snapshot:
         """The snapshot a plan is computed from; event ids are checked in the dedup bucket of ``now_ms``."""
@@ -132,10 +129,13 @@ class StreamStore:
         wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
         snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
                         {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
-        for s, (acc, ref, n, recent) in zip(sessions, ses_raw, strict=True):
-            snap.sessions[s] = (decode_acc(acc or None, ref or None), int(n) if n else 0)
+        for s, (st, recent) in zip(sessions, ses_raw, strict=True):
+            state, n, ttl_at = decode_state(st or None)
+            snap.sessions[s] = (state, n)
             if recent:
                 snap.recent[s] = recent
+            if ttl_at:
+                snap.ttl_at[s] = ttl_at
         for k, flat in zip(imps, imp_raw, strict=True):
             snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
         for k, members in zip(pend, pend_raw, strict=True):
@@ -152,11 +152,12 @@ class StreamStore:
         b = plan.seen_bucket
         inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
         lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
-        ss = [x for w in plan.session_writes for x in (w.key, w.acc, w.ref_ms, w.events, w.vec or "", w.recent)]
+        ss = [x for w in plan.session_writes
+              for x in (w.key, encode_state(w.acc, w.ref_ms, w.events, w.ttl_at), w.vec or "", w.recent, w.expire_at)]
         msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
         blob = _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
                       [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * self.dedup_ms, plan.ops, inc, lt,
-                      ss, [self.session_ttl_ms, plan.updated_ms], msg,
+                      ss, plan.updated_ms, msg,
                       [x for f, v in plan.wm_new.items() for x in (f, v)]])
         keys = [K.WATERMARK_KEY, K.INVALIDATION_CHANNEL]
         pool = self.r.connection_pool

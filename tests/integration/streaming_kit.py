@@ -195,7 +195,7 @@ def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: S
     """Exact bandit counts and views, and every session vector (bit for bit) and recent-items list equal to the
     replay."""
     from shared import keys as K
-    from shared.session_update import decode_acc, session_vec
+    from shared.session_update import decode_state, session_vec
 
     got = {k: int(v) for k, v in store.hgetall(K.bandit_key("default", "home")).items()}
     assert got == expected_counts(raw_events)
@@ -205,7 +205,7 @@ def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: S
         assert sum(int(v) for k, v in prof.items() if k.startswith(b"v:")) == n, user
     for (tenant, sid), state in expect["sessions"].items():
         raw = store.hgetall(K.session_key(tenant, sid))
-        acc = decode_acc(raw.get(b"acc"), raw.get(b"ref_ms"))
+        acc = decode_state(raw.get(b"st")).state
         assert acc is not None, sid
         assert acc.acc.tobytes() == state.acc.tobytes() and acc.ref_ms == state.ref_ms, sid
         assert raw[b"vec"] == session_vec(state).astype("<f4").tobytes(), sid

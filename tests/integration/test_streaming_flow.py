@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from shared import keys as K
-from shared.session_update import decode_acc, session_vec
+from shared.session_update import decode_state, session_vec
 from streaming.catalog import load_catalog
 from streaming.effects import profile_summary
 from tests.integration.streaming_kit import (
@@ -85,8 +85,10 @@ def test_events_become_vectors_profiles_and_counts(tansu_proc, fresh_valkey, reg
     expect = expected_state(events, catalog, cfg)
     for (tenant, sid), state in expect["sessions"].items():
         raw = store.hgetall(K.session_key(tenant, sid))
-        got = decode_acc(raw[b"acc"], raw[b"ref_ms"])
+        got = decode_state(raw[b"st"]).state
         assert got.acc.tobytes() == state.acc.tobytes() and got.ref_ms == state.ref_ms
+        ttl_ms = cfg.session_ttl_s * 1000          # kept at least ttl after the last write, at most 1.1x
+        assert ttl_ms - 120_000 < store.pttl(K.session_key(tenant, sid)) <= 1.1 * ttl_ms
         assert raw[b"vec"] == session_vec(state).astype("<f4").tobytes()
         assert np.frombuffer(raw[b"vec"], "<f4").shape == (16,)
     counts = store.hgetall(K.bandit_key("default", "home"))

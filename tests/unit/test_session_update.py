@@ -11,8 +11,8 @@ from shared.session_update import (
     SessionAcc,
     SessionRule,
     apply_event,
-    decode_acc,
-    encode_acc,
+    decode_state,
+    encode_state,
     replay_session,
     session_vec,
 )
@@ -55,10 +55,14 @@ def test_zero_vector_item_gives_no_direction() -> None:
 
 def test_encode_decode_round_trip_is_exact() -> None:
     rng = np.random.default_rng(1)
-    s = SessionAcc(rng.normal(size=EMBED_DIM), 123)
-    back = decode_acc(encode_acc(s), b"123")
-    assert back.ref_ms == 123 and back.acc.tobytes() == s.acc.tobytes()
-    assert decode_acc(b"short", b"1") is None and decode_acc(None, None) is None
+    s = SessionAcc(rng.normal(size=EMBED_DIM), 1_764_000_000_123)
+    back = decode_state(encode_state(s.acc, s.ref_ms, 7, 1_764_086_400_000))
+    assert back.state.ref_ms == s.ref_ms and back.state.acc.tobytes() == s.acc.tobytes()
+    assert (back.events, back.ttl_at) == (7, 1_764_086_400_000)
+    assert decode_state(encode_state(s.acc.tobytes(), 1, 2, 3)).state.acc.tobytes() == s.acc.tobytes()
+    assert decode_state(b"short") == (None, 0, 0) and decode_state(None) == (None, 0, 0)
+    other_dim = encode_state(np.zeros(EMBED_DIM + 1), 1, 1, 1)        # a state of another model: ignored
+    assert decode_state(other_dim).state is None
 
 
 def test_replay_skips_unweighted_types_and_unknown_items() -> None:
@@ -77,7 +81,7 @@ def test_replay_is_deterministic_to_the_bit() -> None:
     evs = [Event(f"e{i}", str(rng.choice(["view", "click", "add_to_cart", "purchase"])), "t", "u", "s",
                  int(rng.integers(0, 10**7)), "web", item_id=f"i{int(rng.integers(0, 20))}") for i in range(300)]
     a, b = replay_session(evs, vecs.get, RULE), replay_session(list(evs), vecs.get, RULE)
-    assert encode_acc(a) == encode_acc(b) and session_vec(a).tobytes() == session_vec(b).tobytes()
+    assert a.acc.tobytes() == b.acc.tobytes() and session_vec(a).tobytes() == session_vec(b).tobytes()
 
 
 def test_rule_validation() -> None:

@@ -155,7 +155,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
     """The planner folds a batch's moves per session with numpy; every session's accumulator, reference time
     and vector must equal, bit for bit, ``apply_event`` applied one event at a time in log order, whatever the
     batch: several events per session, late events, sessions with and without stored state."""
-    from shared.session_update import SessionAcc, apply_event, encode_acc, session_vec
+    from shared.session_update import SessionAcc, apply_event, session_vec
 
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(50, 16)).astype(np.float32)
@@ -187,7 +187,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
     for w in plan.session_writes:
         state, n = expect[w.key]
         vec = session_vec(state)
-        assert (w.acc, w.ref_ms, w.events) == (encode_acc(state), state.ref_ms, n), w.key
+        assert (w.acc, w.ref_ms, w.events) == (state.acc.astype("<f8").tobytes(), state.ref_ms, n), w.key
         assert w.vec == (vec.astype("<f4").tobytes() if vec is not None else None), w.key
 
 
@@ -313,3 +313,31 @@ def test_a_preference_event_stores_the_latest_statement_for_the_origin() -> None
     pk = K.profile_key("default", "u")
     stated = [orjson.loads(op[3]) for op in plan.ops if op[0] == "HSET" and op[1] == pk and op[2] == "stated"]
     assert stated == [{"categories": ["toys"], "brands": ["Norvik"]}, {"categories": ["books"], "brands": []}]
+
+
+def test_a_session_key_expiry_is_set_when_new_or_due_and_left_alone_otherwise() -> None:
+    ttl_ms = int(CFG.session_ttl_s * 1000)
+    key = K.session_key("default", "s")
+    recs = [_rec(0, "view", item_id="i0")]
+    planner = Planner(CFG, CATALOG)
+    new = planner.plan(recs, _empty(recs), T0).session_writes[0]
+    assert new.expire_at == new.ttl_at == T0 + ttl_ms + ttl_ms // 10      # at least ttl after this write
+    fresh = planner.plan(recs, _empty(recs, ttl_at={key: T0 + ttl_ms + 5}), T0).session_writes[0]
+    assert (fresh.expire_at, fresh.ttl_at) == (0, T0 + ttl_ms + 5)      # still >= ttl away: no PEXPIREAT
+    due = planner.plan(recs, _empty(recs, ttl_at={key: T0 + ttl_ms - 1}), T0).session_writes[0]
+    assert due.expire_at == due.ttl_at == T0 + ttl_ms + ttl_ms // 10     # would expire < ttl after it: pushed
+
+
+def test_the_next_batch_planned_on_an_overlaid_snapshot_keeps_the_new_expiry() -> None:
+    from streaming.effects import overlay
+
+    key = K.session_key("default", "s")
+    planner = Planner(CFG, CATALOG)
+    first = [_rec(0, "view", item_id="i0")]
+    plan1 = planner.plan(first, _empty(first), T0)
+    second = [_rec(1, "view", item_id="i1")]
+    snap = _empty(second)                  # read before plan1's write landed
+    overlay(snap, plan1)
+    w = planner.plan(second, snap, T0 + 1).session_writes[0]
+    assert snap.ttl_at[key] == plan1.session_writes[0].ttl_at
+    assert (w.expire_at, w.ttl_at) == (0, plan1.session_writes[0].ttl_at)
