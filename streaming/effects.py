@@ -321,17 +321,21 @@ class Planner:
                 acc[s_idx[fresh]] = contrib[e_idx[fresh]]
             old = np.flatnonzero(~fresh)
             if old.size:
-                decay = np.empty(old.size, dtype=np.float64)      # multiplies the accumulator
-                scale = np.empty(old.size, dtype=np.float64)      # multiplies the contribution
-                for j, o in enumerate(old.tolist()):
-                    e, s = members[o], int(s_idx[o])
-                    if ts[e] >= ref[s]:
-                        decay[j], scale[j] = 0.5 ** ((ts[e] - ref[s]) / hl_ms), 1.0
-                        ref[s] = ts[e]
+                s_list = s_idx.tolist()
+                dec: list[float] = []          # multiplies the accumulator
+                sca: list[float] = []          # multiplies the contribution
+                for o in old.tolist():
+                    e, s = members[o], s_list[o]
+                    t, r = ts[e], ref[s]
+                    if t >= r:
+                        dec.append(0.5 ** ((t - r) / hl_ms))
+                        sca.append(1.0)
+                        ref[s] = t
                     else:
-                        decay[j], scale[j] = 1.0, 0.5 ** ((ref[s] - ts[e]) / hl_ms)
+                        dec.append(1.0)
+                        sca.append(0.5 ** ((r - t) / hl_ms))
                 so, eo = s_idx[old], e_idx[old]
-                acc[so] = acc[so] * decay[:, None] + contrib[eo] * scale[:, None]
+                acc[so] = acc[so] * np.array(dec)[:, None] + contrib[eo] * np.array(sca)[:, None]
             for o in np.flatnonzero(fresh).tolist():
                 s = int(s_idx[o])
                 ref[s] = ts[members[o]]

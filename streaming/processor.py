@@ -107,27 +107,26 @@ class StreamProcessor:
 
     async def run(self) -> None:
         """Consume until ``stop()``, overlapping the store's work with the processor's: batch N is planned,
-        then batch N+1 is fetched and its snapshot read while the store is idle, then N's write is sent and
-        N+1 is planned (on that snapshot overlaid with N's effects: ``effects.overlay``) while the store
-        runs it; N+1's write is sent only after N's landed (if N's did not, both are redone in order). With
-        nothing more to fetch, a planned write is sent at once."""
+        then batch N+1's snapshot is read while the store is idle, then N's write is sent and, while the store
+        runs it, N+1 is planned (on that snapshot overlaid with N's effects: ``effects.overlay``) and batch
+        N+2 fetched and validated; N+1's write is sent only after N's landed (if N's did not, both are redone
+        in order). With nothing more to fetch, a planned write is sent at once."""
         assert self.consumer is not None and self.relay is not None
         tasks = [asyncio.create_task(self.relay.run(), name="trigger-relay"),
                  asyncio.create_task(self._committer(), name="committer")]
         planned: _InFlight | None = None
+        fetched: tuple[dict, list[Record]] | None = None      # validated, not read or planned yet
         try:
             while not self._stop.is_set():
-                batches = await self.consumer.getmany(timeout_ms=0 if planned is not None else 100,
-                                                      max_records=self.cfg.max_batch)
-                if not batches:
+                if fetched is None:
+                    fetched = await self._fetch(0 if planned is not None else 100)
+                if fetched is None:
                     if planned is not None:          # nothing more yet: write the planned batch now
                         planned.write = await self._start_write(planned.plan)
                         await self._settle(planned)
                         planned = None
                     continue
-                records = [to_record(tp.topic, tp.partition, m.offset, m.value)
-                           for tp, msgs in batches.items() for m in msgs]
-                planned = await self._advance(planned, batches, records)
+                planned, fetched = await self._advance(planned, *fetched)
             if planned is not None:
                 planned.write = await self._start_write(planned.plan)
                 await self._settle(planned)
@@ -142,6 +141,14 @@ class StreamProcessor:
             if self._to_commit:
                 await self._commit()
 
+    async def _fetch(self, timeout_ms: int) -> tuple[dict, list[Record]] | None:
+        """The next fetched records, validated (None: nothing yet)."""
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.cfg.max_batch)
+        if not batches:
+            return None
+        return batches, [to_record(tp.topic, tp.partition, m.offset, m.value)
+                         for tp, msgs in batches.items() for m in msgs]
+
     async def process(self, batches: dict) -> None:
         """One batch, start to end (no write left in flight)."""
         records = [to_record(tp.topic, tp.partition, m.offset, m.value)
@@ -149,9 +156,11 @@ class StreamProcessor:
         await self.apply(records)
         self._done(batches)
 
-    async def _advance(self, prev: _InFlight | None, batches: dict, records: list[Record]) -> _InFlight | None:
-        """Read ``records``' snapshot, send ``prev``'s write, plan ``records`` while the store runs it, then wait
-        for it. Returns the new planned batch (its write not sent yet), or None if it was applied here."""
+    async def _advance(self, prev: _InFlight | None, batches: dict,
+                       records: list[Record]) -> tuple[_InFlight | None, tuple[dict, list[Record]] | None]:
+        """Read ``records``' snapshot, send ``prev``'s write, plan ``records`` and fetch the next records while
+        the store runs it, then wait for it. Returns the new planned batch (its write not sent yet; None if it
+        was applied here) and the next fetched records (None: none yet)."""
         now_ms = int(time.time() * 1000)
         try:
             snap = await self.store.read(reads_for(records), now_ms)
@@ -164,15 +173,18 @@ class StreamProcessor:
             if prev is not None:
                 overlay(snap, prev.plan)
             plan = self.planner.plan(records, snap, now_ms)
+        fetched = None
+        if prev is not None and not prev.write.done():
+            fetched = await self._fetch(0)          # validate the next records while the write runs too
         if prev is not None and not await self._settle(prev):
             plan = None            # prev was redone from a fresh read: this plan may rest on what it did not write
         if plan is None:
             await self.apply(records)
             self._done(batches)
-            return None
+            return None, fetched
         if plan.dead:
             await self._dead_letter(plan.dead)
-        return _InFlight(batches, records, plan)
+        return _InFlight(batches, records, plan), fetched
 
     async def _start_write(self, plan: Plan) -> asyncio.Future:
         """Send the plan's write; a future for its answer (a failed send: a future holding the error)."""

@@ -119,28 +119,9 @@ class StreamStore:
     async def read(self, reads: StoreReads, now_ms: int | None = None) -> Snapshot:
         """The snapshot a plan is computed from; event ids are checked in the dedup bucket of ``now_ms``."""
         bucket = (now_ms if now_ms is not None else int(time.time() * 1000)) // self.dedup_ms
-        wm_fields = list(reads.wm_fields)
-        seen = list(reads.seen_members)
-        sessions = list(reads.session_keys)
-        imps = list(reads.impression_keys)
-        pend = list(reads.pending_keys)
-        raw = await self._read(keys=[K.WATERMARK_KEY], args=[_pack([
-            wm_fields, seen, sessions, imps, pend, K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1)])])
-        wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
-        snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
-                        {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
-        for s, (st, recent) in zip(sessions, ses_raw, strict=True):
-            state, n, ttl_at = decode_state(st or None)
-            snap.sessions[s] = (state, n)
-            if recent:
-                snap.recent[s] = recent
-            if ttl_at:
-                snap.ttl_at[s] = ttl_at
-        for k, flat in zip(imps, imp_raw, strict=True):
-            snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
-        for k, members in zip(pend, pend_raw, strict=True):
-            snap.pending[k] = {m.decode() for m in members}
-        return snap
+        query = read_query(reads, bucket)
+        raw = await self._read(keys=[K.WATERMARK_KEY], args=[_pack(query)])
+        return parse_snapshot(query, raw, bucket)
 
     async def write(self, plan: Plan) -> bool:
         """Apply the plan atomically; False when the snapshot it was computed from is stale."""
@@ -149,16 +130,7 @@ class StreamStore:
     async def send_write(self, plan: Plan) -> Callable[[], Awaitable[bool]]:
         """Send the plan's write script now (the bytes are with the socket when this returns) and give back
         the coroutine function that waits for its answer, so the caller can plan the next batch meanwhile."""
-        b = plan.seen_bucket
-        inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
-        lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
-        ss = [x for w in plan.session_writes
-              for x in (w.key, encode_state(w.acc, w.ref_ms, w.events, w.ttl_at), w.vec or "", w.recent, w.expire_at)]
-        msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
-        blob = _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
-                      [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * self.dedup_ms, plan.ops, inc, lt,
-                      ss, plan.updated_ms, msg,
-                      [x for f, v in plan.wm_new.items() for x in (f, v)]])
+        blob = write_blob(plan, self.dedup_ms)
         keys = [K.WATERMARK_KEY, K.INVALIDATION_CHANNEL]
         pool = self.r.connection_pool
         conn = await pool.get_connection()
@@ -190,6 +162,46 @@ class StreamStore:
 
     async def close(self) -> None:
         await self.r.aclose()
+
+
+def read_query(reads: StoreReads, bucket: int) -> list:
+    """The read script's argument (before packing): what the plan depends on."""
+    return [list(reads.wm_fields), list(reads.seen_members), list(reads.session_keys), list(reads.impression_keys),
+            list(reads.pending_keys), K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1)]
+
+
+def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
+    """The read script's answer to ``query`` -> Snapshot."""
+    wm_fields, seen, sessions, imps, pend = query[:5]
+    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
+    snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
+                    {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
+    for s, (st, recent) in zip(sessions, ses_raw, strict=True):
+        state, n, ttl_at = decode_state(st or None)
+        snap.sessions[s] = (state, n)
+        if recent:
+            snap.recent[s] = recent
+        if ttl_at:
+            snap.ttl_at[s] = ttl_at
+    for k, flat in zip(imps, imp_raw, strict=True):
+        snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
+    for k, members in zip(pend, pend_raw, strict=True):
+        snap.pending[k] = {m.decode() for m in members}
+    return snap
+
+
+
+def write_blob(plan: Plan, dedup_ms: int) -> bytes:
+    """The write script's argument for ``plan`` (see ``_APPLY`` for the layout)."""
+    b = plan.seen_bucket
+    inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
+    lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
+    ss = [x for w in plan.session_writes
+          for x in (w.key, encode_state(w.acc, w.ref_ms, w.events, w.ttl_at), w.vec or "", w.recent, w.expire_at)]
+    msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
+    return _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
+                  [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * dedup_ms, plan.ops, inc, lt,
+                  ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)]])
 
 
 def _impression(raw: dict[bytes, bytes]) -> Impression | None:
