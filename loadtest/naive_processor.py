@@ -12,13 +12,13 @@ from aiokafka import AIOKafkaConsumer
 
 from shared import keys as K
 from shared.contracts import parse_event
+from shared.event_records import decode_event
 from shared.session_update import SessionRule, apply_event, decode_state, encode_state, session_vec
 
 
 async def run_naive(broker: str, topic: str, store_url: str, group: str, n_events: int, vector,
                     rule: SessionRule, timeout_s: float = 120.0) -> tuple[int, float]:
     """Consume ``n_events`` from the start of ``topic``; returns (events applied, seconds)."""
-    import msgpack
 
     r = aioredis.from_url(store_url)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker, group_id=group, enable_auto_commit=False,
@@ -34,7 +34,7 @@ async def run_naive(broker: str, topic: str, store_url: str, group: str, n_event
                 t0 = time.perf_counter()
             for msgs in batches.values():
                 for m in msgs:
-                    ev = parse_event(msgpack.unpackb(m.value, raw=False))
+                    ev = parse_event(decode_event(m.value))
                     done += 1
                     if not await r.set(K.seen_key(ev.tenant, ev.event_id), 1, nx=True, ex=86400):
                         continue

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import msgpack
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -17,6 +16,7 @@ from edge.node import EdgeNode
 from shared import keys as K
 from shared.config import load_settings
 from shared.contracts import parse_event
+from shared.event_records import decode_event
 from streaming.catalog import load_catalog
 from streaming.topics import ensure_topics
 from tests.integration.streaming_kit import processing, streaming_settings, wait_until
@@ -46,7 +46,7 @@ async def _read_events(broker: str, topic: str, n: int, timeout_s: float = 20.0)
         deadline = time.monotonic() + timeout_s
         while len(out) < n and time.monotonic() < deadline:
             for msgs in (await consumer.getmany(timeout_ms=200)).values():
-                out += [(m.key, msgpack.unpackb(m.value)) for m in msgs]
+                out += [(m.key, decode_event(m.value)) for m in msgs]
     finally:
         await consumer.stop()
     assert len(out) == n, f"{topic}: {len(out)} records, expected {n}"

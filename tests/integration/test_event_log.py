@@ -9,7 +9,7 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.event_records import event_key
+from shared.event_records import decode_event, event_key
 from streaming.errors import BrokerUnavailable
 from streaming.log import EventLog
 from tests.integration.streaming_kit import streaming_settings
@@ -23,7 +23,7 @@ async def _read_all(broker: str, topic: str, n: int) -> list[tuple[int, bytes, d
     try:
         for _ in range(100):
             for tp, msgs in (await consumer.getmany(timeout_ms=200)).items():
-                out += [(tp.partition, m.key, msgpack.unpackb(m.value)) for m in msgs]
+                out += [(tp.partition, m.key, decode_event(m.value)) for m in msgs]
             if len(out) >= n:
                 break
     finally:

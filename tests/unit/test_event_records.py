@@ -21,6 +21,22 @@ def test_edge_and_ingest_write_the_same_key_and_value() -> None:
     assert decode_event(encode_event(ev)) == ev
 
 
+def test_records_are_json_and_older_msgpack_records_still_decode() -> None:
+    import msgpack
+    import orjson
+
+    ev = {"event_id": "e1", "type": "view", "tenant": "t", "user_id": "u", "session_id": "s", "ts": 1,
+          "channel": "web", "item_id": "i\u00e9", "consent": {"personalization": True}}
+    assert orjson.loads(encode_event(ev)) == ev
+    assert decode_event(msgpack.packb(ev, use_bin_type=True)) == ev          # written before the switch
+    for bad in (b"{not json", b"\xc1", b""):
+        try:
+            decode_event(bad)
+        except Exception:
+            continue
+        raise AssertionError(f"{bad!r} decoded")
+
+
 def test_impression_event_is_valid_and_names_what_was_shown() -> None:
     ev = parse_event(impression_event("imp-1", 1_700_000_000_000, SHOWN, user_id="u2"))
     assert (ev.event_id, ev.impression_id, ev.type, ev.tier, ev.model_version) == (
