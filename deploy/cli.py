@@ -280,9 +280,10 @@ def bench_streaming(
     registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     duration: Annotated[float, typer.Option(help="seconds of load per offered rate")] = 10.0,
-    rates: Annotated[str, typer.Option(help="offered events/s, comma-separated")] = "5000,10000,20000",
+    rates: Annotated[str, typer.Option(help="offered events/s, comma-separated (25k: does it keep up "
+                                            "beyond 20k?)")] = "5000,10000,20000,25000",
     processors: Annotated[int, typer.Option(min=1, max=4, help="processor processes in the consumer group "
-                                                               "(the events topic has 4 partitions)")] = 1,
+                                                               "(the events topic has 4 partitions)")] = 2,
 ) -> None:
     """Ingest -> broker -> processor -> store: sustained events/s, freshness, and a naive processor.
 
