@@ -24,6 +24,6 @@ def encode_event(event: dict) -> bytes:
 
 def decode_event(value: bytes) -> object:
     """A record value -> the decoded event (not validated); raises on bytes that are neither JSON nor msgpack."""
-    if value[:1] == b"{":
+    if value and value[0] == 0x7B:         # "{"
         return orjson.loads(value)
     return msgpack.unpackb(value, raw=False, strict_map_key=False)      # msgpack: written by an earlier version

@@ -102,6 +102,24 @@ def encode_state(acc: bytes | np.ndarray, ref_ms: int, events: int, ttl_at: int)
     return STATE_HEAD.pack(ref_ms, events, ttl_at) + raw
 
 
+STATE_DTYPE = np.dtype([("ref_ms", "<i8"), ("events", "<u4"), ("ttl_at", "<i8"), ("acc", "<f8", (EMBED_DIM,))])
+assert STATE_DTYPE.itemsize == STATE_BYTES
+
+
+def decode_states(raws: list[bytes | None]) -> list[StoredState]:
+    """``decode_state`` of many fields at once (one numpy view over all of them; same results)."""
+    out = [StoredState(None, 0, 0)] * len(raws)
+    good = [i for i, raw in enumerate(raws) if raw is not None and len(raw) == STATE_BYTES]
+    if not good:
+        return out
+    arr = np.frombuffer(b"".join([raws[i] for i in good]), dtype=STATE_DTYPE)
+    accs = arr["acc"]
+    for j, (i, ref_ms, events, ttl_at) in enumerate(zip(good, arr["ref_ms"].tolist(), arr["events"].tolist(),
+                                                          arr["ttl_at"].tolist(), strict=True)):
+        out[i] = StoredState(SessionAcc(accs[j], ref_ms), events, ttl_at)
+    return out
+
+
 def decode_state(raw: bytes | None) -> StoredState:
     """The ``st`` field -> (state or None, events, ttl_at); missing or the wrong size (another dimension) -> empty."""
     if raw is None or len(raw) != STATE_BYTES:
@@ -133,7 +151,11 @@ def push_recent(old: bytes, new_in_log_order: list[str], limit: int = RECENT_BYT
     recent (in log order) first, cut after the last whole entry within ``limit`` bytes. Repeats are kept, so
     the write is a few bytes operations per session and batch; readers take each item once with
     ``recent_items``. Items whose id contains \\x1f are not recorded."""
-    new = RECENT_SEP.join([i.encode() for i in reversed(new_in_log_order) if "\x1f" not in i])
+    if len(new_in_log_order) == 1:          # the usual case: one new item per session and batch
+        item = new_in_log_order[0]
+        new = b"" if "\x1f" in item else item.encode()
+    else:
+        new = RECENT_SEP.join([i.encode() for i in reversed(new_in_log_order) if "\x1f" not in i])
     out = new + RECENT_SEP + old if new and old else new or old
     if len(out) > limit:
         cut = out.rfind(RECENT_SEP, 0, limit + 1)      # an id is at most 512 bytes: the first entry fits

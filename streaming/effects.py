@@ -36,10 +36,11 @@ class Record:
     event: Event | None          # None: the record failed validation (``error`` says why)
     raw: bytes = b""
     error: tuple[str | None, str] | None = None     # (field, reason)
+    wm_field: str = ""           # the partition's watermark field, "topic:partition" (filled in when not given)
 
-    @property
-    def wm_field(self) -> str:
-        return f"{self.topic}:{self.partition}"
+    def __post_init__(self) -> None:
+        if not self.wm_field:
+            self.wm_field = f"{self.topic}:{self.partition}"
 
 
 @dataclass(slots=True)

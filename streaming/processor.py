@@ -52,15 +52,16 @@ class _InFlight:
     write: asyncio.Future | None = None      # None: planned, not sent yet
 
 
-def to_record(topic: str, partition: int, offset: int, value: bytes) -> Record:
+def to_record(topic: str, partition: int, offset: int, value: bytes, wm_field: str = "") -> Record:
     """A log record -> Record, validated by the one event validator."""
     try:
         ev = parse_event(decode_event(value))
     except StrataError as exc:
-        return Record(topic, partition, offset, None, value, (exc.field, exc.reason))
-    except Exception as exc:   # not msgpack at all
-        return Record(topic, partition, offset, None, value, ("body", f"undecodable record: {type(exc).__name__}"))
-    return Record(topic, partition, offset, ev, value)
+        return Record(topic, partition, offset, None, value, (exc.field, exc.reason), wm_field)
+    except Exception as exc:   # not JSON or msgpack at all
+        return Record(topic, partition, offset, None, value, ("body", f"undecodable record: {type(exc).__name__}"),
+                      wm_field)
+    return Record(topic, partition, offset, ev, value, None, wm_field)
 
 
 class StreamProcessor:
@@ -146,8 +147,11 @@ class StreamProcessor:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.cfg.max_batch)
         if not batches:
             return None
-        return batches, [to_record(tp.topic, tp.partition, m.offset, m.value)
-                         for tp, msgs in batches.items() for m in msgs]
+        records = []
+        for tp, msgs in batches.items():
+            topic, partition, wm_field = tp.topic, tp.partition, f"{tp.topic}:{tp.partition}"
+            records += [to_record(topic, partition, m.offset, m.value, wm_field) for m in msgs]
+        return batches, records
 
     async def process(self, batches: dict) -> None:
         """One batch, start to end (no write left in flight)."""

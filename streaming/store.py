@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from shared import keys as K
-from shared.session_update import decode_state, encode_state
+from shared.session_update import decode_states, encode_state
 from streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """
@@ -176,8 +176,8 @@ def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
     snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
                     {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
-    for s, (st, recent) in zip(sessions, ses_raw, strict=True):
-        state, n, ttl_at = decode_state(st or None)
+    states = decode_states([st or None for st, _ in ses_raw])
+    for s, (_, recent), (state, n, ttl_at) in zip(sessions, ses_raw, states, strict=True):
         snap.sessions[s] = (state, n)
         if recent:
             snap.recent[s] = recent
