@@ -136,3 +136,35 @@ def test_a_shipped_point_can_be_updated_and_deleted_in_the_opened_copy(tmp_path:
         assert index.count() == 4999 and index.search(vecs[0], 1)[0].key != "k0"
     finally:
         index.close()
+
+
+def test_the_shard_ships_as_a_plain_tar_with_lean_indexes_and_an_older_gzip_tar_still_opens(tmp_path: Path) -> None:
+    """What makes a shipped shard open fast: no gzip to undo, no index on the key, flags lookup-only."""
+    import shutil
+
+    from shared.item_shard import build_shipped_shard
+
+    vecs = np.random.default_rng(2).normal(size=(400, 8)).astype(np.float32)
+    keys = [f"k{i}" for i in range(400)]
+    build_shipped_shard(tmp_path / "s.tar", keys, vecs, [{"category": "a", "in_stock": 1, "age_restricted": 0}] * 400)
+    with tarfile.open(tmp_path / "s.tar", "r:") as tar:         # "r:" refuses a compressed tar
+        assert any(n.endswith("/segments") for n in tar.getnames())
+    index = open_shipped_shard(tmp_path / "s.tar", tmp_path / "open")
+    try:
+        schema = index.shard.info().payload_schema
+        assert set(schema) == set(ITEM_FIELDS)
+        assert all(schema[f].params.lookup and not schema[f].params.range for f in ("in_stock", "age_restricted"))
+        assert index.search(vecs[5], 1, PayloadFilter(equals={"in_stock": 1}))[0].key == "k5"
+    finally:
+        index.close()
+    # a bundle exported before (gzip-1 tar): the same shard still opens
+    with tarfile.open(tmp_path / "s.tar") as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    with tarfile.open(tmp_path / "old.tar", "w:gz", compresslevel=1) as tar:
+        tar.add(tmp_path / "x" / "index", arcname="index")
+    shutil.rmtree(tmp_path / "x")
+    old = open_shipped_shard(tmp_path / "old.tar", tmp_path / "old")
+    try:
+        assert old.count() == 400 and old.search(vecs[9], 1)[0].key == "k9"
+    finally:
+        old.close()
