@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from shared.cold_placement import category_centroids
 from shared.features import item_block
 from shared.origin_contract import ItemUpdate
 
@@ -85,24 +86,13 @@ class Catalog:
     def category_centroids(self, categories: Sequence[str]) -> dict[str, np.ndarray]:
         """``category_centroid`` of each of ``categories`` in one pass over the catalog (placing 68k
         vector-less items at start scanned it once per category and batch: 6.5 s at 100k)."""
-        wanted = list(dict.fromkeys(categories))
-        slot = {c: i for i, c in enumerate(wanted)}
-        of_row = np.fromiter((slot.get(c, -1) for c in self.categories), dtype=np.int64, count=len(self.categories))
-        use = (of_row >= 0) & np.any(self.vectors != 0, axis=1)
-        dim = self.vectors.shape[1]
-        sums = np.zeros((len(wanted), dim), dtype=np.float64)
-        np.add.at(sums, of_row[use], self.vectors[use].astype(np.float64))
-        counts = np.bincount(of_row[use], minlength=len(wanted))
         out = {}
-        for c, i in slot.items():
-            v = sums[i] / counts[i] if counts[i] else sums[i]
-            n = float(np.linalg.norm(v))
-            if n == 0:       # an unseen category: a fixed direction per category slot
+        dim = self.vectors.shape[1]
+        for c, v in category_centroids(self.vectors, self.categories, categories).items():
+            if v is None:       # an unseen category: a fixed direction per category slot
                 v = np.zeros(dim, dtype=np.float32)
                 v[self.category_index[c] % dim] = 1.0
-                out[c] = v
-            else:
-                out[c] = (v / n).astype(np.float32)
+            out[c] = v
         return out
 
     def upsert(self, updates: Sequence[ItemUpdate]) -> list[int]:

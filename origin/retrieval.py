@@ -74,9 +74,10 @@ def source_filter(state: _HasPolicy, age_verified: bool) -> PayloadFilter:
 
 
 def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> VectorIndex | None:
-    """The bundle's shipped shard (HNSW built at export) unpacked into ``shard_dir``, with the items it
-    leaves out (no vector: placed at their category's centroid) added; None when the bundle ships none or
-    it was built from other vectors than the bundle's (the caller then indexes the catalog itself)."""
+    """The bundle's shipped shard (HNSW built at export) unpacked into ``shard_dir``, with the items without
+    a vector placed at their category's centroid unless the export placed them already; None when the
+    bundle ships none or it was built from other vectors than the bundle's (the caller then indexes the
+    catalog itself)."""
     import json
 
     from shared import bundle as B
@@ -92,9 +93,12 @@ def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> Vect
     t0 = time.perf_counter()
     index = open_shipped_shard(Path(bundle_dir) / B.ITEM_INDEX_FILE, shard_dir)
     missing = np.flatnonzero(~np.any(catalog.vectors != 0, axis=1))
-    points = item_points(catalog, missing)          # one pass for every category's centroid
-    for lo in range(0, len(points), BATCH):
-        index.upsert(points[lo:lo + BATCH])
+    if meta.get("unindexed") != missing.size:       # an older bundle (or a category without vectors)
+        points = item_points(catalog, missing)      # one pass for every category's centroid
+        for lo in range(0, len(points), BATCH):
+            index.upsert(points[lo:lo + BATCH])
+    else:
+        missing = missing[:0]                       # the export placed them (``model_export.item_index``)
     logger.info("shipped item index opened", extra={"items": len(catalog), "placed_at_centroid": len(missing),
                                                     "seconds": round(time.perf_counter() - t0, 3)})
     return index

@@ -49,10 +49,12 @@ def item_payload(category: str, in_stock: bool | int, age_restricted: bool | int
 
 
 def build_shipped_shard(tar_path: Path | str, keys: Sequence[str], vectors: np.ndarray,
-                        payloads: Sequence[dict], m: int = 16, ef_construct: int = 100) -> dict:
+                        payloads: Sequence[dict], m: int = 16, ef_construct: int = 100,
+                        unindexed: Sequence[IndexPoint] = ()) -> dict:
     """Index ``vectors`` under ``keys`` with ``payloads``, build the HNSW graph (``m`` links per node,
-    ``ef_construct``), write the closed shard to ``tar_path``. Returns what it took (points, seconds, bytes)
-    for the manifest."""
+    ``ef_construct``), then add the ``unindexed`` points outside the graph (searched by a scan: items placed
+    at their category's centroid are thousands of identical vectors, which a graph links badly), and write
+    the closed shard to ``tar_path``. Returns what it took (points, seconds, bytes) for the manifest."""
     if not (len(keys) == vectors.shape[0] == len(payloads)):
         raise BundleError(f"shard inputs disagree: {len(keys)} keys, {vectors.shape[0]} vectors, "
                           f"{len(payloads)} payloads")
@@ -68,13 +70,15 @@ def build_shipped_shard(tar_path: Path | str, keys: Sequence[str], vectors: np.n
             t1 = time.perf_counter()
             index.optimize()
             t2 = time.perf_counter()
+            for lo in range(0, len(unindexed), BATCH):
+                index.upsert(unindexed[lo:lo + BATCH])
         finally:
             index.close()
         last_op = _last_op(work / "index")
         (work / "index" / SHIPPED_FILE).write_text(json.dumps({"last_op": last_op}))
         with tarfile.open(tar_path, "w") as tar:
             tar.add(work / "index", arcname="index", filter=_without_wal)
-        stats = {"points": len(keys), "dim": int(vectors.shape[1]), "fields": ITEM_FIELDS,
+        stats = {"points": len(keys), "unindexed": len(unindexed), "dim": int(vectors.shape[1]), "fields": ITEM_FIELDS,
                  "upsert_s": round(t1 - t0, 2), "optimize_s": round(t2 - t1, 2),
                  "bytes": Path(tar_path).stat().st_size, "last_op": last_op, "hnsw_m": m,
                  "hnsw_ef_construct": ef_construct}

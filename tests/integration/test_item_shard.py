@@ -91,8 +91,12 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     meta = json.loads((bdir / B.ITEM_INDEX_META_FILE).read_text())
     cat = bundle.catalog
     with_vec = int(np.any(cat.vectors != 0, axis=1).sum())
-    assert meta["points"] == with_vec < len(cat)            # items without a vector are placed at load
+    assert meta["points"] == with_vec < len(cat)            # the graph holds the items with a vector
+    assert meta["unindexed"] == len(cat) - with_vec          # the others were placed at export
     shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    cold = [cat.item_ids[r] for r in np.flatnonzero(~np.any(cat.vectors != 0, axis=1))[:20].tolist()]
+    for key, v in shipped.vectors(cold).items():              # where the origin itself would place them
+        assert np.allclose(v, cat.category_centroid(cat.categories[cat.row[key]]), atol=1e-6)
     built = build_index(cat, "edge", str(tmp_path / "built"))
     try:
         built.optimize()
