@@ -144,6 +144,7 @@ def test_a_shipped_point_can_be_updated_and_deleted_in_the_opened_copy(tmp_path:
 
 def test_the_shard_ships_as_a_plain_tar_with_lean_indexes_and_an_older_gzip_tar_still_opens(tmp_path: Path) -> None:
     """What makes a shipped shard open fast: no gzip to undo, no index on the key, flags lookup-only."""
+    import json
     import shutil
 
     from shared.item_shard import build_shipped_shard
@@ -153,7 +154,14 @@ def test_the_shard_ships_as_a_plain_tar_with_lean_indexes_and_an_older_gzip_tar_
     build_shipped_shard(tmp_path / "s.tar", keys, vecs, [{"category": "a", "in_stock": 1, "age_restricted": 0}] * 400)
     with tarfile.open(tmp_path / "s.tar", "r:") as tar:         # "r:" refuses a compressed tar
         assert any(n.endswith("/segments") for n in tar.getnames())
+        packed = {m.name: m.size for m in tar.getmembers() if m.isfile()}
+        tails = json.loads(tar.extractfile("index/shipped.json").read())["zero_tails"]
+    # files go in without their zero tails (the engine preallocates pages): the open gives them back
+    assert tails and all(packed[f"index/{rel}"] < size for rel, size in tails.items())
     index = open_shipped_shard(tmp_path / "s.tar", tmp_path / "open")
+    kept = [(tmp_path / "open" / "index" / rel, size) for rel, size in tails.items()]
+    kept = [(p, size) for p, size in kept if p.is_file()]          # the engine may fold a journal away at load
+    assert kept and all(p.stat().st_size >= size for p, size in kept)
     try:
         schema = index.shard.info().payload_schema
         assert set(schema) == set(ITEM_FIELDS)
