@@ -79,7 +79,8 @@ def test_the_tar_has_no_wal_and_two_copies_open_at_once(bundle: Path, tmp_path: 
         b.close()
 
 
-def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(registry_dir: Path, tmp_path: Path) -> None:
+def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(registry_dir: Path, tmp_path: Path,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
     import json
     import shutil
 
@@ -93,7 +94,10 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     with_vec = int(np.any(cat.vectors != 0, axis=1).sum())
     assert meta["points"] == with_vec < len(cat)            # the graph holds the items with a vector
     assert meta["unindexed"] == len(cat) - with_vec          # the others were placed at export
-    shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    with caplog.at_level("INFO", logger="origin.retrieval"):
+        shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    opened = next(r for r in caplog.records if r.getMessage() == "shipped item index opened")
+    assert opened.placed_at_centroid == 0                   # nothing left to place at start
     cold = [cat.item_ids[r] for r in np.flatnonzero(~np.any(cat.vectors != 0, axis=1))[:20].tolist()]
     for key, v in shipped.vectors(cold).items():              # where the origin itself would place them
         assert np.allclose(v, cat.category_centroid(cat.categories[cat.row[key]]), atol=1e-6)
