@@ -96,6 +96,7 @@ def _store(models: OriginModels, catalog: Catalog, rows: np.ndarray, items: np.n
         if not pl.item_vectors.flags.writeable:
             pl.item_vectors = pl.item_vectors.copy()
         pl.item_vectors[m] = vectors[known]
+        models.vectors_changed()
         st = pl.stats
         if st.text is not None and text.shape[1] == st.text.shape[1]:
             st.text[m] = text[known]

@@ -129,6 +129,7 @@ def test_a_known_item_with_new_facts_gets_a_new_vector(served) -> None:
     m = int(models.model_of([item])[0])
     r = cat.row[item]
     old = models.pipeline.item_vectors[m].copy()
+    models.sentinels()                                        # the search's cached sample, built before
     other = next(c for c in models.category_of if c != cat.categories[r])
     _post(client, item_id=item, title="Quartz hiking lantern deluxe", category=other, price=float(cat.prices[r]) * 3,
           stock=5, age_restricted=False)
@@ -139,3 +140,5 @@ def test_a_known_item_with_new_facts_gets_a_new_vector(served) -> None:
     stored = models.index.vectors([item])[item]
     assert np.allclose(stored, new / np.linalg.norm(new), atol=1e-5)
     assert models.pipeline.stats.category[m] == models.category_of[other]
+    sample, sample_vecs = models.sentinels()                  # 500 items: every one is in the sample
+    assert np.allclose(sample_vecs[np.searchsorted(sample, m)], new)
