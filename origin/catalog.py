@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from shared.cold_placement import category_centroids
 from shared.features import item_block
 from shared.origin_contract import ItemUpdate
 
@@ -80,15 +81,19 @@ class Catalog:
 
     def category_centroid(self, category: str) -> np.ndarray:
         """Mean direction of the category's embedded items: the vector a cold item starts from."""
-        cats = np.asarray(self.categories, dtype=object)
-        vecs = self.vectors[(cats == category) & np.any(self.vectors != 0, axis=1)]
-        v = vecs.mean(axis=0) if vecs.shape[0] else np.zeros(self.vectors.shape[1], dtype=np.float32)
-        n = float(np.linalg.norm(v))
-        if n == 0:       # an unseen category: a fixed direction per category slot
-            v = np.zeros(self.vectors.shape[1], dtype=np.float32)
-            v[self.category_index[category] % v.shape[0]] = 1.0
-            return v
-        return (v / n).astype(np.float32)
+        return self.category_centroids([category])[category]
+
+    def category_centroids(self, categories: Sequence[str]) -> dict[str, np.ndarray]:
+        """``category_centroid`` of each of ``categories`` in one pass over the catalog (placing 68k
+        vector-less items at start scanned it once per category and batch: 6.5 s at 100k)."""
+        out = {}
+        dim = self.vectors.shape[1]
+        for c, v in category_centroids(self.vectors, self.categories, categories).items():
+            if v is None:       # an unseen category: a fixed direction per category slot
+                v = np.zeros(dim, dtype=np.float32)
+                v[self.category_index[c] % dim] = 1.0
+            out[c] = v
+        return out
 
     def upsert(self, updates: Sequence[ItemUpdate]) -> list[int]:
         """Apply updates; returns their rows. New items start with zero popularity and a zero vector (no

@@ -31,19 +31,19 @@ class _HasPolicy(Protocol):
 
 
 def item_points(catalog: Catalog, rows: Sequence[int]) -> list[IndexPoint]:
-    out = []
-    centroids: dict[str, np.ndarray] = {}      # one scan of the catalog per category, not per item
-    for r in rows:
-        v = catalog.vectors[r]
-        if not np.any(v):          # indexed only: the scorer keeps reading 0 similarity as "no evidence"
-            c = catalog.categories[r]
-            v = centroids.get(c)
-            if v is None:
-                v = centroids[c] = catalog.category_centroid(c)
-        out.append(IndexPoint(catalog.item_ids[r], v, {
-            "category": catalog.categories[r], "in_stock": int(catalog.stock[r] > 0),
-            "age_restricted": int(catalog.age_restricted[r])}))
-    return out
+    rows = np.asarray(rows, dtype=np.int64)
+    vecs = catalog.vectors[rows]
+    cold = np.flatnonzero(~np.any(vecs != 0, axis=1))
+    if cold.size:          # indexed only: the scorer keeps reading 0 similarity as "no evidence"
+        vecs = vecs.copy()
+        cats = [catalog.categories[r] for r in rows[cold].tolist()]
+        centroids = catalog.category_centroids(cats)
+        vecs[cold] = np.stack([centroids[c] for c in cats])
+    ids, categories = catalog.item_ids, catalog.categories
+    stock = (catalog.stock[rows] > 0).astype(np.int64).tolist()
+    age = catalog.age_restricted[rows].astype(np.int64).tolist()
+    return [IndexPoint(ids[r], v, {"category": categories[r], "in_stock": s, "age_restricted": a})
+            for r, v, s, a in zip(rows.tolist(), vecs, stock, age, strict=True)]
 
 
 def private_shard_dir() -> Path:
@@ -56,10 +56,10 @@ def build_index(catalog: Catalog, backend: str = "edge", location: str | None = 
     or local-mode path for ``qdrant``)."""
     t0 = time.perf_counter()
     index = open_vector_index(backend, location or ":memory:", dim=catalog.vectors.shape[1], fields=FIELDS)
-    rows = list(range(len(catalog)))
-    for lo in range(0, len(rows), BATCH):
-        index.upsert(item_points(catalog, rows[lo:lo + BATCH]))
-    logger.info("vector index built", extra={"backend": backend, "items": len(rows),
+    points = item_points(catalog, range(len(catalog)))
+    for lo in range(0, len(points), BATCH):
+        index.upsert(points[lo:lo + BATCH])
+    logger.info("vector index built", extra={"backend": backend, "items": len(points),
                                              "seconds": round(time.perf_counter() - t0, 3)})
     return index
 
@@ -74,9 +74,10 @@ def source_filter(state: _HasPolicy, age_verified: bool) -> PayloadFilter:
 
 
 def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> VectorIndex | None:
-    """The bundle's shipped shard (HNSW built at export) unpacked into ``shard_dir``, with the items it
-    leaves out (no vector: placed at their category's centroid) added; None when the bundle ships none or
-    it was built from other vectors than the bundle's (the caller then indexes the catalog itself)."""
+    """The bundle's shipped shard (HNSW built at export) unpacked into ``shard_dir``, with the items without
+    a vector placed at their category's centroid unless the export placed them already; None when the
+    bundle ships none or it was built from other vectors than the bundle's (the caller then indexes the
+    catalog itself)."""
     import json
 
     from shared import bundle as B
@@ -91,9 +92,13 @@ def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> Vect
         return None
     t0 = time.perf_counter()
     index = open_shipped_shard(Path(bundle_dir) / B.ITEM_INDEX_FILE, shard_dir)
-    missing = np.flatnonzero(~np.any(catalog.vectors != 0, axis=1)).tolist()
-    for lo in range(0, len(missing), BATCH):
-        index.upsert(item_points(catalog, missing[lo:lo + BATCH]))
+    missing = np.flatnonzero(~np.any(catalog.vectors != 0, axis=1))
+    if meta.get("unindexed") != missing.size:       # an older bundle (or a category without vectors)
+        points = item_points(catalog, missing)      # one pass for every category's centroid
+        for lo in range(0, len(points), BATCH):
+            index.upsert(points[lo:lo + BATCH])
+    else:
+        missing = missing[:0]                       # the export placed them (``model_export.item_index``)
     logger.info("shipped item index opened", extra={"items": len(catalog), "placed_at_centroid": len(missing),
                                                     "seconds": round(time.perf_counter() - t0, 3)})
     return index

@@ -16,7 +16,7 @@ from origin.covisitation import Covisitation
 from origin.models import OriginModels
 from origin.retrieval import item_points
 from origin.text_search import TextSearch
-from origin.tower_index import upsert_tower_items
+from origin.tower_index import update_tower_items
 from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
 from shared.origin_contract import ItemUpdate
 from shared.vector_index import VectorIndex
@@ -56,16 +56,16 @@ class OriginState:
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
         """Catalog first (facts, features), then the indexes (the text one embeds the new text): searchable
         when this returns."""
-        rows = self.catalog.upsert(updates)
-        self.index.upsert(item_points(self.catalog, rows))
-        models = self.models
-        if models is not None:          # items the two-tower knows: their stock, age flag, category move too
-            r = np.asarray(rows, dtype=np.int64)
-            midx = models.model_index(self.catalog, r)
-            known = midx >= 0
-            models.row_of_model[midx[known]] = r[known]
-            if models.index is not None and known.any():
-                upsert_tower_items(models.index, models, self.catalog, midx[known])
+        cat = self.catalog
+        before = {u.item_id: (cat.titles[r], cat.categories[r], float(cat.prices[r]))
+                  for u in updates if (r := cat.row.get(u.item_id)) is not None}
+        rows = cat.upsert(updates)
+        self.index.upsert(item_points(cat, rows))
+        if self.models is not None:     # the item tower embeds new and changed items; stock, age, category move
+            refresh = np.array([before.get(cat.item_ids[r]) != (cat.titles[r], cat.categories[r], float(cat.prices[r]))
+                                for r in rows], dtype=bool)
+            update_tower_items(self.models, cat, np.asarray(rows, dtype=np.int64), refresh,
+                               self.text.encoder if self.text is not None else None)
         if self.text is not None:
             self.text.upsert(self.catalog, rows)
         return rows

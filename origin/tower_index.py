@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from origin.catalog import Catalog
+from origin.item_tower import tower_vectors
 from origin.models import OriginModels
 from shared import bundle as B
 from shared.errors import StrataError
 from shared.item_shard import ITEM_FIELDS, open_shipped_shard
+from shared.text_encoder import TextEncoder
 from shared.vector_index import IndexPoint, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,59 @@ def tower_points(models: OriginModels, catalog: Catalog, items: np.ndarray) -> l
 def upsert_tower_items(index: VectorIndex, models: OriginModels, catalog: Catalog, items: np.ndarray) -> None:
     for lo in range(0, items.size, BATCH):
         index.upsert(tower_points(models, catalog, items[lo:lo + BATCH]))
+
+
+def update_tower_items(models: OriginModels, catalog: Catalog, rows: np.ndarray, refresh: np.ndarray,
+                       encoder: TextEncoder | None) -> None:
+    """``POST /v1/items`` on the two-tower side: catalog ``rows`` were written; ``refresh`` (bool per row)
+    marks new items and items whose title, category or price changed, which the item tower embeds
+    (``origin.item_tower``). Known items take their new vector in the models (so the ranker's tower score
+    and text affinity follow) and, like every updated item, their stock, age flag and category in the index;
+    new items join ``models.cold`` and the index."""
+    rows = np.asarray(rows, dtype=np.int64)
+    items = models.model_index(catalog, rows)
+    known = items >= 0
+    models.row_of_model[items[known]] = rows[known]
+    embed = refresh | (~known & ~np.isin(rows, np.fromiter(models.cold, np.int64, len(models.cold))))
+    if embed.any():
+        got = tower_vectors(models, catalog, rows[embed], items[embed], encoder)
+        if got is not None:
+            _store(models, catalog, rows[embed], items[embed], *got)
+    if models.index is None:
+        return
+    if known.any():
+        upsert_tower_items(models.index, models, catalog, items[known])
+    cold = [r for r in rows[~known].tolist() if r in models.cold]
+    if cold:
+        category, in_stock, age = _row_labels(catalog, np.asarray(cold, dtype=np.int64))
+        models.index.upsert([IndexPoint(catalog.item_ids[r], models.cold[r],
+                                        {"category": c, "in_stock": s, "age_restricted": a})
+                             for r, c, s, a in zip(cold, category, in_stock.tolist(), age.tolist(), strict=True)])
+
+
+def _store(models: OriginModels, catalog: Catalog, rows: np.ndarray, items: np.ndarray, vectors: np.ndarray,
+           text: np.ndarray) -> None:
+    pl = models.pipeline
+    known = items >= 0
+    if known.any():
+        m = items[known]
+        if not pl.item_vectors.flags.writeable:
+            pl.item_vectors = pl.item_vectors.copy()
+        pl.item_vectors[m] = vectors[known]
+        models.vectors_changed()
+        st = pl.stats
+        if st.text is not None and text.shape[1] == st.text.shape[1]:
+            st.text[m] = text[known]
+        cat = np.array([models.category_of.get(catalog.categories[r], -1) for r in rows[known].tolist()])
+        st.category[m[cat >= 0]] = cat[cat >= 0]
+        st.price[m] = catalog.prices[rows[known]]
+    for r, v in zip(rows[~known].tolist(), vectors[~known], strict=True):
+        models.cold[r] = v
+
+
+def _row_labels(catalog: Catalog, rows: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    return ([catalog.categories[r] for r in rows.tolist()], (catalog.stock[rows] > 0).astype(np.int64),
+            catalog.age_restricted[rows].astype(np.int64))
 
 
 def open_tower_index(bundle_dir: Path, models: OriginModels, catalog: Catalog, shard_dir: Path) -> VectorIndex | None:

@@ -79,7 +79,8 @@ def test_the_tar_has_no_wal_and_two_copies_open_at_once(bundle: Path, tmp_path: 
         b.close()
 
 
-def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(registry_dir: Path, tmp_path: Path) -> None:
+def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(registry_dir: Path, tmp_path: Path,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
     import json
     import shutil
 
@@ -91,8 +92,15 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     meta = json.loads((bdir / B.ITEM_INDEX_META_FILE).read_text())
     cat = bundle.catalog
     with_vec = int(np.any(cat.vectors != 0, axis=1).sum())
-    assert meta["points"] == with_vec < len(cat)            # items without a vector are placed at load
-    shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    assert meta["points"] == with_vec < len(cat)            # the graph holds the items with a vector
+    assert meta["unindexed"] == len(cat) - with_vec          # the others were placed at export
+    with caplog.at_level("INFO", logger="origin.retrieval"):
+        shipped = open_item_index(bdir, cat, tmp_path / "shipped")
+    opened = next(r for r in caplog.records if r.getMessage() == "shipped item index opened")
+    assert opened.placed_at_centroid == 0                   # nothing left to place at start
+    cold = [cat.item_ids[r] for r in np.flatnonzero(~np.any(cat.vectors != 0, axis=1))[:20].tolist()]
+    for key, v in shipped.vectors(cold).items():              # where the origin itself would place them
+        assert np.allclose(v, cat.category_centroid(cat.categories[cat.row[key]]), atol=1e-6)
     built = build_index(cat, "edge", str(tmp_path / "built"))
     try:
         built.optimize()
@@ -136,3 +144,43 @@ def test_a_shipped_point_can_be_updated_and_deleted_in_the_opened_copy(tmp_path:
         assert index.count() == 4999 and index.search(vecs[0], 1)[0].key != "k0"
     finally:
         index.close()
+
+
+def test_the_shard_ships_as_a_plain_tar_with_lean_indexes_and_an_older_gzip_tar_still_opens(tmp_path: Path) -> None:
+    """What makes a shipped shard open fast: no gzip to undo, no index on the key, flags lookup-only."""
+    import json
+    import shutil
+
+    from shared.item_shard import build_shipped_shard
+
+    vecs = np.random.default_rng(2).normal(size=(400, 8)).astype(np.float32)
+    keys = [f"k{i}" for i in range(400)]
+    build_shipped_shard(tmp_path / "s.tar", keys, vecs, [{"category": "a", "in_stock": 1, "age_restricted": 0}] * 400)
+    with tarfile.open(tmp_path / "s.tar", "r:") as tar:         # "r:" refuses a compressed tar
+        assert any(n.endswith("/segments") for n in tar.getnames())
+        packed = {m.name: m.size for m in tar.getmembers() if m.isfile()}
+        tails = json.loads(tar.extractfile("index/shipped.json").read())["zero_tails"]
+    # files go in without their zero tails (the engine preallocates pages): the open gives them back
+    assert tails and all(packed[f"index/{rel}"] < size for rel, size in tails.items())
+    index = open_shipped_shard(tmp_path / "s.tar", tmp_path / "open")
+    kept = [(tmp_path / "open" / "index" / rel, size) for rel, size in tails.items()]
+    kept = [(p, size) for p, size in kept if p.is_file()]          # the engine may fold a journal away at load
+    assert kept and all(p.stat().st_size >= size for p, size in kept)
+    try:
+        schema = index.shard.info().payload_schema
+        assert set(schema) == set(ITEM_FIELDS)
+        assert all(schema[f].params.lookup and not schema[f].params.range for f in ("in_stock", "age_restricted"))
+        assert index.search(vecs[5], 1, PayloadFilter(equals={"in_stock": 1}))[0].key == "k5"
+    finally:
+        index.close()
+    # a bundle exported before (gzip-1 tar): the same shard still opens
+    with tarfile.open(tmp_path / "s.tar") as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    with tarfile.open(tmp_path / "old.tar", "w:gz", compresslevel=1) as tar:
+        tar.add(tmp_path / "x" / "index", arcname="index")
+    shutil.rmtree(tmp_path / "x")
+    old = open_shipped_shard(tmp_path / "old.tar", tmp_path / "old")
+    try:
+        assert old.count() == 400 and old.search(vecs[9], 1)[0].key == "k9"
+    finally:
+        old.close()

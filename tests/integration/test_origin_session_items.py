@@ -132,7 +132,7 @@ def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fr
     """Two-tower candidates pass the age gate and stock inside the ANN; the ANN's top equals exact search
     over the same vectors (500 items, ef above the catalog size: HNSW finds them all)."""
     from origin.stages.ctx import OriginCtx
-    from origin.stages.two_tower_source import exact_nearest
+    from origin.tower_search import exact_nearest
     from shared.codecs import JSON
 
     client, node = served
@@ -153,7 +153,7 @@ def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fr
         from origin.retrieval import source_filter
 
         hits = models.index.search(user, 100, source_filter(state, age_verified), ef=600)
-        exact = exact_nearest(ctx, models, user, 100)
+        exact = exact_nearest(ctx, models, user, 100).items
         assert models.model_of([h.key for h in hits]).tolist() == exact.tolist()
         if not age_verified:
             assert not any(cat.age_restricted[models.row_of_model[i]] for i in exact.tolist())
@@ -219,3 +219,39 @@ def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_reg
         assert hnsw == exact and hnsw[0] == str(models.model_ids[7])
         d = _ask(client)
         assert not d["degraded"] and any("two_tower_source" in it["sources"] for it in d["items"])
+
+
+def test_an_ann_answer_that_missed_the_neighbourhood_is_replaced_by_exact_search(served, tmp_path) -> None:
+    """The sample check (``origin.tower_search``): a real shard whose points sit at other items' vectors
+    answers from the wrong region, like a beam stuck in another cluster; the exactly scored sample items
+    show it and the source answers with exact search instead. A correct shard passes the check."""
+    from origin.stages.ctx import OriginCtx
+    from origin.tower_index import build_tower_index
+    from origin.tower_search import TowerSearch, exact_nearest
+    from shared.codecs import JSON
+
+    client, node = served
+    state, models = node.state, node.state.models
+    search = TowerSearch(20, ef=600)
+    ctx = OriginCtx(0, b'{"user_id": "u", "session_id": "s", "k": 10}', None, None, JSON, state)
+    for stage in node.recommend.pipeline.stages[:2]:
+        stage.run(ctx)
+    user = models.pipeline.tower.vectors(models.tower_input(None, tuple(SEEN)))[0]
+    exact = exact_nearest(ctx, models, user, search.limit).items
+    assert search.nearest(ctx, models, user).items.tolist() == exact.tolist()    # ef above the catalog size
+    assert search.checked_exact == 0
+    good, vecs = models.index, models.pipeline.item_vectors
+    models.pipeline.item_vectors = np.roll(vecs, 17, axis=0)
+    try:
+        wrong = build_tower_index(models, state.catalog, "edge", str(tmp_path / "wrong"))
+    finally:
+        models.pipeline.item_vectors = vecs
+    models.index = wrong
+    try:
+        keys = {h.key for h in wrong.search(user, search.limit, ef=search.ef)}
+        assert len(keys & set(models.model_ids[exact].tolist())) < 0.5 * exact.size     # the ANN alone misses
+        assert search.nearest(ctx, models, user).items.tolist() == exact.tolist()
+        assert search.checked_exact == 1
+    finally:
+        models.index = good
+        wrong.close()

@@ -18,6 +18,9 @@ def test_bench_measures_the_two_tower_ann_and_deep_ranker_path(models_registry_d
         assert r[key] > 0, key
     assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
     assert 0.0 < r["ann_recall_at_500"] <= 1.0 and r["exact_truth_numpy_agreement"] == 1.0
+    assert r["ann_recall_at_500_min"] <= r["ann_recall_at_500_p5"] <= r["ann_recall_at_500"]
+    # the served search at test size (ef above the catalog): the ANN is complete, the check sends none to exact
+    assert r["served_recall_at_500_min"] == 1.0 and r["checked_exact_share"] == 0.0
     assert r["scored_by"] == {"ranker": 23}            # every request (warm-up included) ranked by the deep ranker
     assert abs(sum(r["stage_share"].values()) - 1.0) < 1e-3
     assert r["stage_mean_ms"]["two_tower_source"] > 0 and r["stage_mean_ms"]["rank"] > 0
