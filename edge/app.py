@@ -15,6 +15,7 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from shared.asgi import receive_body, send_reply, too_large
 from shared.codecs import JSON
 from shared.error_mapper import error_reply, negotiated_error_reply
 from shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
@@ -55,34 +56,10 @@ def content_encoding_error(value: bytes | None) -> StrataError | None:
                                 "uncompressed", field="Content-Encoding")
 
 
-def too_large(size: int, limit: int) -> PayloadTooLarge:
-    """The 413 both HTTP paths (this ASGI app and edge.httpserver) answer with."""
-    return PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
-
-
 def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
               lifecycle: Lifecycle | None = None):
     api = ops_app(ops)
     route = handler.route
-
-    async def reply(send, r: Reply) -> None:
-        headers = [(b"content-type", r.media.encode()), (b"content-length", str(len(r.body)).encode()),
-                   *r.headers]
-        await send({"type": "http.response.start", "status": r.status, "headers": headers})
-        await send({"type": "http.response.body", "body": r.body})
-
-    async def read_body(receive) -> bytes:
-        chunks = []
-        size = 0
-        while True:
-            msg = await receive()
-            chunk = msg.get("body", b"")
-            size += len(chunk)
-            if size > max_body:
-                raise too_large(size, max_body)
-            chunks.append(chunk)
-            if not msg.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def recommend(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()
@@ -102,14 +79,16 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
                 raise MethodNotAllowed(f"{scope['method']} not allowed; use POST")
             if length > max_body:
                 raise too_large(length, max_body)
-            body = await read_body(receive)
+            body = await receive_body(receive, max_body)
+            if body is None:
+                return          # the client went away before its body ended: nobody to answer
         except (MethodNotAllowed, PayloadTooLarge) as exc:   # decided before the body: always JSON
             r = error_reply(exc, JSON)
         else:
             rejected = content_encoding_error(coding)
             if rejected is not None:
                 r = negotiated_error_reply(rejected, accept, ctype)
-                await reply(send, r)
+                await send_reply(send, r)
                 recorder.answered(route, r.status, t0)
                 return
             try:
@@ -117,7 +96,7 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
                 r = out if isinstance(out, Reply) else await handler.finish(out)
             except Exception as exc:
                 r = negotiated_error_reply(exc, accept, ctype)
-        await reply(send, r)
+        await send_reply(send, r)
         recorder.answered(route, r.status, t0)
 
     async def ops_route(scope, receive, send) -> None:
@@ -134,7 +113,7 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
             await api(scope, receive, send_seen)
         except Exception as exc:   # Starlette re-raises after our handler answered; answer if it did not
             if not state["started"]:
-                await reply(send_seen, error_reply(exc, JSON))
+                await send_reply(send_seen, error_reply(exc, JSON))
         finally:
             path = scope["path"]
             recorder.answered(path if path in OPS_ROUTES else "other", state["status"], t0)

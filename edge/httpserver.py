@@ -45,7 +45,8 @@ from urllib.parse import unquote
 
 import httptools
 
-from edge.app import OPS_ROUTES, Recorder, content_encoding_error, too_large
+from edge.app import OPS_ROUTES, Recorder, content_encoding_error
+from shared.asgi import too_large
 from shared.codecs import JSON
 from shared.error_mapper import error_reply, negotiated_error_reply
 from shared.errors import (

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
+from shared.asgi import receive_body, send_reply, too_large
 from shared.error_mapper import negotiated_error_reply
-from shared.errors import PayloadTooLarge
 from shared.fastapi_errors import install_error_handlers, to_response
 from shared.fastapi_ops import install_ops_routes
 from shared.pipeline import Reply
@@ -114,7 +114,9 @@ class _Front:
             elif name == b"content-length":
                 length = value
         try:
-            body = await _receive_body(receive, length, self.limit)
+            if length is not None and length.isdigit() and int(length) > self.limit:
+                raise too_large(int(length), self.limit)
+            body = await receive_body(receive, self.limit)
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
             out = self.handler.try_now(body, ctype, accept)
@@ -122,41 +124,18 @@ class _Front:
         except Exception as exc:        # StrataError -> its status; anything else -> 500 (the one mapper)
             reply = negotiated_error_reply(exc, accept, ctype)
         self.metrics.inc("requests_total", (str(reply.status),))
-        await send({"type": "http.response.start", "status": reply.status,
-                    "headers": [(b"content-type", reply.media.encode()),
-                                (b"content-length", str(len(reply.body)).encode()), *reply.headers]})
-        await send({"type": "http.response.body", "body": reply.body})
+        await send_reply(send, reply)
 
-
-async def _receive_body(receive, length: bytes | None, limit: int) -> bytes | None:
-    """The request body from ASGI ``receive`` (None: the client disconnected first), refused (413, field
-    ``body``) when its declared or actual size exceeds ``limit`` (read no further than that)."""
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"body of {int(length)} bytes exceeds the {limit}-byte limit", field="body")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"body of more than {limit} bytes exceeds the {limit}-byte limit", field="body")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413, field ``body``) when its declared or actual size exceeds ``limit``."""
     size = int(request.headers.get("content-length") or 0)
     if size > limit:
-        raise PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
+        raise too_large(size, limit)
     body = await request.body()
     if len(body) > limit:
-        raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {limit}-byte limit", field="body")
+        raise too_large(len(body), limit)
     return body
 
 

@@ -1,0 +1,36 @@
+"""The pieces of a raw ASGI hot route that the edge and the streaming service share: read a bounded body,
+send a ``Reply``. (Their hot routes skip framework routing: see ``edge.app`` and ``streaming.app``.)"""
+
+from __future__ import annotations
+
+from shared.errors import PayloadTooLarge
+from shared.pipeline import Reply
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
+
+
+async def receive_body(receive, limit: int) -> bytes | None:
+    """The request body from ASGI ``receive``; None when the client disconnected before it ended. Refused
+    (413, field ``body``) as soon as more than ``limit`` bytes arrived: nothing past the limit is kept."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunk = msg.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(size, limit)
+            chunks.append(chunk)
+        if not msg.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_reply(send, r: Reply) -> None:
+    headers = [(b"content-type", r.media.encode()), (b"content-length", str(len(r.body)).encode()), *r.headers]
+    await send({"type": "http.response.start", "status": r.status, "headers": headers})
+    await send({"type": "http.response.body", "body": r.body})
