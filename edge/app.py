@@ -15,7 +15,7 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from shared.asgi import receive_body, send_reply, too_large
+from shared.asgi import body_headers, receive_body, send_reply, too_large
 from shared.codecs import JSON
 from shared.error_mapper import error_reply, negotiated_error_reply
 from shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
@@ -63,17 +63,7 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
 
     async def recommend(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()
-        ctype = accept = coding = None
-        length = -1
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                ctype = value
-            elif name == b"accept":
-                accept = value
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else -1
-            elif name == b"content-encoding":
-                coding = value
+        ctype, accept, length, coding = body_headers(scope)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} not allowed; use POST")

@@ -7,6 +7,22 @@ from shared.errors import PayloadTooLarge
 from shared.pipeline import Reply
 
 
+def body_headers(scope: dict) -> tuple[bytes | None, bytes | None, int, bytes | None]:
+    """(Content-Type, Accept, Content-Length (-1: absent or not a number), Content-Encoding) of a request."""
+    ctype = accept = coding = None
+    length = -1
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            ctype = value
+        elif name == b"accept":
+            accept = value
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else -1
+        elif name == b"content-encoding":
+            coding = value
+    return ctype, accept, length, coding
+
+
 def too_large(size: int, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit", field="body")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
-from shared.asgi import receive_body, send_reply, too_large
+from shared.asgi import body_headers, receive_body, send_reply, too_large
 from shared.error_mapper import negotiated_error_reply
 from shared.fastapi_errors import install_error_handlers, to_response
 from shared.fastapi_ops import install_ops_routes
@@ -105,17 +105,10 @@ class _Front:
         await self.api(scope, receive, counted)
 
     async def _events(self, scope, receive, send) -> None:
-        ctype = accept = length = None
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                ctype = value
-            elif name == b"accept":
-                accept = value
-            elif name == b"content-length":
-                length = value
+        ctype, accept, length, _ = body_headers(scope)
         try:
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                raise too_large(int(length), self.limit)
+            if length > self.limit:
+                raise too_large(length, self.limit)
             body = await receive_body(receive, self.limit)
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
