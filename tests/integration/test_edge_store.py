@@ -40,7 +40,9 @@ def candidates(svc: EdgeNode, n: int = 200) -> list[str]:
 
 
 def test_session_vector_in_valkey_changes_ranking(registry_dir, store_redis, fresh_valkey):
-    svc = make_service(registry_dir, fresh_valkey.url, bandit={"explore_budget": 0.0})
+    # a generous read budget: this test is about what a read vector does, not the budget (a 50 ms first read
+    # on a loaded CI machine once timed out and served no vector)
+    svc = make_service(registry_dir, fresh_valkey.url, bandit={"explore_budget": 0.0}, store={"timeout_ms": 1000.0})
     b = svc.ranker.bundle
     cands = candidates(svc)
     # A session that looked at items 150..159: its vector points at them.
