@@ -138,7 +138,9 @@ class StreamProcessor:
                 await asyncio.gather(planned.write, return_exceptions=True)
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)    # a stop never hangs on a stuck background call
+            for t in stuck:
+                logger.warning("%s did not stop within 5 s of its cancel; left behind", t.get_name())
             if self._to_commit:
                 await self._commit()
 

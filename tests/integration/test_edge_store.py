@@ -162,7 +162,8 @@ def test_unknown_candidates_are_scored_not_rejected(registry_dir):
 def test_a_cached_session_is_never_served_older_than_max_stale(registry_dir, store_redis, fresh_valkey):
     """edge.cache.session_max_stale_s bounds the staleness of a served session vector, also while the
     store is down (it used to serve the stale vector for as long as the entry stayed in the cache)."""
-    svc = make_service(registry_dir, fresh_valkey.url, cache={"session_ttl_s": 0.05, "session_max_stale_s": 0.3})
+    svc = make_service(registry_dir, fresh_valkey.url, cache={"session_ttl_s": 0.05, "session_max_stale_s": 0.3},
+                       store={"timeout_ms": 1000.0})      # the first read must not time out on a loaded machine
     vec = svc.ranker.bundle.item_vectors[:5].mean(axis=0)
     vec = (vec / np.linalg.norm(vec)).astype("<f4")
     store_redis.hset(session_key("default", "stale"), mapping={"vec": vec.tobytes(),
