@@ -1,23 +1,38 @@
-"""Only the two optional C kernels live here; everything else is in pyproject.toml.
+"""Packaging that pyproject.toml cannot say statically: the namespace mapping and the optional C kernels.
 
-- ``shared._fastbeta``: exact Beta draws for Thompson sampling (fallback: NumPy's Generator.beta);
-- ``edge._rowmap``: item id -> row lookup (fallback: NumPy searchsorted over sorted hashes);
-- ``streaming._murmur2``: Kafka's key partitioner for the ingest's batched produce (fallback: aiokafka's
+The repository keeps the design card's top-level folders (``edge/``, ``streaming/``, ...); they install as
+``strata.edge``, ``strata.streaming``, ... (``strata`` is a namespace with no ``__init__``), so nothing with a
+generic name like ``shared`` lands in site-packages. ``tests/unit/test_packaging.py`` builds the wheel and checks it.
+
+The optional C kernels:
+- ``strata.shared._fastbeta``: exact Beta draws for Thompson sampling (fallback: NumPy's Generator.beta);
+- ``strata.edge._rowmap``: item id -> row lookup (fallback: NumPy searchsorted over sorted hashes);
+- ``strata.streaming._murmur2``: Kafka's key partitioner for the ingest's batched produce (fallback: aiokafka's
   pure-Python murmur2, same partitions).
 
 ``optional=True``: a machine without a C compiler still installs Strata and gets the NumPy fallbacks
-(same answers and distributions, slower). ``shared.bandit.SAMPLER`` and ``edge.item_index.COMPILED`` say
-which ones are in use; ``strata edge`` logs both at start.
+(same answers and distributions, slower). ``strata.shared.bandit.SAMPLER`` and ``strata.edge.item_index.COMPILED``
+say which ones are in use; ``strata edge`` logs both at start.
 """
 
 import sys
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
+
+FOLDERS = ("edge", "streaming", "origin", "model_export", "shared", "loadtest", "deploy")
+
+PACKAGES = [f"strata.{top}" + (f".{sub}" if sub else "")
+            for top in FOLDERS for sub in ("", *find_packages(top))]
+PACKAGE_DIR = {f"strata.{top}": top for top in FOLDERS}
 
 _ARGS = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fno-math-errno"]
 
-setup(ext_modules=[
-    Extension("shared._fastbeta", ["shared/_fastbeta.c"], optional=True, extra_compile_args=_ARGS),
-    Extension("edge._rowmap", ["edge/_rowmap.c"], optional=True, extra_compile_args=_ARGS),
-    Extension("streaming._murmur2", ["streaming/_murmur2.c"], optional=True, extra_compile_args=_ARGS),
-])
+setup(
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    ext_modules=[
+        Extension("strata.shared._fastbeta", ["shared/_fastbeta.c"], optional=True, extra_compile_args=_ARGS),
+        Extension("strata.edge._rowmap", ["edge/_rowmap.c"], optional=True, extra_compile_args=_ARGS),
+        Extension("strata.streaming._murmur2", ["streaming/_murmur2.c"], optional=True, extra_compile_args=_ARGS),
+    ],
+)

@@ -1,5 +1,5 @@
 """``python -m deploy`` runs the ``strata`` CLI (used when the console script is not installed)."""
 
-from deploy.cli import app
+from strata.deploy.cli import app
 
 app()

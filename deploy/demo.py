@@ -21,12 +21,12 @@ from types import FrameType
 
 from rich.console import Console
 
-from deploy.exporting import export_with_progress, summary_table
-from deploy.freshness_demo import click_changes_answer, freshness_summary, freshness_table
-from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
-from deploy.origin_samples import ask_origin, origin_table
-from deploy.run_dir import RunDir
-from deploy.sample_traffic import (
+from strata.deploy.exporting import export_with_progress, summary_table
+from strata.deploy.freshness_demo import click_changes_answer, freshness_summary, freshness_table
+from strata.deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
+from strata.deploy.origin_samples import ask_origin, origin_table
+from strata.deploy.run_dir import RunDir
+from strata.deploy.sample_traffic import (
     COLD_SESSION,
     TENANT,
     WARM_SESSION,
@@ -37,9 +37,9 @@ from deploy.sample_traffic import (
     warm_session_vector,
     write_session_vector,
 )
-from deploy.tansu import TansuProcess
-from shared.bundle import CURRENT_FILE
-from shared.config import EdgeSettings
+from strata.deploy.tansu import TansuProcess
+from strata.shared.bundle import CURRENT_FILE
+from strata.shared.config import EdgeSettings
 
 logger = logging.getLogger(__name__)
 

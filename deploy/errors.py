@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import StrataError
+from strata.shared.errors import StrataError
 
 
 class EngineMissing(StrataError):

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import ConfigError
+from strata.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def run_eval(dataset: str, path: Path, console: Console, *, cut: str = "2011-11-
     """Evaluate every model on ``dataset`` at ``path``; returns the report (also written to ``json_path``)."""
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}", field="data")
-    from model_export.evaluation.harness import EvaluationConfig, evaluate_online_retail
-    from model_export.evaluation.models import DEFAULT_MODELS
+    from strata.model_export.evaluation.harness import EvaluationConfig, evaluate_online_retail
+    from strata.model_export.evaluation.models import DEFAULT_MODELS
 
     names = DEFAULT_MODELS if models is None else tuple(m.strip() for m in models.split(",") if m.strip())
     if not names:
@@ -44,7 +44,7 @@ def run_eval(dataset: str, path: Path, console: Console, *, cut: str = "2011-11-
     if json_path is not None:
         _write(json_path, "--json", lambda: json_path.write_text(json.dumps(report, indent=2) + "\n", "utf-8"))
     if plot_path is not None:
-        from model_export.evaluation.plot import plot_recall
+        from strata.model_export.evaluation.plot import plot_recall
 
         _write(plot_path, "--plot", lambda: plot_recall(report, plot_path))
     return report

@@ -33,7 +33,7 @@ _SUMMARY_ROWS = (
 def export_with_progress(out: Path, console: Console, *, seed: int = 7, version: str | None = None,
                          int8: bool = True) -> Any:
     """Run ``model_export.pipeline.export_bundle`` behind a rich progress bar; returns its ExportResult."""
-    from model_export.pipeline import export_bundle
+    from strata.model_export.pipeline import export_bundle
 
     with Progress(TextColumn("[bold]export[/bold] {task.description:<28}"), BarColumn(),
                   TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
@@ -50,7 +50,7 @@ def export_with_progress(out: Path, console: Console, *, seed: int = 7, version:
 
 def export_all_with_progress(out: Path, console: Console, request: Any) -> list[tuple[str, Any]]:
     """Every bundle of ``model_export.exporters`` (edge scorer, retrieval, ranker, extras), one bar each."""
-    from model_export.exporters import EXPORTERS, EXTRA_EXPORTERS
+    from strata.model_export.exporters import EXPORTERS, EXTRA_EXPORTERS
 
     results: list[tuple[str, Any]] = []
     with Progress(TextColumn("[bold]{task.fields[bundle]:<18}[/bold] {task.description:<16}"), BarColumn(),
@@ -126,7 +126,7 @@ def summary_table(result: Any) -> Table:
 def export_text_with_progress(out: Path, console: Console, *, version: str | None = None) -> Any:
     """``model_export.text_encoder.export_text_encoder`` behind a spinner (MiniLM -> ONNX, parity, the
     registry's current catalog embedded and its HNSW shard built); returns its TextExportResult."""
-    from model_export.text_encoder import export_text_encoder
+    from strata.model_export.text_encoder import export_text_encoder
 
     with console.status("[bold]export[/bold] text encoder (MiniLM -> ONNX, parity, catalog text vectors, shard)"):
         return export_text_encoder(out, version)

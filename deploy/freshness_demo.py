@@ -18,8 +18,8 @@ import redis
 from rich.markup import escape
 from rich.table import Table
 
-from deploy.sample_traffic import TENANT, DemoBundle
-from shared.keys import bandit_key, session_key
+from strata.deploy.sample_traffic import TENANT, DemoBundle
+from strata.shared.keys import bandit_key, session_key
 
 CLICK_SESSION = "demo-click"
 BODY = {"tenant": TENANT, "user_id": "user-demo-click", "session_id": CLICK_SESSION, "slot": "home", "k": 5,

@@ -12,7 +12,7 @@ import errno
 import os
 import socket
 
-from shared.errors import ConfigError
+from strata.shared.errors import ConfigError
 
 # errnos a bind (or resolving the bind address) fails with; anything else is not about the address
 _BIND_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}

@@ -30,7 +30,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from deploy.errors import EngineMissing, ProcessFailed
+from strata.deploy.errors import EngineMissing, ProcessFailed
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def strata_command() -> list[str]:
     script = Path(sys.executable).parent / "strata"
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-m", "deploy"]
+    return [sys.executable, "-m", "strata.deploy"]
 
 
 def _die_with_parent() -> Callable[[], None] | None:

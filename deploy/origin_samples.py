@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 from rich.table import Table
 
-from deploy.sample_traffic import DemoBundle
+from strata.deploy.sample_traffic import DemoBundle
 
 COLD_BODY = {"user_id": "demo-new-user", "session_id": "demo-new-session", "k": 5,
              "query": "organic bread for breakfast", "context": {"channel": "app"}}

@@ -18,11 +18,11 @@ import redis
 from rich.markup import escape
 from rich.table import Table
 
-from shared import codecs
-from shared.bundle import ITEM_VECTORS_FILE, ITEMS_FILE, read_current
-from shared.errors import StrataError
-from shared.features import EMBED_DIM
-from shared.keys import session_key
+from strata.shared import codecs
+from strata.shared.bundle import ITEM_VECTORS_FILE, ITEMS_FILE, read_current
+from strata.shared.errors import StrataError
+from strata.shared.features import EMBED_DIM
+from strata.shared.keys import session_key
 
 TENANT = "default"
 WARM_SESSION = "demo-warm"

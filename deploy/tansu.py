@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.errors import EngineMissing, ProcessFailed
-from deploy.local import _Child, _die_with_parent, _tail, free_port, port_open
+from strata.deploy.errors import EngineMissing, ProcessFailed
+from strata.deploy.local import _Child, _die_with_parent, _tail, free_port, port_open
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +86,4 @@ class TansuProcess(_Child):
         if self._log is not None:
             self._log.unlink(missing_ok=True)
             self._log = None
+

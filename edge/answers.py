@@ -14,7 +14,7 @@ import os
 import msgpack
 import orjson
 
-from shared.codecs import MSGPACK
+from strata.shared.codecs import MSGPACK
 
 _DYNAMIC_FIELDS = 4     # degraded, request_id, impression_id, timing
 

@@ -15,13 +15,13 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from shared.asgi import body_headers, receive_body, send_reply, too_large
-from shared.codecs import JSON
-from shared.error_mapper import error_reply, negotiated_error_reply
-from shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
-from shared.fastapi_errors import install_error_handlers
-from shared.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
-from shared.pipeline import Handler, Reply
+from strata.shared.asgi import body_headers, receive_body, send_reply, too_large
+from strata.shared.codecs import JSON
+from strata.shared.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
+from strata.shared.fastapi_errors import install_error_handlers
+from strata.shared.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
+from strata.shared.pipeline import Handler, Reply
 
 logger = logging.getLogger(__name__)
 class Recorder(Protocol):

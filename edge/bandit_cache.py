@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from edge.item_index import ItemIndex
+from strata.edge.item_index import ItemIndex
 
 
 class SlotCounts:

@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from edge.bandit_cache import parse_counts
-from edge.model_slot import ModelSlot
-from edge.session_client import SessionStore, StoreHealth
-from shared.errors import StoreUnavailable
+from strata.edge.bandit_cache import parse_counts
+from strata.edge.model_slot import ModelSlot
+from strata.edge.session_client import SessionStore, StoreHealth
+from strata.shared.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 

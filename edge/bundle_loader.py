@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from shared.scoring_bundle import LoadedBundle, load_bundle
+from strata.shared.scoring_bundle import LoadedBundle, load_bundle
 
 __all__ = ["LoadedBundle", "load_bundle"]

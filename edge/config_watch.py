@@ -12,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from edge.model_slot import ModelSlot
-from shared.config import SettingsSource, StrataSettings
-from shared.errors import StrataError
+from strata.edge.model_slot import ModelSlot
+from strata.shared.config import SettingsSource, StrataSettings
+from strata.shared.errors import StrataError
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from shared.guardrails import REASONS
-from shared.metrics import Histogram, Instruments
+from strata.shared.guardrails import REASONS
+from strata.shared.metrics import Histogram, Instruments
 
 RECOMMEND = "/v1/recommend"
 Counts = Callable[[], tuple[int, int]]          # () -> (hits, misses)

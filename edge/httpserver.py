@@ -45,11 +45,11 @@ from urllib.parse import unquote
 
 import httptools
 
-from edge.app import OPS_ROUTES, Recorder, content_encoding_error
-from shared.asgi import too_large
-from shared.codecs import JSON
-from shared.error_mapper import error_reply, negotiated_error_reply
-from shared.errors import (
+from strata.edge.app import OPS_ROUTES, Recorder, content_encoding_error
+from strata.shared.asgi import too_large
+from strata.shared.codecs import JSON
+from strata.shared.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.errors import (
     HeadersTooLarge,
     HttpVersionNotSupported,
     MalformedHttp,
@@ -58,7 +58,7 @@ from shared.errors import (
     StrataError,
     TooManyConnections,
 )
-from shared.pipeline import Handler, Pending, Reply
+from strata.shared.pipeline import Handler, Pending, Reply
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import msgpack
 
-from shared.keys import INVALIDATION_CHANNEL
+from strata.shared.keys import INVALIDATION_CHANNEL
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.errors import BundleError
+from strata.shared.errors import BundleError
 
 try:
-    from edge._rowmap import lookup as _lookup
+    from strata.edge._rowmap import lookup as _lookup
 except ImportError:   # no C compiler at install time
     _lookup = None
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge.bundle_loader import LoadedBundle
-from edge.ranker import Ranker
-from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
+from strata.edge.bundle_loader import LoadedBundle
+from strata.edge.ranker import Ranker
+from strata.shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
 
 logger = logging.getLogger(__name__)
 _GENERATION = itertools.count(1)

@@ -13,32 +13,32 @@ import contextlib
 import logging
 import signal
 
-from edge.answers import RequestIds
-from edge.app import build_app
-from edge.bandit_cache import BanditCounts
-from edge.bandit_refresh import BanditRefresher
-from edge.bundle_loader import LoadedBundle
-from edge.caches import TTLCache
-from edge.config_watch import ConfigWatch
-from edge.edge_metrics import EdgeMetrics
-from edge.invalidation import InvalidationListener
-from edge.model_slot import ModelSlot
-from edge.ranker import Ranker
-from edge.recommend import RecommendHandler
-from edge.reload import RegistryWatch
-from edge.response_cache import ResponseCache
-from edge.session_client import StoreHealth, make_store
-from edge.session_source import SessionSource
-from edge.stages.confidence import Confidence
-from edge.stages.encode import Encode
-from edge.stages.exact_cache import ExactCache
-from edge.stages.guardrails import GuardrailFilter
-from edge.stages.response_cache import ResponseCacheStage
-from edge.stages.session import SessionStage
-from shared.config import SettingsSource, StrataSettings
-from shared.error_mapper import negotiated_error_reply
-from shared.impression_log import ImpressionLog
-from shared.pipeline import Reply
+from strata.edge.answers import RequestIds
+from strata.edge.app import build_app
+from strata.edge.bandit_cache import BanditCounts
+from strata.edge.bandit_refresh import BanditRefresher
+from strata.edge.bundle_loader import LoadedBundle
+from strata.edge.caches import TTLCache
+from strata.edge.config_watch import ConfigWatch
+from strata.edge.edge_metrics import EdgeMetrics
+from strata.edge.invalidation import InvalidationListener
+from strata.edge.model_slot import ModelSlot
+from strata.edge.ranker import Ranker
+from strata.edge.recommend import RecommendHandler
+from strata.edge.reload import RegistryWatch
+from strata.edge.response_cache import ResponseCache
+from strata.edge.session_client import StoreHealth, make_store
+from strata.edge.session_source import SessionSource
+from strata.edge.stages.confidence import Confidence
+from strata.edge.stages.encode import Encode
+from strata.edge.stages.exact_cache import ExactCache
+from strata.edge.stages.guardrails import GuardrailFilter
+from strata.edge.stages.response_cache import ResponseCacheStage
+from strata.edge.stages.session import SessionStage
+from strata.shared.config import SettingsSource, StrataSettings
+from strata.shared.error_mapper import negotiated_error_reply
+from strata.shared.impression_log import ImpressionLog
+from strata.shared.pipeline import Reply
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.bandit_cache import BanditCounts, SlotCounts
-from edge.bundle_loader import LoadedBundle
-from edge.item_index import ItemIndex
-from shared.bandit import BanditConfig, make_sampler, posterior
-from shared.contracts import MAX_CANDIDATES, Context
-from shared.features import FEATURE_DIM, assemble, context_block
+from strata.edge.bandit_cache import BanditCounts, SlotCounts
+from strata.edge.bundle_loader import LoadedBundle
+from strata.edge.item_index import ItemIndex
+from strata.shared.bandit import BanditConfig, make_sampler, posterior
+from strata.shared.contracts import MAX_CANDIDATES, Context
+from strata.shared.features import FEATURE_DIM, assemble, context_block
 
 _EMPTY_F = np.zeros(0, dtype=np.float64)
 

@@ -15,24 +15,24 @@ import time
 
 import numpy as np
 
-from edge.model_slot import ModelSlot
-from edge.stages.candidates import Candidates
-from edge.stages.confidence import Confidence
-from edge.stages.ctx import RecommendCtx
-from edge.stages.decode import Decode
-from edge.stages.encode import Encode
-from edge.stages.escalate import Escalate
-from edge.stages.exact_cache import ExactCache
-from edge.stages.guardrails import GuardrailFilter
-from edge.stages.rank import Rank
-from edge.stages.response_cache import ResponseCacheStage
-from edge.stages.select import Select
-from edge.stages.session import SessionStage
-from edge.stages.validate import Validate
-from shared.codecs import JSON, choose_response_type
-from shared.contracts import RecommendRequest
-from shared.errors import NotReady
-from shared.pipeline import Pending, Pipeline, Reply
+from strata.edge.model_slot import ModelSlot
+from strata.edge.stages.candidates import Candidates
+from strata.edge.stages.confidence import Confidence
+from strata.edge.stages.ctx import RecommendCtx
+from strata.edge.stages.decode import Decode
+from strata.edge.stages.encode import Encode
+from strata.edge.stages.escalate import Escalate
+from strata.edge.stages.exact_cache import ExactCache
+from strata.edge.stages.guardrails import GuardrailFilter
+from strata.edge.stages.rank import Rank
+from strata.edge.stages.response_cache import ResponseCacheStage
+from strata.edge.stages.select import Select
+from strata.edge.stages.session import SessionStage
+from strata.edge.stages.validate import Validate
+from strata.shared.codecs import JSON, choose_response_type
+from strata.shared.contracts import RecommendRequest
+from strata.shared.errors import NotReady
+from strata.shared.pipeline import Pending, Pipeline, Reply
 
 ROUTE = "/v1/recommend"
 

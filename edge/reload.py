@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.bundle_loader import LoadedBundle, load_bundle
-from edge.model_slot import ModelSlot
-from shared.bundle import read_current
-from shared.errors import BundleError
+from strata.edge.bundle_loader import LoadedBundle, load_bundle
+from strata.edge.model_slot import ModelSlot
+from strata.shared.bundle import read_current
+from strata.shared.errors import BundleError
 
 logger = logging.getLogger(__name__)
 

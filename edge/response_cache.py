@@ -11,10 +11,10 @@ made it.
 
 from __future__ import annotations
 
-from edge.answers import Answer
-from edge.caches import TTLCache
-from shared.config import CacheSettings
-from shared.contracts import RecommendRequest
+from strata.edge.answers import Answer
+from strata.edge.caches import TTLCache
+from strata.shared.config import CacheSettings
+from strata.shared.contracts import RecommendRequest
 
 
 class ResponseCache:

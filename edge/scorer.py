@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from shared.onnx_scorer import OnnxScorer as EdgeScorer
+from strata.shared.onnx_scorer import OnnxScorer as EdgeScorer
 
 __all__ = ["EdgeScorer"]

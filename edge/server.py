@@ -10,12 +10,12 @@ import logging
 
 import uvicorn
 
-from edge.item_index import COMPILED as ROWMAP_COMPILED
-from edge.node import EdgeNode
-from shared.bandit import SAMPLER
-from shared.config import SettingsSource, StrataSettings
-from shared.gc_tuning import tune_gc
-from shared.logs import configure_logging
+from strata.edge.item_index import COMPILED as ROWMAP_COMPILED
+from strata.edge.node import EdgeNode
+from strata.shared.bandit import SAMPLER
+from strata.shared.config import SettingsSource, StrataSettings
+from strata.shared.gc_tuning import tune_gc
+from strata.shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,6 @@ def run_edge(settings: StrataSettings, source: SettingsSource | None = None) -> 
         return
     import uvloop
 
-    from edge.httpserver import serve
+    from strata.edge.httpserver import serve
 
     uvloop.run(serve(node, cfg.host, cfg.port))

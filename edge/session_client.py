@@ -12,9 +12,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from shared.errors import StoreUnavailable
-from shared.keys import bandit_key, session_key
-from shared.session_update import SessionState, decode_session
+from strata.shared.errors import StoreUnavailable
+from strata.shared.keys import bandit_key, session_key
+from strata.shared.session_update import SessionState, decode_session
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def make_store(url: str, timeout_s: float) -> SessionStore:
     if url.strip().lower() in ("", "none"):
         return SessionStore()
     if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-        from shared.errors import ConfigError
+        from strata.shared.errors import ConfigError
 
         raise ConfigError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}",
                           field="edge.store.url")

@@ -13,10 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.caches import TTLCache
-from edge.session_client import SessionState, SessionStore, StoreHealth, read_with_deadline
-from shared.config import CacheSettings
-from shared.errors import StoreUnavailable
+from strata.edge.caches import TTLCache
+from strata.edge.session_client import SessionState, SessionStore, StoreHealth, read_with_deadline
+from strata.shared.config import CacheSettings
+from strata.shared.errors import StoreUnavailable
 
 
 class Session(NamedTuple):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import orjson
 
-from loadtest.servers import HOST, PinnedServer, edge_command, free_port, pick_cores
+from strata.loadtest.servers import HOST, PinnedServer, edge_command, free_port, pick_cores
 
 TARGET_RATIO = 2.0
 

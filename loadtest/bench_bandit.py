@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.bandit import SAMPLER, choose_arm, choose_arms, make_sampler, posterior
+from strata.shared.bandit import SAMPLER, choose_arm, choose_arms, make_sampler, posterior
 
 N_ARMS = 100
 

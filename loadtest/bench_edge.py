@@ -7,7 +7,6 @@ against MABWiser. Prints a table with the issue's targets and PASS/MISS, and wri
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import tempfile
@@ -16,10 +15,17 @@ from pathlib import Path
 
 import orjson
 
-from loadtest import bench_bandit, bench_http, bench_inproc
-from loadtest.bench_report import TARGETS, add_ratios, machine_info, missed_targets, print_report, verdict
-from loadtest.payloads import load_catalog
-from loadtest.servers import pick_cores
+from strata.loadtest import bench_bandit, bench_http, bench_inproc
+from strata.loadtest.bench_report import (
+    TARGETS,
+    add_ratios,
+    machine_info,
+    print_report,
+    verdict,
+)
+from strata.loadtest.launch import Launcher
+from strata.loadtest.payloads import load_catalog
+from strata.loadtest.servers import pick_cores
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ def _pinned_to(core: int):
     return _Pin()
 
 
-def main(registry: str, json_path: str | None = None, duration: float = 10.0, quick: bool = False) -> dict:
+def main(launcher: Launcher, registry: str, json_path: str | None = None, duration: float = 10.0, quick: bool = False) -> dict:
     """Run the whole benchmark; returns the result dict (also written to ``json_path``)."""
     started = time.perf_counter()
     registry = str(Path(registry).resolve())
@@ -66,7 +72,7 @@ def main(registry: str, json_path: str | None = None, duration: float = 10.0, qu
         r["bandit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as workdir:
-        r.update(bench_http.run(registry, catalog, plan, cores, Path(workdir)))
+        r.update(bench_http.run(launcher, registry, catalog, plan, cores, Path(workdir)))
     r["http_s"] = time.perf_counter() - t0
     add_ratios(r)
     r["targets"] = {t.key: verdict(t, r.get(t.key))[0] for t in TARGETS}
@@ -76,18 +82,3 @@ def main(registry: str, json_path: str | None = None, duration: float = 10.0, qu
     if json_path:
         Path(json_path).write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     return r
-
-
-def _cli(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="edge benchmark (same as `strata bench edge`)")
-    ap.add_argument("--registry", default="registry")
-    ap.add_argument("--json", dest="json_path")
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds per HTTP point")
-    ap.add_argument("--quick", action="store_true", help="short smoke run")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return 1 if missed_targets(main(args.registry, args.json_path, args.duration, args.quick)) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_cli())

@@ -16,10 +16,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.bench_store import seed_store, start_store
-from loadtest.loadgen import Workload, save_workload
-from loadtest.payloads import Catalog, cached_mix, encode_json, encode_msgpack, repeat_share, unique_mix
-from loadtest.servers import (
+from strata.loadtest.bench_store import seed_store, start_store
+from strata.loadtest.launch import Launcher
+from strata.loadtest.loadgen import Workload, save_workload
+from strata.loadtest.payloads import (
+    Catalog,
+    cached_mix,
+    encode_json,
+    encode_msgpack,
+    repeat_share,
+    unique_mix,
+)
+from strata.loadtest.servers import (
     Cores,
     PinnedServer,
     baseline_command,
@@ -31,7 +39,7 @@ from loadtest.servers import (
     run_loadgen,
     trivial_command,
 )
-from shared.codecs import JSON, MSGPACK
+from strata.shared.codecs import JSON, MSGPACK
 
 logger = logging.getLogger(__name__)
 PATH = "/v1/recommend"
@@ -147,7 +155,7 @@ def _start(stack: ExitStack, name: str, argv_for_port, core: int) -> PinnedServe
     return stack.enter_context(PinnedServer(name, argv_for_port(port), port, core))
 
 
-def run(registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: Path) -> dict:
+def run(launcher: Launcher, registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: Path) -> dict:
     """All HTTP points. Every server is up (idle ones cost nothing) and the points are interleaved,
     so a change in background load on a shared machine hits all servers alike."""
     files = prepare_workloads(catalog, plan, workdir)
@@ -190,7 +198,7 @@ def run(registry: str, catalog: Catalog, plan: HttpPlan, cores: Cores, workdir: 
         _point(uv, results, "edge_uvicorn_nocache", unique, plan, cores, 8, HIT_JSON)
         # The edge with a real store: session reads on the request path, counts refreshed in the background.
         try:
-            valkey = stack.enter_context(start_store(cores.loadgen))
+            valkey = stack.enter_context(start_store(launcher, cores.loadgen))
             results.update(seed_store(valkey, catalog))
             with_store = _start(stack, "edge-store", lambda p: edge_command(registry, p, store=valkey.url),
                                 cores.server)

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from loadtest.payloads import Catalog, PayloadSpec, unique_mix
-from shared.contracts import MAX_K, RecommendRequest, parse_recommend
+from strata.loadtest.payloads import Catalog, PayloadSpec, unique_mix
+from strata.shared.contracts import MAX_K, RecommendRequest, parse_recommend
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def time_calls(call: Callable[[RecommendRequest], object], requests: list[Recomm
 def edge_ranker(registry: str, guardrails: dict | None = None) -> Callable[[RecommendRequest], object]:
     """The edge's ranking stages (candidates -> guardrails -> rank -> select -> confidence) on the CURRENT
     bundle, as ``RecommendHandler.decide`` runs them (store off, no caches, no codec)."""
-    from edge.node import EdgeNode
-    from shared.config import load_settings
+    from strata.edge.node import EdgeNode
+    from strata.shared.config import load_settings
 
     settings = load_settings(None, edge={"registry": registry, "store": {"url": "none"}},
                              **({"guardrails": guardrails} if guardrails is not None else {}))
@@ -60,7 +60,7 @@ def edge_ranker(registry: str, guardrails: dict | None = None) -> Callable[[Reco
 
 
 def naive_ranker(registry: str) -> Callable[[RecommendRequest], object]:
-    from loadtest.baselines.naive_ranker import NaiveRanker
+    from strata.loadtest.baselines.naive_ranker import NaiveRanker
 
     ranker = NaiveRanker(registry)
 
@@ -73,7 +73,7 @@ def naive_ranker(registry: str) -> Callable[[RecommendRequest], object]:
 
 def run(registry: str, catalog: Catalog, iterations: int, warmup: int) -> dict:
     """Edge and naive ranker at 100 and 1000 candidates (1000-candidate runs use a fifth of the count)."""
-    from shared.gc_tuning import tune_gc
+    from strata.shared.gc_tuning import tune_gc
 
     # The edge server runs with this GC configuration; both rankers share the process, so both get it.
     tune_gc()

@@ -94,9 +94,9 @@ class Histories:
 
 
 def _recall(node, models, hist: Histories, queries: int, ef: int | None, exact: bool, now: int) -> dict:
-    from origin.retrieval import source_filter
-    from origin.stages.ctx import OriginCtx
-    from shared.codecs import JSON
+    from strata.origin.retrieval import source_filter
+    from strata.origin.stages.ctx import OriginCtx
+    from strata.shared.codecs import JSON
 
     flt = source_filter(node.state, age_verified=False)
     pl = models.pipeline
@@ -145,8 +145,8 @@ def _allowed(node, models) -> np.ndarray:
 
 
 def _latency(node, requests: int, warmup: int, profile_of, prefix: str) -> dict:
-    from origin.stages.ctx import OriginCtx
-    from shared.codecs import JSON
+    from strata.origin.stages.ctx import OriginCtx
+    from strata.shared.codecs import JSON
 
     stages = node.recommend.pipeline.stages
     per_stage = {s.name: 0 for s in stages}
@@ -178,10 +178,10 @@ def _latency(node, requests: int, warmup: int, profile_of, prefix: str) -> dict:
 def run(registry: Path, *, min_items: int = TARGET_ITEMS, requests: int = 400, warmup: int = 40,
         recall_queries: int = 100, ef: int | None = None, exact: bool = False, seed: int = 7,
         vllm_url: str | None = None) -> dict:
-    from origin.node import OriginNode
-    from origin.profiles import Profile
-    from shared.config import load_settings
-    from shared.errors import ConfigError
+    from strata.origin.node import OriginNode
+    from strata.origin.profiles import Profile
+    from strata.shared.config import load_settings
+    from strata.shared.errors import ConfigError
 
     overrides: dict = {"registry": str(registry), "retrieve": RETRIEVE, "vector_index": {"exact": exact}}
     if ef is not None:
@@ -225,7 +225,7 @@ def run(registry: Path, *, min_items: int = TARGET_ITEMS, requests: int = 400, w
         out["edge_scorer_path"] = _latency(node, max(requests // 4, 10), warmup // 4, session_vec, "e")
         out["explain_template"] = _explain_latency(node, 100)
         if vllm_url:
-            from origin.reasoner.vllm import VllmReasoner
+            from strata.origin.reasoner.vllm import VllmReasoner
 
             reason = next(s for s in node.explain.pipeline.stages if s.name == "reason")
             reason.reasoner = VllmReasoner(vllm_url, settings.origin.reasoner.model)
@@ -244,7 +244,7 @@ def run(registry: Path, *, min_items: int = TARGET_ITEMS, requests: int = 400, w
 
 
 def _explain_latency(node, n: int) -> dict:
-    from shared.pipeline import Reply
+    from strata.shared.pipeline import Reply
 
     async def go() -> np.ndarray:
         lat = np.empty(n, dtype=np.int64)

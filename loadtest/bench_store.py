@@ -13,22 +13,22 @@ import time
 
 import numpy as np
 
-from deploy.local import ValkeyProcess
-from loadtest.payloads import SLOT_K, Catalog, PayloadSpec
-from shared.features import EMBED_DIM
-from shared.keys import bandit_key, clicks_field, imps_field, session_key
+from strata.loadtest.launch import Launcher
+from strata.loadtest.payloads import SLOT_K, Catalog, PayloadSpec
+from strata.shared.features import EMBED_DIM
+from strata.shared.keys import bandit_key, clicks_field, imps_field, session_key
 
 COUNTED_ITEMS = 3000          # items with impressions per slot (the most popular ones)
 
 
-def start_store(core: int) -> ValkeyProcess:
+def start_store(launcher: Launcher, core: int):
     """A valkey-server pinned to ``core`` (the load generator's: the server's core stays the edge's)."""
-    valkey = ValkeyProcess().start()
+    valkey = launcher.store().start()
     os.sched_setaffinity(valkey.pid, {core})
     return valkey
 
 
-def seed_store(valkey: ValkeyProcess, catalog: Catalog, spec: PayloadSpec = PayloadSpec(), seed: int = 7) -> dict:
+def seed_store(valkey, catalog: Catalog, spec: PayloadSpec = PayloadSpec(), seed: int = 7) -> dict:
     """Bandit counts for every slot of the payloads (tenant ``default``) and a session vector for every
     session of the cached mix. Returns what was written (for the JSON)."""
     rng = np.random.default_rng(seed)

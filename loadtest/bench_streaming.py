@@ -31,13 +31,12 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
-from deploy.local import ManagedProcess, ValkeyProcess, free_port, strata_command
-from deploy.tansu import TansuProcess
-from loadtest.bench_report import machine_info
-from loadtest.naive_processor import naive_events_per_s
-from loadtest.servers import process_ticks
-from shared import keys as K
-from shared.config import load_settings
+from strata.loadtest.bench_report import machine_info
+from strata.loadtest.launch import Launcher, free_port
+from strata.loadtest.naive_processor import naive_events_per_s
+from strata.loadtest.servers import process_ticks
+from strata.shared import keys as K
+from strata.shared.config import load_settings
 
 RATES = (5_000, 10_000, 20_000, 25_000)
 BATCH = 100          # events per request
@@ -191,7 +190,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 async def _catchup(cfg, catalog, n_events: int) -> float:
     """The batched processor (in this process) reading the first ``n_events`` of the same log into an empty
     store: events/s under the same conditions as the naive processor (no ingest load meanwhile)."""
-    from streaming.processor import StreamProcessor
+    from strata.streaming.processor import StreamProcessor
 
     proc = StreamProcessor(cfg, catalog)
     await proc.start()
@@ -216,25 +215,25 @@ def _ticks(pid: int | None) -> int:
         return 0
 
 
-def main(registry: str, json_path: str | None = None, duration: float = 10.0, rates=RATES,
+def main(launcher: Launcher, registry: str, json_path: str | None = None, duration: float = 10.0, rates=RATES,
          processors: int = 2) -> dict:
-    from streaming.catalog import load_catalog
+    from strata.streaming.catalog import load_catalog
 
     registry = str(Path(registry).resolve())
     catalog = load_catalog(registry, "edge-scorer")
     items = list(catalog.index)
     result: dict = {"machine": machine_info(), "duration_s": duration, "batch": BATCH, "connections": CONNECTIONS,
                     "processors": processors, "loadavg_before": [round(x, 2) for x in os.getloadavg()], "points": []}
-    with TansuProcess() as broker, ValkeyProcess() as store, tempfile.TemporaryDirectory() as tmp:
+    with launcher.broker() as broker, launcher.store() as store, tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cfg = {"broker": broker.bootstrap, "store": store.url, "registry": registry, "port": port,
                "topics": {"partitions": 4}, "tier2": {"enabled": False}}    # the ingest path only
         conf = Path(tmp) / "strata.yaml"
         conf.write_text(orjson.dumps({"log_level": "WARNING", "streaming": cfg}).decode())   # JSON is YAML
-        ingest = ManagedProcess("ingest", [*strata_command(), "streaming", "serve", "--config", str(conf)],
+        ingest = launcher.process("ingest", [*launcher.command(), "streaming", "serve", "--config", str(conf)],
                                 ready_url=f"http://127.0.0.1:{port}/readyz", log_path=Path(tmp) / "ingest.log")
         # the processor: ``processors`` members of one consumer group (the topic's 4 partitions split among them)
-        procs = [ManagedProcess(f"processor-{i}", [*strata_command(), "streaming", "process", "--config", str(conf)],
+        procs = [launcher.process(f"processor-{i}", [*launcher.command(), "streaming", "process", "--config", str(conf)],
                                 log_path=Path(tmp) / f"processor-{i}.log") for i in range(processors)]
         with contextlib.ExitStack() as running:
             running.enter_context(ingest.start())

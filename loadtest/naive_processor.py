@@ -10,10 +10,10 @@ import time
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
-from shared import keys as K
-from shared.contracts import parse_event
-from shared.event_records import decode_event
-from shared.session_update import SessionRule, apply_event, decode_state, encode_state, session_vec
+from strata.shared import keys as K
+from strata.shared.contracts import parse_event
+from strata.shared.event_records import decode_event
+from strata.shared.session_update import SessionRule, apply_event, decode_state, encode_state, session_vec
 
 
 async def run_naive(broker: str, topic: str, store_url: str, group: str, n_events: int, vector,

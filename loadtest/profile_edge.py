@@ -17,10 +17,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from loadtest.bench_http import PATH
-from loadtest.loadgen import Workload, save_workload
-from loadtest.payloads import cached_mix, encode_json, load_catalog, unique_mix
-from loadtest.servers import PinnedServer, edge_command, free_port, pick_cores, run_loadgen
+from strata.loadtest.bench_http import PATH
+from strata.loadtest.loadgen import Workload, save_workload
+from strata.loadtest.payloads import cached_mix, encode_json, load_catalog, unique_mix
+from strata.loadtest.servers import PinnedServer, edge_command, free_port, pick_cores, run_loadgen
 
 
 def summarise(collapsed: str, top: int = 25) -> str:

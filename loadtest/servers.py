@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from deploy.local import free_port  # noqa: F401 - re-exported for the bench modules
+from strata.loadtest.launch import free_port  # noqa: F401 - re-exported for the bench modules
 
 HOST = "127.0.0.1"
 # Keep numeric libraries single-threaded inside the pinned processes.
@@ -53,20 +53,20 @@ def edge_command(registry: str, port: int, http: str = "strata", store: str = "n
     """``strata edge`` when the CLI is installed, else the edge's own entry point. ``http``: the edge's
     own HTTP server ("strata") or its ASGI app under uvicorn ("uvicorn"); ``store``: a redis:// URL or none."""
     strata = Path(sys.executable).parent / "strata"
-    if strata.exists() and importlib.util.find_spec("deploy.cli") is not None:
+    if strata.exists() and importlib.util.find_spec("strata.deploy.cli") is not None:
         return [str(strata), "edge", "--registry", registry, "--port", str(port), "--store", store, "--http", http]
-    code = ("from shared.config import load_settings; from edge.server import run_edge; "
+    code = ("from strata.shared.config import load_settings; from strata.edge.server import run_edge; "
             f"run_edge(load_settings(None, edge={{'registry': {registry!r}, 'port': {port}, 'http': {http!r}, "
             f"'store': {{'url': {store!r}}}}}))")
     return [sys.executable, "-c", code]
 
 
 def baseline_command(module: str, registry: str, port: int) -> list[str]:
-    return [sys.executable, "-m", f"loadtest.baselines.{module}", "--registry", registry, "--port", str(port)]
+    return [sys.executable, "-m", f"strata.loadtest.baselines.{module}", "--registry", registry, "--port", str(port)]
 
 
 def trivial_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "loadtest.trivial_server", "--port", str(port)]
+    return [sys.executable, "-m", "strata.loadtest.trivial_server", "--port", str(port)]
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -161,7 +161,7 @@ def process_ticks(pid: int) -> int:
 def run_loadgen(port: int, workload_path: str, connections: int, duration_s: float, warmup_s: float,
                 core: int, count_pattern: bytes | None = None) -> dict:
     """One measurement point in a fresh load-generator process pinned to ``core``."""
-    argv = [sys.executable, "-m", "loadtest.loadgen", "--port", str(port), "--workload", workload_path,
+    argv = [sys.executable, "-m", "strata.loadtest.loadgen", "--port", str(port), "--workload", workload_path,
             "--connections", str(connections), "--duration", str(duration_s), "--warmup", str(warmup_s)]
     if count_pattern:
         argv += ["--count-pattern-hex", count_pattern.hex()]

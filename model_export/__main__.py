@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from model_export.pipeline import export_bundle
-from shared.errors import StrataError
+from strata.model_export.pipeline import export_bundle
+from strata.shared.errors import StrataError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_export.embeddings import click_popularity, interaction_matrix, learn_item_vectors
-from model_export.world import World
-from shared.contracts import CHANNELS, DEVICES
-from shared.features import assemble, context_block, item_block, session_vector
+from strata.model_export.embeddings import click_popularity, interaction_matrix, learn_item_vectors
+from strata.model_export.world import World
+from strata.shared.contracts import CHANNELS, DEVICES
+from strata.shared.features import assemble, context_block, item_block, session_vector
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
 
-from shared.contracts import EVENT_TYPES
-from shared.features import EMBED_DIM
+from strata.shared.contracts import EVENT_TYPES
+from strata.shared.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
 

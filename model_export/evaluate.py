@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
-from shared.features import N_CATEGORIES
+from strata.shared.features import N_CATEGORIES
 
 POPULARITY_COLUMN = N_CATEGORIES + 1  # log1p(popularity) / scale in shared.features.item_block
 _EPS = 1e-7

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import ConfigError
+from strata.shared.errors import ConfigError
 
 DATASETS = ("synthetic", "online-retail")
 Progress = Callable[[str, float], None]
@@ -38,12 +38,12 @@ class ExportRequest:
 
 
 def export_edge_scorer(out: Path, request: ExportRequest, progress: Progress | None = None) -> list[Any]:
-    from model_export.pipeline import export_bundle
+    from strata.model_export.pipeline import export_bundle
 
     catalog = None
     if request.data == "online-retail":
-        from model_export.datasets.online_retail import load_online_retail
-        from model_export.serving_catalog import retail_serving_catalog
+        from strata.model_export.datasets.online_retail import load_online_retail
+        from strata.model_export.serving_catalog import retail_serving_catalog
 
         assert request.data_path is not None
         catalog = retail_serving_catalog(load_online_retail(request.data_path, seed=request.seed), request.seed)
@@ -52,10 +52,10 @@ def export_edge_scorer(out: Path, request: ExportRequest, progress: Progress | N
 
 
 def export_retrieval_and_ranker(out: Path, request: ExportRequest, progress: Progress | None = None) -> list[Any]:
-    from model_export.datasets.interface import OnlineRetail, PurchaseDataset, SyntheticPurchases
-    from model_export.retail_bundles import export_retail_bundles
-    from model_export.retail_models import StrataParams
-    from model_export.world import WorldConfig
+    from strata.model_export.datasets.interface import OnlineRetail, PurchaseDataset, SyntheticPurchases
+    from strata.model_export.retail_bundles import export_retail_bundles
+    from strata.model_export.retail_models import StrataParams
+    from strata.model_export.world import WorldConfig
 
     dataset: PurchaseDataset
     if request.data == "online-retail":

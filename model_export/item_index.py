@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export import registry
-from shared import bundle as B
-from shared.cold_placement import category_centroids
-from shared.item_shard import build_shipped_shard, item_payload
-from shared.vector_index import IndexPoint
+from strata.model_export import registry
+from strata.shared import bundle as B
+from strata.shared.cold_placement import category_centroids
+from strata.shared.item_shard import build_shipped_shard, item_payload
+from strata.shared.vector_index import IndexPoint
 
 
 def ship_item_index(staging: Path, item_ids: np.ndarray, categories: np.ndarray, age_restricted: np.ndarray,

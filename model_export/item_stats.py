@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.split import Queries
-from shared.ranker_features import DAY_MS, RECENT_DAYS, Histories, ItemStats
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.split import Queries
+from strata.shared.ranker_features import DAY_MS, RECENT_DAYS, Histories, ItemStats
 
 BLOCK = 1024  # items per block of the co-visitation product: a dense [1024, n_items] float32 block
 

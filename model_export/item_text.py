@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import bundle as B
-from shared import text_encoder as T
+from strata.shared import bundle as B
+from strata.shared import text_encoder as T
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def encoder_bundle(registry: Path | str | None = None) -> Path:
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / T.TEXT_MODEL / B.CURRENT_FILE).is_file():
-            from model_export.text_encoder import export_text_encoder
+            from strata.model_export.text_encoder import export_text_encoder
 
             t0 = time.perf_counter()
             export_text_encoder(root, shard=False, int8=False)

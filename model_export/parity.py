@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from shared.bundle import INPUT_NAME, OUTPUT_NAME
-from shared.errors import ParityError
+from strata.shared.bundle import INPUT_NAME, OUTPUT_NAME
+from strata.shared.errors import ParityError
 
 logger = logging.getLogger(__name__)
 

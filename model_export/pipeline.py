@@ -18,21 +18,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model_export import registry
-from model_export import vocabulary as vocab
-from model_export.covisitation import covisitation_table, write_covisitation
-from model_export.dataset import Dataset, build_dataset
-from model_export.evaluate import change, click_metrics, popularity_baseline
-from model_export.item_index import ship_item_index
-from model_export.parity import MIN_ROWS, check_parity, ort_predict
-from model_export.world import World, WorldConfig, generate_world
-from shared import bundle as layout
-from shared.contracts import CHANNELS
-from shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
+from strata.model_export import registry
+from strata.model_export import vocabulary as vocab
+from strata.model_export.covisitation import covisitation_table, write_covisitation
+from strata.model_export.dataset import Dataset, build_dataset
+from strata.model_export.evaluate import change, click_metrics, popularity_baseline
+from strata.model_export.item_index import ship_item_index
+from strata.model_export.parity import MIN_ROWS, check_parity, ort_predict
+from strata.model_export.world import World, WorldConfig, generate_world
+from strata.shared import bundle as layout
+from strata.shared.contracts import CHANNELS
+from strata.shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
 
 if TYPE_CHECKING:
-    from model_export.serving_catalog import ServingCatalog
-    from model_export.train_scorer import TrainParams
+    from strata.model_export.serving_catalog import ServingCatalog
+    from strata.model_export.train_scorer import TrainParams
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def export_bundle(out: Path, *, seed: int = 7, n_items: int = 12_000, version: s
 
     Raises ParityError (and writes nothing) if onnxruntime disagrees with the torch model.
     """
-    from model_export import onnx_export
-    from model_export.train_scorer import TrainParams, predict, train_scorer
+    from strata.model_export import onnx_export
+    from strata.model_export.train_scorer import TrainParams, predict, train_scorer
 
     t0 = time.perf_counter()
     report = progress or (lambda step, fraction: None)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.ranker_features import N_FEATURES
+from strata.shared.ranker_features import N_FEATURES
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.bundle import CURRENT_FILE, MANIFEST_FILE, SEMVER, sha256_file
-from shared.errors import BundleError
+from strata.shared.bundle import CURRENT_FILE, MANIFEST_FILE, SEMVER, sha256_file
+from strata.shared.errors import BundleError
 
 logger = logging.getLogger(__name__)
 

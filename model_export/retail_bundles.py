@@ -16,17 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export import registry
-from model_export.datasets.interface import PurchaseDataset
-from model_export.evaluation.baskets import Baskets
-from model_export.item_index import ship_item_index
-from model_export.pipeline import ExportResult
-from model_export.retail_models import StrataParams, TrainedModels, parity_inputs, train_models, write_onnx
-from model_export.two_tower import HISTORY_INPUT, ITEM_OUTPUT, USER_OUTPUT
-from shared import bundle as B
-from shared import ranker_bundle as RB
-from shared.ranker_features import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
-from shared.ranker_pipeline import FEATURES_INPUT, SCORE_OUTPUT
+from strata.model_export import registry
+from strata.model_export.datasets.interface import PurchaseDataset
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.item_index import ship_item_index
+from strata.model_export.pipeline import ExportResult
+from strata.model_export.retail_models import (
+    StrataParams,
+    TrainedModels,
+    parity_inputs,
+    train_models,
+    write_onnx,
+)
+from strata.model_export.two_tower import HISTORY_INPUT, ITEM_OUTPUT, USER_OUTPUT
+from strata.shared import bundle as B
+from strata.shared import ranker_bundle as RB
+from strata.shared.ranker_features import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
+from strata.shared.ranker_pipeline import FEATURES_INPUT, SCORE_OUTPUT
 
 logger = logging.getLogger(__name__)
 

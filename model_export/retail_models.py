@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.split import temporal_split
-from model_export.item_stats import histories, item_stats
-from model_export.parity import check_parity, check_parity_feeds
-from model_export.ranker import (
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.split import temporal_split
+from strata.model_export.item_stats import histories, item_stats
+from strata.model_export.parity import check_parity, check_parity_feeds
+from strata.model_export.ranker import (
     FEATURES_INPUT,
     SCORE_OUTPUT,
     RankerParams,
@@ -29,7 +29,7 @@ from model_export.ranker import (
     export_ranker,
     train_ranker,
 )
-from model_export.two_tower import (
+from strata.model_export.two_tower import (
     HISTORY_INPUT,
     ITEM_OUTPUT,
     USER_OUTPUT,
@@ -39,8 +39,8 @@ from model_export.two_tower import (
     export_user_tower,
     train_two_tower,
 )
-from shared.ranker_bundle import ITEM_TOWER_FILE, RANKER_FILE, USER_TOWER_FILE
-from shared.ranker_features import (
+from strata.shared.ranker_bundle import ITEM_TOWER_FILE, RANKER_FILE, USER_TOWER_FILE
+from strata.shared.ranker_features import (
     DAY_MS,
     N_FEATURES,
     ItemStats,
@@ -49,7 +49,7 @@ from shared.ranker_features import (
     summarize,
     tower_input,
 )
-from shared.ranker_pipeline import CandidateSizes
+from strata.shared.ranker_pipeline import CandidateSizes
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def train_models(train: Baskets, params: StrataParams = StrataParams(), text: np
     t0 = time.perf_counter()
     text_info: dict = {}
     if params.tower.text and text is None:
-        from model_export.item_text import catalog_title_vectors
+        from strata.model_export.item_text import catalog_title_vectors
 
         text, text_info = catalog_title_vectors(train.catalog.title, text_registry)
     if not params.tower.text:

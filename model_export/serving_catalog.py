@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_export.datasets.online_retail import RetailLog
-from model_export.registry import top_pools
-from shared.contracts import CHANNELS
-from shared.features import N_CATEGORIES, item_block
+from strata.model_export.datasets.online_retail import RetailLog
+from strata.model_export.registry import top_pools
+from strata.shared.contracts import CHANNELS
+from strata.shared.features import N_CATEGORIES, item_block
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_export import vocabulary as vocab
-from model_export.world_types import (
+from strata.model_export import vocabulary as vocab
+from strata.model_export.world_types import (
     EPOCH_START_MS,
     LATENT_DIM,
     Catalog,
@@ -21,7 +21,7 @@ from model_export.world_types import (
     WorldConfig,
     random_uuids,
 )
-from shared.contracts import EVENT_TYPES
+from strata.shared.contracts import EVENT_TYPES
 
 # P(device | channel); rows follow CHANNELS, columns follow DEVICES (desktop, mobile, tablet, other).
 DEVICE_GIVEN_CHANNEL = np.array([

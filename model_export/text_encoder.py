@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export import registry
-from model_export import vocabulary as vocab
-from shared import bundle as B
-from shared import text_encoder as T
-from shared.errors import ParityError
-from shared.item_shard import build_shipped_shard, item_payload
+from strata.model_export import registry
+from strata.model_export import vocabulary as vocab
+from strata.shared import bundle as B
+from strata.shared import text_encoder as T
+from strata.shared.errors import ParityError
+from strata.shared.item_shard import build_shipped_shard, item_payload
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def cosine_parity(encoder: T.TextEncoder, want: np.ndarray, texts: list[str], to
 
 def _int8(src: Path, dst: Path, tokenizer: Path, want: np.ndarray, texts: list[str], tolerance: float) -> dict:
     """Dynamic int8; kept only if it passes the same cosine gate as fp32."""
-    from model_export.onnx_export import to_int8
+    from strata.model_export.onnx_export import to_int8
 
     try:
         to_int8(src, dst)

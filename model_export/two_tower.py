@@ -32,10 +32,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.split import temporal_split
-from model_export.item_stats import histories
-from shared.ranker_features import tower_input
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.split import temporal_split
+from strata.model_export.item_stats import histories
+from strata.shared.ranker_features import tower_input
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from model_export import vocabulary as vocab
-from model_export.simulate import simulate_sessions
-from model_export.world_types import (  # noqa: F401 - the world's types are importable from here too
+from strata.model_export import vocabulary as vocab
+from strata.model_export.simulate import simulate_sessions
+from strata.model_export.world_types import (  # noqa: F401 - the world's types are importable from here too
     EPOCH_START_MS,
     LATENT_DIM,
     Catalog,
@@ -29,8 +29,8 @@ from model_export.world_types import (  # noqa: F401 - the world's types are imp
     WorldConfig,
     random_uuids,
 )
-from shared.contracts import CHANNELS, EVENT_TYPES, Event
-from shared.features import N_CATEGORIES
+from strata.shared.contracts import CHANNELS, EVENT_TYPES, Event
+from strata.shared.features import N_CATEGORIES
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_export import vocabulary as vocab
-from shared.features import N_CATEGORIES
+from strata.model_export import vocabulary as vocab
+from strata.shared.features import N_CATEGORIES
 
 LATENT_DIM = 12
 EPOCH_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z

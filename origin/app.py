@@ -8,13 +8,13 @@ import time
 
 from fastapi import FastAPI, Request, Response
 
-from origin.node import OriginNode
-from shared.codecs import choose_response_type, decode, encode
-from shared.errors import PayloadTooLarge
-from shared.fastapi_errors import install_error_handlers, to_response
-from shared.fastapi_ops import install_ops_routes
-from shared.origin_contract import parse_items
-from shared.pipeline import Handler, Reply
+from strata.origin.node import OriginNode
+from strata.shared.codecs import choose_response_type, decode, encode
+from strata.shared.errors import PayloadTooLarge
+from strata.shared.fastapi_errors import install_error_handlers, to_response
+from strata.shared.fastapi_ops import install_ops_routes
+from strata.shared.origin_contract import parse_items
+from strata.shared.pipeline import Handler, Reply
 
 
 def build_app(node: OriginNode) -> FastAPI:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from origin.catalog import Catalog
-from origin.scorer import OnnxRanker
-from shared import bundle as B
-from shared.errors import BundleError
-from shared.features import FEATURE_SPEC_VERSION
+from strata.origin.catalog import Catalog
+from strata.origin.scorer import OnnxRanker
+from strata.shared import bundle as B
+from strata.shared.errors import BundleError
+from strata.shared.features import FEATURE_SPEC_VERSION
 
 logger = logging.getLogger(__name__)
 

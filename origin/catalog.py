@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.cold_placement import category_centroids
-from shared.features import item_block
-from shared.origin_contract import ItemUpdate
+from strata.shared.cold_placement import category_centroids
+from strata.shared.features import item_block
+from strata.shared.origin_contract import ItemUpdate
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 

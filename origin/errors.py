@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import ServiceUnavailable
+from strata.shared.errors import ServiceUnavailable
 
 
 class GuardrailUnavailable(ServiceUnavailable):

@@ -17,9 +17,9 @@ import logging
 
 import numpy as np
 
-from origin.catalog import Catalog
-from origin.models import OriginModels
-from shared.text_encoder import TextEncoder, tower_text
+from strata.origin.catalog import Catalog
+from strata.origin.models import OriginModels
+from strata.shared.text_encoder import TextEncoder, tower_text
 
 logger = logging.getLogger(__name__)
 

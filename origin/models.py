@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from origin.catalog import Catalog
-from shared import bundle as B
-from shared.errors import BundleError
-from shared.ranker_bundle import load_retrieval_ranker
-from shared.ranker_features import Histories, tower_input
-from shared.ranker_pipeline import RetrievalRanker
-from shared.vector_index import VectorIndex
+from strata.origin.catalog import Catalog
+from strata.shared import bundle as B
+from strata.shared.errors import BundleError
+from strata.shared.ranker_bundle import load_retrieval_ranker
+from strata.shared.ranker_features import Histories, tower_input
+from strata.shared.ranker_pipeline import RetrievalRanker
+from strata.shared.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 

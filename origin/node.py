@@ -13,38 +13,38 @@ import os
 import shutil
 from pathlib import Path
 
-from origin.bundle import load_origin_bundle
-from origin.catalog import Catalog
-from origin.covisitation import load_covisitation
-from origin.metrics import OriginMetrics
-from origin.models import OriginModels, load_origin_models
-from origin.profiles import ProfileSource, make_profile_store
-from origin.reasoner.base import Reasoner
-from origin.reasoner.budget import TokenBudget
-from origin.reasoner.template import TemplateReasoner
-from origin.recommend import Ranking, explain_handler, recommend_handler
-from origin.redaction import Redactor
-from origin.retrieval import build_index, open_item_index, private_shard_dir
-from origin.stages.ann_source import AnnSource
-from origin.stages.covisit_source import CovisitationSource
-from origin.stages.ctx import OriginCtx
-from origin.stages.encode import Encode
-from origin.stages.guardrails import GuardrailFilter
-from origin.stages.mmr import MmrSelector
-from origin.stages.popular_source import PopularSource
-from origin.stages.profile import ProfileStage
-from origin.stages.purchased import AlreadyPurchasedFilter
-from origin.stages.rank import Rank
-from origin.stages.reason import ReasonStage
-from origin.stages.select import Select
-from origin.stages.two_tower_source import TwoTowerSource
-from origin.state import OriginState
-from origin.text_search import TextSearch, load_text_search
-from origin.tower_index import build_tower_index, open_tower_index
-from shared.config import OriginSettings, StrataSettings
-from shared.errors import ConfigError, StrataError
-from shared.origin_contract import ItemUpdate
-from shared.vector_index import VectorIndex
+from strata.origin.bundle import load_origin_bundle
+from strata.origin.catalog import Catalog
+from strata.origin.covisitation import load_covisitation
+from strata.origin.metrics import OriginMetrics
+from strata.origin.models import OriginModels, load_origin_models
+from strata.origin.profiles import ProfileSource, make_profile_store
+from strata.origin.reasoner.base import Reasoner
+from strata.origin.reasoner.budget import TokenBudget
+from strata.origin.reasoner.template import TemplateReasoner
+from strata.origin.recommend import Ranking, explain_handler, recommend_handler
+from strata.origin.redaction import Redactor
+from strata.origin.retrieval import build_index, open_item_index, private_shard_dir
+from strata.origin.stages.ann_source import AnnSource
+from strata.origin.stages.covisit_source import CovisitationSource
+from strata.origin.stages.ctx import OriginCtx
+from strata.origin.stages.encode import Encode
+from strata.origin.stages.guardrails import GuardrailFilter
+from strata.origin.stages.mmr import MmrSelector
+from strata.origin.stages.popular_source import PopularSource
+from strata.origin.stages.profile import ProfileStage
+from strata.origin.stages.purchased import AlreadyPurchasedFilter
+from strata.origin.stages.rank import Rank
+from strata.origin.stages.reason import ReasonStage
+from strata.origin.stages.select import Select
+from strata.origin.stages.two_tower_source import TwoTowerSource
+from strata.origin.state import OriginState
+from strata.origin.text_search import TextSearch, load_text_search
+from strata.origin.tower_index import build_tower_index, open_tower_index
+from strata.shared.config import OriginSettings, StrataSettings
+from strata.shared.errors import ConfigError, StrataError
+from strata.shared.origin_contract import ItemUpdate
+from strata.shared.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def make_reasoner(cfg: OriginSettings) -> Reasoner:
     if not r.url.startswith(("http://", "https://")):
         raise ConfigError(f"reasoner must be 'template' or an http(s):// vLLM URL, got {r.url!r}",
                           field="origin.reasoner.url")
-    from origin.reasoner.vllm import VllmReasoner
+    from strata.origin.reasoner.vllm import VllmReasoner
 
     return VllmReasoner(r.url, r.model, deadline_s=r.deadline_ms / 1000, max_tokens=r.max_tokens,
                         budget=TokenBudget(r.tokens_per_minute, r.tokens_per_day), cache_ttl_s=r.cache_ttl_s)
@@ -160,7 +160,7 @@ class OriginNode:
 
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
         if self.state is None:
-            from shared.errors import NotReady
+            from strata.shared.errors import NotReady
 
             raise NotReady("no model loaded yet", field="model")
         return self.state.upsert_items(updates)

@@ -18,10 +18,10 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
-from shared.errors import StoreUnavailable
-from shared.features import EMBED_DIM
-from shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
-from shared.session_update import recent_items
+from strata.shared.errors import StoreUnavailable
+from strata.shared.features import EMBED_DIM
+from strata.shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
+from strata.shared.session_update import recent_items
 
 logger = logging.getLogger(__name__)
 MAX_STATED = 10
@@ -138,7 +138,7 @@ def make_profile_store(url: str, timeout_s: float) -> ProfileStore:
     if url.strip().lower() in ("", "none"):
         return ProfileStore()
     if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-        from shared.errors import ConfigError
+        from strata.shared.errors import ConfigError
 
         raise ConfigError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}",
                           field="origin.store.url")

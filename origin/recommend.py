@@ -16,28 +16,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from origin.stages.ann_source import AnnSource
-from origin.stages.content_source import ContentSource
-from origin.stages.covisit_source import CovisitationSource
-from origin.stages.ctx import OriginCtx
-from origin.stages.decode import Decode
-from origin.stages.encode import Encode
-from origin.stages.given_items import GivenItems
-from origin.stages.guardrails import GuardrailFilter
-from origin.stages.in_stock import InStockFilter
-from origin.stages.mmr import MmrSelector
-from origin.stages.popular_source import PopularSource
-from origin.stages.profile import ProfileStage
-from origin.stages.purchased import AlreadyPurchasedFilter
-from origin.stages.rank import Rank
-from origin.stages.reason import ReasonStage
-from origin.stages.select import Select
-from origin.stages.two_tower_source import TwoTowerSource
-from origin.stages.validate import Validate
-from origin.state import OriginState
-from shared.codecs import choose_response_type
-from shared.errors import NotReady
-from shared.pipeline import Pending, Pipeline, Reply, Stage
+from strata.origin.stages.ann_source import AnnSource
+from strata.origin.stages.content_source import ContentSource
+from strata.origin.stages.covisit_source import CovisitationSource
+from strata.origin.stages.ctx import OriginCtx
+from strata.origin.stages.decode import Decode
+from strata.origin.stages.encode import Encode
+from strata.origin.stages.given_items import GivenItems
+from strata.origin.stages.guardrails import GuardrailFilter
+from strata.origin.stages.in_stock import InStockFilter
+from strata.origin.stages.mmr import MmrSelector
+from strata.origin.stages.popular_source import PopularSource
+from strata.origin.stages.profile import ProfileStage
+from strata.origin.stages.purchased import AlreadyPurchasedFilter
+from strata.origin.stages.rank import Rank
+from strata.origin.stages.reason import ReasonStage
+from strata.origin.stages.select import Select
+from strata.origin.stages.two_tower_source import TwoTowerSource
+from strata.origin.stages.validate import Validate
+from strata.origin.state import OriginState
+from strata.shared.codecs import choose_response_type
+from strata.shared.errors import NotReady
+from strata.shared.pipeline import Pending, Pipeline, Reply, Stage
 
 
 class Ranking:

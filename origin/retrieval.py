@@ -16,10 +16,10 @@ from typing import Protocol
 
 import numpy as np
 
-from origin.catalog import Catalog
-from shared.guardrails import Guardrails
-from shared.item_shard import ITEM_FIELDS
-from shared.vector_index import IndexPoint, PayloadFilter, VectorIndex, open_vector_index
+from strata.origin.catalog import Catalog
+from strata.shared.guardrails import Guardrails
+from strata.shared.item_shard import ITEM_FIELDS
+from strata.shared.vector_index import IndexPoint, PayloadFilter, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
 FIELDS = ITEM_FIELDS
@@ -80,8 +80,8 @@ def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> Vect
     catalog itself)."""
     import json
 
-    from shared import bundle as B
-    from shared.item_shard import open_shipped_shard
+    from strata.shared import bundle as B
+    from strata.shared.item_shard import open_shipped_shard
 
     meta_path = Path(bundle_dir) / B.ITEM_INDEX_META_FILE
     if not meta_path.is_file() or not (Path(bundle_dir) / B.ITEM_INDEX_FILE).is_file():

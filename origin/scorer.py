@@ -6,7 +6,7 @@ origin would replace this class behind the same ``score(x)``.
 
 from __future__ import annotations
 
-from shared.onnx_scorer import OnnxScorer
+from strata.shared.onnx_scorer import OnnxScorer
 
 
 class OnnxRanker(OnnxScorer):

@@ -6,10 +6,10 @@ import logging
 
 import uvicorn
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared.config import StrataSettings
-from shared.logs import configure_logging
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared.config import StrataSettings
+from strata.shared.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 

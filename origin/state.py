@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from origin.bundle import OriginBundle
-from origin.catalog import Catalog
-from origin.covisitation import Covisitation
-from origin.models import OriginModels
-from origin.retrieval import item_points
-from origin.text_search import TextSearch
-from origin.tower_index import update_tower_items
-from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
-from shared.origin_contract import ItemUpdate
-from shared.vector_index import VectorIndex
+from strata.origin.bundle import OriginBundle
+from strata.origin.catalog import Catalog
+from strata.origin.covisitation import Covisitation
+from strata.origin.models import OriginModels
+from strata.origin.retrieval import item_points
+from strata.origin.text_search import TextSearch
+from strata.origin.tower_index import update_tower_items
+from strata.shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
+from strata.shared.origin_contract import ItemUpdate
+from strata.shared.vector_index import VectorIndex
 
 
 class OriginState:

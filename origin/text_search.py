@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from origin.catalog import Catalog
-from shared import bundle as B
-from shared import text_encoder as T
-from shared.errors import BundleError
-from shared.item_shard import ITEM_FIELDS, item_payload, open_shipped_shard
-from shared.vector_index import Hit, IndexPoint, PayloadFilter, VectorIndex, open_vector_index
+from strata.origin.catalog import Catalog
+from strata.shared import bundle as B
+from strata.shared import text_encoder as T
+from strata.shared.errors import BundleError
+from strata.shared.item_shard import ITEM_FIELDS, item_payload, open_shipped_shard
+from strata.shared.vector_index import Hit, IndexPoint, PayloadFilter, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
 BATCH = 2000

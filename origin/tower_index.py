@@ -20,14 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from origin.catalog import Catalog
-from origin.item_tower import tower_vectors
-from origin.models import OriginModels
-from shared import bundle as B
-from shared.errors import StrataError
-from shared.item_shard import ITEM_FIELDS, open_shipped_shard
-from shared.text_encoder import TextEncoder
-from shared.vector_index import IndexPoint, VectorIndex, open_vector_index
+from strata.origin.catalog import Catalog
+from strata.origin.item_tower import tower_vectors
+from strata.origin.models import OriginModels
+from strata.shared import bundle as B
+from strata.shared.errors import StrataError
+from strata.shared.item_shard import ITEM_FIELDS, open_shipped_shard
+from strata.shared.text_encoder import TextEncoder
+from strata.shared.vector_index import IndexPoint, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
 BATCH = 2000

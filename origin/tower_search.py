@@ -24,10 +24,10 @@ import logging
 
 import numpy as np
 
-from origin.models import OriginModels
-from origin.retrieval import source_filter
-from origin.stages.ctx import OriginCtx
-from shared.errors import StrataError
+from strata.origin.models import OriginModels
+from strata.origin.retrieval import source_filter
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.errors import StrataError
 
 logger = logging.getLogger(__name__)
 SENTINELS = 4096

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, field_validator
 from pydantic.dataclasses import dataclass
 
 try:
-    from shared._fastbeta import FastBeta as _FastBeta
+    from strata.shared._fastbeta import FastBeta as _FastBeta
 except ImportError:   # no C compiler at install time: NumPy's sampler
     _FastBeta = None
 

@@ -24,7 +24,7 @@ import json
 import re
 from pathlib import Path
 
-from shared.errors import BundleError
+from strata.shared.errors import BundleError
 
 MODEL_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -100,7 +100,7 @@ def read_item_arrays(bundle_dir: Path | str, columns: list[str] | None = None):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from shared.features import EMBED_DIM, ITEM_DIM
+    from strata.shared.features import EMBED_DIM, ITEM_DIM
 
     path = Path(bundle_dir)
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgpack
 import orjson
 
-from shared.errors import MalformedBody, UnsupportedMediaType
+from strata.shared.errors import MalformedBody, UnsupportedMediaType
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"

@@ -27,11 +27,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from shared.bandit import BanditConfig
-from shared.confidence import ConfidenceConfig
-from shared.errors import ConfigError
-from shared.guardrails import Guardrails
-from shared.session_update import SessionRule
+from strata.shared.bandit import BanditConfig
+from strata.shared.confidence import ConfidenceConfig
+from strata.shared.errors import ConfigError
+from strata.shared.guardrails import Guardrails
+from strata.shared.session_update import SessionRule
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.errors import InvalidField, MalformedBody
+from strata.shared.errors import InvalidField, MalformedBody
 
 MAX_K = 100
 MAX_CANDIDATES = 1000

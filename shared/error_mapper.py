@@ -18,9 +18,9 @@ import logging
 import math
 import os
 
-from shared.codecs import JSON, choose_response_type, encode
-from shared.errors import InternalError, MethodNotAllowed, StrataError
-from shared.pipeline import Reply
+from strata.shared.codecs import JSON, choose_response_type, encode
+from strata.shared.errors import InternalError, MethodNotAllowed, StrataError
+from strata.shared.pipeline import Reply
 
 logger = logging.getLogger(__name__)
 

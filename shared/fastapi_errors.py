@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.error_mapper import negotiated_error_reply
-from shared.errors import InvalidField, MethodNotAllowed, NotFound, StrataError
-from shared.pipeline import Reply
+from strata.shared.error_mapper import negotiated_error_reply
+from strata.shared.errors import InvalidField, MethodNotAllowed, NotFound, StrataError
+from strata.shared.pipeline import Reply
 
 
 def to_response(reply: Reply) -> Response:

@@ -19,8 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from shared.config import ImpressionSettings
-from shared.event_records import encode_event, event_key
+from strata.shared.config import ImpressionSettings
+from strata.shared.event_records import encode_event, event_key
 
 logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0

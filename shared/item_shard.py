@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import BundleError
-from shared.vector_index import SHARD_DIR, EdgeVectorIndex, FieldType, IndexPoint
+from strata.shared.errors import BundleError
+from strata.shared.vector_index import SHARD_DIR, EdgeVectorIndex, FieldType, IndexPoint
 
 logger = logging.getLogger(__name__)
 

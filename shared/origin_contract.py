@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from shared.contracts import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
-from shared.errors import InvalidField, MalformedBody
+from strata.shared.contracts import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
+from strata.shared.errors import InvalidField, MalformedBody
 
 MAX_QUERY_CHARS = 512
 MAX_EXPLAIN_ITEMS = 20

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from shared.metrics import Histogram
+from strata.shared.metrics import Histogram
 
 SUSPEND = object()
 ANSWERED = object()

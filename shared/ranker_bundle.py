@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import bundle as B
-from shared.errors import BundleError
-from shared.ranker_features import FEATURE_SPEC_VERSION, ItemStats
-from shared.ranker_pipeline import (
+from strata.shared import bundle as B
+from strata.shared.errors import BundleError
+from strata.shared.ranker_features import FEATURE_SPEC_VERSION, ItemStats
+from strata.shared.ranker_pipeline import (
     CandidateSizes,
     ItemTowerModel,
     RankerModel,

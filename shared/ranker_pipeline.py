@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from shared.errors import BundleError
-from shared.ranker_features import (
+from strata.shared.errors import BundleError
+from strata.shared.ranker_features import (
     N_FEATURES,
     Histories,
     ItemStats,

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import bundle as B
-from shared.errors import BundleError
+from strata.shared import bundle as B
+from strata.shared.errors import BundleError
 
 logger = logging.getLogger(__name__)
 

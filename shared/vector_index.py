@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from shared.errors import ConfigError, InvalidField, ServiceUnavailable
+from strata.shared.errors import ConfigError, InvalidField, ServiceUnavailable
 
 KEY_FIELD = "key"
 NAMESPACE = uuid.UUID("6f1c2a52-6a43-4d55-9b7e-2f0b2c1d9e11")

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
-from shared.asgi import body_headers, receive_body, send_reply, too_large
-from shared.error_mapper import negotiated_error_reply
-from shared.fastapi_errors import install_error_handlers, to_response
-from shared.fastapi_ops import install_ops_routes
-from shared.pipeline import Reply
-from streaming.service import IngestService
+from strata.shared.asgi import body_headers, receive_body, send_reply, too_large
+from strata.shared.error_mapper import negotiated_error_reply
+from strata.shared.fastapi_errors import install_error_handlers, to_response
+from strata.shared.fastapi_ops import install_ops_routes
+from strata.shared.pipeline import Reply
+from strata.streaming.service import IngestService
 
 if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime
-    from streaming.tier2.service import Tier2Service
+    from strata.streaming.tier2.service import Tier2Service
 
 
 class _Ops:

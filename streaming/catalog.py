@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from shared import bundle as B
-from shared.errors import BundleError
-from shared.features import EMBED_DIM
+from strata.shared import bundle as B
+from strata.shared.errors import BundleError
+from strata.shared.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from shared import keys as K
-from shared.config import StreamingSettings
-from shared.contracts import Event
-from shared.session_update import SessionAcc, push_recent, session_vecs
-from streaming.catalog import Catalog
+from strata.shared import keys as K
+from strata.shared.config import StreamingSettings
+from strata.shared.contracts import Event
+from strata.shared.session_update import SessionAcc, push_recent, session_vecs
+from strata.streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
 AFFINITY = {"view": 1, "click": 1, "add_to_cart": 3, "purchase": 5}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import InvalidField, ServiceUnavailable
+from strata.shared.errors import InvalidField, ServiceUnavailable
 
 
 class BrokerUnavailable(ServiceUnavailable):

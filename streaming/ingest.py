@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from shared.codecs import choose_response_type, decode, encode
-from shared.config import StreamingSettings
-from shared.contracts import parse_event
-from shared.errors import InvalidField, MalformedBody, PayloadTooLarge, StrataError
-from shared.event_records import encode_event, event_key
-from shared.metrics import Instruments
-from shared.pipeline import SUSPEND, Pending, Pipeline, Reply
-from streaming.errors import EventsRejected
-from streaming.log import EventLog
+from strata.shared.codecs import choose_response_type, decode, encode
+from strata.shared.config import StreamingSettings
+from strata.shared.contracts import parse_event
+from strata.shared.errors import InvalidField, MalformedBody, PayloadTooLarge, StrataError
+from strata.shared.event_records import encode_event, event_key
+from strata.shared.metrics import Instruments
+from strata.shared.pipeline import SUSPEND, Pending, Pipeline, Reply
+from strata.streaming.errors import EventsRejected
+from strata.streaming.log import EventLog
 
 ROUTE = "/v1/events"
 

@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.config import StreamingSettings
-from streaming.errors import BrokerUnavailable
+from strata.shared.config import StreamingSettings
+from strata.streaming.errors import BrokerUnavailable
 
 try:
-    from streaming._murmur2 import partition
+    from strata.streaming._murmur2 import partition
 except ImportError:        # no C compiler at install time: aiokafka's own (pure-Python) murmur2, same partitions
     from aiokafka.partitioner import murmur2
 
     def partition(key: bytes, n: int) -> int:
         return (murmur2(key) & 0x7FFFFFFF) % n
-from streaming.topics import ensure_topics
+from strata.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 

@@ -29,16 +29,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
-from shared.config import StreamingSettings
-from shared.contracts import parse_event
-from shared.errors import StrataError
-from shared.event_records import decode_event
-from streaming.catalog import Catalog
-from streaming.effects import Plan, Planner, Record, overlay, reads_for
-from streaming.processor_metrics import ProcessorMetrics
-from streaming.store import StreamStore
-from streaming.topics import ensure_topics
-from streaming.triggers import TriggerRelay
+from strata.shared.config import StreamingSettings
+from strata.shared.contracts import parse_event
+from strata.shared.errors import StrataError
+from strata.shared.event_records import decode_event
+from strata.streaming.catalog import Catalog
+from strata.streaming.effects import Plan, Planner, Record, overlay, reads_for
+from strata.streaming.processor_metrics import ProcessorMetrics
+from strata.streaming.store import StreamStore
+from strata.streaming.topics import ensure_topics
+from strata.streaming.triggers import TriggerRelay
 
 logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20

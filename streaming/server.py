@@ -11,13 +11,13 @@ import signal
 import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
-from shared.config import StrataSettings
-from shared.gc_tuning import tune_gc
-from streaming.app import build_app
-from streaming.catalog import load_catalog
-from streaming.processor import StreamProcessor
-from streaming.processor_metrics import ProcessorMetrics
-from streaming.service import IngestService
+from strata.shared.config import StrataSettings
+from strata.shared.gc_tuning import tune_gc
+from strata.streaming.app import build_app
+from strata.streaming.catalog import load_catalog
+from strata.streaming.processor import StreamProcessor
+from strata.streaming.processor_metrics import ProcessorMetrics
+from strata.streaming.service import IngestService
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def run_ingest(settings: StrataSettings) -> None:
     cfg = settings.streaming
     tier2 = None
     if cfg.tier2.enabled:
-        from streaming.tier2.service import Tier2Service
+        from strata.streaming.tier2.service import Tier2Service
 
         tier2 = Tier2Service(settings)
         tier2.load()                 # fail fast on a bad registry, before binding the port

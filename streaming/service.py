@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.config import StreamingSettings
-from shared.metrics import Instruments
-from streaming.ingest import IngestHandler
-from streaming.log import EventLog
+from strata.shared.config import StreamingSettings
+from strata.shared.metrics import Instruments
+from strata.streaming.ingest import IngestHandler
+from strata.streaming.log import EventLog
 
 
 class IngestService:

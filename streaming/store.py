@@ -21,9 +21,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from shared import keys as K
-from shared.session_update import decode_states, encode_state
-from streaming.effects import Impression, Plan, Snapshot, StoreReads
+from strata.shared import keys as K
+from strata.shared.session_update import decode_states, encode_state
+from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """
 local q = cmsgpack.unpack(ARGV[1])

@@ -7,8 +7,8 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from shared.config import TopicSettings
-from streaming.errors import BrokerUnavailable
+from strata.shared.config import TopicSettings
+from strata.streaming.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 _ALREADY_EXISTS = 36

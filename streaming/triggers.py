@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from shared import keys as K
+from strata.shared import keys as K
 
 logger = logging.getLogger(__name__)
 

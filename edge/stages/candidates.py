@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.stages.ctx import RecommendCtx
+from strata.edge.stages.ctx import RecommendCtx
 
 
 class Candidates:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.stages.ctx import RecommendCtx
-from shared.confidence import ConfidenceConfig, Signals, confidence, route_by_confidence
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.confidence import ConfidenceConfig, Signals, confidence, route_by_confidence
 
 
 class Confidence:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.answers import Answer
-from edge.model_slot import LiveModel
-from shared.contracts import RecommendRequest
+from strata.edge.answers import Answer
+from strata.edge.model_slot import LiveModel
+from strata.shared.contracts import RecommendRequest
 
 
 class RecommendCtx:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.stages.ctx import RecommendCtx
-from shared.codecs import decode
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.codecs import decode
 
 
 class Decode:

@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
-from edge.answers import Answer, RequestIds
-from edge.edge_metrics import EdgeMetrics
-from edge.response_cache import ResponseCache
-from edge.session_client import StoreHealth
-from edge.stages.ctx import RecommendCtx
-from shared.impression_log import ImpressionLog, shown
-from shared.pipeline import Reply
+from strata.edge.answers import Answer, RequestIds
+from strata.edge.edge_metrics import EdgeMetrics
+from strata.edge.response_cache import ResponseCache
+from strata.edge.session_client import StoreHealth
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.impression_log import ImpressionLog, shown
+from strata.shared.pipeline import Reply
 
 
 class Encode:

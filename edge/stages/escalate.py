@@ -8,7 +8,7 @@ lands the edge's own answer stands and ``route_tier`` / ``route_reasons`` say wh
 
 from __future__ import annotations
 
-from edge.stages.ctx import RecommendCtx
+from strata.edge.stages.ctx import RecommendCtx
 
 
 class Escalate:

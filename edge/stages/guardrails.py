@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge.stages.ctx import RecommendCtx
+from strata.edge.stages.ctx import RecommendCtx
 
 
 class GuardrailFilter:

@@ -3,7 +3,7 @@ Thompson draw per candidate."""
 
 from __future__ import annotations
 
-from edge.stages.ctx import RecommendCtx
+from strata.edge.stages.ctx import RecommendCtx
 
 
 class Rank:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from edge.response_cache import ResponseCache
-from edge.session_client import StoreHealth
-from edge.stages.ctx import RecommendCtx
-from shared.pipeline import ANSWERED
+from strata.edge.response_cache import ResponseCache
+from strata.edge.session_client import StoreHealth
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.pipeline import ANSWERED
 
 
 class ResponseCacheStage:

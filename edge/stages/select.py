@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.stages.ctx import RecommendCtx
-from shared.bandit import greedy_mask, select_topk
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.bandit import greedy_mask, select_topk
 
 
 class Select:

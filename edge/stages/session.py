@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edge.session_source import Session, SessionSource
-from edge.stages.ctx import RecommendCtx
-from shared.pipeline import SUSPEND
+from strata.edge.session_source import Session, SessionSource
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.pipeline import SUSPEND
 
 
 class SessionStage:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge.stages.ctx import RecommendCtx
-from shared.contracts import parse_recommend
+from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.contracts import parse_recommend
 
 
 class Validate:

@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from loadtest.baselines.naive_ranker import NaiveRanker
+from strata.loadtest.baselines.naive_ranker import NaiveRanker
 
 Id = Field(min_length=1, max_length=128)
 

@@ -13,9 +13,9 @@ import uuid
 import orjson
 import uvicorn
 
-from loadtest.baselines.naive_ranker import NaiveRanker
-from shared.contracts import parse_recommend
-from shared.errors import MalformedBody, StrataError
+from strata.loadtest.baselines.naive_ranker import NaiveRanker
+from strata.shared.contracts import parse_recommend
+from strata.shared.errors import MalformedBody, StrataError
 
 _JSON = [(b"content-type", b"application/json")]
 

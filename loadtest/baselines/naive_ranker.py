@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow.parquet as pq
 
-from shared import bundle as B
-from shared.bandit import BanditConfig, posterior, thompson_topk
-from shared.features import assemble, context_block
+from strata.shared import bundle as B
+from strata.shared.bandit import BanditConfig, posterior, thompson_topk
+from strata.shared.features import assemble, context_block
 
 
 @dataclass(slots=True)

@@ -16,9 +16,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets, Catalog, baskets_from_retail, make_baskets
-from model_export.world import World, WorldConfig, generate_world
-from shared.contracts import EVENT_TYPES
+from strata.model_export.evaluation.baskets import Baskets, Catalog, baskets_from_retail, make_baskets
+from strata.model_export.world import World, WorldConfig, generate_world
+from strata.shared.contracts import EVENT_TYPES
 
 
 @runtime_checkable
@@ -45,7 +45,7 @@ class OnlineRetail:
     _report: dict[str, Any] = field(default_factory=dict)
 
     def baskets(self) -> Baskets:
-        from model_export.datasets.online_retail import load_online_retail
+        from strata.model_export.datasets.online_retail import load_online_retail
 
         log = load_online_retail(self.path, seed=self.seed)
         self._report = {"source": self.name, "sha256": log.sha256, "rows_out": log.report.get("rows_out"),

@@ -23,10 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import sparse
 
-from model_export.datasets.item_categories import N_CATEGORIES, derive_categories
-from model_export.embeddings import interaction_matrix, learn_item_vectors
-from shared.contracts import EVENT_TYPES
-from shared.errors import ConfigError
+from strata.model_export.datasets.item_categories import N_CATEGORIES, derive_categories
+from strata.model_export.embeddings import interaction_matrix, learn_item_vectors
+from strata.shared.contracts import EVENT_TYPES
+from strata.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

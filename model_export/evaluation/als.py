@@ -20,12 +20,12 @@ from typing import Any, Literal
 import numpy as np
 from scipy import sparse
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.metrics import ndcg_at
-from model_export.evaluation.protocol import TieBreak, rank_in_chunks
-from model_export.evaluation.split import Queries
-from model_export.evaluation.tuning import coordinate_search
-from shared.errors import ConfigError
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.metrics import ndcg_at
+from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
+from strata.model_export.evaluation.split import Queries
+from strata.model_export.evaluation.tuning import coordinate_search
+from strata.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_export.datasets.online_retail import RetailLog
+from strata.model_export.datasets.online_retail import RetailLog
 
 
 @dataclass(frozen=True, slots=True)

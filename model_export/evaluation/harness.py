@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets, baskets_from_retail
-from model_export.evaluation.metrics import K_MAX, recall_curve, summarize
-from model_export.evaluation.models import BASELINES, ModelOptions, make_recommender
-from model_export.evaluation.protocol import Tunable
-from model_export.evaluation.split import (
+from strata.model_export.evaluation.baskets import Baskets, baskets_from_retail
+from strata.model_export.evaluation.metrics import K_MAX, recall_curve, summarize
+from strata.model_export.evaluation.models import BASELINES, ModelOptions, make_recommender
+from strata.model_export.evaluation.protocol import Tunable
+from strata.model_export.evaluation.split import (
     DATA_TIMEZONE,
     SEGMENTS,
     Split,
@@ -29,7 +29,7 @@ from model_export.evaluation.split import (
     parse_cut,
     temporal_split,
 )
-from shared.errors import ConfigError
+from strata.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class EvaluationConfig:
 def evaluate_online_retail(path: Path | str, config: EvaluationConfig = EvaluationConfig(),
                            progress: Progress | None = None) -> dict[str, Any]:
     """Load and clean the UCI Online Retail file, then ``evaluate``; the report carries the cleaning."""
-    from model_export.datasets.online_retail import load_online_retail
+    from strata.model_export.datasets.online_retail import load_online_retail
 
     started = time.perf_counter()
     _say(progress, "loading and cleaning")

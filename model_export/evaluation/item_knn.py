@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.metrics import ndcg_at
-from model_export.evaluation.protocol import TieBreak, rank_in_chunks
-from model_export.evaluation.split import Queries
-from model_export.evaluation.tuning import coordinate_search
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.metrics import ndcg_at
+from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
+from strata.model_export.evaluation.split import Queries
+from strata.model_export.evaluation.tuning import coordinate_search
 
 GRID: dict[str, tuple[Any, ...]] = {"neighbours": (10, 25, 50, 100, 200, 400, 800, 1600)}
 

@@ -9,12 +9,12 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from model_export.evaluation.als import ImplicitALS
-from model_export.evaluation.item_knn import ItemKNN
-from model_export.evaluation.popularity import Popularity, RecentPopularity
-from model_export.evaluation.protocol import Recommender
-from model_export.evaluation.repeat import RepeatPurchases
-from shared.errors import ConfigError
+from strata.model_export.evaluation.als import ImplicitALS
+from strata.model_export.evaluation.item_knn import ItemKNN
+from strata.model_export.evaluation.popularity import Popularity, RecentPopularity
+from strata.model_export.evaluation.protocol import Recommender
+from strata.model_export.evaluation.repeat import RepeatPurchases
+from strata.shared.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +34,8 @@ BASELINES = ("popularity", "recent", "repeat", "item_knn", "implicit_als")
 
 
 def _strata(options: ModelOptions) -> Recommender:
-    from model_export.evaluation.strata import StrataRecommender  # torch: the ``train`` extra
-    from model_export.retail_models import StrataParams
+    from strata.model_export.evaluation.strata import StrataRecommender  # torch: the ``train`` extra
+    from strata.model_export.retail_models import StrataParams
 
     return StrataRecommender(StrataParams(seed=options.seed), num_threads=options.num_threads)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from model_export.evaluation.split import SEGMENTS
-from shared.errors import ConfigError
+from strata.model_export.evaluation.split import SEGMENTS
+from strata.shared.errors import ConfigError
 
 
 def plot_recall(report: dict[str, Any], path: Path) -> Path:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.protocol import TieBreak
-from model_export.evaluation.split import Queries
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.protocol import TieBreak
+from strata.model_export.evaluation.split import Queries
 
 DAY_MS = 86_400_000
 

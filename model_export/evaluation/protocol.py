@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.split import Queries
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.split import Queries
 
 CHUNK = 1024  # queries scored at once: a dense [1024, n_items] float64 block is ~30 MB for 3.7k items
 

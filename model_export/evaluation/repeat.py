@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.protocol import TieBreak, rank_in_chunks
-from model_export.evaluation.split import Queries
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
+from strata.model_export.evaluation.split import Queries
 
 
 class RepeatPurchases:

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from scipy import sparse
 
-from model_export.evaluation.baskets import Baskets
-from shared.errors import ConfigError
+from strata.model_export.evaluation.baskets import Baskets
+from strata.shared.errors import ConfigError
 
 DATA_TIMEZONE = ZoneInfo("Europe/London")  # InvoiceDate is UK local time
 SEGMENTS = ("returning", "unseen")

@@ -15,19 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from model_export.evaluation.baskets import Baskets
-from model_export.evaluation.protocol import TieBreak, rank_in_chunks
-from model_export.evaluation.split import Queries
-from model_export.item_stats import histories
-from model_export.retail_models import (
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
+from strata.model_export.evaluation.split import Queries
+from strata.model_export.item_stats import histories
+from strata.model_export.retail_models import (
     StrataParams,
     TrainedModels,
     parity_inputs,
     train_models,
     write_onnx,
 )
-from shared.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
-from shared.ranker_pipeline import RankerModel, RetrievalRanker, UserTowerModel
+from strata.shared.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
+from strata.shared.ranker_pipeline import RankerModel, RetrievalRanker, UserTowerModel
 
 
 class StrataRecommender:

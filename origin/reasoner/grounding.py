@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import re
 
-from origin.catalog import words
-from origin.reasoner.base import ExplainInput
+from strata.origin.catalog import words
+from strata.origin.reasoner.base import ExplainInput
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
 # Words a sentence needs that may also occur in titles; never a reason to reject.

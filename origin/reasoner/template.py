@@ -4,8 +4,8 @@ whenever the LLM's answer is late, over budget or rejected."""
 
 from __future__ import annotations
 
-from origin.catalog import words
-from origin.reasoner.base import ExplainInput, Explanation
+from strata.origin.catalog import words
+from strata.origin.reasoner.base import ExplainInput, Explanation
 
 
 def price_text(price: float) -> str:

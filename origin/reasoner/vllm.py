@@ -17,10 +17,10 @@ from collections import Counter, OrderedDict
 
 import httpx
 
-from origin.reasoner.base import ExplainInput, Explanation
-from origin.reasoner.budget import TokenBudget
-from origin.reasoner.grounding import Rejected, check_answer
-from origin.reasoner.template import TemplateReasoner, price_text
+from strata.origin.reasoner.base import ExplainInput, Explanation
+from strata.origin.reasoner.budget import TokenBudget
+from strata.origin.reasoner.grounding import Rejected, check_answer
+from strata.origin.reasoner.template import TemplateReasoner, price_text
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from origin.stages.ctx import OriginCtx
-from shared.errors import StrataError
-from shared.vector_index import PayloadFilter
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.errors import StrataError
+from strata.shared.vector_index import PayloadFilter
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import logging
 
 import numpy as np
 
-from origin.catalog import words
-from origin.retrieval import source_filter
-from origin.stages.ctx import OriginCtx
-from shared.errors import StrataError
+from strata.origin.catalog import words
+from strata.origin.retrieval import source_filter
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.errors import StrataError
 
 logger = logging.getLogger(__name__)
 

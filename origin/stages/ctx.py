@@ -6,9 +6,9 @@ from collections import Counter
 
 import numpy as np
 
-from origin.profiles import EMPTY, Profile
-from origin.state import OriginState
-from shared.origin_contract import OriginRequest
+from strata.origin.profiles import EMPTY, Profile
+from strata.origin.state import OriginState
+from strata.shared.origin_contract import OriginRequest
 
 
 class OriginCtx:

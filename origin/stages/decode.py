@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from origin.stages.ctx import OriginCtx
-from shared.codecs import decode
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.codecs import decode
 
 
 class Decode:

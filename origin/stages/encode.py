@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from origin.stages.ctx import OriginCtx
-from shared.codecs import encode
-from shared.origin_contract import origin_answer
-from shared.pipeline import Reply
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.codecs import encode
+from strata.shared.origin_contract import origin_answer
+from strata.shared.pipeline import Reply
 
 
 class Encode:

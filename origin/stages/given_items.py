@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from origin.stages.ctx import OriginCtx
+from strata.origin.stages.ctx import OriginCtx
 
 
 class GivenItems:

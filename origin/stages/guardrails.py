@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from origin.errors import GuardrailUnavailable
-from origin.stages.ctx import OriginCtx
-from shared.guardrails import REASONS
+from strata.origin.errors import GuardrailUnavailable
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.guardrails import REASONS
 
 logger = logging.getLogger(__name__)
 

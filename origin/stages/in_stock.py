@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from origin.errors import GuardrailUnavailable
-from origin.stages.ctx import OriginCtx
+from strata.origin.errors import GuardrailUnavailable
+from strata.origin.stages.ctx import OriginCtx
 
 
 class InStockFilter:

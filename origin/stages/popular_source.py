@@ -3,7 +3,7 @@ personal data: cold start, no consent, and the fallback when retrieval is down."
 
 from __future__ import annotations
 
-from origin.stages.ctx import OriginCtx
+from strata.origin.stages.ctx import OriginCtx
 
 
 class PopularSource:

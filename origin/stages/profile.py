@@ -6,9 +6,9 @@ hour) and its own query only.
 
 from __future__ import annotations
 
-from origin.profiles import ProfileSource
-from origin.stages.ctx import OriginCtx
-from shared.pipeline import SUSPEND
+from strata.origin.profiles import ProfileSource
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.pipeline import SUSPEND
 
 
 class ProfileStage:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from origin.stages.ctx import OriginCtx
+from strata.origin.stages.ctx import OriginCtx
 
 
 class AlreadyPurchasedFilter:

@@ -23,10 +23,10 @@ import logging
 
 import numpy as np
 
-from origin.models import OriginModels
-from origin.stages.ctx import OriginCtx
-from shared.features import assemble, context_block
-from shared.ranker_features import ranker_rows
+from strata.origin.models import OriginModels
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.features import assemble, context_block
+from strata.shared.ranker_features import ranker_rows
 
 logger = logging.getLogger(__name__)
 

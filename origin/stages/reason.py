@@ -3,10 +3,10 @@ the template reasoner, which always answers). The query reaches a reasoner only 
 
 from __future__ import annotations
 
-from origin.reasoner.base import ExplainInput, Reasoner
-from origin.redaction import Redactor
-from origin.stages.ctx import OriginCtx
-from shared.pipeline import SUSPEND
+from strata.origin.reasoner.base import ExplainInput, Reasoner
+from strata.origin.redaction import Redactor
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.pipeline import SUSPEND
 
 
 class ReasonStage:

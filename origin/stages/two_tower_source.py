@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from origin.stages.ctx import OriginCtx
-from origin.tower_search import TowerSearch
-from shared.ranker_features import candidates, summarize
+from strata.origin.stages.ctx import OriginCtx
+from strata.origin.tower_search import TowerSearch
+from strata.shared.ranker_features import candidates, summarize
 
 logger = logging.getLogger(__name__)
 

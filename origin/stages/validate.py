@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from origin.catalog import words
-from origin.stages.ctx import OriginCtx
-from shared.origin_contract import parse_origin
+from strata.origin.catalog import words
+from strata.origin.stages.ctx import OriginCtx
+from strata.shared.origin_contract import parse_origin
 
 
 class Validate:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from shared.codecs import choose_response_type
-from shared.errors import NotReady
-from shared.pipeline import Pending, Pipeline, Reply
-from streaming.tier2.model import Tier2Model
-from streaming.tier2.stages import (
+from strata.shared.codecs import choose_response_type
+from strata.shared.errors import NotReady
+from strata.shared.pipeline import Pending, Pipeline, Reply
+from strata.streaming.tier2.model import Tier2Model
+from strata.streaming.tier2.stages import (
     Candidates,
     Counts,
     Decode,

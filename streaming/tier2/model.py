@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.bandit import BanditConfig, make_sampler, posterior
-from shared.config import Tier2Settings
-from shared.contracts import MAX_CANDIDATES, Context
-from shared.features import FEATURE_DIM, assemble, context_block
-from shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
-from shared.scoring_bundle import LoadedBundle, load_bundle
-from shared.vector_index import IndexPoint, VectorIndex, open_vector_index
+from strata.shared.bandit import BanditConfig, make_sampler, posterior
+from strata.shared.config import Tier2Settings
+from strata.shared.contracts import MAX_CANDIDATES, Context
+from strata.shared.features import FEATURE_DIM, assemble, context_block
+from strata.shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
+from strata.shared.scoring_bundle import LoadedBundle, load_bundle
+from strata.shared.vector_index import IndexPoint, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
 FIELDS = {"category": "keyword", "age_restricted": "integer"}      # flags as 0/1 integers (Qdrant Edge)

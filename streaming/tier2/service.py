@@ -12,13 +12,13 @@ import os
 
 import numpy as np
 
-from shared.config import ImpressionSettings, StrataSettings
-from shared.guardrails import REASONS
-from shared.impression_log import ImpressionLog
-from shared.metrics import Instruments
-from streaming.tier2.handler import Tier2Handler
-from streaming.tier2.model import Tier2Model, load_model
-from streaming.tier2.stages import (
+from strata.shared.config import ImpressionSettings, StrataSettings
+from strata.shared.guardrails import REASONS
+from strata.shared.impression_log import ImpressionLog
+from strata.shared.metrics import Instruments
+from strata.streaming.tier2.handler import Tier2Handler
+from strata.streaming.tier2.model import Tier2Model, load_model
+from strata.streaming.tier2.stages import (
     Candidates,
     Counts,
     Encode,
@@ -27,7 +27,7 @@ from streaming.tier2.stages import (
     SessionStage,
     Tier2Ctx,
 )
-from streaming.tier2.store import Tier2Store
+from strata.streaming.tier2.store import Tier2Store
 
 logger = logging.getLogger(__name__)
 

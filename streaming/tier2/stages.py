@@ -9,16 +9,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from shared.bandit import greedy_mask, select_topk
-from shared.codecs import decode, encode
-from shared.confidence import ConfidenceConfig, Signals, confidence
-from shared.contracts import RecommendRequest, parse_recommend
-from shared.errors import StrataError
-from shared.impression_log import ImpressionLog, shown
-from shared.pipeline import SUSPEND, Reply
-from shared.vector_index import PayloadFilter
-from streaming.tier2.model import Tier2Model
-from streaming.tier2.store import Tier2Store
+from strata.shared.bandit import greedy_mask, select_topk
+from strata.shared.codecs import decode, encode
+from strata.shared.confidence import ConfidenceConfig, Signals, confidence
+from strata.shared.contracts import RecommendRequest, parse_recommend
+from strata.shared.errors import StrataError
+from strata.shared.impression_log import ImpressionLog, shown
+from strata.shared.pipeline import SUSPEND, Reply
+from strata.shared.vector_index import PayloadFilter
+from strata.streaming.tier2.model import Tier2Model
+from strata.streaming.tier2.store import Tier2Store
 
 logger = logging.getLogger(__name__)
 _NONE = np.zeros(0, dtype=np.float64)

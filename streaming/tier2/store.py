@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from shared import keys as K
-from shared.errors import StoreUnavailable
-from shared.session_update import SessionState, decode_session
+from strata.shared import keys as K
+from strata.shared.errors import StoreUnavailable
+from strata.shared.session_update import SessionState, decode_session
 
 
 class Tier2Store:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import ManagedProcess, free_port, strata_command
-from shared.bundle import read_current
+from strata.deploy.local import ManagedProcess, free_port, strata_command
+from strata.shared.bundle import read_current
 
 _HERE = Path(__file__).parent
 EDGE_MODEL = "edge-scorer"

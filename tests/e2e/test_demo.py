@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 
-from deploy.local import free_port, port_open, strata_command
+from strata.deploy.local import free_port, port_open, strata_command
 
 
 def test_demo_once_exports_serves_both_codecs_and_cleans_up(tmp_path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import free_port, port_open, strata_command
+from strata.deploy.local import free_port, port_open, strata_command
 
 
 def _strata_entries(tmp: Path) -> list[str]:

@@ -12,8 +12,8 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.local import strata_command
-from shared.bundle import ITEMS_FILE
+from strata.deploy.local import strata_command
+from strata.shared.bundle import ITEMS_FILE
 
 REQUIRED_FIELDS = {"items", "tier", "confidence", "degraded", "route_reasons", "model_version", "request_id",
                    "impression_id", "timing", "unknown_candidates"}

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from packaging.requirements import Requirement
 
-from deploy.local import ManagedProcess, free_port, strata_command
-from shared.bundle import ITEMS_FILE, read_current
+from strata.deploy.local import ManagedProcess, free_port, strata_command
+from strata.shared.bundle import ITEMS_FILE, read_current
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 RUN_EXTRAS = ("train", "local")   # what `make run` installs: .[train,local]

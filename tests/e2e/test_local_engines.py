@@ -11,9 +11,9 @@ import time
 import pytest
 import redis
 
-import deploy.local as local
-from deploy.errors import EngineMissing, ProcessFailed
-from deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open
+import strata.deploy.local as local
+from strata.deploy.errors import EngineMissing, ProcessFailed
+from strata.deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open
 
 
 def _group_alive(pgid: int) -> bool:
@@ -111,7 +111,7 @@ def test_managed_process_stop_escalates_to_sigkill(tmp_path) -> None:
 
 
 def test_python_dash_m_deploy_runs_the_cli() -> None:
-    out = subprocess.run([sys.executable, "-m", "deploy", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "strata.deploy", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     for command in ("export", "edge", "demo", "bench"):
         assert command in out.stdout

@@ -10,7 +10,7 @@ import subprocess
 import httpx
 import pytest
 
-from deploy.local import ManagedProcess, free_port, strata_command
+from strata.deploy.local import ManagedProcess, free_port, strata_command
 
 BODY = {"user_id": "u-e2e", "session_id": "s-e2e", "k": 8}
 

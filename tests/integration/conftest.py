@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.httpserver import serve
-from edge.node import EdgeNode
-from shared.config import load_settings
+from strata.edge.httpserver import serve
+from strata.edge.node import EdgeNode
+from strata.shared.config import load_settings
 
 _HERE = Path(__file__).parent
 

@@ -15,13 +15,13 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from shared.config import StreamingSettings, load_settings
-from shared.contracts import parse_event
-from shared.session_update import replay_recent, replay_session
-from streaming.app import build_app
-from streaming.catalog import Catalog
-from streaming.processor import StreamProcessor
-from streaming.service import IngestService
+from strata.shared.config import StreamingSettings, load_settings
+from strata.shared.contracts import parse_event
+from strata.shared.session_update import replay_recent, replay_session
+from strata.streaming.app import build_app
+from strata.streaming.catalog import Catalog
+from strata.streaming.processor import StreamProcessor
+from strata.streaming.service import IngestService
 
 _n = itertools.count()
 
@@ -194,8 +194,8 @@ async def log_ends(broker: str, topic: str, n: int, timeout_s: float = 30.0) -> 
 def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: StreamingSettings) -> None:
     """Exact bandit counts and views, and every session vector (bit for bit) and recent-items list equal to the
     replay."""
-    from shared import keys as K
-    from shared.session_update import decode_state, session_vec
+    from strata.shared import keys as K
+    from strata.shared.session_update import decode_state, session_vec
 
     got = {k: int(v) for k, v in store.hgetall(K.bandit_key("default", "home")).items()}
     assert got == expected_counts(raw_events)
@@ -218,7 +218,7 @@ def apply_purchases(valkey_proc, user: str, session: str, items: list[str], ts0:
     what ``streaming.store`` runs in its script), without a broker: for origin tests that read them."""
     import numpy as np
 
-    from streaming.effects import Planner, Record, Snapshot, reads_for
+    from strata.streaming.effects import Planner, Record, Snapshot, reads_for
 
     recs = [Record("events", 0, i, parse_event({"event_id": f"{id_prefix}{i}", "type": "purchase", "user_id": user,
                                                   "session_id": session, "ts": ts0 + i * step_ms, "channel": "web",

@@ -7,7 +7,7 @@ the server before these limits gave ratios over 1000x)."""
 
 from __future__ import annotations
 
-from loadtest.abuse import TARGET_RATIO, run
+from strata.loadtest.abuse import TARGET_RATIO, run
 
 
 def test_normal_client_p99_within_2x_under_abuse(registry_dir):

@@ -9,8 +9,8 @@ import msgpack
 import orjson
 import pytest
 
-from edge.node import EdgeNode
-from shared.config import load_settings
+from strata.edge.node import EdgeNode
+from strata.shared.config import load_settings
 
 GOOD = {"user_id": "u1", "session_id": "s1", "slot": "home", "k": 5}
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.node import EdgeNode
-from shared.bundle import ITEMS_FILE, read_current
-from shared.config import SettingsSource, load_settings
-from shared.contracts import CHANNELS
+from strata.edge.node import EdgeNode
+from strata.shared.bundle import ITEMS_FILE, read_current
+from strata.shared.config import SettingsSource, load_settings
+from strata.shared.contracts import CHANNELS
 
 JSON = b"application/json"
 BANNED_CATEGORIES = ("toys", "snacks")

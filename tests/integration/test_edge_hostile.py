@@ -274,9 +274,9 @@ def test_upgrade_request_is_answered_alike_alone_and_pipelined(server):
 
 # -- finding 8: a closed connection is freed without the cyclic GC ----------------------------------
 def test_closed_connection_is_freed_without_a_gc_pass(registry_dir):
-    from edge.httpserver import EdgeServer
-    from edge.node import EdgeNode
-    from shared.config import load_settings
+    from strata.edge.httpserver import EdgeServer
+    from strata.edge.node import EdgeNode
+    from strata.shared.config import load_settings
 
     node = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"}}))
     node.load_model()
@@ -397,8 +397,8 @@ def test_http_layer_answers_are_counted_with_their_status(registry_dir, serve_ed
 def test_app_level_contract_under_both_servers(registry_dir, serve_edge, front):
     """HEAD on the health routes, Accept q-values, Content-Encoding: identical under the edge's own
     server and the ASGI app that ``--http uvicorn`` serves."""
-    from edge.node import EdgeNode
-    from shared.config import load_settings
+    from strata.edge.node import EdgeNode
+    from strata.shared.config import load_settings
 
     json_ct = {"content-type": "application/json"}
     calls = [

@@ -10,15 +10,15 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from deploy.local import free_port
-from deploy.tansu import TansuProcess
-from edge.node import EdgeNode
-from shared import keys as K
-from shared.config import load_settings
-from shared.contracts import parse_event
-from shared.event_records import decode_event
-from streaming.catalog import load_catalog
-from streaming.topics import ensure_topics
+from strata.deploy.local import free_port
+from strata.deploy.tansu import TansuProcess
+from strata.edge.node import EdgeNode
+from strata.shared import keys as K
+from strata.shared.config import load_settings
+from strata.shared.contracts import parse_event
+from strata.shared.event_records import decode_event
+from strata.streaming.catalog import load_catalog
+from strata.streaming.topics import ensure_topics
 from tests.integration.streaming_kit import processing, streaming_settings, wait_until
 
 JSON = b"application/json"

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import orjson
 
-from edge.node import EdgeNode
-from shared.config import load_settings
+from strata.edge.node import EdgeNode
+from strata.shared.config import load_settings
 
 
 def run(app, calls):

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from edge.node import EdgeNode
-from edge.reload import check_once
-from shared.config import load_settings
+from strata.edge.node import EdgeNode
+from strata.edge.reload import check_once
+from strata.shared.config import load_settings
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from edge.node import EdgeNode
-from shared.config import load_settings
-from shared.keys import bandit_key, clicks_field, imps_field, session_key
+from strata.edge.node import EdgeNode
+from strata.shared.config import load_settings
+from strata.shared.keys import bandit_key, clicks_field, imps_field, session_key
 
 JSON = b"application/json"
 
@@ -189,7 +189,7 @@ def test_a_cached_session_is_never_served_older_than_max_stale(registry_dir, sto
 
 
 def test_counts_of_every_tracked_slot_are_refreshed_in_one_pass(registry_dir, store_redis, fresh_valkey):
-    from edge.bandit_refresh import BanditRefresher
+    from strata.edge.bandit_refresh import BanditRefresher
 
     svc = make_service(registry_dir, fresh_valkey.url, bandit={"slots": {"default": ["home"]}, "recent_slots": 4})
     ids = svc.ranker.bundle.item_ids

@@ -12,9 +12,9 @@ import time
 import orjson
 import pytest
 
-from edge.node import EdgeNode
-from edge.session_client import StoreHealth, describe, read_with_deadline
-from shared.config import load_settings
+from strata.edge.node import EdgeNode
+from strata.edge.session_client import StoreHealth, describe, read_with_deadline
+from strata.shared.config import load_settings
 
 JSON = b"application/json"
 
@@ -60,7 +60,7 @@ def test_deadline_is_a_hard_cap_even_when_cancellation_is_slow():
 def test_warnings_name_the_exception_type_when_its_message_is_empty(caplog):
     assert describe(TimeoutError()) == "TimeoutError"
     assert describe(ConnectionError("refused")) == "ConnectionError: refused"
-    caplog.set_level(logging.WARNING, logger="edge.session_client")
+    caplog.set_level(logging.WARNING, logger="strata.edge.session_client")
     health = StoreHealth(None)
     health.up = True
     health.failed(TimeoutError())
@@ -147,7 +147,7 @@ def test_cached_answer_reports_the_store_state_when_served(registry_dir, fresh_v
 
 
 def test_first_burst_on_a_healthy_store_does_not_trip_the_breaker(registry_dir, fresh_valkey, caplog):
-    caplog.set_level(logging.WARNING, logger="edge.session_client")
+    caplog.set_level(logging.WARNING, logger="strata.edge.session_client")
     node = node_for(registry_dir, fresh_valkey.url)
 
     async def go() -> list[dict]:

@@ -9,9 +9,9 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.event_records import decode_event, event_key
-from streaming.errors import BrokerUnavailable
-from streaming.log import EventLog
+from strata.shared.event_records import decode_event, event_key
+from strata.streaming.errors import BrokerUnavailable
+from strata.streaming.log import EventLog
 from tests.integration.streaming_kit import streaming_settings
 
 

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from shared import bundle as B
-from shared import text_encoder as T
-from shared.item_shard import ITEM_FIELDS, WAL_DIR, open_shipped_shard
-from shared.vector_index import EdgeVectorIndex, IndexPoint, PayloadFilter
+from strata.shared import bundle as B
+from strata.shared import text_encoder as T
+from strata.shared.item_shard import ITEM_FIELDS, WAL_DIR, open_shipped_shard
+from strata.shared.vector_index import EdgeVectorIndex, IndexPoint, PayloadFilter
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,8 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     import json
     import shutil
 
-    from origin.bundle import load_origin_bundle
-    from origin.retrieval import build_index, open_item_index
+    from strata.origin.bundle import load_origin_bundle
+    from strata.origin.retrieval import build_index, open_item_index
 
     bundle = load_origin_bundle(registry_dir, "edge-scorer")
     bdir = registry_dir / "edge-scorer" / bundle.version
@@ -94,7 +94,7 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     with_vec = int(np.any(cat.vectors != 0, axis=1).sum())
     assert meta["points"] == with_vec < len(cat)            # the graph holds the items with a vector
     assert meta["unindexed"] == len(cat) - with_vec          # the others were placed at export
-    with caplog.at_level("INFO", logger="origin.retrieval"):
+    with caplog.at_level("INFO", logger="strata.origin.retrieval"):
         shipped = open_item_index(bdir, cat, tmp_path / "shipped")
     opened = next(r for r in caplog.records if r.getMessage() == "shipped item index opened")
     assert opened.placed_at_centroid == 0                   # nothing left to place at start
@@ -125,7 +125,7 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
 def test_a_shipped_point_can_be_updated_and_deleted_in_the_opened_copy(tmp_path: Path) -> None:
     """The opened copy starts a new log; its updates must still win over the points' build-time versions
     (without moving the counter past the build's, Qdrant ignored both the upsert and the delete)."""
-    from shared.item_shard import build_shipped_shard
+    from strata.shared.item_shard import build_shipped_shard
 
     rng = np.random.default_rng(11)
     vecs = rng.normal(size=(5000, 8)).astype(np.float32)
@@ -151,7 +151,7 @@ def test_the_shard_ships_as_a_plain_tar_with_lean_indexes_and_an_older_gzip_tar_
     import json
     import shutil
 
-    from shared.item_shard import build_shipped_shard
+    from strata.shared.item_shard import build_shipped_shard
 
     vecs = np.random.default_rng(2).normal(size=(400, 8)).astype(np.float32)
     keys = [f"k{i}" for i in range(400)]

@@ -10,10 +10,10 @@ import msgpack
 import pytest
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared.config import load_settings
-from shared.origin_contract import ANSWER_FIELDS, REASONER_FIELDS
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared.config import load_settings
+from strata.shared.origin_contract import ANSWER_FIELDS, REASONER_FIELDS
 
 BANNED = ["wine"]
 BODY = {"user_id": "u1", "session_id": "s1", "k": 10}

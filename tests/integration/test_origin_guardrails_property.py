@@ -15,19 +15,19 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model_export import vocabulary as vocab
-from origin.bundle import OriginBundle
-from origin.catalog import Catalog
-from origin.node import OriginNode
-from origin.retrieval import build_index
-from origin.scorer import OnnxRanker
-from origin.state import OriginState
-from shared import bundle as B
-from shared.config import load_settings
-from shared.contracts import CHANNELS
-from shared.features import EMBED_DIM, item_block
-from shared.guardrails import Guardrails
-from shared.pipeline import Reply
+from strata.model_export import vocabulary as vocab
+from strata.origin.bundle import OriginBundle
+from strata.origin.catalog import Catalog
+from strata.origin.node import OriginNode
+from strata.origin.retrieval import build_index
+from strata.origin.scorer import OnnxRanker
+from strata.origin.state import OriginState
+from strata.shared import bundle as B
+from strata.shared.config import load_settings
+from strata.shared.contracts import CHANNELS
+from strata.shared.features import EMBED_DIM, item_block
+from strata.shared.guardrails import Guardrails
+from strata.shared.pipeline import Reply
 
 NAMES = [c.name for c in vocab.CATEGORIES]
 WORDS = ["organic", "bread", "gin", "classic", "cheese", "wine", "premium", "kite", "lager", "soap"]

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.item_tower import tower_vectors
-from origin.node import OriginNode
-from shared.config import load_settings
-from shared.keys import session_key
-from shared.session_update import push_recent
+from strata.origin.app import build_app
+from strata.origin.item_tower import tower_vectors
+from strata.origin.node import OriginNode
+from strata.shared.config import load_settings
+from strata.shared.keys import session_key
+from strata.shared.session_update import push_recent
 
 USER, SESSION = "u-item-tower", "s-item-tower"
 SEEN = ["SKU-000021", "SKU-000007", "SKU-000042"]        # most recent first
@@ -28,7 +28,7 @@ RETRIEVE = 20                                             # of ~500 items: only 
 @pytest.fixture(scope="module")
 def text_models_registry(models_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The models registry plus a text-encoder bundle (what ``strata export`` writes without ``--no-text``)."""
-    from model_export.text_encoder import export_text_encoder
+    from strata.model_export.text_encoder import export_text_encoder
 
     root = tmp_path_factory.mktemp("text-models") / "registry"
     shutil.copytree(models_registry_dir, root)
@@ -53,9 +53,9 @@ def served(text_models_registry: Path, valkey_proc, fresh_valkey) -> Iterator[tu
 def _two_tower_rows(node: OriginNode) -> set[int]:
     """Catalog rows the two-tower source adds for the session (the pipeline's stages up to it, as served;
     the profile stage is handed the session the store holds)."""
-    from origin.profiles import Profile
-    from origin.stages.ctx import OriginCtx
-    from shared.codecs import JSON
+    from strata.origin.profiles import Profile
+    from strata.origin.stages.ctx import OriginCtx
+    from strata.shared.codecs import JSON
 
     body = b'{"user_id": "%s", "session_id": "%s", "k": 10, "context": {"consent": true}}' % (
         USER.encode(), SESSION.encode())

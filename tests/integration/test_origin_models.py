@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared import bundle as B
-from shared import ranker_bundle as RB
-from shared.config import load_settings
-from shared.ranker_features import Histories, ranker_rows, summarize, tower_input
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared import bundle as B
+from strata.shared import ranker_bundle as RB
+from strata.shared.config import load_settings
+from strata.shared.ranker_features import Histories, ranker_rows, summarize, tower_input
 from tests.integration.streaming_kit import apply_purchases
 
 USER = "u-models"
@@ -58,7 +58,7 @@ def _broken_ranker_version(registry: Path, version: str, base: str = "1.0.0") ->
     import onnx
     from onnx import TensorProto, helper
 
-    from shared.ranker_features import N_FEATURES
+    from strata.shared.ranker_features import N_FEATURES
 
     src, dst = registry / RB.RANKER_MODEL / base, registry / RB.RANKER_MODEL / version
     if not dst.exists():

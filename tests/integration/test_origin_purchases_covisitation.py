@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared.config import load_settings
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared.config import load_settings
 from tests.integration.streaming_kit import apply_purchases
 
 BODY = {"user_id": "u-buyer", "session_id": "s-buyer", "k": 10, "query": "organic bread"}
@@ -77,12 +77,12 @@ def test_covisitation_expands_the_querys_best_items(filtering, fresh_valkey) -> 
 def test_the_profile_carries_the_purchases_and_they_seed_covisitation(filtering, valkey_proc, fresh_valkey) -> None:
     import asyncio
 
-    from origin.profiles import RedisProfileStore
-    from origin.stages.covisit_source import CovisitationSource
-    from origin.stages.ctx import OriginCtx
-    from origin.stages.decode import Decode
-    from origin.stages.validate import Validate
-    from shared.codecs import JSON
+    from strata.origin.profiles import RedisProfileStore
+    from strata.origin.stages.covisit_source import CovisitationSource
+    from strata.origin.stages.ctx import OriginCtx
+    from strata.origin.stages.decode import Decode
+    from strata.origin.stages.validate import Validate
+    from strata.shared.codecs import JSON
 
     _, node = filtering
     table = node.state.covisitation

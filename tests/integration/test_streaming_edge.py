@@ -8,9 +8,9 @@ import time
 
 import orjson
 
-from edge.node import EdgeNode
-from shared.config import load_settings
-from streaming.catalog import load_catalog
+from strata.edge.node import EdgeNode
+from strata.shared.config import load_settings
+from strata.streaming.catalog import load_catalog
 from tests.integration.streaming_kit import ingest, processing, streaming_settings, wait_until
 
 BODY = orjson.dumps({"user_id": "u-inv", "session_id": "s-inv", "k": 5})

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from shared import keys as K
-from shared.session_update import decode_state, session_vec
-from streaming.catalog import load_catalog
-from streaming.effects import profile_summary
+from strata.shared import keys as K
+from strata.shared.session_update import decode_state, session_vec
+from strata.streaming.catalog import load_catalog
+from strata.streaming.effects import profile_summary
 from tests.integration.streaming_kit import (
     expected_state,
     ingest,

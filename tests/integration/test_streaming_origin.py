@@ -10,12 +10,12 @@ import time
 
 from fastapi.testclient import TestClient
 
-from origin.app import build_app
-from origin.node import OriginNode
-from shared.config import load_settings
-from shared.keys import session_key
-from shared.session_update import recent_items
-from streaming.catalog import load_catalog
+from strata.origin.app import build_app
+from strata.origin.node import OriginNode
+from strata.shared.config import load_settings
+from strata.shared.keys import session_key
+from strata.shared.session_update import recent_items
+from strata.streaming.catalog import load_catalog
 from tests.integration.streaming_kit import ingest, post_all, processing, streaming_settings, wait_until
 
 USER, SESSION = "u-stream-origin", "s-stream-origin"

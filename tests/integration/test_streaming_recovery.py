@@ -12,11 +12,11 @@ import time
 import pytest
 import yaml
 
-from deploy.local import ManagedProcess, strata_command
-from deploy.tansu import TansuProcess
-from streaming.catalog import load_catalog
-from streaming.effects import Record
-from streaming.processor import StreamProcessor, to_record
+from strata.deploy.local import ManagedProcess, strata_command
+from strata.deploy.tansu import TansuProcess
+from strata.streaming.catalog import load_catalog
+from strata.streaming.effects import Record
+from strata.streaming.processor import StreamProcessor, to_record
 from tests.integration.streaming_kit import (
     assert_store_matches,
     event_stream,

@@ -14,13 +14,13 @@ import msgpack
 import numpy as np
 import pytest
 
-from deploy.local import free_port
-from shared import keys as K
-from shared.config import load_settings
-from streaming.app import build_app
-from streaming.catalog import load_catalog
-from streaming.service import IngestService
-from streaming.tier2.service import Tier2Service
+from strata.deploy.local import free_port
+from strata.shared import keys as K
+from strata.shared.config import load_settings
+from strata.streaming.app import build_app
+from strata.streaming.catalog import load_catalog
+from strata.streaming.service import IngestService
+from strata.streaming.tier2.service import Tier2Service
 from tests.integration.streaming_kit import processing, streaming_settings, wait_until
 
 

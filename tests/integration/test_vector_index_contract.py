@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from shared.errors import ConfigError, InvalidField
-from shared.vector_index import (
+from strata.shared.errors import ConfigError, InvalidField
+from strata.shared.vector_index import (
     EdgeVectorIndex,
     IndexPoint,
     IndexUnavailable,

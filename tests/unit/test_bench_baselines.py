@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from loadtest.baselines import fastapi_app, lean_asgi
-from loadtest.baselines.naive_ranker import NaiveRanker
-from loadtest.payloads import PayloadSpec, cached_mix, load_catalog
+from strata.loadtest.baselines import fastapi_app, lean_asgi
+from strata.loadtest.baselines.naive_ranker import NaiveRanker
+from strata.loadtest.payloads import PayloadSpec, cached_mix, load_catalog
 
 
 @pytest.fixture(scope="module")

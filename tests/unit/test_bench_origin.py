@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.bench_origin import run
-from shared.errors import ConfigError
+from strata.loadtest.bench_origin import run
+from strata.shared.errors import ConfigError
 
 
 def test_bench_measures_the_two_tower_ann_and_deep_ranker_path(models_registry_dir) -> None:

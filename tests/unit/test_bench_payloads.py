@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from loadtest.loadgen import UNIQUE_MARKER
-from loadtest.payloads import (
+from strata.loadtest.loadgen import UNIQUE_MARKER
+from strata.loadtest.payloads import (
     Catalog,
     PayloadSpec,
     cached_mix,
@@ -15,7 +15,7 @@ from loadtest.payloads import (
     repeat_share,
     unique_mix,
 )
-from shared.contracts import parse_recommend
+from strata.shared.contracts import parse_recommend
 
 SPEC = PayloadSpec(n_candidates=20, sessions=50, seed=3)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from loadtest.bench_bandit import fit_mabwiser, make_history
-from loadtest.bench_http import cache_counts
-from loadtest.bench_report import Target, add_ratios, verdict
-from shared.bandit import posterior
+from strata.loadtest.bench_bandit import fit_mabwiser, make_history
+from strata.loadtest.bench_http import cache_counts
+from strata.loadtest.bench_report import Target, add_ratios, verdict
+from strata.shared.bandit import posterior
 
 EXPOSITION = """\
 # HELP strata_edge_cache_requests_total cache lookups

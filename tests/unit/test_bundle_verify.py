@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.bundle import (
+from strata.shared.bundle import (
     CURRENT_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
@@ -17,8 +17,8 @@ from shared.bundle import (
     sha256_file,
     verify_bundle,
 )
-from shared.errors import BundleError
-from shared.features import FEATURE_SPEC_VERSION
+from strata.shared.errors import BundleError
+from strata.shared.features import FEATURE_SPEC_VERSION
 
 
 def _write_bundle(root: Path, extra: dict[str, bytes] | None = None, spec: str = FEATURE_SPEC_VERSION) -> Path:

@@ -8,11 +8,11 @@ import logging
 import numpy as np
 import pytest
 
-from edge.bandit_cache import BanditCounts, parse_counts
-from edge.caches import TTLCache
-from edge.session_client import RedisSessionStore, SessionStore, decode_session, make_store
-from shared.errors import ConfigError
-from shared.features import EMBED_DIM
+from strata.edge.bandit_cache import BanditCounts, parse_counts
+from strata.edge.caches import TTLCache
+from strata.edge.session_client import RedisSessionStore, SessionStore, decode_session, make_store
+from strata.shared.errors import ConfigError
+from strata.shared.features import EMBED_DIM
 
 
 class FakeClock:
@@ -212,7 +212,7 @@ def test_bandit_counts_pinned_slots_and_bounded_lru() -> None:
 
 
 def test_parse_counts_with_the_compiled_item_index() -> None:
-    from edge.item_index import ItemIndex
+    from strata.edge.item_index import ItemIndex
 
     raw = {b"c:A": b"3", b"n:A": b"10", b"n:C": b"7", b"c:NEW": b"2", b"n:B": b"x"}
     sc = parse_counts(raw, ItemIndex(["A", "B", "C"]), 3)
@@ -233,7 +233,7 @@ def test_decode_session_right_size() -> None:
 
 @pytest.mark.parametrize("size", [0, 4, EMBED_DIM * 4 - 1, EMBED_DIM * 4 + 4, EMBED_DIM * 8])
 def test_decode_session_wrong_size_is_none(size: int, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="edge.session_client"):
+    with caplog.at_level(logging.WARNING, logger="strata.edge.session_client"):
         st = decode_session(b"\x00" * size, b"5")
     assert st.vec is None and st.updated_ms == 5
     assert f"session vector has {size} bytes, expected {EMBED_DIM * 4}; ignored" in caplog.text

@@ -10,10 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import edge.server
-import shared.logs
-from deploy import cli, listen_address
-from shared.config import EdgeSettings, ImpressionSettings, StoreSettings, StrataSettings
+import strata.edge.server
+import strata.shared.logs
+from strata.deploy import cli, listen_address
+from strata.shared.config import EdgeSettings, ImpressionSettings, StoreSettings, StrataSettings
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}   # no wrapping inside the option table
@@ -72,9 +72,9 @@ def test_edge_help_shows_the_settings_defaults(flag: str, default: object) -> No
 def started(monkeypatch: pytest.MonkeyPatch) -> list:
     """Run ``strata edge`` in-process up to the server: the settings it would serve with are recorded."""
     seen: list = []
-    monkeypatch.setattr(edge.server, "run_edge", lambda settings, source=None: seen.append(settings))
+    monkeypatch.setattr(strata.edge.server, "run_edge", lambda settings, source=None: seen.append(settings))
     monkeypatch.setattr(listen_address, "check_listen_address", lambda host, port, http: None)
-    monkeypatch.setattr(shared.logs, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr(strata.shared.logs, "configure_logging", lambda *a, **k: None)
     return seen
 
 

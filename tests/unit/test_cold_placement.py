@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.cold_placement import category_centroids
+from strata.shared.cold_placement import category_centroids
 
 
 def test_centroid_is_the_unit_mean_of_the_categorys_items_with_a_vector() -> None:

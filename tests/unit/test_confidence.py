@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.confidence import ConfidenceConfig, Signals, confidence, margin_at_k, route_by_confidence
+from strata.shared.confidence import ConfidenceConfig, Signals, confidence, margin_at_k, route_by_confidence
 
 CFG = ConfidenceConfig()
 

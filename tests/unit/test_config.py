@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import StrataSettings, load_settings
-from shared.errors import ConfigError
+from strata.shared.config import StrataSettings, load_settings
+from strata.shared.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

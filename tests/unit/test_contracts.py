@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.contracts import (
+from strata.shared.contracts import (
     CHANNELS,
     DEVICES,
     EVENT_TYPES,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.contracts import parse_recommend
-from shared.errors import InvalidField, MalformedBody, StrataError
+from strata.shared.contracts import parse_recommend
+from strata.shared.errors import InvalidField, MalformedBody, StrataError
 
 OK = {"user_id": "u-1", "session_id": "s-1"}
 

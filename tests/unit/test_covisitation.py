@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.covisitation import covisitation_table, write_covisitation
-from origin.covisitation import Covisitation, load_covisitation
-from shared.errors import BundleError
+from strata.model_export.covisitation import covisitation_table, write_covisitation
+from strata.origin.covisitation import Covisitation, load_covisitation
+from strata.shared.errors import BundleError
 
 
 def test_table_is_the_cosine_of_session_sets_counted_once_per_session() -> None:

@@ -8,9 +8,9 @@ import msgpack
 import orjson
 import pytest
 
-from shared.codecs import JSON, MSGPACK
-from shared.error_mapper import error_reply, negotiated_error_reply
-from shared.errors import (
+from strata.shared.codecs import JSON, MSGPACK
+from strata.shared.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.errors import (
     InvalidField,
     MethodNotAllowed,
     NotReady,
@@ -62,7 +62,7 @@ def test_405_names_the_allowed_method() -> None:
 
 
 def test_unexpected_exception_is_a_500_with_a_request_id_and_a_logged_traceback(caplog) -> None:
-    caplog.set_level(logging.ERROR, logger="shared.error_mapper")
+    caplog.set_level(logging.ERROR, logger="strata.shared.error_mapper")
     try:
         raise KeyError("surprise")
     except KeyError as exc:
@@ -73,7 +73,7 @@ def test_unexpected_exception_is_a_500_with_a_request_id_and_a_logged_traceback(
     assert body["error"]["code"] == "internal" and rid in body["error"]["reason"]
     assert body["retriable"] is False
     assert dict(r.headers)[b"x-request-id"] == rid.encode()
-    record = next(rec for rec in caplog.records if rec.name == "shared.error_mapper")
+    record = next(rec for rec in caplog.records if rec.name == "strata.shared.error_mapper")
     assert record.request_id == rid and record.exc_info is not None
     assert "KeyError: 'surprise'" in caplog.text
 

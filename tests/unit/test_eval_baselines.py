@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.evaluation.als import ALSParams, ImplicitALS
-from model_export.evaluation.baskets import Baskets, Catalog, make_baskets
-from model_export.evaluation.item_knn import ItemKNN
-from model_export.evaluation.models import BASELINES, RECOMMENDERS, ModelOptions, make_recommender
-from model_export.evaluation.popularity import Popularity, RecentPopularity
-from model_export.evaluation.protocol import Recommender, Tunable
-from model_export.evaluation.repeat import RepeatPurchases
-from model_export.evaluation.split import Queries, parse_cut, temporal_split
-from shared.errors import ConfigError
+from strata.model_export.evaluation.als import ALSParams, ImplicitALS
+from strata.model_export.evaluation.baskets import Baskets, Catalog, make_baskets
+from strata.model_export.evaluation.item_knn import ItemKNN
+from strata.model_export.evaluation.models import BASELINES, RECOMMENDERS, ModelOptions, make_recommender
+from strata.model_export.evaluation.popularity import Popularity, RecentPopularity
+from strata.model_export.evaluation.protocol import Recommender, Tunable
+from strata.model_export.evaluation.repeat import RepeatPurchases
+from strata.model_export.evaluation.split import Queries, parse_cut, temporal_split
+from strata.shared.errors import ConfigError
 
 CUT_MS = parse_cut("2011-11-01")
 DAY = 86_400_000

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model_export.datasets.item_categories import derive_categories
-from model_export.datasets.online_retail import CLEANING_RULES, DatasetError, load_online_retail
-from model_export.evaluation.baskets import baskets_from_retail
-from shared.errors import ConfigError
+from strata.model_export.datasets.item_categories import derive_categories
+from strata.model_export.datasets.online_retail import CLEANING_RULES, DatasetError, load_online_retail
+from strata.model_export.evaluation.baskets import baskets_from_retail
+from strata.shared.errors import ConfigError
 
 T = datetime(2011, 6, 2, 10, 0)
 ROWS = [

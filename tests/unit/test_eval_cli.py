@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from deploy.cli import app
-from model_export.evaluation.metrics import METRICS
-from model_export.evaluation.models import DEFAULT_MODELS
+from strata.deploy.cli import app
+from strata.model_export.evaluation.metrics import METRICS
+from strata.model_export.evaluation.models import DEFAULT_MODELS
 
 runner = CliRunner()
 WORDS = ["CANDLE", "BAG", "CARD", "MUG", "SIGN", "FRAME"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from model_export.evaluation.metrics import (
+from strata.model_export.evaluation.metrics import (
     METRICS,
     coverage,
     hits,

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.datasets.online_retail import DEFAULT_PATH, load_online_retail
-from model_export.evaluation.baskets import baskets_from_retail
-from model_export.evaluation.harness import EvaluationConfig, evaluate
-from model_export.evaluation.split import parse_cut, temporal_split
+from strata.model_export.datasets.online_retail import DEFAULT_PATH, load_online_retail
+from strata.model_export.evaluation.baskets import baskets_from_retail
+from strata.model_export.evaluation.harness import EvaluationConfig, evaluate
+from strata.model_export.evaluation.split import parse_cut, temporal_split
 
 pytestmark = pytest.mark.skipif(not DEFAULT_PATH.is_file(),
                                 reason=f"UCI Online Retail not found at {DEFAULT_PATH} (the team data folder)")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_export.evaluation.baskets import Baskets, Catalog, make_baskets
-from model_export.evaluation.harness import EvaluationConfig, evaluate
-from model_export.evaluation.split import month_before, parse_cut, temporal_split
-from shared.errors import ConfigError
+from strata.model_export.evaluation.baskets import Baskets, Catalog, make_baskets
+from strata.model_export.evaluation.harness import EvaluationConfig, evaluate
+from strata.model_export.evaluation.split import month_before, parse_cut, temporal_split
+from strata.shared.errors import ConfigError
 
 CUT = "2011-11-01"
 CUT_MS = parse_cut(CUT)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.config import ImpressionSettings
-from shared.contracts import parse_event
-from shared.event_records import decode_event, encode_event, event_key
-from shared.impression_log import ImpressionLog, Shown, impression_event, shown
-from streaming import ingest
+from strata.shared.config import ImpressionSettings
+from strata.shared.contracts import parse_event
+from strata.shared.event_records import decode_event, encode_event, event_key
+from strata.shared.impression_log import ImpressionLog, Shown, impression_event, shown
+from strata.streaming import ingest
 
 SHOWN = Shown("t1", "u1", "s1", "home", "app", ("a", "b"), (False, True), np.array([2.5, 1.0]),
               np.array([47.5, 49.0]), "1.0.0")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.contracts import EVENT_TYPES, Event, parse_event, parse_ts
-from shared.errors import InvalidField, MalformedBody, StrataError
+from strata.shared.contracts import EVENT_TYPES, Event, parse_event, parse_ts
+from strata.shared.errors import InvalidField, MalformedBody, StrataError
 
 TS = 1_700_000_000_000
 BASE = {"event_id": "e-1", "user_id": "u-1", "session_id": "s-1", "ts": TS, "channel": "web"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deploy.cli import app
+from strata.deploy.cli import app
 
 runner = CliRunner()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.dataset import build_dataset, context_table, item_tables, score_rows, session_sims
-from model_export.evaluate import POPULARITY_COLUMN, click_metrics
-from model_export.world import WorldConfig, generate_world
-from shared.contracts import CHANNELS, DEVICES, EVENT_TYPES
-from shared.features import ITEM_DIM, SESSION_DIM, context_block, session_vector
+from strata.model_export.dataset import build_dataset, context_table, item_tables, score_rows, session_sims
+from strata.model_export.evaluate import POPULARITY_COLUMN, click_metrics
+from strata.model_export.world import WorldConfig, generate_world
+from strata.shared.contracts import CHANNELS, DEVICES, EVENT_TYPES
+from strata.shared.features import ITEM_DIM, SESSION_DIM, context_block, session_vector
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model_export.datasets.online_retail import load_online_retail
+from strata.model_export.datasets.online_retail import load_online_retail
 
 ROWS = [
     # InvoiceNo, StockCode, Description, Quantity, InvoiceDate (UK local), UnitPrice, CustomerID

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.onnx_export import to_onnx
-from model_export.parity import MIN_ROWS, TOLERANCE, check_parity
-from model_export.train_scorer import ClickScorer, predict
-from shared.errors import ParityError
-from shared.features import FEATURE_DIM
+from strata.model_export.onnx_export import to_onnx
+from strata.model_export.parity import MIN_ROWS, TOLERANCE, check_parity
+from strata.model_export.train_scorer import ClickScorer, predict
+from strata.shared.errors import ParityError
+from strata.shared.features import FEATURE_DIM
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export import registry
-from shared.bundle import read_current
-from shared.errors import BundleError
+from strata.model_export import registry
+from strata.shared.bundle import read_current
+from strata.shared.errors import BundleError
 
 
 def test_first_version_is_1_0_0(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from shared import bandit
-from shared.bandit import choose_arm, choose_arms, make_sampler, thompson_topk
+from strata.shared import bandit
+from strata.shared.bandit import choose_arm, choose_arms, make_sampler, thompson_topk
 
 pytestmark = pytest.mark.skipif(
     bandit.CompiledBeta is None and os.environ.get("STRATA_ALLOW_NUMPY_SAMPLER") == "1",

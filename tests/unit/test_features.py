@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from shared import features as F
-from shared.contracts import CHANNELS, DEVICES
+from strata.shared import features as F
+from strata.shared.contracts import CHANNELS, DEVICES
 
 # float32 columns are computed in float64 and rounded once; compare to that rounding.
 F32 = {"rtol": 1e-7, "atol": 0.0}

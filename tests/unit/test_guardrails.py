@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from shared.guardrails import (
+from strata.shared.guardrails import (
     AGE_RESTRICTED,
     BANNED_CATEGORY,
     BANNED_ITEM,

@@ -1,6 +1,6 @@
-"""The blueprint's layout rules, checked on the source: import rules, no import cycles (function-level
-imports count: they hide a cycle, they do not remove it), no module reaching into another object's
-private state."""
+"""The blueprint's layout rules, checked on the source: import rules, no import cycles between modules or
+between packages (function-level imports count: they hide a cycle, they do not remove it), every project
+import through the installed ``strata.`` namespace, no module reaching into another object's private state."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ PACKAGES = TIERS | {"shared", "model_export", "deploy", "loadtest"}
 
 
 def _modules() -> dict[str, ast.Module]:
+    """Module name without the ``strata.`` namespace (``edge.app``) -> its syntax tree."""
     out = {}
     for pkg in sorted(PACKAGES):
         for py in (ROOT / pkg).rglob("*.py"):
@@ -26,7 +27,7 @@ def _modules() -> dict[str, ast.Module]:
 MODULES = _modules()
 
 
-def _imports(tree: ast.Module) -> set[str]:
+def _raw_imports(tree: ast.Module) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -35,6 +36,20 @@ def _imports(tree: ast.Module) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)
     return names
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """Imported names with the ``strata.`` namespace taken off (so they compare with MODULES' names)."""
+    return {n.removeprefix("strata.") for n in _raw_imports(tree)}
+
+
+def test_every_project_import_goes_through_the_strata_namespace() -> None:
+    """``import shared`` would load a second copy of a module (and collide with any other ``shared``)."""
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")] + list((ROOT / "tests").rglob("*.py"))
+    bare = [f"{py.relative_to(ROOT)}: {name}" for py in files
+            for name in _raw_imports(ast.parse(py.read_text(encoding="utf-8")))
+            if name.split(".")[0] in PACKAGES]
+    assert not bare, "\n".join(sorted(bare))
 
 
 def test_import_rules() -> None:
@@ -69,6 +84,27 @@ def test_no_import_cycles() -> None:
     reachable = {m: reach(m) for m in deps}
     cycles = sorted({tuple(sorted((a, b))) for a in deps for b in reachable[a] if a != b and a in reachable[b]})
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_no_cycles_between_packages() -> None:
+    """``deploy`` sits on top; nothing below it imports it (``loadtest`` gets launchers handed in)."""
+    deps: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    for mod, tree in MODULES.items():
+        top = mod.split(".")[0]
+        deps[top] |= {n.split(".")[0] for n in _imports(tree)} & (PACKAGES - {top})
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for d in deps[todo.pop()]:
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    cycles = sorted({tuple(sorted((a, b))) for a in deps for b in reach(a) if a != b and a in reach(b)})
+    assert not cycles, f"package cycles: {cycles}"
+    assert not any("deploy" in deps[p] for p in PACKAGES - {"deploy"}), deps
 
 
 @pytest.mark.parametrize("pkg", ["edge", "shared", "model_export"])

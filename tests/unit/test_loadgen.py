@@ -7,8 +7,15 @@ import socket
 
 import pytest
 
-from loadtest.loadgen import UNIQUE_MARKER, Workload, encode_requests, load_workload, run_load, save_workload
-from loadtest.trivial_server import FixedResponse
+from strata.loadtest.loadgen import (
+    UNIQUE_MARKER,
+    Workload,
+    encode_requests,
+    load_workload,
+    run_load,
+    save_workload,
+)
+from strata.loadtest.trivial_server import FixedResponse
 
 
 def _free_port() -> int:

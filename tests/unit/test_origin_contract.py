@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import InvalidField, MalformedBody
-from shared.origin_contract import MAX_QUERY_CHARS, parse_items, parse_origin
+from strata.shared.errors import InvalidField, MalformedBody
+from strata.shared.origin_contract import MAX_QUERY_CHARS, parse_items, parse_origin
 
 BASE = {"user_id": "u1", "session_id": "s1"}
 CATS = ("bakery", "wine")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from origin.profiles import _stated
+from strata.origin.profiles import _stated
 
 
 def test_stated_preferences_parse_categories_then_brands_and_survive_garbage() -> None:
@@ -11,7 +11,7 @@ def test_stated_preferences_parse_categories_then_brands_and_survive_garbage() -
 
 
 def test_top_categories_from_the_processors_affinity_counters() -> None:
-    from origin.profiles import top_categories
+    from strata.origin.profiles import top_categories
 
     prof = {b"cat:toys": b"3", b"cat:garden": b"12", b"brand:A": b"40", b"v:20000": b"9", b"cat:bad": b"x",
             b"cat:hats": b"3", b"lt": b"\x00" * 8}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from origin.reasoner.vllm import chat_completions_url
+from strata.origin.reasoner.vllm import chat_completions_url
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "http://127.0.0.1:8000/", "http://127.0.0.1:8000/v1",

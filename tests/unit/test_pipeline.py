@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from shared.pipeline import ANSWERED, SUSPEND, Pending, Pipeline, Reply
+from strata.shared.pipeline import ANSWERED, SUSPEND, Pending, Pipeline, Reply
 
 
 class Ctx:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.config import StrataSettings
+from strata.shared.config import StrataSettings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from origin.reasoner.base import ExplainInput
-from origin.reasoner.budget import TokenBudget
-from origin.reasoner.grounding import Rejected, check_answer
-from origin.reasoner.template import TemplateReasoner
+from strata.origin.reasoner.base import ExplainInput
+from strata.origin.reasoner.budget import TokenBudget
+from strata.origin.reasoner.grounding import Rejected, check_answer
+from strata.origin.reasoner.template import TemplateReasoner
 
 ITEMS = [{"item_id": "A", "title": "Vesia organic bread", "category": "bakery", "price": 1.71},
          {"item_id": "B", "title": "Calstone essential gin", "category": "spirits", "price": 24.5}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from origin.redaction import Redactor
+from strata.origin.redaction import Redactor
 
 R = Redactor()
 

@@ -10,21 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_export.datasets.interface import OnlineRetail, PurchaseDataset, SyntheticPurchases
-from model_export.evaluation.metrics import ndcg_at
-from model_export.evaluation.popularity import Popularity
-from model_export.evaluation.split import temporal_split
-from model_export.evaluation.strata import StrataRecommender
-from model_export.parity import TOLERANCE, check_parity
-from model_export.ranker import RankerParams, export_ranker
-from model_export.retail_bundles import export_retail_bundles
-from model_export.retail_models import StrataParams, parity_inputs, train_models, write_onnx
-from model_export.two_tower import TowerParams
-from model_export.world import WorldConfig
-from shared import bundle as B
-from shared import ranker_bundle as RB
-from shared.errors import ParityError
-from shared.ranker_features import FEATURE_NAMES, Histories
+from strata.model_export.datasets.interface import OnlineRetail, PurchaseDataset, SyntheticPurchases
+from strata.model_export.evaluation.metrics import ndcg_at
+from strata.model_export.evaluation.popularity import Popularity
+from strata.model_export.evaluation.split import temporal_split
+from strata.model_export.evaluation.strata import StrataRecommender
+from strata.model_export.parity import TOLERANCE, check_parity
+from strata.model_export.ranker import RankerParams, export_ranker
+from strata.model_export.retail_bundles import export_retail_bundles
+from strata.model_export.retail_models import StrataParams, parity_inputs, train_models, write_onnx
+from strata.model_export.two_tower import TowerParams
+from strata.model_export.world import WorldConfig
+from strata.shared import bundle as B
+from strata.shared import ranker_bundle as RB
+from strata.shared.errors import ParityError
+from strata.shared.ranker_features import FEATURE_NAMES, Histories
 
 SMALL_WORLD = WorldConfig(n_items=500, n_users=200, n_sessions=3000)
 SMALL = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),
@@ -113,7 +113,7 @@ def test_retrieval_and_ranker_bundles_round_trip(dataset, tmp_path) -> None:
 
 
 def test_a_failed_parity_gate_leaves_no_bundle(dataset, tmp_path, monkeypatch) -> None:
-    import model_export.retail_bundles as rb
+    import strata.model_export.retail_bundles as rb
 
     def broken(*args, **kwargs):
         raise ParityError("max |ORT - source| = 1 > 1e-05", field="parity")
@@ -173,9 +173,9 @@ def test_an_unloadable_current_ranker_serves_the_previous_version(two_rankers, t
 
 
 def test_a_ranker_ensemble_scores_the_mean_of_its_members_through_one_onnx(trained, baskets, tmp_path) -> None:
-    from model_export.item_stats import item_stats
-    from model_export.ranker import train_ranker
-    from model_export.retail_models import ranker_examples
+    from strata.model_export.item_stats import item_stats
+    from strata.model_export.ranker import train_ranker
+    from strata.model_export.retail_models import ranker_examples
 
     label_start = int(np.quantile(baskets.ts_ms, 0.8))
     before = baskets.before(label_start)

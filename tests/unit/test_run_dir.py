@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.run_dir import PREFIX, RunDir, remove_stale
+from strata.deploy.run_dir import PREFIX, RunDir, remove_stale
 
 
 def _dead_pid() -> int:

@@ -10,16 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.datasets.online_retail import DEFAULT_PATH, load_online_retail
-from model_export.evaluation.baskets import baskets_from_retail
-from model_export.evaluation.metrics import ndcg_at
-from model_export.evaluation.popularity import Popularity
-from model_export.evaluation.split import parse_cut, temporal_split
-from model_export.evaluation.strata import StrataRecommender
-from model_export.parity import TOLERANCE
-from model_export.ranker import RankerParams
-from model_export.retail_models import StrataParams
-from model_export.two_tower import TowerParams
+from strata.model_export.datasets.online_retail import DEFAULT_PATH, load_online_retail
+from strata.model_export.evaluation.baskets import baskets_from_retail
+from strata.model_export.evaluation.metrics import ndcg_at
+from strata.model_export.evaluation.popularity import Popularity
+from strata.model_export.evaluation.split import parse_cut, temporal_split
+from strata.model_export.evaluation.strata import StrataRecommender
+from strata.model_export.parity import TOLERANCE
+from strata.model_export.ranker import RankerParams
+from strata.model_export.retail_models import StrataParams
+from strata.model_export.two_tower import TowerParams
 
 pytestmark = pytest.mark.skipif(not DEFAULT_PATH.is_file(),
                                 reason=f"UCI Online Retail not found at {DEFAULT_PATH} (the team data folder)")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from shared import keys as K
-from shared.config import load_settings
-from shared.contracts import parse_event
-from streaming.catalog import Catalog
-from streaming.effects import DAY_MS, Impression, Planner, Record, Snapshot, profile_summary, reads_for
+from strata.shared import keys as K
+from strata.shared.config import load_settings
+from strata.shared.contracts import parse_event
+from strata.streaming.catalog import Catalog
+from strata.streaming.effects import DAY_MS, Impression, Planner, Record, Snapshot, profile_summary, reads_for
 
 CFG = load_settings(streaming={"click_join_window_s": 10, "abandoned_cart_s": 60}).streaming
 VECS = np.eye(16, dtype=np.float32)[:4]
@@ -155,7 +155,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
     """The planner folds a batch's moves per session with numpy; every session's accumulator, reference time
     and vector must equal, bit for bit, ``apply_event`` applied one event at a time in log order, whatever the
     batch: several events per session, late events, sessions with and without stored state."""
-    from shared.session_update import SessionAcc, apply_event, session_vec
+    from strata.shared.session_update import SessionAcc, apply_event, session_vec
 
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(50, 16)).astype(np.float32)
@@ -192,7 +192,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
 
 
 def test_session_vecs_gives_the_same_bits_alone_and_in_a_batch() -> None:
-    from shared.session_update import session_vecs
+    from strata.shared.session_update import session_vecs
 
     accs = np.random.default_rng(5).normal(size=(257, 16)) * 1e3
     accs[7] = 0.0
@@ -207,7 +207,7 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
     """The processor plans batch N+1 while N's write is in flight, on a snapshot overlaid with N's effects
     (``effects.overlay``). Whether the read ran before N's write (stale) or after, the result must be what
     planning N and N+1 as one batch gives: same sessions (bit for bit), counts, impressions and clicks."""
-    from streaming.effects import overlay
+    from strata.streaming.effects import overlay
 
     rng = np.random.default_rng(9)
     recs = []
@@ -249,7 +249,7 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
 def test_recent_items_are_newest_first_capped_and_equal_to_the_replay() -> None:
     """The session's ``recent`` field (fed to the origin's user/session tower): items of the events that move
     the vector, newest (log order) first, at most 1 KiB; readers take 30 distinct; carried over from the store."""
-    from shared.session_update import MAX_RECENT, RECENT_BYTES, recent_items, replay_recent
+    from strata.shared.session_update import MAX_RECENT, RECENT_BYTES, recent_items, replay_recent
 
     rng = np.random.default_rng(4)
     catalog = Catalog("1.0.0", {f"i{k}": k for k in range(50)}, rng.normal(size=(50, 16)).astype(np.float32),
@@ -287,7 +287,7 @@ def test_recent_items_are_newest_first_capped_and_equal_to_the_replay() -> None:
 
 
 def test_histogram_observe_many_equals_observe_one_by_one() -> None:
-    from shared.metrics import Histogram
+    from strata.shared.metrics import Histogram
 
     values = np.concatenate([np.random.default_rng(2).exponential(0.05, 500), [0.0, 0.001, 0.25, 1.0, 99.0]])
     one, many = Histogram((0.001, 0.01, 0.1, 0.25, 1.0)), Histogram((0.001, 0.01, 0.1, 0.25, 1.0))
@@ -329,7 +329,7 @@ def test_a_session_key_expiry_is_set_when_new_or_due_and_left_alone_otherwise() 
 
 
 def test_the_next_batch_planned_on_an_overlaid_snapshot_keeps_the_new_expiry() -> None:
-    from streaming.effects import overlay
+    from strata.streaming.effects import overlay
 
     key = K.session_key("default", "s")
     planner = Planner(CFG, CATALOG)

@@ -8,8 +8,8 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from shared.event_records import event_key
-from streaming import log
+from strata.shared.event_records import event_key
+from strata.streaming import log
 
 
 def _keys() -> list[bytes]:
@@ -26,7 +26,7 @@ def test_partition_matches_aiokafkas_default_partitioner() -> None:
 
 
 def test_compiled_murmur2_equals_the_reference() -> None:
-    compiled = pytest.importorskip("streaming._murmur2", reason="C kernel not built (no compiler at install)")
+    compiled = pytest.importorskip("strata.streaming._murmur2", reason="C kernel not built (no compiler at install)")
     for k in _keys():
         assert compiled.murmur2(k) == murmur2(k), k
     with pytest.raises(ValueError):
@@ -36,7 +36,7 @@ def test_compiled_murmur2_equals_the_reference() -> None:
 def test_invalidation_message_names_every_session_once_and_ignores_junk() -> None:
     import msgpack
 
-    from edge.invalidation import InvalidationListener
+    from strata.edge.invalidation import InvalidationListener
 
     got = []
     lis = InvalidationListener("redis://127.0.0.1:1/0", lambda t, s: got.append((t, s)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import load_settings
-from shared.errors import ConfigError
+from strata.shared.config import load_settings
+from strata.shared.errors import ConfigError
 
 
 def test_defaults_and_env_override(monkeypatch: pytest.MonkeyPatch) -> None:

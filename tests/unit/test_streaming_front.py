@@ -8,9 +8,9 @@ import asyncio
 
 import orjson
 
-from shared.config import load_settings
-from streaming.app import build_app
-from streaming.service import IngestService
+from strata.shared.config import load_settings
+from strata.streaming.app import build_app
+from strata.streaming.service import IngestService
 
 LIMIT = 2048
 

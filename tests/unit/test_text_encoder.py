@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import bundle as B
-from shared import text_encoder as T
-from shared.errors import BundleError, ParityError
+from strata.shared import bundle as B
+from strata.shared import text_encoder as T
+from strata.shared.errors import BundleError, ParityError
 
 SAMPLES = [
     "organic sourdough bread", "Norvik deluxe headphones (electronics)", "something to drink with dinner",
@@ -92,7 +92,7 @@ def test_load_refuses_a_tampered_or_foreign_bundle(bundle: Path, tmp_path: Path,
 
 
 def test_export_refuses_when_parity_fails_and_writes_nothing(tmp_path: Path) -> None:
-    from model_export.text_encoder import export_text_encoder
+    from strata.model_export.text_encoder import export_text_encoder
 
     with pytest.raises(ParityError, match="min cosine"):
         export_text_encoder(tmp_path, tolerance=1.5)           # no embedding reaches a cosine of 1.5

@@ -6,25 +6,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_export.datasets.interface import SyntheticPurchases
-from model_export.evaluation.baskets import Baskets
-from model_export.item_text import catalog_title_vectors
-from model_export.parity import TOLERANCE
-from model_export.ranker import RankerParams
-from model_export.retail_bundles import export_retail_bundles
-from model_export.retail_models import (
+from strata.model_export.datasets.interface import SyntheticPurchases
+from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.item_text import catalog_title_vectors
+from strata.model_export.parity import TOLERANCE
+from strata.model_export.ranker import RankerParams
+from strata.model_export.retail_bundles import export_retail_bundles
+from strata.model_export.retail_models import (
     StrataParams,
     item_parity_feeds,
     parity_inputs,
     train_models,
     write_onnx,
 )
-from model_export.two_tower import TowerParams, train_two_tower
-from model_export.world import WorldConfig
-from shared import bundle as B
-from shared import ranker_bundle as RB
-from shared.errors import BundleError
-from shared.ranker_pipeline import ItemTowerModel
+from strata.model_export.two_tower import TowerParams, train_two_tower
+from strata.model_export.world import WorldConfig
+from strata.shared import bundle as B
+from strata.shared import ranker_bundle as RB
+from strata.shared.errors import BundleError
+from strata.shared.ranker_pipeline import ItemTowerModel
 
 SMALL_WORLD = WorldConfig(n_items=500, n_users=200, n_sessions=3000)
 SMALL = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),
@@ -84,7 +84,7 @@ ADJECTIVES = ("red", "blue", "vintage", "large", "small")
 
 def themed_shop(seed: int = 3) -> tuple[Baskets, np.ndarray]:
     """(baskets, theme per item): each customer buys from one theme (9 items in 10)."""
-    from model_export.evaluation.baskets import Catalog, make_baskets
+    from strata.model_export.evaluation.baskets import Catalog, make_baskets
 
     titles = [f"{a} {n}" for nouns in THEMES for n in nouns for a in ADJECTIVES]
     theme = np.repeat(np.arange(len(THEMES)), len(ADJECTIVES) * 5)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.vllm_local import (
+from tests.support.vllm.local import (
     STAMP,
     VLLM_VERSION,
     VllmUnavailable,

