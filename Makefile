@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REGISTRY ?= registry
 # Editing packaging or a C kernel must reinstall (and so rebuild the kernels) before anything runs.
-INSTALL_INPUTS := pyproject.toml setup.py $(wildcard shared/*.c edge/*.c streaming/*.c)
+INSTALL_INPUTS := pyproject.toml setup.py $(wildcard shared/*/*.c edge/*.c streaming/*.c)
 
 .PHONY: run test bench lint clean venv
 

@@ -141,7 +141,7 @@ def edge(
     """
     from strata.deploy.listen_address import bind_error, check_listen_address, is_bind_error
     from strata.shared.config import SettingsSource
-    from strata.shared.logs import configure_logging
+    from strata.shared.serving.logs import configure_logging
 
     given = {name: ctx.params[name] if _on_command_line(ctx, name) else None for name in _EDGE_FLAGS}
     try:
@@ -190,7 +190,7 @@ def origin(
 ) -> None:
     """Serve tier 3: POST /v1/recommend, /v1/explain, /v1/items, /healthz, /readyz, /metrics."""
     from strata.shared.config import load_settings
-    from strata.shared.logs import configure_logging
+    from strata.shared.serving.logs import configure_logging
 
     try:
         settings = load_settings(config, **origin_overrides(registry, port, store, reasoner, host, log_level))
@@ -211,7 +211,7 @@ def demo(
 ) -> None:
     """Export if needed, start Valkey and an edge node, send sample JSON and msgpack requests, keep serving."""
     from strata.deploy.demo import run_demo
-    from strata.shared.logs import configure_logging
+    from strata.shared.serving.logs import configure_logging
 
     configure_logging("WARNING", json=False)
     try:
@@ -380,7 +380,7 @@ def streaming_serve(
     """Serve POST /v1/events (one event or {"events": [...]}, JSON or msgpack), the tier-2 scorer POST /v1/recommend
     (streaming.tier2.enabled), /healthz, /readyz, /metrics."""
     from strata.shared.config import load_settings
-    from strata.shared.logs import configure_logging
+    from strata.shared.serving.logs import configure_logging
 
     try:
         settings = load_settings(config, **streaming_overrides(port=port, broker=broker, store=store,
@@ -405,7 +405,7 @@ def streaming_process(
 ) -> None:
     """Consume the events topic into session vectors, profiles, bandit counts, invalidations and triggers."""
     from strata.shared.config import load_settings
-    from strata.shared.logs import configure_logging
+    from strata.shared.serving.logs import configure_logging
 
     try:
         settings = load_settings(config, **streaming_overrides(broker=broker, store=store, registry=registry,

@@ -38,8 +38,8 @@ from strata.deploy.sample_traffic import (
     write_session_vector,
 )
 from strata.deploy.tansu import TansuProcess
-from strata.shared.bundle import CURRENT_FILE
 from strata.shared.config import EdgeSettings
+from strata.shared.models.bundle import CURRENT_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ _SUMMARY_ROWS = (
 
 def export_with_progress(out: Path, console: Console, *, seed: int = 7, version: str | None = None,
                          int8: bool = True) -> Any:
-    """Run ``model_export.pipeline.export_bundle`` behind a rich progress bar; returns its ExportResult."""
-    from strata.model_export.pipeline import export_bundle
+    """Run ``model_export.export.export_bundle`` behind a rich progress bar; returns its ExportResult."""
+    from strata.model_export.export import export_bundle
 
     with Progress(TextColumn("[bold]export[/bold] {task.description:<28}"), BarColumn(),
                   TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),

@@ -18,11 +18,11 @@ import redis
 from rich.markup import escape
 from rich.table import Table
 
-from strata.shared import codecs
-from strata.shared.bundle import ITEM_VECTORS_FILE, ITEMS_FILE, read_current
 from strata.shared.errors import StrataError
-from strata.shared.features import EMBED_DIM
 from strata.shared.keys import session_key
+from strata.shared.models.bundle import ITEM_VECTORS_FILE, ITEMS_FILE, read_current
+from strata.shared.ranking.features import EMBED_DIM
+from strata.shared.serving import codecs
 
 TENANT = "default"
 WARM_SESSION = "demo-warm"

@@ -14,7 +14,7 @@ import os
 import msgpack
 import orjson
 
-from strata.shared.codecs import MSGPACK
+from strata.shared.serving.codecs import MSGPACK
 
 _DYNAMIC_FIELDS = 4     # degraded, request_id, impression_id, timing
 
@@ -35,7 +35,7 @@ class Answer:
         else:
             self._json = orjson.dumps(static)[:-1]                       # without the closing brace
         self.degraded = degraded
-        self.shown = shown              # what the impression log needs (``shared.impression_log.Shown``), or None
+        self.shown = shown              # what the impression log needs (``shared.serving.impression_log.Shown``), or None
 
     def _json_prefix(self) -> bytes:
         if self._json is None:

@@ -2,7 +2,7 @@
 
 It only moves bytes: the request path is the ``Handler`` (``edge.recommend``), /readyz and /metrics
 read the ``OpsView``, every answer is recorded with its real status, and every error goes through
-``shared.error_mapper``. The hot route skips framework routing and pydantic (framework overhead alone
+``shared.serving.error_mapper``. The hot route skips framework routing and pydantic (framework overhead alone
 would eat the edge's budget).
 """
 
@@ -15,13 +15,13 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from strata.shared.asgi import body_headers, receive_body, send_reply, too_large
-from strata.shared.codecs import JSON
-from strata.shared.error_mapper import error_reply, negotiated_error_reply
 from strata.shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
-from strata.shared.fastapi_errors import install_error_handlers
-from strata.shared.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
-from strata.shared.pipeline import Handler, Reply
+from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
+from strata.shared.serving.codecs import JSON
+from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.serving.fastapi_errors import install_error_handlers
+from strata.shared.serving.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
+from strata.shared.serving.pipeline import Handler, Reply
 
 logger = logging.getLogger(__name__)
 class Recorder(Protocol):

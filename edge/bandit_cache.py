@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from strata.edge.item_index import ItemIndex
+from strata.edge.row_map import ItemIndex
 
 
 class SlotCounts:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from strata.shared.guardrails import REASONS
-from strata.shared.metrics import Histogram, Instruments
+from strata.shared.ranking.guardrails import REASONS
+from strata.shared.serving.metrics import Histogram, Instruments
 
 RECOMMEND = "/v1/recommend"
 Counts = Callable[[], tuple[int, int]]          # () -> (hits, misses)
@@ -91,7 +91,7 @@ class EdgeMetrics:
         m.gauge("http_request_timeouts_total", lambda: [((), float(timed_out()))], counter=True)
 
     def bind_impressions(self, log) -> None:
-        """The impression log's counters (``shared.impression_log.ImpressionLog``), read at scrape time."""
+        """The impression log's counters (``shared.serving.impression_log.ImpressionLog``), read at scrape time."""
         m = self.inst
         m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
         m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)

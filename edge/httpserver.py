@@ -6,7 +6,7 @@ hit, or no store configured): no Task, no ASGI message dicts, one ``transport.wr
 Everything else runs as a Task: a ``Pending`` through ``Handler.finish``, the ops routes, /docs and
 other methods through the same ASGI app uvicorn would serve (``edge.app.build_app``). Responses
 always leave in request order (HTTP/1.1 pipelining). Errors become answers only through
-``shared.error_mapper``; every answer is recorded with its route and real status.
+``shared.serving.error_mapper``; every answer is recorded with its route and real status.
 
 Bounded work per client (a PoP faces whatever its CDN worker forwards):
 
@@ -46,9 +46,6 @@ from urllib.parse import unquote
 import httptools
 
 from strata.edge.app import OPS_ROUTES, Recorder, content_encoding_error
-from strata.shared.asgi import too_large
-from strata.shared.codecs import JSON
-from strata.shared.error_mapper import error_reply, negotiated_error_reply
 from strata.shared.errors import (
     HeadersTooLarge,
     HttpVersionNotSupported,
@@ -58,7 +55,10 @@ from strata.shared.errors import (
     StrataError,
     TooManyConnections,
 )
-from strata.shared.pipeline import Handler, Pending, Reply
+from strata.shared.serving.asgi import too_large
+from strata.shared.serving.codecs import JSON
+from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.serving.pipeline import Handler, Pending, Reply
 
 logger = logging.getLogger(__name__)
 

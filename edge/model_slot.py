@@ -17,7 +17,7 @@ import numpy as np
 
 from strata.edge.bundle_loader import LoadedBundle
 from strata.edge.ranker import Ranker
-from strata.shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
+from strata.shared.ranking.guardrails import CatalogGuard, DiversitySelector, Guardrails
 
 logger = logging.getLogger(__name__)
 _GENERATION = itertools.count(1)

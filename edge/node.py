@@ -36,9 +36,9 @@ from strata.edge.stages.guardrails import GuardrailFilter
 from strata.edge.stages.response_cache import ResponseCacheStage
 from strata.edge.stages.session import SessionStage
 from strata.shared.config import SettingsSource, StrataSettings
-from strata.shared.error_mapper import negotiated_error_reply
-from strata.shared.impression_log import ImpressionLog
-from strata.shared.pipeline import Reply
+from strata.shared.serving.error_mapper import negotiated_error_reply
+from strata.shared.serving.impression_log import ImpressionLog
+from strata.shared.serving.pipeline import Reply
 
 logger = logging.getLogger(__name__)
 

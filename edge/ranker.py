@@ -14,10 +14,10 @@ import numpy as np
 
 from strata.edge.bandit_cache import BanditCounts, SlotCounts
 from strata.edge.bundle_loader import LoadedBundle
-from strata.edge.item_index import ItemIndex
-from strata.shared.bandit import BanditConfig, make_sampler, posterior
-from strata.shared.contracts import MAX_CANDIDATES, Context
-from strata.shared.features import FEATURE_DIM, assemble, context_block
+from strata.edge.row_map import ItemIndex
+from strata.shared.contracts.api import MAX_CANDIDATES, Context
+from strata.shared.ranking.bandit import BanditConfig, make_sampler, posterior
+from strata.shared.ranking.features import FEATURE_DIM, assemble, context_block
 
 _EMPTY_F = np.zeros(0, dtype=np.float64)
 

@@ -1,4 +1,4 @@
-"""``POST /v1/recommend`` as a declared pipeline of stages behind the ``shared.pipeline.Handler`` protocol.
+"""``POST /v1/recommend`` as a declared pipeline of stages behind the ``shared.serving.pipeline.Handler`` protocol.
 
     exact_cache -> decode -> validate -> response_cache -> session -> candidates -> guardrails
     -> rank -> select -> confidence -> escalate -> encode
@@ -6,7 +6,7 @@
 ``try_now`` answers without awaiting whenever it can (a cache hit, a session in the PoP cache, or no
 store); otherwise it returns a ``Pending`` suspended at the session stage, which ``finish`` completes
 after the store read. Front doors (``edge.httpserver``, ``edge.app``) know only this protocol; errors
-are raised as ``StrataError`` and mapped to answers by ``shared.error_mapper``.
+are raised as ``StrataError`` and mapped to answers by ``shared.serving.error_mapper``.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from strata.edge.stages.response_cache import ResponseCacheStage
 from strata.edge.stages.select import Select
 from strata.edge.stages.session import SessionStage
 from strata.edge.stages.validate import Validate
-from strata.shared.codecs import JSON, choose_response_type
-from strata.shared.contracts import RecommendRequest
+from strata.shared.contracts.api import RecommendRequest
 from strata.shared.errors import NotReady
-from strata.shared.pipeline import Pending, Pipeline, Reply
+from strata.shared.serving.codecs import JSON, choose_response_type
+from strata.shared.serving.pipeline import Pending, Pipeline, Reply
 
 ROUTE = "/v1/recommend"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from strata.edge.bundle_loader import LoadedBundle, load_bundle
 from strata.edge.model_slot import ModelSlot
-from strata.shared.bundle import read_current
 from strata.shared.errors import BundleError
+from strata.shared.models.bundle import read_current
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from strata.edge.answers import Answer
 from strata.edge.caches import TTLCache
 from strata.shared.config import CacheSettings
-from strata.shared.contracts import RecommendRequest
+from strata.shared.contracts.api import RecommendRequest
 
 
 class ResponseCache:

@@ -1,7 +1,7 @@
-"""The edge's scorer: the bundle's ONNX click model (``shared.onnx_scorer``)."""
+"""The edge's scorer: the bundle's ONNX click model (``shared.models.onnx_scorer``)."""
 
 from __future__ import annotations
 
-from strata.shared.onnx_scorer import OnnxScorer as EdgeScorer
+from strata.shared.models.onnx_scorer import OnnxScorer as EdgeScorer
 
 __all__ = ["EdgeScorer"]

@@ -10,12 +10,12 @@ import logging
 
 import uvicorn
 
-from strata.edge.item_index import COMPILED as ROWMAP_COMPILED
 from strata.edge.node import EdgeNode
-from strata.shared.bandit import SAMPLER
+from strata.edge.row_map import COMPILED as ROWMAP_COMPILED
 from strata.shared.config import SettingsSource, StrataSettings
-from strata.shared.gc_tuning import tune_gc
-from strata.shared.logs import configure_logging
+from strata.shared.ranking.bandit import SAMPLER
+from strata.shared.serving.gc_tuning import tune_gc
+from strata.shared.serving.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from strata.shared.errors import StoreUnavailable
 from strata.shared.keys import bandit_key, session_key
-from strata.shared.session_update import SessionState, decode_session
+from strata.shared.ranking.session_update import SessionState, decode_session
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Thompson decisions/s over 100 arms: shared.bandit against MABWiser's ThompsonSampling.
+"""Thompson decisions/s over 100 arms: shared.ranking.bandit against MABWiser's ThompsonSampling.
 
 Both sides sample the same posteriors: MABWiser keeps Beta(1 + successes, 1 + failures) per arm
 after ``fit``; ``posterior(p=0.5, clicks, imps, n0=2)`` gives exactly those parameters. Two modes,
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from strata.shared.bandit import SAMPLER, choose_arm, choose_arms, make_sampler, posterior
+from strata.shared.ranking.bandit import SAMPLER, choose_arm, choose_arms, make_sampler, posterior
 
 N_ARMS = 100
 

@@ -39,7 +39,7 @@ from strata.loadtest.servers import (
     run_loadgen,
     trivial_command,
 )
-from strata.shared.codecs import JSON, MSGPACK
+from strata.shared.serving.codecs import JSON, MSGPACK
 
 logger = logging.getLogger(__name__)
 PATH = "/v1/recommend"

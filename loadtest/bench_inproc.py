@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from strata.loadtest.payloads import Catalog, PayloadSpec, unique_mix
-from strata.shared.contracts import MAX_K, RecommendRequest, parse_recommend
+from strata.shared.contracts.api import MAX_K, RecommendRequest, parse_recommend
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def naive_ranker(registry: str) -> Callable[[RecommendRequest], object]:
 
 def run(registry: str, catalog: Catalog, iterations: int, warmup: int) -> dict:
     """Edge and naive ranker at 100 and 1000 candidates (1000-candidate runs use a fifth of the count)."""
-    from strata.shared.gc_tuning import tune_gc
+    from strata.shared.serving.gc_tuning import tune_gc
 
     # The edge server runs with this GC configuration; both rankers share the process, so both get it.
     tune_gc()

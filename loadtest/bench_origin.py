@@ -96,7 +96,7 @@ class Histories:
 def _recall(node, models, hist: Histories, queries: int, ef: int | None, exact: bool, now: int) -> dict:
     from strata.origin.retrieval import source_filter
     from strata.origin.stages.ctx import OriginCtx
-    from strata.shared.codecs import JSON
+    from strata.shared.serving.codecs import JSON
 
     flt = source_filter(node.state, age_verified=False)
     pl = models.pipeline
@@ -146,7 +146,7 @@ def _allowed(node, models) -> np.ndarray:
 
 def _latency(node, requests: int, warmup: int, profile_of, prefix: str) -> dict:
     from strata.origin.stages.ctx import OriginCtx
-    from strata.shared.codecs import JSON
+    from strata.shared.serving.codecs import JSON
 
     stages = node.recommend.pipeline.stages
     per_stage = {s.name: 0 for s in stages}
@@ -244,7 +244,7 @@ def run(registry: Path, *, min_items: int = TARGET_ITEMS, requests: int = 400, w
 
 
 def _explain_latency(node, n: int) -> dict:
-    from strata.shared.pipeline import Reply
+    from strata.shared.serving.pipeline import Reply
 
     async def go() -> np.ndarray:
         lat = np.empty(n, dtype=np.int64)

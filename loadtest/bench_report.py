@@ -163,12 +163,12 @@ def print_report(r: dict, console: Console | None = None) -> None:
 
     t = Table(title=f"Thompson decisions/s over {r.get('ts_arms', 100)} arms "
                     f"(sampler: {r.get('ts_sampler', 'numpy')})")
-    for col in ("mode", "shared.bandit", "MABWiser", "ratio"):
+    for col in ("mode", "shared.ranking.bandit", "MABWiser", "ratio"):
         t.add_column(col, justify="right")
     t.add_row("single decision per call (like-for-like, headline)", _f(r.get("ts_decisions_per_s"), 0),
               _f(r.get("mabwiser_decisions_per_s"), 0), _f(r.get("ratio_ts_over_mabwiser"), 1))
     if r.get("ts_numpy_decisions_per_s"):
-        t.add_row("single, shared.bandit on NumPy's Generator.beta (reference)",
+        t.add_row("single, shared.ranking.bandit on NumPy's Generator.beta (reference)",
                   _f(r["ts_numpy_decisions_per_s"], 0), _f(r.get("mabwiser_decisions_per_s"), 0),
                   _f(r["ts_numpy_decisions_per_s"] / r["mabwiser_decisions_per_s"], 1)
                   if r.get("mabwiser_decisions_per_s") else "-")

@@ -15,8 +15,8 @@ import numpy as np
 
 from strata.loadtest.launch import Launcher
 from strata.loadtest.payloads import SLOT_K, Catalog, PayloadSpec
-from strata.shared.features import EMBED_DIM
 from strata.shared.keys import bandit_key, clicks_field, imps_field, session_key
+from strata.shared.ranking.features import EMBED_DIM
 
 COUNTED_ITEMS = 3000          # items with impressions per slot (the most popular ones)
 

@@ -11,9 +11,15 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 
 from strata.shared import keys as K
-from strata.shared.contracts import parse_event
-from strata.shared.event_records import decode_event
-from strata.shared.session_update import SessionRule, apply_event, decode_state, encode_state, session_vec
+from strata.shared.contracts.api import parse_event
+from strata.shared.contracts.event_records import decode_event
+from strata.shared.ranking.session_update import (
+    SessionRule,
+    apply_event,
+    decode_state,
+    encode_state,
+    session_vec,
+)
 
 
 async def run_naive(broker: str, topic: str, store_url: str, group: str, n_events: int, vector,

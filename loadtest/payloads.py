@@ -19,7 +19,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from strata.loadtest.loadgen import UNIQUE_MARKER
-from strata.shared.bundle import ITEMS_FILE, read_current
+from strata.shared.models.bundle import ITEMS_FILE, read_current
 
 CHANNEL_MIX = {"web": 0.45, "app": 0.35, "email": 0.08, "sms": 0.04, "pos": 0.08}
 DEVICE_MIX = {"desktop": 0.35, "mobile": 0.5, "tablet": 0.1, "other": 0.05}

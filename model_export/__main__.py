@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from strata.model_export.pipeline import export_bundle
+from strata.model_export.export import export_bundle
 from strata.shared.errors import StrataError
 
 

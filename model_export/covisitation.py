@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared.bundle import COVIS_NEIGHBORS_FILE, COVIS_SCORES_FILE
+from strata.shared.models.bundle import COVIS_NEIGHBORS_FILE, COVIS_SCORES_FILE
 
 TOP_N = 20
 MIN_SESSIONS = 1

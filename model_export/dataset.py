@@ -1,4 +1,4 @@
-"""Training and held-out rows for the edge scorer, built ONLY through ``shared.features``.
+"""Training and held-out rows for the edge scorer, built ONLY through ``shared.ranking.features``.
 
 Item tables (popularity, embeddings, item features) are always computed from a trailing window of
 sessions that ENDS where the scored rows begin, never from the rows themselves: counting a row's own click
@@ -10,7 +10,7 @@ equal-length slices of that order:
     tables [a, b)  -> held-out rows [b, n)
     tables [n-w, n) -> the tables shipped in the bundle (what the edge serves on future traffic)
 
-Session vectors for a row come from ``shared.features.session_vector`` over the learned embeddings of the
+Session vectors for a row come from ``shared.ranking.features.session_vector`` over the learned embeddings of the
 items its session clicked before that slate (the stream processor calls the same function when serving).
 """
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from strata.model_export.embeddings import click_popularity, interaction_matrix, learn_item_vectors
 from strata.model_export.world import World
-from strata.shared.contracts import CHANNELS, DEVICES
-from strata.shared.features import assemble, context_block, item_block, session_vector
+from strata.shared.contracts.api import CHANNELS, DEVICES
+from strata.shared.ranking.features import assemble, context_block, item_block, session_vector
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ItemTables:
     popularity: np.ndarray  # int64 clicks per item in the window
     channel_popularity: np.ndarray  # int64 [len(CHANNELS), n_items] clicks per channel in the window
     item_vectors: np.ndarray  # float32 [n_items, EMBED_DIM]
-    item_features: np.ndarray  # float32 [n_items, ITEM_DIM] (shared.features.item_block)
+    item_features: np.ndarray  # float32 [n_items, ITEM_DIM] (shared.ranking.features.item_block)
     sessions: tuple[int, int]  # [lo, hi) session window
 
 

@@ -1,7 +1,7 @@
 """Item embeddings and popularity LEARNED from training interactions (never from the hidden truth).
 
 Embeddings: truncated SVD of the user x item interaction matrix, item factors scaled by their singular
-values and L2-normalised to ``shared.features.EMBED_DIM``. Interactions are weighted click 1, cart +1,
+values and L2-normalised to ``shared.ranking.features.EMBED_DIM``. Interactions are weighted click 1, cart +1,
 purchase +2, then damped (log1p), each user row L2-normalised and each item column divided by the square
 root of its norm: without that, heavy users and blockbuster items dominate the leading factors and the
 long tail (most of a 12k catalog) gets near-random directions. Items with no interaction in the window
@@ -17,8 +17,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.decomposition import TruncatedSVD
 
-from strata.shared.contracts import EVENT_TYPES
-from strata.shared.features import EMBED_DIM
+from strata.shared.contracts.api import EVENT_TYPES
+from strata.shared.ranking.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
-from strata.shared.features import N_CATEGORIES
+from strata.shared.ranking.features import N_CATEGORIES
 
-POPULARITY_COLUMN = N_CATEGORIES + 1  # log1p(popularity) / scale in shared.features.item_block
+POPULARITY_COLUMN = N_CATEGORIES + 1  # log1p(popularity) / scale in shared.ranking.features.item_block
 _EPS = 1e-7
 
 

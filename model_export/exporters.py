@@ -38,7 +38,7 @@ class ExportRequest:
 
 
 def export_edge_scorer(out: Path, request: ExportRequest, progress: Progress | None = None) -> list[Any]:
-    from strata.model_export.pipeline import export_bundle
+    from strata.model_export.export import export_bundle
 
     catalog = None
     if request.data == "online-retail":

@@ -1,8 +1,8 @@
-"""The ANN shard of a bundle's item vectors, HNSW built at export (``shared.item_shard``), so the origin
+"""The ANN shard of a bundle's item vectors, HNSW built at export (``shared.models.item_shard``), so the origin
 opens it instead of indexing the catalog at start.
 
 Items without a vector (no interactions) are left out of the graph and added after it, at their category's
-centroid (``shared.cold_placement``, the function the origin places later items with); ``unindexed`` in
+centroid (``shared.models.cold_placement``, the function the origin places later items with); ``unindexed`` in
 ``item_index.json`` counts them. Placing ~68k such items one batch at a time was most of a 100k origin's
 start (``origin.retrieval.open_item_index`` now only places what the shard lacks). ``item_index.json``
 records the sha256 of the ``item_vectors.npy`` the shard was built from; the origin uses the shard only if
@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from strata.model_export import registry
-from strata.shared import bundle as B
-from strata.shared.cold_placement import category_centroids
-from strata.shared.item_shard import build_shipped_shard, item_payload
-from strata.shared.vector_index import IndexPoint
+from strata.shared.models import bundle as B
+from strata.shared.models.cold_placement import category_centroids
+from strata.shared.models.item_shard import build_shipped_shard, item_payload
+from strata.shared.models.vector_index import IndexPoint
 
 
 def ship_item_index(staging: Path, item_ids: np.ndarray, categories: np.ndarray, age_restricted: np.ndarray,

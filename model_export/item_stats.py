@@ -1,6 +1,6 @@
 """Training-side tables for the ranker and the two-tower: per-item statistics and query histories.
 
-``item_stats`` turns training baskets into the ``shared.ranker_features.ItemStats`` the ranker bundle
+``item_stats`` turns training baskets into the ``shared.models.ranker_features.ItemStats`` the ranker bundle
 ships; ``histories`` turns evaluation ``Queries`` into the ``Histories`` batch the shared feature code
 reads. Co-visitation is the cosine between items' buyer sets (as ``item_knn``), the self-similarity
 left out (repeat features cover it), each item's ``neighbours`` best kept.
@@ -13,7 +13,7 @@ from scipy import sparse
 
 from strata.model_export.evaluation.baskets import Baskets
 from strata.model_export.evaluation.split import Queries
-from strata.shared.ranker_features import DAY_MS, RECENT_DAYS, Histories, ItemStats
+from strata.shared.models.ranker_features import DAY_MS, RECENT_DAYS, Histories, ItemStats
 
 BLOCK = 1024  # items per block of the co-visitation product: a dense [1024, n_items] float32 block
 

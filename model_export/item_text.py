@@ -1,6 +1,6 @@
 """Item text vectors for the two-tower and the ranker: each item's title through the MiniLM ONNX encoder.
 
-The vectors come from the SAME encoder serving runs (``shared.text_encoder.TextEncoder``: ``tokenizers`` +
+The vectors come from the SAME encoder serving runs (``shared.models.text_encoder.TextEncoder``: ``tokenizers`` +
 onnxruntime over the exported graph), so an item added at serving time (``POST /v1/items``) is embedded
 exactly as the training catalog was. Which encoder, in order:
 
@@ -10,7 +10,7 @@ exactly as the training catalog was. Which encoder, in order:
    exporter (ONNX, the cosine parity gate, no int8, no catalog) and every later run reuses it. A lock file
    makes concurrent first uses export once.
 
-What is embedded is ``shared.text_encoder.tower_text(title)`` (the title alone: the category and price
+What is embedded is ``shared.models.text_encoder.tower_text(title)`` (the title alone: the category and price
 have their own inputs in the item tower).
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared import bundle as B
-from strata.shared import text_encoder as T
+from strata.shared.models import bundle as B
+from strata.shared.models import text_encoder as T
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from strata.shared.bundle import INPUT_NAME, OUTPUT_NAME
-from strata.shared.features import FEATURE_DIM
+from strata.shared.models.bundle import INPUT_NAME, OUTPUT_NAME
+from strata.shared.ranking.features import FEATURE_DIM
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from strata.shared.bundle import INPUT_NAME, OUTPUT_NAME
 from strata.shared.errors import ParityError
+from strata.shared.models.bundle import INPUT_NAME, OUTPUT_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The deep ranker: an MLP over ``shared.ranker_features`` rows, trained listwise per query.
+"""The deep ranker: an MLP over ``shared.models.ranker_features`` rows, trained listwise per query.
 
 Each training query is one invoice inside the label window at the end of the training split, its
 candidates built exactly as serving builds them; the loss is the softmax cross-entropy of the query's
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from strata.shared.ranker_features import N_FEATURES
+from strata.shared.models.ranker_features import N_FEATURES
 
 logger = logging.getLogger(__name__)
 

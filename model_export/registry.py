@@ -1,4 +1,4 @@
-"""Registry writer: versioned bundles laid out exactly as ``shared/bundle.py`` describes.
+"""Registry writer: versioned bundles laid out exactly as ``shared/models/bundle.py`` describes.
 
 A bundle is built in a staging directory INSIDE the model's registry folder (same filesystem, so the
 final ``os.replace`` is atomic) and only promoted after every check passed; a failed export leaves no
@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from strata.shared.bundle import CURRENT_FILE, MANIFEST_FILE, SEMVER, sha256_file
 from strata.shared.errors import BundleError
+from strata.shared.models.bundle import CURRENT_FILE, MANIFEST_FILE, SEMVER, sha256_file
 
 logger = logging.getLogger(__name__)
 

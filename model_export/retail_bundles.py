@@ -3,7 +3,7 @@
 Models train on ALL the dataset's baskets (serving wants the freshest data; offline evaluation is where
 a split belongs), the ONNX files pass the parity gate on real inputs inside the staging directory, and
 each bundle is promoted only when complete (``registry.staged_bundle`` / ``promote``), so a failed
-export leaves no version and ``CURRENT`` untouched. Layout: ``shared.ranker_bundle``.
+export leaves no version and ``CURRENT`` untouched. Layout: ``shared.models.ranker_bundle``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np
 from strata.model_export import registry
 from strata.model_export.datasets.interface import PurchaseDataset
 from strata.model_export.evaluation.baskets import Baskets
+from strata.model_export.export import ExportResult
 from strata.model_export.item_index import ship_item_index
-from strata.model_export.pipeline import ExportResult
 from strata.model_export.retail_models import (
     StrataParams,
     TrainedModels,
@@ -29,10 +29,10 @@ from strata.model_export.retail_models import (
     write_onnx,
 )
 from strata.model_export.two_tower import HISTORY_INPUT, ITEM_OUTPUT, USER_OUTPUT
-from strata.shared import bundle as B
-from strata.shared import ranker_bundle as RB
-from strata.shared.ranker_features import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
-from strata.shared.ranker_pipeline import FEATURES_INPUT, SCORE_OUTPUT
+from strata.shared.models import bundle as B
+from strata.shared.models import ranker_bundle as RB
+from strata.shared.models.ranker_features import FEATURE_NAMES, FEATURE_SPEC_VERSION, N_FEATURES
+from strata.shared.models.retrieval_ranker import FEATURES_INPUT, SCORE_OUTPUT
 
 logger = logging.getLogger(__name__)
 

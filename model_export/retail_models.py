@@ -39,8 +39,8 @@ from strata.model_export.two_tower import (
     export_user_tower,
     train_two_tower,
 )
-from strata.shared.ranker_bundle import ITEM_TOWER_FILE, RANKER_FILE, USER_TOWER_FILE
-from strata.shared.ranker_features import (
+from strata.shared.models.ranker_bundle import ITEM_TOWER_FILE, RANKER_FILE, USER_TOWER_FILE
+from strata.shared.models.ranker_features import (
     DAY_MS,
     N_FEATURES,
     ItemStats,
@@ -49,7 +49,7 @@ from strata.shared.ranker_features import (
     summarize,
     tower_input,
 )
-from strata.shared.ranker_pipeline import CandidateSizes
+from strata.shared.models.retrieval_ranker import CandidateSizes
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from strata.model_export.world_types import (
     WorldConfig,
     random_uuids,
 )
-from strata.shared.contracts import EVENT_TYPES
+from strata.shared.contracts.api import EVENT_TYPES
 
 # P(device | channel); rows follow CHANNELS, columns follow DEVICES (desktop, mobile, tablet, other).
 DEVICE_GIVEN_CHANNEL = np.array([

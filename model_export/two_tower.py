@@ -6,7 +6,7 @@ MLP, L2-normalised. The ids of items no training pair touches are zeroed after t
 for an item added after training, through the item tower with no id) the vector comes from category,
 price and title alone. Optionally (``id_dropout``) the id embedding is dropped for a share of the
 training lookups so the content path must carry items on its own. User/session tower: the customer's last ``history_len`` purchases (most recent first,
-``shared.ranker_features.tower_input``) through the SAME item representation plus a recency-position
+``shared.models.ranker_features.tower_input``) through the SAME item representation plus a recency-position
 embedding, pooled by attention and by mean (the session encoder), then an MLP, L2-normalised. An empty
 history gives a learned "anyone" vector, which ranks like popularity. Pairs are (history before an
 invoice -> one item of that invoice) from the training baskets only; the softmax runs over the batch's
@@ -35,7 +35,7 @@ from torch.nn import functional as F  # noqa: N812
 from strata.model_export.evaluation.baskets import Baskets
 from strata.model_export.evaluation.split import temporal_split
 from strata.model_export.item_stats import histories
-from strata.shared.ranker_features import tower_input
+from strata.shared.models.ranker_features import tower_input
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Fixed vocabulary of the synthetic retail world: categories, their price levels and title words.
 
 Kept as data (not generated) so titles read like a shop and the category index is stable:
-index i here is category index i in ``shared.features`` (N_CATEGORIES one-hot).
+index i here is category index i in ``shared.ranking.features`` (N_CATEGORIES one-hot).
 """
 
 from __future__ import annotations

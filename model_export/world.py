@@ -3,7 +3,7 @@
 Why synthetic: the edge scorer needs a click model with negatives (impressions) and known ground truth,
 generated in seconds on any machine, identical for the same seed. Hidden truths (item/user latents, item
 appeal, true click probabilities) live here only; training sees observed events through
-``shared.features``, so what the model learns is what serving can reproduce.
+``shared.ranking.features``, so what the model learns is what serving can reproduce.
 
 Everything is vectorised numpy driven by one ``np.random.Generator(PCG64(seed))``; ``fingerprint()``
 hashes every generated array so a bundle records exactly which world trained it.
@@ -29,8 +29,8 @@ from strata.model_export.world_types import (  # noqa: F401 - the world's types 
     WorldConfig,
     random_uuids,
 )
-from strata.shared.contracts import CHANNELS, EVENT_TYPES, Event
-from strata.shared.features import N_CATEGORIES
+from strata.shared.contracts.api import CHANNELS, EVENT_TYPES, Event
+from strata.shared.ranking.features import N_CATEGORIES
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from strata.model_export import vocabulary as vocab
-from strata.shared.features import N_CATEGORIES
+from strata.shared.ranking.features import N_CATEGORIES
 
 LATENT_DIM = 12
 EPOCH_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
-if len(vocab.CATEGORIES) != N_CATEGORIES:  # the one-hot in shared.features must cover every category
+if len(vocab.CATEGORIES) != N_CATEGORIES:  # the one-hot in shared.ranking.features must cover every category
     raise RuntimeError(f"vocabulary has {len(vocab.CATEGORIES)} categories, features expect {N_CATEGORIES}")
 
 

@@ -1,5 +1,5 @@
 """The origin's FastAPI front door. It only moves bytes: recommend and explain go to their ``Handler``,
-items to the node; every error is answered by ``shared.error_mapper`` (through ``shared.fastapi_errors``)."""
+items to the node; every error is answered by ``shared.serving.error_mapper`` (through ``shared.serving.fastapi_errors``)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import time
 from fastapi import FastAPI, Request, Response
 
 from strata.origin.node import OriginNode
-from strata.shared.codecs import choose_response_type, decode, encode
+from strata.shared.contracts.origin import parse_items
 from strata.shared.errors import PayloadTooLarge
-from strata.shared.fastapi_errors import install_error_handlers, to_response
-from strata.shared.fastapi_ops import install_ops_routes
-from strata.shared.origin_contract import parse_items
-from strata.shared.pipeline import Handler, Reply
+from strata.shared.serving.codecs import choose_response_type, decode, encode
+from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
+from strata.shared.serving.fastapi_ops import install_ops_routes
+from strata.shared.serving.pipeline import Handler, Reply
 
 
 def build_app(node: OriginNode) -> FastAPI:

@@ -1,4 +1,4 @@
-"""Load the edge-scorer bundle (``shared.bundle`` layout, checksums verified) into the origin's catalog,
+"""Load the edge-scorer bundle (``shared.models.bundle`` layout, checksums verified) into the origin's catalog,
 popular pools and ranker. Items carry no stock level in the bundle: they start in stock (1) until
 ``POST /v1/items`` says otherwise."""
 
@@ -12,9 +12,9 @@ import numpy as np
 
 from strata.origin.catalog import Catalog
 from strata.origin.scorer import OnnxRanker
-from strata.shared import bundle as B
 from strata.shared.errors import BundleError
-from strata.shared.features import FEATURE_SPEC_VERSION
+from strata.shared.models import bundle as B
+from strata.shared.ranking.features import FEATURE_SPEC_VERSION
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The origin's catalog: one row per item with every fact the pipeline and the reasoners may use.
 
-Loaded from the edge-scorer bundle (``shared.bundle`` layout) and grown by ``POST /v1/items``. Rows are
+Loaded from the edge-scorer bundle (``shared.models.bundle`` layout) and grown by ``POST /v1/items``. Rows are
 appended, never reordered, so a row number stays valid; an upsert of a known id rewrites its row. The
-guardrail filter (``shared.guardrails.CatalogGuard``) is compiled per catalog state, so ``version``
+guardrail filter (``shared.ranking.guardrails.CatalogGuard``) is compiled per catalog state, so ``version``
 changes on every write and consumers rebuild what depends on it.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from strata.shared.cold_placement import category_centroids
-from strata.shared.features import item_block
-from strata.shared.origin_contract import ItemUpdate
+from strata.shared.contracts.origin import ItemUpdate
+from strata.shared.models.cold_placement import category_centroids
+from strata.shared.ranking.features import item_block
 
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 

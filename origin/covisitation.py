@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared.bundle import COVIS_NEIGHBORS_FILE, COVIS_SCORES_FILE
 from strata.shared.errors import BundleError
+from strata.shared.models.bundle import COVIS_NEIGHBORS_FILE, COVIS_SCORES_FILE
 
 
 class Covisitation:

@@ -1,7 +1,7 @@
 """Item-tower vectors for catalog updates (``POST /v1/items``), so a new item can come from the two-tower.
 
 The recipe the export used for every item, run at serving time without torch: the title through the
-serving text encoder as ``shared.text_encoder.tower_text(title)``, the category as the models' category
+serving text encoder as ``shared.models.text_encoder.tower_text(title)``, the category as the models' category
 index (``OriginModels.category_of``; unknown: -1), the price (bucketed by the item tower), and the model's
 item index for items the export knew (-1 for a new one) -> ``ItemTowerModel.vectors``. A known item whose
 title, category or price changed gets its vector recomputed the same way, so the two-tower and the ranker's
@@ -19,7 +19,7 @@ import numpy as np
 
 from strata.origin.catalog import Catalog
 from strata.origin.models import OriginModels
-from strata.shared.text_encoder import TextEncoder, tower_text
+from strata.shared.models.text_encoder import TextEncoder, tower_text
 
 logger = logging.getLogger(__name__)
 

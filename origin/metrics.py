@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from strata.shared.metrics import Histogram, Instruments
+from strata.shared.serving.metrics import Histogram, Instruments
 
 
 class OriginMetrics:

@@ -1,4 +1,4 @@
-"""The two-tower retrieval and deep ranker bundles at the origin (``shared.ranker_bundle`` layout).
+"""The two-tower retrieval and deep ranker bundles at the origin (``shared.models.ranker_bundle`` layout).
 
 Loaded when the registry has both (``origin.retrieval_model`` / ``origin.ranker_model``); absent -> None
 and the origin ranks with the edge scorer as before; present but unloadable -> logged, None, same path.
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from strata.origin.catalog import Catalog
-from strata.shared import bundle as B
 from strata.shared.errors import BundleError
-from strata.shared.ranker_bundle import load_retrieval_ranker
-from strata.shared.ranker_features import Histories, tower_input
-from strata.shared.ranker_pipeline import RetrievalRanker
-from strata.shared.vector_index import VectorIndex
+from strata.shared.models import bundle as B
+from strata.shared.models.ranker_bundle import load_retrieval_ranker
+from strata.shared.models.ranker_features import Histories, tower_input
+from strata.shared.models.retrieval_ranker import RetrievalRanker
+from strata.shared.models.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class OriginModels:
 
     def tower_input(self, history: Histories | None, recent: tuple[str, ...]) -> np.ndarray | None:
         """int64 [1, L] for the user tower: the session's recent items (most recent first, unknown ones left
-        out), then the purchase history as the tower was trained to read it (``shared.ranker_features``),
+        out), then the purchase history as the tower was trained to read it (``shared.models.ranker_features``),
         each item once; None when neither has an item the models know."""
         pl = self.pipeline
         length, pad = pl.tower.history_len, pl.stats.n_items

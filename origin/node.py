@@ -42,9 +42,9 @@ from strata.origin.state import OriginState
 from strata.origin.text_search import TextSearch, load_text_search
 from strata.origin.tower_index import build_tower_index, open_tower_index
 from strata.shared.config import OriginSettings, StrataSettings
+from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import ConfigError, StrataError
-from strata.shared.origin_contract import ItemUpdate
-from strata.shared.vector_index import VectorIndex
+from strata.shared.models.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 

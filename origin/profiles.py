@@ -1,5 +1,5 @@
 """What the origin knows of a user: the session vector, the session's recent items (field ``recent`` of the
-session hash, read with ``shared.session_update.recent_items``), recent categories, purchases and stated
+session hash, read with ``shared.ranking.session_update.recent_items``), recent categories, purchases and stated
 tastes, read from the online store.
 
 Recovery rule: when the store read fails or misses its deadline, the last profile read for that
@@ -19,9 +19,9 @@ import numpy as np
 import orjson
 
 from strata.shared.errors import StoreUnavailable
-from strata.shared.features import EMBED_DIM
 from strata.shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
-from strata.shared.session_update import recent_items
+from strata.shared.ranking.features import EMBED_DIM
+from strata.shared.ranking.session_update import recent_items
 
 logger = logging.getLogger(__name__)
 MAX_STATED = 10

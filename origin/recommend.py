@@ -8,7 +8,7 @@
                -> mmr -> select -> reason -> encode
 
 Front doors (``origin.app``) know only this protocol; errors are ``StrataError`` mapped by
-``shared.error_mapper``.
+``shared.serving.error_mapper``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from strata.origin.stages.select import Select
 from strata.origin.stages.two_tower_source import TwoTowerSource
 from strata.origin.stages.validate import Validate
 from strata.origin.state import OriginState
-from strata.shared.codecs import choose_response_type
 from strata.shared.errors import NotReady
-from strata.shared.pipeline import Pending, Pipeline, Reply, Stage
+from strata.shared.serving.codecs import choose_response_type
+from strata.shared.serving.pipeline import Pending, Pipeline, Reply, Stage
 
 
 class Ranking:

@@ -17,9 +17,9 @@ from typing import Protocol
 import numpy as np
 
 from strata.origin.catalog import Catalog
-from strata.shared.guardrails import Guardrails
-from strata.shared.item_shard import ITEM_FIELDS
-from strata.shared.vector_index import IndexPoint, PayloadFilter, VectorIndex, open_vector_index
+from strata.shared.models.item_shard import ITEM_FIELDS
+from strata.shared.models.vector_index import IndexPoint, PayloadFilter, VectorIndex, open_vector_index
+from strata.shared.ranking.guardrails import Guardrails
 
 logger = logging.getLogger(__name__)
 FIELDS = ITEM_FIELDS
@@ -80,8 +80,8 @@ def open_item_index(bundle_dir: Path, catalog: Catalog, shard_dir: Path) -> Vect
     catalog itself)."""
     import json
 
-    from strata.shared import bundle as B
-    from strata.shared.item_shard import open_shipped_shard
+    from strata.shared.models import bundle as B
+    from strata.shared.models.item_shard import open_shipped_shard
 
     meta_path = Path(bundle_dir) / B.ITEM_INDEX_META_FILE
     if not meta_path.is_file() or not (Path(bundle_dir) / B.ITEM_INDEX_FILE).is_file():

@@ -9,7 +9,7 @@ import uvicorn
 from strata.origin.app import build_app
 from strata.origin.node import OriginNode
 from strata.shared.config import StrataSettings
-from strata.shared.logs import configure_logging
+from strata.shared.serving.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from strata.origin.models import OriginModels
 from strata.origin.retrieval import item_points
 from strata.origin.text_search import TextSearch
 from strata.origin.tower_index import update_tower_items
-from strata.shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
-from strata.shared.origin_contract import ItemUpdate
-from strata.shared.vector_index import VectorIndex
+from strata.shared.contracts.origin import ItemUpdate
+from strata.shared.models.vector_index import VectorIndex
+from strata.shared.ranking.guardrails import CatalogGuard, DiversitySelector, Guardrails
 
 
 class OriginState:

@@ -1,4 +1,4 @@
-"""Item text vectors (all-MiniLM-L6-v2 through ``shared.text_encoder``) in their own vector index: what the
+"""Item text vectors (all-MiniLM-L6-v2 through ``shared.models.text_encoder``) in their own vector index: what the
 content source searches with a query or a user's stated preferences, and how a new item becomes
 findable the moment ``POST /v1/items`` returns.
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from strata.origin.catalog import Catalog
-from strata.shared import bundle as B
-from strata.shared import text_encoder as T
 from strata.shared.errors import BundleError
-from strata.shared.item_shard import ITEM_FIELDS, item_payload, open_shipped_shard
-from strata.shared.vector_index import Hit, IndexPoint, PayloadFilter, VectorIndex, open_vector_index
+from strata.shared.models import bundle as B
+from strata.shared.models import text_encoder as T
+from strata.shared.models.item_shard import ITEM_FIELDS, item_payload, open_shipped_shard
+from strata.shared.models.vector_index import Hit, IndexPoint, PayloadFilter, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
 BATCH = 2000

@@ -8,7 +8,7 @@ payload the origin's catalog describes otherwise (stock, age flag, category; ite
 stored out of stock so no search returns them) are upserted again; when the bundle's vectors changed, or
 it ships no shard, the vectors are indexed here instead (HNSW built at start: slower, logged).
 
-Point key = the models' item id; payload = ``shared.item_shard.ITEM_FIELDS`` (0/1 integers).
+Point key = the models' item id; payload = ``shared.models.item_shard.ITEM_FIELDS`` (0/1 integers).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import numpy as np
 from strata.origin.catalog import Catalog
 from strata.origin.item_tower import tower_vectors
 from strata.origin.models import OriginModels
-from strata.shared import bundle as B
 from strata.shared.errors import StrataError
-from strata.shared.item_shard import ITEM_FIELDS, open_shipped_shard
-from strata.shared.text_encoder import TextEncoder
-from strata.shared.vector_index import IndexPoint, VectorIndex, open_vector_index
+from strata.shared.models import bundle as B
+from strata.shared.models.item_shard import ITEM_FIELDS, open_shipped_shard
+from strata.shared.models.text_encoder import TextEncoder
+from strata.shared.models.vector_index import IndexPoint, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
 BATCH = 2000

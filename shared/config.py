@@ -1,8 +1,8 @@
 """Service configuration: defaults < YAML file < ``STRATA_*`` environment (nested with ``__``) < flags.
 
 One validated model per concept, defined once: the bandit's and the confidence model's settings are
-the value objects ``shared.bandit`` and ``shared.confidence`` compute with; the guardrails section is
-``shared.guardrails.Guardrails``. Unknown keys are refused with a message naming the key. Secrets
+the value objects ``shared.ranking.bandit`` and ``shared.ranking.confidence`` compute with; the guardrails section is
+``shared.ranking.guardrails.Guardrails``. Unknown keys are refused with a message naming the key. Secrets
 only from the environment. Example: ``STRATA_EDGE__BANDIT__N0=50``; the YAML path comes from
 ``--config`` or ``STRATA_CONFIG``. Loading never writes the environment.
 
@@ -27,11 +27,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from strata.shared.bandit import BanditConfig
-from strata.shared.confidence import ConfidenceConfig
 from strata.shared.errors import ConfigError
-from strata.shared.guardrails import Guardrails
-from strata.shared.session_update import SessionRule
+from strata.shared.ranking.bandit import BanditConfig
+from strata.shared.ranking.confidence import ConfidenceConfig
+from strata.shared.ranking.guardrails import Guardrails
+from strata.shared.ranking.session_update import SessionRule
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 

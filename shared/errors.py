@@ -1,4 +1,4 @@
-"""One error root for the project. Callers branch on ``retriable``; ``shared.error_mapper`` is the only
+"""One error root for the project. Callers branch on ``retriable``; ``shared.serving.error_mapper`` is the only
 place that turns an error into an HTTP answer (status, headers, body).
 
 ``status`` is the HTTP status a front door answers with; ``retry_after_s`` (when set) becomes the

@@ -44,7 +44,7 @@ def imps_field(item_id: str) -> str:
 
 # -- written by the stream processor -------------------------------------------------------------------------
 # - session:     also acc (float64 accumulator bytes), ref_ms, events (count applied), recent (the latest item
-#                ids joined by \x1f, newest first, at most 1 KiB, repeats kept: shared.session_update.push_recent;
+#                ids joined by \x1f, newest first, at most 1 KiB, repeats kept: shared.ranking.session_update.push_recent;
 #                readers take the 30 latest distinct with recent_items)
 # - profile:     HASH  lt long-term vector (float64 bytes; added to atomically), cat:<name>/brand:<name> affinity,
 #                v:<day>/p:<day> views/purchases per UTC day, orders, revenue_cents, consent:<flag> 0/1

@@ -1,6 +1,6 @@
 """ASGI front door of the streaming service: it only moves bytes. ``POST /v1/events`` runs the
 ``IngestHandler``, ``POST /v1/recommend`` the tier-2 scorer (``streaming.tier2``, when given); /healthz,
-/readyz and /metrics read both; every error is answered by ``shared.error_mapper``."""
+/readyz and /metrics read both; every error is answered by ``shared.serving.error_mapper``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
-from strata.shared.asgi import body_headers, receive_body, send_reply, too_large
-from strata.shared.error_mapper import negotiated_error_reply
-from strata.shared.fastapi_errors import install_error_handlers, to_response
-from strata.shared.fastapi_ops import install_ops_routes
-from strata.shared.pipeline import Reply
+from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
+from strata.shared.serving.error_mapper import negotiated_error_reply
+from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
+from strata.shared.serving.fastapi_ops import install_ops_routes
+from strata.shared.serving.pipeline import Reply
 from strata.streaming.service import IngestService
 
 if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from strata.shared import bundle as B
 from strata.shared.errors import BundleError
-from strata.shared.features import EMBED_DIM
+from strata.shared.models import bundle as B
+from strata.shared.ranking.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ first checks the snapshot's watermarks and seen ids are unchanged (``streaming.s
 applied at most once whatever crashes or rebalances happen (offsets at or below the partition's watermark
 and event ids already seen are skipped), and at least once because offsets are committed only after the
 write. Per session, events are applied in log order with the arithmetic of
-``shared.session_update.apply_event``, vectorised over the batch's sessions (``Planner._fold``; a unit test
+``shared.ranking.session_update.apply_event``, vectorised over the batch's sessions (``Planner._fold``; a unit test
 holds it bit-equal to the scalar rule): the stored vector equals a replay of the session's distinct events.
 """
 
@@ -19,8 +19,8 @@ import orjson
 
 from strata.shared import keys as K
 from strata.shared.config import StreamingSettings
-from strata.shared.contracts import Event
-from strata.shared.session_update import SessionAcc, push_recent, session_vecs
+from strata.shared.contracts.api import Event
+from strata.shared.ranking.session_update import SessionAcc, push_recent, session_vecs
 from strata.streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
@@ -280,7 +280,7 @@ class Planner:
 
     def _fold(self, moves: _Moves, lt_keys: list[str], snap: Snapshot, plan: Plan) -> None:
         """Apply every move to its session's state, in log order per session, a round at a time (round r = the
-        r-th move of every session), with exactly the arithmetic of ``shared.session_update.apply_event``;
+        r-th move of every session), with exactly the arithmetic of ``shared.ranking.session_update.apply_event``;
         then the sessions' new vectors, and the profiles' long-term sums."""
         n_s = len(moves.keys)
         dim = self.vectors64.shape[1]

@@ -1,4 +1,4 @@
-"""Errors of tier 2, rooted in ``shared.errors.StrataError`` so ``shared.error_mapper`` answers them."""
+"""Errors of tier 2, rooted in ``shared.errors.StrataError`` so ``shared.serving.error_mapper`` answers them."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""``POST /v1/events`` as a declared pipeline behind the ``shared.pipeline.Handler`` protocol.
+"""``POST /v1/events`` as a declared pipeline behind the ``shared.serving.pipeline.Handler`` protocol.
 
     decode -> envelope -> validate -> append -> encode
 
 One event or ``{"events": [...]}`` (up to ``max_events``), JSON or msgpack. Each event is checked by the
-one validator (``shared.contracts.parse_event``); valid ones go to the events topic keyed by session,
+one validator (``shared.contracts.api.parse_event``); valid ones go to the events topic keyed by session,
 invalid ones (raw, with index, field and reason) to the dead-letter topic, all acknowledged by the log
 (acks=all) before the answer: 202 ``{"accepted": n, "rejected": [{"index", "field", "reason"}]}``, or 422
 with the same list when nothing was valid. A log that does not acknowledge -> 503 + Retry-After, and
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from strata.shared.codecs import choose_response_type, decode, encode
 from strata.shared.config import StreamingSettings
-from strata.shared.contracts import parse_event
+from strata.shared.contracts.api import parse_event
+from strata.shared.contracts.event_records import encode_event, event_key
 from strata.shared.errors import InvalidField, MalformedBody, PayloadTooLarge, StrataError
-from strata.shared.event_records import encode_event, event_key
-from strata.shared.metrics import Instruments
-from strata.shared.pipeline import SUSPEND, Pending, Pipeline, Reply
+from strata.shared.serving.codecs import choose_response_type, decode, encode
+from strata.shared.serving.metrics import Instruments
+from strata.shared.serving.pipeline import SUSPEND, Pending, Pipeline, Reply
 from strata.streaming.errors import EventsRejected
 from strata.streaming.log import EventLog
 

@@ -30,9 +30,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
 from strata.shared.config import StreamingSettings
-from strata.shared.contracts import parse_event
+from strata.shared.contracts.api import parse_event
+from strata.shared.contracts.event_records import decode_event
 from strata.shared.errors import StrataError
-from strata.shared.event_records import decode_event
 from strata.streaming.catalog import Catalog
 from strata.streaming.effects import Plan, Planner, Record, overlay, reads_for
 from strata.streaming.processor_metrics import ProcessorMetrics

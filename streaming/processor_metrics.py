@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strata.shared.metrics import Histogram, Instruments
+from strata.shared.serving.metrics import Histogram, Instruments
 
 # event ts -> store write, seconds: tens of ms when keeping up, minutes when replaying a backlog
 FRESHNESS_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

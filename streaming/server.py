@@ -12,7 +12,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
 from strata.shared.config import StrataSettings
-from strata.shared.gc_tuning import tune_gc
+from strata.shared.serving.gc_tuning import tune_gc
 from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from strata.shared.config import StreamingSettings
-from strata.shared.metrics import Instruments
+from strata.shared.serving.metrics import Instruments
 from strata.streaming.ingest import IngestHandler
 from strata.streaming.log import EventLog
 

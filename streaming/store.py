@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from strata.shared import keys as K
-from strata.shared.session_update import decode_states, encode_state
+from strata.shared.ranking.session_update import decode_states, encode_state
 from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """

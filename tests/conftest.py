@@ -27,7 +27,7 @@ EXPORT_SEED = 7
 @pytest.fixture(scope="session")
 def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Registry root holding ``edge-scorer/CURRENT`` and one verified bundle (seed 7, default catalog)."""
-    from strata.model_export.pipeline import export_bundle
+    from strata.model_export.export import export_bundle
 
     root = tmp_path_factory.mktemp("registry")
     export_bundle(root, seed=EXPORT_SEED)
@@ -38,7 +38,7 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small registry (2,000-item edge-scorer bundle) with a ``text-encoder`` bundle exported against it by
     the real exporter: MiniLM -> ONNX, parity-checked, item text vectors and the HNSW shard shipped."""
-    from strata.model_export.pipeline import export_bundle
+    from strata.model_export.export import export_bundle
     from strata.model_export.text_encoder import export_text_encoder
 
     root = tmp_path_factory.mktemp("text-registry")
@@ -51,7 +51,7 @@ def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Edge scorer + retrieval + ranker 1.0.0 over the same 500-item synthetic catalog (``SKU-000000``...)."""
     from strata.model_export.datasets.interface import SyntheticPurchases
-    from strata.model_export.pipeline import export_bundle
+    from strata.model_export.export import export_bundle
     from strata.model_export.ranker import RankerParams
     from strata.model_export.retail_bundles import export_retail_bundles
     from strata.model_export.retail_models import StrataParams

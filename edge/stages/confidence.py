@@ -1,9 +1,9 @@
-"""How sure the edge is of its answer, and where the router would send the request (``shared.confidence``)."""
+"""How sure the edge is of its answer, and where the router would send the request (``shared.ranking.confidence``)."""
 
 from __future__ import annotations
 
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.confidence import ConfidenceConfig, Signals, confidence, route_by_confidence
+from strata.shared.ranking.confidence import ConfidenceConfig, Signals, confidence, route_by_confidence
 
 
 class Confidence:

@@ -6,7 +6,7 @@ import numpy as np
 
 from strata.edge.answers import Answer
 from strata.edge.model_slot import LiveModel
-from strata.shared.contracts import RecommendRequest
+from strata.shared.contracts.api import RecommendRequest
 
 
 class RecommendCtx:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.codecs import decode
+from strata.shared.serving.codecs import decode
 
 
 class Decode:

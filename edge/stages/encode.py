@@ -12,8 +12,8 @@ from strata.edge.edge_metrics import EdgeMetrics
 from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.impression_log import ImpressionLog, shown
-from strata.shared.pipeline import Reply
+from strata.shared.serving.impression_log import ImpressionLog, shown
+from strata.shared.serving.pipeline import Reply
 
 
 class Encode:

@@ -7,7 +7,7 @@ from hashlib import blake2b
 from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.pipeline import ANSWERED
+from strata.shared.serving.pipeline import ANSWERED
 
 
 class ExactCache:

@@ -1,4 +1,4 @@
-"""Banned items and categories and the age gate (``shared.guardrails``): kept and removed, with reasons.
+"""Banned items and categories and the age gate (``shared.ranking.guardrails``): kept and removed, with reasons.
 
 Pools are filtered once per live model and age state (``LiveModel.clean_pool``); given candidates are
 filtered here with one gather of precomputed reason codes. Removed candidates are counted by reason.
@@ -19,7 +19,7 @@ class GuardrailFilter:
     def __init__(self, on_removed: Callable[[int, int], None],
                  on_removed_codes: Callable[[np.ndarray], None]) -> None:
         """``on_removed(reason, n)`` / ``on_removed_codes(codes)`` count removals by reason
-        (``shared.guardrails.REASONS``; ``KEPT`` entries in ``codes`` are ignored)."""
+        (``shared.ranking.guardrails.REASONS``; ``KEPT`` entries in ``codes`` are ignored)."""
         self.on_removed = on_removed
         self.on_removed_codes = on_removed_codes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.pipeline import ANSWERED
+from strata.shared.serving.pipeline import ANSWERED
 
 
 class ResponseCacheStage:

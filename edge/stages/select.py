@@ -1,9 +1,9 @@
 """Top-k by the Thompson draws under two caps, and a fill from the pool when the candidates fall short.
 
 - exploration: at most ``explore_budget * k`` explored items (posterior mean below the k-th best);
-- diversity (``shared.guardrails.DiversitySelector``): at most ``max_per_category`` items of one
+- diversity (``shared.ranking.guardrails.DiversitySelector``): at most ``max_per_category`` items of one
   category in any ``diversity_window`` consecutive positions.
-The fast path is ``shared.bandit.select_topk`` (partitions, no full sort); only when its top k breaks
+The fast path is ``shared.ranking.bandit.select_topk`` (partitions, no full sort); only when its top k breaks
 the diversity cap is the whole list sorted and walked.
 
 An answer has k items, or min(k, distinct candidates) when the request names its candidates (the
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.bandit import greedy_mask, select_topk
+from strata.shared.ranking.bandit import greedy_mask, select_topk
 
 
 class Select:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from strata.edge.session_source import Session, SessionSource
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.pipeline import SUSPEND
+from strata.shared.serving.pipeline import SUSPEND
 
 
 class SessionStage:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from strata.edge.stages.ctx import RecommendCtx
-from strata.shared.contracts import parse_recommend
+from strata.shared.contracts.api import parse_recommend
 
 
 class Validate:

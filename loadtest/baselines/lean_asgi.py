@@ -14,7 +14,7 @@ import orjson
 import uvicorn
 
 from strata.loadtest.baselines.naive_ranker import NaiveRanker
-from strata.shared.contracts import parse_recommend
+from strata.shared.contracts.api import parse_recommend
 from strata.shared.errors import MalformedBody, StrataError
 
 _JSON = [(b"content-type", b"application/json")]

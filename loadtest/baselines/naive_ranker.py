@@ -1,6 +1,6 @@
 """The per-request ranking a competent user writes first, shared by both baseline servers.
 
-Same bundle and the same feature code as the edge (shared.features), so the baselines run the same
+Same bundle and the same feature code as the edge (shared.ranking.features), so the baselines run the same
 model on the same inputs: map ids -> rows, build features, one onnxruntime session with one intra-op
 thread, Thompson sampling with the model as prior (no observed counts: there is no store), top-k.
 No caches, no precomputation beyond loading the bundle.
@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 import pyarrow.parquet as pq
 
-from strata.shared import bundle as B
-from strata.shared.bandit import BanditConfig, posterior, thompson_topk
-from strata.shared.features import assemble, context_block
+from strata.shared.models import bundle as B
+from strata.shared.ranking.bandit import BanditConfig, posterior, thompson_topk
+from strata.shared.ranking.features import assemble, context_block
 
 
 @dataclass(slots=True)

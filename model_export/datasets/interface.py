@@ -18,7 +18,7 @@ import numpy as np
 
 from strata.model_export.evaluation.baskets import Baskets, Catalog, baskets_from_retail, make_baskets
 from strata.model_export.world import World, WorldConfig, generate_world
-from strata.shared.contracts import EVENT_TYPES
+from strata.shared.contracts.api import EVENT_TYPES
 
 
 @runtime_checkable

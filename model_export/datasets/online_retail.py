@@ -25,7 +25,7 @@ from scipy import sparse
 
 from strata.model_export.datasets.item_categories import N_CATEGORIES, derive_categories
 from strata.model_export.embeddings import interaction_matrix, learn_item_vectors
-from strata.shared.contracts import EVENT_TYPES
+from strata.shared.contracts.api import EVENT_TYPES
 from strata.shared.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 ``fit`` trains the two-tower and the deep ranker on the training baskets (``model_export.retail_models``),
 exports both to ONNX behind the parity gate, and loads the ONNX files into the same
-``shared.ranker_pipeline.RetrievalRanker`` the origin serves with; ``recommend`` answers through it, so
+``shared.models.retrieval_ranker.RetrievalRanker`` the origin serves with; ``recommend`` answers through it, so
 what is scored is what serving runs (onnxruntime, the shared feature code), not the torch modules.
 Items outside a query's candidates rank after them in popularity order (the shared tie-break).
 """
@@ -26,8 +26,8 @@ from strata.model_export.retail_models import (
     train_models,
     write_onnx,
 )
-from strata.shared.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
-from strata.shared.ranker_pipeline import RankerModel, RetrievalRanker, UserTowerModel
+from strata.shared.models.ranker_bundle import RANKER_FILE, USER_TOWER_FILE
+from strata.shared.models.retrieval_ranker import RankerModel, RetrievalRanker, UserTowerModel
 
 
 class StrataRecommender:

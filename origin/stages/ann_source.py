@@ -11,7 +11,7 @@ import logging
 
 from strata.origin.stages.ctx import OriginCtx
 from strata.shared.errors import StrataError
-from strata.shared.vector_index import PayloadFilter
+from strata.shared.models.vector_index import PayloadFilter
 
 logger = logging.getLogger(__name__)
 

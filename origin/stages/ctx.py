@@ -8,7 +8,7 @@ import numpy as np
 
 from strata.origin.profiles import EMPTY, Profile
 from strata.origin.state import OriginState
-from strata.shared.origin_contract import OriginRequest
+from strata.shared.contracts.origin import OriginRequest
 
 
 class OriginCtx:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.codecs import decode
+from strata.shared.serving.codecs import decode
 
 
 class Decode:

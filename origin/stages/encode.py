@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.codecs import encode
-from strata.shared.origin_contract import origin_answer
-from strata.shared.pipeline import Reply
+from strata.shared.contracts.origin import origin_answer
+from strata.shared.serving.codecs import encode
+from strata.shared.serving.pipeline import Reply
 
 
 class Encode:

@@ -1,4 +1,4 @@
-"""Banned items and categories, and the age gate (``shared.guardrails.CatalogGuard``): kept and removed,
+"""Banned items and categories, and the age gate (``shared.ranking.guardrails.CatalogGuard``): kept and removed,
 with the reason, counted per reason in the answer.
 
 This stage never fails open: if the guard cannot run (a policy that cannot compile, a catalog it cannot
@@ -14,7 +14,7 @@ import numpy as np
 
 from strata.origin.errors import GuardrailUnavailable
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.guardrails import REASONS
+from strata.shared.ranking.guardrails import REASONS
 
 logger = logging.getLogger(__name__)
 

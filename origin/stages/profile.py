@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from strata.origin.profiles import ProfileSource
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.pipeline import SUSPEND
+from strata.shared.serving.pipeline import SUSPEND
 
 
 class ProfileStage:

@@ -1,7 +1,7 @@
 """Scorer: the deep ranker (with consent and a history the models know: purchases and the session's recent
-items) or the edge scorer's click probability over ``shared.features`` rows, plus query relevance.
+items) or the edge scorer's click probability over ``shared.ranking.features`` rows, plus query relevance.
 
-Deep ranker (``shared.ranker_pipeline`` / ``shared.ranker_features``, exactly what offline evaluation
+Deep ranker (``shared.models.retrieval_ranker`` / ``shared.models.ranker_features``, exactly what offline evaluation
 serves): repeat and recency from the user's purchases, co-visitation, popularity, the two-tower score,
 price, category share, title-text affinity with the history. Its listwise score is squashed by a sigmoid (monotone) so that query relevance
 adds on the same bounded scale. Items the models do not know (added after the export) rank after every
@@ -25,8 +25,8 @@ import numpy as np
 
 from strata.origin.models import OriginModels
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.features import assemble, context_block
-from strata.shared.ranker_features import ranker_rows
+from strata.shared.models.ranker_features import ranker_rows
+from strata.shared.ranking.features import assemble, context_block
 
 logger = logging.getLogger(__name__)
 

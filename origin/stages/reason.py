@@ -6,7 +6,7 @@ from __future__ import annotations
 from strata.origin.reasoner.base import ExplainInput, Reasoner
 from strata.origin.redaction import Redactor
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.pipeline import SUSPEND
+from strata.shared.serving.pipeline import SUSPEND
 
 
 class ReasonStage:

@@ -1,4 +1,4 @@
-"""Selector: the top k under the category cap (``shared.guardrails.DiversitySelector``: at most
+"""Selector: the top k under the category cap (``shared.ranking.guardrails.DiversitySelector``: at most
 ``max_per_category`` of one category in the answer window) with ``explore_slots`` exploration slots.
 
 Exploration: that many candidates are drawn (seeded) from just below the top k and placed in the

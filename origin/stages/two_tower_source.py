@@ -1,7 +1,7 @@
 """The two-tower's candidates (the retrieval bundle's user/session tower over the session's recent items and
 the user's purchases, nearest item vectors from the ANN index) together with what the deep ranker was
 trained to rank: the user's own past items and the items the ranker bundle's table co-visits with them
-(``shared.ranker_features.candidates``).
+(``shared.models.ranker_features.candidates``).
 
 Consent and at least one item the models know (a purchase, or an item of the current session) are needed;
 otherwise nothing runs (the other sources answer, and the rank stage uses the edge scorer). The nearest
@@ -23,7 +23,7 @@ import numpy as np
 
 from strata.origin.stages.ctx import OriginCtx
 from strata.origin.tower_search import TowerSearch
-from strata.shared.ranker_features import candidates, summarize
+from strata.shared.models.ranker_features import candidates, summarize
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from strata.origin.catalog import words
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.origin_contract import parse_origin
+from strata.shared.contracts.origin import parse_origin
 
 
 class Validate:

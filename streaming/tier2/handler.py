@@ -1,13 +1,13 @@
-"""``POST /v1/recommend`` of tier 2 as a declared pipeline behind the ``shared.pipeline.Handler`` protocol."""
+"""``POST /v1/recommend`` of tier 2 as a declared pipeline behind the ``shared.serving.pipeline.Handler`` protocol."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
-from strata.shared.codecs import choose_response_type
 from strata.shared.errors import NotReady
-from strata.shared.pipeline import Pending, Pipeline, Reply
+from strata.shared.serving.codecs import choose_response_type
+from strata.shared.serving.pipeline import Pending, Pipeline, Reply
 from strata.streaming.tier2.model import Tier2Model
 from strata.streaming.tier2.stages import (
     Candidates,

@@ -1,4 +1,4 @@
-"""What tier 2 ranks with: one bundle (``shared.scoring_bundle``), its guardrails compiled for the
+"""What tier 2 ranks with: one bundle (``shared.models.scoring_bundle``), its guardrails compiled for the
 current policy, its item vectors in a ``VectorIndex``, and the Thompson sampler."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared.bandit import BanditConfig, make_sampler, posterior
 from strata.shared.config import Tier2Settings
-from strata.shared.contracts import MAX_CANDIDATES, Context
-from strata.shared.features import FEATURE_DIM, assemble, context_block
-from strata.shared.guardrails import CatalogGuard, DiversitySelector, Guardrails
-from strata.shared.scoring_bundle import LoadedBundle, load_bundle
-from strata.shared.vector_index import IndexPoint, VectorIndex, open_vector_index
+from strata.shared.contracts.api import MAX_CANDIDATES, Context
+from strata.shared.models.scoring_bundle import LoadedBundle, load_bundle
+from strata.shared.models.vector_index import IndexPoint, VectorIndex, open_vector_index
+from strata.shared.ranking.bandit import BanditConfig, make_sampler, posterior
+from strata.shared.ranking.features import FEATURE_DIM, assemble, context_block
+from strata.shared.ranking.guardrails import CatalogGuard, DiversitySelector, Guardrails
 
 logger = logging.getLogger(__name__)
 FIELDS = {"category": "keyword", "age_restricted": "integer"}      # flags as 0/1 integers (Qdrant Edge)
@@ -65,7 +65,7 @@ class Tier2Model:
     def posterior(self, rows: np.ndarray, ctx: Context, vec: np.ndarray | None, clicks: np.ndarray | None,
                   imps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Beta posterior per candidate row (-1: unknown to the bundle, the cold prior): the ONNX click
-        probability from ``shared.features`` rows as the prior, the slot's counts as the evidence."""
+        probability from ``shared.ranking.features`` rows as the prior, the slot's counts as the evidence."""
         b = self.bundle
         known = rows >= 0
         p = np.full(rows.shape[0], self.bandit.cold_prior, dtype=np.float64)

@@ -13,9 +13,9 @@ import os
 import numpy as np
 
 from strata.shared.config import ImpressionSettings, StrataSettings
-from strata.shared.guardrails import REASONS
-from strata.shared.impression_log import ImpressionLog
-from strata.shared.metrics import Instruments
+from strata.shared.ranking.guardrails import REASONS
+from strata.shared.serving.impression_log import ImpressionLog
+from strata.shared.serving.metrics import Instruments
 from strata.streaming.tier2.handler import Tier2Handler
 from strata.streaming.tier2.model import Tier2Model, load_model
 from strata.streaming.tier2.stages import (

@@ -9,14 +9,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from strata.shared.bandit import greedy_mask, select_topk
-from strata.shared.codecs import decode, encode
-from strata.shared.confidence import ConfidenceConfig, Signals, confidence
-from strata.shared.contracts import RecommendRequest, parse_recommend
+from strata.shared.contracts.api import RecommendRequest, parse_recommend
 from strata.shared.errors import StrataError
-from strata.shared.impression_log import ImpressionLog, shown
-from strata.shared.pipeline import SUSPEND, Reply
-from strata.shared.vector_index import PayloadFilter
+from strata.shared.models.vector_index import PayloadFilter
+from strata.shared.ranking.bandit import greedy_mask, select_topk
+from strata.shared.ranking.confidence import ConfidenceConfig, Signals, confidence
+from strata.shared.serving.codecs import decode, encode
+from strata.shared.serving.impression_log import ImpressionLog, shown
+from strata.shared.serving.pipeline import SUSPEND, Reply
 from strata.streaming.tier2.model import Tier2Model
 from strata.streaming.tier2.store import Tier2Store
 
@@ -131,7 +131,7 @@ class Candidates:
 
 
 class GuardrailFilter:
-    """Banned items and categories, the age gate (``shared.guardrails``), checked on every candidate."""
+    """Banned items and categories, the age gate (``shared.ranking.guardrails``), checked on every candidate."""
 
     name = "guardrails"
 

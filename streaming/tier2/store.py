@@ -13,7 +13,7 @@ from redis.backoff import NoBackoff
 
 from strata.shared import keys as K
 from strata.shared.errors import StoreUnavailable
-from strata.shared.session_update import SessionState, decode_session
+from strata.shared.ranking.session_update import SessionState, decode_session
 
 
 class Tier2Store:

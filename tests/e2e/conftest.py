@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from strata.deploy.local import ManagedProcess, free_port, strata_command
-from strata.shared.bundle import read_current
+from strata.shared.models.bundle import read_current
 
 _HERE = Path(__file__).parent
 EDGE_MODEL = "edge-scorer"

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from strata.deploy.local import strata_command
-from strata.shared.bundle import ITEMS_FILE
+from strata.shared.models.bundle import ITEMS_FILE
 
 REQUIRED_FIELDS = {"items", "tier", "confidence", "degraded", "route_reasons", "model_version", "request_id",
                    "impression_id", "timing", "unknown_candidates"}

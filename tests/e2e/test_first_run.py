@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from strata.deploy.local import ManagedProcess, free_port, strata_command
-from strata.shared.bundle import ITEMS_FILE, read_current
+from strata.shared.models.bundle import ITEMS_FILE, read_current
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 RUN_EXTRAS = ("train", "local")   # what `make run` installs: .[train,local]

@@ -16,8 +16,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from strata.shared.config import StreamingSettings, load_settings
-from strata.shared.contracts import parse_event
-from strata.shared.session_update import replay_recent, replay_session
+from strata.shared.contracts.api import parse_event
+from strata.shared.ranking.session_update import replay_recent, replay_session
 from strata.streaming.app import build_app
 from strata.streaming.catalog import Catalog
 from strata.streaming.processor import StreamProcessor
@@ -195,7 +195,7 @@ def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: S
     """Exact bandit counts and views, and every session vector (bit for bit) and recent-items list equal to the
     replay."""
     from strata.shared import keys as K
-    from strata.shared.session_update import decode_state, session_vec
+    from strata.shared.ranking.session_update import decode_state, session_vec
 
     got = {k: int(v) for k, v in store.hgetall(K.bandit_key("default", "home")).items()}
     assert got == expected_counts(raw_events)

@@ -61,7 +61,7 @@ def post(body: bytes = GOOD) -> bytes:
 
 def test_500_over_the_edge_server_has_a_request_id_and_keeps_the_connection(
         registry_dir, serve_edge, monkeypatch, caplog) -> None:
-    caplog.set_level(logging.ERROR, logger="strata.shared.error_mapper")
+    caplog.set_level(logging.ERROR, logger="strata.shared.serving.error_mapper")
     with serve_edge(registry_dir) as (port, node):
         break_stage(node, "rank", monkeypatch)
         first, second = raw_exchange(port, post() + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2)

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strata.edge.node import EdgeNode
-from strata.shared.bundle import ITEMS_FILE, read_current
 from strata.shared.config import SettingsSource, load_settings
-from strata.shared.contracts import CHANNELS
+from strata.shared.contracts.api import CHANNELS
+from strata.shared.models.bundle import ITEMS_FILE, read_current
 
 JSON = b"application/json"
 BANNED_CATEGORIES = ("toys", "snacks")

@@ -15,8 +15,8 @@ from strata.deploy.tansu import TansuProcess
 from strata.edge.node import EdgeNode
 from strata.shared import keys as K
 from strata.shared.config import load_settings
-from strata.shared.contracts import parse_event
-from strata.shared.event_records import decode_event
+from strata.shared.contracts.api import parse_event
+from strata.shared.contracts.event_records import decode_event
 from strata.streaming.catalog import load_catalog
 from strata.streaming.topics import ensure_topics
 from tests.integration.streaming_kit import processing, streaming_settings, wait_until

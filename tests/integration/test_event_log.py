@@ -9,7 +9,7 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from strata.shared.event_records import decode_event, event_key
+from strata.shared.contracts.event_records import decode_event, event_key
 from strata.streaming.errors import BrokerUnavailable
 from strata.streaming.log import EventLog
 from tests.integration.streaming_kit import streaming_settings

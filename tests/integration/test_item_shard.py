@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from strata.shared import bundle as B
-from strata.shared import text_encoder as T
-from strata.shared.item_shard import ITEM_FIELDS, WAL_DIR, open_shipped_shard
-from strata.shared.vector_index import EdgeVectorIndex, IndexPoint, PayloadFilter
+from strata.shared.models import bundle as B
+from strata.shared.models import text_encoder as T
+from strata.shared.models.item_shard import ITEM_FIELDS, WAL_DIR, open_shipped_shard
+from strata.shared.models.vector_index import EdgeVectorIndex, IndexPoint, PayloadFilter
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
 def test_a_shipped_point_can_be_updated_and_deleted_in_the_opened_copy(tmp_path: Path) -> None:
     """The opened copy starts a new log; its updates must still win over the points' build-time versions
     (without moving the counter past the build's, Qdrant ignored both the upsert and the delete)."""
-    from strata.shared.item_shard import build_shipped_shard
+    from strata.shared.models.item_shard import build_shipped_shard
 
     rng = np.random.default_rng(11)
     vecs = rng.normal(size=(5000, 8)).astype(np.float32)
@@ -151,7 +151,7 @@ def test_the_shard_ships_as_a_plain_tar_with_lean_indexes_and_an_older_gzip_tar_
     import json
     import shutil
 
-    from strata.shared.item_shard import build_shipped_shard
+    from strata.shared.models.item_shard import build_shipped_shard
 
     vecs = np.random.default_rng(2).normal(size=(400, 8)).astype(np.float32)
     keys = [f"k{i}" for i in range(400)]

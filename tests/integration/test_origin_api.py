@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from strata.origin.app import build_app
 from strata.origin.node import OriginNode
 from strata.shared.config import load_settings
-from strata.shared.origin_contract import ANSWER_FIELDS, REASONER_FIELDS
+from strata.shared.contracts.origin import ANSWER_FIELDS, REASONER_FIELDS
 
 BANNED = ["wine"]
 BODY = {"user_id": "u1", "session_id": "s1", "k": 10}

@@ -22,12 +22,12 @@ from strata.origin.node import OriginNode
 from strata.origin.retrieval import build_index
 from strata.origin.scorer import OnnxRanker
 from strata.origin.state import OriginState
-from strata.shared import bundle as B
 from strata.shared.config import load_settings
-from strata.shared.contracts import CHANNELS
-from strata.shared.features import EMBED_DIM, item_block
-from strata.shared.guardrails import Guardrails
-from strata.shared.pipeline import Reply
+from strata.shared.contracts.api import CHANNELS
+from strata.shared.models import bundle as B
+from strata.shared.ranking.features import EMBED_DIM, item_block
+from strata.shared.ranking.guardrails import Guardrails
+from strata.shared.serving.pipeline import Reply
 
 NAMES = [c.name for c in vocab.CATEGORIES]
 WORDS = ["organic", "bread", "gin", "classic", "cheese", "wine", "premium", "kite", "lager", "soap"]

@@ -18,7 +18,7 @@ from strata.origin.item_tower import tower_vectors
 from strata.origin.node import OriginNode
 from strata.shared.config import load_settings
 from strata.shared.keys import session_key
-from strata.shared.session_update import push_recent
+from strata.shared.ranking.session_update import push_recent
 
 USER, SESSION = "u-item-tower", "s-item-tower"
 SEEN = ["SKU-000021", "SKU-000007", "SKU-000042"]        # most recent first
@@ -55,7 +55,7 @@ def _two_tower_rows(node: OriginNode) -> set[int]:
     the profile stage is handed the session the store holds)."""
     from strata.origin.profiles import Profile
     from strata.origin.stages.ctx import OriginCtx
-    from strata.shared.codecs import JSON
+    from strata.shared.serving.codecs import JSON
 
     body = b'{"user_id": "%s", "session_id": "%s", "k": 10, "context": {"consent": true}}' % (
         USER.encode(), SESSION.encode())

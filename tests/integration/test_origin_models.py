@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 
 from strata.origin.app import build_app
 from strata.origin.node import OriginNode
-from strata.shared import bundle as B
-from strata.shared import ranker_bundle as RB
 from strata.shared.config import load_settings
-from strata.shared.ranker_features import Histories, ranker_rows, summarize, tower_input
+from strata.shared.models import bundle as B
+from strata.shared.models import ranker_bundle as RB
+from strata.shared.models.ranker_features import Histories, ranker_rows, summarize, tower_input
 from tests.integration.streaming_kit import apply_purchases
 
 USER = "u-models"
@@ -58,7 +58,7 @@ def _broken_ranker_version(registry: Path, version: str, base: str = "1.0.0") ->
     import onnx
     from onnx import TensorProto, helper
 
-    from strata.shared.ranker_features import N_FEATURES
+    from strata.shared.models.ranker_features import N_FEATURES
 
     src, dst = registry / RB.RANKER_MODEL / base, registry / RB.RANKER_MODEL / version
     if not dst.exists():
@@ -86,7 +86,7 @@ def healthy(models_registry, valkey_proc) -> Iterator[tuple[TestClient, OriginNo
 
 
 def _expected_scores(registry: Path, items: list[str]) -> dict[str, float]:
-    """What the served path (``shared.ranker_pipeline``) scores the items, squashed like the rank stage."""
+    """What the served path (``shared.models.retrieval_ranker``) scores the items, squashed like the rank stage."""
     pipeline, ids, _ = RB.load_retrieval_ranker(registry)
     index = {str(i): k for k, i in enumerate(ids.tolist())}
     bought = [index[i] for i in BOUGHT]

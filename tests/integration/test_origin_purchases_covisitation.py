@@ -82,7 +82,7 @@ def test_the_profile_carries_the_purchases_and_they_seed_covisitation(filtering,
     from strata.origin.stages.ctx import OriginCtx
     from strata.origin.stages.decode import Decode
     from strata.origin.stages.validate import Validate
-    from strata.shared.codecs import JSON
+    from strata.shared.serving.codecs import JSON
 
     _, node = filtering
     table = node.state.covisitation

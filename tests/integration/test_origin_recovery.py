@@ -20,9 +20,9 @@ from strata.origin.reasoner.budget import TokenBudget
 from strata.origin.reasoner.vllm import VllmReasoner
 from strata.origin.retrieval import FIELDS
 from strata.shared.config import load_settings
-from strata.shared.features import EMBED_DIM
 from strata.shared.keys import profile_key, session_key
-from strata.shared.vector_index import EdgeVectorIndex
+from strata.shared.models.vector_index import EdgeVectorIndex
+from strata.shared.ranking.features import EMBED_DIM
 
 BODY = {"user_id": "u1", "session_id": "s1", "k": 10}
 

@@ -1,7 +1,7 @@
 """The session's recent items feed the user tower (real Valkey, real exported bundles, real Qdrant Edge):
 a consenting user with no purchases but items in the session gets two-tower candidates ranked by the deep
 ranker; without consent nothing personal is used. The session hash field ``recent`` is written by the stream
-processor's own function (``shared.session_update.push_recent``: ids joined by \x1f, newest first)."""
+processor's own function (``shared.ranking.session_update.push_recent``: ids joined by \x1f, newest first)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 
 from strata.origin.app import build_app
 from strata.origin.node import OriginNode
-from strata.shared import ranker_bundle as RB
 from strata.shared.config import load_settings
 from strata.shared.keys import session_key
-from strata.shared.ranker_features import Histories, ranker_rows, summarize
-from strata.shared.session_update import push_recent
+from strata.shared.models import ranker_bundle as RB
+from strata.shared.models.ranker_features import Histories, ranker_rows, summarize
+from strata.shared.ranking.session_update import push_recent
 
 USER, SESSION = "u-session-only", "s-session-only"
 SEEN = ["SKU-000021", "SKU-000007", "SKU-000042"]        # most recent first
@@ -133,7 +133,7 @@ def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fr
     over the same vectors (500 items, ef above the catalog size: HNSW finds them all)."""
     from strata.origin.stages.ctx import OriginCtx
     from strata.origin.tower_search import exact_nearest
-    from strata.shared.codecs import JSON
+    from strata.shared.serving.codecs import JSON
 
     client, node = served
     _write_session(valkey_proc, SEEN)
@@ -197,8 +197,8 @@ def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_reg
     import json
     import shutil
 
-    from strata.shared import bundle as B
-    from strata.shared.vector_index import PayloadFilter
+    from strata.shared.models import bundle as B
+    from strata.shared.models.vector_index import PayloadFilter
 
     registry = tmp_path / "registry"
     shutil.copytree(models_registry_dir, registry)
@@ -228,7 +228,7 @@ def test_an_ann_answer_that_missed_the_neighbourhood_is_replaced_by_exact_search
     from strata.origin.stages.ctx import OriginCtx
     from strata.origin.tower_index import build_tower_index
     from strata.origin.tower_search import TowerSearch, exact_nearest
-    from strata.shared.codecs import JSON
+    from strata.shared.serving.codecs import JSON
 
     client, node = served
     state, models = node.state, node.state.models

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from strata.shared import keys as K
-from strata.shared.session_update import decode_state, session_vec
+from strata.shared.ranking.session_update import decode_state, session_vec
 from strata.streaming.catalog import load_catalog
 from strata.streaming.effects import profile_summary
 from tests.integration.streaming_kit import (

@@ -14,7 +14,7 @@ from strata.origin.app import build_app
 from strata.origin.node import OriginNode
 from strata.shared.config import load_settings
 from strata.shared.keys import session_key
-from strata.shared.session_update import recent_items
+from strata.shared.ranking.session_update import recent_items
 from strata.streaming.catalog import load_catalog
 from tests.integration.streaming_kit import ingest, post_all, processing, streaming_settings, wait_until
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from strata.shared.errors import ConfigError, InvalidField
-from strata.shared.vector_index import (
+from strata.shared.models.vector_index import (
     EdgeVectorIndex,
     IndexPoint,
     IndexUnavailable,

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from strata.edge.answers import Answer
-from strata.shared.codecs import JSON, MSGPACK
+from strata.shared.serving.codecs import JSON, MSGPACK
 
 STATIC = {"items": [{"item_id": "SKU-1", "score": 0.5, "explored": False},
                     {"item_id": "SKU-\u00e9\"2", "score": 0.25, "explored": True}],

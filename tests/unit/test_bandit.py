@@ -7,8 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from strata.shared.bandit import BanditConfig, Decision, choose_arm, choose_arms, posterior, thompson_topk
-from strata.shared.confidence import margin_at_k
+from strata.shared.ranking.bandit import (
+    BanditConfig,
+    Decision,
+    choose_arm,
+    choose_arms,
+    posterior,
+    thompson_topk,
+)
+from strata.shared.ranking.confidence import margin_at_k
 
 # Eight arms with flat, uncertain posteriors: means 0.30, 0.28, ..., 0.16 (greedy top-3 = {0, 1, 2}).
 ALPHA = np.array([3.0, 2.8, 2.6, 2.4, 2.2, 2.0, 1.8, 1.6])

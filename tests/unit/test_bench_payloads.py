@@ -15,7 +15,7 @@ from strata.loadtest.payloads import (
     repeat_share,
     unique_mix,
 )
-from strata.shared.contracts import parse_recommend
+from strata.shared.contracts.api import parse_recommend
 
 SPEC = PayloadSpec(n_candidates=20, sessions=50, seed=3)
 

@@ -7,7 +7,7 @@ import numpy as np
 from strata.loadtest.bench_bandit import fit_mabwiser, make_history
 from strata.loadtest.bench_http import cache_counts
 from strata.loadtest.bench_report import Target, add_ratios, verdict
-from strata.shared.bandit import posterior
+from strata.shared.ranking.bandit import posterior
 
 EXPOSITION = """\
 # HELP strata_edge_cache_requests_total cache lookups

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from strata.shared.bundle import (
+from strata.shared.errors import BundleError
+from strata.shared.models.bundle import (
     CURRENT_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
@@ -17,8 +18,7 @@ from strata.shared.bundle import (
     sha256_file,
     verify_bundle,
 )
-from strata.shared.errors import BundleError
-from strata.shared.features import FEATURE_SPEC_VERSION
+from strata.shared.ranking.features import FEATURE_SPEC_VERSION
 
 
 def _write_bundle(root: Path, extra: dict[str, bytes] | None = None, spec: str = FEATURE_SPEC_VERSION) -> Path:

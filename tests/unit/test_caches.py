@@ -12,7 +12,7 @@ from strata.edge.bandit_cache import BanditCounts, parse_counts
 from strata.edge.caches import TTLCache
 from strata.edge.session_client import RedisSessionStore, SessionStore, decode_session, make_store
 from strata.shared.errors import ConfigError
-from strata.shared.features import EMBED_DIM
+from strata.shared.ranking.features import EMBED_DIM
 
 
 class FakeClock:
@@ -212,7 +212,7 @@ def test_bandit_counts_pinned_slots_and_bounded_lru() -> None:
 
 
 def test_parse_counts_with_the_compiled_item_index() -> None:
-    from strata.edge.item_index import ItemIndex
+    from strata.edge.row_map import ItemIndex
 
     raw = {b"c:A": b"3", b"n:A": b"10", b"n:C": b"7", b"c:NEW": b"2", b"n:B": b"x"}
     sc = parse_counts(raw, ItemIndex(["A", "B", "C"]), 3)

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 import strata.edge.server
-import strata.shared.logs
+import strata.shared.serving.logs
 from strata.deploy import cli, listen_address
 from strata.shared.config import EdgeSettings, ImpressionSettings, StoreSettings, StrataSettings
 
@@ -74,7 +74,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list:
     seen: list = []
     monkeypatch.setattr(strata.edge.server, "run_edge", lambda settings, source=None: seen.append(settings))
     monkeypatch.setattr(listen_address, "check_listen_address", lambda host, port, http: None)
-    monkeypatch.setattr(strata.shared.logs, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr(strata.shared.serving.logs, "configure_logging", lambda *a, **k: None)
     return seen
 
 

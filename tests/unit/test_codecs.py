@@ -7,8 +7,8 @@ import numpy as np
 import orjson
 import pytest
 
-from strata.shared.codecs import JSON, MSGPACK, choose_response_type, decode, encode, media_type
 from strata.shared.errors import MalformedBody, UnsupportedMediaType
+from strata.shared.serving.codecs import JSON, MSGPACK, choose_response_type, decode, encode, media_type
 
 BODY = {
     "user_id": "u-1", "session_id": "s-1", "k": 5, "candidates": ["SKU-1", "SKU-2"],

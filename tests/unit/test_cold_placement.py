@@ -1,10 +1,10 @@
-"""``shared.cold_placement``: the centroid the exporter and the origin place vector-less items at."""
+"""``shared.models.cold_placement``: the centroid the exporter and the origin place vector-less items at."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from strata.shared.cold_placement import category_centroids
+from strata.shared.models.cold_placement import category_centroids
 
 
 def test_centroid_is_the_unit_mean_of_the_categorys_items_with_a_vector() -> None:

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from strata.shared.confidence import ConfidenceConfig, Signals, confidence, margin_at_k, route_by_confidence
+from strata.shared.ranking.confidence import (
+    ConfidenceConfig,
+    Signals,
+    confidence,
+    margin_at_k,
+    route_by_confidence,
+)
 
 CFG = ConfidenceConfig()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strata.shared.contracts import (
+from strata.shared.contracts.api import (
     CHANNELS,
     DEVICES,
     EVENT_TYPES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from strata.shared.contracts import parse_recommend
+from strata.shared.contracts.api import parse_recommend
 from strata.shared.errors import InvalidField, MalformedBody, StrataError
 
 OK = {"user_id": "u-1", "session_id": "s-1"}

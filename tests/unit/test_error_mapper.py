@@ -1,4 +1,4 @@
-"""shared.error_mapper: the one place errors become answers (status, headers, body) in the caller's codec."""
+"""shared.serving.error_mapper: the one place errors become answers (status, headers, body) in the caller's codec."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import msgpack
 import orjson
 import pytest
 
-from strata.shared.codecs import JSON, MSGPACK
-from strata.shared.error_mapper import error_reply, negotiated_error_reply
 from strata.shared.errors import (
     InvalidField,
     MethodNotAllowed,
@@ -18,6 +16,8 @@ from strata.shared.errors import (
     ServiceUnavailable,
     StoreUnavailable,
 )
+from strata.shared.serving.codecs import JSON, MSGPACK
+from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
 
 
 def test_client_error_shape_and_not_retriable() -> None:
@@ -62,7 +62,7 @@ def test_405_names_the_allowed_method() -> None:
 
 
 def test_unexpected_exception_is_a_500_with_a_request_id_and_a_logged_traceback(caplog) -> None:
-    caplog.set_level(logging.ERROR, logger="strata.shared.error_mapper")
+    caplog.set_level(logging.ERROR, logger="strata.shared.serving.error_mapper")
     try:
         raise KeyError("surprise")
     except KeyError as exc:
@@ -73,7 +73,7 @@ def test_unexpected_exception_is_a_500_with_a_request_id_and_a_logged_traceback(
     assert body["error"]["code"] == "internal" and rid in body["error"]["reason"]
     assert body["retriable"] is False
     assert dict(r.headers)[b"x-request-id"] == rid.encode()
-    record = next(rec for rec in caplog.records if rec.name == "strata.shared.error_mapper")
+    record = next(rec for rec in caplog.records if rec.name == "strata.shared.serving.error_mapper")
     assert record.request_id == rid and record.exc_info is not None
     assert "KeyError: 'surprise'" in caplog.text
 

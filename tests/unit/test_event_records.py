@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from strata.shared.config import ImpressionSettings
-from strata.shared.contracts import parse_event
-from strata.shared.event_records import decode_event, encode_event, event_key
-from strata.shared.impression_log import ImpressionLog, Shown, impression_event, shown
+from strata.shared.contracts.api import parse_event
+from strata.shared.contracts.event_records import decode_event, encode_event, event_key
+from strata.shared.serving.impression_log import ImpressionLog, Shown, impression_event, shown
 from strata.streaming import ingest
 
 SHOWN = Shown("t1", "u1", "s1", "home", "app", ("a", "b"), (False, True), np.array([2.5, 1.0]),

@@ -1,11 +1,11 @@
-"""The event contract (``shared.contracts.parse_event``): valid events per type, and every invalid class with
+"""The event contract (``shared.contracts.api.parse_event``): valid events per type, and every invalid class with
 its status, exact field path and reason."""
 
 from __future__ import annotations
 
 import pytest
 
-from strata.shared.contracts import EVENT_TYPES, Event, parse_event, parse_ts
+from strata.shared.contracts.api import EVENT_TYPES, Event, parse_event, parse_ts
 from strata.shared.errors import InvalidField, MalformedBody, StrataError
 
 TS = 1_700_000_000_000

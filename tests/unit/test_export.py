@@ -13,12 +13,12 @@ import pytest
 from onnx import numpy_helper
 
 from strata.model_export import onnx_export
-from strata.model_export.pipeline import export_bundle
+from strata.model_export.export import export_bundle
 from strata.model_export.registry import MODEL_NAME
-from strata.shared import bundle as layout
-from strata.shared.contracts import CHANNELS
+from strata.shared.contracts.api import CHANNELS
 from strata.shared.errors import BundleError, ParityError
-from strata.shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM, item_block
+from strata.shared.models import bundle as layout
+from strata.shared.ranking.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM, item_block
 
 SMALL = {"seed": 5, "n_items": 1_500, "n_users": 300, "n_sessions": 4_000, "epochs": 2}
 

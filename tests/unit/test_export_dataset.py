@@ -1,4 +1,4 @@
-"""Training rows: built through shared.features, session vectors from earlier clicks only, no label leak."""
+"""Training rows: built through shared.ranking.features, session vectors from earlier clicks only, no label leak."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from strata.model_export.dataset import build_dataset, context_table, item_tables, score_rows, session_sims
 from strata.model_export.evaluate import POPULARITY_COLUMN, click_metrics
 from strata.model_export.world import WorldConfig, generate_world
-from strata.shared.contracts import CHANNELS, DEVICES, EVENT_TYPES
-from strata.shared.features import ITEM_DIM, SESSION_DIM, context_block, session_vector
+from strata.shared.contracts.api import CHANNELS, DEVICES, EVENT_TYPES
+from strata.shared.ranking.features import ITEM_DIM, SESSION_DIM, context_block, session_vector
 
 
 @pytest.fixture(scope="module")

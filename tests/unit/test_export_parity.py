@@ -11,7 +11,7 @@ from strata.model_export.onnx_export import to_onnx
 from strata.model_export.parity import MIN_ROWS, TOLERANCE, check_parity
 from strata.model_export.train_scorer import ClickScorer, predict
 from strata.shared.errors import ParityError
-from strata.shared.features import FEATURE_DIM
+from strata.shared.ranking.features import FEATURE_DIM
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from strata.model_export import registry
-from strata.shared.bundle import read_current
 from strata.shared.errors import BundleError
+from strata.shared.models.bundle import read_current
 
 
 def test_first_version_is_1_0_0(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The compiled exact Beta sampler (shared._fastbeta via shared.bandit.make_sampler).
+"""The compiled exact Beta sampler (shared.ranking._fastbeta via shared.ranking.bandit.make_sampler).
 
 Distribution tests run at fixed seeds, so they are deterministic: a wrong ziggurat table, gamma
 squeeze or boost shows as a Kolmogorov-Smirnov rejection at these seeds, never as a flaky failure.
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from strata.shared import bandit
-from strata.shared.bandit import choose_arm, choose_arms, make_sampler, thompson_topk
+from strata.shared.ranking import bandit
+from strata.shared.ranking.bandit import choose_arm, choose_arms, make_sampler, thompson_topk
 
 pytestmark = pytest.mark.skipif(
     bandit.CompiledBeta is None and os.environ.get("STRATA_ALLOW_NUMPY_SAMPLER") == "1",

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from strata.shared import features as F
-from strata.shared.contracts import CHANNELS, DEVICES
+from strata.shared.contracts.api import CHANNELS, DEVICES
+from strata.shared.ranking import features as F
 
 # float32 columns are computed in float64 and rounded once; compare to that rounding.
 F32 = {"rtol": 1e-7, "atol": 0.0}

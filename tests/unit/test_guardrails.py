@@ -1,4 +1,4 @@
-"""shared.guardrails: the filter (kept and removed, with reasons) and the diversity selector, exactly."""
+"""shared.ranking.guardrails: the filter (kept and removed, with reasons) and the diversity selector, exactly."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from strata.shared.guardrails import (
+from strata.shared.ranking.guardrails import (
     AGE_RESTRICTED,
     BANNED_CATEGORY,
     BANNED_ITEM,

@@ -1,12 +1,12 @@
-"""shared.origin_contract: the origin's additions to the edge contract, and the catalog update body.
+"""shared.contracts.origin: the origin's additions to the edge contract, and the catalog update body.
 Every bad input names its field and the reason."""
 
 from __future__ import annotations
 
 import pytest
 
+from strata.shared.contracts.origin import MAX_QUERY_CHARS, parse_items, parse_origin
 from strata.shared.errors import InvalidField, MalformedBody
-from strata.shared.origin_contract import MAX_QUERY_CHARS, parse_items, parse_origin
 
 BASE = {"user_id": "u1", "session_id": "s1"}
 CATS = ("bakery", "wine")

@@ -1,4 +1,4 @@
-"""shared.pipeline: stages run in order; SUSPEND/finish, ANSWERED, sampled stage timings, bad declarations."""
+"""shared.serving.pipeline: stages run in order; SUSPEND/finish, ANSWERED, sampled stage timings, bad declarations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from strata.shared.pipeline import ANSWERED, SUSPEND, Pending, Pipeline, Reply
+from strata.shared.serving.pipeline import ANSWERED, SUSPEND, Pending, Pipeline, Reply
 
 
 class Ctx:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strata.shared.ranker_features import (
+from strata.shared.models.ranker_features import (
     FEATURE_NAMES,
     N_FEATURES,
     Histories,
@@ -130,7 +130,7 @@ def test_text_affinity_is_zero_without_text_vectors() -> None:
 
 
 def test_history_text_mean_is_blocked_without_changing_the_result(monkeypatch) -> None:
-    import strata.shared.ranker_features as RF
+    import strata.shared.models.ranker_features as RF
 
     want = summarize(HIST, text_stats()).text_mean
     monkeypatch.setattr(RF, "TEXT_BLOCK", 1)       # every (query, item) row its own block

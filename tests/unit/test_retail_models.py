@@ -21,10 +21,10 @@ from strata.model_export.retail_bundles import export_retail_bundles
 from strata.model_export.retail_models import StrataParams, parity_inputs, train_models, write_onnx
 from strata.model_export.two_tower import TowerParams
 from strata.model_export.world import WorldConfig
-from strata.shared import bundle as B
-from strata.shared import ranker_bundle as RB
 from strata.shared.errors import ParityError
-from strata.shared.ranker_features import FEATURE_NAMES, Histories
+from strata.shared.models import bundle as B
+from strata.shared.models import ranker_bundle as RB
+from strata.shared.models.ranker_features import FEATURE_NAMES, Histories
 
 SMALL_WORLD = WorldConfig(n_items=500, n_users=200, n_sessions=3000)
 SMALL = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),

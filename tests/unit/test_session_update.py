@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strata.shared.contracts import Event
-from strata.shared.features import EMBED_DIM
-from strata.shared.session_update import (
+from strata.shared.contracts.api import Event
+from strata.shared.ranking.features import EMBED_DIM
+from strata.shared.ranking.session_update import (
     SessionAcc,
     SessionRule,
     apply_event,

@@ -8,7 +8,7 @@ import orjson
 
 from strata.shared import keys as K
 from strata.shared.config import load_settings
-from strata.shared.contracts import parse_event
+from strata.shared.contracts.api import parse_event
 from strata.streaming.catalog import Catalog
 from strata.streaming.effects import DAY_MS, Impression, Planner, Record, Snapshot, profile_summary, reads_for
 
@@ -155,7 +155,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
     """The planner folds a batch's moves per session with numpy; every session's accumulator, reference time
     and vector must equal, bit for bit, ``apply_event`` applied one event at a time in log order, whatever the
     batch: several events per session, late events, sessions with and without stored state."""
-    from strata.shared.session_update import SessionAcc, apply_event, session_vec
+    from strata.shared.ranking.session_update import SessionAcc, apply_event, session_vec
 
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(50, 16)).astype(np.float32)
@@ -192,7 +192,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
 
 
 def test_session_vecs_gives_the_same_bits_alone_and_in_a_batch() -> None:
-    from strata.shared.session_update import session_vecs
+    from strata.shared.ranking.session_update import session_vecs
 
     accs = np.random.default_rng(5).normal(size=(257, 16)) * 1e3
     accs[7] = 0.0
@@ -249,7 +249,7 @@ def test_a_batch_planned_on_an_overlaid_snapshot_equals_one_big_batch() -> None:
 def test_recent_items_are_newest_first_capped_and_equal_to_the_replay() -> None:
     """The session's ``recent`` field (fed to the origin's user/session tower): items of the events that move
     the vector, newest (log order) first, at most 1 KiB; readers take 30 distinct; carried over from the store."""
-    from strata.shared.session_update import MAX_RECENT, RECENT_BYTES, recent_items, replay_recent
+    from strata.shared.ranking.session_update import MAX_RECENT, RECENT_BYTES, recent_items, replay_recent
 
     rng = np.random.default_rng(4)
     catalog = Catalog("1.0.0", {f"i{k}": k for k in range(50)}, rng.normal(size=(50, 16)).astype(np.float32),
@@ -287,7 +287,7 @@ def test_recent_items_are_newest_first_capped_and_equal_to_the_replay() -> None:
 
 
 def test_histogram_observe_many_equals_observe_one_by_one() -> None:
-    from strata.shared.metrics import Histogram
+    from strata.shared.serving.metrics import Histogram
 
     values = np.concatenate([np.random.default_rng(2).exponential(0.05, 500), [0.0, 0.001, 0.25, 1.0, 99.0]])
     one, many = Histogram((0.001, 0.01, 0.1, 0.25, 1.0)), Histogram((0.001, 0.01, 0.1, 0.25, 1.0))

@@ -8,7 +8,7 @@ import random
 import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from strata.shared.event_records import event_key
+from strata.shared.contracts.event_records import event_key
 from strata.streaming import log
 
 

@@ -1,4 +1,4 @@
-"""The text encoder: MiniLM exported to ONNX by the real exporter, served by ``shared.text_encoder`` without
+"""The text encoder: MiniLM exported to ONNX by the real exporter, served by ``shared.models.text_encoder`` without
 torch, checked against sentence-transformers itself; the parity gate refuses a drifting export."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from strata.shared import bundle as B
-from strata.shared import text_encoder as T
 from strata.shared.errors import BundleError, ParityError
+from strata.shared.models import bundle as B
+from strata.shared.models import text_encoder as T
 
 SAMPLES = [
     "organic sourdough bread", "Norvik deluxe headphones (electronics)", "something to drink with dinner",

@@ -21,10 +21,10 @@ from strata.model_export.retail_models import (
 )
 from strata.model_export.two_tower import TowerParams, train_two_tower
 from strata.model_export.world import WorldConfig
-from strata.shared import bundle as B
-from strata.shared import ranker_bundle as RB
 from strata.shared.errors import BundleError
-from strata.shared.ranker_pipeline import ItemTowerModel
+from strata.shared.models import bundle as B
+from strata.shared.models import ranker_bundle as RB
+from strata.shared.models.retrieval_ranker import ItemTowerModel
 
 SMALL_WORLD = WorldConfig(n_items=500, n_users=200, n_sessions=3000)
 SMALL = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),

@@ -10,8 +10,8 @@ import pytest
 from strata.model_export import vocabulary as vocab
 from strata.model_export.simulate import AGE_PENALTY, CHANNEL_EFFECT, W_INTENT, W_PRICE, true_logit
 from strata.model_export.world import EPOCH_START_MS, LATENT_DIM, WorldConfig, generate_world, make_catalog
-from strata.shared.contracts import CHANNELS, DEVICES, EVENT_TYPES, parse_event
-from strata.shared.features import N_CATEGORIES
+from strata.shared.contracts.api import CHANNELS, DEVICES, EVENT_TYPES, parse_event
+from strata.shared.ranking.features import N_CATEGORIES
 
 SMALL = {"n_items": 600, "n_users": 150, "n_sessions": 1_500}
 

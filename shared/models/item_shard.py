@@ -18,7 +18,7 @@ records its last operation number (``SHIPPED_FILE`` in the tar) and ``open_shipp
 new counter past it with as many no-op deletes (~1 ms for a hundred).
 
 Payload per item (the fields the candidate sources filter on): ``category`` (keyword), ``in_stock`` and
-``age_restricted`` (0/1 integers, never bools: ``shared.vector_index``).
+``age_restricted`` (0/1 integers, never bools: ``shared.models.vector_index``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from strata.shared.errors import BundleError
-from strata.shared.vector_index import SHARD_DIR, EdgeVectorIndex, FieldType, IndexPoint
+from strata.shared.models.vector_index import SHARD_DIR, EdgeVectorIndex, FieldType, IndexPoint
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ is in the sampled top-k but not in the greedy top-k by posterior mean. The explo
 many of the k positions explored items may take.
 
 Draws come from a ``BetaSource``: anything with ``beta(alpha, beta) -> ndarray``. ``make_sampler`` gives
-the compiled exact sampler (``shared._fastbeta``: xoshiro256++, ziggurat normals, Marsaglia-Tsang
+the compiled exact sampler (``shared.ranking._fastbeta``: xoshiro256++, ziggurat normals, Marsaglia-Tsang
 gamma; ~22 ns per arm) when the extension was built, else NumPy's ``Generator`` (same distribution,
 ~95 ns per arm). A ``numpy.random.Generator`` is also accepted everywhere (the seeded reference).
 """
@@ -25,7 +25,7 @@ from pydantic import ConfigDict, field_validator
 from pydantic.dataclasses import dataclass
 
 try:
-    from strata.shared._fastbeta import FastBeta as _FastBeta
+    from strata.shared.ranking._fastbeta import FastBeta as _FastBeta
 except ImportError:   # no C compiler at install time: NumPy's sampler
     _FastBeta = None
 
@@ -64,7 +64,7 @@ def make_sampler(seed: int | None = None, backend: str = "auto") -> BetaSource:
     if backend == "numpy" or (backend == "auto" and CompiledBeta is None):
         return np.random.default_rng(seed)
     if CompiledBeta is None:
-        raise RuntimeError("shared._fastbeta is not built (no C compiler at install time?)")
+        raise RuntimeError("shared.ranking._fastbeta is not built (no C compiler at install time?)")
     return CompiledBeta(secrets.randbits(64) if seed is None else int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
 
 

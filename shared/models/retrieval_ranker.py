@@ -2,7 +2,7 @@
 
 This is the served path of the two-tower + deep ranker, used unchanged by offline evaluation and by the
 origin: onnxruntime sessions built once with explicit threads, numpy over a batch of histories, the
-feature rows from ``shared.ranker_features``. No torch.
+feature rows from ``shared.models.ranker_features``. No torch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from strata.shared.errors import BundleError
-from strata.shared.ranker_features import (
+from strata.shared.models.ranker_features import (
     N_FEATURES,
     Histories,
     ItemStats,

@@ -7,13 +7,13 @@
         item_tower.onnx     inputs "item" int64 [N] (row, or -1 / n_items: an item the export never saw),
                             "category" int64 [N] (category_idx; unknown: -1), "price_bucket" int64 [N]
                             (how many ``price_bucket_edges_log`` are <= log(price)), "text" float32
-                            [N, 384] (MiniLM of ``shared.text_encoder.tower_text(title)``)
+                            [N, 384] (MiniLM of ``shared.models.text_encoder.tower_text(title)``)
                             -> "item_vector" float32 [N, dim] (optional: older bundles lack it)
         items.parquet       item_id, title, category_idx, price (row i = vector i)
         manifest.json       name, version, created, inputs/outputs, history_len, dim, price_bucket_edges_log,
                             item_tower, text, metrics, parity, files
     <registry>/ranker/CURRENT, <registry>/ranker/<version>/
-        ranker.onnx         input "features" float32 [N, N_FEATURES] (shared.ranker_features rows)
+        ranker.onnx         input "features" float32 [N, N_FEATURES] (shared.models.ranker_features rows)
                             -> output "score" float32 [N], higher ranks first
         item_stats.npz      popularity, recent_popularity, price, category, repeat_rate, covis_items,
                             covis_weights, text (float32 [n_items, 384] title vectors; optional)
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared import bundle as B
 from strata.shared.errors import BundleError
-from strata.shared.ranker_features import FEATURE_SPEC_VERSION, ItemStats
-from strata.shared.ranker_pipeline import (
+from strata.shared.models import bundle as B
+from strata.shared.models.ranker_features import FEATURE_SPEC_VERSION, ItemStats
+from strata.shared.models.retrieval_ranker import (
     CandidateSizes,
     ItemTowerModel,
     RankerModel,

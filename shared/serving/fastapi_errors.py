@@ -1,4 +1,4 @@
-"""FastAPI front doors answer errors through the one mapper (``shared.error_mapper``), in its shape.
+"""FastAPI front doors answer errors through the one mapper (``shared.serving.error_mapper``), in its shape.
 
 ``install_error_handlers(app)`` routes ``StrataError``, FastAPI's 422 validation errors, Starlette's
 404/405 and any unexpected exception to ``error_reply``; the answer uses the codec the caller
@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from strata.shared.error_mapper import negotiated_error_reply
 from strata.shared.errors import InvalidField, MethodNotAllowed, NotFound, StrataError
-from strata.shared.pipeline import Reply
+from strata.shared.serving.error_mapper import negotiated_error_reply
+from strata.shared.serving.pipeline import Reply
 
 
 def to_response(reply: Reply) -> Response:

@@ -5,7 +5,7 @@ method and a stable ``name`` that is its metrics label. A front door (the edge's
 ASGI/FastAPI app) only moves bytes: it calls ``Handler.try_now(body, ctype, accept)`` and gets a
 ``Reply``, or a ``Pending`` when a stage must await I/O, which it completes with
 ``await handler.finish(pending)``. Stages raise ``StrataError`` for bad input; the front door turns
-errors into answers with ``shared.error_mapper`` (the only place that does).
+errors into answers with ``shared.serving.error_mapper`` (the only place that does).
 
 A stage's ``run`` returns:
 - ``None``: continue with the next stage;
@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
-from strata.shared.metrics import Histogram
+from strata.shared.serving.metrics import Histogram
 
 SUSPEND = object()
 ANSWERED = object()

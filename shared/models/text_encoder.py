@@ -9,7 +9,7 @@ vector itself, and the model's own ``tokenizer.json``. Layout:
         tokenizer.json          the model's WordPiece tokenizer (``tokenizers`` library)
         item_text.parquet       item_id, text: the catalog the vectors below were computed from (optional)
         item_text_vectors.npy   float32 [n_items, 384], row i = item_text.parquet row i (optional)
-        text_index.tar          Qdrant Edge shard of those vectors, HNSW built (optional, ``shared.item_shard``)
+        text_index.tar          Qdrant Edge shard of those vectors, HNSW built (optional, ``shared.models.item_shard``)
         manifest.json           name, version, dim, max_length, parity, catalog, files {name: sha256}
 
 Texts are batched by token length (short titles are not padded to a long one's length).
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared import bundle as B
 from strata.shared.errors import BundleError
+from strata.shared.models import bundle as B
 
 logger = logging.getLogger(__name__)
 

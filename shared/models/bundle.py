@@ -12,7 +12,7 @@
                             (rows of items.parquet, -1 padded; ``model_export.covisitation``)
         covis_scores.npy    optional: float32 [n_items, top_n] their scores in [0, 1]
         item_index.tar      optional: Qdrant Edge shard (HNSW built) of the non-zero item vectors
-                            (``shared.item_shard``); item_index.json says which item_vectors.npy (sha256)
+                            (``shared.models.item_shard``); item_index.json says which item_vectors.npy (sha256)
         manifest.json       name, version, created, inputs/outputs, feature_spec_version,
                             data_fingerprint, metrics, files {name: sha256}
 """
@@ -100,7 +100,7 @@ def read_item_arrays(bundle_dir: Path | str, columns: list[str] | None = None):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from strata.shared.features import EMBED_DIM, ITEM_DIM
+    from strata.shared.ranking.features import EMBED_DIM, ITEM_DIM
 
     path = Path(bundle_dir)
     try:

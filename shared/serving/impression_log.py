@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from strata.shared.config import ImpressionSettings
-from strata.shared.event_records import encode_event, event_key
+from strata.shared.contracts.event_records import encode_event, event_key
 
 logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0
@@ -52,7 +52,7 @@ def shown(tenant: str, user_id: str, session_id: str, slot: str, channel: str, i
 
 def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str | None = None,
                      tier: str = "edge") -> dict:
-    """The ``impression`` event (``shared.contracts``) of one served answer (``shown``: a ``Shown`` or its
+    """The ``impression`` event (``shared.contracts.api``) of one served answer (``shown``: a ``Shown`` or its
     plain tuple)."""
     shown = shown if isinstance(shown, Shown) else Shown(*shown)
     return {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from strata.shared import bundle as B
 from strata.shared.errors import BundleError
-from strata.shared.features import FEATURE_DIM, FEATURE_SPEC_VERSION
-from strata.shared.onnx_scorer import OnnxScorer
+from strata.shared.models import bundle as B
+from strata.shared.models.onnx_scorer import OnnxScorer
+from strata.shared.ranking.features import FEATURE_DIM, FEATURE_SPEC_VERSION
 
 logger = logging.getLogger(__name__)
 

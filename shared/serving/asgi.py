@@ -4,7 +4,7 @@ send a ``Reply``. (Their hot routes skip framework routing: see ``edge.app`` and
 from __future__ import annotations
 
 from strata.shared.errors import PayloadTooLarge
-from strata.shared.pipeline import Reply
+from strata.shared.serving.pipeline import Reply
 
 
 def body_headers(scope: dict) -> tuple[bytes | None, bytes | None, int, bytes | None]:

@@ -21,8 +21,8 @@ import numpy as np
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from strata.shared.contracts import Event
-from strata.shared.features import EMBED_DIM
+from strata.shared.contracts.api import Event
+from strata.shared.ranking.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
 

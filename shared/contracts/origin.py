@@ -6,7 +6,7 @@ origin reads, and the catalog update body of ``POST /v1/items``.
 - ``context.consent``: personalization consent (default true). False: no personal data is read or used
   (no profile, no session vector); the answer is ranked on context only.
 - ``item_ids`` (``/v1/explain`` only): the items to explain; otherwise the origin's own top k.
-Validation is hand-written like ``shared.contracts``: every failure names the field and the reason.
+Validation is hand-written like ``shared.contracts.api``: every failure names the field and the reason.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from strata.shared.contracts import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
+from strata.shared.contracts.api import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
 from strata.shared.errors import InvalidField, MalformedBody
 
 MAX_QUERY_CHARS = 512

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from strata.shared.contracts import CHANNELS, DEVICES
+from strata.shared.contracts.api import CHANNELS, DEVICES
 
 FEATURE_SPEC_VERSION = "edge-features/1"
 N_CATEGORIES = 24

@@ -18,9 +18,9 @@ import logging
 import math
 import os
 
-from strata.shared.codecs import JSON, choose_response_type, encode
 from strata.shared.errors import InternalError, MethodNotAllowed, StrataError
-from strata.shared.pipeline import Reply
+from strata.shared.serving.codecs import JSON, choose_response_type, encode
+from strata.shared.serving.pipeline import Reply
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """A bundle's ONNX click model in one onnxruntime session with explicit thread settings (every tier
-scores with it: the same model and ``shared.features`` rows, no train/serve skew)."""
+scores with it: the same model and ``shared.ranking.features`` rows, no train/serve skew)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from strata.shared.bundle import INPUT_NAME, OUTPUT_NAME
 from strata.shared.errors import BundleError
+from strata.shared.models.bundle import INPUT_NAME, OUTPUT_NAME
 
 
 class OnnxScorer:

@@ -26,9 +26,9 @@ from strata.model_export.evaluate import change, click_metrics, popularity_basel
 from strata.model_export.item_index import ship_item_index
 from strata.model_export.parity import MIN_ROWS, check_parity, ort_predict
 from strata.model_export.world import World, WorldConfig, generate_world
-from strata.shared import bundle as layout
-from strata.shared.contracts import CHANNELS
-from strata.shared.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
+from strata.shared.contracts.api import CHANNELS
+from strata.shared.models import bundle as layout
+from strata.shared.ranking.features import EMBED_DIM, FEATURE_DIM, FEATURE_SPEC_VERSION, ITEM_DIM
 
 if TYPE_CHECKING:
     from strata.model_export.serving_catalog import ServingCatalog
