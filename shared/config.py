@@ -199,6 +199,46 @@ class OriginSettings(_Section):
     reasoner: ReasonerSettings = ReasonerSettings()
 
 
+class RouterDeadlines(_Section):
+    """How long the edge waits for an upper tier before answering itself (``degraded``)."""
+
+    streaming: float = Field(15.0, gt=0, description="ms for tier 2's answer")
+    origin: float = Field(60.0, gt=0, description="ms for the origin's answer")
+    explain: float = Field(300.0, gt=0, description="ms for the origin's answer to an explain=true request")
+
+
+class BreakerSettings(_Section):
+    """One circuit breaker per upstream endpoint: open after ``failures`` consecutive failures or timeouts,
+    a half-open probe after ``open_s``, closed again by a success."""
+
+    failures: int = Field(5, ge=1, description="consecutive failures/timeouts that open the breaker")
+    open_s: float = Field(2.0, gt=0, description="seconds open before one half-open probe is let through")
+
+
+class RouterSettings(_Section):
+    """The edge's router: requests whose ``route_tier`` is not ``edge`` go to that tier (same
+    ``/v1/recommend`` contract, msgpack between tiers). An empty URL list: that tier is not escalated to."""
+
+    streaming_urls: list[str] = Field(default_factory=list, description="tier-2 base URLs (several regional "
+                                      "endpoints: power-of-two-choices on latency EWMA and outstanding requests)")
+    origin_urls: list[str] = Field(default_factory=list, description="origin base URLs")
+    deadline_ms: RouterDeadlines = RouterDeadlines()
+    mode: Literal["sync", "background"] = Field(
+        "sync", description="sync: wait for the upper tier within the deadline; background: answer at once and "
+                            "fetch the upper tier's answer for the session's next request (explain is always sync)")
+    max_escalation_share: float = Field(0.35, ge=0, le=1, description="admission control: beyond this share of "
+                                        "requests the edge answers itself (reason escalation_budget)")
+    breaker: BreakerSettings = BreakerSettings()
+
+    @field_validator("streaming_urls", "origin_urls")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
+        return [u.rstrip("/") for u in v]
+
+
 class StrataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid")
 
@@ -207,6 +247,7 @@ class StrataSettings(BaseSettings):
     edge: EdgeSettings = EdgeSettings()
     streaming: StreamingSettings = StreamingSettings()
     origin: OriginSettings = OriginSettings()
+    router: RouterSettings = RouterSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -156,3 +156,18 @@ def test_all_zero_confidence_weights_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         load_settings(path)
     assert (ei.value.field or "").startswith("edge.confidence")
+
+
+def test_router_section_takes_url_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATA_ROUTER__ORIGIN_URLS", '["http://10.0.0.5:8090/", "https://o2.example"]')
+    router = load_settings(None).router
+    assert router.origin_urls == ["http://10.0.0.5:8090", "https://o2.example"]
+    assert router.streaming_urls == [] and router.mode == "sync"
+    assert (router.deadline_ms.streaming, router.deadline_ms.origin, router.deadline_ms.explain) == (15.0, 60.0, 300.0)
+
+
+def test_router_refuses_a_url_that_is_not_http() -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_settings(None, router={"streaming_urls": ["10.0.0.5:8090"]})
+    assert ei.value.field == "router.streaming_urls"
+    assert "must be http:// or https:// URLs" in ei.value.reason
