@@ -209,7 +209,8 @@ def demo(
     port: Annotated[int, typer.Option(help="edge HTTP port (a free one if busy; 0 = any)")] = 8080,
     once: Annotated[bool, typer.Option("--once", help="exit after the table of answers")] = False,
 ) -> None:
-    """Export if needed, start Valkey and an edge node, send sample JSON and msgpack requests, keep serving."""
+    """strata up (every missing bundle exported first) plus sample requests: the edge's answers, the requests the
+    router escalated, the origin's cold start, a click changing the next answer; then keep serving."""
     from strata.deploy.demo import run_demo
     from strata.shared.serving.logs import configure_logging
 
@@ -219,6 +220,85 @@ def demo(
     except StrataError as exc:
         raise _fail("demo", exc) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def up(
+    registry: Annotated[Path, typer.Option(help="model registry; every missing bundle (edge scorer, text encoder, "
+                                           "retrieval, ranker) is exported into it first")] = Path("registry"),
+    port: Annotated[int, typer.Option(help="the edge's HTTP port (a free one if busy; 0 = any)")] = 8080,
+    config: Annotated[Path | None, typer.Option(help="YAML config naming external Redis/Kafka/Qdrant/vLLM: only "
+                                                "Strata's own processes are started, each reading this file")] = None,
+    endpoints_file: Annotated[Path | None, typer.Option(
+        "--endpoints-file", help='write {"edge", "streaming", "origin", "store", "broker"} as JSON here once '
+                                 "everything is ready (removed on stop)")] = None,
+    run_dir: Annotated[Path | None, typer.Option(
+        "--run-dir", help="per-process logs and index shards here, kept (default: a temporary directory "
+                          "removed on stop)")] = None,
+) -> None:
+    """The whole system as supervised processes: Valkey, the Tansu broker, the stream processor, the streaming
+    service, the origin and the edge (its router pointed at the streaming service and the origin).
+
+    A process that exits is restarted with backoff (logged). Waits until every process is ready, prints the
+    endpoints, serves until Ctrl-C, then stops everything.
+    """
+    from strata.deploy.up import run_up
+    from strata.shared.serving.logs import configure_logging
+
+    configure_logging("WARNING", json=False)
+    try:
+        code = run_up(registry, port, config, endpoints_file, run_dir, _console())
+    except StrataError as exc:
+        raise _fail("up", exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    edge: Annotated[str | None, typer.Option("--edge", help="a running edge (its router as configured: the routed "
+                                             "policy); default: start strata up here")] = None,
+    events: Annotated[str | None, typer.Option("--events", help="the ingest API (the streaming service: also "
+                                               "tier 2's /v1/recommend, the streaming policy); with --edge")] = None,
+    origin_url: Annotated[str | None, typer.Option("--origin", help="the origin (origin policy, probe); with "
+                                                   "--edge")] = None,
+    edge_only: Annotated[str | None, typer.Option("--edge-only", help="an edge with the router off (edge policy, "
+                                                  "probe); with --edge")] = None,
+    registry: Annotated[Path, typer.Option(help="the registry the system serves (its synthetic world is the "
+                                           "truth); missing bundles are exported when strata up starts here")]
+    = Path("registry"),
+    policy: Annotated[str, typer.Option("--policy", help="comma-separated: routed,edge,streaming,origin,popular,"
+                                        "random")] = "routed,edge,streaming,origin,popular,random",
+    users: Annotated[int, typer.Option("--users", min=1, max=2000, help="simulated shoppers per policy")] = 20,
+    duration: Annotated[float, typer.Option("--duration", min=1, help="seconds of browsing")] = 120.0,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the shoppers (tastes, sessions, clicks)")] = 7,
+    think: Annotated[float, typer.Option("--think", min=0.01, help="mean seconds between a shopper's pages")] = 1.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the results as JSON here")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="write the PNG (policies, learning curves, frontier, "
+                                              "reliability) here")] = None,
+) -> None:
+    """Closed loop: simulated shoppers with known tastes browse the running system under every policy, their
+    events flow back through the stream, and each policy is scored against the truth."""
+    from strata.deploy.simulation.run import Options, Targets, parse_policies, run_simulate
+    from strata.shared.serving.logs import configure_logging
+
+    configure_logging("WARNING", json=False)
+    console = _console()
+    try:
+        if (edge is None) != (events is None):
+            raise ConfigError("--edge and --events go together (or neither: strata up is started here)",
+                              field="edge" if edge is None else "events")
+        if edge is None and (origin_url or edge_only):
+            raise ConfigError("--origin and --edge-only need --edge and --events", field="origin")
+        targets = None if edge is None or events is None else Targets(
+            events=events.rstrip("/"), routed=edge.rstrip("/"), streaming=events.rstrip("/"),
+            origin=origin_url.rstrip("/") if origin_url else None, edge=edge_only.rstrip("/") if edge_only else None)
+        opts = Options(policies=parse_policies(policy), users=users, duration_s=duration, seed=seed, think_s=think)
+        run_simulate(registry, targets, opts, console, json_path, plot)
+    except StrataError as exc:
+        raise _fail("simulate", exc) from None
+    except KeyboardInterrupt:
+        print("strata simulate: interrupted; everything it started has been stopped", file=sys.stderr)
+        raise typer.Exit(130) from None
 
 
 @bench_app.command("edge")

@@ -151,10 +151,12 @@ class ValkeyProcess(_Child):
     """A real ``valkey-server`` on 127.0.0.1 with persistence off, restartable on the same port."""
 
     def __init__(self, port: int | None = None, *, host: str = "127.0.0.1",
-                 startup_timeout_s: float = 10.0, binary: Path | None = None, tmp_root: Path | None = None) -> None:
+                 startup_timeout_s: float = 10.0, binary: Path | None = None, tmp_root: Path | None = None,
+                 log_path: Path | None = None) -> None:
         self.binary = binary or valkey_binary()  # resolved now: a missing engine fails before anything starts
         self.host = host
         self.tmp_root = tmp_root  # where its working directory goes (None: the system temp directory)
+        self.log_path = log_path  # appended to across restarts and kept (None: in its working directory)
         self.port = port or free_port(host)
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -176,10 +178,10 @@ class ValkeyProcess(_Child):
         if port_open(self.host, self.port):
             raise ProcessFailed(f"port {self.port} on {self.host} is already in use", field="port")
         self._workdir = Path(tempfile.mkdtemp(prefix="strata-valkey-", dir=self.tmp_root))
-        log_path = self._workdir / "valkey.log"
+        log_path = self.log_path or self._workdir / "valkey.log"
         argv = [str(self.binary), "--port", str(self.port), "--bind", self.host, "--save", "",
                 "--appendonly", "no", "--dir", str(self._workdir)]
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True, preexec_fn=_die_with_parent())
         self._wait_for_ping(log_path)
@@ -239,7 +241,8 @@ class ManagedProcess(_Child):
     def output_tail(self, lines: int = 40) -> str:
         return _tail(self.log_path, lines)
 
-    def start(self, timeout_s: float = 60.0) -> ManagedProcess:
+    def start(self, timeout_s: float = 60.0, *, wait: bool = True) -> ManagedProcess:
+        """Spawn the child; with ``wait`` (and a ``ready_url``) return once it is ready."""
         if self.running:
             return self
         if self.log_path is None:
@@ -251,7 +254,7 @@ class ManagedProcess(_Child):
             self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           env=self.env, cwd=self.cwd, start_new_session=True, preexec_fn=preexec)
         logger.info("started %s", self.name, extra={"pid": self._proc.pid, "argv": self.argv})
-        if self.ready_url is not None:
+        if wait and self.ready_url is not None:
             self.wait_ready(timeout_s)
         return self
 

@@ -1,5 +1,6 @@
 """The demo's one temporary directory per run: ``<tmp>/strata-demo-<pid>-XXXX`` holds the edge's log and
-Valkey's working directory, and is removed when the demo exits, however it exits.
+Valkey's working directory, and is removed when the demo exits, however it exits (``strata up`` and
+``strata simulate`` use the same, named ``strata-up-<pid>-XXXX``).
 
 A demo killed with SIGKILL cannot clean up (its children still die, through PDEATHSIG), so each start
 first removes the directories whose owner PID no longer runs. A directory whose PID was since reused by
@@ -19,7 +20,6 @@ from types import TracebackType
 logger = logging.getLogger(__name__)
 
 PREFIX = "strata-demo-"
-_OWNED = re.compile(rf"^{re.escape(PREFIX)}(\d+)-")
 
 
 def pid_alive(pid: int) -> bool:
@@ -32,11 +32,12 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(root: Path) -> list[Path]:
-    """Remove this user's demo directories under ``root`` whose owner process is dead; returns them."""
+def remove_stale(root: Path, prefix: str = PREFIX) -> list[Path]:
+    """Remove this user's ``prefix`` directories under ``root`` whose owner process is dead; returns them."""
     removed = []
-    for entry in root.glob(f"{PREFIX}*"):
-        owner = _OWNED.match(entry.name)
+    owned = re.compile(rf"^{re.escape(prefix)}(\d+)-")
+    for entry in root.glob(f"{prefix}*"):
+        owner = owned.match(entry.name)
         if owner is None or not entry.is_dir() or entry.is_symlink():
             continue
         pid = int(owner.group(1))
@@ -51,13 +52,14 @@ def remove_stale(root: Path) -> list[Path]:
 class RunDir:
     """``with RunDir() as path:`` stale directories removed, a fresh one made, removed again on exit."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, prefix: str = PREFIX) -> None:
         self.root = Path(root) if root is not None else Path(tempfile.gettempdir())
+        self.prefix = prefix
         self.path: Path | None = None
 
     def __enter__(self) -> Path:
-        remove_stale(self.root)
-        self.path = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.root))
+        remove_stale(self.root, self.prefix)
+        self.path = Path(tempfile.mkdtemp(prefix=f"{self.prefix}{os.getpid()}-", dir=self.root))
         return self.path
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -192,3 +192,31 @@ def answers_table(answers: list[Answer], bundle: DemoBundle, top: int = 3) -> Ta
             str((b.get("timing") or {}).get("server_us", "")),
         )
     return table
+
+
+def router_table(answers: list[Answer], bundle: DemoBundle, top: int = 2) -> Table:
+    """The sample requests the router escalated (``route_tier`` not ``edge``): which tier it chose, which
+    tier answered (``tier``: the upper tier, or the edge itself when the upper tier missed its deadline,
+    failed or was over budget: ``degraded``), and the time it took, client-side and server-side."""
+    def is_escalated(a: Answer) -> bool:
+        return a.error is None and a.body.get("route_tier", "edge") != "edge"
+
+    escalated = [a for a in answers if is_escalated(a)]
+    answered_above = sum(1 for a in escalated if a.body.get("tier") != "edge")
+    table = Table(title=f"router: {len(escalated)} of {len(answers)} requests escalated, "
+                        f"{answered_above} answered by the upper tier", show_lines=True,
+                  caption="route_tier: where the router sent it; tier: who answered; the edge answers itself "
+                          "(degraded) when the upper tier misses its deadline or is not configured")
+    for col in ("#", "request", "route_tier", "tier", "degraded", "top items", "route_reasons", "client ms",
+                "server µs"):
+        table.add_column(col, no_wrap=col in ("#", "route_tier", "tier", "degraded", "client ms", "server µs"))
+    for i, ans in enumerate(answers, 1):
+        if not is_escalated(ans):
+            continue
+        b = ans.body
+        lines = [escape(f"{it.get('item_id')} {bundle.titles.get(str(it.get('item_id')), '?')}")
+                 for it in b.get("items", [])[:top]]
+        table.add_row(str(i), escape(ans.sample.label), str(b.get("route_tier")), str(b.get("tier")),
+                      str(b.get("degraded")), "\n".join(lines), escape(", ".join(map(str, b.get("route_reasons", [])))),
+                      f"{ans.client_ms:.2f}", str((b.get("timing") or {}).get("server_us", "")))
+    return table

@@ -40,9 +40,10 @@ class TansuProcess(_Child):
     """A real Tansu broker on 127.0.0.1 (memory storage), restartable on the same port."""
 
     def __init__(self, port: int | None = None, *, host: str = "127.0.0.1", startup_timeout_s: float = 10.0,
-                 binary: Path | None = None, tmp_root: Path | None = None) -> None:
+                 binary: Path | None = None, tmp_root: Path | None = None, log_path: Path | None = None) -> None:
         self.binary = binary or tansu_binary()
         self.tmp_root = tmp_root    # where its log goes (None: the system temp directory)
+        self.log_path = log_path    # appended to across restarts and kept (None: a temporary file, removed)
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout_s = startup_timeout_s
@@ -58,20 +59,23 @@ class TansuProcess(_Child):
             return self
         if port_open(self.host, self.port):
             raise ProcessFailed(f"port {self.port} on {self.host} is already in use", field="port")
-        fd, name = tempfile.mkstemp(prefix="strata-tansu-", suffix=".log", dir=self.tmp_root)
-        os.close(fd)
-        self._log = Path(name)
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="strata-tansu-", suffix=".log", dir=self.tmp_root)
+            os.close(fd)
+            self._log = Path(name)
         url = f"tcp://{self.host}:{self.port}"
         argv = [str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        with open(self._log, "wb") as log:
+        log_path = self.log_path or self._log
+        assert log_path is not None
+        with open(log_path, "ab") as log:
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           env=env, start_new_session=True, preexec_fn=_die_with_parent())
         deadline = time.monotonic() + self.startup_timeout_s
         while not port_open(self.host, self.port, 0.1):
             rc = self._proc.poll()
             if rc is not None:
-                tail = _tail(self._log, 20)
+                tail = _tail(log_path, 20)
                 self._proc = None
                 raise ProcessFailed(f"tansu exited with code {rc} on port {self.port}:\n{tail}")
             if time.monotonic() > deadline:

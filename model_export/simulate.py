@@ -37,6 +37,7 @@ AGE_PENALTY = np.array([0.0, -0.3, -1.5, -1.5, 0.2])  # per channel, for age-res
 BASE_LOGIT = -3.8
 W_TASTE, W_APPEAL, W_INTENT, W_PRICE = 1.8, 0.6, 2.2, -0.6
 INTENT_DECAY = 0.7
+PURCHASE_GIVEN_CART = 0.5
 _T = {name: i for i, name in enumerate(EVENT_TYPES)}
 
 
@@ -137,6 +138,14 @@ def simulate_sessions(rng: np.random.Generator, cfg: WorldConfig, cat: Catalog, 
     )
 
 
+def cart_probability(cat: Catalog, taste: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """P(add to cart | clicked) for rows of (user taste, item): taste fit up, relative price down. Half of
+    the carts become purchases (``PURCHASE_GIVEN_CART``)."""
+    mu = np.array([c.log_price for c in vocab.CATEGORIES])
+    fit = np.einsum("nd,nd->n", taste, cat.latent[items])
+    return 1.0 / (1.0 + np.exp(1.2 - 1.5 * fit + 0.4 * (np.log(cat.price[items]) - mu[cat.category[items]])))
+
+
 def _events(rng: np.random.Generator, cat: Catalog, taste: np.ndarray, imp: dict[str, np.ndarray],
             pos: np.ndarray, slate: np.ndarray) -> dict[str, np.ndarray]:
     """Click -> product view -> maybe cart -> maybe purchase, each a little later than the last.
@@ -148,11 +157,8 @@ def _events(rng: np.random.Generator, cat: Catalog, taste: np.ndarray, imp: dict
     item = imp["item"][idx]
     click_ts = imp["ts"][idx] + 1_000 + pos[idx] * 1_500 + rng.integers(0, 1_000, idx.size)
     view_ts = click_ts + 300 + rng.integers(0, 500, idx.size)
-    mu = np.array([c.log_price for c in vocab.CATEGORIES])
-    fit = np.einsum("nd,nd->n", taste[idx], cat.latent[item])
-    p_cart = 1.0 / (1.0 + np.exp(1.2 - 1.5 * fit + 0.4 * (np.log(cat.price[item]) - mu[cat.category[item]])))
-    cart = rng.random(idx.size) < p_cart
-    buy = cart & (rng.random(idx.size) < 0.5)
+    cart = rng.random(idx.size) < cart_probability(cat, taste[idx], item)
+    buy = cart & (rng.random(idx.size) < PURCHASE_GIVEN_CART)
     cart_ts = view_ts + 2_000 + rng.integers(0, 6_000, idx.size)
     buy_ts = cart_ts + 2_000 + rng.integers(0, 3_000, idx.size)
     chunks = [(_T["click"], np.ones_like(cart), click_ts), (_T["view"], np.ones_like(cart), view_ts),

@@ -40,6 +40,7 @@ class World:
     catalog: Catalog
     users: Users
     sessions: Sessions
+    centroids: np.ndarray | None = field(default=None, repr=False)   # [N_CATEGORIES, LATENT_DIM] taste anchors
     _fingerprint: str | None = field(default=None, repr=False)
 
     def fingerprint(self) -> str:
@@ -147,9 +148,20 @@ def generate_world(config: WorldConfig | None = None, **overrides: int) -> World
     catalog = make_catalog(rng, cfg.n_items, centroids)
     users = make_users(rng, cfg.n_users, centroids)
     sessions = simulate_sessions(rng, cfg, catalog, users)
-    world = World(cfg, catalog, users, sessions)
+    world = World(cfg, catalog, users, sessions, centroids)
     logger.info("world seed=%d items=%d users=%d sessions=%d impressions=%d events=%d",
                 cfg.seed, len(catalog), cfg.n_users, cfg.n_sessions, sessions.imp_item.shape[0],
                 sessions.ev_type.shape[0])
     return world
 
+
+
+def new_users(world: World, n: int, seed: int, prefix: str = "SIM-U-") -> Users:
+    """``n`` shoppers from the world's user distribution (``make_users`` around the world's category centroids)
+    drawn by their own generator: none of them is in the world's sessions, so no bundle was trained on them.
+    Ids are ``<prefix>00000``... (never the world's ``U-`` ids)."""
+    if world.centroids is None:
+        raise ValueError("the world was built without its centroids (use generate_world)")
+    users = make_users(np.random.Generator(np.random.PCG64([seed, 0x5EED])), n, world.centroids)
+    users.user_id = np.char.add(prefix, np.char.zfill(np.arange(n).astype(str), 5))
+    return users

@@ -1,0 +1,312 @@
+"""``strata up``: the whole system on one machine as supervised processes.
+
+    valkey-server -> Tansu broker -> streaming service (ingest + tier 2) + stream processor + origin + edge
+
+Every bundle the tiers load is exported first when the registry lacks it (``deploy.bundles``), so the origin
+runs with its models. The edge is configured with the router's upstream URLs (``router.streaming_urls``,
+``router.origin_urls``: the streaming service's and the origin's). A process that exits is restarted with
+backoff (``deploy.supervisor``); each process logs to ``<run dir>/<name>.log``, the restarts to
+``<run dir>/supervisor.log``. ``--config FILE`` names external engines (Redis/Valkey, Kafka, Qdrant, vLLM):
+then Valkey and Tansu are not started and every Strata process reads that file (its store, broker, index
+and reasoner settings stand); only the ports (free ones; the edge's ``--port``), the registry, the run
+directory's index shards and the router URLs are set here.
+
+Stopping (Ctrl-C, SIGTERM, SIGHUP, an error) stops everything in reverse order; no process is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from rich.console import Console
+from rich.table import Table
+
+from strata.deploy.bundles import ensure_bundles
+from strata.deploy.local import ManagedProcess, ValkeyProcess, free_port, port_open, strata_command
+from strata.deploy.run_dir import RunDir
+from strata.deploy.supervisor import Backoff, Supervised, Supervisor
+from strata.deploy.tansu import TansuProcess
+from strata.shared.config import StrataSettings, VectorIndexSettings, load_settings
+
+HOST = "127.0.0.1"
+SUPERVISOR_LOG = "supervisor.log"
+UP_PREFIX = "strata-up-"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """What ``--endpoints-file`` holds (exactly these keys): base URLs, the store URL, the broker HOST:PORT."""
+
+    edge: str
+    streaming: str
+    origin: str
+    store: str
+    broker: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def read(cls, path: Path | str) -> Endpoints:
+        data = json.loads(Path(path).read_text())
+        return cls(**{k: data[k] for k in ("edge", "streaming", "origin", "store", "broker")})
+
+
+def pick_port(port: int, console: Console | None = None) -> int:
+    """``port`` if free; a free one if it is taken (said on the console) or 0."""
+    if port == 0 or port_open(HOST, port):
+        chosen = free_port(HOST)
+        if port and console is not None:
+            console.print(f"[yellow]port {port} is busy; using {chosen}[/yellow]")
+        return chosen
+    return port
+
+
+def _json_env(values: list[str]) -> str:
+    return json.dumps(values)
+
+
+class Stack:
+    """The processes of ``strata up``, started by ``start()`` (ready when it returns), stopped by ``stop()``.
+
+    ``config`` None: embedded Valkey + Tansu, everything pointed at them. ``edge_port`` 0: a free port.
+    """
+
+    def __init__(self, registry: Path, run_dir: Path, *, edge_port: int = 0, config: Path | None = None,
+                 console: Console | None = None, backoff: Backoff = Backoff(), log_level: str | None = None) -> None:
+        self.registry = registry.resolve()
+        self.run_dir = run_dir
+        self.edge_port = edge_port or free_port(HOST)
+        self.config = config.resolve() if config is not None else None
+        self.console = console or Console(stderr=True)
+        self.log_level = log_level
+        self.settings: StrataSettings = load_settings(self.config)     # a bad file fails before anything starts
+        self.supervisor = Supervisor(self._say, backoff)
+        self.valkey: ValkeyProcess | None = None
+        self.broker: TansuProcess | None = None
+        self.services: dict[str, Supervised] = {}
+        self.endpoints: Endpoints | None = None
+        self._ports: dict[str, int] = {}
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _say(self, line: str) -> None:
+        with open(self.run_dir / SUPERVISOR_LOG, "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        self.console.print(f"[yellow]supervisor:[/yellow] {line}")
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def _common(self) -> list[str]:
+        args = ["--log-level", self.log_level] if self.log_level is not None else []
+        return args + (["--config", str(self.config)] if self.config is not None else [])
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, **extra}
+
+    def _add(self, name: str, argv: list[str], ready_url: str, env: dict[str, str]) -> Supervised:
+        child = ManagedProcess(name, argv, ready_url=ready_url, env=env, log_path=self.log_path(name))
+        svc = Supervised(name, child, ready_url=ready_url)
+        self.services[name] = svc
+        return svc
+
+    @property
+    def store_url(self) -> str:
+        return self.valkey.url if self.valkey is not None else self.settings.edge.store.url
+
+    @property
+    def broker_bootstrap(self) -> str:
+        return self.broker.bootstrap if self.broker is not None else self.settings.streaming.broker
+
+    # -- start -------------------------------------------------------------------------------------------
+    def start(self) -> Stack:
+        ensure_bundles(self.registry, self.console)
+        if self.config is None:
+            self.valkey = ValkeyProcess(host=HOST, tmp_root=self.run_dir, log_path=self.log_path("valkey"))
+            self.broker = TansuProcess(host=HOST, tmp_root=self.run_dir, log_path=self.log_path("broker"))
+            self.services["valkey"] = self.supervisor.spawn(Supervised("valkey", self.valkey))
+            self.services["broker"] = self.supervisor.spawn(Supervised("broker", self.broker))
+        tiers = [self._streaming(), self._processor(), self._origin(), self._edge()]
+        for svc in tiers:
+            self.supervisor.spawn(svc)
+        self.supervisor.wait_ready(tiers)
+        self.supervisor.start_watching()
+        self.endpoints = Endpoints(edge=self.url("edge"), streaming=self.url("streaming"),
+                                   origin=self.url("origin"), store=self.store_url, broker=self.broker_bootstrap)
+        return self
+
+    def url(self, name: str) -> str:
+        return f"http://{HOST}:{self._ports[name]}"
+
+    def _engine_flags(self) -> list[str]:
+        """--store/--broker for the embedded engines; nothing with --config (the file names them)."""
+        if self.config is not None:
+            return []
+        return ["--store", self.store_url, "--broker", self.broker_bootstrap]
+
+    def _index_env(self, key: str, section: VectorIndexSettings, directory: str) -> dict[str, str]:
+        """The vector shard of a process in the run directory (Qdrant Edge, no directory configured)."""
+        if section.backend == "edge" and section.url is None:
+            return {key: str(self.run_dir / directory)}
+        return {}
+
+    def _streaming(self) -> Supervised:
+        port = self._ports["streaming"] = free_port(HOST)
+        argv = [*strata_command(), "streaming", "serve", "--host", HOST, "--port", str(port),
+                "--registry", str(self.registry), *self._engine_flags(), *self._common()]
+        env = self._env(**self._index_env("STRATA_STREAMING__TIER2__VECTOR_INDEX__URL",
+                                          self.settings.streaming.tier2.vector_index, "tier2-index"))
+        return self._add("streaming", argv, f"http://{HOST}:{port}/readyz", env)
+
+    def _processor(self) -> Supervised:
+        port = self._ports["processor"] = free_port(HOST)
+        argv = [*strata_command(), "streaming", "process", "--registry", str(self.registry),
+                "--metrics-port", str(port), *self._engine_flags(), *self._common()]
+        return self._add("processor", argv, f"http://{HOST}:{port}/metrics", self._env())
+
+    def _origin(self) -> Supervised:
+        port = self._ports["origin"] = free_port(HOST)
+        argv = [*strata_command(), "origin", "--registry", str(self.registry), "--host", HOST, "--port", str(port),
+                *self._common()]
+        if self.config is None:
+            argv += ["--store", self.store_url, "--reasoner", "template"]
+        env = self._env(**self._index_env("STRATA_ORIGIN__VECTOR_INDEX__URL", self.settings.origin.vector_index,
+                                          "origin-index"))
+        return self._add("origin", argv, f"http://{HOST}:{port}/readyz", env)
+
+    def edge_argv(self, port: int) -> list[str]:
+        return [*strata_command(), "edge", "--registry", str(self.registry), "--host", HOST, "--port", str(port),
+                *self._engine_flags(), *self._common()]
+
+    def router_env(self) -> dict[str, str]:
+        """The router's upstreams: this stack's streaming service and origin, unless the config file names
+        its own (a non-empty list there stands)."""
+        router = self.settings.router
+        env: dict[str, str] = {}
+        if not router.streaming_urls:
+            env["STRATA_ROUTER__STREAMING_URLS"] = _json_env([self.url("streaming")])
+        if not router.origin_urls:
+            env["STRATA_ROUTER__ORIGIN_URLS"] = _json_env([self.url("origin")])
+        return env
+
+    def _edge(self) -> Supervised:
+        port = self._ports["edge"] = self.edge_port
+        return self._add("edge", self.edge_argv(port), f"http://{HOST}:{port}/readyz",
+                         self._env(**self.router_env()))
+
+    def add_edge(self, name: str, *, router: bool) -> str:
+        """Another edge node on the same store and broker (e.g. ``router=False``: both upstream lists empty,
+        the edge answers everything itself), supervised like the rest; returns its URL once it is ready."""
+        port = self._ports[name] = free_port(HOST)
+        env = self.router_env() if router else {"STRATA_ROUTER__STREAMING_URLS": "[]",
+                                                 "STRATA_ROUTER__ORIGIN_URLS": "[]"}
+        svc = self._add(name, self.edge_argv(port), f"http://{HOST}:{port}/readyz", self._env(**env))
+        self.supervisor.spawn(svc)
+        self.supervisor.wait_ready([svc])
+        return self.url(name)
+
+    # -- stop ----------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- what it shows -------------------------------------------------------------------------------------
+    def table(self) -> Table:
+        t = Table(title=f"strata up: run directory {self.run_dir}")
+        for col in ("process", "pid", "endpoint", "log"):
+            t.add_column(col)
+        urls = {"valkey": self.store_url, "broker": self.broker_bootstrap}
+        for name, svc in self.services.items():
+            url = urls.get(name) or (self.url(name) if name in self._ports else "")
+            if name == "processor":
+                url = f"{url}/metrics"
+            log = svc.child.log_path if isinstance(svc.child, ManagedProcess) else self.log_path(name)
+            t.add_row(name, str(svc.pid), url, str(log))
+        return t
+
+
+def print_endpoints(stack: Stack, console: Console, endpoints_file: Path | None) -> None:
+    assert stack.endpoints is not None
+    console.print(stack.table())
+    e = stack.endpoints
+    for key, value in asdict(e).items():
+        console.print(f"{key + ':':<10} {value}")
+    if endpoints_file is not None:
+        write_endpoints(endpoints_file, e)
+        console.print(f"endpoints written to {endpoints_file}")
+
+
+def write_endpoints(path: Path, endpoints: Endpoints) -> None:
+    """Atomically: a reader polling for the file never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(endpoints.to_json())
+    tmp.replace(path)
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP (terminal closed) raise KeyboardInterrupt: the same cleanup runs for all.
+
+    SIGINT is set explicitly because a shell may start a background job with SIGINT ignored.
+    """
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def run_directory(keep: Path | None) -> Iterator[Path]:
+    """``keep``: that directory (made if needed, left in place); None: a fresh ``strata-up-<pid>-*`` temporary
+    directory, removed on exit."""
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep.resolve()
+        return
+    with RunDir(prefix=UP_PREFIX) as path:
+        yield path
+
+
+def run_up(registry: Path, port: int, config: Path | None, endpoints_file: Path | None, run_dir: Path | None,
+           console: Console) -> int:
+    """``strata up`` until Ctrl-C: 0 after a clean stop."""
+    with signals_as_interrupt():
+        try:
+            with run_directory(run_dir) as directory:
+                stack = Stack(registry, directory, edge_port=pick_port(port, console), config=config,
+                              console=console)
+                with stack:
+                    print_endpoints(stack, console, endpoints_file)
+                    console.print("[bold]up[/bold]: every process is supervised (restarted with backoff if it "
+                                  "exits). Press Ctrl-C to stop.")
+                    while True:
+                        time.sleep(0.5)
+        except KeyboardInterrupt:
+            if endpoints_file is not None:
+                endpoints_file.unlink(missing_ok=True)
+            console.print("stopped; every process strata up started has been stopped")
+            return 0
