@@ -49,3 +49,18 @@ def edge_node(request, registry_dir: Path, valkey_proc, tmp_path_factory) -> Ite
         # re-raises the signal: -SIGTERM (or 0) is clean there. -SIGKILL means SIGTERM was ignored.
         clean = (0,) if request.param == "strata" else (0, -signal.SIGTERM)
         assert rc in clean, f"edge ({request.param}) exited with {rc} on SIGTERM; output:\n{proc.output_tail()}"
+
+
+@pytest.fixture(scope="session")
+def full_registry_dir(models_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every bundle ``strata up`` needs over one 500-item world: a copy of ``models_registry_dir`` (edge scorer,
+    retrieval, ranker) plus the MiniLM ``text-encoder`` exported into it. Tests that start ``strata up`` or
+    ``strata demo`` use it (or a copy): they would otherwise export the missing bundles into a shared registry."""
+    import shutil
+
+    from strata.model_export.text_encoder import export_text_encoder
+
+    root = tmp_path_factory.mktemp("full-registry") / "registry"
+    shutil.copytree(models_registry_dir, root)
+    export_text_encoder(root)
+    return root

@@ -73,17 +73,17 @@ def _wait_closed(ports: list[int], timeout_s: float = 20.0) -> None:
         time.sleep(0.1)
 
 
-def test_demo_once_removes_its_temp_files(registry_dir: Path, tmp_root: Path, tmp_path: Path) -> None:
-    argv = [*strata_command(), "demo", "--registry", str(registry_dir), "--port", str(free_port()), "--once"]
+def test_demo_once_removes_its_temp_files(full_registry_dir: Path, tmp_root: Path, tmp_path: Path) -> None:
+    argv = [*strata_command(), "demo", "--registry", str(full_registry_dir), "--port", str(free_port()), "--once"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=_env(tmp_root), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{tmp_root}/strata-demo-" in proc.stdout   # the edge log was in the run's own directory
     assert _strata_entries(tmp_root) == []
 
 
-def test_demo_stopped_by_sigterm_removes_its_temp_files(registry_dir: Path, tmp_root: Path,
+def test_demo_stopped_by_sigterm_removes_its_temp_files(full_registry_dir: Path, tmp_root: Path,
                                                         tmp_path: Path) -> None:
-    proc, out = _start_serving(registry_dir, tmp_root, tmp_path)
+    proc, out = _start_serving(full_registry_dir, tmp_root, tmp_path)
     try:
         assert len(_strata_entries(tmp_root)) == 1, "one directory while it runs"
         proc.send_signal(signal.SIGTERM)
@@ -98,9 +98,9 @@ def test_demo_stopped_by_sigterm_removes_its_temp_files(registry_dir: Path, tmp_
     assert _strata_entries(tmp_root) == []
 
 
-def test_a_sigkilled_demo_leaves_a_directory_the_next_start_removes(registry_dir: Path, tmp_root: Path,
+def test_a_sigkilled_demo_leaves_a_directory_the_next_start_removes(full_registry_dir: Path, tmp_root: Path,
                                                                     tmp_path: Path) -> None:
-    killed, out = _start_serving(registry_dir, tmp_root, tmp_path)
+    killed, out = _start_serving(full_registry_dir, tmp_root, tmp_path)
     killed.kill()          # SIGKILL: no cleanup runs in the demo; its children get SIGTERM (PDEATHSIG)
     killed.wait()
     _wait_closed(_ports("".join(out)))
@@ -109,7 +109,7 @@ def test_a_sigkilled_demo_leaves_a_directory_the_next_start_removes(registry_dir
     assert left[0].startswith(f"strata-demo-{killed.pid}-")
     alive = tmp_root / f"strata-demo-{os.getpid()}-othertest"   # a live owner's directory is never touched
     alive.mkdir()
-    argv = [*strata_command(), "demo", "--registry", str(registry_dir), "--port", str(free_port()), "--once"]
+    argv = [*strata_command(), "demo", "--registry", str(full_registry_dir), "--port", str(free_port()), "--once"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=_env(tmp_root), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _strata_entries(tmp_root) == [alive.name]

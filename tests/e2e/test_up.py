@@ -1,0 +1,185 @@
+"""``strata up`` as a user runs it: every process ready, the endpoints file, a killed stream processor
+restarted by the supervisor (and working again), a bounded ``strata simulate`` run, and Ctrl-C leaving no
+process and no open port. One ``strata up`` serves the module; the Ctrl-C test runs last and stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from strata.deploy.local import port_open, strata_command
+from strata.shared.keys import session_key
+
+pytestmark = pytest.mark.slow
+
+ENDPOINT_KEYS = ["edge", "streaming", "origin", "store", "broker"]
+
+
+@dataclass
+class Up:
+    proc: subprocess.Popen
+    endpoints_file: Path
+    endpoints: dict
+    run_dir: Path
+    out: list[str]
+
+    def output(self) -> str:
+        return "".join(self.out)
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> command line of every process whose parent is ``pid`` (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def _wait(predicate, timeout_s: float, what: str, up: Up | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout_s}s" + (f"; output:\n{up.output()}" if up else ""))
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def up(full_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    tmp = tmp_path_factory.mktemp("up")
+    endpoints_file = tmp / "endpoints.json"
+    run_dir = tmp / "run"
+    argv = [*strata_command(), "up", "--registry", str(full_registry_dir), "--port", "0",
+            "--endpoints-file", str(endpoints_file), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
+                            env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    out: list[str] = []
+    threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        _wait(lambda: endpoints_file.exists() or proc.poll() is not None, 240, "strata up wrote no endpoints file")
+        assert proc.poll() is None, "".join(out)
+        yield Up(proc, endpoints_file, json.loads(endpoints_file.read_text()), run_dir, out)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def test_endpoints_file_names_every_endpoint_and_each_answers(up: Up) -> None:
+    e = up.endpoints
+    assert list(e) == ENDPOINT_KEYS
+    for name in ("edge", "streaming", "origin"):
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", e[name]), e
+        assert httpx.get(f"{e[name]}/readyz", timeout=5).status_code == 200, name
+    ready = httpx.get(f"{e['origin']}/readyz", timeout=5).json()
+    assert ready["text_encoder"] and ready["models"]["retrieval"] and ready["models"]["ranker"], ready
+    assert re.fullmatch(r"redis://127\.0\.0\.1:\d+/0", e["store"]), e
+    assert redis.Redis.from_url(e["store"]).ping()
+    host, port = e["broker"].split(":")
+    assert host == "127.0.0.1" and port_open(host, int(port))
+    printed = up.output()
+    for name in ("edge", "streaming", "origin", "store", "broker"):
+        assert re.search(rf"^{name}: +{re.escape(e[name])}$", printed, re.M), (name, printed)
+    for name in ("valkey", "broker", "streaming", "processor", "origin", "edge"):   # a log per process
+        assert (up.run_dir / f"{name}.log").is_file(), name
+
+
+def test_a_killed_processor_is_restarted_and_processes_again(up: Up) -> None:
+    procs = _children(up.proc.pid)
+    old = [pid for pid, cmd in procs.items() if "streaming process" in cmd]
+    assert len(old) == 1, procs
+    os.kill(old[0], signal.SIGKILL)
+    log = up.run_dir / "supervisor.log"
+    _wait(lambda: log.exists() and "processor restarted" in log.read_text(), 60, "no restart logged", up)
+    text = log.read_text()
+    assert re.search(rf"processor \(pid {old[0]}\) exited with code -9 .* restarting in [\d.]+s", text), text
+    new = [pid for pid, cmd in _children(up.proc.pid).items() if "streaming process" in cmd]
+    assert len(new) == 1 and new[0] != old[0] and _alive(new[0])
+    # the new processor consumes: a click becomes the session's vector in the store
+    e = up.endpoints
+    session = f"restart-{uuid.uuid4().hex[:8]}"
+    item = httpx.post(f"{e['edge']}/v1/recommend", json={"user_id": "u-restart", "session_id": session, "k": 3},
+                      timeout=5).json()["items"][0]["item_id"]
+    event = {"event_id": uuid.uuid4().hex, "type": "click", "user_id": "u-restart", "session_id": session,
+             "ts": int(time.time() * 1000), "channel": "web", "item_id": item}
+    assert httpx.post(f"{e['streaming']}/v1/events", json=event, timeout=5).status_code == 202
+    store = redis.Redis.from_url(e["store"])
+    _wait(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
+          "the restarted processor wrote no session vector", up)
+
+
+def test_simulate_bounded_run_through_the_running_system(up: Up, full_registry_dir: Path, tmp_path: Path) -> None:
+    """``strata simulate`` against this ``strata up`` (no router-off edge here: the edge policy and the probe
+    are skipped and say so); the JSON has exactly the contract's keys."""
+    e = up.endpoints
+    out_json, out_png = tmp_path / "sim.json", tmp_path / "sim.png"
+    argv = [*strata_command(), "simulate", "--edge", e["edge"], "--events", e["streaming"], "--origin", e["origin"],
+            "--registry", str(full_registry_dir), "--users", "3", "--duration", "8", "--think", "0.2",
+            "--seed", "3", "--json", str(out_json), "--plot", str(out_png)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "policy edge skipped" in proc.stdout
+    report = json.loads(out_json.read_text())
+    assert set(report) == {"policies", "frontier", "t_edge", "seed", "users", "duration_s"}
+    assert (report["seed"], report["users"], report["duration_s"]) == (3, 3, 8.0)
+    assert list(report["policies"]) == ["routed", "streaming", "origin", "popular", "random"]
+    keys = {"expected_ctr", "realized_ctr", "ndcg_at_10", "regret", "p50_ms", "p95_ms", "p99_ms", "tier_share",
+            "degraded_share", "requests", "edge_cache_hit_ratio", "learning_curve"}
+    for name, m in report["policies"].items():
+        assert set(m) == keys, name
+        assert set(m["tier_share"]) == {"edge", "streaming", "origin"}
+        assert m["requests"] > 0 and 0 <= m["expected_ctr"] <= 1 and 0 <= m["ndcg_at_10"] <= 1, (name, m)
+    pol = report["policies"]
+    assert pol["streaming"]["tier_share"]["streaming"] == 1.0 and pol["origin"]["tier_share"]["origin"] == 1.0
+    assert pol["routed"]["edge_cache_hit_ratio"] is not None and pol["origin"]["edge_cache_hit_ratio"] is None
+    assert pol["origin"]["p50_ms"] > 0 and pol["popular"]["p50_ms"] is None
+    assert pol["origin"]["expected_ctr"] > pol["random"]["expected_ctr"]      # the truth tells them apart
+    assert report["frontier"] == []                                            # no probe without --edge-only
+    assert out_png.stat().st_size > 10_000
+
+
+def test_ctrl_c_stops_every_process_and_leaves_nothing(up: Up) -> None:
+    descendants = set(_children(up.proc.pid))
+    for pid in list(descendants):
+        descendants |= set(_children(pid))
+    assert len(descendants) >= 6
+    ports = [int(u.rsplit(":", 1)[1].split("/")[0]) for u in up.endpoints.values()]
+    os.killpg(up.proc.pid, signal.SIGINT)          # what a terminal's Ctrl-C sends (the foreground group)
+    assert up.proc.wait(timeout=60) == 0, up.output()
+    assert "stopped; every process strata up started has been stopped" in up.output()
+    _wait(lambda: not any(_alive(p) for p in descendants), 10, "processes left after Ctrl-C", up)
+    assert not any(port_open("127.0.0.1", p) for p in ports), ports
+    assert not up.endpoints_file.exists()
