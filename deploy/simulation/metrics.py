@@ -118,3 +118,12 @@ def reliability(probes: Sequence[ProbeStep], buckets: Sequence[float] = BUCKETS)
                     "edge_ctr": None if e is None else round(e, 5), "origin_ctr": None if o is None else round(o, 5),
                     "edge_over_origin": None if not n or not o else round(e / o, 3)})
     return out
+
+
+def by_session_state(steps: Sequence[Step]) -> dict:
+    """Expected CTR of pages of sessions without clicks yet (no session vector: cold) and with (warm)."""
+    out = {}
+    for name, warm in (("cold", False), ("warm", True)):
+        e = [s.expected_ctr for s in steps if s.warm == warm]
+        out[name] = {"pages": len(e), "expected_ctr": round(float(np.mean(e)), 5) if e else None}
+    return out

@@ -31,6 +31,17 @@ def policies_table(report: dict) -> Table:
     return t
 
 
+def session_state_table(report: dict) -> Table:
+    t = Table(title="expected CTR by session state: cold = no click yet in the session (no session vector), "
+                    "warm = after a click")
+    for col in ("policy", "cold pages", "cold expected CTR", "warm pages", "warm expected CTR"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for name, split in report.get("_extra", {}).get("by_session_state", {}).items():
+        t.add_row(name, str(split["cold"]["pages"]), _f(split["cold"]["expected_ctr"]), str(split["warm"]["pages"]),
+                  _f(split["warm"]["expected_ctr"]))
+    return t
+
+
 def frontier_table(report: dict) -> Table:
     t = Table(title=f"threshold frontier (probe pages: {report.get('_extra', {}).get('probe_pages', 0)}; "
                     f"configured t_edge {report['t_edge']})")
@@ -97,7 +108,7 @@ def checks_table(report: dict) -> Table:
 
 
 def render(report: dict) -> Group:
-    parts = [policies_table(report)]
+    parts = [policies_table(report), session_state_table(report)]
     if report["frontier"]:
         parts += [frontier_table(report), reliability_table(report)]
     parts.append(checks_table(report))

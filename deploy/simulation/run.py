@@ -138,6 +138,8 @@ async def simulate(truth: Truth, targets: Targets, opts: Options, confidence: Co
         "_extra": {"reliability": M.reliability(run.probes), "probe_pages": len(run.probes),
                    "events_sent": run.events_sent, "event_errors": run.event_errors, "skipped": skipped,
                    "errors": {p: sum(s.error for s in run.steps if s.policy == p) for p in run_policies},
+                   "by_session_state": {p: M.by_session_state([s for s in run.steps if s.policy == p])
+                                        for p in run_policies},
                    "elapsed_s": round(elapsed, 1), "model_version": truth.version, "run_id": run.run_id,
                    "think_s": opts.think_s},
     }

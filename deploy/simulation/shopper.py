@@ -48,6 +48,7 @@ class Step:
     shown: int
     ndcg: float                # DCG of the true probabilities as ranked / DCG of the oracle's
     oracle_ctr: float          # mean true click probability of the oracle's k
+    warm: bool = False         # the session had clicks before this page (the stream wrote its vector)
 
 
 @dataclass(slots=True)
@@ -227,7 +228,7 @@ class Shopper:
         if self.policy != PROBE:
             run.steps.append(Step(self.policy, t, served.latency_ms, served.tier, served.degraded,
                                   served.error is not None, ectr, int(clicked.sum()), n, ndcg,
-                                  float(oracle.mean()) if oracle.size else 0.0))
+                                  float(oracle.mean()) if oracle.size else 0.0, visit.clicked > 0))
         if not clicked.any():
             return
         known = rows >= 0
