@@ -183,3 +183,50 @@ def test_ctrl_c_stops_every_process_and_leaves_nothing(up: Up) -> None:
     _wait(lambda: not any(_alive(p) for p in descendants), 10, "processes left after Ctrl-C", up)
     assert not any(port_open("127.0.0.1", p) for p in ports), ports
     assert not up.endpoints_file.exists()
+
+
+def test_config_with_external_engines_starts_only_stratas_processes(full_registry_dir: Path, valkey_proc, tansu_proc,
+                                                                    tmp_path: Path) -> None:
+    """``--config`` naming a Redis and a Kafka broker that already run: no valkey-server or tansu is started, every
+    tier uses them, and the endpoints file says so."""
+    valkey_proc.start()
+    config = tmp_path / "strata.yaml"
+    config.write_text(f"""
+edge:
+  store: {{url: "{valkey_proc.url}"}}
+  impressions: {{broker: "{tansu_proc.bootstrap}"}}
+streaming:
+  store: "{valkey_proc.url}"
+  broker: "{tansu_proc.bootstrap}"
+  group: "up-external-{uuid.uuid4().hex[:6]}"
+origin:
+  store: {{url: "{valkey_proc.url}"}}
+""")
+    endpoints_file = tmp_path / "endpoints.json"
+    argv = [*strata_command(), "up", "--registry", str(full_registry_dir), "--port", "0", "--config", str(config),
+            "--endpoints-file", str(endpoints_file)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                            env={**os.environ, "COLUMNS": "200"}, start_new_session=True)
+    out: list[str] = []
+    threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        _wait(lambda: endpoints_file.exists() or proc.poll() is not None, 180, "no endpoints file")
+        assert proc.poll() is None, "".join(out)
+        e = json.loads(endpoints_file.read_text())
+        assert (e["store"], e["broker"]) == (valkey_proc.url, tansu_proc.bootstrap)
+        started = " ".join(_children(proc.pid).values())
+        assert "valkey-server" not in started and "tansu" not in started, started
+        assert started.count("--config") == 4, started          # edge, origin, streaming serve and process
+        ready = httpx.get(f"{e['origin']}/readyz", timeout=5).json()
+        assert ready["store"] == "redis", ready
+        session = f"ext-{uuid.uuid4().hex[:8]}"
+        event = {"event_id": uuid.uuid4().hex, "type": "click", "user_id": "u-ext", "session_id": session,
+                 "ts": int(time.time() * 1000), "channel": "web", "item_id": "SKU-000001"}
+        assert httpx.post(f"{e['streaming']}/v1/events", json=event, timeout=5).status_code == 202
+        store = valkey_proc.client()
+        _wait(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
+              "the processor on the external broker wrote no session vector to the external store")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, "".join(out)
+    assert valkey_proc.running and port_open("127.0.0.1", tansu_proc.port)     # the external engines are not ours
