@@ -127,3 +127,8 @@ def by_session_state(steps: Sequence[Step]) -> dict:
         e = [s.expected_ctr for s in steps if s.warm == warm]
         out[name] = {"pages": len(e), "expected_ctr": round(float(np.mean(e)), 5) if e else None}
     return out
+
+
+def server_p95(steps: Sequence[Step]) -> float | None:
+    """p95 of the answers' own server time (``timing.server_us``), next to the client's."""
+    return _pct(np.array([s.server_ms for s in steps if s.server_ms is not None]), 95)

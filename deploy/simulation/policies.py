@@ -37,6 +37,7 @@ class Served:
     route_reasons: list[str] = field(default_factory=list)
     impression_id: str | None = None
     latency_ms: float | None = None
+    server_ms: float | None = None     # the answer's own timing.server_us: the tier's time without the network
     error: str | None = None
 
 
@@ -57,9 +58,10 @@ async def ask(http: httpx.AsyncClient, body: dict) -> Served:
         b = orjson.loads(resp.content)
     except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
         return Served([], latency_ms=(time.perf_counter() - t0) * 1000.0, error=f"{type(exc).__name__}: {exc}")
+    server_us = (b.get("timing") or {}).get("server_us")
     return Served([str(it["item_id"]) for it in b.get("items", [])], b.get("tier"), bool(b.get("degraded")),
                   b.get("confidence"), b.get("route_tier"), list(b.get("route_reasons") or []),
-                  b.get("impression_id"), ms)
+                  b.get("impression_id"), ms, server_us / 1000.0 if isinstance(server_us, int | float) else None)
 
 
 def _capped(truth: Truth, rows: np.ndarray, k: int) -> list[str]:

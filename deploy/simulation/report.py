@@ -19,12 +19,13 @@ def policies_table(report: dict) -> Table:
     t = Table(title=f"strata simulate: {report['users']} shoppers per policy, {report['duration_s']:.0f} s, "
                     f"seed {report['seed']}, model {extra.get('model_version', '?')}")
     for col in ("policy", "expected CTR", "realised CTR", "NDCG@10", "regret", "p50 ms", "p95 ms", "p99 ms",
-                "edge/streaming/origin", "degraded", "requests", "errors", "edge cache hits"):
+                "server p95 ms", "edge/streaming/origin", "degraded", "requests", "errors", "edge cache hits"):
         t.add_column(col, justify="left" if col == "policy" else "right")
     for name, m in report["policies"].items():
         share = m["tier_share"]
         t.add_row(name, _f(m["expected_ctr"]), _f(m["realized_ctr"]), _f(m["ndcg_at_10"]), _f(m["regret"]),
                   _f(m["p50_ms"], ".2f"), _f(m["p95_ms"], ".2f"), _f(m["p99_ms"], ".2f"),
+                  _f(extra.get("server_p95_ms", {}).get(name), ".2f"),
                   f"{share['edge']:.2f}/{share['streaming']:.2f}/{share['origin']:.2f}",
                   f"{m['degraded_share']:.3f}", str(m["requests"]), str(extra.get("errors", {}).get(name, 0)),
                   _f(m["edge_cache_hit_ratio"], ".3f"))

@@ -49,6 +49,7 @@ class Step:
     ndcg: float                # DCG of the true probabilities as ranked / DCG of the oracle's
     oracle_ctr: float          # mean true click probability of the oracle's k
     warm: bool = False         # the session had clicks before this page (the stream wrote its vector)
+    server_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -228,7 +229,7 @@ class Shopper:
         if self.policy != PROBE:
             run.steps.append(Step(self.policy, t, served.latency_ms, served.tier, served.degraded,
                                   served.error is not None, ectr, int(clicked.sum()), n, ndcg,
-                                  float(oracle.mean()) if oracle.size else 0.0, visit.clicked > 0))
+                                  float(oracle.mean()) if oracle.size else 0.0, visit.clicked > 0, served.server_ms))
         if not clicked.any():
             return
         known = rows >= 0
