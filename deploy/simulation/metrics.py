@@ -79,16 +79,17 @@ def upper_tier(p: ProbeStep, cfg: ConfidenceConfig) -> str:
     return tier
 
 
-def _upper_ctr(p: ProbeStep, cfg: ConfidenceConfig) -> float | None:
-    tier = upper_tier(p, cfg)
+def _upper_ctr(p: ProbeStep, cfg: ConfidenceConfig, origin_only: bool = False) -> float | None:
+    tier = "origin" if origin_only else upper_tier(p, cfg)
     value = p.streaming_ctr if tier == "streaming" else p.origin_ctr
     return value if value is not None else p.origin_ctr
 
 
 def frontier(probes: Sequence[ProbeStep], t_edge: float, cfg: ConfidenceConfig = ConfidenceConfig(),
-             sweep: Sequence[float] = SWEEP) -> list[dict]:
-    """The contract's ``frontier``: one point per threshold of ``sweep`` plus the configured ``t_edge``."""
-    rows = [(p.confidence, p.edge_ctr, u) for p in probes if (u := _upper_ctr(p, cfg)) is not None]
+             sweep: Sequence[float] = SWEEP, origin_only: bool = False) -> list[dict]:
+    """The contract's ``frontier``: one point per threshold of ``sweep`` plus the configured ``t_edge``.
+    ``origin_only``: every escalation goes to the origin (a what-if next to the router's rule)."""
+    rows = [(p.confidence, p.edge_ctr, u) for p in probes if (u := _upper_ctr(p, cfg, origin_only)) is not None]
     if not rows:
         return []
     conf, edge, upper = (np.array(c) for c in zip(*rows, strict=True))

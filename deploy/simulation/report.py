@@ -47,12 +47,15 @@ def frontier_table(report: dict) -> Table:
     t = Table(title=f"threshold frontier (probe pages: {report.get('_extra', {}).get('probe_pages', 0)}; "
                     f"configured t_edge {report['t_edge']})")
     for col in ("t_edge", "escalated", "expected CTR (by confidence)", "expected CTR (same share at random)",
-                "difference"):
+                "difference", "if every escalation went to the origin"):
         t.add_column(col, justify="right")
+    origin_only = {p["t_edge"]: p for p in report.get("_extra", {}).get("frontier_origin_only", [])}
     for p in report["frontier"]:
         mark = " *" if p["t_edge"] == report["t_edge"] else ""
+        alt = origin_only.get(p["t_edge"])
         t.add_row(f"{p['t_edge']:.2f}{mark}", f"{p['escalation_share']:.3f}", f"{p['expected_ctr']:.4f}",
-                  f"{p['random_expected_ctr']:.4f}", f"{p['expected_ctr'] - p['random_expected_ctr']:+.4f}")
+                  f"{p['random_expected_ctr']:.4f}", f"{p['expected_ctr'] - p['random_expected_ctr']:+.4f}",
+                  _f(alt["expected_ctr"]) if alt else "–")
     return t
 
 

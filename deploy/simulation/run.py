@@ -136,6 +136,7 @@ async def simulate(truth: Truth, targets: Targets, opts: Options, confidence: Co
         "users": opts.users,
         "duration_s": opts.duration_s,
         "_extra": {"reliability": M.reliability(run.probes), "probe_pages": len(run.probes),
+                   "frontier_origin_only": M.frontier(run.probes, confidence.t_edge, confidence, origin_only=True),
                    "events_sent": run.events_sent, "event_errors": run.event_errors, "skipped": skipped,
                    "errors": {p: sum(s.error for s in run.steps if s.policy == p) for p in run_policies},
                    "by_session_state": {p: M.by_session_state([s for s in run.steps if s.policy == p])

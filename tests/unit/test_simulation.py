@@ -109,6 +109,8 @@ def test_frontier_takes_tier2_for_sessions_with_a_vector() -> None:
     assert M.upper_tier(known, cfg) == "streaming" and M.upper_tier(cold, cfg) == "origin"
     point = {p["t_edge"]: p for p in M.frontier([known, cold], 0.6, cfg)}[1.0]
     assert point["expected_ctr"] == pytest.approx((0.4 + 0.9) / 2)
+    to_origin = {p["t_edge"]: p for p in M.frontier([known, cold], 0.6, cfg, origin_only=True)}[1.0]
+    assert to_origin["expected_ctr"] == pytest.approx(0.9)
 
 
 def test_reliability_buckets_edge_over_origin() -> None:
