@@ -9,6 +9,7 @@ from strata.shared.serving.pipeline import SUSPEND
 
 class SessionStage:
     name = "session"
+    suspends = True
 
     def __init__(self, source: SessionSource) -> None:
         self.source = source

@@ -66,6 +66,7 @@ class SessionStage:
     """The session's vector straight from the store (every request: the freshest write, no cache)."""
 
     name = "session"
+    suspends = True
 
     def __init__(self, store: Tier2Store) -> None:
         self.store = store
@@ -153,6 +154,7 @@ class Counts:
     """The slot's clicks and impressions of exactly these candidates (and of the pool, for a fill)."""
 
     name = "counts"
+    suspends = True
 
     def __init__(self, store: Tier2Store) -> None:
         self.store = store
