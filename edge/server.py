@@ -11,9 +11,9 @@ import logging
 import uvicorn
 
 from strata.edge.node import EdgeNode
-from strata.edge.row_map import COMPILED as ROWMAP_COMPILED
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.ranking.bandit import SAMPLER
+from strata.shared.ranking.row_map import COMPILED as ROWMAP_COMPILED
 from strata.shared.serving.gc_tuning import tune_gc
 from strata.shared.serving.logs import configure_logging
 

@@ -28,6 +28,7 @@ class Context:
     country: str = ""
     hour: int = 12
     age_verified: bool = False     # the caller verified the user's age: age-restricted items may be served
+    consent: bool = True           # personalization consent: False -> no personal data is read or used
 
 
 @dataclass(slots=True)
@@ -45,7 +46,7 @@ class RecommendRequest:
 _REQUEST_FIELDS = frozenset(
     {"tenant", "user_id", "session_id", "slot", "k", "candidates", "context", "explain"}
 )
-_CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour", "age_verified"})
+_CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour", "age_verified", "consent"})
 
 
 def _ident(obj: dict, name: str, default: str | None, path: str = "") -> str:
@@ -82,7 +83,10 @@ def _context(raw: object) -> Context:
     age_verified = raw.get("age_verified", False)
     if type(age_verified) is not bool:
         raise InvalidField(f"must be a boolean, got {type(age_verified).__name__}", field="context.age_verified")
-    return Context(channel, device, country, hour, age_verified)
+    consent = raw.get("consent", True)
+    if type(consent) is not bool:
+        raise InvalidField(f"must be a boolean, got {type(consent).__name__}", field="context.consent")
+    return Context(channel, device, country, hour, age_verified, consent)
 
 
 def parse_recommend(obj: object) -> RecommendRequest:

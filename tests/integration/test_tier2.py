@@ -61,7 +61,7 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
     async def go() -> None:
         async with tier2(cfg) as (client, t2):
             before = await _recommend(client, k=8)
-            assert before["route_reasons"][:2] == ["popular_candidates", "no_session_vector"]
+            assert before["route_reasons"][:2] == ["no_session_vector", "popular_candidates"]
             assert before["degraded"] is False and len(before["items"]) == 8
             ev = {"event_id": "t2-click-1", "type": "click", "user_id": "u1", "session_id": "s-t2",
                   "ts": int(time.time() * 1000), "channel": "web", "item_id": item}
@@ -79,7 +79,7 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
                 r.close()
             assert t2.impressions.logged == 1
             after = await _recommend(client, k=8)
-            assert after["route_reasons"][:2] == ["ann_candidates", "fresh_session_vector"]
+            assert after["route_reasons"][:2] == ["fresh_session_vector", "ann_candidates"]
             assert [it["item_id"] for it in after["items"]] != [it["item_id"] for it in before["items"]]
             # the candidates are the clicked item's neighbours: every answered item is among the 200 items
             # nearest to it that the age gate allows (brute force over the bundle's vectors)
@@ -145,7 +145,10 @@ def test_store_down_answers_the_popular_ranking_degraded(registry_dir) -> None:
         async with tier2(cfg) as (client, t2):
             out = await _recommend(client, k=6)
             assert out["degraded"] is True and len(out["items"]) == 6
-            assert out["route_reasons"] == ["popular_candidates", "store_unavailable"]
+            # what happened, then why the router would send it on (no session: the origin)
+            assert out["route_reasons"] == ["store_unavailable", "popular_candidates", "low_confidence",
+                                            "no_session_vector"]
+            assert out["route_tier"] == "origin"
             pool = set(t2.model.bundle.item_ids[r] for r in t2.model.pool("web", False).tolist())
             assert {it["item_id"] for it in out["items"]} <= pool
             metrics = (await client.get("/metrics")).text
