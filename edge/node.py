@@ -33,6 +33,7 @@ from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.ranking.ranker import Ranker
+from strata.shared.ranking.stages.escalate import Escalate, UpstreamClient
 from strata.shared.ranking.stages.guardrail_filter import GuardrailFilter
 from strata.shared.serving.answers import Answer, RequestIds
 from strata.shared.serving.encode import Encode
@@ -62,7 +63,9 @@ async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 3, wait_s: fl
 
 
 class EdgeNode:
-    def __init__(self, settings: StrataSettings, source: SettingsSource | None = None) -> None:
+    def __init__(self, settings: StrataSettings, source: SettingsSource | None = None,
+                 upstream: UpstreamClient | None = None) -> None:
+        """``upstream``: the router's client (None: the edge answers every request itself)."""
         cfg = self.cfg = settings.edge
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
@@ -89,6 +92,7 @@ class EdgeNode:
             confidence=cfg.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, health=store_health, on_ranked=self._ranked,
                           on_degraded=self.metrics.degraded),
+            escalate=Escalate(TIER, upstream),
         )
         self.metrics.bind(
             response_cache=lambda: (self.responses.hits, self.responses.misses),

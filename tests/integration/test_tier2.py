@@ -171,3 +171,55 @@ def test_guardrails_that_empty_the_given_candidates_fill_from_the_pool(fresh_val
                        for it in out["items"])
 
     asyncio.run(go())
+
+
+def test_the_shared_front_door_refuses_encoded_bodies_and_other_methods(fresh_valkey, registry_dir) -> None:
+    """Tier 2's route is the shared raw-ASGI front door: the same 415/405/413 answers as the edge's, counted."""
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir, max_body_bytes=4096)
+    body = b'{"user_id": "u", "session_id": "s", "k": 3}'
+
+    async def go() -> None:
+        async with tier2(cfg) as (client, _):
+            gz = await client.post("/v1/recommend", content=body, headers={"content-type": "application/json",
+                                                                            "content-encoding": "gzip"})
+            assert gz.status_code == 415
+            assert gz.json()["error"] == {"code": "unsupported_media_type", "field": "Content-Encoding",
+                                          "reason": "Content-Encoding 'gzip' is not supported; send the body "
+                                                    "uncompressed"}
+            ok = await client.post("/v1/recommend", content=body, headers={"content-encoding": "identity"})
+            assert ok.status_code == 200
+            get = await client.get("/v1/recommend")
+            assert get.status_code == 405 and get.headers["allow"] == "POST"
+            assert get.json()["error"]["code"] == "method_not_allowed"
+            big = await client.post("/v1/recommend", content=b"x" * 5000)
+            assert big.status_code == 413 and big.json()["error"]["field"] == "body"
+            metrics = (await client.get("/metrics")).text
+            for status in ("415", "200", "405", "413"):
+                assert f'strata_tier2_requests_total{{status="{status}"}} 1.0' in metrics, status
+
+    asyncio.run(go())
+
+
+def test_without_consent_tier2_reads_no_personal_data(fresh_valkey, store_redis, registry_dir, catalog) -> None:
+    """Consent is a guardrail at tier 2: no session read, so no ANN on the session's vector either (the popular
+    pool answers); the slot's counts (not personal) are still read."""
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir)
+    item = next(i for i, r in catalog.index.items() if catalog.vectors[r].any())
+    store_redis.hset(K.session_key("default", "s-t2"), mapping={"vec": catalog.vector(item).astype("<f4").tobytes(),
+                                                               "updated_ms": int(time.time() * 1000)})
+
+    def hmget_calls() -> int:
+        return int(store_redis.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+    async def go() -> None:
+        async with tier2(cfg) as (client, _):
+            n0 = hmget_calls()
+            refused = await _recommend(client, k=5, context={"consent": False})
+            n1 = hmget_calls()
+            given = await _recommend(client, k=5)
+            n2 = hmget_calls()
+            assert refused["route_reasons"][:2] == ["no_consent_context_only", "popular_candidates"]
+            assert (n1 - n0, n2 - n1) == (1, 2)         # counts only; then session + counts
+            assert given["route_reasons"][:2] == ["fresh_session_vector", "ann_candidates"]
+
+    asyncio.run(go())
