@@ -1,6 +1,6 @@
 """Answers cached at the PoP: an exact-body cache in front of a semantic one.
 
-- exact: the digest of the raw body (+ content type + live-model tag) -> answer; a repeated body skips
+- exact: the raw body (a digest of a big one) (+ content type + live-model tag) -> answer; a repeated body skips
   decoding, validation and key building;
 - semantic: (tenant, session, slot, context bucket, age gate, consent, k, explain, candidates,
   live-model tag) -> answer.
@@ -52,7 +52,7 @@ class ResponseCache:
         for k in keys:
             if k is None:
                 continue
-            if len(k) == 3 and self.exact is not None:       # exact keys: (digest, ctype, tag)
+            if len(k) == 3 and self.exact is not None:       # exact keys: (body or digest, ctype, tag)
                 n += self.exact.discard(k) is not None
             else:
                 n += self.semantic.discard(k) is not None

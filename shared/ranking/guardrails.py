@@ -196,6 +196,10 @@ class DiversitySelector:
         are walked again once the window has moved on. Returns (positions, explored flag per position).
         Fewer than k come back only when the diversity cap allows no more (see ``relax``).
         """
+        cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
+        exp_list = explored.tolist() if explored is not None else None
+        if self.window is None:
+            return self._select_whole(order, cat_list, k, exp_list, budget, prior, prior_explored)
         cap, window = self.max_per_category, self.window
         sliding = window is not None
         recent: deque[int] | None = None
@@ -209,8 +213,6 @@ class DiversitySelector:
             counts[c] = counts.get(c, 0) + 1
         picked: list[int] = []
         flags: list[bool] = []
-        cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
-        exp_list = explored.tolist() if explored is not None else None
 
         def place(pos: int, c: int, e: bool) -> None:
             picked.append(pos)
@@ -258,6 +260,51 @@ class DiversitySelector:
                 if c != UNCAPPED and counts.get(c, 0) >= cap:
                     continue
                 place(pos, c, False)
+                if len(picked) == k:
+                    break
+        return picked, flags
+
+    def _select_whole(self, order: Sequence[int], cat_list: list[int], k: int, exp_list: list[bool] | None,
+                      budget: int, prior: Sequence[int], prior_explored: int) -> tuple[list[int], list[bool]]:
+        """``select`` with the cap on the whole answer: the edge's hot path, one tight loop (no window to move)."""
+        cap = self.max_per_category
+        counts: dict[int, int] = {}
+        for c in prior:
+            counts[c] = counts.get(c, 0) + 1
+        get = counts.get
+        picked: list[int] = []
+        flags: list[bool] = []
+        used = prior_explored
+        skipped_for_budget = False
+        for pos in order:
+            e = exp_list is not None and exp_list[pos]
+            if e and used >= budget:
+                skipped_for_budget = True
+                continue
+            c = cat_list[pos]
+            if c != UNCAPPED:
+                n = get(c, 0)
+                if n >= cap:
+                    continue
+                counts[c] = n + 1
+            picked.append(pos)
+            flags.append(e)
+            used += e
+            if len(picked) == k:
+                return picked, flags
+        if skipped_for_budget:
+            taken = set(picked)
+            for pos in order:
+                if pos in taken:
+                    continue
+                c = cat_list[pos]
+                if c != UNCAPPED:
+                    n = get(c, 0)
+                    if n >= cap:
+                        continue
+                    counts[c] = n + 1
+                picked.append(pos)
+                flags.append(False)
                 if len(picked) == k:
                     break
         return picked, flags

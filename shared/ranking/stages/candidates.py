@@ -20,10 +20,13 @@ class GivenCandidates:
             ctx.rows = ctx.model.pool(ctx.req.context.channel, ctx.req.context.age_verified)
             ctx.n_unknown = ctx.unknown_candidates = ctx.n_given = 0
             return
-        if len(set(cand)) != len(cand):
+        ranker = ctx.model.ranker
+        rows, n_unknown = ranker.lookup(cand)
+        if ranker.repeats(rows) if not n_unknown else len(set(cand)) != len(cand):
             cand = list(dict.fromkeys(cand))   # dedupe, keep order
+            rows, n_unknown = ranker.lookup(cand)
         ctx.channel_pool = False
         ctx.n_given = len(cand)
         ctx.ids = cand
-        ctx.rows, ctx.n_unknown = ctx.model.ranker.lookup(cand)
-        ctx.unknown_candidates = ctx.n_unknown
+        ctx.rows = rows
+        ctx.n_unknown = ctx.unknown_candidates = n_unknown

@@ -9,8 +9,12 @@ same way:
 
 from __future__ import annotations
 
+import numpy as np
+
 from strata.shared.ranking.confidence import ConfidenceConfig, Signals, confidence
 from strata.shared.ranking.stages.ctx import RankCtx
+
+_sum = np.add.reduce         # without ndarray.sum's Python-level wrapper
 
 
 class ConfidenceStage:
@@ -23,10 +27,10 @@ class ConfidenceStage:
         n = ctx.rows.shape[0]
         picked = ctx.picked
         m = picked.shape[0]
-        total = float(ctx.alpha[picked].sum() + ctx.beta[picked].sum()) if m else 0.0
+        total = float(_sum(ctx.strength[picked])) if m else 0.0
         fill = ctx.fill_post
         if fill is not None:
-            total += float(fill[0].sum() + fill[1].sum())
+            total += float(_sum(fill[0]) + _sum(fill[1]))
             m += fill[0].shape[0]
         sig = ctx.signals = Signals(session_known=ctx.vec is not None, session_age_s=ctx.vec_age_s,
                                     concentration=total / m if m else ctx.model.ranker.bandit.n0,

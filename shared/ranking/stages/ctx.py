@@ -53,7 +53,7 @@ class RankCtx:
         "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool",  # candidates
         "removed",                                                       # guardrails
         "counts",                                                        # the tier's counts stage
-        "alpha", "beta", "imps", "n_known", "theta", "mean",             # posterior
+        "alpha", "beta", "strength", "imps", "n_known", "theta", "mean",  # posterior
         "picked", "flags", "picked_cats", "margin", "items", "explored", "target",   # select
         "filled", "fill_post", "relaxed",                                # fill
         "signals", "confidence", "route_tier", "route_reasons",          # confidence, route
@@ -91,6 +91,7 @@ class RankCtx:
     # posterior
     alpha: np.ndarray
     beta: np.ndarray
+    strength: np.ndarray            # alpha + beta: the posterior's concentration per candidate
     imps: np.ndarray | None
     n_known: int
     theta: np.ndarray               # one Thompson draw per candidate

@@ -17,4 +17,5 @@ class PosteriorStage:
         post = ranker.posterior(rows, n_unknown, ctx.req.context, ctx.vec, clicks, imps)
         ctx.alpha, ctx.beta, ctx.imps, ctx.n_known = post
         ctx.theta = ranker.draw(post.alpha, post.beta)
-        ctx.mean = post.alpha / (post.alpha + post.beta)
+        ab = ctx.strength = post.alpha + post.beta
+        ctx.mean = post.alpha / ab
