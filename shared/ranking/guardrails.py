@@ -25,6 +25,12 @@ from typing import Literal, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+try:
+    from strata.shared.ranking._walk import walk as _compiled_walk
+except ImportError:   # no C compiler at install time: the same walk in Python
+    _compiled_walk = None
+
+WALK = "compiled" if _compiled_walk is not None else "python"
 REASONS = ("kept", "banned_item", "banned_category", "age_restricted", "unknown_item")
 DIVERSITY_RELAXED = "diversity_cap_relaxed"     # route_reasons: more than max_per_category of a category
 KEPT, BANNED_ITEM, BANNED_CATEGORY, AGE_RESTRICTED, UNKNOWN_ITEM = range(len(REASONS))
@@ -196,6 +202,11 @@ class DiversitySelector:
         are walked again once the window has moved on. Returns (positions, explored flag per position).
         Fewer than k come back only when the diversity cap allows no more (see ``relax``).
         """
+        if self.window is None and not prior and not prior_explored and _compiled_walk is not None and (
+                isinstance(order, np.ndarray) and isinstance(cats, np.ndarray)):
+            return _compiled_walk(order, cats, explored, k, budget, self.max_per_category)
+        if isinstance(order, np.ndarray):
+            order = order.tolist()
         cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
         exp_list = explored.tolist() if explored is not None else None
         if self.window is None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from strata.shared.ranking import guardrails as guardrails_module
 from strata.shared.ranking.guardrails import (
     AGE_RESTRICTED,
     BANNED_CATEGORY,
@@ -187,3 +188,20 @@ def test_relax_raises_the_cap_one_step_at_a_time(window: int | None) -> None:
     assert more == [3, 11, 4, 12]                       # cap 4: one more of each; cap 5: the next of each
     assert not sel.satisfied(cats[pos + more])
     assert sel.relax([], cats, 4) == [] and sel.relax(rest, cats, 0) == []
+
+
+@pytest.mark.skipif(guardrails_module.WALK != "compiled", reason="the C walk was not built (no compiler)")
+def test_the_compiled_walk_gives_the_python_walks_answers() -> None:
+    rng = np.random.default_rng(5)
+    sel = DiversitySelector(3)
+    for trial in range(3000):
+        n = int(rng.integers(1, 120))
+        k = int(rng.integers(1, 40))
+        cats = rng.integers(-1, int(rng.integers(1, 12)), n)              # -1: no category (never capped)
+        order = rng.permutation(n)
+        explored = rng.random(n) < rng.random() if trial % 4 else None
+        budget = int(rng.integers(0, 6))
+        compiled = sel.select(order, cats, k, explored, budget)
+        python = sel._select_whole(order.tolist(), cats.tolist(), k,
+                                   None if explored is None else explored.tolist(), budget, (), 0)
+        assert compiled == python, trial

@@ -59,7 +59,7 @@ class ThompsonSelect:
             ctx.margin = float(kth - part[n - k - 1])
             explored = mean < kth
         cats = guard.categories_of(rows) if ctx.n_unknown else guard.category_codes[rows]
-        pos, flags = ctx.model.diversity.select(ranked.tolist(), cats, k, explored, budget)
+        pos, flags = ctx.model.diversity.select(ranked, cats, k, explored, budget)
         ctx.picked_cats = None
         return np.asarray(pos, dtype=np.int64), flags
 
