@@ -6,12 +6,13 @@ generic name like ``shared`` lands in site-packages. ``tests/unit/test_packaging
 
 The optional C kernels:
 - ``strata.shared.ranking._fastbeta``: exact Beta draws for Thompson sampling (fallback: NumPy's Generator.beta);
-- ``strata.edge._rowmap``: item id -> row lookup (fallback: NumPy searchsorted over sorted hashes);
+- ``strata.shared.ranking._rowmap``: item id -> row lookup (fallback: NumPy searchsorted over sorted hashes);
+- ``strata.shared.ranking._walk``: the ranking kernel's selection walk (fallback: the same walk in Python);
 - ``strata.streaming._murmur2``: Kafka's key partitioner for the ingest's batched produce (fallback: aiokafka's
   pure-Python murmur2, same partitions).
 
 ``optional=True``: a machine without a C compiler still installs Strata and gets the NumPy fallbacks
-(same answers and distributions, slower). ``strata.shared.ranking.bandit.SAMPLER`` and ``strata.edge.row_map.COMPILED``
+(same answers and distributions, slower). ``strata.shared.ranking.bandit.SAMPLER`` and ``strata.shared.ranking.row_map.COMPILED``
 say which ones are in use; ``strata edge`` logs both at start.
 """
 
@@ -32,7 +33,8 @@ setup(
     package_dir=PACKAGE_DIR,
     ext_modules=[
         Extension("strata.shared.ranking._fastbeta", ["shared/ranking/_fastbeta.c"], optional=True, extra_compile_args=_ARGS),
-        Extension("strata.edge._rowmap", ["edge/_rowmap.c"], optional=True, extra_compile_args=_ARGS),
+        Extension("strata.shared.ranking._rowmap", ["shared/ranking/_rowmap.c"], optional=True, extra_compile_args=_ARGS),
+        Extension("strata.shared.ranking._walk", ["shared/ranking/_walk.c"], optional=True, extra_compile_args=_ARGS),
         Extension("strata.streaming._murmur2", ["streaming/_murmur2.c"], optional=True, extra_compile_args=_ARGS),
     ],
 )

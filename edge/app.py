@@ -1,9 +1,11 @@
-"""ASGI front door: a raw path for ``POST /v1/recommend``; FastAPI serves ops routes and the docs.
+"""ASGI front door: the shared raw route (``shared.serving.front_door``) for ``POST /v1/recommend``; FastAPI
+serves ops routes and the docs.
 
 It only moves bytes: the request path is the ``Handler`` (``edge.recommend``), /readyz and /metrics
 read the ``OpsView``, every answer is recorded with its real status, and every error goes through
 ``shared.serving.error_mapper``. The hot route skips framework routing and pydantic (framework overhead alone
-would eat the edge's budget).
+would eat the edge's budget). The edge's own HTTP server (``edge.httpserver``) answers the hot route inline
+and uses this app for everything else.
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from strata.shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
-from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
+from strata.shared.serving.asgi import send_reply
 from strata.shared.serving.codecs import JSON
-from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.serving.error_mapper import error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers
 from strata.shared.serving.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
-from strata.shared.serving.pipeline import Handler, Reply
+from strata.shared.serving.front_door import HandlerRoute, Recorder, content_encoding_error
+from strata.shared.serving.pipeline import Handler
 
+__all__ = ["OPS_ROUTES", "Recorder", "build_app", "content_encoding_error", "ops_app"]   # edge.httpserver reads them
 logger = logging.getLogger(__name__)
-class Recorder(Protocol):
-    def answered(self, route: str, status: int, t0_ns: int) -> None: ...
 
 
 class Lifecycle(Protocol):
@@ -40,54 +41,15 @@ def ops_app(ops: OpsView) -> FastAPI:
                          "POST /v1/recommend takes JSON or msgpack (see README for the contract).",
                          swagger_ui_parameters={"validatorUrl": None})
     install_error_handlers(api)
-
     install_ops_routes(api, ops)
     return api
-
-
-def content_encoding_error(value: bytes | None) -> StrataError | None:
-    """Bodies are read as sent: a ``Content-Encoding`` other than identity is refused (415), not misread."""
-    if value is None:
-        return None
-    coding = value.strip().lower()
-    if coding in (b"", b"identity"):
-        return None
-    return UnsupportedMediaType(f"Content-Encoding {coding.decode('latin-1')!r} is not supported; send the body "
-                                "uncompressed", field="Content-Encoding")
 
 
 def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
               lifecycle: Lifecycle | None = None):
     api = ops_app(ops)
     route = handler.route
-
-    async def recommend(scope, receive, send) -> None:
-        t0 = time.perf_counter_ns()
-        ctype, accept, length, coding = body_headers(scope)
-        try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"{scope['method']} not allowed; use POST")
-            if length > max_body:
-                raise too_large(length, max_body)
-            body = await receive_body(receive, max_body)
-            if body is None:
-                return          # the client went away before its body ended: nobody to answer
-        except (MethodNotAllowed, PayloadTooLarge) as exc:   # decided before the body: always JSON
-            r = error_reply(exc, JSON)
-        else:
-            rejected = content_encoding_error(coding)
-            if rejected is not None:
-                r = negotiated_error_reply(rejected, accept, ctype)
-                await send_reply(send, r)
-                recorder.answered(route, r.status, t0)
-                return
-            try:
-                out = handler.try_now(body, ctype, accept)
-                r = out if isinstance(out, Reply) else await handler.finish(out)
-            except Exception as exc:
-                r = negotiated_error_reply(exc, accept, ctype)
-        await send_reply(send, r)
-        recorder.answered(route, r.status, t0)
+    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder)
 
     async def ops_route(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()

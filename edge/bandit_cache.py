@@ -1,7 +1,8 @@
 """Per-slot bandit counts cached at the PoP, aligned to the bundle's item rows.
 
 The stream processor HINCRBYs ``c:<item>`` (clicks) and ``n:<item>`` (impressions) in the slot's hash;
-the edge re-reads the hashes of its tracked slots in the background, never on the request path.
+the edge re-reads the hashes of its tracked slots in the background, never on the request path
+(decoded by ``shared.online_store.codecs.parse_counts``).
 Tracked slots are the configured ones (``edge.bandit.slots``, never evicted) plus a bounded LRU of
 other recently requested slots, so junk slot names from clients can neither grow memory nor push a
 configured slot out.
@@ -10,77 +11,9 @@ configured slot out.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-import numpy as np
-
-from strata.edge.row_map import ItemIndex
-
-
-class SlotCounts:
-    __slots__ = ("clicks", "imps", "extra", "empty")
-
-    def __init__(self, n_items: int, empty: bool = False) -> None:
-        self.empty = empty          # no observations at all: the ranker uses the prior alone
-        self.clicks = np.zeros(n_items, dtype=np.float64)
-        self.imps = np.zeros(n_items, dtype=np.float64)
-        self.extra: dict[str, tuple[float, float]] = {}   # counts for ids unknown to the bundle
-
-
-def parse_counts(raw: Mapping[bytes | str, bytes | str], index: ItemIndex | Mapping[str, int],
-                 n_items: int) -> SlotCounts:
-    """HGETALL result -> arrays, vectorised over fields. Malformed fields are skipped, never fatal.
-
-    ``index`` maps item ids to rows: the bundle's compiled ``ItemIndex`` (one C loop for all ids) or
-    any mapping."""
-    out = SlotCounts(n_items, empty=not raw)
-    if not raw:
-        return out
-    fields = [f.encode("utf-8", "surrogatepass") if isinstance(f, str) else f for f in raw]
-    try:       # the common case: every field name decodes; the per-field path handles the rest
-        ids = [f[2:].decode() for f in fields]
-    except UnicodeDecodeError:
-        ids = [_decoded(f) for f in fields]
-    kinds = np.array([f[:2] for f in fields], dtype="S2")
-    is_click = kinds == b"c:"
-    is_imps = kinds == b"n:"
-    values = _floats(list(raw.values()))
-    ok = (is_click | is_imps) & np.isfinite(values) & (values >= 0)
-    ok &= np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) > 0   # "": no id, or undecodable
-    if isinstance(index, ItemIndex):
-        rows, n_unknown = index.lookup(ids)
-    else:
-        rows = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-        n_unknown = int(np.count_nonzero(rows < 0))
-    known = ok & (rows >= 0)
-    out.clicks[rows[known & is_click]] = values[known & is_click]
-    out.imps[rows[known & is_imps]] = values[known & is_imps]
-    if n_unknown:
-        for i in np.flatnonzero(ok & (rows < 0)).tolist():
-            c, n = out.extra.get(ids[i], (0.0, 0.0))
-            out.extra[ids[i]] = (float(values[i]), n) if is_click[i] else (c, float(values[i]))
-    return out
-
-
-def _decoded(field: bytes) -> str:
-    try:
-        return field[2:].decode()
-    except UnicodeDecodeError:
-        return ""
-
-
-def _floats(vals: list[bytes | str]) -> np.ndarray:
-    """Parse counter values; an unparsable value becomes NaN (and is then skipped)."""
-    try:
-        return np.array(vals, dtype=np.float64)
-    except (TypeError, ValueError):
-        out = np.empty(len(vals), dtype=np.float64)
-        for i, v in enumerate(vals):
-            try:
-                out[i] = float(v)
-            except (TypeError, ValueError):
-                out[i] = np.nan
-        return out
+from strata.shared.online_store.codecs import SlotCounts
 
 
 class BanditCounts:

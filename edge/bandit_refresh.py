@@ -1,6 +1,6 @@
 """Keep the live model's bandit counts fresh: one pipelined read of every tracked slot per period.
 
-Parsing is vectorised (``edge.bandit_cache.parse_counts``) and the loop yields to the event loop
+Parsing is vectorised (``shared.online_store.codecs.parse_counts``) and the loop yields to the event loop
 between slots, so a refresh never holds requests up for long. While the store is marked down the
 loop skips it (``StoreHealth`` probes it).
 """
@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from strata.edge.bandit_cache import parse_counts
 from strata.edge.model_slot import ModelSlot
 from strata.edge.session_client import SessionStore, StoreHealth
 from strata.shared.errors import StoreUnavailable
+from strata.shared.online_store.codecs import parse_counts
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,15 @@ class BanditRefresher:
         live = self.slot.current
         if live is None:
             return 0
-        ranker = live.ranker
-        keys = ranker.counts.tracked()
+        counts = live.counts
+        keys = counts.tracked()
         if not keys:
             return 0
         t0 = time.perf_counter()
         raws = await self.store.get_bandit_counts_many(keys)
         fields = 0
         for (tenant, slot), raw in zip(keys, raws, strict=True):
-            ranker.counts.set(tenant, slot, parse_counts(raw, ranker.index, ranker.counts.n_items))
+            counts.set(tenant, slot, parse_counts(raw, live.ranker.index, counts.n_items))
             fields += len(raw)
             await asyncio.sleep(0)
         self.on_refresh(len(keys), fields, time.perf_counter() - t0)

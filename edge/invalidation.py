@@ -16,8 +16,10 @@ from collections.abc import Callable
 import msgpack
 
 from strata.shared.keys import INVALIDATION_CHANNEL
+from strata.shared.online_store.client import connect
 
 logger = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 1.0
 
 
 class InvalidationListener:
@@ -46,9 +48,9 @@ class InvalidationListener:
                 self.errors += 1
 
     async def run(self) -> None:
-        import redis.asyncio as aioredis
-
-        r = aioredis.from_url(self.url.replace("valkey://", "redis://", 1), socket_connect_timeout=1.0)
+        r = connect(self.url, CONNECT_TIMEOUT_S, field="edge.store.url", blocking_reads=True)
+        if r is None:
+            return
         pubsub = r.pubsub(ignore_subscribe_messages=True)
         me = asyncio.current_task()
         try:

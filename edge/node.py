@@ -13,29 +13,30 @@ import contextlib
 import logging
 import signal
 
-from strata.edge.answers import RequestIds
 from strata.edge.app import build_app
 from strata.edge.bandit_cache import BanditCounts
 from strata.edge.bandit_refresh import BanditRefresher
-from strata.edge.bundle_loader import LoadedBundle
 from strata.edge.caches import TTLCache
 from strata.edge.config_watch import ConfigWatch
 from strata.edge.edge_metrics import EdgeMetrics
 from strata.edge.invalidation import InvalidationListener
-from strata.edge.model_slot import ModelSlot
-from strata.edge.ranker import Ranker
-from strata.edge.recommend import RecommendHandler
+from strata.edge.model_slot import LiveModel, ModelSlot
+from strata.edge.recommend import TIER, RecommendHandler
 from strata.edge.reload import RegistryWatch
 from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth, make_store
-from strata.edge.session_source import SessionSource
-from strata.edge.stages.confidence import Confidence
-from strata.edge.stages.encode import Encode
+from strata.edge.session_source import PopSessions
+from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.exact_cache import ExactCache
-from strata.edge.stages.guardrails import GuardrailFilter
 from strata.edge.stages.response_cache import ResponseCacheStage
-from strata.edge.stages.session import SessionStage
 from strata.shared.config import SettingsSource, StrataSettings
+from strata.shared.contracts.api import MAX_CANDIDATES
+from strata.shared.models.scoring_bundle import LoadedBundle
+from strata.shared.ranking.ranker import Ranker
+from strata.shared.ranking.stages.escalate import Escalate, UpstreamClient
+from strata.shared.ranking.stages.guardrail_filter import GuardrailFilter
+from strata.shared.serving.answers import Answer, RequestIds
+from strata.shared.serving.encode import Encode
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.impression_log import ImpressionLog
 from strata.shared.serving.pipeline import Reply
@@ -62,22 +63,23 @@ async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 3, wait_s: fl
 
 
 class EdgeNode:
-    def __init__(self, settings: StrataSettings, source: SettingsSource | None = None) -> None:
+    def __init__(self, settings: StrataSettings, source: SettingsSource | None = None,
+                 upstream: UpstreamClient | None = None) -> None:
+        """``upstream``: the router's client (None: the edge answers every request itself)."""
         cfg = self.cfg = settings.edge
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
         pinned = [(tenant, slot) for tenant, slots in cfg.bandit.slots.items() for slot in slots]
 
-        def make_ranker(bundle: LoadedBundle) -> Ranker:
-            counts = BanditCounts(len(bundle.item_ids), pinned, cfg.bandit.recent_slots)
-            return Ranker(bundle, cfg.bandit, cfg.pool_size, counts)
+        def make_ranker(bundle: LoadedBundle) -> tuple[Ranker, BanditCounts]:
+            return (Ranker(bundle, cfg.bandit, max(MAX_CANDIDATES, cfg.pool_size)),
+                    BanditCounts(len(bundle.item_ids), pinned, cfg.bandit.recent_slots))
 
-        self.slot = ModelSlot(make_ranker, settings.guardrails, on_install=self.metrics.model_loaded)
+        self.slot = ModelSlot(make_ranker, settings.guardrails, cfg.pool_size, on_install=self.metrics.model_loaded)
         self.responses = ResponseCache(cfg.cache)
         self.sessions = TTLCache(cfg.cache.session_size, cfg.cache.session_max_stale_s)
-        session_source = SessionSource(self.store, self.health, self.sessions, cfg.cache,
-                                       cfg.store.timeout_ms / 1000)
+        session_source = PopSessions(self.store, self.health, self.sessions, cfg.cache, cfg.store.timeout_ms / 1000)
         store_health = self.health if self.store.configured else None   # None: never degraded
         broker = cfg.impressions.broker.strip()
         self.impressions = ImpressionLog(cfg.impressions) if broker.lower() not in ("", "none") else None
@@ -85,10 +87,12 @@ class EdgeNode:
             self.slot,
             exact_cache=ExactCache(self.responses, store_health),
             response_cache=ResponseCacheStage(self.responses, store_health),
-            session=SessionStage(session_source),
+            sessions=session_source,
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
-            confidence=Confidence(cfg.confidence),
-            encode=Encode(self.responses, store_health, RequestIds(), self.metrics, self.impressions),
+            confidence=cfg.confidence,
+            encode=Encode(TIER, RequestIds(), self.impressions, health=store_health, on_ranked=self._ranked,
+                          on_degraded=self.metrics.degraded),
+            escalate=Escalate(TIER, upstream),
         )
         self.metrics.bind(
             response_cache=lambda: (self.responses.hits, self.responses.misses),
@@ -115,9 +119,14 @@ class EdgeNode:
         return bundle
 
     @property
-    def ranker(self) -> Ranker | None:
-        live = self.slot.current
-        return live.ranker if live is not None else None
+    def ranker(self) -> LiveModel | None:
+        """The live model (bundle, version, counts), None before the first install."""
+        return self.slot.current
+
+    def _ranked(self, ctx: EdgeCtx, answer: Answer) -> None:
+        """A fresh edge answer: cached under its keys, counted."""
+        self.responses.remember(ctx.key, ctx.exact_key, answer)
+        self.metrics.ranked(len(ctx.items), ctx.explored, ctx.unknown_candidates, ctx.filled)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -1,9 +1,9 @@
 """Answers cached at the PoP: an exact-body cache in front of a semantic one.
 
-- exact: the digest of the raw body (+ content type + live-model tag) -> answer; a repeated body skips
+- exact: the raw body (a digest of a big one) (+ content type + live-model tag) -> answer; a repeated body skips
   decoding, validation and key building;
-- semantic: (tenant, session, slot, context bucket, age gate, k, explain, candidates, live-model tag)
-  -> answer.
+- semantic: (tenant, session, slot, context bucket, age gate, consent, k, explain, candidates,
+  live-model tag) -> answer.
 Both hold pre-encoded ``Answer`` bytes and expire after ``response_ttl_s``. The live-model tag changes
 with every new bundle and every new guardrail policy, so no answer outlives the model or policy that
 made it.
@@ -11,10 +11,10 @@ made it.
 
 from __future__ import annotations
 
-from strata.edge.answers import Answer
 from strata.edge.caches import TTLCache
 from strata.shared.config import CacheSettings
 from strata.shared.contracts.api import RecommendRequest
+from strata.shared.serving.answers import Answer
 
 
 class ResponseCache:
@@ -31,7 +31,7 @@ class ResponseCache:
     def key(self, req: RecommendRequest, tag: tuple) -> tuple:
         ctx = req.context
         return (req.tenant, req.session_id, req.slot, ctx.channel, ctx.device, ctx.country,
-                ctx.hour // self.hour_bucket, ctx.age_verified, req.k, req.explain,
+                ctx.hour // self.hour_bucket, ctx.age_verified, ctx.consent, req.k, req.explain,
                 None if req.candidates is None else tuple(req.candidates), tag)
 
     def remember(self, key: tuple, exact_key: tuple | None, answer: Answer) -> None:
@@ -52,7 +52,7 @@ class ResponseCache:
         for k in keys:
             if k is None:
                 continue
-            if len(k) == 3 and self.exact is not None:       # exact keys: (digest, ctype, tag)
+            if len(k) == 3 and self.exact is not None:       # exact keys: (body or digest, ctype, tag)
                 n += self.exact.discard(k) is not None
             else:
                 n += self.semantic.discard(k) is not None

@@ -11,9 +11,10 @@ import logging
 import uvicorn
 
 from strata.edge.node import EdgeNode
-from strata.edge.row_map import COMPILED as ROWMAP_COMPILED
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.ranking.bandit import SAMPLER
+from strata.shared.ranking.guardrails import WALK
+from strata.shared.ranking.row_map import COMPILED as ROWMAP_COMPILED
 from strata.shared.serving.gc_tuning import tune_gc
 from strata.shared.serving.logs import configure_logging
 
@@ -29,7 +30,7 @@ def run_edge(settings: StrataSettings, source: SettingsSource | None = None) -> 
     tune_gc()
     logger.info("edge serving", extra={"host": cfg.host, "port": cfg.port, "model_version": node.slot.version,
                                        "store": cfg.store.url, "http": cfg.http, "sampler": SAMPLER,
-                                       "rowmap": "compiled" if ROWMAP_COMPILED else "numpy",
+                                       "rowmap": "compiled" if ROWMAP_COMPILED else "numpy", "walk": WALK,
                                        "guardrails": settings.guardrails.model_dump(mode="json")})
     if cfg.http == "uvicorn":
         uvicorn.run(node.asgi_app(), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from strata.shared.errors import StoreUnavailable
 from strata.shared.keys import bandit_key, session_key
-from strata.shared.ranking.session_update import SessionState, decode_session
+from strata.shared.online_store.client import configured, connect
+from strata.shared.online_store.codecs import SessionState, decode_session
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,7 @@ class RedisSessionStore(SessionStore):
     configured = True
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        # Fail fast: redis-py's default retries take ~4 s to give up on a dead server.
-        self._r = aioredis.from_url(
-            url, retry=Retry(NoBackoff(), 0), socket_timeout=max(timeout_s, 0.05),
-            socket_connect_timeout=max(timeout_s, 0.05), health_check_interval=0,
-        )
+        self._r = connect(url, timeout_s, field="edge.store.url")
 
     async def get_session(self, tenant: str, session_id: str) -> SessionState:
         try:
@@ -88,14 +81,8 @@ class RedisSessionStore(SessionStore):
 
 
 def make_store(url: str, timeout_s: float) -> SessionStore:
-    if url.strip().lower() in ("", "none"):
-        return SessionStore()
-    if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-        from strata.shared.errors import ConfigError
-
-        raise ConfigError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}",
-                          field="edge.store.url")
-    return RedisSessionStore(url.replace("valkey://", "redis://", 1), timeout_s)
+    """The ``none`` store or the store at ``url`` (``shared.online_store.client``)."""
+    return RedisSessionStore(url, timeout_s) if configured(url) else SessionStore()
 
 
 def describe(exc: BaseException) -> str:

@@ -9,24 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import NamedTuple
-
-import numpy as np
 
 from strata.edge.caches import TTLCache
 from strata.edge.session_client import SessionState, SessionStore, StoreHealth, read_with_deadline
 from strata.shared.config import CacheSettings
 from strata.shared.errors import StoreUnavailable
-
-
-class Session(NamedTuple):
-    vec: np.ndarray | None
-    age_s: float | None           # age of the vector by its ``updated_ms``
-    degraded: bool                # the store could not be consulted
-
-
-NO_SESSION = Session(None, None, False)
-DEGRADED = Session(None, None, True)
+from strata.shared.ranking.stages.session import DEGRADED, NO_SESSION, Session
 
 
 def vector_age_s(state: SessionState) -> float | None:
@@ -35,7 +23,9 @@ def vector_age_s(state: SessionState) -> float | None:
     return max(time.time() - state.updated_ms / 1000.0, 0.0)
 
 
-class SessionSource:
+class PopSessions:
+    """The edge's ``shared.ranking.stages.session.SessionSource``: the PoP cache, then the store."""
+
     def __init__(self, store: SessionStore, health: StoreHealth, cache: TTLCache, cfg: CacheSettings,
                  timeout_s: float) -> None:
         self.store = store

@@ -1,5 +1,6 @@
-"""The origin's FastAPI front door. It only moves bytes: recommend and explain go to their ``Handler``,
-items to the node; every error is answered by ``shared.serving.error_mapper`` (through ``shared.serving.fastapi_errors``)."""
+"""The origin's front door. It only moves bytes: recommend and explain are the shared raw route
+(``shared.serving.front_door``) on their ``Handler``; items go to the node through FastAPI, which also serves
+the ops routes and the docs. Every error is answered by ``shared.serving.error_mapper``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from fastapi import FastAPI, Request, Response
 
 from strata.origin.node import OriginNode
 from strata.shared.contracts.origin import parse_items
-from strata.shared.errors import PayloadTooLarge
+from strata.shared.serving.asgi import too_large
 from strata.shared.serving.codecs import choose_response_type, decode, encode
-from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
+from strata.shared.serving.fastapi_errors import install_error_handlers
 from strata.shared.serving.fastapi_ops import install_ops_routes
-from strata.shared.serving.pipeline import Handler, Reply
+from strata.shared.serving.front_door import HandlerRoute, content_encoding_error, mount
 
 
 def build_app(node: OriginNode) -> FastAPI:
@@ -34,37 +35,17 @@ def build_app(node: OriginNode) -> FastAPI:
     async def body_of(request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body:
-            raise PayloadTooLarge(f"body of {length} bytes exceeds the {max_body}-byte limit", field="body")
+            raise too_large(int(length), max_body)
+        rejected = content_encoding_error(request.headers.get("content-encoding", "").encode("latin-1") or None)
+        if rejected is not None:
+            raise rejected
         body = await request.body()
         if len(body) > max_body:
-            raise PayloadTooLarge(f"body of {len(body)} bytes exceeds the {max_body}-byte limit", field="body")
+            raise too_large(len(body), max_body)
         return body
 
-    async def run(handler: Handler, request: Request) -> Response:
-        t0 = time.perf_counter_ns()
-        status = 500
-        try:
-            body = await body_of(request)
-            h = request.headers
-            ctype = h.get("content-type")
-            accept = h.get("accept")
-            out = handler.try_now(body, ctype.encode() if ctype else None, accept.encode() if accept else None)
-            reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
-            status = reply.status
-            return to_response(reply)
-        except Exception as exc:
-            status = getattr(exc, "status", 500)
-            raise
-        finally:
-            node.metrics.answered(handler.route, status, t0)
-
-    @api.post("/v1/recommend")
-    async def recommend(request: Request) -> Response:
-        return await run(node.recommend, request)
-
-    @api.post("/v1/explain")
-    async def explain(request: Request) -> Response:
-        return await run(node.explain, request)
+    for handler in (node.recommend, node.explain):
+        mount(api, HandlerRoute(handler, max_body=max_body, recorder=node.metrics))
 
     @api.post("/v1/items")
     async def items(request: Request) -> Response:

@@ -16,15 +16,14 @@ import time
 from typing import NamedTuple
 
 import numpy as np
-import orjson
 
 from strata.shared.errors import StoreUnavailable
 from strata.shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
-from strata.shared.ranking.features import EMBED_DIM
+from strata.shared.online_store import codecs
+from strata.shared.online_store.client import configured, connect
 from strata.shared.ranking.session_update import recent_items
 
 logger = logging.getLogger(__name__)
-MAX_STATED = 10
 
 
 class Profile(NamedTuple):
@@ -60,12 +59,7 @@ class RedisProfileStore(ProfileStore):
     configured = True
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        self._r = aioredis.from_url(url, retry=Retry(NoBackoff(), 0), socket_timeout=max(timeout_s, 0.05),
-                                    socket_connect_timeout=max(timeout_s, 0.05), health_check_interval=0)
+        self._r = connect(url, timeout_s, field="origin.store.url")
 
     async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
         try:
@@ -76,26 +70,10 @@ class RedisProfileStore(ProfileStore):
                 (vec_raw, recent_raw), prof, bought = await pipe.execute()
         except Exception as exc:
             raise StoreUnavailable(f"profile read failed: {type(exc).__name__}: {exc}") from exc
-        vec = None
-        if vec_raw is not None and len(vec_raw) == EMBED_DIM * 4:
-            vec = np.frombuffer(vec_raw, dtype="<f4").astype(np.float32)
-            if not np.all(np.isfinite(vec)) or not np.any(vec):
-                vec = None
-        elif vec_raw is not None:
-            logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
-        cats_raw = prof.get(b"recent_categories")
-        cats: tuple[str, ...] = ()
-        if cats_raw is not None:
-            try:
-                parsed = orjson.loads(cats_raw)
-                cats = tuple(str(c) for c in parsed)[:10] if isinstance(parsed, list) else ()
-            except orjson.JSONDecodeError:
-                logger.warning("profile of %s/%s has unreadable recent_categories; ignored", tenant, user_id)
-        else:
-            cats = top_categories(prof)
-        purchases = tuple((b.decode() if isinstance(b, bytes) else str(b), int(ts)) for b, ts in bought)
-        return Profile(vec, cats, purchased=frozenset(i for i, _ in purchases),
-                       preferences=_stated(prof.get(b"stated")), purchases=purchases,
+        bought_items = codecs.purchases(bought)
+        return Profile(codecs.decode_vector(vec_raw), codecs.profile_categories(prof, f"profile of {tenant}/{user_id}"),
+                       purchased=frozenset(i for i, _ in bought_items),
+                       preferences=codecs.stated_preferences(prof.get(b"stated")), purchases=bought_items,
                        recent=tuple(recent_items(recent_raw)))
 
     async def ping(self) -> bool:
@@ -108,41 +86,9 @@ class RedisProfileStore(ProfileStore):
         await self._r.aclose()
 
 
-def top_categories(prof: dict[bytes, bytes], n: int = 10) -> tuple[str, ...]:
-    """The user's categories by the stream processor's affinity counters (``cat:<name>``: views 1, carts 3,
-    purchases 5, stated preferences 10), strongest first: what "the user's categories" means when the
-    profile has no explicit ``recent_categories`` list."""
-    scored = []
-    for k, v in prof.items():
-        if k.startswith(b"cat:"):
-            try:
-                scored.append((-int(v), k[4:].decode("utf-8", "replace")))
-            except ValueError:
-                continue
-    return tuple(name for _, name in sorted(scored)[:n])
-
-
-def _stated(raw: bytes | None) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    try:
-        obj = orjson.loads(raw)
-        out = [str(x) for key in ("categories", "brands") for x in obj.get(key, [])]
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
-        logger.warning("profile has unreadable stated preferences; ignored")
-        return ()
-    return tuple(dict.fromkeys(out))[:MAX_STATED]
-
-
 def make_profile_store(url: str, timeout_s: float) -> ProfileStore:
-    if url.strip().lower() in ("", "none"):
-        return ProfileStore()
-    if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-        from strata.shared.errors import ConfigError
-
-        raise ConfigError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}",
-                          field="origin.store.url")
-    return RedisProfileStore(url.replace("valkey://", "redis://", 1), timeout_s)
+    """The ``none`` store (always empty) or the store at ``url`` (``shared.online_store.client``)."""
+    return RedisProfileStore(url, timeout_s) if configured(url) else ProfileStore()
 
 
 class ProfileSource:

@@ -20,7 +20,6 @@ from strata.origin.stages.ann_source import AnnSource
 from strata.origin.stages.content_source import ContentSource
 from strata.origin.stages.covisit_source import CovisitationSource
 from strata.origin.stages.ctx import OriginCtx
-from strata.origin.stages.decode import Decode
 from strata.origin.stages.encode import Encode
 from strata.origin.stages.given_items import GivenItems
 from strata.origin.stages.guardrails import GuardrailFilter
@@ -38,6 +37,7 @@ from strata.origin.state import OriginState
 from strata.shared.errors import NotReady
 from strata.shared.serving.codecs import choose_response_type
 from strata.shared.serving.pipeline import Pending, Pipeline, Reply, Stage
+from strata.shared.serving.request_stages import Decode
 
 
 class Ranking:

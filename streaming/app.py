@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
@@ -16,6 +15,7 @@ from strata.shared.serving.fastapi_errors import install_error_handlers, to_resp
 from strata.shared.serving.fastapi_ops import install_ops_routes
 from strata.shared.serving.pipeline import Reply
 from strata.streaming.service import IngestService
+from strata.streaming.tier2.front import mount_recommend
 
 if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime
     from strata.streaming.tier2.service import Tier2Service
@@ -73,7 +73,7 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
         return to_response(reply)
 
     if tier2 is not None:
-        _install_recommend(api, tier2, limit)
+        mount_recommend(api, tier2, limit)
     install_ops_routes(api, _Ops(service, tier2))
     return _Front(api, service)
 
@@ -130,25 +130,3 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise too_large(len(body), limit)
     return body
-
-
-def _install_recommend(api: FastAPI, tier2: Tier2Service, limit: int) -> None:
-    handler = tier2.handler
-    metrics = tier2.metrics
-    latency = metrics.histogram("request_seconds")
-
-    @api.post(handler.route)
-    async def recommend(request: Request) -> Response:
-        t0 = time.perf_counter()
-        ctype = request.headers.get("content-type")
-        accept = request.headers.get("accept")
-        try:
-            body = await _bounded_body(request, limit)
-            out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
-                                  accept.encode("latin-1") if accept else None)
-            reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
-        except Exception as exc:
-            reply = negotiated_error_reply(exc, accept, ctype)
-        latency.observe(time.perf_counter() - t0)
-        metrics.inc("requests_total", (str(reply.status),))
-        return to_response(reply)

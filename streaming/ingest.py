@@ -96,6 +96,7 @@ class Validate:
 
 class Append:
     name = "append"
+    suspends = True
 
     def __init__(self, log: EventLog, events_topic: str, dead_letter_topic: str) -> None:
         self.log = log

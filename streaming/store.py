@@ -16,12 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import msgpack
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from strata.shared import keys as K
+from strata.shared.online_store.client import connect
 from strata.shared.ranking.session_update import decode_states, encode_state
 from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
@@ -110,8 +108,7 @@ def _pack(obj: object) -> bytes:
 
 class StreamStore:
     def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 7 * 86400.0) -> None:
-        self.r = aioredis.from_url(url.replace("valkey://", "redis://", 1), retry=Retry(NoBackoff(), 0),
-                                   socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.r = connect(url, timeout_s, field="streaming.store")
         self._read = self.r.register_script(_READ)
         self._apply = self.r.register_script(_APPLY)
         self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)

@@ -1,6 +1,4 @@
-"""The edge's request path, one small stage per module (product-mixer style).
-
-exact_cache -> decode -> validate -> response_cache -> session -> candidates -> guardrails -> rank ->
-select -> confidence -> escalate -> encode. Each stage's ``name`` is its metrics label
-(``strata_edge_stage_seconds{stage=...}``); ``edge.recommend`` declares the order.
+"""The edge's own stages: its PoP caches and counts. The rest of its request path is the ranking kernel
+(``shared.ranking.stages``); ``edge.recommend`` declares the order. Each stage's ``name`` is its metrics
+label (``strata_edge_stage_seconds{stage=...}``).
 """

@@ -1,42 +1,16 @@
-"""The state one request carries through the stages. Slots only: it is built once per request."""
+"""The edge's per-request state: the kernel's ``RankCtx`` plus its cache keys."""
 
 from __future__ import annotations
 
-import numpy as np
-
-from strata.edge.answers import Answer
-from strata.edge.model_slot import LiveModel
-from strata.shared.contracts.api import RecommendRequest
+from strata.shared.ranking.stages.ctx import RankCtx
 
 
-class RecommendCtx:
-    """Fields are filled by the stages in order; a stage reads only what an earlier stage wrote."""
+class EdgeCtx(RankCtx):
+    __slots__ = ("exact_key", "key")
 
-    __slots__ = (
-        "t0", "body", "ctype", "accept", "media", "live",            # arrival (RecommendHandler)
-        "exact_key", "obj", "req", "key", "answer", "cache",         # caches, decode, validate
-        "vec", "vec_age_s", "degraded",                              # session
-        "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool", "removed",  # candidates, guardrails
-        "alpha", "beta", "imps", "n_known", "theta", "mean",         # rank
-        "items", "explored", "margin", "concentration", "filled",    # select
-        "picked", "fill_post",                                       # select: what the impression log reads
-        "confidence", "route_tier", "route_reasons",                 # confidence
-    )
+    exact_key: tuple | None         # exact-body cache key (None: that cache is off)
+    key: tuple                      # semantic response-cache key (response_cache stage)
 
-    def __init__(self, t0: int, body: bytes, ctype: bytes | None, accept: bytes | None, media: str,
-                 live: LiveModel) -> None:
-        self.t0 = t0
-        self.body = body
-        self.ctype = ctype
-        self.accept = accept
-        self.media = media
-        self.live = live
-        self.answer: Answer | None = None
-        self.cache = "miss"
-        self.exact_key: tuple | None = None
-        self.degraded = False
-        self.req: RecommendRequest | None = None      # stays None on an exact-body cache hit
-        self.fill_post = None
-
-    # typed views for readers (set by the stages)
-    rows: np.ndarray
+    def __init__(self, t0: int, body: bytes, ctype: bytes | None, accept: bytes | None, media: str, model) -> None:
+        super().__init__(t0, body, ctype, accept, media, model)
+        self.exact_key = None

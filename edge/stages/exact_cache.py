@@ -1,4 +1,7 @@
-"""A byte-identical body seen within the TTL is answered without decoding, validating or ranking."""
+"""A byte-identical body seen within the TTL is answered without decoding, validating or ranking.
+
+The key is the body itself when it is small (``RAW_KEY_BYTES``: a dict hashes and compares it, exact and
+cheaper than a digest), else its 16-byte BLAKE2b digest (a big body is not kept for the TTL)."""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from hashlib import blake2b
 
 from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth
-from strata.edge.stages.ctx import RecommendCtx
+from strata.edge.stages.ctx import EdgeCtx
 from strata.shared.serving.pipeline import ANSWERED
+
+RAW_KEY_BYTES = 4096         # bodies up to this size are their own key (20k entries: at most 80 MB)
 
 
 class ExactCache:
@@ -17,10 +22,13 @@ class ExactCache:
         self.cache = cache.exact
         self.health = health            # a degraded answer is not served once the store is back
 
-    def run(self, ctx: RecommendCtx) -> object:
+    def run(self, ctx: EdgeCtx) -> object:
         if self.cache is None:
             return None
-        key = ctx.exact_key = (blake2b(ctx.body, digest_size=16).digest(), ctx.ctype, ctx.live.tag)
+        body = ctx.body
+        if len(body) > RAW_KEY_BYTES:
+            body = blake2b(body, digest_size=16).digest()
+        key = ctx.exact_key = (body, ctx.ctype, ctx.model.tag)
         answer = self.cache.get(key)
         if answer is None or (answer.degraded and self.health is not None and self.health.up):
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth
-from strata.edge.stages.ctx import RecommendCtx
+from strata.edge.stages.ctx import EdgeCtx
 from strata.shared.serving.pipeline import ANSWERED
 
 
@@ -15,8 +15,8 @@ class ResponseCacheStage:
         self.cache = cache
         self.health = health            # a degraded answer is not served once the store is back
 
-    def run(self, ctx: RecommendCtx) -> object:
-        key = ctx.key = self.cache.key(ctx.req, ctx.live.tag)
+    def run(self, ctx: EdgeCtx) -> object:
+        key = ctx.key = self.cache.key(ctx.req, ctx.model.tag)
         answer = self.cache.semantic.get(key)
         if answer is None or (answer.degraded and self.health is not None and self.health.up):
             return None

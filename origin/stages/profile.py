@@ -13,6 +13,7 @@ from strata.shared.serving.pipeline import SUSPEND
 
 class ProfileStage:
     name = "profile"
+    suspends = True
 
     def __init__(self, source: ProfileSource) -> None:
         self.source = source

@@ -11,6 +11,7 @@ from strata.shared.serving.pipeline import SUSPEND
 
 class ReasonStage:
     name = "reason"
+    suspends = True
 
     def __init__(self, reasoner: Reasoner, redactor: Redactor) -> None:
         self.reasoner = reasoner

@@ -1,5 +1,7 @@
-"""Selector: the top k under the category cap (``shared.ranking.guardrails.DiversitySelector``: at most
-``max_per_category`` of one category in the answer window) with ``explore_slots`` exploration slots.
+"""Selector: the top k under the category cap (``shared.ranking.guardrails.DiversitySelector``, the rule every
+tier applies: at most ``max_per_category`` of one category in the answer, or per window when one is
+configured) with ``explore_slots`` exploration slots. An answer the cap cannot complete is completed with the
+cap relaxed step by step, and says ``diversity_cap_relaxed``.
 
 Exploration: that many candidates are drawn (seeded) from just below the top k and placed in the
 last slots, flagged ``explored`` so the impression log can tell them apart; the cap applies to them too.
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from strata.origin.stages.ctx import OriginCtx
+from strata.shared.ranking.guardrails import DIVERSITY_RELAXED
 
 
 class Select:
@@ -39,6 +42,15 @@ class Select:
             rest = [p for p in order if p not in taken]
             order = rest[:k - budget] + chosen + rest[k - budget:]
         cats = ctx.state.guard.categories_of(ctx.rows)
-        pos, flags = ctx.state.diversity.select(order, cats, k, explored, budget)
+        diversity = ctx.state.diversity
+        pos, flags = diversity.select(order, cats, k, explored, budget)
+        short = min(k, len(order)) - len(pos)
+        if short > 0:
+            taken = set(pos)
+            more = diversity.relax([p for p in order if p not in taken], cats, short, prior=cats[pos].tolist())
+            if more:
+                pos, flags = pos + more, flags + [False] * len(more)
+                if not diversity.satisfied(cats[pos]):     # a sliding window may still hold
+                    ctx.route_reasons.append(DIVERSITY_RELAXED)
         ctx.picked = ctx.rows[np.asarray(pos, dtype=np.int64)] if pos else ctx.rows[:0]
         ctx.explored = flags

@@ -28,6 +28,7 @@ class Context:
     country: str = ""
     hour: int = 12
     age_verified: bool = False     # the caller verified the user's age: age-restricted items may be served
+    consent: bool = True           # personalization consent: False -> no personal data is read or used
 
 
 @dataclass(slots=True)
@@ -45,7 +46,7 @@ class RecommendRequest:
 _REQUEST_FIELDS = frozenset(
     {"tenant", "user_id", "session_id", "slot", "k", "candidates", "context", "explain"}
 )
-_CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour", "age_verified"})
+_CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour", "age_verified", "consent"})
 
 
 def _ident(obj: dict, name: str, default: str | None, path: str = "") -> str:
@@ -64,9 +65,8 @@ def _context(raw: object) -> Context:
         return Context()
     if type(raw) is not dict:
         raise InvalidField(f"must be an object, got {type(raw).__name__}", field="context")
-    extra = raw.keys() - _CONTEXT_FIELDS
-    if extra:
-        raise InvalidField(f"unknown field(s) {sorted(extra)}", field="context")
+    if not _CONTEXT_FIELDS.issuperset(raw):
+        raise InvalidField(f"unknown field(s) {sorted(raw.keys() - _CONTEXT_FIELDS)}", field="context")
     channel = raw.get("channel", "web")
     if channel not in CHANNELS:
         raise InvalidField(f"must be one of {list(CHANNELS)}, got {channel!r}", field="context.channel")
@@ -82,16 +82,18 @@ def _context(raw: object) -> Context:
     age_verified = raw.get("age_verified", False)
     if type(age_verified) is not bool:
         raise InvalidField(f"must be a boolean, got {type(age_verified).__name__}", field="context.age_verified")
-    return Context(channel, device, country, hour, age_verified)
+    consent = raw.get("consent", True)
+    if type(consent) is not bool:
+        raise InvalidField(f"must be a boolean, got {type(consent).__name__}", field="context.consent")
+    return Context(channel, device, country, hour, age_verified, consent)
 
 
 def parse_recommend(obj: object) -> RecommendRequest:
     """Validate a decoded body (JSON or msgpack) into a RecommendRequest."""
     if type(obj) is not dict:
         raise MalformedBody(f"body must be an object, got {type(obj).__name__}", field="body")
-    extra = obj.keys() - _REQUEST_FIELDS
-    if extra:
-        raise InvalidField(f"unknown field(s) {sorted(extra)}", field="body")
+    if not _REQUEST_FIELDS.issuperset(obj):
+        raise InvalidField(f"unknown field(s) {sorted(obj.keys() - _REQUEST_FIELDS)}", field="body")
     k = obj.get("k", 10)
     if type(k) is not int:
         raise InvalidField(f"must be an integer, got {type(k).__name__}", field="k")
@@ -103,8 +105,9 @@ def parse_recommend(obj: object) -> RecommendRequest:
             raise InvalidField(f"must be a list of item ids, got {type(cands).__name__}", field="candidates")
         if len(cands) > MAX_CANDIDATES:
             raise InvalidField(f"at most {MAX_CANDIDATES} items, got {len(cands)}", field="candidates")
-        for i, c in enumerate(cands):
+        for c in cands:                 # the plain loop is the fastest check here; the error path finds the index
             if type(c) is not str or not c or len(c) > MAX_ID_LEN:
+                i = next(i for i, x in enumerate(cands) if x is c)
                 raise InvalidField(f"must be a non-empty string id, got {c!r}", field=f"candidates[{i}]")
     explain = obj.get("explain", False)
     if type(explain) is not bool:

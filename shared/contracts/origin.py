@@ -3,8 +3,8 @@ origin reads, and the catalog update body of ``POST /v1/items``.
 
 - ``query``: optional free text (a search or a stated need), embedded for retrieval and, redacted, given
   to the reasoner; at most ``MAX_QUERY_CHARS``.
-- ``context.consent``: personalization consent (default true). False: no personal data is read or used
-  (no profile, no session vector); the answer is ranked on context only.
+- ``context.consent`` (the shared contract's, every tier): personalization consent (default true). False:
+  no personal data is read or used (no profile, no session vector); the answer is ranked on context only.
 - ``item_ids`` (``/v1/explain`` only): the items to explain; otherwise the origin's own top k.
 Validation is hand-written like ``shared.contracts.api``: every failure names the field and the reason.
 """
@@ -54,15 +54,8 @@ def parse_origin(obj: object, explain: bool = False) -> OriginRequest:
             if type(v) is not str or not v or len(v) > MAX_ID_LEN:
                 raise InvalidField(f"must be a non-empty string id, got {v!r}", field=f"item_ids[{i}]")
         item_ids = list(dict.fromkeys(item_ids))
-    consent = True
-    ctx = body.get("context")
-    if type(ctx) is dict and "consent" in ctx:
-        ctx = dict(ctx)
-        consent = ctx.pop("consent")
-        if type(consent) is not bool:
-            raise InvalidField(f"must be a boolean, got {type(consent).__name__}", field="context.consent")
-        body["context"] = ctx
-    return OriginRequest(parse_recommend(body), query, consent, item_ids)
+    req = parse_recommend(body)
+    return OriginRequest(req, query, req.context.consent, item_ids)
 
 
 # Every origin answer has these fields; an explain answer adds REASONER_FIELDS. Items are

@@ -6,24 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from strata.shared.errors import BundleError
 from strata.shared.models.bundle import INPUT_NAME, OUTPUT_NAME
+from strata.shared.models.onnx import open_session
 
 
 class OnnxScorer:
     def __init__(self, model_path: Path | str, threads: int = 1) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._sess = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise BundleError(f"onnxruntime cannot load {model_path}: {exc}") from exc
+        self._sess = open_session(model_path, threads)
         names_in = [i.name for i in self._sess.get_inputs()]
         names_out = [o.name for o in self._sess.get_outputs()]
         if names_in != [INPUT_NAME] or OUTPUT_NAME not in names_out:

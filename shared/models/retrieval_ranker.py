@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from strata.shared.errors import BundleError
+from strata.shared.models.onnx import open_session
 from strata.shared.models.ranker_features import (
     N_FEATURES,
     Histories,
@@ -53,23 +53,11 @@ class Ranked:
     scored_by: str = "ranker"
 
 
-def onnx_session(path: Path | str, threads: int = 1) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise BundleError(f"onnxruntime cannot load {path}: {exc}") from exc
-
-
 class UserTowerModel:
     """The user/session tower: histories -> L2-normalised user vectors."""
 
     def __init__(self, path: Path | str, threads: int = 1) -> None:
-        self._sess = onnx_session(path, threads)
+        self._sess = open_session(path, threads)
         shape = self._sess.get_inputs()[0].shape
         if [i.name for i in self._sess.get_inputs()] != [HISTORY_INPUT] or not isinstance(shape[1], int):
             raise BundleError(f"{path}: expected one input {HISTORY_INPUT!r} int64 [N, L]")
@@ -86,7 +74,7 @@ class ItemTowerModel:
     bundle's ``price_bucket_edges_log`` (bucket = number of edges <= log price)."""
 
     def __init__(self, path: Path | str, price_edges: np.ndarray, threads: int = 1) -> None:
-        self._sess = onnx_session(path, threads)
+        self._sess = open_session(path, threads)
         inputs = {i.name: i for i in self._sess.get_inputs()}
         text = inputs.get(ITEM_INPUTS[3])
         # a model trained without text has no text input (the exporter prunes it)
@@ -113,7 +101,7 @@ class ItemTowerModel:
 
 class RankerModel:
     def __init__(self, path: Path | str, threads: int = 1) -> None:
-        self._sess = onnx_session(path, threads)
+        self._sess = open_session(path, threads)
         shape = self._sess.get_inputs()[0].shape
         if [i.name for i in self._sess.get_inputs()] != [FEATURES_INPUT] or shape[1] != N_FEATURES:
             raise BundleError(f"{path}: expected one input {FEATURES_INPUT!r} float32 [N, {N_FEATURES}]")

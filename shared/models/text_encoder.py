@@ -56,8 +56,9 @@ class TextEncoder:
 
     def __init__(self, model_path: Path | str, tokenizer_path: Path | str, *, max_length: int = MAX_LENGTH,
                  threads: int = 1, batch_size: int = 64) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from strata.shared.models.onnx import open_session
 
         try:
             tok = Tokenizer.from_file(str(tokenizer_path))
@@ -67,13 +68,7 @@ class TextEncoder:
         tok.no_padding()            # padded per batch below, to the batch's longest text
         self._tok = tok
         self._pad_id = tok.token_to_id("[PAD]") or 0
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._sess = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise BundleError(f"cannot load text encoder {model_path}: {exc}") from exc
+        self._sess = open_session(model_path, threads, what="text encoder")
         names = tuple(i.name for i in self._sess.get_inputs())
         if set(names) != set(INPUT_NAMES):
             raise BundleError(f"text encoder {model_path} takes {names}, expected {INPUT_NAMES}")

@@ -110,7 +110,7 @@ def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
 
     ``clicks=imps=None`` means no observations (the prior alone; same values as all-zero counts).
     """
-    prior = n0 * np.asarray(p, dtype=np.float64)
+    prior = np.multiply(p, n0, dtype=np.float64)
     if clicks is None or imps is None:
         beta = n0 - prior
         np.maximum(prior, _MIN_PARAM, out=prior)
@@ -134,6 +134,11 @@ class Decision:
     theta: np.ndarray      # the posterior draw per candidate (length n)
     mean: np.ndarray       # posterior mean per candidate (length n)
     margin: float          # k-th minus (k+1)-th largest posterior mean; 1.0 when n <= k
+    kth: float = -np.inf   # the k-th largest posterior mean: "greedy" is ``mean >= kth``
+    ranked: np.ndarray | None = None   # every position by its draw, best first, when it was computed
+
+
+FULL_SORT_MAX = 256        # up to this many candidates one sort is cheaper than partitions (and is reusable)
 
 
 def thompson_topk(alpha: np.ndarray, beta: np.ndarray, k: int, budget_slots: int,
@@ -149,18 +154,28 @@ def select_topk(theta: np.ndarray, mean: np.ndarray, k: int, budget_slots: int) 
     "Greedy" means a posterior mean at or above the k-th largest mean (ties at the boundary count as
     greedy); "explored" is everything else. When the draw puts more than ``budget_slots`` explored items
     in the top k, the answer is the best ``k - budget_slots`` greedy items and the best ``budget_slots``
-    explored items, both by their draws. One partition of the means gives the threshold and the margin.
+    explored items, both by their draws. One partition of the means gives the threshold and the margin;
+    up to ``FULL_SORT_MAX`` candidates one stable sort of the draws gives the top k (and ``ranked``, which a
+    diversity walk reuses), beyond it a partition does. Few NumPy calls: on the edge's hot path each costs
+    about a microsecond whatever its size.
     """
     n = theta.shape[0]
-    if n <= k:
-        order = np.argsort(-theta, kind="stable")
-        return Decision(order, np.zeros(n, dtype=bool), theta, mean, 1.0)
-    part = np.partition(mean, (n - k - 1, n - k))
-    kth = part[n - k]
-    greedy = mean >= kth
     neg = -theta
-    top = np.argpartition(neg, k - 1)[:k]
-    if k - np.count_nonzero(greedy[top]) > budget_slots:
+    if n <= k:
+        order = neg.argsort(kind="stable")
+        return Decision(order, np.zeros(n, dtype=bool), theta, mean, 1.0, -np.inf, order)
+    part = mean.copy()
+    part.partition((n - k - 1, n - k))
+    kth = part[n - k]
+    ranked = None
+    if n <= FULL_SORT_MAX:
+        ranked = neg.argsort(kind="stable")
+        top = ranked[:k]
+    else:
+        top = neg.argpartition(k - 1)[:k]
+    explored = mean[top] < kth
+    if np.count_nonzero(explored) > budget_slots:
+        greedy = mean >= kth
         g = k - budget_slots
         top_g = np.argpartition(np.where(greedy, neg, 1.0), g - 1)[:g]      # draws are in [0, 1]
         if budget_slots:
@@ -168,8 +183,13 @@ def select_topk(theta: np.ndarray, mean: np.ndarray, k: int, budget_slots: int) 
             top = np.concatenate((top_g, top_e))
         else:
             top = top_g
-    order = top[np.argsort(neg[top], kind="stable")]
-    return Decision(order, ~greedy[order], theta, mean, float(kth - part[n - k - 1]))
+        order = top[neg[top].argsort(kind="stable")]
+        return Decision(order, ~greedy[order], theta, mean, float(kth - part[n - k - 1]), float(kth), ranked)
+    if ranked is None:
+        by_draw = neg[top].argsort(kind="stable")
+        top = top[by_draw]
+        explored = explored[by_draw]
+    return Decision(top, explored, theta, mean, float(kth - part[n - k - 1]), float(kth), ranked)
 
 
 def greedy_mask(mean: np.ndarray, k: int) -> np.ndarray:

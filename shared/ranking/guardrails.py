@@ -1,12 +1,15 @@
 """Guardrails every tier applies: banned items and categories, the age gate, and category diversity.
 
-One implementation, used by the edge now and by tiers 2 and 3 (the blueprint: "guardrails hold at
-every tier"). Two parts, product-mixer style:
+One implementation for the edge, tier 2 and the origin (the blueprint: "guardrails hold at every tier").
+Two parts, product-mixer style:
 - ``CatalogGuard`` (a filter): compiled once per catalog and policy into one reason code per item and
   age state, so filtering a request is one gather. It returns kept AND removed, with the reason.
 - ``DiversitySelector`` (a selector): walks candidates in preference order and keeps at most
-  ``max_per_category`` items of one category in any ``diversity_window`` consecutive positions (for
-  k <= window that is "at most 3 of one category in the top k"), and at most ``budget`` explored items.
+  ``max_per_category`` (3) items of one category in the whole answer, and at most ``budget`` explored
+  items. With ``diversity_window`` configured (long feeds) the cap applies to every run of that many
+  consecutive positions instead. An answer that cannot reach its length under the cap (it asks for more
+  than ``max_per_category`` x the categories available) is completed by ``relax``, which raises the cap
+  one step at a time; the tiers then say ``diversity_cap_relaxed`` in ``route_reasons`` (never silently).
 
 Items a catalog does not know have no category or age flag: they are checked against
 ``banned_items`` by id, are never counted by the diversity cap, and pass the age gate unless the
@@ -22,7 +25,14 @@ from typing import Literal, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+try:
+    from strata.shared.ranking._walk import walk as _compiled_walk
+except ImportError:   # no C compiler at install time: the same walk in Python
+    _compiled_walk = None
+
+WALK = "compiled" if _compiled_walk is not None else "python"
 REASONS = ("kept", "banned_item", "banned_category", "age_restricted", "unknown_item")
+DIVERSITY_RELAXED = "diversity_cap_relaxed"     # route_reasons: more than max_per_category of a category
 KEPT, BANNED_ITEM, BANNED_CATEGORY, AGE_RESTRICTED, UNKNOWN_ITEM = range(len(REASONS))
 UNCAPPED = -1          # category code of items with no known category
 
@@ -34,9 +44,11 @@ class Guardrails(BaseModel):
 
     banned_items: tuple[str, ...] = Field((), description="item ids never served")
     banned_categories: tuple[str, ...] = Field((), description="category names never served")
-    max_per_category: int = Field(3, ge=1, description="items of one category allowed per diversity window")
-    diversity_window: int = Field(
-        10, ge=1, description="consecutive positions the per-category cap applies to (>= k: the whole answer)")
+    max_per_category: int = Field(3, ge=1, description="items of one category allowed in an answer (or per "
+                                  "diversity_window, when one is set)")
+    diversity_window: int | None = Field(
+        None, ge=1, description="null: the cap holds for the whole answer; a number: for every run of that many "
+                                "consecutive positions instead (long feeds)")
     unknown_items: Literal["allow", "block"] = Field(
         "allow", description="items the catalog does not know: serve (checked by id only) or drop")
 
@@ -139,13 +151,14 @@ def _sole(codes: np.ndarray) -> int | None:
 
 
 class DiversitySelector:
-    """At most ``max_per_category`` of one category in any ``window`` consecutive positions."""
+    """At most ``max_per_category`` of one category in the answer (``window`` None), or in any ``window``
+    consecutive positions."""
 
     name = "diversity"
     __slots__ = ("max_per_category", "window")
 
-    def __init__(self, max_per_category: int, window: int) -> None:
-        if max_per_category < 1 or window < 1:
+    def __init__(self, max_per_category: int, window: int | None = None) -> None:
+        if max_per_category < 1 or (window is not None and window < 1):
             raise ValueError("max_per_category and window must be >= 1")
         self.max_per_category = max_per_category
         self.window = window
@@ -159,12 +172,12 @@ class DiversitySelector:
         if n <= cap:
             return True
         seq = cats.tolist() if isinstance(cats, np.ndarray) else cats
-        if n <= self.window and len(set(seq)) > n - cap:   # no category can have cap + 1 members
+        window = self.window
+        if (window is None or n <= window) and len(set(seq)) > n - cap:   # no category can have cap + 1 members
             return True
         counts: dict[int, int] = {}
-        window = self.window
         for i, c in enumerate(seq):
-            if i >= window:
+            if window is not None and i >= window:
                 old = seq[i - window]
                 if old != UNCAPPED:
                     counts[old] -= 1
@@ -175,31 +188,49 @@ class DiversitySelector:
                 counts[c] = n
         return True
 
-    def select(self, order: Sequence[int], cats: np.ndarray, k: int, explored: np.ndarray | None = None,
-               budget: int = 0, prior: Sequence[int] = (), prior_explored: int = 0) -> tuple[list[int], list[bool]]:
+    def select(self, order: Sequence[int], cats: np.ndarray | Sequence[int], k: int,
+               explored: np.ndarray | None = None, budget: int = 0, prior: Sequence[int] = (),
+               prior_explored: int = 0) -> tuple[list[int], list[bool]]:
         """Walk ``order`` (positions, best first) and take up to ``k`` under both caps.
 
         ``cats`` and ``explored`` are indexed by position. ``prior`` holds the category codes of items
-        already placed before these (a fill continues the same sliding window); explored items are
-        taken while fewer than ``budget`` explored items (``prior_explored`` included) are placed.
-        The exploration budget never makes an answer short: when the first walk ends with fewer than k,
-        a second walk takes the skipped items that keep the diversity cap (flagged not explored: they are
-        placed for diversity, not for exploration). Returns (positions, explored flag per position).
+        already placed before these (a fill continues the same answer, or the same sliding window);
+        explored items are taken while fewer than ``budget`` explored items (``prior_explored`` included)
+        are placed. The exploration budget never makes an answer short: when the first walk ends with fewer
+        than k, a second walk takes the skipped items that keep the diversity cap (flagged not explored:
+        they are placed for diversity, not for exploration). With a sliding window, items skipped for the cap
+        are walked again once the window has moved on. Returns (positions, explored flag per position).
+        Fewer than k come back only when the diversity cap allows no more (see ``relax``).
         """
+        if self.window is None and not prior and not prior_explored and _compiled_walk is not None and (
+                isinstance(order, np.ndarray) and isinstance(cats, np.ndarray)):
+            return _compiled_walk(order, cats, explored, k, budget, self.max_per_category)
+        if isinstance(order, np.ndarray):
+            order = order.tolist()
+        cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
+        exp_list = explored.tolist() if explored is not None else None
+        if self.window is None:
+            return self._select_whole(order, cat_list, k, exp_list, budget, prior, prior_explored)
         cap, window = self.max_per_category, self.window
-        recent: deque[int] = deque(prior[-(window - 1):] if window > 1 else (), maxlen=max(window - 1, 1))
+        sliding = window is not None
+        recent: deque[int] | None = None
+        if sliding:
+            recent = deque(prior[-(window - 1):] if window > 1 else (), maxlen=max(window - 1, 1))
+            counted: Sequence[int] = recent
+        else:
+            counted = prior
         counts: dict[int, int] = {}
-        for c in recent:
+        for c in counted:
             counts[c] = counts.get(c, 0) + 1
         picked: list[int] = []
         flags: list[bool] = []
-        cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
-        exp_list = explored.tolist() if explored is not None else None
 
         def place(pos: int, c: int, e: bool) -> None:
             picked.append(pos)
             flags.append(e)
-            if window > 1:
+            if recent is None:
+                counts[c] = counts.get(c, 0) + 1
+            elif window > 1:
                 if len(recent) == window - 1:
                     old = recent[0]
                     if old != UNCAPPED:
@@ -210,18 +241,27 @@ class DiversitySelector:
 
         used = prior_explored
         skipped_for_budget = False
-        for pos in order:
-            c = cat_list[pos]
-            if c != UNCAPPED and counts.get(c, 0) >= cap:
-                continue
-            e = exp_list[pos] if exp_list is not None else False
-            if e and used >= budget:
-                skipped_for_budget = True
-                continue
-            place(pos, c, e)
-            used += e
-            if len(picked) == k:
-                return picked, flags
+        walk: Sequence[int] = order
+        while True:
+            capped: list[int] = []      # skipped for the cap (a later window may have room for them)
+            placed_before = len(picked)
+            for pos in walk:
+                c = cat_list[pos]
+                if c != UNCAPPED and counts.get(c, 0) >= cap:
+                    capped.append(pos)
+                    continue
+                e = exp_list[pos] if exp_list is not None else False
+                if e and used >= budget:
+                    skipped_for_budget = True
+                    continue
+                place(pos, c, e)
+                used += e
+                if len(picked) == k:
+                    return picked, flags
+            # whole answer: counts only grow, so nothing capped becomes placeable; a sliding window moves on
+            if not sliding or not capped or len(picked) == placed_before:
+                break
+            walk = capped
         if skipped_for_budget:
             taken = set(picked)
             for pos in order:
@@ -234,3 +274,71 @@ class DiversitySelector:
                 if len(picked) == k:
                     break
         return picked, flags
+
+    def _select_whole(self, order: Sequence[int], cat_list: list[int], k: int, exp_list: list[bool] | None,
+                      budget: int, prior: Sequence[int], prior_explored: int) -> tuple[list[int], list[bool]]:
+        """``select`` with the cap on the whole answer: the edge's hot path, one tight loop (no window to move)."""
+        cap = self.max_per_category
+        counts: dict[int, int] = {}
+        for c in prior:
+            counts[c] = counts.get(c, 0) + 1
+        get = counts.get
+        picked: list[int] = []
+        flags: list[bool] = []
+        used = prior_explored
+        skipped_for_budget = False
+        for pos in order:
+            e = exp_list is not None and exp_list[pos]
+            if e and used >= budget:
+                skipped_for_budget = True
+                continue
+            c = cat_list[pos]
+            if c != UNCAPPED:
+                n = get(c, 0)
+                if n >= cap:
+                    continue
+                counts[c] = n + 1
+            picked.append(pos)
+            flags.append(e)
+            used += e
+            if len(picked) == k:
+                return picked, flags
+        if skipped_for_budget:
+            taken = set(picked)
+            for pos in order:
+                if pos in taken:
+                    continue
+                c = cat_list[pos]
+                if c != UNCAPPED:
+                    n = get(c, 0)
+                    if n >= cap:
+                        continue
+                    counts[c] = n + 1
+                picked.append(pos)
+                flags.append(False)
+                if len(picked) == k:
+                    break
+        return picked, flags
+
+    def relax(self, order: Sequence[int], cats: np.ndarray | Sequence[int], need: int,
+              prior: Sequence[int] = ()) -> list[int]:
+        """Up to ``need`` more positions from ``order`` (best first; none of them placed yet) for an answer the
+        cap cannot complete: the cap is raised one step at a time, so every category gets its next item
+        before any gets two more. ``prior``: category codes of the items already in the answer, in order.
+        The caller says ``DIVERSITY_RELAXED`` when the answer then breaks the cap (``satisfied`` is False:
+        with a sliding window, a longer answer may still keep it)."""
+        cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
+        placed = list(prior)
+        remaining = list(order)
+        picked: list[int] = []
+        cap = self.max_per_category
+        while len(picked) < need and remaining:
+            cap += 1
+            got, _ = DiversitySelector(cap, self.window).select(remaining, cat_list, need - len(picked),
+                                                                prior=placed)
+            if got:
+                picked += got
+                placed += [cat_list[p] for p in got]
+                taken = set(got)
+                remaining = [p for p in remaining if p not in taken]
+        return picked

@@ -4,7 +4,8 @@ A session's state is an accumulator ``acc`` (float64 [EMBED_DIM]) of event-type-
 exponentially decayed in event time with half-life ``half_life_s``, plus ``ref_ms``, the event time the
 accumulator is decayed to. An event at ``ts >= ref_ms`` decays the accumulator to ``ts`` and adds its
 weighted item vector; a late event (``ts < ref_ms``) adds its contribution decayed to ``ref_ms``. The
-vector the edge reads is ``acc`` L2-normalised, as float32 (``shared.keys``: field ``vec``).
+vector the edge reads is ``acc`` L2-normalised, as float32 (``shared.keys``: field ``vec``; read back by
+``shared.online_store.codecs.decode_session``).
 
 Applied in the log's per-session order, the result depends only on the events and the rule, never on
 batching or timing: replaying the same events gives bit-identical bytes.
@@ -12,7 +13,6 @@ batching or timing: replaying the same events gives bit-identical bytes.
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -23,8 +23,6 @@ from pydantic.dataclasses import dataclass
 
 from strata.shared.contracts.api import Event
 from strata.shared.ranking.features import EMBED_DIM
-
-logger = logging.getLogger(__name__)
 
 
 def _default_weights() -> dict[str, float]:
@@ -178,31 +176,3 @@ def recent_items(raw: bytes | str | None, limit: int = MAX_RECENT) -> list[str]:
         return []
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return list(dict.fromkeys(text.split("\x1f")))[:limit]
-
-
-# -- the read side (the edge and tier 2 read the ``vec`` the processor wrote) ---------------------------------
-
-class SessionState(NamedTuple):
-    """A tuple of untracked objects, so the garbage collector never walks the session cache."""
-
-    vec: np.ndarray | None       # float32 [EMBED_DIM], None if the store has no vector for the session
-    updated_ms: int | None
-
-
-def decode_session(vec_raw: bytes | None, updated_raw: bytes | None) -> SessionState:
-    """Bytes from the store -> SessionState. A vector of the wrong size is ignored (logged once per call)."""
-    vec = None
-    if vec_raw is not None:
-        if len(vec_raw) == EMBED_DIM * 4:
-            vec = np.frombuffer(vec_raw, dtype="<f4").astype(np.float32)
-            if not np.all(np.isfinite(vec)):
-                vec = None
-        else:
-            logger.warning("session vector has %d bytes, expected %d; ignored", len(vec_raw), EMBED_DIM * 4)
-    updated = None
-    if updated_raw is not None:
-        try:
-            updated = int(updated_raw)
-        except ValueError:
-            updated = None
-    return SessionState(vec, updated)

@@ -20,9 +20,17 @@ def media_type(header: str | bytes | None) -> str:
     """Normalised media type without parameters ("application/json; charset=utf-8" -> "application/json")."""
     if not header:
         return ""
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    return header.split(";", 1)[0].strip().lower()
+    mt = _MEDIA_CACHE.get(header)
+    if mt is None:
+        text = header.decode("latin-1") if isinstance(header, bytes) else header
+        mt = text.split(";", 1)[0].strip().lower()
+        if len(_MEDIA_CACHE) >= 1024:       # clients send a handful of spellings; junk cannot grow it
+            _MEDIA_CACHE.clear()
+        _MEDIA_CACHE[header] = mt
+    return mt
+
+
+_MEDIA_CACHE: dict[str | bytes, str] = {}
 
 
 def decode(body: bytes, content_type: str | bytes | None) -> object:

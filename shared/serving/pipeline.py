@@ -10,16 +10,20 @@ errors into answers with ``shared.serving.error_mapper`` (the only place that do
 A stage's ``run`` returns:
 - ``None``: continue with the next stage;
 - ``SUSPEND``: the stage needs I/O; ``await stage.complete(ctx)`` and continue after it (no Task is
-  created for requests that never suspend);
+  created for requests that never suspend). Only a ``SuspendingStage`` may return it: a stage declares
+  ``suspends = True`` and an ``async def complete(ctx)``, and ``Pipeline`` refuses a composition where
+  the two do not go together (LitServe's habit: a bad composition fails when it is built, not when a
+  request first takes that path);
 - ``ANSWERED``: the answer is already known (e.g. a cache hit): go straight to the last stage;
 - a ``Reply``: done (the last stage must return one).
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from strata.shared.serving.metrics import Histogram
 
@@ -39,9 +43,35 @@ class Reply(NamedTuple):
 
 
 class Stage(Protocol):
+    """One step of a request path. ``name`` is its stable metrics label."""
+
     name: str
 
     def run(self, ctx: Any) -> Any: ...
+
+
+class SuspendingStage(Stage, Protocol):
+    """A stage whose ``run`` may return ``SUSPEND``; the pipeline then awaits ``complete(ctx)``."""
+
+    suspends: ClassVar[bool]
+
+    async def complete(self, ctx: Any) -> None: ...
+
+
+def suspends(stage: Stage) -> bool:
+    """Whether ``stage`` declared that it can suspend (``suspends = True``)."""
+    return getattr(stage, "suspends", False) is True
+
+
+def check_stages(stages: Sequence[Stage]) -> None:
+    """Refuse a composition a request could break on: a suspending stage without ``complete``, or a
+    ``complete`` on a stage that never declared it suspends (it would never be awaited)."""
+    for s in stages:
+        complete = getattr(s, "complete", None)
+        if suspends(s) and not inspect.iscoroutinefunction(complete):
+            raise TypeError(f"stage {s.name!r} declares suspends = True but has no async complete(ctx)")
+        if complete is not None and not suspends(s):
+            raise TypeError(f"stage {s.name!r} has complete(ctx) but does not declare suspends = True")
 
 
 class Pending:
@@ -69,7 +99,7 @@ class Handler(Protocol):
 class Pipeline:
     """Runs stages in order. Every ``sample_every``-th request is timed per stage into ``timings``."""
 
-    __slots__ = ("stages", "names", "timings", "_last", "_n", "_mask")
+    __slots__ = ("stages", "names", "timings", "_last", "_n", "_mask", "_suspending")
 
     def __init__(self, stages: Sequence[Stage], sample_every: int = 16) -> None:
         if not stages:
@@ -79,12 +109,14 @@ class Pipeline:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
+        check_stages(stages)
         self.stages = tuple(stages)
         self.names = tuple(names)
         self.timings = {name: Histogram(STAGE_BUCKETS_S) for name in names}
         self._last = self.stages[-1]
         self._n = 0
         self._mask = sample_every - 1
+        self._suspending = frozenset(i for i, s in enumerate(self.stages) if suspends(s))
 
     def run(self, ctx: Any) -> Reply | Pending:
         """Run a new request from the first stage."""
@@ -101,7 +133,7 @@ class Pipeline:
                 if out is ANSWERED:
                     return self._last.run(ctx)
                 if out is SUSPEND:
-                    return Pending(self, ctx, i)
+                    return self._pending(ctx, i, 0)
                 return out
         raise RuntimeError(f"pipeline {self.names} ended without a reply")
 
@@ -112,7 +144,7 @@ class Pipeline:
             t0 = clock()
             out = stage.run(ctx)
             if out is SUSPEND:        # timed when its I/O completes (run + wait + complete, one sample)
-                return Pending(self, ctx, i, t0)
+                return self._pending(ctx, i, t0)
             self.timings[stage.name].observe((clock() - t0) / 1e9)
             if out is not None:
                 if out is ANSWERED:
@@ -122,10 +154,15 @@ class Pipeline:
                 return out
         raise RuntimeError(f"pipeline {self.names} ended without a reply")
 
+    def _pending(self, ctx: Any, index: int, t0: int) -> Pending:
+        if index not in self._suspending:
+            raise RuntimeError(f"stage {self.names[index]!r} returned SUSPEND but does not declare suspends = True")
+        return Pending(self, ctx, index, t0)
+
     async def finish(self, pending: Pending) -> Reply:
         """Await the suspended stage's I/O, then run the rest of the stages."""
-        stage = self.stages[pending.index]
-        await stage.complete(pending.ctx)      # type: ignore[attr-defined]
+        stage: SuspendingStage = self.stages[pending.index]     # type: ignore[assignment]  (checked by _pending)
+        await stage.complete(pending.ctx)
         if pending.t0:
             self.timings[stage.name].observe((time.perf_counter_ns() - pending.t0) / 1e9)
             out = self._run_timed(pending.ctx, pending.index + 1)

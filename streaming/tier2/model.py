@@ -1,5 +1,5 @@
-"""What tier 2 ranks with: one bundle (``shared.models.scoring_bundle``), its guardrails compiled for the
-current policy, its item vectors in a ``VectorIndex``, and the Thompson sampler."""
+"""What tier 2 ranks with: the kernel's ``RankingModel`` over one bundle (``shared.models.scoring_bundle``)
+under the current guardrail policy, plus the bundle's item vectors in a ``VectorIndex`` for ANN candidates."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from strata.shared.config import Tier2Settings
-from strata.shared.contracts.api import MAX_CANDIDATES, Context
+from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle, load_bundle
 from strata.shared.models.vector_index import IndexPoint, VectorIndex, open_vector_index
-from strata.shared.ranking.bandit import BanditConfig, make_sampler, posterior
-from strata.shared.ranking.features import FEATURE_DIM, assemble, context_block
-from strata.shared.ranking.guardrails import CatalogGuard, DiversitySelector, Guardrails
+from strata.shared.ranking.bandit import BanditConfig
+from strata.shared.ranking.guardrails import Guardrails
+from strata.shared.ranking.model import RankingModel
+from strata.shared.ranking.ranker import Ranker
 
 logger = logging.getLogger(__name__)
 FIELDS = {"category": "keyword", "age_restricted": "integer"}      # flags as 0/1 integers (Qdrant Edge)
@@ -34,50 +35,17 @@ def index_items(bundle: LoadedBundle, index: VectorIndex) -> int:
     return len(rows)
 
 
-class Tier2Model:
+class Tier2Model(RankingModel):
+    """``retrieve``: ANN candidates per request, and the size of the popular pools (as many as ANN would give)."""
+
+    __slots__ = ("index", "retrieve", "_shard_dir")
+
     def __init__(self, bundle: LoadedBundle, policy: Guardrails, index: VectorIndex, bandit: BanditConfig,
                  retrieve: int, shard_dir: Path | None = None) -> None:
-        self.bundle = bundle
-        self.version = bundle.version
-        self.policy = policy
+        super().__init__(Ranker(bundle, bandit, max(MAX_CANDIDATES, retrieve)), policy, retrieve)
         self.index = index
-        self.bandit = bandit
         self.retrieve = retrieve
-        self.guard = CatalogGuard(policy, bundle.item_ids, bundle.categories, bundle.age_restricted)
-        self.diversity = DiversitySelector(policy.max_per_category, policy.diversity_window)
-        self.rng = make_sampler(bandit.seed)
-        # the popular pools, as many as ANN would give (the edge's pool_size), filtered once per age state
-        self._pools = {(seg, age): self.guard.clean(rows[:retrieve], age) for seg, rows in bundle.pools.items()
-                       for age in (False, True)}
-        self._ctx: dict[tuple[str, str, int], np.ndarray] = {}
-        self._buf = np.empty((MAX_CANDIDATES + retrieve + 1000, FEATURE_DIM), dtype=np.float32)
         self._shard_dir = shard_dir
-
-    def pool(self, channel: str, age_verified: bool) -> np.ndarray:
-        """The channel's popular items (else the default segment's) that the guardrails allow."""
-        rows = self._pools.get((channel, age_verified))
-        return rows if rows is not None else self._pools[("default", age_verified)]
-
-    def lookup(self, ids: list[str]) -> np.ndarray:
-        index = self.bundle.index
-        return np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-
-    def posterior(self, rows: np.ndarray, ctx: Context, vec: np.ndarray | None, clicks: np.ndarray | None,
-                  imps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Beta posterior per candidate row (-1: unknown to the bundle, the cold prior): the ONNX click
-        probability from ``shared.ranking.features`` rows as the prior, the slot's counts as the evidence."""
-        b = self.bundle
-        known = rows >= 0
-        p = np.full(rows.shape[0], self.bandit.cold_prior, dtype=np.float64)
-        if known.any():
-            kr = rows[known]
-            sims = None if vec is None else b.item_vectors[kr] @ vec
-            key = (ctx.channel, ctx.device, ctx.hour)
-            block = self._ctx.get(key)
-            if block is None:
-                block = self._ctx[key] = context_block(ctx.channel, ctx.device, ctx.hour)
-            p[known] = b.scorer.score(assemble(b.item_features[kr], block, sims, out=self._buf))
-        return posterior(p, clicks, imps, self.bandit.n0)
 
     def close(self) -> None:
         try:

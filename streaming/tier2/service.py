@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import numpy as np
 
 from strata.shared.config import ImpressionSettings, StrataSettings
 from strata.shared.ranking.guardrails import REASONS
+from strata.shared.ranking.stages.guardrail_filter import GuardrailFilter
+from strata.shared.serving.answers import Answer, RequestIds
+from strata.shared.serving.encode import Encode
 from strata.shared.serving.impression_log import ImpressionLog
 from strata.shared.serving.metrics import Instruments
-from strata.streaming.tier2.handler import Tier2Handler
+from strata.streaming.tier2.handler import TIER, Tier2Handler
 from strata.streaming.tier2.model import Tier2Model, load_model
-from strata.streaming.tier2.stages import (
-    Candidates,
-    Counts,
-    Encode,
-    GuardrailFilter,
-    RankSelect,
-    SessionStage,
-    Tier2Ctx,
-)
+from strata.streaming.tier2.stages import AnnCandidates, Tier2Ctx
 from strata.streaming.tier2.store import Tier2Store
 
 logger = logging.getLogger(__name__)
@@ -61,25 +55,24 @@ class Tier2Service:
             m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
             m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)
         self._task: asyncio.Task | None = None
-        self.candidates = Candidates(t2.vector_index.ef, t2.vector_index.exact)
+        self.candidates = AnnCandidates(t2.vector_index.ef, t2.vector_index.exact)
         m.gauge("ann_failures_total", lambda: [((), float(self.candidates.failures))], counter=True)
-        prefix = os.urandom(6).hex()
-        seq = iter(range(1, 1 << 62))
         self.handler = Tier2Handler(
-            lambda: self.model, session=SessionStage(self.store), candidates=self.candidates,
-            guardrails=GuardrailFilter(self._count_removed), counts=Counts(self.store),
-            rank_select=RankSelect(t2.confidence),
-            encode=Encode(lambda: f"{prefix}{next(seq):x}", self._answered, self.impressions))
+            lambda: self.model, self.store, candidates=self.candidates,
+            guardrails=GuardrailFilter(self._count_removed_as, self._count_removed), confidence=t2.confidence,
+            encode=Encode(TIER, RequestIds(), self.impressions, on_ranked=self._answered,
+                          on_degraded=lambda: m.inc("degraded_total")))
         for name, hist in self.handler.pipeline.timings.items():
             m.histograms[("stage_seconds", (name,))] = hist
 
     def _count_removed(self, codes: np.ndarray) -> None:
-        self._removed += np.bincount(codes, minlength=len(REASONS))
+        self._removed += np.bincount(codes, minlength=len(REASONS))[:len(REASONS)]
 
-    def _answered(self, ctx: Tier2Ctx) -> None:
+    def _count_removed_as(self, reason: int, n: int) -> None:
+        self._removed[reason] += n
+
+    def _answered(self, ctx: Tier2Ctx, answer: Answer) -> None:
         self.metrics.inc("candidates_total", (ctx.source,))
-        if ctx.degraded:
-            self.metrics.inc("degraded_total")
 
     def load(self) -> Tier2Model:
         cfg = self.cfg

@@ -63,7 +63,7 @@ def test_500_over_the_edge_server_has_a_request_id_and_keeps_the_connection(
         registry_dir, serve_edge, monkeypatch, caplog) -> None:
     caplog.set_level(logging.ERROR, logger="strata.shared.serving.error_mapper")
     with serve_edge(registry_dir) as (port, node):
-        break_stage(node, "rank", monkeypatch)
+        break_stage(node, "posterior", monkeypatch)
         first, second = raw_exchange(port, post() + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     head, _, body = first.partition(b"\r\n\r\n")
@@ -81,7 +81,7 @@ def test_500_over_the_edge_server_has_a_request_id_and_keeps_the_connection(
 def test_500_on_a_suspended_request(registry_dir, serve_edge, fresh_valkey, monkeypatch) -> None:
     """A request waiting on the store runs as a Task; a failure after the store read is a 500 too."""
     with serve_edge(registry_dir, store=fresh_valkey.url) as (port, node):
-        break_stage(node, "rank", monkeypatch)
+        break_stage(node, "posterior", monkeypatch)
         (answer,) = raw_exchange(port, post(orjson.dumps({"user_id": "u", "session_id": "never-seen"})), 1)
     assert answer.startswith(b"HTTP/1.1 500") and b'"request_id"' in answer
 
@@ -162,5 +162,5 @@ def test_stage_latency_is_exported_per_stage(registry_dir) -> None:
                                           b"application/json", None))
     text = node.exposition().decode()
     for stage in ("exact_cache", "decode", "validate", "response_cache", "session", "candidates", "guardrails",
-                  "rank", "select", "confidence", "escalate", "encode"):
+                  "counts", "posterior", "select", "fill", "confidence", "route", "escalate", "encode"):
         assert f'strata_edge_stage_seconds_count{{stage="{stage}"}} 4.0' in text, stage

@@ -214,3 +214,74 @@ def test_counts_of_every_tracked_slot_are_refreshed_in_one_pass(registry_dir, st
     assert counts.get("default", "pdp").imps[1] == 70
     assert ("default", "cart") not in counts.tracked()   # evicted by junk, then not re-added
     assert len(counts.tracked()) == 5
+
+
+def _hmget_calls(r) -> int:
+    return int(r.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+
+def test_without_consent_the_edge_reads_no_personal_data(registry_dir, store_redis, fresh_valkey):
+    """Consent is a guardrail at the edge: no session read (PoP cache or store), a context-only answer that says
+    so, and a consented request for the same session is not answered from that answer's cache entry."""
+    svc = make_service(registry_dir, fresh_valkey.url, store={"timeout_ms": 1000.0}, cache={"response_size": 1000})
+    vec = svc.ranker.bundle.item_vectors[150:160].mean(axis=0)
+    store_redis.hset(session_key("default", "s-c"), mapping={"vec": (vec / np.linalg.norm(vec)).astype("<f4").tobytes(),
+                                                             "updated_ms": int(time.time() * 1000)})
+    cands = candidates(svc, 50)
+
+    async def run():
+        await svc.start()
+        try:
+            before = _hmget_calls(store_redis), len(svc.sessions)
+            refused = await recommend(svc, session_id="s-c", candidates=cands, k=5, context={"consent": False})
+            after = _hmget_calls(store_redis), len(svc.sessions)
+            given = await recommend(svc, session_id="s-c", candidates=cands, k=5)
+            return before, refused, after, given, _hmget_calls(store_redis)
+        finally:
+            await svc.stop()
+
+    before, refused, after, given, calls = asyncio.run(run())
+    assert after == before                              # nothing read, nothing cached for the session
+    assert refused["route_reasons"][0] == "no_consent_context_only" and "no_session_vector" in refused["route_reasons"]
+    assert given["timing"]["cache"] == "miss" and calls == before[0] + 1
+    assert "no_session_vector" not in given["route_reasons"] and "no_consent_context_only" not in given["route_reasons"]
+
+
+def test_invalidations_resume_after_the_store_restarts(valkey_proc, fresh_valkey):
+    """The subscriber's client has no retries of its own (``shared.online_store.client``): the listener's loop
+    reconnects and subscribes again after an outage."""
+    import msgpack
+
+    from strata.edge.invalidation import InvalidationListener
+    from strata.shared.keys import INVALIDATION_CHANNEL
+
+    got: list[tuple[str, str]] = []
+
+    async def publish_until_seen(pair: tuple[str, str]) -> None:
+        r = fresh_valkey.client()
+        try:
+            for _ in range(200):                   # publishes before the (re)subscription are lost: repeat
+                r.publish(INVALIDATION_CHANNEL, msgpack.packb([list(pair)]))
+                await asyncio.sleep(0.05)
+                if pair in got:
+                    return
+        finally:
+            r.close()
+        raise AssertionError(f"{pair} never arrived; got {got}")
+
+    async def run() -> None:
+        lis = InvalidationListener(fresh_valkey.url, lambda t, s: got.append((t, s)))
+        task = asyncio.create_task(lis.run())
+        try:
+            await asyncio.wait_for(lis.subscribed.wait(), 10)
+            await publish_until_seen(("t", "before"))
+            valkey_proc.stop()
+            await asyncio.sleep(0.5)
+            valkey_proc.start()
+            await publish_until_seen(("t", "after"))
+            assert lis.errors >= 1
+        finally:
+            task.cancel()
+            await asyncio.wait((task,), timeout=5)
+
+    asyncio.run(run())

@@ -146,6 +146,17 @@ def test_bad_input_gets_a_clear_4xx_from_the_one_mapper(origin, path, kwargs, st
     assert body["retriable"] is False
 
 
+@pytest.mark.parametrize("route", ["/v1/recommend", "/v1/explain", "/v1/items"])
+def test_an_encoded_body_is_refused_not_misread(origin, route: str) -> None:
+    client, node = origin
+    r = client.post(route, content=b"\x1f\x8b not json", headers={"content-type": "application/json",
+                                                                  "content-encoding": "gzip"})
+    assert r.status_code == 415
+    assert r.json()["error"] == {"code": "unsupported_media_type", "field": "Content-Encoding",
+                                 "reason": "Content-Encoding 'gzip' is not supported; send the body uncompressed"}
+    assert f'strata_origin_requests_total{{route="{route}",status="415"}}' in client.get("/metrics").text
+
+
 def test_get_on_a_post_route_is_405_and_ops_routes_answer(origin) -> None:
     client, _ = origin
     r = client.get("/v1/recommend")

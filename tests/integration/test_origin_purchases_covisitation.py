@@ -80,9 +80,9 @@ def test_the_profile_carries_the_purchases_and_they_seed_covisitation(filtering,
     from strata.origin.profiles import RedisProfileStore
     from strata.origin.stages.covisit_source import CovisitationSource
     from strata.origin.stages.ctx import OriginCtx
-    from strata.origin.stages.decode import Decode
     from strata.origin.stages.validate import Validate
     from strata.shared.serving.codecs import JSON
+    from strata.shared.serving.request_stages import Decode
 
     _, node = filtering
     table = node.state.covisitation

@@ -61,7 +61,7 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
     async def go() -> None:
         async with tier2(cfg) as (client, t2):
             before = await _recommend(client, k=8)
-            assert before["route_reasons"][:2] == ["popular_candidates", "no_session_vector"]
+            assert before["route_reasons"][:2] == ["no_session_vector", "popular_candidates"]
             assert before["degraded"] is False and len(before["items"]) == 8
             ev = {"event_id": "t2-click-1", "type": "click", "user_id": "u1", "session_id": "s-t2",
                   "ts": int(time.time() * 1000), "channel": "web", "item_id": item}
@@ -79,7 +79,7 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
                 r.close()
             assert t2.impressions.logged == 1
             after = await _recommend(client, k=8)
-            assert after["route_reasons"][:2] == ["ann_candidates", "fresh_session_vector"]
+            assert after["route_reasons"][:2] == ["fresh_session_vector", "ann_candidates"]
             assert [it["item_id"] for it in after["items"]] != [it["item_id"] for it in before["items"]]
             # the candidates are the clicked item's neighbours: every answered item is among the 200 items
             # nearest to it that the age gate allows (brute force over the bundle's vectors)
@@ -145,7 +145,10 @@ def test_store_down_answers_the_popular_ranking_degraded(registry_dir) -> None:
         async with tier2(cfg) as (client, t2):
             out = await _recommend(client, k=6)
             assert out["degraded"] is True and len(out["items"]) == 6
-            assert out["route_reasons"] == ["popular_candidates", "store_unavailable"]
+            # what happened, then why the router would send it on (no session: the origin)
+            assert out["route_reasons"] == ["store_unavailable", "popular_candidates", "low_confidence",
+                                            "no_session_vector"]
+            assert out["route_tier"] == "origin"
             pool = set(t2.model.bundle.item_ids[r] for r in t2.model.pool("web", False).tolist())
             assert {it["item_id"] for it in out["items"]} <= pool
             metrics = (await client.get("/metrics")).text
@@ -166,5 +169,57 @@ def test_guardrails_that_empty_the_given_candidates_fill_from_the_pool(fresh_val
             assert len(out["items"]) == 3 and "filled_from_pool" in out["route_reasons"]
             assert all(catalog.category(it["item_id"]) != banned and it["item_id"] not in given
                        for it in out["items"])
+
+    asyncio.run(go())
+
+
+def test_the_shared_front_door_refuses_encoded_bodies_and_other_methods(fresh_valkey, registry_dir) -> None:
+    """Tier 2's route is the shared raw-ASGI front door: the same 415/405/413 answers as the edge's, counted."""
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir, max_body_bytes=4096)
+    body = b'{"user_id": "u", "session_id": "s", "k": 3}'
+
+    async def go() -> None:
+        async with tier2(cfg) as (client, _):
+            gz = await client.post("/v1/recommend", content=body, headers={"content-type": "application/json",
+                                                                            "content-encoding": "gzip"})
+            assert gz.status_code == 415
+            assert gz.json()["error"] == {"code": "unsupported_media_type", "field": "Content-Encoding",
+                                          "reason": "Content-Encoding 'gzip' is not supported; send the body "
+                                                    "uncompressed"}
+            ok = await client.post("/v1/recommend", content=body, headers={"content-encoding": "identity"})
+            assert ok.status_code == 200
+            get = await client.get("/v1/recommend")
+            assert get.status_code == 405 and get.headers["allow"] == "POST"
+            assert get.json()["error"]["code"] == "method_not_allowed"
+            big = await client.post("/v1/recommend", content=b"x" * 5000)
+            assert big.status_code == 413 and big.json()["error"]["field"] == "body"
+            metrics = (await client.get("/metrics")).text
+            for status in ("415", "200", "405", "413"):
+                assert f'strata_tier2_requests_total{{status="{status}"}} 1.0' in metrics, status
+
+    asyncio.run(go())
+
+
+def test_without_consent_tier2_reads_no_personal_data(fresh_valkey, store_redis, registry_dir, catalog) -> None:
+    """Consent is a guardrail at tier 2: no session read, so no ANN on the session's vector either (the popular
+    pool answers); the slot's counts (not personal) are still read."""
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir)
+    item = next(i for i, r in catalog.index.items() if catalog.vectors[r].any())
+    store_redis.hset(K.session_key("default", "s-t2"), mapping={"vec": catalog.vector(item).astype("<f4").tobytes(),
+                                                               "updated_ms": int(time.time() * 1000)})
+
+    def hmget_calls() -> int:
+        return int(store_redis.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+
+    async def go() -> None:
+        async with tier2(cfg) as (client, _):
+            n0 = hmget_calls()
+            refused = await _recommend(client, k=5, context={"consent": False})
+            n1 = hmget_calls()
+            given = await _recommend(client, k=5)
+            n2 = hmget_calls()
+            assert refused["route_reasons"][:2] == ["no_consent_context_only", "popular_candidates"]
+            assert (n1 - n0, n2 - n1) == (1, 2)         # counts only; then session + counts
+            assert given["route_reasons"][:2] == ["fresh_session_vector", "ann_candidates"]
 
     asyncio.run(go())

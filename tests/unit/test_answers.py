@@ -6,7 +6,7 @@ import msgpack
 import orjson
 import pytest
 
-from strata.edge.answers import Answer
+from strata.shared.serving.answers import Answer
 from strata.shared.serving.codecs import JSON, MSGPACK
 
 STATIC = {"items": [{"item_id": "SKU-1", "score": 0.5, "explored": False},

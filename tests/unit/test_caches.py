@@ -8,10 +8,11 @@ import logging
 import numpy as np
 import pytest
 
-from strata.edge.bandit_cache import BanditCounts, parse_counts
+from strata.edge.bandit_cache import BanditCounts
 from strata.edge.caches import TTLCache
-from strata.edge.session_client import RedisSessionStore, SessionStore, decode_session, make_store
+from strata.edge.session_client import RedisSessionStore, SessionStore, make_store
 from strata.shared.errors import ConfigError
+from strata.shared.online_store.codecs import decode_session, parse_counts
 from strata.shared.ranking.features import EMBED_DIM
 
 
@@ -212,7 +213,7 @@ def test_bandit_counts_pinned_slots_and_bounded_lru() -> None:
 
 
 def test_parse_counts_with_the_compiled_item_index() -> None:
-    from strata.edge.row_map import ItemIndex
+    from strata.shared.ranking.row_map import ItemIndex
 
     raw = {b"c:A": b"3", b"n:A": b"10", b"n:C": b"7", b"c:NEW": b"2", b"n:B": b"x"}
     sc = parse_counts(raw, ItemIndex(["A", "B", "C"]), 3)
@@ -233,7 +234,7 @@ def test_decode_session_right_size() -> None:
 
 @pytest.mark.parametrize("size", [0, 4, EMBED_DIM * 4 - 1, EMBED_DIM * 4 + 4, EMBED_DIM * 8])
 def test_decode_session_wrong_size_is_none(size: int, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="strata.edge.session_client"):
+    with caplog.at_level(logging.WARNING, logger="strata.shared.online_store.codecs"):
         st = decode_session(b"\x00" * size, b"5")
     assert st.vec is None and st.updated_ms == 5
     assert f"session vector has {size} bytes, expected {EMBED_DIM * 4}; ignored" in caplog.text
@@ -244,6 +245,11 @@ def test_decode_session_non_finite_is_none(bad: float) -> None:
     vec = np.ones(EMBED_DIM, dtype=np.float32)
     vec[3] = bad
     assert decode_session(vec.tobytes(), None).vec is None
+
+
+def test_decode_session_all_zero_is_no_vector() -> None:
+    """A vector pointing nowhere carries no taste: every tier reads it as no session vector (one rule)."""
+    assert decode_session(np.zeros(EMBED_DIM, dtype="<f4").tobytes(), b"5").vec is None
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, None), (b"abc", None), (b"42", 42), ("17", 17)])
@@ -268,7 +274,7 @@ def test_make_store_bad_scheme_is_config_error(url: str) -> None:
     with pytest.raises(ConfigError) as ei:
         make_store(url, 0.003)
     assert ei.value.field == "edge.store.url"
-    assert ei.value.reason == f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}"
+    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey:// or 'none', got {url!r}"
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "valkey://127.0.0.1:1/0"])

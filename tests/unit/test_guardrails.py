@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from strata.shared.ranking import guardrails as guardrails_module
 from strata.shared.ranking.guardrails import (
     AGE_RESTRICTED,
     BANNED_CATEGORY,
@@ -150,3 +151,57 @@ def test_sliding_window_lets_long_answers_through() -> None:
     whole = DiversitySelector(3, 24)
     pos, _ = whole.select(list(range(24)), cats, k=24)
     assert len(pos) == 12 and whole.satisfied(cats[pos])
+
+
+def test_the_default_rule_caps_the_whole_answer() -> None:
+    """No window configured: at most 3 of a category anywhere in the answer (issue: 4-6 of one category in
+    answers longer than 10 under the old 10-position window)."""
+    assert Guardrails().diversity_window is None
+    sel = DiversitySelector(3)
+    cats = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 0, 1])       # a 4th 0 and a 4th 1 after 12 positions
+    assert sel.satisfied(cats[:12]) and not sel.satisfied(cats)
+    assert DiversitySelector(3, 10).satisfied(cats)                      # the old window let them through
+    pos, _ = sel.select(list(range(14)), cats, k=14)
+    assert pos == list(range(12))
+    pos, _ = sel.select([0, 1], np.array([0, 5]), k=2, prior=[0, 0, 2, 2, 2, 0])   # a fill sees the whole answer
+    assert pos == [1]
+
+
+def test_a_sliding_window_walks_skipped_items_again_once_it_moved_on() -> None:
+    # preference: 5 of category 0, then one 1; window 4, cap 3: 0 0 0 1 0 0 keeps every window at <= 3
+    sel = DiversitySelector(3, 4)
+    cats = np.array([0, 0, 0, 0, 0, 1])
+    pos, _ = sel.select(list(range(6)), cats, k=6)
+    assert pos == [0, 1, 2, 5, 3, 4] and sel.satisfied(cats[pos])
+
+
+@pytest.mark.parametrize("window", [None, 10])
+def test_relax_raises_the_cap_one_step_at_a_time(window: int | None) -> None:
+    """k=10 over 2 categories: 6 fit under the cap; the rest come best first, category by category, so no
+    category runs ahead of the other by more than the relaxation needs."""
+    sel = DiversitySelector(3, window)
+    cats = np.array([0] * 8 + [1] * 8)
+    pos, _ = sel.select(list(range(16)), cats, k=10)
+    assert pos == [0, 1, 2, 8, 9, 10]
+    rest = [p for p in range(16) if p not in pos]
+    more = sel.relax(rest, cats, 4, prior=cats[pos].tolist())
+    assert more == [3, 11, 4, 12]                       # cap 4: one more of each; cap 5: the next of each
+    assert not sel.satisfied(cats[pos + more])
+    assert sel.relax([], cats, 4) == [] and sel.relax(rest, cats, 0) == []
+
+
+@pytest.mark.skipif(guardrails_module.WALK != "compiled", reason="the C walk was not built (no compiler)")
+def test_the_compiled_walk_gives_the_python_walks_answers() -> None:
+    rng = np.random.default_rng(5)
+    sel = DiversitySelector(3)
+    for trial in range(3000):
+        n = int(rng.integers(1, 120))
+        k = int(rng.integers(1, 40))
+        cats = rng.integers(-1, int(rng.integers(1, 12)), n)              # -1: no category (never capped)
+        order = rng.permutation(n)
+        explored = rng.random(n) < rng.random() if trial % 4 else None
+        budget = int(rng.integers(0, 6))
+        compiled = sel.select(order, cats, k, explored, budget)
+        python = sel._select_whole(order.tolist(), cats.tolist(), k,
+                                   None if explored is None else explored.tolist(), budget, (), 0)
+        assert compiled == python, trial

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from strata.edge import row_map as item_index
-from strata.edge.row_map import ItemIndex
+from strata.shared.ranking import row_map as item_index
+from strata.shared.ranking.row_map import ItemIndex
 
 
 def test_rows_match_a_dict_lookup():

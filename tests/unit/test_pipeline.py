@@ -25,6 +25,8 @@ class Step:
 
 
 class Io(Step):
+    suspends = True
+
     async def complete(self, ctx: Ctx) -> None:
         await asyncio.sleep(0)
         ctx.trace.append(f"{self.name}:done")
@@ -95,3 +97,36 @@ def test_stage_timings_are_sampled_by_stage_name() -> None:
 def test_bad_declarations_are_refused(stages: list, every: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Pipeline(stages, sample_every=every)
+
+
+class NoComplete(Step):
+    suspends = True
+
+
+class Undeclared(Step):
+    async def complete(self, ctx: Ctx) -> None:
+        return None
+
+
+class SyncComplete(Step):
+    suspends = True
+
+    def complete(self, ctx: Ctx) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("stage", "message"), [
+    (NoComplete("s", SUSPEND), "declares suspends = True but has no async complete"),
+    (SyncComplete("s", SUSPEND), "declares suspends = True but has no async complete"),
+    (Undeclared("s"), "has complete\\(ctx\\) but does not declare suspends = True"),
+])
+def test_a_suspending_stage_must_declare_itself_and_complete(stage: Step, message: str) -> None:
+    """Refused when the pipeline is built, not when a request first suspends there."""
+    with pytest.raises(TypeError, match=message):
+        Pipeline([Step("a"), stage, Last("z")])
+
+
+def test_suspend_from_a_stage_that_never_declared_it_is_a_bug() -> None:
+    p = Pipeline([Step("a", SUSPEND), Last("z")])
+    with pytest.raises(RuntimeError, match="returned SUSPEND but does not declare suspends"):
+        p.run(Ctx())

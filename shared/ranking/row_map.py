@@ -3,7 +3,7 @@
 A dict lookup per candidate compares the request's fresh string against the stored key object when
 the hashes match, a cache miss per candidate on a cold PoP request. Here only the ids' own str hashes
 are compared. Two implementations with the same answers:
-- compiled (``edge._rowmap``, built at install when a C compiler exists): an open-addressing table of
+- compiled (``shared.ranking._rowmap``, built at install when a C compiler exists): an open-addressing table of
   hashes probed in one C loop, ~1.5 µs for 100 ids;
 - NumPy fallback: a sorted hash table and one ``searchsorted``, ~12 µs for 100 ids.
 A false match needs a 64-bit hash collision between an unknown id and one of the catalog's ids (about
@@ -17,7 +17,7 @@ import numpy as np
 from strata.shared.errors import BundleError
 
 try:
-    from strata.edge._rowmap import lookup as _lookup
+    from strata.shared.ranking._rowmap import lookup as _lookup
 except ImportError:   # no C compiler at install time
     _lookup = None
 

@@ -89,7 +89,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef rowmap_module = {
-    PyModuleDef_HEAD_INIT, "_rowmap", "Item id -> row lookup for the edge", -1, methods,
+    PyModuleDef_HEAD_INIT, "_rowmap", "Item id -> row lookup (every tier that ranks a bundle)", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__rowmap(void) { return PyModule_Create(&rowmap_module); }

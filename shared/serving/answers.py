@@ -1,6 +1,6 @@
-"""Cached answers as pre-encoded bytes.
+"""Answers as pre-encoded bytes (what ``shared.serving.encode`` renders, and what the edge caches).
 
-A cached answer keeps only bytes (JSON prefix and msgpack key/value pairs), so a cache of tens of
+An answer keeps only bytes (JSON prefix and msgpack key/value pairs), so a cache of tens of
 thousands of answers adds almost nothing for the garbage collector to walk, and a hit costs a few
 byte concatenations instead of re-encoding the items. Per response only ``degraded``, the ids and the
 timing are spliced in.

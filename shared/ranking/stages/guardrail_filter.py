@@ -1,7 +1,8 @@
-"""Banned items and categories and the age gate (``shared.ranking.guardrails``): kept and removed, with reasons.
+"""Banned items and categories and the age gate (``shared.ranking.guardrails``) on every candidate: kept and
+removed, with reasons.
 
-Pools are filtered once per live model and age state (``LiveModel.clean_pool``); given candidates are
-filtered here with one gather of precomputed reason codes. Removed candidates are counted by reason.
+Pools are filtered once per model and age state (``RankingModel.pool``); given candidates are filtered
+here with one gather of precomputed reason codes. Removed candidates are counted by reason.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from strata.edge.stages.ctx import RecommendCtx
+from strata.shared.ranking.stages.ctx import RankCtx
 
 
 class GuardrailFilter:
@@ -23,15 +24,12 @@ class GuardrailFilter:
         self.on_removed = on_removed
         self.on_removed_codes = on_removed_codes
 
-    def run(self, ctx: RecommendCtx) -> None:
-        live = ctx.live
-        age = ctx.req.context.age_verified
-        ctx.removed = 0
-        if ctx.channel_pool:
-            ctx.rows = live.clean_pool(ctx.req.context.channel, age)
+    def run(self, ctx: RankCtx) -> None:
+        if ctx.channel_pool:                # pools are clean already
             return
+        age = ctx.req.context.age_verified
         rows = ctx.rows
-        guard = live.guard
+        guard = ctx.model.guard
         if not ctx.n_unknown:
             if not guard.removes[age]:      # nothing in the catalog is removed in this age state
                 return

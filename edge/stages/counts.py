@@ -1,0 +1,16 @@
+"""The slot's click/impression counts as the PoP holds them (``edge.bandit_cache``, refreshed in the
+background): never a store read on the request path."""
+
+from __future__ import annotations
+
+from strata.edge.model_slot import LiveModel
+from strata.edge.stages.ctx import EdgeCtx
+
+
+class PopCounts:
+    name = "counts"
+
+    def run(self, ctx: EdgeCtx) -> None:
+        req = ctx.req
+        live: LiveModel = ctx.model      # type: ignore[assignment]  (the edge's handler builds it)
+        ctx.counts = live.counts.get(req.tenant, req.slot)

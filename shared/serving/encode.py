@@ -1,0 +1,91 @@
+"""The answer in the negotiated codec, with fresh ids, timing and the degraded flag: the last stage of every
+ranking tier's request path, with the tier's name as a parameter.
+
+It renders one of three answers: a cached one (``ctx.answer``, set by a tier's cache stage), another
+tier's (``ctx.upstream``, set by the router's ``Escalate``: rendered with that tier's name, its impression
+id, and never handed to ``on_ranked``, so a tier never caches an escalated answer under its own key), or
+the one this request just ranked (handed to ``on_ranked``: the edge caches it there). What a fresh answer
+showed goes to the impression log when one is configured.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from strata.shared.ranking.stages.ctx import RankCtx
+from strata.shared.serving.answers import Answer, RequestIds
+from strata.shared.serving.impression_log import ImpressionLog, shown
+from strata.shared.serving.pipeline import Reply
+
+
+class Health(Protocol):
+    up: bool
+
+
+class Encode:
+    name = "encode"
+
+    def __init__(self, tier: str, ids: RequestIds, impressions: ImpressionLog | None = None, *,
+                 health: Health | None = None,
+                 on_ranked: Callable[[RankCtx, Answer], None] | None = None,
+                 on_degraded: Callable[[], None] | None = None) -> None:
+        self.tier = tier
+        self.ids = ids
+        self.impressions = impressions  # None: impression logging is off
+        self.health = health            # None: no store to be down (never degraded for that)
+        self.on_ranked = on_ranked      # a fresh answer of this tier (cache it, count it)
+        self.on_degraded = on_degraded
+
+    def run(self, ctx: RankCtx) -> Reply:
+        answer = ctx.answer
+        log = self.impressions
+        upstream = ctx.upstream
+        impression_id = None
+        if answer is None:
+            if upstream is not None:
+                body = upstream.body
+                answer = Answer({"items": body["items"], "tier": upstream.tier, "confidence": body.get("confidence"),
+                                 "route_reasons": body.get("route_reasons", []), "route_tier": body.get("route_tier"),
+                                 "model_version": body.get("model_version"),
+                                 "unknown_candidates": body.get("unknown_candidates", 0)},
+                                upstream.degraded or ctx.degraded, ctx.media)
+                impression_id = body.get("impression_id")
+            else:
+                answer = Answer({"items": ctx.items, "tier": self.tier, "confidence": ctx.confidence,
+                                 "route_reasons": ctx.route_reasons, "route_tier": ctx.route_tier,
+                                 "model_version": ctx.model.version, "unknown_candidates": ctx.unknown_candidates},
+                                ctx.degraded, ctx.media, None if log is None else shown_of(ctx))
+                if self.on_ranked is not None:
+                    self.on_ranked(ctx, answer)
+        health = self.health
+        degraded = answer.degraded or (health is not None and not health.up)
+        if degraded and self.on_degraded is not None:
+            self.on_degraded()
+        ids = self.ids
+        request_id = ids.next()
+        if impression_id is None:
+            impression_id = ids.next()
+        payload = answer.render(ctx.media, degraded, request_id, impression_id,
+                                (time.perf_counter_ns() - ctx.t0) // 1000, ctx.cache)
+        if log is not None and answer.shown is not None and upstream is None:
+            req = getattr(ctx, "req", None)     # unset on an exact-body hit: the identical body names the same user
+            log.offer(impression_id, int(time.time() * 1000), answer.shown, None if req is None else req.user_id)
+        return Reply(200, ctx.media, payload)
+
+
+def shown_of(ctx: RankCtx) -> tuple:
+    """The served items with the posterior each was sampled from: a plain tuple, which the garbage collector
+    stops tracking (cached answers keep it)."""
+    req = ctx.req
+    items = ctx.items
+    alpha, beta = ctx.alpha[ctx.picked], ctx.beta[ctx.picked]
+    if ctx.fill_post is not None:
+        alpha = np.concatenate((alpha, ctx.fill_post[0]))
+        beta = np.concatenate((beta, ctx.fill_post[1]))
+    return shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
+                 tuple([it["item_id"] for it in items]), tuple([it["explored"] for it in items]),
+                 alpha, beta, ctx.model.version)
