@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,15 +183,23 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
 
 
 def _contains(answer: object, shown: object) -> bool:
+    """The documented JSON is part of the answer: its keys with their values; lists item by item."""
     if isinstance(shown, dict):
         return isinstance(answer, dict) and all(k in answer and _contains(answer[k], v) for k, v in shown.items())
+    if isinstance(shown, list):
+        return isinstance(answer, list) and len(answer) == len(shown) and all(map(_contains, answer, shown))
     return answer == shown
 
 
 def _workdir(tmp_path: Path, registry: Path) -> Path:
+    """A fresh directory standing in for the repository root: the test registry, a copy of docs/ (the docs
+    generators write there) and the benchmark results they read."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "registry").symlink_to(registry)
+    shutil.copytree(ROOT / "docs", work / "docs")
+    (work / "loadtest").mkdir()
+    (work / "loadtest" / "results").symlink_to(ROOT / "loadtest" / "results")
     return work
 
 
@@ -270,10 +279,11 @@ PYTEST_LINES = [(b, c) for b in blocks() if b.lang == "bash" for c in commands(b
 def test_pytest_lines_select_tests(block: Block, cmd: Command) -> None:
     """A documented pytest command collects at least one test (it is not run: it would run this module)."""
     argv = [sys.executable if a.startswith(VENV_BIN) else a for a in cmd.argv]
-    proc = subprocess.run([*argv, "--collect-only", "-q"], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([*argv, "--collect-only"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, **cmd.env})
     assert proc.returncode == 0, f"{block.id}: {cmd.text}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert re.search(r"^\d+(/\d+)? tests? (collected|selected)", proc.stdout, flags=re.M), proc.stdout[-2000:]
+    counts = re.findall(r"(?:^|\s)(\d+)(?:/\d+)? tests? (?:collected|selected)|^\S+\.py: (\d+)$", proc.stdout, flags=re.M)
+    assert sum(int(a or b) for a, b in counts) > 0, proc.stdout[-2000:]
 
 
 VLLM_LINES = [(b, c) for b in blocks() if b.lang == "bash" for c in commands(b) if c.kind is Kind.VLLM]

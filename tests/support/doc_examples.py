@@ -126,7 +126,7 @@ class Command:
 
 def _words(text: str) -> list[str] | None:
     try:
-        lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
+        lexer = shlex.shlex(re.sub(r"\\\n", " ", text), posix=True, punctuation_chars=";&|<>")
         lexer.whitespace_split = True
         lexer.commenters = "#"
         return list(lexer)
