@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from strata.edge.bundle_loader import LoadedBundle
 from strata.edge.ranker import Ranker
+from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.ranking.guardrails import CatalogGuard, DiversitySelector, Guardrails
 
 logger = logging.getLogger(__name__)

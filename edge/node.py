@@ -17,7 +17,6 @@ from strata.edge.answers import RequestIds
 from strata.edge.app import build_app
 from strata.edge.bandit_cache import BanditCounts
 from strata.edge.bandit_refresh import BanditRefresher
-from strata.edge.bundle_loader import LoadedBundle
 from strata.edge.caches import TTLCache
 from strata.edge.config_watch import ConfigWatch
 from strata.edge.edge_metrics import EdgeMetrics
@@ -36,6 +35,7 @@ from strata.edge.stages.guardrails import GuardrailFilter
 from strata.edge.stages.response_cache import ResponseCacheStage
 from strata.edge.stages.session import SessionStage
 from strata.shared.config import SettingsSource, StrataSettings
+from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.impression_log import ImpressionLog
 from strata.shared.serving.pipeline import Reply

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import numpy as np
 
 from strata.edge.bandit_cache import BanditCounts, SlotCounts
-from strata.edge.bundle_loader import LoadedBundle
 from strata.edge.row_map import ItemIndex
 from strata.shared.contracts.api import MAX_CANDIDATES, Context
+from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.ranking.bandit import BanditConfig, make_sampler, posterior
 from strata.shared.ranking.features import FEATURE_DIM, assemble, context_block
 

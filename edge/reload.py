@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from strata.edge.bundle_loader import LoadedBundle, load_bundle
 from strata.edge.model_slot import ModelSlot
 from strata.shared.errors import BundleError
 from strata.shared.models.bundle import read_current
+from strata.shared.models.scoring_bundle import LoadedBundle, load_bundle
 
 logger = logging.getLogger(__name__)
 
