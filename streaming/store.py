@@ -156,10 +156,6 @@ class StreamStore:
 
         return answer
 
-    async def watermark(self, wm_field: str) -> int:
-        v = await self.r.hget(K.WATERMARK_KEY, wm_field)
-        return int(v) if v is not None else -1
-
     async def close(self) -> None:
         await self.r.aclose()
 
