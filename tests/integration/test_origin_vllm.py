@@ -50,16 +50,26 @@ BODY = {"user_id": "u-vllm", "session_id": "s-vllm"}
 LONG_DEADLINE_MS = 30_000    # the tiny model on 2 shared CPU cores, first request compiles the grammar
 
 
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory) -> Iterator[VllmServer]:
-    """Built and cached once (venv, model); the server (~3 GB RSS) lives only while this module runs."""
+@pytest.fixture(scope="session")
+def vllm_model() -> tuple:
+    """(venv, tiny model): built and cached once. Session-scoped so that a skip comes before the other
+    session fixtures (the registry export) are set up."""
     venv = venv_dir()
     if not venv_ready(venv) and not vllm_required():
         pytest.skip(f"vLLM venv not built at {venv} (set {ENV}=1 to build it, ~3 min from PyPI, "
                     f"or STRATA_VLLM_VENV to use another)")
     try:
         venv = ensure_venv(venv)
-        model = ensure_tiny_model(venv)
+        return venv, ensure_tiny_model(venv)
+    except (VllmUnavailable, OSError) as exc:
+        pytest.skip(f"vLLM unavailable: {type(exc).__name__}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def vllm_server(vllm_model, tmp_path_factory) -> Iterator[VllmServer]:
+    """The server (~3 GB RSS) lives only while this module runs."""
+    venv, model = vllm_model
+    try:
         server = VllmServer(venv, model, log_path=tmp_path_factory.mktemp("vllm") / "vllm.log").start()
     except (VllmUnavailable, OSError) as exc:
         pytest.skip(f"vLLM unavailable: {type(exc).__name__}: {exc}")
