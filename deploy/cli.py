@@ -312,6 +312,8 @@ def bench_streaming(
     if miss:
         print(f"strata bench streaming: {len(miss)} target(s) missed: {'; '.join(miss)}", file=sys.stderr)
     raise typer.Exit(1 if miss else 0)
+
+
 @bench_app.command("origin")
 def bench_origin(
     registry: Annotated[Path, typer.Option(help="registry of one export with the retrieval + ranker bundles; "

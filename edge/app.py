@@ -24,6 +24,8 @@ from strata.shared.serving.fastapi_ops import OPS_ROUTES, OpsView, install_ops_r
 from strata.shared.serving.pipeline import Handler, Reply
 
 logger = logging.getLogger(__name__)
+
+
 class Recorder(Protocol):
     def answered(self, route: str, status: int, t0_ns: int) -> None: ...
 

@@ -34,6 +34,7 @@ from strata.shared.ranking.features import N_CATEGORIES
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class World:
     config: WorldConfig

@@ -186,7 +186,6 @@ def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     return snap
 
 
-
 def write_blob(plan: Plan, dedup_ms: int) -> bytes:
     """The write script's argument for ``plan`` (see ``_APPLY`` for the layout)."""
     b = plan.seen_bucket

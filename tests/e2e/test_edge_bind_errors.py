@@ -24,7 +24,6 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-
 def _one_line(proc: subprocess.CompletedProcess) -> str:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
