@@ -5,7 +5,7 @@
 
 ``try_now`` answers without awaiting whenever it can (a cache hit, a session in the PoP cache, or no
 store); otherwise it returns a ``Pending`` suspended at the session stage, which ``finish`` completes
-after the store read. Front doors (``edge.httpserver``, ``edge.app``) know only this protocol; errors
+after the store read. Front doors (``edge.http``, ``edge.app``) know only this protocol; errors
 are raised as ``StrataError`` and mapped to answers by ``shared.serving.error_mapper``.
 """
 

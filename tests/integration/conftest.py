@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from strata.edge.httpserver import serve
+from strata.edge.http.server import serve
 from strata.edge.node import EdgeNode
 from strata.shared.config import load_settings
 from strata.shared.serving.listen import listen_socket
