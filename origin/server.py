@@ -7,7 +7,7 @@ import logging
 from strata.origin.app import build_app
 from strata.origin.node import OriginNode
 from strata.shared.config import StrataSettings
-from strata.shared.serving.listen import listen_socket, run_uvicorn
+from strata.shared.serving.listen import held_until_served, listen_socket, run_uvicorn
 from strata.shared.serving.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -18,13 +18,9 @@ def run_origin(settings: StrataSettings) -> None:
     registry: its error, before anything listens), then serve until SIGINT/SIGTERM."""
     configure_logging(settings.log_level)
     cfg = settings.origin
-    sock = listen_socket(cfg.host, cfg.port, section="origin")
-    try:
+    with held_until_served(listen_socket(cfg.host, cfg.port, section="origin")) as sock:
         node = OriginNode(settings)
         node.load()
-    except BaseException:
-        sock.close()
-        raise
     port = sock.getsockname()[1]
     logger.info("origin serving", extra={"host": cfg.host, "port": port, "model_version": node.state.version,
                                          "store": cfg.store.url, "reasoner": node.reasoner.name,

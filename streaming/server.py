@@ -13,7 +13,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from strata.shared.config import StrataSettings
 from strata.shared.errors import ConfigError
 from strata.shared.serving.gc_tuning import tune_gc
-from strata.shared.serving.listen import bind_error, is_bind_error, listen_socket, run_uvicorn
+from strata.shared.serving.listen import (
+    bind_error,
+    held_until_served,
+    is_bind_error,
+    listen_socket,
+    run_uvicorn,
+)
 from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor
@@ -35,17 +41,13 @@ def run_ingest(settings: StrataSettings) -> None:
     if cfg.store == "none" and cfg.tier2.enabled:
         raise _no_store("the tier-2 scorer reads sessions and counts from it (or set "
                              "streaming.tier2.enabled false: the ingest API alone needs no store)")
-    sock = listen_socket(cfg.host, cfg.port, section="streaming")
-    try:
+    with held_until_served(listen_socket(cfg.host, cfg.port, section="streaming")) as sock:
         tier2 = None
         if cfg.tier2.enabled:
             from strata.streaming.tier2.service import Tier2Service
 
             tier2 = Tier2Service(settings)
             tier2.load()
-    except BaseException:
-        sock.close()
-        raise
     port = sock.getsockname()[1]
     logger.info("streaming service serving", extra={"host": cfg.host, "port": port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})

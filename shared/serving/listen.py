@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Iterator
 
 from strata.shared.errors import ConfigError
 
@@ -60,6 +61,17 @@ def listen_socket(host: str, port: int, *, section: str) -> socket.socket:
         raise bind_error(host, port, exc, section=section) from None
     sock.set_inheritable(True)
     return sock
+
+
+@contextlib.contextmanager
+def held_until_served(sock: socket.socket) -> Iterator[socket.socket]:
+    """``with held_until_served(listen_socket(...)) as sock:`` load what the server needs, then serve on
+    ``sock``; a failure before that closes it."""
+    try:
+        yield sock
+    except BaseException:
+        sock.close()
+        raise
 
 
 def is_bind_error(exc: BaseException) -> bool:

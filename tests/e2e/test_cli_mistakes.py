@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,14 +92,6 @@ SERVES_WITHOUT_STORE = [
     ("origin", ["--registry", REGISTRY, "--store", "none"], {}),
     ("streaming serve", ["--registry", REGISTRY, "--store", "none", "--broker", DEAD], NO_TIER2),
 ]
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def _fill(words: list[str], registry: Path, nothing: Path, busy: int) -> list[str]:

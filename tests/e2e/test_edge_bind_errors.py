@@ -3,10 +3,8 @@ reason, exit 2 (like every other bad setting), no traceback; under both HTTP ser
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,6 @@ import pytest
 from strata.deploy.local import strata_command
 
 SERVERS = ["strata", "uvicorn"]
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 def _one_line(proc: subprocess.CompletedProcess) -> str:
