@@ -68,6 +68,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if test in TIMING_TESTS:
             item.add_marker(pytest.mark.timing)
+    # Modules with slow tests first (each kept whole): pytest-xdist hands out modules in this order, so the
+    # long ones start early and the many short ones fill the end instead of one long module running alone.
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_modules)
 
 
 def _registry(name: str, build, tmp_path_factory: pytest.TempPathFactory) -> Path:
