@@ -1,8 +1,10 @@
 """The ``strata`` command line. Each command imports what it needs inside itself: ``strata edge`` must
 start without torch, and ``strata --help`` should not load onnxruntime.
 
-Errors from the project (``StrataError``) become one clear line on stderr: exit 2 for configuration,
-1 for everything else. Help texts are rich markup (typer's default): no backticks or RST roles in them.
+Errors from the project (``StrataError``) become one clear line on stderr: exit 2 for configuration
+(a busy port or a bad host included), 1 for everything else. Help is click's plain layout
+(``rich_markup_mode=None``: a flag shows no ``<bool>`` value type, since it takes no value); no backticks
+or RST roles in help texts.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from strata.shared.errors import ConfigError, StrataError
 
 logger = logging.getLogger(__name__)
 
+_PLAIN = {"rich_markup_mode": None, "context_settings": {"max_content_width": 120}}
 app = typer.Typer(name="strata", help="Strata: edge-first personalization serving for retail.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, **_PLAIN)
+bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True, **_PLAIN)
 app.add_typer(bench_app, name="bench")
-streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True)
+streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True,
+                            **_PLAIN)
 app.add_typer(streaming_app, name="streaming")
+
 
 def _console() -> Console:
     console = Console()
@@ -139,8 +144,8 @@ def edge(
     A flag overrides the config file and STRATA_* env only when it is given; the defaults shown are
     those of shared/config.py, which apply when neither sets the value.
     """
-    from strata.deploy.listen_address import bind_error, check_listen_address, is_bind_error
     from strata.shared.config import SettingsSource
+    from strata.shared.serving.listen import bind_error, check_listen_address, is_bind_error
     from strata.shared.serving.logs import configure_logging
 
     given = {name: ctx.params[name] if _on_command_line(ctx, name) else None for name in _EDGE_FLAGS}
@@ -207,7 +212,7 @@ def demo(
     registry: Annotated[Path, typer.Option(help="registry; a model is exported into it if it has none")] = Path(
         "registry"),
     port: Annotated[int, typer.Option(help="edge HTTP port (a free one if busy; 0 = any)")] = 8080,
-    once: Annotated[bool, typer.Option("--once", help="exit after the table of answers")] = False,
+    once: Annotated[bool, typer.Option("--once", help="exit after the sample answers")] = False,
 ) -> None:
     """strata up (every missing bundle exported first) plus sample requests: the edge's answers, the requests the
     router escalated, the origin's cold start, a click changing the next answer; then keep serving."""
@@ -385,10 +390,13 @@ def bench_streaming(
     if miss:
         print(f"strata bench streaming: {len(miss)} target(s) missed: {'; '.join(miss)}", file=sys.stderr)
     raise typer.Exit(1 if miss else 0)
+
+
 @bench_app.command("origin")
 def bench_origin(
-    registry: Annotated[Path, typer.Option(help="registry of one export with the retrieval + ranker bundles, e.g. "
-                                                "strata export --items 100000 --no-text --out DIR")] = Path("registry"),
+    registry: Annotated[Path, typer.Option(help="registry of one export with the retrieval + ranker bundles; "
+                                                "exported first (--items of them, no text encoder) when it has "
+                                                "none")] = Path("registry"),
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     items: Annotated[int, typer.Option(help="least catalog size the run must cover (the target)")] = 100_000,
     requests: Annotated[int, typer.Option(help="timed recommend requests")] = 400,
@@ -403,10 +411,16 @@ def bench_origin(
     deep ranker."""
     import json
 
+    from strata.deploy.exporting import ensure_exported
     from strata.loadtest.bench_origin import print_table, run
+    from strata.model_export.exporters import ExportRequest
+    from strata.shared.config import OriginSettings
 
     console = _console()
+    cfg = OriginSettings()
     try:
+        ensure_exported(registry.resolve(), (cfg.model, cfg.retrieval_model, cfg.ranker_model), console,
+                        ExportRequest(n_items=items))
         result = run(registry, min_items=items, requests=requests, ef=ef, exact=exact, vllm_url=vllm)
     except StrataError as exc:
         raise _fail("bench origin", exc) from None
@@ -451,7 +465,8 @@ def streaming_overrides(**flags: Any) -> dict[str, Any]:
 def streaming_serve(
     port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
     broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
-    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db, or 'none' (the ingest API "
+                                                   "alone: needs streaming.tier2.enabled false)")] = None,
     registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
@@ -476,7 +491,8 @@ def streaming_serve(
 @streaming_app.command("process")
 def streaming_process(
     broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
-    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db (the processor writes to "
+                                                   "it: 'none' is refused)")] = None,
     registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
     group: Annotated[str | None, typer.Option(help="consumer group")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="serve /metrics on this port")] = None,
@@ -506,8 +522,10 @@ def streaming_broker(
     import signal as _signal
 
     from strata.deploy.tansu import TansuProcess
+    from strata.shared.serving.listen import check_listen_address
 
     try:
+        check_listen_address("127.0.0.1", port, section="streaming broker", port_key="--port")
         proc = TansuProcess(port).start()
     except StrataError as exc:
         raise _fail("streaming broker", exc) from None

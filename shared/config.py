@@ -143,7 +143,8 @@ class StreamingSettings(_Section):
     host: str = Field("127.0.0.1", description="bind address of the ingest API and tier-2 scorer")
     port: int = Field(8090, ge=0, le=65535, description="HTTP port of the ingest API and tier-2 scorer")
     broker: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers host:port[,host:port]")
-    store: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the online store")
+    store: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the online store, or 'none' (the "
+                                                            "ingest API alone, tier 2 off; the processor needs one)")
     registry: str = Field("registry", description="model registry directory")
     model: str = Field("edge-scorer", description="registry model whose item vectors the processor and tier 2 use")
     group: str = Field("strata-processor", description="consumer group of the stream processor")
@@ -160,6 +161,15 @@ class StreamingSettings(_Section):
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires at least this long (at most 1.1x) after its last write")
     session: SessionRule = SessionRule()
     tier2: Tier2Settings = Tier2Settings()
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, url: str) -> str:
+        if url.strip().lower() in ("", "none"):
+            return "none"
+        if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
+            raise ValueError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}")
+        return url
 
 
 class ReasonerSettings(_Section):

@@ -120,7 +120,6 @@ class _Front:
         await send_reply(send, reply)
 
 
-
 async def _bounded_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413, field ``body``) when its declared or actual size exceeds ``limit``."""
     size = int(request.headers.get("content-length") or 0)

@@ -153,10 +153,6 @@ class StreamStore:
 
         return answer
 
-    async def watermark(self, wm_field: str) -> int:
-        v = await self.r.hget(K.WATERMARK_KEY, wm_field)
-        return int(v) if v is not None else -1
-
     async def close(self) -> None:
         await self.r.aclose()
 
@@ -185,7 +181,6 @@ def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     for k, members in zip(pend, pend_raw, strict=True):
         snap.pending[k] = {m.decode() for m in members}
     return snap
-
 
 
 def write_blob(plan: Plan, dedup_ms: int) -> bytes:
