@@ -1,0 +1,183 @@
+"""Splitting a ``POST /v1/events`` body into its events' bytes before decoding any of them.
+
+A body is one event or ``{"events": [...]}``. ``split`` finds where each event starts and ends (JSON: a
+structural scan, in C when the kernel is built; msgpack: the array header, then ``Unpacker.skip``), so:
+- the event limit is checked before anything is decoded (a 4 MiB body of empty objects costs a scan, not
+  millions of Python objects);
+- each event is decoded on its own with limits (``decode_one``): one bad event (bytes map keys, deep nesting,
+  a 4 MB string) is rejected at its index and the others are accepted;
+- the dead-letter record of a bad event keeps the event's own bytes (``dead_letter.record``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import msgpack
+import orjson
+
+from strata.shared.errors import InvalidField, MalformedBody, PayloadTooLarge, UnsupportedMediaType
+from strata.shared.serving.codecs import JSON, MSGPACK, media_type
+
+try:
+    from strata.streaming._jsonspans import spans as _c_spans
+except ImportError:      # no C compiler at install time: the same scan in Python (slower)
+    _c_spans = None
+
+_MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
+_JSON_TYPES = frozenset({"application/json", "text/json"})
+_BATCH_HEAD = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"events"[ \t\r\n]*:[ \t\r\n]*')
+_WS = b" \t\r\n"
+# per-event msgpack limits: no valid event has a longer array (items: 100), more fields, a longer string
+_MSGPACK_LIMITS = {"max_array_len": 100, "max_map_len": 32, "max_str_len": 4096, "max_bin_len": 0,
+                   "max_ext_len": 0}
+_FIRST = {ord("{"): "dict", ord("["): "list", ord('"'): "str", ord("t"): "bool", ord("f"): "bool",
+          ord("n"): "NoneType"}
+
+
+@dataclass(slots=True)
+class Split:
+    codec: str                     # JSON or MSGPACK
+    events: list[memoryview]       # each event's bytes, in order
+    batch: bool                    # {"events": [...]} (else one event)
+
+
+def codec_of(content_type: bytes | str | None) -> str:
+    mt = media_type(content_type)
+    if mt in _JSON_TYPES or mt == "":
+        return JSON
+    if mt in _MSGPACK_TYPES:
+        return MSGPACK
+    raise UnsupportedMediaType(f"Content-Type '{mt}' is not supported; use {JSON} or {MSGPACK}",
+                               field="Content-Type")
+
+
+def split(body: bytes, content_type: bytes | str | None, max_events: int) -> Split:
+    """The body's events as byte slices. Raises MalformedBody / InvalidField / PayloadTooLarge for the envelope."""
+    codec = codec_of(content_type)
+    view = memoryview(body)
+    if codec == JSON:
+        return Split(codec, *_split_json(body, view, max_events))
+    return Split(codec, *_split_msgpack(body, view, max_events))
+
+
+def _split_json(body: bytes, view: memoryview, max_events: int) -> tuple[list[memoryview], bool]:
+    m = _BATCH_HEAD.match(body)
+    if m is None:
+        first = body.lstrip(_WS)[:1]
+        if first != b"{":
+            _malformed_json(body)
+            kind = _FIRST.get(first[0], "a number") if first else "nothing"
+            raise MalformedBody(f"body must be an event object or {{\"events\": [...]}}, got {kind}", field="body")
+        return [view], False                       # one event (decoded and checked on its own)
+    pos = m.end()
+    if pos >= len(body) or body[pos] != 0x5B:       # "["
+        first = body[pos:pos + 1]
+        kind = _FIRST.get(first[0], "a number") if first else "nothing"
+        raise InvalidField(f"must be a list of events, got {kind}", field="events")
+    try:
+        found, end = (_c_spans or _py_spans)(body, pos, max_events)
+    except ValueError as exc:
+        raise MalformedBody(f"body is not valid JSON: {exc}", field="body") from None
+    if found is None:               # the scan stopped at the first event past the limit
+        raise PayloadTooLarge(f"at most {max_events} events per request, got at least {end}", field="events")
+    rest = body[end:].strip(_WS)
+    if rest != b"}":
+        if rest.startswith(b","):
+            raise InvalidField("a batch has only 'events'; unknown field(s) after it", field="body")
+        raise MalformedBody("body is not valid JSON: expected '}' after the events", field="body")
+    if not found:
+        raise InvalidField("must hold at least one event", field="events")
+    return [view[s:e] for s, e in found], True
+
+
+def _malformed_json(body: bytes) -> None:
+    """Raise the decoder's own message for a body that is not JSON at all (small bodies only reach here)."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"body is not valid JSON: {exc}", field="body") from None
+
+
+def _split_msgpack(body: bytes, view: memoryview, max_events: int) -> tuple[list[memoryview], bool]:
+    if not body:
+        raise MalformedBody("body is not valid msgpack: empty body", field="body")
+    head = body[0]
+    if not (0x80 <= head <= 0x8F or head in (0xDE, 0xDF)):
+        raise MalformedBody("body must be an event object or {\"events\": [...]}", field="body")
+    u = msgpack.Unpacker(raw=False, max_buffer_size=max(len(body), 1), **_MSGPACK_LIMITS)
+    u.feed(body)
+    try:
+        n = u.read_map_header()
+        key = u.unpack() if n == 1 else None
+        if key != "events":
+            return [view], False
+        if body[u.tell()] not in range(0x90, 0xA0) and body[u.tell()] not in (0xDC, 0xDD):
+            raise InvalidField("must be a list of events", field="events")
+        count = u.read_array_header()
+        if count > max_events:
+            raise PayloadTooLarge(f"at most {max_events} events per request, got {count}", field="events")
+        if count == 0:
+            raise InvalidField("must hold at least one event", field="events")
+        out = []
+        for _ in range(count):
+            start = u.tell()
+            u.skip()
+            out.append(view[start:u.tell()])
+        if u.tell() != len(body):
+            raise MalformedBody("body is not valid msgpack: extra data after the events", field="body")
+    except (msgpack.OutOfData, ValueError, msgpack.FormatError, msgpack.StackError) as exc:
+        raise MalformedBody(f"body is not valid msgpack: {type(exc).__name__}: {exc}", field="body") from None
+    return out, True
+
+
+def decode_one(raw: memoryview, codec: str) -> object:
+    """One event's bytes -> its decoded value (raises MalformedBody, naming the event's ``body``)."""
+    if codec == JSON:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedBody(f"event is not valid JSON: {exc}", field="body") from None
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False, **_MSGPACK_LIMITS)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MalformedBody(f"event is not valid msgpack: {type(exc).__name__}: {str(exc)[:80]}",
+                            field="body") from None
+
+
+_PY_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _py_spans(body: bytes, pos: int, max_items: int) -> tuple[list[tuple[int, int]] | None, int]:
+    """``_jsonspans.spans`` in Python (used only without the C kernel): the same offsets, slower."""
+    out: list[tuple[int, int]] = []
+    depth = 0
+    seg = pos + 1                      # where the current element's bytes begin (before trimming)
+    for m in _PY_TOKEN.finditer(body, pos + 1):
+        tok = m.group()
+        if tok[:1] == b'"':
+            continue
+        if tok in (b"{", b"["):
+            depth += 1
+        elif depth and tok in (b"}", b"]"):
+            depth -= 1
+        elif not depth:
+            if tok == b"}":
+                raise ValueError("unbalanced brackets")
+            lo, hi = seg, m.start()
+            while lo < hi and body[lo] in _WS:
+                lo += 1
+            while hi > lo and body[hi - 1] in _WS:
+                hi -= 1
+            if lo == hi:
+                if tok == b"]" and not out:
+                    return out, m.end()
+                raise ValueError("empty array element")
+            if len(out) >= max_items:
+                return None, len(out) + 1
+            out.append((lo, hi))
+            if tok == b"]":
+                return out, m.end()
+            seg = m.end()
+    raise ValueError("unterminated array")
