@@ -24,8 +24,10 @@ from strata.shared.ranking.session_update import SessionAcc, push_recent, sessio
 from strata.streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
-AFFINITY = {"view": 1, "click": 1, "add_to_cart": 3, "purchase": 5}
-PREFERENCE_AFFINITY = 10
+AFFINITY_SCALE = 100         # affinities are stored in hundredths: the daily decay keeps two digits
+AFFINITY = {"view": 1 * AFFINITY_SCALE, "click": 1 * AFFINITY_SCALE, "add_to_cart": 3 * AFFINITY_SCALE,
+            "purchase": 5 * AFFINITY_SCALE}
+PREFERENCE_AFFINITY = 10 * AFFINITY_SCALE
 
 
 @dataclass(slots=True)
@@ -37,6 +39,7 @@ class Record:
     raw: bytes = b""
     error: tuple[str | None, str] | None = None     # (field, reason)
     wm_field: str = ""           # the partition's watermark field, "topic:partition" (filled in when not given)
+    log_ms: int = 0              # the record's log timestamp (when it was produced; 0: unknown)
 
     def __post_init__(self) -> None:
         if not self.wm_field:
@@ -101,7 +104,11 @@ class Plan:
     duplicates: int = 0          # event id seen before (a client retry, or a replay after the dedup key)
     replayed: int = 0            # offset at or below the watermark (redelivery after a crash/rebalance)
     dead: list[Record] = field(default_factory=list)
+    resets: list[tuple[str, int, int]] = field(default_factory=list)  # (wm field, old watermark, offset): log reset
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
+    profiles: list[str] = field(default_factory=list)    # profile keys written (kept bounded by the script)
+    bandits: list[str] = field(default_factory=list)     # bandit keys written (expiry, item cap)
+    bounded: list[tuple[str, str, int]] = field(default_factory=list)   # HINCRBYs checked for int64 overflow first
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
     after_recent: dict[str, bytes] = field(default_factory=dict)
@@ -114,8 +121,9 @@ def overlay(snap: Snapshot, prev: Plan) -> None:
     """Make ``snap`` what it would be after ``prev``'s write, whether the read ran before or after it (the
     processor reads the next batch while the previous write is in flight, and sends the next write only
     once that one landed: so ``prev`` is known to be written whenever the result is used)."""
+    reset = {f for f, _, _ in prev.resets}
     for f, v in prev.wm_new.items():
-        if f in snap.watermarks and v > snap.watermarks[f]:
+        if f in snap.watermarks and (v > snap.watermarks[f] or f in reset):   # a reset moves a watermark down
             snap.watermarks[f] = v
     snap.seen.update(prev.seen_new)
     for k in snap.sessions.keys() & prev.after_sessions.keys():
@@ -185,12 +193,19 @@ class Planner:
         self.join_ms = int(cfg.click_join_window_s * 1000)
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
+        self.profile_ttl_ms = int(cfg.profile_ttl_s * 1000)
         # a session key's expiry is pushed to ttl + 10% when it would come within ttl of the write: so it lives
         # at least ``session_ttl_s`` after its last event (at most 1.1x), with one PEXPIREAT per ~10% of the ttl
         self.ttl_slack_ms = max(self.session_ttl_ms // 10, 1)
         self.weights = dict(cfg.session.weights)
         self.cat_fields = ["cat:" + c for c in catalog.categories]       # profile fields per catalog row
         self.brand_fields = ["brand:" + b for b in catalog.brands]
+        # A record at or below its partition's watermark is a replay only if its event id was applied: an id is
+        # remembered at least ``dedup_ttl_s``, so for a record produced within that time (less a minute of clock
+        # skew between the ingest and the processor) an unknown id proves the log was reset (restarted empty,
+        # recreated): its offsets started again below the watermark.
+        ttl_ms = int(cfg.dedup_ttl_s * 1000)
+        self.verify_ms = ttl_ms - min(60_000, ttl_ms // 10)
 
     def plan(self, records: list[Record], snap: Snapshot, now_ms: int) -> Plan:
         wm = dict(snap.watermarks)
@@ -202,14 +217,21 @@ class Planner:
         pending = {k: set(v) for k, v in snap.pending.items()}
         moves = _Moves()
         lt_keys: list[str] = []
+        fresh_after = now_ms - self.verify_ms
         for rec in records:
             wf = rec.wm_field
+            ev = rec.event
             if rec.offset <= wm.get(wf, -1):
-                plan.replayed += 1
-                continue
+                if ev is None or rec.log_ms < fresh_after:
+                    plan.replayed += 1
+                    continue
+                sm = f"{len(ev.tenant)}:{ev.tenant}{ev.event_id}"
+                if sm in seen or sm in new_seen:
+                    plan.replayed += 1
+                    continue
+                plan.resets.append((wf, wm[wf], rec.offset))     # unknown id below the watermark: a new log
             wm[wf] = rec.offset
             plan.wm_new[wf] = rec.offset
-            ev = rec.event
             if ev is None:
                 plan.dead.append(rec)
                 continue
@@ -220,14 +242,19 @@ class Planner:
             new_seen.add(sm)
             plan.seen_new.append(sm)
             plan.applied.append(ev)
-            self._apply(ev, plan, moves, lt_keys, imps, pending)
+            self._apply(ev, plan, moves, lt_keys, imps, pending, now_ms)
         if moves.keys:
             self._fold(moves, lt_keys, snap, plan)
         plan.after_impressions = {k: v for k, v in imps.items() if v is not None}
         plan.after_pending = pending
+        # every profile and bandit key the plan writes (ids cannot hold "}" in a key: see ``keys.part``)
+        written = [k for k, _ in plan.incr] + list(plan.lt) + [op[1] for op in plan.ops if op[0] == "HSET"]
+        plan.profiles = list(dict.fromkeys(k for k in written if k.endswith("}:profile")))
+        plan.bandits = list(dict.fromkeys(k for k, _ in plan.incr if "}:bandit:" in k))
         return plan
 
-    def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict) -> None:
+    def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict,
+               now_ms: int) -> None:
         t = ev.type
         tenant = ev.tenant
         pkey = K.profile_key(tenant, ev.user_id)
@@ -240,8 +267,9 @@ class Planner:
             row = self.catalog.index.get(item)
             if row is not None:
                 w = self.weights.get(t, 0.0)
-                if w != 0.0:
-                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms, item)
+                if w != 0.0:        # decay runs on the processor's clock: an event time ahead of it counts as now
+                    ts = ev.ts_ms if ev.ts_ms <= now_ms else now_ms
+                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ts, item)
                     lt_keys.append(pkey)
                 aff = AFFINITY.get(t, 0)
                 if aff:
@@ -255,10 +283,11 @@ class Planner:
         elif t == "purchase":
             _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
-            _add(incr, pkey, "revenue_cents", round(ev.price * ev.quantity * 100))
+            plan.bounded.append((pkey, "revenue_cents", round(ev.price * ev.quantity * 100)))
             bkey = K.purchases_key(tenant, ev.user_id)
             ops.append(("ZADD", bkey, "GT", ev.ts_ms, ev.item_id))     # GT: a replayed older purchase keeps the newer
             ops.append(("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)))
+            ops.append(("PEXPIRE", bkey, self.profile_ttl_ms))
             ops.append(("ZREM", K.CART_DEADLINES_KEY, _cart_member(ev)))
             ops.append(("RPUSH", K.TRIGGER_OUTBOX_KEY, orjson.dumps({
                 "trigger_id": f"post_purchase:{tenant}:{ev.event_id}", "type": "post_purchase",
@@ -417,11 +446,13 @@ def _add(incr: dict, key: str, fld: str, n: int) -> None:
 
 
 def _cart_member(ev: Event) -> str:
-    return K.FIELD_SEP.join((ev.tenant, ev.session_id, ev.user_id))
+    """The cart-deadline ZSET member: a JSON array (no separator an id could break)."""
+    return orjson.dumps([ev.tenant, ev.session_id, ev.user_id]).decode()
 
 
 def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
-    """A profile hash -> counters over 7/30 days, average order value, affinities, consent."""
+    """A profile hash -> counters over 7/30 days, average order value, affinities (in points: views 1, carts 3,
+    purchases 5, a stated preference 10, decayed), consent."""
     today = now_ms // DAY_MS
     out: dict = {"views_7d": 0, "views_30d": 0, "purchases_7d": 0, "purchases_30d": 0, "categories": {},
                  "brands": {}, "consent": {}}
@@ -437,9 +468,9 @@ def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
             if 0 <= age < 30:
                 out[f"{name}_30d"] += int(v)
         elif kind == "cat":
-            out["categories"][rest] = int(v)
+            out["categories"][rest] = int(v) / AFFINITY_SCALE
         elif kind == "brand":
-            out["brands"][rest] = int(v)
+            out["brands"][rest] = int(v) / AFFINITY_SCALE
         elif kind == "consent":
             out["consent"][rest] = bool(int(v))
         elif key == "lt":

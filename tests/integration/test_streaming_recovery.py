@@ -38,7 +38,7 @@ def test_broker_down_is_503_with_retry_after_then_recovers(fresh_valkey, registr
     broker = TansuProcess().start()
     try:
         cfg = streaming_settings(broker.bootstrap, fresh_valkey.url, registry_dir, produce_timeout_s=1.0)
-        ev = {"event_id": "e1", "type": "view", "user_id": "u", "session_id": "s", "ts": 1, "channel": "web",
+        ev = {"event_id": "e1", "type": "view", "user_id": "u", "session_id": "s", "ts": int(time.time() * 1000), "channel": "web",
               "item_id": "SKU-000001"}
 
         async def go() -> None:

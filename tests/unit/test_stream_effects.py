@@ -10,7 +10,16 @@ from strata.shared import keys as K
 from strata.shared.config import load_settings
 from strata.shared.contracts.api import parse_event
 from strata.streaming.catalog import Catalog
-from strata.streaming.effects import DAY_MS, Impression, Planner, Record, Snapshot, profile_summary, reads_for
+from strata.streaming.effects import (
+    AFFINITY_SCALE,
+    DAY_MS,
+    Impression,
+    Planner,
+    Record,
+    Snapshot,
+    profile_summary,
+    reads_for,
+)
 
 CFG = load_settings(streaming={"click_join_window_s": 10, "abandoned_cart_s": 60}).streaming
 VECS = np.eye(16, dtype=np.float32)[:4]
@@ -126,7 +135,7 @@ def test_session_write_and_invalidation_per_session() -> None:
 def test_cart_deadline_and_post_purchase_outbox() -> None:
     recs = [_rec(0, "add_to_cart", item_id="i2"), _rec(1, "purchase", item_id="i2", quantity=3, price=2.5)]
     plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
-    member = "default\x1fs\x1fu"
+    member = '["default","s","u"]'            # a JSON array: no separator an id could break
     assert ("ZADD", K.CART_DEADLINES_KEY, "GT", T0 + 60_000, member) in plan.ops
     assert ("ZREM", K.CART_DEADLINES_KEY, member) in plan.ops
     out = [orjson.loads(op[2]) for op in plan.ops if op[0] == "RPUSH"]
@@ -134,8 +143,8 @@ def test_cart_deadline_and_post_purchase_outbox() -> None:
                     "user_id": "u", "session_id": "s", "ts": T0 + 1, "item_id": "i2", "quantity": 3, "price": 2.5}]
     inc = _incr(plan)
     pk = K.profile_key("default", "u")
-    assert inc[(pk, "revenue_cents")] == 750 and inc[(pk, "orders")] == 1
-    assert inc[(pk, "cat:hats")] == 3 + 5 and inc[(pk, "brand:A")] == 8
+    assert plan.bounded == [(pk, "revenue_cents", 750)] and inc[(pk, "orders")] == 1   # overflow-checked first
+    assert inc[(pk, "cat:hats")] == (3 + 5) * AFFINITY_SCALE and inc[(pk, "brand:A")] == 8 * AFFINITY_SCALE
     assert list(plan.lt) == [pk]
     assert plan.lt[pk].tolist() == (VECS[2] * (3.0 + 4.0)).tolist()   # cart 3 + purchase 4
 
@@ -143,7 +152,7 @@ def test_cart_deadline_and_post_purchase_outbox() -> None:
 def test_profile_summary_windows_and_average_order() -> None:
     today = T0 // DAY_MS
     raw = {f"v:{today}".encode(): b"2", f"v:{today - 8}".encode(): b"5", f"v:{today - 40}".encode(): b"9",
-           f"p:{today - 1}".encode(): b"1", b"orders": b"4", b"revenue_cents": b"1000", b"cat:hats": b"3",
+           f"p:{today - 1}".encode(): b"1", b"orders": b"4", b"revenue_cents": b"1000", b"cat:hats": b"300",
            b"consent:marketing": b"0", b"lt": np.array([3.0, 4.0], dtype="<f8").tobytes()}
     s = profile_summary(raw, T0)
     assert (s["views_7d"], s["views_30d"], s["purchases_7d"], s["purchases_30d"]) == (2, 7, 1, 1)
@@ -173,7 +182,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
               for k in range(0, 30, 2)}                          # half the sessions have state already
     snap = _empty(recs)
     snap.sessions.update(stored)
-    plan = Planner(CFG, catalog).plan(recs, snap, T0)
+    plan = Planner(CFG, catalog).plan(recs, snap, T0 + 3_600_000)     # no event time ahead of the clock
     expect: dict[str, tuple[SessionAcc | None, int]] = {}
     for rec in recs:
         ev = rec.event
@@ -302,7 +311,8 @@ def test_purchases_are_recorded_per_user_newest_kept_and_capped() -> None:
     plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
     bkey = K.purchases_key("default", "u")
     assert [op for op in plan.ops if op[1] == bkey] == [
-        ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1))]
+        ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)),
+        ("PEXPIRE", bkey, int(CFG.profile_ttl_s * 1000))]          # expires with inactivity, like the profile
     assert bkey.startswith("strata:{default:u:u}") and K.profile_key("default", "u").startswith("strata:{default:u:u}")
 
 
