@@ -112,16 +112,17 @@ class _Front:
     async def _events(self, scope, receive, send) -> None:
         ctype, accept, length, _ = body_headers(scope)
         try:
-            if length > self.limit:
-                raise too_large(length, self.limit)
-            body = await receive_body(receive, self.limit)
+            try:
+                if length > self.limit:
+                    raise too_large(length, self.limit)
+                body = await receive_body(receive, self.limit)
+            except PayloadTooLarge as exc:      # not read: dead-lettered with its size (best effort)
+                await self.handler.dead_letter_unread(exc, max(length, self.limit + 1))
+                raise
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
             out = self.handler.try_now(body, ctype, accept)
             reply = out if isinstance(out, Reply) else await self.handler.finish(out)
-        except PayloadTooLarge as exc:  # the body was not read: dead-lettered with its size (best effort)
-            await self.handler.dead_letter_unread(exc, max(length, self.limit + 1))
-            reply = negotiated_error_reply(exc, accept, ctype)
         except Exception as exc:        # StrataError -> its status; anything else -> 500 (the one mapper)
             reply = negotiated_error_reply(exc, accept, ctype)
         self.metrics.inc("requests_total", (str(reply.status),))

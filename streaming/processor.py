@@ -145,8 +145,8 @@ class StreamProcessor:
             session_timeout_ms=6000, heartbeat_interval_ms=1000)   # a killed member frees its partitions sooner
         self.consumer.subscribe([cfg.topics.events], listener=_Rebalance(self))
         await self.consumer.start()
-        self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, cfg.topics.dead_letter,
-                                  self.metrics)
+        self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics,
+                                  dead_letter_topic=cfg.topics.dead_letter)
 
     async def check_log_identity(self) -> None:
         """Compare the events topic's id with the one its watermarks belong to (see ``streaming.log_resets``);
@@ -411,8 +411,12 @@ class StreamProcessor:
         futures = []
         for rec in dead:
             fld, reason = rec.error or (None, "invalid")
+            try:
+                decoded = decode_event(rec.raw)
+            except Exception:  # noqa: BLE001 - kept as bytes then
+                decoded = None
             value = dead_letter.record("processor", "store_refused" if fld == "store" else "invalid_record", fld,
-                                       reason, now_ms, rec.raw, topic=rec.topic, partition=rec.partition,
+                                       reason, now_ms, rec.raw, decoded, topic=rec.topic, partition=rec.partition,
                                        offset=rec.offset)
             futures.append(await self.producer.send(self.cfg.topics.dead_letter, value))
         await asyncio.gather(*futures)

@@ -62,7 +62,8 @@ def to_message(raw: bytes) -> tuple[bytes, str]:
 
 
 class TriggerRelay:
-    def __init__(self, r, producer, topic: str, dead_letter_topic: str, metrics, interval_s: float = 0.2) -> None:
+    def __init__(self, r, producer, topic: str, metrics, dead_letter_topic: str = "events.dlq",
+                 interval_s: float = 0.2) -> None:
         self.r = r
         self.producer = producer
         self.topic = topic
