@@ -129,3 +129,29 @@ def _cos(store, w: np.ndarray) -> float:
         return -1.0
     v = np.frombuffer(raw, dtype="<f4")
     return float(v @ w / np.linalg.norm(v) / np.linalg.norm(w))
+
+
+def test_a_profile_decays_once_a_day_and_drops_old_day_counters(tansu_proc, fresh_valkey, registry_dir) -> None:
+    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+    catalog = load_catalog(registry_dir, "edge-scorer")
+    store = fresh_valkey.client()
+    today = int(time.time() * 1000) // 86_400_000
+    key = K.profile_key("default", "old")
+    store.hset(key, mapping={"cat:kept": 1000, "brand:gone": 1, "mday": today - 30, f"v:{today - 40}": 5,
+                             f"v:{today - 3}": 2, "orders": 3})
+
+    async def go() -> None:
+        async with ingest(cfg) as (client, _), processing(cfg, catalog):
+            ev = _ev(0, "search", "decay", user_id="old", query="hats", consent={"marketing": True})
+            assert (await client.post("/v1/events", json=ev)).status_code == 202
+            await wait_until(lambda: store.hget(key, "mday") == str(today).encode(), 30, "the daily decay")
+        prof = store.hgetall(key)
+        assert prof[b"cat:kept"] == b"500" and b"brand:gone" not in prof       # 30 days = one half-life
+        assert f"v:{today - 40}".encode() not in prof and prof[f"v:{today - 3}".encode()] == b"2"
+        assert prof[b"orders"] == b"3" and prof[b"consent:marketing"] == b"1"
+        assert 89 * 86_400_000 < store.pttl(key) <= 91 * 86_400_000
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
