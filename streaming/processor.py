@@ -49,6 +49,7 @@ from strata.streaming.triggers import TriggerRelay
 logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20
 IDENTITY_CHECK_S = 2.0        # how often the topic id is compared with the one the watermarks belong to
+COMMIT_TIMEOUT_S = 5.0        # an offset commit that has not succeeded by then is given up (redelivery is safe)
 MAX_POISON_TRIES = 4          # a record failing alone in different ways this often is dead-lettered anyway
 
 
@@ -307,11 +308,13 @@ class StreamProcessor:
 
     async def _commit(self) -> None:
         offsets, self._to_commit = self._to_commit, {}
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+        try:            # aiokafka retries a retriable commit error forever: bounded here (a commit only saves
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):       # re-reading; the watermarks make that safe)
+                await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # the partitions moved: their next owner re-reads these records and skips them by watermark
-            logger.warning("commit failed (%s); the records will be redelivered and skipped", exc)
+            logger.warning("commit failed (%s: %s); the records will be redelivered and skipped",
+                           type(exc).__name__, exc)
 
     async def apply(self, records: list[Record]) -> None:
         """Write the records' effects exactly once. Retriable errors (store or broker unavailable, a stale
