@@ -41,6 +41,7 @@ class Split:
     codec: str                     # JSON or MSGPACK
     events: list[memoryview]       # each event's bytes, in order
     batch: bool                    # {"events": [...]} (else one event)
+    decoded: list | None = None    # every event decoded already (a JSON batch with no oversized event)
 
 
 def codec_of(content_type: bytes | str | None) -> str:
@@ -53,12 +54,24 @@ def codec_of(content_type: bytes | str | None) -> str:
                                field="Content-Type")
 
 
-def split(body: bytes, content_type: bytes | str | None, max_events: int) -> Split:
-    """The body's events as byte slices. Raises MalformedBody / InvalidField / PayloadTooLarge for the envelope."""
+def split(body: bytes, content_type: bytes | str | None, max_events: int, max_event_bytes: int = 0) -> Split:
+    """The body's events as byte slices. Raises MalformedBody / InvalidField / PayloadTooLarge for the envelope.
+
+    A JSON batch whose events are all within ``max_event_bytes`` is also decoded in one call (``decoded``): the
+    same work as event by event, once the limits are known to hold; if it does not decode, each event is
+    decoded on its own later (so the bad one is rejected at its index)."""
     codec = codec_of(content_type)
     view = memoryview(body)
     if codec == JSON:
-        return Split(codec, *_split_json(body, view, max_events))
+        out = Split(codec, *_split_json(body, view, max_events))
+        if out.batch and max_event_bytes and all(len(e) <= max_event_bytes for e in out.events):
+            try:
+                evs = orjson.loads(body)["events"]
+            except orjson.JSONDecodeError:
+                evs = None
+            if type(evs) is list and len(evs) == len(out.events):
+                out.decoded = evs
+        return out
     return Split(codec, *_split_msgpack(body, view, max_events))
 
 

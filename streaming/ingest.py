@@ -46,6 +46,7 @@ class IngestCtx:
     dead: list = field(default_factory=list)         # dead-letter record values
     refused: StrataError | None = None               # the body was refused as a whole
     single: object = None                            # a one-event body, decoded
+    decoded: list | None = None                      # every event of a batch, decoded (``envelope.split``)
 
 
 def refusal_record(exc: StrataError, body: bytes | memoryview, size: int) -> bytes:
@@ -63,14 +64,14 @@ class Split:
 
     def run(self, ctx: IngestCtx) -> object:
         try:
-            s = split(ctx.body, ctx.ctype, self.max_events)
+            s = split(ctx.body, ctx.ctype, self.max_events, self.max_event_bytes)
         except StrataError as exc:
             if exc.status == 415:
                 raise
             ctx.refused = exc
             ctx.dead.append(refusal_record(exc, ctx.body, len(ctx.body)))
             return None
-        ctx.codec, ctx.raw = s.codec, s.events
+        ctx.codec, ctx.raw, ctx.decoded = s.codec, s.events, s.decoded
         if not s.batch and len(ctx.body) <= self.max_event_bytes:    # one event: bytes that do not decode are a
             try:                                                     # malformed body (400), not a rejected event
                 ctx.single = decode_one(ctx.raw[0], s.codec)
@@ -92,13 +93,17 @@ class Validate:
         if ctx.refused is not None:
             return
         now_ms = int(time.time() * 1000)
-        codec, limit, window = ctx.codec, self.max_event_bytes, self.window
+        codec, limit, window, decoded = ctx.codec, self.max_event_bytes, self.window, ctx.decoded
+        accepted = ctx.accepted
         for i, raw in enumerate(ctx.raw):
             obj = None
             try:
-                if len(raw) > limit:
+                if decoded is not None:
+                    obj = decoded[i]
+                elif len(raw) > limit:
                     raise PayloadTooLarge(f"event of {len(raw)} bytes exceeds the {limit}-byte limit", field="body")
-                obj = ctx.single if ctx.single is not None else decode_one(raw, codec)
+                else:
+                    obj = ctx.single if ctx.single is not None else decode_one(raw, codec)
                 ev = parse_event(obj, window, now_ms)
             except StrataError as exc:
                 rej = {"index": i, "field": exc.field, "reason": exc.reason}
@@ -106,7 +111,7 @@ class Validate:
                 ctx.dead.append(dead_letter.record("ingest", exc.code, exc.field, exc.reason, now_ms, raw, obj,
                                                    index=i))
                 continue
-            ctx.accepted.append((event_key(ev.tenant, ev.session_id), encode_event(ev.to_dict())))
+            accepted.append((event_key(ev.tenant, ev.session_id), encode_event(ev.to_dict())))
 
 
 class Append:

@@ -156,6 +156,9 @@ def _check_id(v: str, name: str) -> str:
 
 
 def _event_ident(obj: dict, name: str, default: str | None) -> str:
+    v = obj.get(name, default)
+    if type(v) is str and v and len(v) <= MAX_ID_LEN and v.isprintable():      # the common case, inline
+        return v
     return _check_id(_ident(obj, name, default), name)
 
 
@@ -331,7 +334,7 @@ def parse_event(obj: object, ts_window: TsWindow | None = None, ref_ms: int = 0)
     user_id = _event_ident(obj, "user_id", None)
     session_id = _event_ident(obj, "session_id", None)
     ts = parse_ts(obj.get("ts"))
-    if ts_window is not None:
+    if ts_window is not None and not ref_ms - ts_window.horizon_ms <= ts <= ref_ms + ts_window.skew_ms:
         ts_window.check(ts, ref_ms)
     channel = obj.get("channel")
     if channel not in CHANNELS:
