@@ -351,3 +351,37 @@ def test_the_next_batch_planned_on_an_overlaid_snapshot_keeps_the_new_expiry() -
     w = planner.plan(second, snap, T0 + 1).session_writes[0]
     assert snap.ttl_at[key] == plan1.session_writes[0].ttl_at
     assert (w.expire_at, w.ttl_at) == (0, plan1.session_writes[0].ttl_at)
+
+
+def test_an_unknown_event_id_below_the_watermark_is_a_log_reset_not_a_replay() -> None:
+    """A record at or below its partition's watermark is skipped as a replay only when its event id was
+    applied (or it is older than the dedup window: nothing can be told then); a fresh record with an unknown id
+    proves the log restarted below the watermark: it is applied and the watermark moves down to it."""
+    recs = [_rec(3, "view", item_id="i0"), _rec(4, "view", eid="applied-before", item_id="i1"),
+            _rec(5, "view", item_id="i2")]
+    for r in recs:
+        r.log_ms = T0
+    seen = {"7:defaultapplied-before"}
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs, watermarks={"events:0": 900}, seen=seen), T0 + 1000)
+    assert plan.resets == [("events:0", 900, 3)] and plan.wm_new == {"events:0": 5}
+    assert [ev.event_id for ev in plan.applied] == ["e3", "e5"] and plan.duplicates == 1   # above the new mark
+    old = [_rec(3, "view", item_id="i0")]                 # produced longer ago than the dedup window
+    old[0].log_ms = T0 - int(CFG.dedup_ttl_s * 1000)
+    plan = Planner(CFG, CATALOG).plan(old, _empty(old, watermarks={"events:0": 900}), T0)
+    assert plan.resets == [] and plan.replayed == 1 and plan.applied == []
+
+
+def test_a_batch_after_a_reset_plans_on_the_moved_watermark() -> None:
+    """The next batch is planned on a snapshot overlaid with the previous plan; a reset moved a watermark down,
+    and the overlay must follow it down (a watermark only ever rises otherwise)."""
+    from strata.streaming.effects import overlay
+
+    first = [_rec(3, "view", item_id="i0")]
+    first[0].log_ms = T0
+    prev = Planner(CFG, CATALOG).plan(first, _empty(first, watermarks={"events:0": 900}), T0)
+    nxt = [_rec(4, "view", item_id="i1")]
+    snap = _empty(nxt, watermarks={"events:0": 900})      # read before prev's write landed
+    overlay(snap, prev)
+    assert snap.watermarks == {"events:0": 3}
+    plan = Planner(CFG, CATALOG).plan(nxt, snap, T0)
+    assert plan.wm_expected == {"events:0": 3} and plan.resets == [] and len(plan.applied) == 1
