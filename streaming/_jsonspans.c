@@ -1,9 +1,10 @@
 /* strata.streaming._jsonspans: where the elements of a JSON array start and end, without decoding them.
 
-   spans(buf, pos, max_items) -> (list[tuple[int, int]] | None, int)
+   spans(buf, pos, max_items, want=1) -> (list[tuple[int, int]] | int | None, int, int)
    ``buf[pos]`` must be '['. Returns the (start, end) byte offsets of each top-level element (whitespace
-   trimmed) and the offset just past the closing ']'. Once more than ``max_items`` elements were seen it stops
-   and returns (None, count): the caller refuses the body without having decoded or scanned the rest.
+   trimmed; with ``want=0`` only their count), the offset just past the closing ']' and the largest element's
+   length. Once more than ``max_items`` elements were seen it stops and returns (None, count, 0): the caller
+   refuses the body without having decoded or scanned the rest.
    Only the structure is checked (strings, nesting); each element is decoded (and fully validated) later.
    Raises ValueError when the structure is broken (unterminated string, unbalanced brackets). */
 #define PY_SSIZE_T_CLEAN
@@ -13,8 +14,9 @@ static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' ||
 
 static PyObject *spans(PyObject *self, PyObject *args) {
     Py_buffer view;
-    Py_ssize_t pos, max_items;
-    if (!PyArg_ParseTuple(args, "y*nn", &view, &pos, &max_items)) return NULL;
+    Py_ssize_t pos, max_items, longest = 0;
+    int want = 1;
+    if (!PyArg_ParseTuple(args, "y*nn|p", &view, &pos, &max_items, &want)) return NULL;
     const unsigned char *b = (const unsigned char *)view.buf;
     Py_ssize_t n = view.len, i = pos, count = 0;
     PyObject *out = NULL;
@@ -23,8 +25,10 @@ static PyObject *spans(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "expected '['");
         return NULL;
     }
-    out = PyList_New(0);
-    if (out == NULL) goto fail;
+    if (want) {
+        out = PyList_New(0);
+        if (out == NULL) goto fail;
+    }
     i++;
     while (i < n && is_ws(b[i])) i++;
     if (i < n && b[i] == ']') { i++; goto done; }
@@ -52,21 +56,25 @@ static PyObject *spans(PyObject *self, PyObject *args) {
         while (end > start && is_ws(b[end - 1])) end--;
         if (end == start) { PyErr_SetString(PyExc_ValueError, "empty array element"); goto fail; }
         if (++count > max_items) {
-            Py_DECREF(out);
+            Py_XDECREF(out);
             PyBuffer_Release(&view);
-            return Py_BuildValue("(On)", Py_None, count);
+            return Py_BuildValue("(Onn)", Py_None, count, (Py_ssize_t)0);
         }
-        PyObject *t = Py_BuildValue("(nn)", start, end);
-        if (t == NULL || PyList_Append(out, t) < 0) { Py_XDECREF(t); goto fail; }
-        Py_DECREF(t);
+        if (end - start > longest) longest = end - start;
+        if (want) {
+            PyObject *t = Py_BuildValue("(nn)", start, end);
+            if (t == NULL || PyList_Append(out, t) < 0) { Py_XDECREF(t); goto fail; }
+            Py_DECREF(t);
+        }
         if (b[i] == ']') { i++; break; }
         if (b[i] != ',') { PyErr_SetString(PyExc_ValueError, "unbalanced brackets"); goto fail; }
         i++;
     }
 done:
     PyBuffer_Release(&view);
+    if (!want) return Py_BuildValue("(nnn)", count, i, longest);
     {
-        PyObject *r = Py_BuildValue("(On)", out, i);
+        PyObject *r = Py_BuildValue("(Onn)", out, i, longest);
         Py_DECREF(out);
         return r;
     }

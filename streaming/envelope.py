@@ -7,6 +7,7 @@ structural scan, in C when the kernel is built; msgpack: the array header, then 
 - each event is decoded on its own with limits (``decode_one``): one bad event (bytes map keys, deep nesting,
   a 4 MB string) is rejected at its index and the others are accepted;
 - the dead-letter record of a bad event keeps the event's own bytes (``dead_letter.record``).
+A JSON batch within the limits is then decoded in one call (the common case, as cheap as before).
 """
 
 from __future__ import annotations
@@ -39,9 +40,19 @@ _FIRST = {ord("{"): "dict", ord("["): "list", ord('"'): "str", ord("t"): "bool",
 @dataclass(slots=True)
 class Split:
     codec: str                     # JSON or MSGPACK
-    events: list[memoryview]       # each event's bytes, in order
+    body: bytes
+    count: int                     # events
     batch: bool                    # {"events": [...]} (else one event)
     decoded: list | None = None    # every event decoded already (a JSON batch with no oversized event)
+    spans: list[tuple[int, int]] | None = None     # each event's byte range (found when first needed)
+    array_at: int = 0              # where the events array starts (JSON), to find the spans later
+
+    def raw(self, i: int) -> memoryview:
+        """Event ``i``'s bytes."""
+        if self.spans is None:
+            self.spans = _scan(self.body, self.array_at, self.count, True)[0]
+        s, e = self.spans[i]
+        return memoryview(self.body)[s:e]
 
 
 def codec_of(content_type: bytes | str | None) -> str:
@@ -55,27 +66,15 @@ def codec_of(content_type: bytes | str | None) -> str:
 
 
 def split(body: bytes, content_type: bytes | str | None, max_events: int, max_event_bytes: int = 0) -> Split:
-    """The body's events as byte slices. Raises MalformedBody / InvalidField / PayloadTooLarge for the envelope.
+    """The body's events, located. Raises MalformedBody / InvalidField / PayloadTooLarge for the envelope.
 
-    A JSON batch whose events are all within ``max_event_bytes`` is also decoded in one call (``decoded``): the
-    same work as event by event, once the limits are known to hold; if it does not decode, each event is
-    decoded on its own later (so the bad one is rejected at its index)."""
+    A JSON batch whose events are all within ``max_event_bytes`` is decoded in one call (``decoded``): the same
+    work as event by event, once the limits are known to hold; if it does not decode, each event is decoded on
+    its own later (so the bad one is rejected at its index)."""
     codec = codec_of(content_type)
-    view = memoryview(body)
-    if codec == JSON:
-        out = Split(codec, *_split_json(body, view, max_events))
-        if out.batch and max_event_bytes and all(len(e) <= max_event_bytes for e in out.events):
-            try:
-                evs = orjson.loads(body)["events"]
-            except orjson.JSONDecodeError:
-                evs = None
-            if type(evs) is list and len(evs) == len(out.events):
-                out.decoded = evs
-        return out
-    return Split(codec, *_split_msgpack(body, view, max_events))
-
-
-def _split_json(body: bytes, view: memoryview, max_events: int) -> tuple[list[memoryview], bool]:
+    if codec == MSGPACK:
+        spans, batch = _split_msgpack(body, max_events)
+        return Split(codec, body, len(spans), batch, spans=spans)
     m = _BATCH_HEAD.match(body)
     if m is None:
         first = body.lstrip(_WS)[:1]
@@ -83,26 +82,38 @@ def _split_json(body: bytes, view: memoryview, max_events: int) -> tuple[list[me
             _malformed_json(body)
             kind = _FIRST.get(first[0], "a number") if first else "nothing"
             raise MalformedBody(f"body must be an event object or {{\"events\": [...]}}, got {kind}", field="body")
-        return [view], False                       # one event (decoded and checked on its own)
+        return Split(codec, body, 1, False, spans=[(0, len(body))])     # one event, decoded on its own
     pos = m.end()
     if pos >= len(body) or body[pos] != 0x5B:       # "["
         first = body[pos:pos + 1]
         kind = _FIRST.get(first[0], "a number") if first else "nothing"
         raise InvalidField(f"must be a list of events, got {kind}", field="events")
-    try:
-        found, end = (_c_spans or _py_spans)(body, pos, max_events)
-    except ValueError as exc:
-        raise MalformedBody(f"body is not valid JSON: {exc}", field="body") from None
-    if found is None:               # the scan stopped at the first event past the limit
+    count, end, longest = _scan(body, pos, max_events, False)
+    if count is None:               # the scan stopped at the first event past the limit
         raise PayloadTooLarge(f"at most {max_events} events per request, got at least {end}", field="events")
     rest = body[end:].strip(_WS)
     if rest != b"}":
         if rest.startswith(b","):
             raise InvalidField("a batch has only 'events'; unknown field(s) after it", field="body")
         raise MalformedBody("body is not valid JSON: expected '}' after the events", field="body")
-    if not found:
+    if not count:
         raise InvalidField("must hold at least one event", field="events")
-    return [view[s:e] for s, e in found], True
+    out = Split(codec, body, count, True, array_at=pos)
+    if max_event_bytes and longest <= max_event_bytes:
+        try:
+            evs = orjson.loads(body)["events"]
+        except orjson.JSONDecodeError:
+            evs = None
+        if type(evs) is list and len(evs) == count:
+            out.decoded = evs
+    return out
+
+
+def _scan(body: bytes, pos: int, max_items: int, want: bool) -> tuple:
+    try:
+        return (_c_spans or _py_spans)(body, pos, max_items, want)
+    except ValueError as exc:
+        raise MalformedBody(f"body is not valid JSON: {exc}", field="body") from None
 
 
 def _malformed_json(body: bytes) -> None:
@@ -113,7 +124,7 @@ def _malformed_json(body: bytes) -> None:
         raise MalformedBody(f"body is not valid JSON: {exc}", field="body") from None
 
 
-def _split_msgpack(body: bytes, view: memoryview, max_events: int) -> tuple[list[memoryview], bool]:
+def _split_msgpack(body: bytes, max_events: int) -> tuple[list[tuple[int, int]], bool]:
     if not body:
         raise MalformedBody("body is not valid msgpack: empty body", field="body")
     head = body[0]
@@ -125,8 +136,9 @@ def _split_msgpack(body: bytes, view: memoryview, max_events: int) -> tuple[list
         n = u.read_map_header()
         key = u.unpack() if n == 1 else None
         if key != "events":
-            return [view], False
-        if body[u.tell()] not in range(0x90, 0xA0) and body[u.tell()] not in (0xDC, 0xDD):
+            return [(0, len(body))], False
+        at = body[u.tell()]
+        if not (0x90 <= at <= 0x9F or at in (0xDC, 0xDD)):
             raise InvalidField("must be a list of events", field="events")
         count = u.read_array_header()
         if count > max_events:
@@ -137,7 +149,7 @@ def _split_msgpack(body: bytes, view: memoryview, max_events: int) -> tuple[list
         for _ in range(count):
             start = u.tell()
             u.skip()
-            out.append(view[start:u.tell()])
+            out.append((start, u.tell()))
         if u.tell() != len(body):
             raise MalformedBody("body is not valid msgpack: extra data after the events", field="body")
     except (msgpack.OutOfData, ValueError, msgpack.FormatError, msgpack.StackError) as exc:
@@ -162,8 +174,8 @@ def decode_one(raw: memoryview, codec: str) -> object:
 _PY_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
 
 
-def _py_spans(body: bytes, pos: int, max_items: int) -> tuple[list[tuple[int, int]] | None, int]:
-    """``_jsonspans.spans`` in Python (used only without the C kernel): the same offsets, slower."""
+def _py_spans(body: bytes, pos: int, max_items: int, want: bool = True) -> tuple:
+    """``_jsonspans.spans`` in Python (used only without the C kernel): the same answer, slower."""
     out: list[tuple[int, int]] = []
     depth = 0
     seg = pos + 1                      # where the current element's bytes begin (before trimming)
@@ -185,12 +197,13 @@ def _py_spans(body: bytes, pos: int, max_items: int) -> tuple[list[tuple[int, in
                 hi -= 1
             if lo == hi:
                 if tok == b"]" and not out:
-                    return out, m.end()
+                    return (out if want else 0), m.end(), 0
                 raise ValueError("empty array element")
             if len(out) >= max_items:
-                return None, len(out) + 1
+                return None, len(out) + 1, 0
             out.append((lo, hi))
             if tok == b"]":
-                return out, m.end()
+                longest = max(e - s for s, e in out)
+                return (out if want else len(out)), m.end(), longest
             seg = m.end()
     raise ValueError("unterminated array")

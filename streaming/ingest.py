@@ -27,7 +27,7 @@ from strata.shared.serving.codecs import choose_response_type, encode
 from strata.shared.serving.metrics import Instruments
 from strata.shared.serving.pipeline import SUSPEND, Pending, Pipeline, Reply
 from strata.streaming import dead_letter
-from strata.streaming.envelope import decode_one, split
+from strata.streaming.envelope import Split, decode_one, split
 from strata.streaming.errors import EventsRejected
 from strata.streaming.log import EventLog
 
@@ -39,14 +39,12 @@ class IngestCtx:
     body: bytes
     ctype: bytes | None
     media: str
-    codec: str = ""
-    raw: list = field(default_factory=list)          # each event's bytes
+    split: Split | None = None                       # where each event is (``envelope.split``)
     accepted: list = field(default_factory=list)     # (key, value) per valid event
     rejected: list = field(default_factory=list)     # {"index", "field", "reason"}
     dead: list = field(default_factory=list)         # dead-letter record values
     refused: StrataError | None = None               # the body was refused as a whole
     single: object = None                            # a one-event body, decoded
-    decoded: list | None = None                      # every event of a batch, decoded (``envelope.split``)
 
 
 def refusal_record(exc: StrataError, body: bytes | memoryview, size: int) -> bytes:
@@ -55,7 +53,7 @@ def refusal_record(exc: StrataError, body: bytes | memoryview, size: int) -> byt
                               envelope=True)
 
 
-class Split:
+class Locate:
     name = "split"
 
     def __init__(self, max_events: int, max_event_bytes: int) -> None:
@@ -71,10 +69,10 @@ class Split:
             ctx.refused = exc
             ctx.dead.append(refusal_record(exc, ctx.body, len(ctx.body)))
             return None
-        ctx.codec, ctx.raw, ctx.decoded = s.codec, s.events, s.decoded
+        ctx.split = s
         if not s.batch and len(ctx.body) <= self.max_event_bytes:    # one event: bytes that do not decode are a
             try:                                                     # malformed body (400), not a rejected event
-                ctx.single = decode_one(ctx.raw[0], s.codec)
+                ctx.single = decode_one(memoryview(ctx.body), s.codec)
             except StrataError as exc:
                 exc = MalformedBody(exc.reason.replace("event is", "body is", 1), field="body")
                 ctx.refused = exc
@@ -93,22 +91,27 @@ class Validate:
         if ctx.refused is not None:
             return
         now_ms = int(time.time() * 1000)
-        codec, limit, window, decoded = ctx.codec, self.max_event_bytes, self.window, ctx.decoded
+        sp = ctx.split
+        codec, limit, window, decoded = sp.codec, self.max_event_bytes, self.window, sp.decoded
         accepted = ctx.accepted
-        for i, raw in enumerate(ctx.raw):
+        for i in range(sp.count):
             obj = None
             try:
                 if decoded is not None:
                     obj = decoded[i]
-                elif len(raw) > limit:
-                    raise PayloadTooLarge(f"event of {len(raw)} bytes exceeds the {limit}-byte limit", field="body")
+                elif ctx.single is not None:
+                    obj = ctx.single
                 else:
-                    obj = ctx.single if ctx.single is not None else decode_one(raw, codec)
+                    raw = sp.raw(i)
+                    if len(raw) > limit:
+                        raise PayloadTooLarge(f"event of {len(raw)} bytes exceeds the {limit}-byte limit",
+                                              field="body")
+                    obj = decode_one(raw, codec)
                 ev = parse_event(obj, window, now_ms)
             except StrataError as exc:
                 rej = {"index": i, "field": exc.field, "reason": exc.reason}
                 ctx.rejected.append(rej)
-                ctx.dead.append(dead_letter.record("ingest", exc.code, exc.field, exc.reason, now_ms, raw, obj,
+                ctx.dead.append(dead_letter.record("ingest", exc.code, exc.field, exc.reason, now_ms, sp.raw(i), obj,
                                                    index=i))
                 continue
             accepted.append((event_key(ev.tenant, ev.session_id), encode_event(ev.to_dict())))
@@ -161,7 +164,7 @@ class IngestHandler:
         self.log = log
         self.dead_letter_topic = cfg.topics.dead_letter
         self.metrics = metrics
-        self.pipeline = Pipeline([Split(cfg.max_events, cfg.max_event_bytes), Validate(cfg),
+        self.pipeline = Pipeline([Locate(cfg.max_events, cfg.max_event_bytes), Validate(cfg),
                                   Append(log, cfg.topics.events, cfg.topics.dead_letter), Encode(metrics)])
 
     def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:

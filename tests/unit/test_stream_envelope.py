@@ -22,10 +22,11 @@ def test_json_spans_find_each_element_whatever_its_strings_hold(spans) -> None:
         pytest.skip("the C kernel is not built")         # the Python scan is tested either way
     body = json.dumps(BATCH, indent=1).encode()
     pos = body.index(b"[")
-    found, end = spans(body, pos, 1000)
+    found, end, longest = spans(body, pos, 1000)
     assert [json.loads(body[s:e]) for s, e in found] == BATCH["events"] and body[end:].strip() == b"}"
-    assert spans(body, pos, 6) == (None, 7)
-    assert spans(b"[ ]", 0, 5) == ([], 3)
+    assert longest == max(e - s for s, e in found) and spans(body, pos, 1000, False) == (7, end, longest)
+    assert spans(body, pos, 6) == (None, 7, 0)
+    assert spans(b"[ ]", 0, 5) == ([], 3, 0)
     for bad in (b"[1,]", b"[1", b'["x', b"[{}}]"):
         with pytest.raises(ValueError):
             spans(bad, 0, 5)
@@ -34,9 +35,15 @@ def test_json_spans_find_each_element_whatever_its_strings_hold(spans) -> None:
 def test_split_json_and_msgpack_give_the_same_events() -> None:
     for body, ctype in ((orjson.dumps(BATCH), "application/json"), (msgpack.packb(BATCH), "application/msgpack")):
         s = envelope.split(body, ctype, 1000)
-        assert s.batch and [envelope.decode_one(e, s.codec) for e in s.events] == BATCH["events"]
+        assert s.batch and [envelope.decode_one(s.raw(i), s.codec) for i in range(s.count)] == BATCH["events"]
+    fast = envelope.split(orjson.dumps(BATCH), "application/json", 1000, max_event_bytes=1000)
+    assert fast.decoded == BATCH["events"] and fast.spans is None          # decoded in one call, spans not needed
+    assert json.loads(bytes(fast.raw(3))) == BATCH["events"][3]
+    broken = orjson.dumps(BATCH).replace(b'"e3"', b'"e3\\x"')              # one bad event: decoded one by one
+    slow = envelope.split(broken, "application/json", 1000, max_event_bytes=1000)
+    assert slow.decoded is None and slow.count == 7
     one = envelope.split(b'{"event_id": "x"}', "application/json", 1000)
-    assert not one.batch and bytes(one.events[0]) == b'{"event_id": "x"}'
+    assert not one.batch and bytes(one.raw(0)) == b'{"event_id": "x"}'
 
 
 @pytest.mark.parametrize(("body", "ctype", "exc", "field"), [
@@ -58,9 +65,9 @@ def test_envelope_errors_name_the_field(body: bytes, ctype: str, exc: type, fiel
 def test_per_event_msgpack_limits_reject_one_event_not_the_body() -> None:
     good, bomb = {"event_id": "a"}, {"x": [[]] * 101}
     s = envelope.split(msgpack.packb({"events": [good, bomb, good]}), "application/msgpack", 1000)
-    assert envelope.decode_one(s.events[0], s.codec) == good
+    assert envelope.decode_one(s.raw(0), s.codec) == good
     with pytest.raises(MalformedBody):
-        envelope.decode_one(s.events[1], s.codec)
+        envelope.decode_one(s.raw(1), s.codec)
 
 
 def test_dead_letter_records_are_bounded_and_always_serialize() -> None:
