@@ -99,6 +99,8 @@ class StreamProcessor:
         self.resets = LogResets(self.store.r, self.metrics, cfg.log_reset_alert_s)
         self._kafka: AIOKafkaClient | None = None       # for the topic-id checks
         self._identity_lock = asyncio.Lock()
+        self._topic_id: str | None = None                # the events topic's id this process read from
+        self._background: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
         self._to_commit: dict = {}
         self._commit_wanted = asyncio.Event()
@@ -162,6 +164,10 @@ class StreamProcessor:
             except Exception as exc:  # noqa: BLE001 - broker or store down: the next check tries again
                 logger.warning("log identity check failed: %s: %s", type(exc).__name__, exc)
                 return
+            # another processor may have recorded the new id first: what this one read from decides its seek
+            changed = changed or (tid is not None and self._topic_id is not None and tid != self._topic_id)
+            if tid is not None:
+                self._topic_id = tid
             if changed and self.consumer is not None:
                 mine = [tp for tp in self.consumer.assignment() if tp.topic == topic]
                 if mine:
@@ -358,6 +364,8 @@ class StreamProcessor:
                 conflicts += 1
                 self.metrics.instruments.inc("write_conflicts_total")
                 if conflicts > MAX_CONFLICT_RETRIES:
+                    if self._stop.is_set():
+                        raise asyncio.CancelledError
                     logger.warning("batch kept conflicting with another writer; backing off")
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
@@ -401,7 +409,9 @@ class StreamProcessor:
         self.metrics.freshness.observe_many(np.clip(written_ms - ts, 0.0, self.window.horizon_ms) / 1000)
         self.metrics.batch(len(plan.applied), plan.duplicates, plan.replayed, len(plan.dead))
         if plan.resets:
-            asyncio.get_running_loop().create_task(self._on_reset(plan.resets), name="log-reset")
+            task = asyncio.get_running_loop().create_task(self._on_reset(plan.resets), name="log-reset")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _on_reset(self, resets: list[tuple[str, int, int]]) -> None:
         for wf, old, offset in resets:
