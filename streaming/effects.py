@@ -25,6 +25,7 @@ from strata.streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
 AFFINITY_SCALE = 100         # affinities are stored in hundredths: the daily decay keeps two digits
+_PROFILE_TYPES = frozenset({"view", "purchase", "preference"})     # always write their user's profile
 AFFINITY = {"view": 1 * AFFINITY_SCALE, "click": 1 * AFFINITY_SCALE, "add_to_cart": 3 * AFFINITY_SCALE,
             "purchase": 5 * AFFINITY_SCALE}
 PREFERENCE_AFFINITY = 10 * AFFINITY_SCALE
@@ -106,8 +107,8 @@ class Plan:
     dead: list[Record] = field(default_factory=list)
     resets: list[tuple[str, int, int]] = field(default_factory=list)  # (wm field, old watermark, offset): log reset
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
-    profiles: list[str] = field(default_factory=list)    # profile keys written (kept bounded by the script)
-    bandits: list[str] = field(default_factory=list)     # bandit keys written (expiry, item cap)
+    profiles: dict[str, None] = field(default_factory=dict)   # profile keys written (kept bounded by the script)
+    bandits: dict[str, None] = field(default_factory=dict)    # bandit keys written (expiry, item cap)
     bounded: list[tuple[str, str, int]] = field(default_factory=list)   # HINCRBYs checked for int64 overflow first
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
@@ -247,10 +248,6 @@ class Planner:
             self._fold(moves, lt_keys, snap, plan)
         plan.after_impressions = {k: v for k, v in imps.items() if v is not None}
         plan.after_pending = pending
-        # every profile and bandit key the plan writes (ids cannot hold "}" in a key: see ``keys.part``)
-        written = [k for k, _ in plan.incr] + list(plan.lt) + [op[1] for op in plan.ops if op[0] == "HSET"]
-        plan.profiles = list(dict.fromkeys(k for k in written if k.endswith("}:profile")))
-        plan.bandits = list(dict.fromkeys(k for k, _ in plan.incr if "}:bandit:" in k))
         return plan
 
     def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict,
@@ -262,6 +259,7 @@ class Planner:
         ops = plan.ops
         if ev.consent:
             ops.append(("HSET", pkey, *[x for k, v in ev.consent.items() for x in (f"consent:{k}", int(v))]))
+        wrote = ev.consent is not None or t in _PROFILE_TYPES       # the profile is written (kept bounded)
         item = ev.item_id
         if item is not None:
             row = self.catalog.index.get(item)
@@ -271,12 +269,16 @@ class Planner:
                     ts = ev.ts_ms if ev.ts_ms <= now_ms else now_ms
                     moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ts, item)
                     lt_keys.append(pkey)
+                    wrote = True
                 aff = AFFINITY.get(t, 0)
                 if aff:
                     k = (pkey, self.cat_fields[row])
                     incr[k] = incr.get(k, 0) + aff
                     k = (pkey, self.brand_fields[row])
                     incr[k] = incr.get(k, 0) + aff
+                    wrote = True
+        if wrote:
+            plan.profiles[pkey] = None
         if t == "view":
             k = (pkey, f"v:{ev.ts_ms // DAY_MS}")
             incr[k] = incr.get(k, 0) + 1
@@ -303,9 +305,9 @@ class Planner:
             for b in ev.brands or ():
                 _add(incr, pkey, f"brand:{b}", PREFERENCE_AFFINITY)
         elif t == "impression":
-            self._impression(ev, imps, pending, incr, ops)
+            self._impression(ev, imps, pending, incr, ops, plan)
         elif t == "click" and ev.impression_id is not None:
-            self._click(ev, imps, pending, incr, ops)
+            self._click(ev, imps, pending, incr, ops, plan.bandits)
 
     def _fold(self, moves: _Moves, lt_keys: list[str], snap: Snapshot, plan: Plan) -> None:
         """Apply every move to its session's state, in log order per session, a round at a time (round r = the
@@ -404,12 +406,13 @@ class Planner:
         np.add.at(sums, uidx, contrib)
         plan.lt = dict(zip(users, sums, strict=True))
 
-    def _impression(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list) -> None:
+    def _impression(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list, plan: Plan) -> None:
         ikey = K.impression_key(ev.tenant, ev.impression_id)
         if imps.get(ikey) is not None:       # the same impression id logged twice: counted once
             return
         imp = imps[ikey] = Impression(ev.slot, ev.ts_ms, list(ev.items), set())
         bkey = K.bandit_key(ev.tenant, ev.slot)
+        plan.bandits[bkey] = None
         for item in dict.fromkeys(ev.items):
             _add(incr, bkey, K.imps_field(item), 1)
         ops.append(("HSET", ikey, "slot", ev.slot, "ts", ev.ts_ms, "items", K.FIELD_SEP.join(ev.items)))
@@ -419,10 +422,10 @@ class Planner:
         pending[pkey] = set()
         if waiting:
             for item in sorted(waiting):
-                self._count_click(ev.tenant, ikey, imp, item, incr, ops)
+                self._count_click(ev.tenant, ikey, imp, item, incr, ops, plan.bandits)
             ops.append(("DEL", pkey))
 
-    def _click(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list) -> None:
+    def _click(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list, bandits: dict) -> None:
         ikey = K.impression_key(ev.tenant, ev.impression_id)
         imp = imps.get(ikey)
         if imp is None:                      # the impression is not logged yet: wait for it (join window)
@@ -431,13 +434,15 @@ class Planner:
             ops.append(("SADD", pkey, ev.item_id))
             ops.append(("PEXPIRE", pkey, self.join_ms))
         elif ev.ts_ms - imp.ts_ms <= self.join_ms:
-            self._count_click(ev.tenant, ikey, imp, ev.item_id, incr, ops)
+            self._count_click(ev.tenant, ikey, imp, ev.item_id, incr, ops, bandits)
 
     @staticmethod
-    def _count_click(tenant: str, ikey: str, imp: Impression, item: str, incr: dict, ops: list) -> None:
+    def _count_click(tenant: str, ikey: str, imp: Impression, item: str, incr: dict, ops: list, bandits: dict) -> None:
         if item in imp.items and item not in imp.clicked:
             imp.clicked.add(item)
-            _add(incr, K.bandit_key(tenant, imp.slot), K.clicks_field(item), 1)
+            bkey = K.bandit_key(tenant, imp.slot)
+            bandits[bkey] = None
+            _add(incr, bkey, K.clicks_field(item), 1)
             ops.append(("HSET", ikey, f"clicked:{item}", 1))
 
 
