@@ -342,7 +342,7 @@ def write_blob(plan: Plan, dedup_ms: int, bounds: Bounds | None = None) -> bytes
     return _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
                   [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * dedup_ms, plan.ops, inc, lt,
                   ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)],
-                  [x for (k, f), n in bounded.items() for x in (k, f, n)], plan.profiles, plan.bandits,
+                  [x for (k, f), n in bounded.items() for x in (k, f, n)], list(plan.profiles), list(plan.bandits),
                   (bounds or Bounds()).row(plan.updated_ms), checks])
 
 
