@@ -385,3 +385,17 @@ def test_a_batch_after_a_reset_plans_on_the_moved_watermark() -> None:
     assert snap.watermarks == {"events:0": 3}
     plan = Planner(CFG, CATALOG).plan(nxt, snap, T0)
     assert plan.wm_expected == {"events:0": 3} and plan.resets == [] and len(plan.applied) == 1
+
+
+def test_the_write_blob_names_every_profile_and_slot_the_plan_writes() -> None:
+    """The write script keeps these bounded (decay, top N, expiry): a profile or slot left out would grow."""
+    import msgpack
+
+    from strata.streaming.store import write_blob
+
+    recs = [_rec(0, "view", item_id="i0"), _imp(1), _rec(2, "search", query="q", user_id="only-searches"),
+            _rec(3, "click", item_id="i1", impression_id="imp-1")]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    blob = msgpack.unpackb(write_blob(plan, 3_600_000), raw=True)
+    assert blob[12] == [K.profile_key("default", "u").encode()]     # the search alone writes no profile
+    assert blob[13] == [K.bandit_key("default", "home").encode()]
