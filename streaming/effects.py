@@ -29,6 +29,7 @@ _PROFILE_TYPES = frozenset({"view", "purchase", "preference"})     # always writ
 AFFINITY = {"view": 1 * AFFINITY_SCALE, "click": 1 * AFFINITY_SCALE, "add_to_cart": 3 * AFFINITY_SCALE,
             "purchase": 5 * AFFINITY_SCALE}
 PREFERENCE_AFFINITY = 10 * AFFINITY_SCALE
+KNOWN_PROFILES = 200_000     # profiles a planner remembers as checked today (~20 MB); past it, it forgets all
 
 
 @dataclass(slots=True)
@@ -107,7 +108,9 @@ class Plan:
     dead: list[Record] = field(default_factory=list)
     resets: list[tuple[str, int, int]] = field(default_factory=list)  # (wm field, old watermark, offset): log reset
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
-    profiles: dict[str, None] = field(default_factory=dict)   # profile keys written (kept bounded by the script)
+    profiles: dict[str, None] = field(default_factory=dict)   # profile keys written
+    checked: list[str] = field(default_factory=list)  # the profiles the script checks (type, daily pass, size)
+    named: set[str] = field(default_factory=set)      # profiles given affinities named by the event (preference)
     bandits: dict[str, None] = field(default_factory=dict)    # bandit keys written (expiry, item cap)
     bounded: list[tuple[str, str, int]] = field(default_factory=list)   # HINCRBYs checked for int64 overflow first
     # the state this plan leaves behind (what the next batch would read once the write landed)
@@ -199,6 +202,9 @@ class Planner:
         # at least ``session_ttl_s`` after its last event (at most 1.1x), with one PEXPIREAT per ~10% of the ttl
         self.ttl_slack_ms = max(self.session_ttl_ms // 10, 1)
         self.weights = dict(cfg.session.weights)
+        # profile key -> UTC day its key type and daily pass were last checked by a write of this planner: the
+        # script checks a profile at its first write of the day (or when a preference names new affinities)
+        self._known: dict[str, int] = {}
         self.cat_fields = ["cat:" + c for c in catalog.categories]       # profile fields per catalog row
         self.brand_fields = ["brand:" + b for b in catalog.brands]
         # A record at or below its partition's watermark is a replay only if its event id was applied: an id is
@@ -248,7 +254,18 @@ class Planner:
             self._fold(moves, lt_keys, snap, plan)
         plan.after_impressions = {k: v for k, v in imps.items() if v is not None}
         plan.after_pending = pending
+        day, known, named = now_ms // DAY_MS, self._known, plan.named
+        plan.checked = [k for k in plan.profiles if known.get(k) != day or k in named]
         return plan
+
+    def confirm(self, plan: Plan) -> None:
+        """The plan's write landed: its checked profiles passed their checks and daily pass today."""
+        known = self._known
+        if len(known) > KNOWN_PROFILES:
+            known.clear()
+        day = plan.updated_ms // DAY_MS
+        for k in plan.checked:
+            known[k] = day
 
     def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict,
                now_ms: int) -> None:
@@ -298,6 +315,7 @@ class Planner:
         elif t == "add_to_cart":
             ops.append(("ZADD", K.CART_DEADLINES_KEY, "GT", ev.ts_ms + self.cart_ms, _cart_member(ev)))
         elif t == "preference":       # the latest statement, as said (the origin searches with it)
+            plan.named.add(pkey)
             ops.append(("HSET", pkey, "stated", orjson.dumps({"categories": ev.categories or [],
                                                               "brands": ev.brands or []})))
             for c in ev.categories or ():

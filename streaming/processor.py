@@ -408,6 +408,7 @@ class StreamProcessor:
         ts = np.fromiter((ev.ts_ms for ev in plan.applied), dtype=np.float64, count=len(plan.applied))
         self.metrics.freshness.observe_many(np.clip(written_ms - ts, 0.0, self.window.horizon_ms) / 1000)
         self.metrics.batch(len(plan.applied), plan.duplicates, plan.replayed, len(plan.dead))
+        self.planner.confirm(plan)
         if plan.resets:
             task = asyncio.get_running_loop().create_task(self._on_reset(plan.resets), name="log-reset")
             self._background.add(task)

@@ -47,7 +47,8 @@ return cmsgpack.pack(out)
 # 4 the current bucket's expiry (unix ms), 5 other ops {{cmd, args...}, ...}, 6 HINCRBY [key, field, n, ...],
 # 7 long-term vector adds [key, field, dim, float64 bytes, ...], 8 sessions [key, st, vec|"", recent, expire at
 # (unix ms; 0: the key's expiry stays), ...], 9 updated ms, 10 invalidation message ("" none), 11 new
-# watermarks [f, v, ...], 12 HINCRBYs that must not overflow int64 [key, field, n, ...], 13 profile keys written,
+# watermarks [f, v, ...], 12 HINCRBYs that must not overflow int64 [key, field, n, ...], 13 profile keys to check
+# (type, daily pass, size: each at its first write of the day by this processor, or given named affinities),
 # 14 bandit keys written, 15 bounds {today (UTC day), affinity half-life (days), affinities kept per map, days of
 # per-day counters kept, profile ttl ms, profile fields that trigger a prune, bandit ttl ms, bandit items kept},
 # 16 type checks [key, type, ...].
@@ -133,15 +134,16 @@ for i = 1, #ss, 5 do
   end
   if ss[i + 4] > 0 then redis.call('PEXPIREAT', ss[i], ss[i + 4]) end
 end
--- bounded state: a profile's affinities decay once a day, the strongest b[3] per map are kept, per-day
--- counters older than b[4] days go, and the key expires b[5] ms after the end of its last day
+-- bounded state: at a profile's first write of a day its affinities decay, the strongest b[3] per map are kept,
+-- per-day counters older than b[4] days go (and whenever it holds more than b[6] fields); the key expires b[5]
+-- ms after the end of its last day
 local function hdel(k, names)
   for lo = 1, #names, 1000 do redis.call('HDEL', k, unpack(names, lo, math.min(lo + 999, #names))) end
 end
 local today = b[1]
 for i, k in ipairs(profiles) do
   local md = mday[i]
-  if md ~= today or redis.call('HLEN', k) > b[6] then
+  if redis.call('HLEN', k) > b[6] or (md and md < today) then
     local flat = redis.call('HGETALL', k)
     local f = 1
     if md and md < today then f = 0.5 ^ ((today - md) / b[2]) end
@@ -169,6 +171,8 @@ for i, k in ipairs(profiles) do
     end
     for lo = 1, #sets, 1000 do redis.call('HSET', k, unpack(sets, lo, math.min(lo + 999, #sets))) end
     hdel(k, dels)
+  end
+  if md ~= today then      -- its first write of the day: it expires b[5] ms after the end of this day
     redis.call('HSET', k, 'mday', today)
     redis.call('PEXPIREAT', k, (today + 1) * 86400000 + b[5])
   end
@@ -342,7 +346,7 @@ def write_blob(plan: Plan, dedup_ms: int, bounds: Bounds | None = None) -> bytes
     return _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
                   [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * dedup_ms, plan.ops, inc, lt,
                   ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)],
-                  [x for (k, f), n in bounded.items() for x in (k, f, n)], list(plan.profiles), list(plan.bandits),
+                  [x for (k, f), n in bounded.items() for x in (k, f, n)], plan.checked, list(plan.bandits),
                   (bounds or Bounds()).row(plan.updated_ms), checks])
 
 
