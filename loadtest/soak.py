@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -199,6 +200,23 @@ async def _recovery(traffic: Traffic, r: aioredis.Redis, fault: str, k: int, res
     return None
 
 
+async def _processor_metrics(stack: Stack) -> dict[str, float]:
+    """The processor's counters at the end (resets, poison, store errors, duplicates): for the report."""
+    import httpx
+
+    out: dict[str, float] = {}
+    with contextlib.suppress(httpx.HTTPError):
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            text = (await client.get(f"http://127.0.0.1:{stack.ports['metrics']}/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("strata_processor_") and "_bucket" not in line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                if any(k in name for k in ("resets", "poison", "store_errors", "duplicates", "applied", "dead",
+                                           "conflicts", "consumer_lag")):
+                    out[name] = float(value)
+    return out
+
+
 async def _relay_rate(r: aioredis.Redis, n: int) -> float:
     """Outbox entries per second the processor's trigger relay publishes (a burst of ``n`` purchases' triggers)."""
     msg = orjson.dumps({"trigger_id": "post_purchase:soak:x", "type": "post_purchase", "tenant": "soak",
@@ -246,6 +264,7 @@ async def _soak(stack: Stack, minutes: float, items: list[str], faults: tuple[st
         await asyncio.sleep(1.0)
     await asyncio.sleep(3.0)                                  # anything late (a replay) would show now
     views = await _views(r, users)
+    result["processor_metrics"] = await _processor_metrics(stack)
     await r.aclose()
     lost = sum(max(0, traffic.accepted[u] - views[u]) for u in users)
     doubled = sum(max(0, views[u] - traffic.accepted[u]) for u in users)
@@ -276,6 +295,11 @@ def main(launcher: Launcher, registry: str, minutes: float = 10.0, json_path: st
             result = asyncio.run(_soak(stack, minutes, items, faults))
         finally:
             problems = stack.stop()
+            if json_path and not result.get("passed"):       # keep the processes' logs next to the report
+                logs = Path(json_path).with_suffix(".logs")
+                shutil.rmtree(logs, ignore_errors=True)
+                shutil.copytree(tmp, logs, ignore=shutil.ignore_patterns("appendonlydir", "*.aof", "*.rdb"))
+                result["logs"] = str(logs)
         if problems:
             result["stop_problems"] = problems
     result["machine"] = machine_info()

@@ -84,6 +84,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         await self.proc.check_log_identity()
+        await self.proc.resume_from_watermarks(assigned)
 
 
 class StreamProcessor:
@@ -169,9 +170,33 @@ class StreamProcessor:
             if tid is not None:
                 self._topic_id = tid
             if changed and self.consumer is not None:
+                self._to_commit = {}                 # offsets of the old log: never committed on the new one
                 mine = [tp for tp in self.consumer.assignment() if tp.topic == topic]
                 if mine:
                     await self.consumer.seek_to_beginning(*mine)
+
+    async def resume_from_watermarks(self, assigned) -> None:
+        """Start each assigned partition just after its watermark (what the store says was applied, written
+        with the effects), or at the log's start when there is none: committed offsets are only a hint, and
+        a broker that lost its log may hand back offsets of the old one. Store down: the committed offsets
+        stay (records at or below a watermark are skipped anyway)."""
+        mine = [tp for tp in assigned if tp.topic == self.cfg.topics.events]
+        if not mine or self.consumer is None:
+            return
+        try:
+            marks = await self.store.watermarks([f"{tp.topic}:{tp.partition}" for tp in mine])
+        except Exception as exc:  # noqa: BLE001 - the committed offsets are used then
+            logger.warning("could not read the watermarks at assignment (%s: %s); resuming from the committed "
+                           "offsets", type(exc).__name__, exc)
+            return
+        fresh = []
+        for tp, wm in zip(mine, marks, strict=True):
+            if wm < 0:
+                fresh.append(tp)
+            else:
+                self.consumer.seek(tp, wm + 1)
+        if fresh:
+            await self.consumer.seek_to_beginning(*fresh)
 
     async def _identity_watch(self) -> None:
         while True:

@@ -292,6 +292,10 @@ class StreamStore:
         v = await self.r.hget(K.WATERMARK_KEY, wm_field)
         return int(v) if v is not None else -1
 
+    async def watermarks(self, wm_fields: list[str]) -> list[int]:
+        """The partitions' watermarks (-1: none), as written with the effects (the exact resume points)."""
+        return [int(v) if v is not None else -1 for v in await self.r.hmget(K.WATERMARK_KEY, wm_fields)]
+
     async def close(self) -> None:
         await self.r.aclose()
 

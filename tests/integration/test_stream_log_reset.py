@@ -82,3 +82,40 @@ def test_every_event_answered_202_is_applied_exactly_once_across_a_broker_restar
     finally:
         broker.stop()
         store.close()
+
+
+def test_the_processor_resumes_from_its_watermarks_not_from_stale_committed_offsets(tansu_proc, fresh_valkey,
+                                                                                   registry_dir) -> None:
+    """Found by the fault soak: after a broker restart the group could hold committed offsets of the old log,
+    above the new log's end; a processor starting from them waited there and skipped everything below (lost
+    when the broker next restarted). A processor starts each partition just after its store watermark, or at
+    the log's start when it has none."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    catalog = load_catalog(registry_dir, "edge-scorer")
+    store = fresh_valkey.client()
+    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+    now = int(time.time() * 1000)
+    users = [f"w{i}" for i in range(40)]
+    events = [{"event_id": f"{u}-0", "type": "view", "user_id": u, "session_id": u, "ts": now, "channel": "web",
+               "item_id": "SKU-000003"} for u in users]
+
+    async def go() -> None:
+        async with ingest(cfg) as (client, _):
+            assert (await client.post("/v1/events", json={"events": events})).status_code == 202
+        stale = AIOKafkaConsumer(bootstrap_servers=cfg.broker, group_id=cfg.group, enable_auto_commit=False)
+        await stale.start()
+        try:
+            tps = [TopicPartition(cfg.topics.events, p) for p in range(4)]
+            stale.assign(tps)
+            await stale.commit({tp: OffsetAndMetadata(5000, "") for tp in tps})
+        finally:
+            await stale.stop()
+        async with processing(cfg, catalog):
+            await wait_until(lambda: all(n == 1 for n in _views(store, users).values()), 30, "every event applied")
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
