@@ -189,8 +189,18 @@ class StreamProcessor:
             logger.warning("could not read the watermarks at assignment (%s: %s); resuming from the committed "
                            "offsets", type(exc).__name__, exc)
             return
+        ends: dict = {}
+        if self._topic_id is None:            # no topic id from this broker: a watermark past the log's end
+            try:                              # is the other sign of a reset
+                ends = await self.consumer.end_offsets(mine)
+            except Exception as exc:  # noqa: BLE001 - then the watermarks are trusted
+                logger.warning("could not read the log's end offsets: %s: %s", type(exc).__name__, exc)
         fresh = []
         for tp, wm in zip(mine, marks, strict=True):
+            if wm >= 0 and tp in ends and wm + 1 > ends[tp]:
+                await self.resets.alert(f"{tp.topic}:{tp.partition}", "offsets",
+                                        {"watermark_was": wm, "log_end": ends[tp]})
+                wm = -1
             if wm < 0:
                 fresh.append(tp)
             else:

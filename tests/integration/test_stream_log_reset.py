@@ -119,3 +119,36 @@ def test_the_processor_resumes_from_its_watermarks_not_from_stale_committed_offs
         asyncio.run(go())
     finally:
         store.close()
+
+
+def test_without_topic_ids_a_watermark_past_the_logs_end_is_a_reset(tansu_proc, fresh_valkey, registry_dir,
+                                                                   monkeypatch) -> None:
+    """A broker that gives no topic id: watermarks of a lost log (above the new log's end) are detected at
+    assignment, reported, and the partitions read from their start."""
+    from strata.streaming import processor as P
+
+    async def no_ids(client, topics):
+        return dict.fromkeys(topics)
+
+    monkeypatch.setattr(P, "topic_ids", no_ids)
+    catalog = load_catalog(registry_dir, "edge-scorer")
+    store = fresh_valkey.client()
+    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+    store.hset(K.WATERMARK_KEY, mapping={f"{cfg.topics.events}:{p}": 5000 for p in range(4)})
+    now = int(time.time() * 1000)
+    users = [f"x{i}" for i in range(40)]
+    events = [{"event_id": f"{u}-0", "type": "view", "user_id": u, "session_id": u, "ts": now, "channel": "web",
+               "item_id": "SKU-000003"} for u in users]
+
+    async def go() -> None:
+        async with ingest(cfg) as (client, _):
+            assert (await client.post("/v1/events", json={"events": events})).status_code == 202
+        async with processing(cfg, catalog) as proc:
+            await wait_until(lambda: all(n == 1 for n in _views(store, users).values()), 30, "every event applied")
+            assert proc.metrics.instruments.counters[("log_resets_total", ("offsets",))] >= 1
+            assert proc.readiness()[1]["degraded"] is True
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
