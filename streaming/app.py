@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
+from strata.shared.errors import PayloadTooLarge
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
@@ -64,7 +65,11 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
 
     @api.post(handler.route, status_code=202)
     async def events(request: Request) -> Response:     # documents the route; ``_Front`` answers it
-        body = await _bounded_body(request, limit)
+        try:
+            body = await _bounded_body(request, limit)
+        except PayloadTooLarge as exc:
+            await handler.dead_letter_unread(exc, int(request.headers.get("content-length") or limit + 1))
+            raise
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
@@ -107,9 +112,13 @@ class _Front:
     async def _events(self, scope, receive, send) -> None:
         ctype, accept, length, _ = body_headers(scope)
         try:
-            if length > self.limit:
-                raise too_large(length, self.limit)
-            body = await receive_body(receive, self.limit)
+            try:
+                if length > self.limit:
+                    raise too_large(length, self.limit)
+                body = await receive_body(receive, self.limit)
+            except PayloadTooLarge as exc:      # not read: dead-lettered with its size (best effort)
+                await self.handler.dead_letter_unread(exc, max(length, self.limit + 1))
+                raise
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
             out = self.handler.try_now(body, ctype, accept)

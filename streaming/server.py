@@ -1,5 +1,5 @@
 """Entry points of tier 2: the ingest API and the tier-2 scorer under uvicorn, and the stream processor with
-its /metrics."""
+its /metrics, /healthz and /readyz (``--metrics-port``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from strata.shared.config import StrataSettings
 from strata.shared.errors import ConfigError
@@ -24,6 +24,7 @@ from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor
 from strata.streaming.processor_metrics import ProcessorMetrics
+from strata.streaming.processor_ops import serve_ops
 from strata.streaming.service import IngestService
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
     if cfg.store == "none":
         raise _no_store("the stream processor writes session vectors, profiles and counts to it")
     metrics = ProcessorMetrics()
+    proc_box: list[StreamProcessor] = []
     if metrics_port is not None:             # a busy port: one line before anything loads
         reg = CollectorRegistry(auto_describe=False)
         reg.register(metrics.instruments)
         try:
-            start_http_server(metrics_port, addr=cfg.host, registry=reg)
+            serve_ops(cfg.host, metrics_port, reg,
+                      lambda: proc_box[0].readiness() if proc_box else (503, {"ready": False, "reason": "starting"}))
         except OSError as exc:
             if not is_bind_error(exc):
                 raise
@@ -75,6 +78,7 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
 
     async def main() -> None:
         proc = StreamProcessor(cfg, catalog, metrics)
+        proc_box.append(proc)
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
