@@ -79,23 +79,6 @@ def make_baskets(customer: np.ndarray, item: np.ndarray, invoice: np.ndarray, ts
                    inv_ts[distinct], country[distinct].astype(np.int64), catalog, int(n_customers))
 
 
-def basket_ordinals(row: np.ndarray, invoice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair: (0-based ordinal of its basket within its row, number of baskets of the row), for pairs
-    sorted by row and then time with each invoice's pairs contiguous (``Baskets`` and query histories)."""
-    if row.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    row_opens = np.r_[True, row[1:] != row[:-1]]
-    basket_opens = row_opens | np.r_[True, invoice[1:] != invoice[:-1]]
-    seen = np.cumsum(basket_opens)  # baskets up to and including this pair's, over all rows
-    first = seen[row_opens] - 1  # baskets before each row's first pair
-    row_index = np.cumsum(row_opens) - 1
-    ordinal = seen - 1 - first[row_index]
-    ends = np.r_[np.flatnonzero(row_opens)[1:], row.size] - 1
-    count = (ordinal[ends] + 1)[row_index]
-    return ordinal.astype(np.int64), count.astype(np.int64)
-
-
 def baskets_from_retail(log: RetailLog) -> Baskets:
     catalog = Catalog(log.item_id, log.title, log.price, log.category)
     return make_baskets(log.user, log.item, log.session, log.ts_ms, log.country, catalog, log.customer_id.size)

@@ -1,10 +1,10 @@
 """TIFU-KNN (Hu et al., SIGIR 2020): time-decayed personal item frequency, blended with the nearest customers'.
 
 A customer's baskets b_1..b_n (binary item vectors, oldest first) are split into G = min(m, n) groups of
-consecutive baskets: with n = q*m + s, the first m - s groups hold q baskets and the last s hold q + 1
-(the authors' split; fewer baskets than m: one basket per group). A group's vector is the mean of its
-baskets, each weighted by rb ** (baskets after it in its group); the customer's vector is the mean of the
-group vectors, each weighted by rg ** (groups after it). An item's score is
+consecutive baskets (``shared.models.next_basket.tifu_weights``, which the deep ranker's features use too).
+A group's vector is the mean of its baskets, each weighted by rb ** (baskets after it in its group); the
+customer's vector is the mean of the group vectors, each weighted by rg ** (groups after it). An item's
+score is
 
     alpha * u[item] + (1 - alpha) * (mean over the k nearest training customers v of v[item])
 
@@ -20,18 +20,18 @@ empty history scores nothing, so popularity answers, as for every model.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 
-from strata.model_export.evaluation.baskets import Baskets, basket_ordinals
+from strata.model_export.evaluation.baskets import Baskets
 from strata.model_export.evaluation.metrics import ndcg_at
 from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
 from strata.model_export.evaluation.split import Queries
 from strata.model_export.evaluation.tuning import coordinate_search
+from strata.shared.models.next_basket import Within, basket_ordinals, tifu_weights
 
-Within = Literal["group", "history"]
 GRID: dict[str, tuple[Any, ...]] = {
     "m": (1, 3, 7, 15),
     "rb": (0.5, 0.7, 0.9, 1.0),
@@ -55,19 +55,8 @@ class TIFUParams:
 def tifu_vectors(row: np.ndarray, item: np.ndarray, invoice: np.ndarray, n_rows: int, n_items: int,
                  params: TIFUParams) -> sparse.csr_matrix:
     """float64 [n_rows, n_items] TIFU vectors of distinct (invoice, item) pairs sorted by row, then time."""
-    j, n = basket_ordinals(row, invoice)
-    m = params.m
-    few = n < m  # one basket per group
-    q, s = np.divmod(n, m)
-    boundary = (m - s) * q  # baskets in the first m - s groups of q
-    late = j >= boundary
-    size = np.where(few, 1, np.where(late, q + 1, q))
-    into = np.where(late, j - boundary, j)  # ordinal counted from the start of its run of equal groups
-    group = np.where(few, j, np.where(late, m - s, 0) + into // np.maximum(size, 1))
-    position = np.where(few, 0, into % np.maximum(size, 1))
-    groups = np.minimum(n, m)
-    after = (size - 1 - position) if params.within == "group" else (n - 1 - j)
-    weight = params.rb ** after / size * params.rg ** (groups - 1 - group) / groups
+    ordinal, count = basket_ordinals(row, invoice)
+    weight = tifu_weights(ordinal, count, params.m, params.rb, params.rg, params.within)
     out = sparse.csr_matrix((weight, (row, item)), shape=(n_rows, n_items))
     out.sum_duplicates()
     return out

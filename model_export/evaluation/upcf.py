@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from strata.model_export.evaluation.baskets import Baskets, basket_ordinals
+from strata.model_export.evaluation.baskets import Baskets
 from strata.model_export.evaluation.metrics import ndcg_at
 from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
 from strata.model_export.evaluation.split import Queries
 from strata.model_export.evaluation.tuning import coordinate_search
+from strata.shared.models.next_basket import basket_ordinals, recent_share_weights
 
 GRID: dict[str, tuple[Any, ...]] = {
     "r": (1, 3, 5, 10, 25, 0),
@@ -45,11 +46,10 @@ class UPCFParams:
 def recency_popularity(row: np.ndarray, item: np.ndarray, invoice: np.ndarray, n_rows: int, n_items: int,
                        r: int) -> sparse.csr_matrix:
     """float64 [n_rows, n_items] p_u(i) of distinct (invoice, item) pairs sorted by row, then time."""
-    j, n = basket_ordinals(row, invoice)
-    window = n if r <= 0 else np.minimum(n, r)
-    keep = j >= n - window
-    out = sparse.csr_matrix((1.0 / window[keep], (row[keep], item[keep])), shape=(n_rows, n_items))
+    weight = recent_share_weights(*basket_ordinals(row, invoice), r)
+    out = sparse.csr_matrix((weight, (row, item)), shape=(n_rows, n_items))
     out.sum_duplicates()
+    out.eliminate_zeros()
     return out
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strata.model_export.evaluation.baskets import Baskets, Catalog, basket_ordinals, make_baskets
+from strata.model_export.evaluation.baskets import Baskets, Catalog, make_baskets
 from strata.model_export.evaluation.split import parse_cut, temporal_split
 from strata.model_export.evaluation.tifu_knn import TIFUKNN, TIFUParams, tifu_vectors
 from strata.model_export.evaluation.upcf import UPCF, UPCFParams, asymmetric_cosine, item_sets
+from strata.shared.models.next_basket import basket_ordinals
 
 CUT_MS = parse_cut("2011-11-01")
 DAY = 86_400_000
