@@ -21,8 +21,8 @@ from tests.support.deploy_checks import (
     parse_strata,
     read_env_file,
     served_port,
-    settings_under,
     setting,
+    settings_under,
     unknown_strata_env,
 )
 
