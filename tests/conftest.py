@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cluster import fresh_cluster, valkey_cluster  # noqa: F401  (fixtures: a 3+3 Valkey Cluster)
 from tests.vllm_gate import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401  (hooks)
 
 EXPORT_SEED = 7
