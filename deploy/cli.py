@@ -553,6 +553,7 @@ def capacity(
 ) -> None:
     """How many edge, ingest, tier-2, origin and processor replicas, Kafka partitions and Valkey shards a load
     needs, from per-core figures measured on this machine (each figure says which result file it comes from)."""
+    import contextlib
     import dataclasses
     import json
     import tempfile
@@ -565,9 +566,11 @@ def capacity(
         from strata.deploy.demo import ensure_bundle
 
         out = results or Path(tempfile.mkdtemp(prefix="strata-capacity-"))
-        ensure_bundle(registry.resolve(), EdgeSettings().model, console)
+        progress = Console(stderr=True) if json_out else console
         try:
-            cap.measure(registry, out, quick=quick, origin_registry=origin_registry, console=console)
+            with contextlib.redirect_stdout(sys.stderr if json_out else sys.stdout):   # --json: stdout is the JSON
+                ensure_bundle(registry.resolve(), EdgeSettings().model, progress)
+                cap.measure(registry, out, quick=quick, origin_registry=origin_registry, console=progress)
         except StrataError as exc:
             raise _fail("capacity", exc) from None
         dirs = [out]
