@@ -558,3 +558,80 @@ def streaming_broker(
         _signal.sigwait({_signal.SIGINT, _signal.SIGTERM})
     finally:
         proc.stop()
+
+
+@app.command()
+def capacity(
+    recommend_rps: Annotated[float, typer.Option("--recommend-rps", min=0, help="recommend requests/s at the edges")],
+    events_per_s: Annotated[float, typer.Option("--events-per-s", min=0, help="click-stream events/s posted to ingest")],
+    sessions: Annotated[int, typer.Option("--sessions", min=0, help="live sessions (within streaming.session_ttl_s)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the plan, inputs and figures as JSON")] = False,
+    measure: Annotated[bool, typer.Option("--measure", help="rerun the benchmarks the figures come from first "
+                                                            "(minutes; run it on a quiet machine)")] = False,
+    results: Annotated[Path | None, typer.Option(help="read the figures from this directory (default: "
+                                                      "loadtest/results; with --measure: where they are written)")]
+    = None,
+    registry: Annotated[Path, typer.Option(help="--measure: registry with an edge-scorer bundle")] = Path("registry"),
+    origin_registry: Annotated[Path | None, typer.Option(help="--measure: also rerun the origin benchmark on this "
+                                                              "registry (strata export --items 100000 --no-text)")]
+    = None,
+    quick: Annotated[bool, typer.Option("--quick", help="--measure: short runs (smoke test, noisy figures)")] = False,
+    users: Annotated[int | None, typer.Option(min=0, help="users with a profile (default: one per session)")] = None,
+    edge_cache_hit: Annotated[float, typer.Option(min=0, max=1, help="share of edge requests its response cache "
+                                                                     "answers (strata_edge cache metrics)")] = 0.0,
+    streaming_share: Annotated[float, typer.Option(min=0, max=1, help="share of requests escalated to tier 2")]
+    = 0.25,
+    origin_share: Annotated[float, typer.Option(min=0, max=1, help="share of requests escalated to the origin")]
+    = 0.10,
+    impressions: Annotated[bool, typer.Option("--impressions/--no-impressions",
+                                              help="every answer logged as an impression event")] = True,
+    events_per_post: Annotated[float, typer.Option(min=1, help="events per POST /v1/events (1: a browser "
+                                                               "beacon; SDKs batch)")] = 1.0,
+    target_utilization: Annotated[float, typer.Option(min=0.05, max=1.0, help="CPU share a replica runs at")] = 0.6,
+    shard_memory_gb: Annotated[float, typer.Option(min=0.1, help="usable memory of one Valkey master")] = 25.0,
+    dedup_ttl_s: Annotated[float | None, typer.Option(min=1, help="event ids remembered (default: "
+                                                                  "streaming.dedup_ttl_s)")] = None,
+) -> None:
+    """How many edge, ingest, tier-2, origin and processor replicas, Kafka partitions and Valkey shards a load
+    needs, from per-core figures measured on this machine (each figure says which result file it comes from)."""
+    import contextlib
+    import dataclasses
+    import json
+    import tempfile
+
+    from strata.deploy import capacity as cap
+
+    console = _console()
+    dirs = [] if results is None else [results]
+    if measure:
+        from strata.deploy.demo import ensure_bundle
+
+        out = results or Path(tempfile.mkdtemp(prefix="strata-capacity-"))
+        progress = Console(stderr=True) if json_out else console
+        try:
+            with contextlib.redirect_stdout(sys.stderr if json_out else sys.stdout):   # --json: stdout is the JSON
+                ensure_bundle(registry.resolve(), EdgeSettings().model, progress)
+                cap.measure(registry, out, quick=quick, origin_registry=origin_registry, console=progress)
+        except StrataError as exc:
+            raise _fail("capacity", exc) from None
+        dirs = [out]
+    dirs.append(cap.committed_results())
+    load = cap.Load(recommend_rps, events_per_s, sessions, users=users, impressions=impressions,
+                    events_per_post=events_per_post,
+                    edge_cache_hit=edge_cache_hit, streaming_share=streaming_share, origin_share=origin_share,
+                    target_utilization=target_utilization, shard_memory_gb=shard_memory_gb)
+    if dedup_ttl_s is not None:
+        load = dataclasses.replace(load, dedup_ttl_s=dedup_ttl_s)
+    try:
+        rep = cap.report(load, cap.load_figures(dirs))
+    except ValueError as exc:
+        print(f"strata capacity: bad input: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except (FileNotFoundError, KeyError) as exc:
+        print(f"strata capacity: error: missing figure: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if json_out:
+        print(json.dumps(rep, indent=2))
+        return
+    for table in cap.tables(rep):
+        console.print(table)
