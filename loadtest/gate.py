@@ -348,32 +348,35 @@ def history(out: Path) -> dict[str, list[tuple[float, float, float, float]]]:
 
 
 def plot(out: Path, series: dict[str, list]) -> Path | None:
-    """latency.png: one panel per tier, p50/p95/p99 of each of its request names over time."""
-    if not series:
+    """latency.png: a panel per tier's answers (``recommend [edge]``, ``recommend [streaming]``, ...; then
+    explain and events), p50/p95/p99 over time (Locust's 10 s sliding window). Degraded answers are left out
+    of the lines (their share is in the SLO table)."""
+    names = sorted((n for n in series if not NAME_RE.match(n)["degraded"]),
+                   key=lambda n: (n.split(" ")[0] != "recommend", n))
+    if not names:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tiers = sorted({NAME_RE.match(n)["tier"] for n in series})
-    fig, axes = plt.subplots(len(tiers), 1, figsize=(10, 3.2 * len(tiers)), squeeze=False, sharex=True)
-    t0 = min(p[0] for pts in series.values() for p in pts)
-    for ax, tier in zip(axes[:, 0], tiers, strict=True):
-        for name, pts in sorted(series.items()):
-            if NAME_RE.match(name)["tier"] != tier:
-                continue
-            ts = [p[0] - t0 for p in pts]
-            for idx, (label, style) in enumerate((("p50", "-"), ("p95", "--"), ("p99", ":")), start=1):
-                ax.plot(ts, [p[idx] for p in pts], style, label=f"{name} {label}")
-        ax.set_title(f"tier: {tier}")
-        ax.set_ylabel("ms (10 s window)")
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 2.4 * len(names)), squeeze=False, sharex=True)
+    t0 = min(p[0] for n in names for p in series[n])
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        pts = series[name]
+        ts = [p[0] - t0 for p in pts]
+        for idx, (label, color) in enumerate((("p50", "tab:green"), ("p95", "tab:orange"), ("p99", "tab:red")),
+                                             start=1):
+            ax.plot(ts, [p[idx] for p in pts], color=color, label=label)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("ms")
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    axes[-1, 0].set_xlabel("seconds since start")
+        ax.legend(fontsize=8, loc="upper left", ncol=3)
+    axes[-1, 0].set_xlabel("seconds since start (percentiles over the last 10 s)")
     fig.tight_layout()
     path = out / "latency.png"
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

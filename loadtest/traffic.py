@@ -196,7 +196,7 @@ def event_batch(catalog: Catalog, rng: np.random.Generator, impressions: Impress
     user, session, channel = f"lt-{prefix}-u{shopper}", f"lt-{prefix}-s{shopper}", _pick(rng, CHANNELS)
     for i in range(size):
         kind = _pick(rng, EVENT_MIX)
-        ev: dict = {"event_id": uuid.uuid4().hex, "type": kind, "ts": now_ms - int(rng.integers(0, 500)) + i,
+        ev: dict = {"event_id": uuid.uuid4().hex, "type": kind, "ts": now_ms - int(rng.integers(0, 200)),
                     "user_id": user, "session_id": session, "channel": channel}
         if kind == "click":
             shown = impressions.pick(rng)

@@ -11,8 +11,8 @@ What it writes (Google SRE workbook, "Alerting on SLOs", multi-window multi-burn
   5m 30m 1h 2h 6h 1d 3d (the share of bad events: slower than the latency limit, 5xx, degraded) and
   ``slo:error_budget:ratio{slo=...}`` (the share of bad events allowed: 1 - percentile for a latency SLO,
   the ratio itself for an error or degraded ratio); ``min_rps`` is a load-test figure, no alert;
-- the freshness SLO (event -> store within ``FRESHNESS_S`` for ``FRESHNESS_OBJECTIVE`` of events), whose
-  bad share is 1 while events are accepted and none is applied (a stopped processor);
+- the freshness SLO (event -> store within ``FRESHNESS_S`` for ``FRESHNESS_OBJECTIVE`` of events); events
+  accepted by the ingest and not applied count as bad, so a stopped processor burns it at 100%;
 - ``StrataSLOBurnFast`` (page: 1h and 5m over 14.4x budget, or 6h and 30m over 6x) and
   ``StrataSLOBurnSlow`` (ticket: 1d and 2h over 3x, or 3d and 6h over 1x), one pair for every SLO;
 - dashboard series (``strata:...``) and operational alerts: consumer lag, breaker open, DLQ growth, LLM
@@ -144,11 +144,16 @@ def budget(slo: Slo) -> float:
 
 
 def freshness_expr(w: str) -> str:
-    """Share of events not in the store within FRESHNESS_S; 1 while events are accepted and none applied."""
-    applied = f"sum(rate(strata_processor_freshness_seconds_count[{w}]))"
-    fresh = f'sum(rate(strata_processor_freshness_seconds_bucket{{le="{FRESHNESS_S!r}"}}[{w}]))'
-    return (f"(1 - {fresh} / ({applied} > 0))\n"
-            f"or on() (sum(rate(strata_ingest_events_accepted_total[{w}])) > bool 0)")
+    """Share of events not in the store within FRESHNESS_S of their timestamp.
+
+    bad = events accepted by the ingest but not applied (accepted - applied, at least 0: a stopped or
+    stuck processor makes every accepted event bad) + events applied later than FRESHNESS_S; over the larger
+    of accepted and applied (applied also counts the tiers' impression events, which bypass the ingest)."""
+    accepted = f"(sum(rate(strata_ingest_events_accepted_total[{w}])) or vector(0))"
+    applied = f"(sum(rate(strata_processor_freshness_seconds_count[{w}])) or vector(0))"
+    fresh = f'(sum(rate(strata_processor_freshness_seconds_bucket{{le="{FRESHNESS_S!r}"}}[{w}])) or vector(0))'
+    return (f"(clamp_min({accepted} - {applied}, 0) + ({applied} - {fresh}))\n"
+            f"/ ((({accepted} > {applied}) or {applied}) > 0)")
 
 
 class _Literal(str):
@@ -255,8 +260,8 @@ def _series(w) -> list[dict]:
          "expr": f"sum(rate(strata_origin_reasoner_fallbacks_total[{w('5m')}])) / "
                  f"sum(rate(strata_origin_requests_total{{route=\"/v1/explain\"}}[{w('5m')}]))"},
         {"record": "strata:dead_lettered:rate5m",
-         "expr": f"sum(rate(strata_ingest_events_dead_lettered_total[{w('5m')}])) + "
-                 f"sum(rate(strata_processor_dead_lettered_total[{w('5m')}]))"},
+         "expr": f"(sum(rate(strata_ingest_events_dead_lettered_total[{w('5m')}])) or vector(0)) + "
+                 f"(sum(rate(strata_processor_dead_lettered_total[{w('5m')}])) or vector(0))"},
         {"record": "strata:events_accepted:rate5m",
          "expr": f"sum(rate(strata_ingest_events_accepted_total[{w('5m')}]))"},
         {"record": "strata:events_applied:rate5m",
@@ -292,7 +297,7 @@ def _ops(w) -> list[dict]:
         alert("StrataLLMFallbackShareHigh", "strata:llm_fallback:share_rate5m > 0.2", "15m", "ticket",
               "over 20% of explanations come from the template instead of the LLM"),
         alert("StrataCacheHitRatioLow", 'strata:cache_hit:ratio_rate5m{cache="response"} < 0.05\n'
-              f"and sum(rate(strata_edge_cache_requests_total{{cache=\"response\"}}[{w('5m')}])) > 1",
+              f"and on() sum(rate(strata_edge_cache_requests_total{{cache=\"response\"}}[{w('5m')}])) > 1",
               "30m", "ticket", "the edge's response cache hits under 5% of lookups"),
         alert("StrataEscalationShareHigh", "sum(strata:escalation:share_rate5m) > 0.5", "15m", "ticket",
               "over half of the edge's requests are escalated to an upper tier"),
