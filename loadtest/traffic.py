@@ -194,7 +194,7 @@ def event_batch(catalog: Catalog, rng: np.random.Generator, impressions: Impress
     out = []
     shopper = int(rng.integers(1_000_000))
     user, session, channel = f"lt-{prefix}-u{shopper}", f"lt-{prefix}-s{shopper}", _pick(rng, CHANNELS)
-    for i in range(size):
+    for _ in range(size):
         kind = _pick(rng, EVENT_MIX)
         ev: dict = {"event_id": uuid.uuid4().hex, "type": kind, "ts": now_ms - int(rng.integers(0, 200)),
                     "user_id": user, "session_id": session, "channel": channel}
