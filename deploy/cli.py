@@ -337,6 +337,10 @@ def loadtest(
     except Unreachable as exc:
         print(f"strata loadtest: unreachable: {exc.reason}", file=sys.stderr)
         raise typer.Exit(2) from None
+    except ConfigError as exc:
+        where = f"--{exc.field}: " if exc.field and not exc.field.startswith("slos") else ""
+        print(f"strata loadtest: bad usage: {where}{exc.reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
     except StrataError as exc:
         raise _fail("loadtest", exc) from None
     except KeyboardInterrupt:
