@@ -90,6 +90,12 @@ def _init(environment, **_kw) -> None:
         max(opts.edge_weight, 1), max(opts.regional_weight, 1), max(opts.events_weight, 1))
 
 
+@events.test_stop.add_listener
+def _test_stop(environment, **_kw) -> None:
+    """Workers still connected when the run stops (the master forgets them while quitting)."""
+    STATE["workers"] = getattr(environment.runner, "worker_count", 0)
+
+
 @events.quitting.add_listener
 def _quitting(environment, **_kw) -> None:
     """On the local runner or the master (which holds every worker's stats), not on a worker."""
@@ -125,7 +131,7 @@ def write_summary(environment, path: str) -> None:
            "last_request_timestamp": stats.last_request_timestamp, "end_time": time.time(),
            "total": {"num_requests": stats.total.num_requests, "num_failures": stats.total.num_failures,
                      "total_rps": stats.total.total_rps},
-           "workers": len(getattr(runner, "clients", {}) or {}) if runner is not None else 0,
+           "workers": STATE.get("workers", 0), "runner": type(runner).__name__ if runner is not None else None,
            "hosts": STATE["hosts"], "entries": entries,
            "errors": [{"name": e.name, "error": str(e.error), "occurrences": e.occurrences}
                       for e in stats.errors.values()]}

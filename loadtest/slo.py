@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,3 +247,32 @@ def evaluate(slos: list[Slo], entries: list[Entry], seconds: float,
 
 def breaches(verdicts: list[Verdict]) -> list[Verdict]:
     return [v for v in verdicts if v.passed is False]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m strata.loadtest.slo SUMMARY [--slo FILE]``: the verdicts of a Locust run's summary (the
+    ``--strata-summary`` JSON a master of a distributed run writes); exit 1 on a breach, 2 on a bad file."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    ap.add_argument("summary", type=Path)
+    ap.add_argument("--slo", type=Path, default=DEFAULT_FILE)
+    args = ap.parse_args(argv)
+    try:
+        slos = load_slos(args.slo)
+        summary = json.loads(args.summary.read_text())
+    except (SloError, OSError, ValueError) as exc:
+        print(f"slo: {exc}", file=sys.stderr)
+        return 2
+    seconds = max((summary["last_request_timestamp"] or summary["end_time"]) - summary["start_time"], 1e-9)
+    verdicts = evaluate(slos, entries_of(summary["entries"]), seconds)
+    for v in verdicts:
+        mark = {True: "PASS", False: "FAIL", None: "n/a"}[v.passed]
+        measured = "no requests" if v.measured is None else f"{v.measured:.4g}"
+        print(f"{mark:4}  {args.slo.name}:{v.slo.line}: {v.slo.name}: {v.slo.describe()}, measured {measured}")
+    return 1 if breaches(verdicts) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -141,3 +141,19 @@ def test_percentile_is_locusts_and_entries_follow_the_naming() -> None:
     got = entries_of(stats)
     assert [(e.endpoint, e.tier, e.degraded, e.requests) for e in got] == [
         ("recommend", "edge", False, 2), ("recommend", "edge", True, 1)]
+
+
+def test_the_summary_checker_of_a_distributed_run(tmp_path: Path, capsys) -> None:
+    from strata.loadtest.slo import main
+
+    summary = {"start_time": 0.0, "last_request_timestamp": 10.0, "end_time": 10.5, "entries": [
+        {"name": "recommend [edge]", "num_requests": 100, "num_failures": 0, "response_times": {"2": 99, "40": 1}}]}
+    (tmp_path / "s.json").write_text(__import__("json").dumps(summary))
+    (tmp_path / "gate.yaml").write_text("slos:\n  - {name: p99, tier: edge, p99_ms: 5}\n  - {name: rps, min_rps: 5}\n")
+    assert main([str(tmp_path / "s.json"), "--slo", str(tmp_path / "gate.yaml")]) == 0
+    assert "PASS  gate.yaml:2: p99" in capsys.readouterr().out
+    (tmp_path / "gate.yaml").write_text("slos:\n  - {name: p99, tier: edge, p99_ms: 5}\n  - {name: rps, min_rps: 50}\n")
+    assert main([str(tmp_path / "s.json"), "--slo", str(tmp_path / "gate.yaml")]) == 1
+    assert "FAIL  gate.yaml:3: rps: all: min_rps >= 50, measured 10" in capsys.readouterr().out
+    (tmp_path / "gate.yaml").write_text("slos: 3\n")
+    assert main([str(tmp_path / "s.json"), "--slo", str(tmp_path / "gate.yaml")]) == 2
