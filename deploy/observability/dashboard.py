@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from strata.deploy.observability import emit
+
 HERE = Path(__file__).parent
 DASHBOARD_FILE = HERE / "strata-dashboard.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -94,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    if args.out is None:
-        print(render(), end="")
-    else:
-        args.out.write_text(render())
-    return 0
+    return emit(render(), args.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from strata.deploy.observability import emit
 from strata.loadtest.slo import LATENCY_LIMITS, PRODUCTION_FILE, Slo, load_slos
 from strata.shared.serving.metrics import LATENCY_BUCKETS_S
 
@@ -322,11 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     text = render(load_slos(args.slo), args.scale,
                   "loadtest/slo-production.yaml" if args.slo == PRODUCTION_FILE else str(args.slo))
-    if args.out is None:
-        print(text, end="")
-    else:
-        args.out.write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from strata.deploy.observability import emit
+
 HERE = Path(__file__).parent
 CONFIG_FILE = HERE / "prometheus.yaml"
 JOBS = ("edge", "streaming", "origin", "processor")
@@ -79,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     targets = from_endpoints(args.endpoints_file, args.processor) if args.endpoints_file else DEFAULT_TARGETS
     text = render(config(targets, interval=args.interval, rule_files=[args.rules]))
-    if args.out is None:
-        print(text, end="")
-    else:
-        args.out.write_text(text)
-    return 0
+    return emit(text, args.out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from strata.deploy.local import free_port, port_open, strata_command
+from strata.loadtest.gate import stop_group
+from tests.e2e.test_up import _children
 
 pytestmark = pytest.mark.slow
 
@@ -27,20 +29,6 @@ pytestmark = pytest.mark.slow
 def loadtest(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([*strata_command(), "loadtest", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env={**os.environ, "COLUMNS": "220"})
-
-
-def _children(pid: int) -> dict[int, str]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
 
 
 # -- runs first: no strata up of this module is running yet (the fixture below starts lazily) ----------------
@@ -87,12 +75,7 @@ def up(full_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             time.sleep(0.2)
         yield {"file": endpoints, "pid": proc.pid, **json.loads(endpoints.read_text())}
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def test_an_impossible_slo_file_exits_1_and_names_the_breached_line(up: dict, full_registry_dir: Path,

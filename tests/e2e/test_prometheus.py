@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,8 +25,9 @@ from rich.console import Console
 from strata.deploy.local import free_port, strata_command
 from strata.deploy.observability import dashboard, rules, scrape
 from strata.deploy.up import Stack, write_endpoints
+from strata.loadtest.gate import stop_group
 from strata.loadtest.slo import load_slos
-from tests.unit.test_observability import PENDING, in_ci
+from tests.unit.test_observability import PENDING, require_binary
 
 pytestmark = pytest.mark.slow
 SCALE = 100
@@ -37,16 +37,6 @@ NO_DATA_HERE = {
     "strata:llm_fallback:share_rate5m": "strata up runs the template reasoner: no LLM, no fallback series",
     "max by (target, endpoint) (strata_router_breaker_open)": "pending: strata_router_breaker_open (the router)",
 }
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if in_ci():
-            pytest.fail("prometheus is required in CI (apt-get install -y prometheus; .ci/run does it)")
-        pytest.skip("=== prometheus not installed: the end-to-end Prometheus test is SKIPPED "
-                    "(apt-get install -y prometheus) ===")
-    return path
 
 
 class Prom:
@@ -73,7 +63,7 @@ def stack(full_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def prom(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prom]:
-    binary = prometheus_binary()
+    binary = require_binary("prometheus", "the end-to-end Prometheus test is")
     tmp = tmp_path_factory.mktemp("prometheus")
     (tmp / "rules.yaml").write_text(rules.render(load_slos(rules.PRODUCTION_FILE), scale=SCALE))
     targets = {name: [scrape.host_port(stack.url(name))] for name in ("edge", "streaming", "origin", "processor")}
@@ -172,13 +162,7 @@ def test_rules_and_dashboard_return_data_and_a_stopped_processor_fires_the_fresh
     finally:
         if stopped:
             os.kill(processor, signal.SIGCONT)
-        if load.poll() is None:
-            os.killpg(load.pid, signal.SIGINT)
-        try:
-            load.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(load.pid, signal.SIGKILL)
-            load.wait()
+        stop_group(load)
 
 
 def test_prometheus_api_reads_the_scaled_rules(prom: Prom) -> None:

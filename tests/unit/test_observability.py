@@ -38,14 +38,19 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
+def require_binary(name: str, what: str) -> str:
+    """The path of Debian prometheus' ``name``; outside CI a skip with a banner without it, in CI a failure."""
+    path = shutil.which(name)
     if path is None:
         if in_ci():
-            pytest.fail("promtool is required in CI (apt-get install -y prometheus; .ci/run does it)")
-        pytest.skip("=== promtool not installed: the Prometheus rule tests are SKIPPED "
-                    "(apt-get install -y prometheus; required when CI is set) ===")
+            pytest.fail(f"{name} is required in CI (apt-get install -y prometheus; .ci/run does it)")
+        pytest.skip(f"=== {name} not installed: {what} SKIPPED (apt-get install -y prometheus; required when "
+                    "CI is set) ===")
     return path
+
+
+def promtool() -> str:
+    return require_binary("promtool", "the Prometheus rule tests are")
 
 
 def exported_metrics() -> set[str]:
