@@ -306,6 +306,54 @@ def simulate(
         raise typer.Exit(130) from None
 
 
+@app.command()
+def loadtest(
+    host: Annotated[str | None, typer.Option("--host", help="the edge's base URL (only the EdgeWorker callers "
+                                             "run)")] = None,
+    endpoints_file: Annotated[Path | None, typer.Option(
+        "--endpoints-file", help="the JSON strata up writes: every caller class gets its host")] = None,
+    users: Annotated[int, typer.Option("--users", help="Locust users (EdgeWorker, RegionalClient, EventProducer "
+                                       "by weight 6:2:2)")] = 20,
+    spawn_rate: Annotated[float, typer.Option("--spawn-rate", help="users started per second")] = 10.0,
+    run_time: Annotated[str, typer.Option("--run-time", help="how long, e.g. 20s, 1m30s")] = "60s",
+    slo: Annotated[Path | None, typer.Option("--slo", help="SLO file (default: the shipped loadtest/slo.yaml, "
+                                             "this machine's defaults)")] = None,
+    processes: Annotated[int, typer.Option("--processes", help="Locust processes on this machine (its "
+                                           "multi-process mode; -1: one per core)")] = 1,
+    out: Annotated[Path, typer.Option("--out", help="report directory: report.html, locust_stats*.csv, "
+                                      "latency.png, slo.json, report.json")] = Path("loadtest-report"),
+    registry: Annotated[Path, typer.Option(help="catalog the callers draw from, and the registry strata up "
+                                           "serves when started here")] = Path("registry"),
+) -> None:
+    """Locust latency test with an SLO gate: per-tier percentiles, pass/fail per SLO, exit 1 on a breach.
+
+    With neither --host nor --endpoints-file, strata up is started here and stopped after. Exit 2: bad usage
+    or an unreachable host."""
+    from strata.deploy.launcher import LAUNCHER
+    from strata.loadtest.gate import Options, Unreachable, run_loadtest
+    from strata.loadtest.slo import DEFAULT_FILE
+    from strata.shared.serving.logs import configure_logging
+
+    configure_logging("WARNING", json=False)
+    opts = Options(host=host, endpoints_file=endpoints_file, users=users, spawn_rate=spawn_rate, run_time=run_time,
+                   slo=slo or DEFAULT_FILE, processes=processes, out=out, registry=registry)
+    try:
+        code = run_loadtest(opts, LAUNCHER, _console())
+    except Unreachable as exc:
+        print(f"strata loadtest: unreachable: {exc.reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except ConfigError as exc:
+        where = f"--{exc.field}: " if exc.field and not exc.field.startswith("slos") else ""
+        print(f"strata loadtest: bad usage: {where}{exc.reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except StrataError as exc:
+        raise _fail("loadtest", exc) from None
+    except KeyboardInterrupt:
+        print("strata loadtest: interrupted; everything it started has been stopped", file=sys.stderr)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
 @bench_app.command("edge")
 def bench_edge(
     registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),

@@ -94,12 +94,17 @@ class _Front:
         self.route = service.handler.route
         self.limit = service.cfg.max_body_bytes
         self.metrics = service.metrics
+        self.metrics.define("request_seconds", "server-side latency of POST /v1/events")
+        self.latency = self.metrics.histogram("request_seconds")
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.api(scope, receive, send)         # lifespan, websocket (refused by FastAPI)
         if scope["path"] == self.route and scope["method"] == "POST":
-            return await self._events(scope, receive, send)
+            t0 = time.perf_counter()
+            await self._events(scope, receive, send)
+            self.latency.observe(time.perf_counter() - t0)
+            return
         metrics = self.metrics
 
         async def counted(message) -> None:
