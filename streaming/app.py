@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response

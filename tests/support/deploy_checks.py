@@ -90,15 +90,17 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def environment(env: Mapping[str, str]) -> Iterator[None]:
-    """Exactly ``env`` as the process's STRATA_* environment (other STRATA_* names removed), restored after."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("STRATA_")}
-    for k in saved:
+    """Exactly ``env`` as the process's STRATA_* environment (other STRATA_* names removed) plus ``env``'s other
+    names (PATH, ...); every name touched is restored after."""
+    touched = {k for k in os.environ if k.startswith("STRATA_")} | set(env)
+    saved = {k: os.environ[k] for k in touched if k in os.environ}
+    for k in touched & set(os.environ):
         del os.environ[k]
     os.environ.update(env)
     try:
         yield
     finally:
-        for k in [k for k in os.environ if k.startswith("STRATA_")]:
+        for k in touched & set(os.environ):
             del os.environ[k]
         os.environ.update(saved)
 
