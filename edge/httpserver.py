@@ -59,6 +59,7 @@ from strata.shared.serving.asgi import too_large
 from strata.shared.serving.codecs import JSON
 from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
 from strata.shared.serving.pipeline import Handler, Pending, Reply
+from strata.shared.serving.trace import TRACE, from_headers
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _date_line() -> bytes:
 
 class _Request:
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "reject", "head",
-                 "http10", "queued", "t0")
+                 "http10", "queued", "t0", "request_id", "traceparent")
 
     def __init__(self) -> None:
         self.method = b""
@@ -109,6 +110,8 @@ class _Request:
         self.http10 = False
         self.queued = False
         self.t0 = 0
+        self.request_id: bytes | None = None     # X-Request-ID, forwarded when the router escalates
+        self.traceparent: bytes | None = None
 
 
 class EdgeServer:
@@ -403,6 +406,10 @@ class EdgeHTTP(asyncio.Protocol):
                 req.reject = content_encoding_error(value)
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
+        elif name == b"x-request-id":
+            req.request_id = value
+        elif name == b"traceparent":
+            req.traceparent = value
 
     def on_headers_complete(self) -> None:
         self.in_headers = False
@@ -513,13 +520,21 @@ class EdgeHTTP(asyncio.Protocol):
                 if req.reject is not None:
                     out = negotiated_error_reply(req.reject, req.accept, req.ctype)
                 else:
+                    # a request id / traceparent: the trace context while it is answered (the router forwards
+                    # it; a suspended request's task copies it when created)
+                    token = None if req.request_id is None and req.traceparent is None else \
+                        TRACE.set(from_headers(req.request_id, req.traceparent))
                     try:
-                        out = handler.try_now(req.body, req.ctype, req.accept)
-                    except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
-                        out = negotiated_error_reply(exc, req.accept, req.ctype)
-                    if isinstance(out, Pending):
-                        self._start(req, handler.finish(out))
-                        return
+                        try:
+                            out = handler.try_now(req.body, req.ctype, req.accept)
+                        except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
+                            out = negotiated_error_reply(exc, req.accept, req.ctype)
+                        if isinstance(out, Pending):
+                            self._start(req, handler.finish(out))
+                            return
+                    finally:
+                        if token is not None:
+                            TRACE.reset(token)
                 self._write_reply(req, out, req.keep_alive)
             else:
                 self._start(req, self._asgi(req))
