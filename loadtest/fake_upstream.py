@@ -120,13 +120,14 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--tier", default="origin")
+    ap.add_argument("--items", default=None, help="comma-separated item ids to answer (default: fake-0..fake-9)")
     ap.add_argument("--core", type=int, default=None, help="pin to this core")
     args = ap.parse_args()
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
 
     async def serve() -> None:
-        fake = FakeUpstream(answer(args.tier))
+        fake = FakeUpstream(answer(args.tier, args.items.split(",") if args.items else None))
         fake.keep = 0
         await fake.start(args.host, args.port)
         await asyncio.Event().wait()

@@ -24,10 +24,14 @@ def recheck(ctx: RankCtx, up: Upstream) -> tuple[Upstream | None, int]:
     age = ctx.req.context.age_verified
     rows, n_unknown = model.ranker.lookup(ids)
     keep = list(range(len(ids)))
-    if n_unknown or guard.removes[age]:
+    if n_unknown:
         res = guard.filter(rows, age, ids)
         if res.removed.shape[0]:
             keep = res.kept.tolist()
+    elif guard.removes[age]:            # one gather: the common case (every item allowed) costs a microsecond
+        allowed = guard.allowed(age)[rows]
+        if not allowed.all():
+            keep = allowed.nonzero()[0].tolist()
     cats = guard.categories_of(rows).tolist()
     relaxed = DIVERSITY_RELAXED in (up.body.get("route_reasons") or ())
     diversity = model.diversity
