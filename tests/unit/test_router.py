@@ -61,6 +61,7 @@ def test_a_new_session_is_answered_by_the_origin_with_the_request_id_it_was_sent
         assert (d["tier"], [i["item_id"] for i in d["items"]], d["degraded"]) == ("origin", ["UP-1", "UP-2", "UP-3"],
                                                                               False)
         assert d["impression_id"] == "fake-imp" and d["request_id"] == headers[b"x-request-id"].decode()
+        assert d["route_tier"] == "origin" and "no_session_vector" in d["route_reasons"]   # why the edge sent it
         assert valid_traceparent(headers[b"traceparent"]) is not None
         assert _metric(node, 'strata_router_requests_total{outcome="answered",target="origin"}') == 1.0
         assert _metric(node, 'strata_router_upstream_seconds_count{target="origin"}') == 1.0

@@ -88,7 +88,8 @@ class Escalate:
         if self.background and not ctx.req.explain:
             ctx.escalation = "background"
             ctx.route_reasons.append(BACKGROUND)
-            client.fetch(target, ctx, self.remember)
+            remember = self.remember
+            client.fetch(target, ctx, None if remember is None else lambda c, up: remember(c, routed(c, up)))
             return None
         return SUSPEND
 
@@ -101,6 +102,14 @@ class Escalate:
             ctx.route_reasons.append(exc.reason)
             return
         ctx.escalation = "answered"
-        ctx.upstream = up
+        ctx.upstream = up = routed(ctx, up)
         if self.remember is not None:
             self.remember(ctx, up)
+
+
+def routed(ctx: RankCtx, up: Upstream) -> Upstream:
+    """The upper tier's answer saying where this tier sent it (``route_tier``) and why, then what the upper tier
+    added to ``route_reasons``."""
+    theirs = up.body.get("route_reasons") or []
+    reasons = list(dict.fromkeys([*ctx.route_reasons, *theirs])) if theirs else ctx.route_reasons
+    return Upstream(up.tier, {**up.body, "route_tier": ctx.route_tier, "route_reasons": reasons}, up.degraded)
