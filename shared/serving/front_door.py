@@ -60,7 +60,8 @@ class HandlerRoute:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         trace = scope_trace(scope)
         if trace is None:
-            return await self._answer(scope, receive, send)
+            await self._answer(scope, receive, send)
+            return None
         t0 = time.perf_counter_ns()
         token = TRACE.set(trace)
         try:
