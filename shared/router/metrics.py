@@ -3,7 +3,7 @@
 - ``strata_router_requests_total{target,outcome}``: escalation decisions per upper tier; ``answered`` is an
   escalation the upper tier served, then ``timeout``, ``error``, ``breaker_open``, ``budget``,
   ``guardrails`` (its answer kept nothing after the recheck), ``cached`` (a cached answer of the upper
-  tier served again), ``background`` (fetched for the session's next request);
+  tier served again); a background fetch counts once, by how it ended;
 - ``strata_router_upstream_seconds{target}``: latency of the upstream calls that answered;
 - ``strata_router_breaker_open{target,endpoint}``: 1 while the endpoint's breaker is open or half-open;
 - ``strata_router_escalation_share``: escalations admitted / requests seen over the admission window;
@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from strata.shared.serving.metrics import Histogram, Instruments
 
-OUTCOMES = ("answered", "timeout", "error", "breaker_open", "budget", "guardrails", "cached", "background")
+OUTCOMES = ("answered", "timeout", "error", "breaker_open", "budget", "guardrails", "cached")
 UPSTREAM_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 
 

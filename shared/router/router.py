@@ -155,7 +155,6 @@ class Router:
 
     def fetch(self, target: str, ctx: RankCtx, remember: Callable[[RankCtx, Upstream], None] | None) -> None:
         """``mode: background``: ask in the background; the answer is remembered for the session's next request."""
-        self.metrics.outcome(target, "background")
         task = asyncio.get_running_loop().create_task(self._fetch(target, ctx, remember))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
