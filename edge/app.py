@@ -49,7 +49,7 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
               lifecycle: Lifecycle | None = None):
     api = ops_app(ops)
     route = handler.route
-    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder)
+    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder, log_traced=False)   # the router logs
 
     async def ops_route(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()

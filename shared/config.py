@@ -265,6 +265,8 @@ class RouterSettings(_Section):
     max_escalation_share: float = Field(0.35, ge=0, le=1, description="admission control: beyond this share of "
                                         "requests the edge answers itself (reason escalation_budget)")
     breaker: BreakerSettings = BreakerSettings()
+    answer_ttl_s: float = Field(10.0, gt=0, description="an upper tier's answer is served again to the same "
+                                "session's same request for this long, unless the session changes first")
 
     @field_validator("streaming_urls", "origin_urls")
     @classmethod

@@ -39,7 +39,7 @@ class _Ops:
 
     def exposition(self) -> bytes:
         out = self.ingest.exposition()
-        return out + self.tier2.metrics.exposition() if self.tier2 is not None else out
+        return out + self.tier2.exposition() if self.tier2 is not None else out
 
 
 def build_app(service: IngestService, tier2: Tier2Service | None = None) -> FastAPI:

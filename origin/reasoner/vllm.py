@@ -21,6 +21,7 @@ from strata.origin.reasoner.base import ExplainInput, Explanation
 from strata.origin.reasoner.budget import TokenBudget
 from strata.origin.reasoner.grounding import Rejected, check_answer
 from strata.origin.reasoner.template import TemplateReasoner, price_text
+from strata.shared.serving.trace import outgoing
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +127,15 @@ class VllmReasoner:
 
     async def _post(self, body: dict, deadline: float) -> dict:
         """POST once; retry a refused connection once after 10 ms while 50 ms of the deadline remain."""
+        headers = outgoing()        # the request's X-Request-ID and a child traceparent, when it brought them
         try:
-            r = await self._http.post(self.url, json=body)
+            r = await self._http.post(self.url, json=body, headers=headers)
         except httpx.ConnectError:
             if deadline - time.monotonic() < 0.05:
                 raise
             self.retries += 1
             await asyncio.sleep(0.01)
-            r = await self._http.post(self.url, json=body)
+            r = await self._http.post(self.url, json=body, headers=headers)
         r.raise_for_status()
         return r.json()
 

@@ -66,7 +66,7 @@ class Encode:
         if degraded and self.on_degraded is not None:
             self.on_degraded()
         ids = self.ids
-        request_id = ids.next()
+        request_id = ctx.request_id or ids.next()     # escalated: the id the upper tier logged too
         if impression_id is None:
             impression_id = ids.next()
         payload = answer.render(ctx.media, degraded, request_id, impression_id,

@@ -57,7 +57,7 @@ class RankCtx:
         "picked", "flags", "picked_cats", "margin", "items", "explored", "target",   # select
         "filled", "fill_post", "relaxed",                                # fill
         "signals", "confidence", "route_tier", "route_reasons",          # confidence, route
-        "upstream", "deadline_ns",                                       # escalate
+        "upstream", "deadline_ns", "escalation", "request_id", "traceparent",   # escalate
         "answer", "cache",                                               # a cached answer (encode renders it)
     )
 
@@ -116,6 +116,9 @@ class RankCtx:
     # escalate (the router)
     upstream: Upstream | None       # another tier's answer to serve instead of this one
     deadline_ns: int | None         # perf_counter_ns by which an escalation must have answered
+    escalation: str | None          # None (not asked), "answered", "failed", "refused", "background"
+    request_id: str | None          # the id sent upstream (the answer's request_id too); None: not escalated
+    traceparent: str | None         # the W3C traceparent sent upstream
     # a tier's response cache
     answer: Answer | None           # set by a cache hit: encode renders it instead of ranking's result
     cache: str                      # "hit" | "miss" (the answer's timing.cache)
@@ -138,6 +141,9 @@ class RankCtx:
         self.relaxed = False
         self.upstream = None
         self.deadline_ns = None
+        self.escalation = None
+        self.request_id = None
+        self.traceparent = None
         self.answer = None
         self.cache = "miss"
 
