@@ -116,8 +116,9 @@ class EdgeServer:
 
     def __init__(self, handler: Handler, app: Callable, recorder: Recorder, *, max_body: int,
                  idle_timeout_s: float = 30.0, header_timeout_s: float = 10.0, body_timeout_s: float = 10.0,
-                 max_connections: int = 10_000) -> None:
+                 max_connections: int = 10_000, gate=None) -> None:
         self.handler = handler
+        self.gate = gate                # shared.auth.gate.Gate (None: auth and limits off)
         self.route_name = handler.route
         self.route = handler.route.encode()
         self.app = app
@@ -514,7 +515,9 @@ class EdgeHTTP(asyncio.Protocol):
                     out = negotiated_error_reply(req.reject, req.accept, req.ctype)
                 else:
                     try:
-                        out = handler.try_now(req.body, req.ctype, req.accept)
+                        gate = self.server.gate
+                        caller = gate.admit(req.headers, self.peer, "recommend") if gate is not None else None
+                        out = handler.try_now(req.body, req.ctype, req.accept, caller)
                     except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
                         out = negotiated_error_reply(exc, req.accept, req.ctype)
                     if isinstance(out, Pending):
@@ -716,7 +719,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
     state = EdgeServer(node.recommend, node.asgi_app(), node.metrics, max_body=cfg.max_body_bytes,
                        idle_timeout_s=idle_timeout_s if idle_timeout_s is not None else cfg.idle_timeout_s,
                        header_timeout_s=cfg.header_timeout_s, body_timeout_s=cfg.body_timeout_s,
-                       max_connections=connection_cap(cfg.max_connections))
+                       max_connections=connection_cap(cfg.max_connections), gate=node.gate)
     node.metrics.bind_server(connections=lambda: len(state.connections), refused=lambda: state.refused,
                              timed_out=lambda: state.timed_out)
     await node.start()

@@ -29,6 +29,7 @@ from strata.edge.session_source import PopSessions
 from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
+from strata.shared.auth.gate import gate_from_settings
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle
@@ -67,6 +68,7 @@ class EdgeNode:
                  upstream: UpstreamClient | None = None) -> None:
         """``upstream``: the router's client (None: the edge answers every request itself)."""
         cfg = self.cfg = settings.edge
+        self.gate = gate_from_settings(settings, "the edge")
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
@@ -182,11 +184,12 @@ class EdgeNode:
         return 200, body
 
     def exposition(self) -> bytes:
-        return self.metrics.exposition()
+        out = self.metrics.exposition()
+        return out + self.gate.exposition() if self.gate is not None else out
 
     def asgi_app(self):
         """This node behind the ASGI front door (under uvicorn, or the edge server's bridge)."""
-        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self)
+        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self, gate=self.gate)
 
     # -- in-process convenience (tests, tools) -------------------------------------------------------
     async def handle_recommend(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes]:

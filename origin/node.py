@@ -41,6 +41,7 @@ from strata.origin.stages.two_tower_source import TwoTowerSource
 from strata.origin.state import OriginState
 from strata.origin.text_search import TextSearch, load_text_search
 from strata.origin.tower_index import build_tower_index, open_tower_index
+from strata.shared.auth.gate import gate_from_settings
 from strata.shared.config import OriginSettings, StrataSettings
 from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import ConfigError, StrataError
@@ -65,6 +66,8 @@ def make_reasoner(cfg: OriginSettings) -> Reasoner:
 class OriginNode:
     def __init__(self, settings: StrataSettings) -> None:
         cfg = self.cfg = settings.origin
+        self.gate = gate_from_settings(settings, "the origin")
+        self.catalog_tenant = settings.auth.catalog_tenant
         self.policy = settings.guardrails
         self.metrics = OriginMetrics()
         self.state: OriginState | None = None
@@ -204,7 +207,8 @@ class OriginNode:
                      "store": "redis" if self.profiles.store.configured else "none"}
 
     def exposition(self) -> bytes:
-        return self.metrics.exposition()
+        out = self.metrics.exposition()
+        return out + self.gate.exposition() if self.gate is not None else out
 
 
 def _beside(path: Path, suffix: str) -> Path:

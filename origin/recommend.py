@@ -34,6 +34,7 @@ from strata.origin.stages.select import Select
 from strata.origin.stages.two_tower_source import TwoTowerSource
 from strata.origin.stages.validate import Validate
 from strata.origin.state import OriginState
+from strata.shared.auth.gate import Caller
 from strata.shared.errors import NotReady
 from strata.shared.serving.codecs import choose_response_type
 from strata.shared.serving.pipeline import Pending, Pipeline, Reply, Stage
@@ -62,12 +63,14 @@ class OriginHandler:
         self.explain = explain
         self.pipeline = Pipeline(stages)
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending:
         t0 = time.perf_counter_ns()
         state = self._state()
         if state is None:
             raise NotReady("no model loaded yet", field="model")
         ctx = OriginCtx(t0, body, ctype, accept, choose_response_type(accept, ctype), state, self.explain)
+        ctx.caller = caller
         return self.pipeline.run(ctx)
 
     async def finish(self, pending: Pending) -> Reply:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from strata.shared.auth.gate import Caller, bind_tenant
 from strata.shared.config import StreamingSettings
 from strata.shared.contracts.api import parse_event
 from strata.shared.contracts.event_records import encode_event, event_key
@@ -40,6 +41,7 @@ class IngestCtx:
     accepted: list = field(default_factory=list)     # (key, value) per valid event
     rejected: list = field(default_factory=list)     # {"index", "field", "reason"}
     dead: list = field(default_factory=list)         # dead-letter record values
+    caller: Caller | None = None                     # who the gate admitted (None: auth off): the tenant
 
 
 class Decode:
@@ -82,7 +84,10 @@ class Validate:
 
     def run(self, ctx: IngestCtx) -> None:
         now_ms = int(time.time() * 1000)
+        caller = ctx.caller
         for i, raw in enumerate(ctx.raw):
+            if caller is not None:
+                bind_tenant(raw, caller)            # an event naming another tenant refuses the request (403)
             try:
                 ev = parse_event(raw)
             except StrataError as exc:
@@ -134,8 +139,9 @@ class IngestHandler:
         self.pipeline = Pipeline([Decode(), Envelope(cfg.max_events), Validate(),
                                   Append(log, cfg.topics.events, cfg.topics.dead_letter), Encode(metrics)])
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
-        return self.pipeline.run(IngestCtx(body, ctype, choose_response_type(accept, ctype)))
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending:
+        return self.pipeline.run(IngestCtx(body, ctype, choose_response_type(accept, ctype), caller=caller))
 
     async def finish(self, pending: Pending) -> Reply:
         return await self.pipeline.finish(pending)

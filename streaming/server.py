@@ -11,6 +11,7 @@ import signal
 import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
 
+from strata.shared.auth.gate import gate_from_settings
 from strata.shared.config import StrataSettings
 from strata.shared.serving.gc_tuning import tune_gc
 from strata.streaming.app import build_app
@@ -33,7 +34,8 @@ def run_ingest(settings: StrataSettings) -> None:
     logger.info("streaming service serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
     tune_gc()
-    uvicorn.run(build_app(IngestService(cfg), tier2), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
+    gate = gate_from_settings(settings, "the streaming service")
+    uvicorn.run(build_app(IngestService(cfg), tier2, gate), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                 access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
 
 
