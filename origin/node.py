@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from strata.origin.bundle import load_origin_bundle
 from strata.origin.catalog import Catalog
 from strata.origin.covisitation import load_covisitation
+from strata.origin.explain_admission import ExplainAdmission
 from strata.origin.metrics import OriginMetrics
 from strata.origin.models import OriginModels, load_origin_models
 from strata.origin.profiles import ProfileSource, make_profile_store
@@ -66,7 +68,7 @@ def make_reasoner(cfg: OriginSettings) -> Reasoner:
 class OriginNode:
     def __init__(self, settings: StrataSettings) -> None:
         cfg = self.cfg = settings.origin
-        self.gate = gate_from_settings(settings, "the origin")
+        self.gate = gate_from_settings(settings, "the origin", cfg.store.url)
         self.catalog_tenant = settings.auth.catalog_tenant
         self.policy = settings.guardrails
         self.metrics = OriginMetrics()
@@ -88,9 +90,14 @@ class OriginNode:
                           purchased=AlreadyPurchasedFilter(cfg.filter_purchased), two_tower=self.two_tower)
         encode = Encode(lambda: next(self._ids), self._answered)
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
-        self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
+        rl = settings.rate_limit
+        self.admission = ExplainAdmission(rl.max_concurrent_explains, rl.llm_tokens_per_minute,
+                                          cfg.reasoner.max_tokens)
+        self.explain = explain_handler(lambda: self.state, ranking,
+                                       ReasonStage(self.reasoner, self.redactor, self.admission), encode)
         self.metrics.bind({"recommend": self.recommend.pipeline.timings, "explain": self.explain.pipeline.timings},
-                          lambda: getattr(self.reasoner, "fallbacks", {}), lambda: self.rank.scored_by)
+                          lambda: getattr(self.reasoner, "fallbacks", Counter()) + self.admission.refused,
+                          lambda: self.rank.scored_by)
 
     def _answered(self, ctx: OriginCtx) -> None:
         if ctx.degraded:
@@ -171,6 +178,8 @@ class OriginNode:
     async def start(self) -> None:
         if self.state is None:
             await asyncio.to_thread(self.load)
+        if self.gate is not None:
+            await self.gate.start()
         # Open the store connection now so the first request's short deadline is not spent on connect.
         if self.profiles.store.configured and not await self.profiles.store.ping():
             logger.warning("store not reachable at start; profiles fall back until it is")
@@ -178,6 +187,8 @@ class OriginNode:
     async def stop(self) -> None:
         """Close clients, then the index, then remove the private shard directory, whatever fails first."""
         try:
+            if self.gate is not None:
+                await self.gate.stop()
             await self.reasoner.close()
             await self.profiles.store.close()
         finally:

@@ -53,9 +53,13 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
         try:
             if tier2 is not None:
                 await tier2.start()
+            if gate is not None:
+                await gate.start()
             yield
         finally:
             try:
+                if gate is not None:
+                    await gate.stop()
                 if tier2 is not None:
                     await tier2.stop()
             finally:

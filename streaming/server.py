@@ -34,7 +34,7 @@ def run_ingest(settings: StrataSettings) -> None:
     logger.info("streaming service serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
     tune_gc()
-    gate = gate_from_settings(settings, "the streaming service")
+    gate = gate_from_settings(settings, "the streaming service", cfg.store)
     uvicorn.run(build_app(IngestService(cfg), tier2, gate), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
                 access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
 

@@ -13,6 +13,8 @@ when it changes (``auth.reload_s``), so ``strata keys revoke`` holds within seco
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -22,7 +24,9 @@ from pathlib import Path
 
 from strata.shared.auth.keys import KeyRecord, key_digest, key_id_of, read_records
 from strata.shared.auth.limits import Limiter
+from strata.shared.auth.shared_limits import SharedBuckets
 from strata.shared.errors import ConfigError, Forbidden, Unauthorized
+from strata.shared.online_store.client import configured
 from strata.shared.serving.metrics import Instruments
 
 logger = logging.getLogger(__name__)
@@ -32,7 +36,7 @@ MEMO_MAX = 10_000
 class Caller:
     """Who a request comes from, by its key."""
 
-    __slots__ = ("tenant", "key_id", "scopes", "pop", "token")
+    __slots__ = ("tenant", "key_id", "scopes", "pop", "token", "bucket")
 
     def __init__(self, tenant: str, key_id: str, scopes: frozenset[str], pop: str | None, token: bytes) -> None:
         self.tenant = tenant
@@ -40,6 +44,7 @@ class Caller:
         self.scopes = scopes
         self.pop = pop
         self.token = token          # the bearer value, for a tier that calls another on this caller's behalf
+        self.bucket = f"{tenant}:{key_id}"     # its rate-limit bucket (``shared_limits.bucket_key``)
 
     def __repr__(self) -> str:     # never the key
         return f"Caller(tenant={self.tenant!r}, key_id={self.key_id!r}, pop={self.pop!r})"
@@ -127,9 +132,12 @@ def _forwarded(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
 class Gate:
     """Authentication (when ``keys`` is given) and rate limits (when ``limiter`` is) for one process."""
 
-    def __init__(self, keys: KeyRing | None, limiter: Limiter | None = None) -> None:
+    def __init__(self, keys: KeyRing | None, limiter: Limiter | None = None,
+                 shared: SharedBuckets | None = None) -> None:
         self.keys = keys
         self.limiter = limiter
+        self.shared = shared                # the limiter's buckets shared through the store (regional tiers)
+        self._task: asyncio.Task | None = None
         self.metrics = Instruments("strata_auth")
         self.metrics.define("refused_total", "requests refused before their handler, by status and reason",
                             ("status", "reason"))
@@ -160,13 +168,26 @@ class Gate:
             if address is None and client:
                 address = client[0]
             try:
-                limiter.charge(caller.key_id if caller is not None else None, address)
+                limiter.charge(caller.bucket if caller is not None else None, address)
             except Exception:
                 self._refused(429, "rate_limit")
                 raise
         if caller is not None:
             self._admitted[caller.tenant] = self._admitted.get(caller.tenant, 0) + 1
         return caller
+
+    async def start(self) -> None:
+        if self.shared is not None and self.shared.configured:
+            self._task = asyncio.create_task(self.shared.run(), name="rate-limit-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.shared is not None:
+            await self.shared.close()
 
     def _refused(self, status: int, reason: str) -> None:
         self.metrics.inc("refused_total", (str(status), reason))
@@ -188,9 +209,9 @@ def bind_tenant(obj: object, caller: Caller | None) -> None:
         raise Forbidden(f"the key belongs to tenant {caller.tenant!r}, not {shown!r}", field="tenant")
 
 
-def gate_from_settings(settings, service: str) -> Gate | None:
+def gate_from_settings(settings, service: str, store_url: str | None = None) -> Gate | None:
     """The gate of one serving process, or None when auth and every limit are off. With auth off, one WARNING
-    says so (once per process start)."""
+    says so (once per process start). ``store_url`` (regional tiers): the limits are shared through it."""
     auth, rl = settings.auth, settings.rate_limit
     keys = None
     if auth.enabled:
@@ -204,7 +225,9 @@ def gate_from_settings(settings, service: str) -> Gate | None:
         if (rl.per_key_rps > 0 and auth.enabled) or rl.per_ip_rps > 0 else None
     if keys is None and limiter is None:
         return None
-    return Gate(keys, limiter)
+    shared = SharedBuckets(limiter, store_url, rl.sync_ms / 1000) \
+        if limiter is not None and store_url is not None and configured(store_url) else None
+    return Gate(keys, limiter, shared)
 
 
 _warned: set[str] = set()
