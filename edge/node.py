@@ -30,6 +30,7 @@ from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
 from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle
@@ -93,7 +94,7 @@ class EdgeNode:
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=cfg.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, health=store_health, on_ranked=self._ranked,
-                          on_degraded=self.metrics.degraded),
+                          on_degraded=self.metrics.degraded, signer=signer_from_settings(settings.auth)),
             escalate=Escalate(TIER, upstream),
         )
         self.metrics.bind(

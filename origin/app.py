@@ -55,6 +55,7 @@ def build_app(node: OriginNode) -> FastAPI:
         t0 = time.perf_counter_ns()
         status = 500
         try:
+            caller = None
             if gate is not None:
                 caller = gate.admit(request.scope["headers"], request.scope.get("client"), CATALOG_WRITE)
                 if caller is not None and caller.tenant != node.catalog_tenant:
@@ -65,11 +66,13 @@ def build_app(node: OriginNode) -> FastAPI:
             state = node.state
             categories = state.catalog.category_names if state is not None else ()
             updates = parse_items(decode(body, ctype), categories)
-            rows = node.upsert_items(updates)
+            rows, kept = await node.upsert(updates, caller.tenant if caller else None,
+                                           caller.key_id if caller else None)
             media = choose_response_type(request.headers.get("accept"), ctype)
             status = 200
             return Response(encode({"upserted": len(rows), "item_ids": [u.item_id for u in updates],
-                                    "catalog_items": len(node.state.catalog)}, media), media_type=media)
+                                    "catalog_items": len(node.state.catalog), "restrictions_kept": kept}, media),
+                            media_type=media)
         except Exception as exc:
             status = getattr(exc, "status", 500)
             raise

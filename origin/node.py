@@ -16,6 +16,7 @@ from pathlib import Path
 
 from strata.origin.bundle import load_origin_bundle
 from strata.origin.catalog import Catalog
+from strata.origin.catalog_log import CatalogLog, catalog_log_path
 from strata.origin.covisitation import load_covisitation
 from strata.origin.explain_admission import ExplainAdmission
 from strata.origin.metrics import OriginMetrics
@@ -44,6 +45,7 @@ from strata.origin.state import OriginState
 from strata.origin.text_search import TextSearch, load_text_search
 from strata.origin.tower_index import build_tower_index, open_tower_index
 from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import OriginSettings, StrataSettings
 from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import ConfigError, StrataError
@@ -77,6 +79,9 @@ class OriginNode:
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
         self.redactor = Redactor()
+        log_path = catalog_log_path(cfg.catalog_log, cfg.registry, cfg.model)
+        self.catalog_log = CatalogLog(log_path) if log_path is not None else None
+        self._upserts = asyncio.Lock()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
                                       cfg.store.timeout_ms / 1000, cfg.profile_max_stale_s)
@@ -88,7 +93,7 @@ class OriginNode:
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
                           popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),
                           purchased=AlreadyPurchasedFilter(cfg.filter_purchased), two_tower=self.two_tower)
-        encode = Encode(lambda: next(self._ids), self._answered)
+        encode = Encode(lambda: next(self._ids), self._answered, signer_from_settings(settings.auth))
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
         rl = settings.rate_limit
         self.admission = ExplainAdmission(rl.max_concurrent_explains, rl.llm_tokens_per_minute,
@@ -122,6 +127,14 @@ class OriginNode:
         if models is not None:
             models.index = self._load_tower_index(models, bundle.catalog)
         self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis, models)
+        if self.catalog_log is not None:
+            replayed = self.catalog_log.replay()
+            step = cfg.upsert_chunk
+            for lo in range(0, len(replayed), step):
+                self.state.upsert_items(replayed[lo:lo + step])
+            if replayed:
+                logger.info("catalog updates replayed", extra={"updates": len(replayed),
+                                                              "catalog_log": str(self.catalog_log.path)})
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
@@ -169,11 +182,37 @@ class OriginNode:
             return None
 
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
+        """All at once, on the calling thread (tools, tests); the route uses ``upsert``."""
         if self.state is None:
             from strata.shared.errors import NotReady
 
             raise NotReady("no model loaded yet", field="model")
         return self.state.upsert_items(updates)
+
+    async def upsert(self, updates: list[ItemUpdate], tenant: str | None = None,
+                     key_id: str | None = None) -> tuple[list[int], list[str]]:
+        """``POST /v1/items``: logged durably first (``catalog_log``), then applied chunk by chunk: each chunk's
+        text embedding in a worker thread, its catalog and index writes on the event loop, so a large upsert
+        never holds the loop (health checks keep answering). One upsert at a time. Returns (rows, the ids
+        whose restriction the floor kept)."""
+        state = self.state
+        if state is None:
+            from strata.shared.errors import NotReady
+
+            raise NotReady("no model loaded yet", field="model")
+        async with self._upserts:
+            if self.catalog_log is not None:
+                await asyncio.to_thread(self.catalog_log.append, updates, tenant, key_id)
+            rows: list[int] = []
+            kept: list[str] = []
+            step = self.cfg.upsert_chunk
+            for lo in range(0, len(updates), step):
+                chunk = updates[lo:lo + step]
+                embedded = await asyncio.to_thread(state.embed, chunk)
+                kept += state.floor(chunk)
+                rows += state.upsert_items(chunk, embedded, floored=True)
+                await asyncio.sleep(0)
+            return rows, kept
 
     async def start(self) -> None:
         if self.state is None:

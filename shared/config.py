@@ -197,6 +197,9 @@ class OriginSettings(_Section):
     seed: int = 0
     vector_index: VectorIndexSettings = VectorIndexSettings()
     reasoner: ReasonerSettings = ReasonerSettings()
+    catalog_log: str | None = Field(None, description="POST /v1/items updates are appended here and replayed at "
+                                    "start; null: catalog-updates.jsonl in <registry>/<model>/; 'none': not kept")
+    upsert_chunk: int = Field(64, ge=1, le=1000, description="items embedded per worker-thread step of an upsert")
 
 
 class RouterDeadlines(_Section):
