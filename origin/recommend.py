@@ -1,6 +1,6 @@
 """``POST /v1/recommend`` and ``POST /v1/explain`` as declared pipelines behind the ``Handler`` protocol.
 
-    recommend: decode -> validate -> profile -> content_source -> covisitation_source -> two_tower_source
+    recommend: decode -> validate -> profile -> given_items -> content_source -> covisitation_source -> two_tower_source
                -> ann_source -> popular_source -> guardrails -> in_stock -> already_purchased -> rank -> mmr -> select
                -> encode
     explain:   decode -> validate -> profile -> given_items -> content_source -> covisitation_source
@@ -78,7 +78,7 @@ class OriginHandler:
 
 
 def recommend_handler(state: Callable[[], OriginState | None], r: Ranking, encode: Encode) -> OriginHandler:
-    stages = [Decode(), Validate(), r.profile, *r.sources, *r.filters, *r.scoring, encode]
+    stages = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, encode]
     return OriginHandler("/v1/recommend", state, stages, explain=False)
 
 
