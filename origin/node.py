@@ -8,11 +8,14 @@ bundle's shipped shard, when the registry has one), compile the guardrails. Then
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 from collections import Counter
 from pathlib import Path
+
+import msgpack
 
 from strata.origin.bundle import load_origin_bundle
 from strata.origin.catalog import Catalog
@@ -49,7 +52,10 @@ from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import OriginSettings, StrataSettings
 from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import ConfigError, StrataError
+from strata.shared.keys import ERASURE_CHANNEL
 from strata.shared.models.vector_index import VectorIndex
+from strata.shared.online_store.client import configured
+from strata.shared.online_store.subscription import ChannelListener
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +88,10 @@ class OriginNode:
         log_path = catalog_log_path(cfg.catalog_log, cfg.registry, cfg.model)
         self.catalog_log = CatalogLog(log_path) if log_path is not None else None
         self._upserts = asyncio.Lock()
+        # an erased user (DELETE /v1/users/{id} on the streaming service): drop its cached profile at once
+        self.erasures = ChannelListener(cfg.store.url, ERASURE_CHANNEL, self._erased, field="origin.store.url") \
+            if configured(cfg.store.url) else None
+        self._erasure_task: asyncio.Task | None = None
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
                                       cfg.store.timeout_ms / 1000, cfg.profile_max_stale_s)
@@ -103,6 +113,15 @@ class OriginNode:
         self.metrics.bind({"recommend": self.recommend.pipeline.timings, "explain": self.explain.pipeline.timings},
                           lambda: getattr(self.reasoner, "fallbacks", Counter()) + self.admission.refused,
                           lambda: self.rank.scored_by)
+
+    def _erased(self, data: bytes) -> None:
+        try:
+            tenant, user_id = msgpack.unpackb(data, raw=False)
+            n = self.profiles.forget_user(str(tenant), str(user_id))
+        except (ValueError, TypeError) as exc:
+            logger.debug("erasure message undecodable: %s", exc)
+            return
+        logger.info("erased user's cached profile dropped", extra={"tenant": tenant, "entries": n})
 
     def _answered(self, ctx: OriginCtx) -> None:
         if ctx.degraded:
@@ -219,6 +238,8 @@ class OriginNode:
             await asyncio.to_thread(self.load)
         if self.gate is not None:
             await self.gate.start()
+        if self.erasures is not None:
+            self._erasure_task = asyncio.create_task(self.erasures.run(), name="erasures")
         # Open the store connection now so the first request's short deadline is not spent on connect.
         if self.profiles.store.configured and not await self.profiles.store.ping():
             logger.warning("store not reachable at start; profiles fall back until it is")
@@ -226,6 +247,11 @@ class OriginNode:
     async def stop(self) -> None:
         """Close clients, then the index, then remove the private shard directory, whatever fails first."""
         try:
+            if self._erasure_task is not None:
+                self._erasure_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._erasure_task
+                self._erasure_task = None
             if self.gate is not None:
                 await self.gate.stop()
             await self.reasoner.close()

@@ -159,6 +159,10 @@ class StreamingSettings(_Section):
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires at least this long (at most 1.1x) after its last write")
     session: SessionRule = SessionRule()
     tier2: Tier2Settings = Tier2Settings()
+    erasure_grace_s: float = Field(2.0, ge=0, description="DELETE /v1/users/{id} erases again after this long (a "
+                                   "processor batch planned before the tombstone may write meanwhile)")
+    tombstone_ttl_s: float = Field(30 * 86400.0, gt=0, description="an erased user's events older than the "
+                                   "erasure are dropped for this long (keep it above the log's retention)")
 
 
 class ReasonerSettings(_Section):

@@ -82,3 +82,21 @@ CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET tenant\x1fses
 TRIGGER_OUTBOX_KEY = f"{PREFIX}:stream:trigger-outbox"      # LIST of JSON trigger messages to publish
 INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"   # pub/sub: msgpack [[tenant, session_id], ...] per written batch
 FIELD_SEP = "\x1f"
+
+# -- users: consent and erasure (streaming.users) ---------------------------------------------------------------
+ERASURE_CHANNEL = f"{PREFIX}:erase"            # pub/sub: msgpack [tenant, user_id] of an erased user
+
+
+def user_sessions_key(tenant: str, user_id: str) -> str:
+    """SET of the user's session ids (written by the processor; what an erasure deletes)."""
+    return f"{PREFIX}:{{{tenant}:u:{user_id}}}:sessions"
+
+
+def erased_key(tenant: str, user_hash: str) -> str:
+    """An erased user's tombstone (erasure time in ms), keyed by a hash of the id, not the id."""
+    return f"{PREFIX}:{{{tenant}}}:erased:{user_hash}"
+
+
+def audit_key(tenant: str) -> str:
+    """STREAM of the tenant's audited admin actions (user data exported or erased)."""
+    return f"{PREFIX}:{{{tenant}}}:audit"

@@ -18,6 +18,8 @@ from strata.shared.serving.fastapi_ops import install_ops_routes
 from strata.shared.serving.pipeline import Reply
 from strata.streaming.service import IngestService
 from strata.streaming.tier2.front import mount_recommend
+from strata.streaming.users import UserData
+from strata.streaming.users_routes import mount_users
 
 if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime
     from strata.streaming.tier2.service import Tier2Service
@@ -63,6 +65,7 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
                 if tier2 is not None:
                     await tier2.stop()
             finally:
+                await users.close()
                 await service.stop()
 
     api = FastAPI(title="Strata streaming", version="1", lifespan=lifespan,
@@ -84,6 +87,9 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
         reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
         return to_response(reply)
 
+    users = UserData(service.cfg.store, grace_s=service.cfg.erasure_grace_s,
+                     tombstone_ttl_s=service.cfg.tombstone_ttl_s)
+    mount_users(api, users, gate)
     if tier2 is not None:
         mount_recommend(api, tier2, limit, gate)
     install_ops_routes(api, _Ops(service, tier2, gate))
