@@ -421,6 +421,29 @@ def bench_origin(
     raise typer.Exit(1 if result["missed"] else 0)
 
 
+@app.command("soak")
+def soak(
+    minutes: Annotated[float, typer.Option(min=0.5, help="minutes of traffic (every fault once per 5 minutes)")] = 10.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
+) -> None:
+    """Mixed traffic while the processor, the streaming service, the broker (a restart losing its log included)
+    and Valkey (persistence on) are killed and restarted: events answered 202 vs applied (lost, doubled), 5xx per
+    tier, recovery time per fault, p99 per phase. Exits 1 on any loss."""
+    from strata.deploy.demo import ensure_bundle
+    from strata.deploy.launcher import LAUNCHER
+    from strata.loadtest.soak import main, print_report
+    from strata.shared.config import EdgeSettings
+
+    ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
+    try:
+        result = main(LAUNCHER, str(registry), minutes, str(json_path) if json_path else None)
+    except StrataError as exc:
+        raise _fail("soak", exc) from None
+    print_report(result, _console())
+    raise typer.Exit(0 if result["passed"] else 1)
+
+
 @app.command("eval")
 def eval_command(
     data: Annotated[tuple[str, Path], typer.Option("--data", metavar="NAME PATH",

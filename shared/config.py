@@ -149,13 +149,37 @@ class StreamingSettings(_Section):
     topics: TopicSettings = TopicSettings()
     max_events: int = Field(1000, ge=1, le=10_000, description="events per POST /v1/events")
     max_body_bytes: int = Field(4 << 20, ge=1024)
+    max_event_bytes: int = Field(128 << 10, ge=1024, description="one event's encoded size; a larger one is "
+                                 "rejected at its index without being decoded")
+    ts_skew_s: float = Field(300.0, ge=0, description="an event's ts may be at most this far ahead of its "
+                             "receive time (ingest clock; the log timestamp for the processor)")
+    ts_horizon_s: float = Field(7 * 86400.0, gt=0, description="an event's ts may be at most this far behind its "
+                                "receive time")
     produce_timeout_s: float = Field(3.0, gt=0, description="ingest answers 503 when the log has not acked by then")
     linger_ms: int = Field(2, ge=0, le=1000)
     fetch_max_wait_ms: int = Field(20, ge=0, le=5000, description="consumer long-poll wait (freshness!)")
     max_batch: int = Field(2000, ge=1, description="events per processor batch (one store round trip)")
     click_join_window_s: float = Field(3600.0, gt=0, description="a click joins its impression within this")
     abandoned_cart_s: float = Field(1800.0, gt=0, description="add_to_cart without purchase this long -> trigger")
-    dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
+    dedup_ttl_s: float = Field(3600.0, ge=60, description="event ids are remembered at least this long (at most "
+                               "2x): a client retry of an event id within it is not applied twice; memory is "
+                               "~70 B per id (docs/operations.md)")
+    profile_ttl_s: float = Field(90 * 86400.0, gt=0, description="a profile (and its purchase history) expires "
+                                 "this long after its last event's day")
+    profile_half_life_days: float = Field(30.0, gt=0, description="category/brand affinities halve over this "
+                                          "many days (decayed once a day per profile)")
+    profile_max_affinities: int = Field(64, ge=1, le=10_000, description="cat:/brand: fields kept per profile "
+                                        "and map, strongest (decayed) first")
+    profile_keep_days: int = Field(31, ge=1, le=3650, description="per-day view/purchase counters kept")
+    bandit_ttl_s: float = Field(30 * 86400.0, gt=0, description="a slot's bandit counts expire this long after "
+                                "its last impression or click")
+    bandit_max_items: int = Field(20_000, ge=10, description="items counted per slot; past 1.1x this the least "
+                                  "shown are dropped")
+    log_reset_alert_s: float = Field(3600.0, gt=0, description="/readyz reports a detected log reset "
+                                     "(degraded) for this long")
+    replay_buffer_bytes: int = Field(64 << 20, ge=0, description="the ingest keeps acknowledged events up to this "
+                                     "many bytes until the processor applied them, to append them again if the "
+                                     "log is reset")
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires at least this long (at most 1.1x) after its last write")
     session: SessionRule = SessionRule()
     tier2: Tier2Settings = Tier2Settings()

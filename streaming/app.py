@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 
 from strata.shared.auth.gate import Gate
 from strata.shared.auth.scopes import EVENTS
+from strata.shared.errors import PayloadTooLarge
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
@@ -79,7 +80,11 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
     async def events(request: Request) -> Response:     # documents the route; ``_Front`` answers it
         caller = gate.admit(request.scope["headers"], request.scope.get("client"), EVENTS) \
             if gate is not None else None
-        body = await _bounded_body(request, limit)
+        try:
+            body = await _bounded_body(request, limit)
+        except PayloadTooLarge as exc:
+            await handler.dead_letter_unread(exc, int(request.headers.get("content-length") or limit + 1))
+            raise
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
@@ -129,9 +134,13 @@ class _Front:
         try:
             if self.gate is not None:
                 caller = self.gate.admit(scope["headers"], scope.get("client"), EVENTS)
-            if length > self.limit:
-                raise too_large(length, self.limit)
-            body = await receive_body(receive, self.limit)
+            try:
+                if length > self.limit:
+                    raise too_large(length, self.limit)
+                body = await receive_body(receive, self.limit)
+            except PayloadTooLarge as exc:      # not read: dead-lettered with its size (best effort)
+                await self.handler.dead_letter_unread(exc, max(length, self.limit + 1))
+                raise
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
             out = self.handler.try_now(body, ctype, accept, caller)

@@ -1,5 +1,5 @@
 """Entry points of tier 2: the ingest API and the tier-2 scorer under uvicorn, and the stream processor with
-its /metrics."""
+its /metrics, /healthz and /readyz (``--metrics-port``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import signal
 
 import uvicorn
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from strata.shared.auth.gate import gate_from_settings
 from strata.shared.config import StrataSettings
@@ -18,6 +18,7 @@ from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor
 from strata.streaming.processor_metrics import ProcessorMetrics
+from strata.streaming.processor_ops import serve_ops
 from strata.streaming.service import IngestService
 
 logger = logging.getLogger(__name__)
@@ -43,13 +44,16 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
     cfg = settings.streaming
     catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
     metrics = ProcessorMetrics()
+    proc_box: list[StreamProcessor] = []
     if metrics_port is not None:
         reg = CollectorRegistry(auto_describe=False)
         reg.register(metrics.instruments)
-        start_http_server(metrics_port, addr=cfg.host, registry=reg)
+        serve_ops(cfg.host, metrics_port, reg,
+                  lambda: proc_box[0].readiness() if proc_box else (503, {"ready": False, "reason": "starting"}))
 
     async def main() -> None:
         proc = StreamProcessor(cfg, catalog, metrics)
+        proc_box.append(proc)
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
