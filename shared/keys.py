@@ -17,6 +17,8 @@ never equal a key of another kind, whatever the ids: key building is injective.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "strata"
 
 
@@ -110,9 +112,14 @@ def user_sessions_key(tenant: str, user_id: str) -> str:
     return f"{PREFIX}:{{{part(tenant)}:u:{part(user_id)}}}:sessions"
 
 
-def erased_key(tenant: str, user_hash: str) -> str:
-    """An erased user's tombstone (erasure time in ms), keyed by a hash of the id, not the id."""
-    return f"{PREFIX}:{{{part(tenant)}}}:erased:{user_hash}"
+def user_hash(tenant: str, user_id: str) -> str:
+    """A user id as erasure records keep it: its hash, never the id."""
+    return hashlib.sha256(f"{tenant}\x1f{user_id}".encode()).hexdigest()[:32]
+
+
+def erased_key(tenant: str, user_id: str) -> str:
+    """An erased user's tombstone (erasure time in ms), keyed by ``user_hash``, not the id."""
+    return f"{PREFIX}:{{{part(tenant)}}}:erased:{user_hash(tenant, user_id)}"
 
 
 def audit_key(tenant: str) -> str:

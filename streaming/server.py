@@ -12,7 +12,9 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import StrataSettings
+from strata.shared.errors import ConfigError
 from strata.shared.serving.gc_tuning import tune_gc
 from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
@@ -51,8 +53,18 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
         serve_ops(cfg.host, metrics_port, reg,
                   lambda: proc_box[0].readiness() if proc_box else (503, {"ready": False, "reason": "starting"}))
 
+    signer = None
+    if settings.auth.enabled:
+        signer = signer_from_settings(settings.auth)
+        if signer is None:
+            raise ConfigError("auth is enabled: set the impression signing secret in the environment "
+                              "(STRATA_AUTH__IMPRESSION_SECRET)", field="auth.impression_secret")
+    else:
+        logger.warning("auth.enabled is false: impressions and clicks are counted without checking their "
+                       "signed impression ids (see docs/security.md)")
+
     async def main() -> None:
-        proc = StreamProcessor(cfg, catalog, metrics)
+        proc = StreamProcessor(cfg, catalog, metrics, signer)
         proc_box.append(proc)
         tune_gc()
         loop = asyncio.get_running_loop()

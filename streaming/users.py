@@ -22,7 +22,6 @@ Store state that names no user is left as it is: bandit counts (per item and slo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 
@@ -35,10 +34,6 @@ from strata.shared.online_store.codecs import decode_vector
 
 logger = logging.getLogger(__name__)
 AUDIT_MAXLEN = 100_000
-
-
-def user_hash(tenant: str, user_id: str) -> str:
-    return hashlib.sha256(f"{tenant}\x1f{user_id}".encode()).hexdigest()[:32]
 
 
 def _text(v: bytes | str) -> str:
@@ -67,7 +62,7 @@ class UserData:
         async with r.pipeline(transaction=False) as pipe:
             pipe.hgetall(K.profile_key(tenant, user_id))
             pipe.zrevrange(K.purchases_key(tenant, user_id), 0, -1, withscores=True)
-            pipe.get(K.erased_key(tenant, user_hash(tenant, user_id)))
+            pipe.get(K.erased_key(tenant, user_id))
             for s in sessions:
                 pipe.hgetall(K.session_key(tenant, s))
             got = await pipe.execute()
@@ -83,7 +78,7 @@ class UserData:
     # -- erasure ------------------------------------------------------------------------------------------
     async def erase(self, tenant: str, user_id: str, who: str | None = None) -> dict:
         now = int(time.time() * 1000)
-        await self.r.set(K.erased_key(tenant, user_hash(tenant, user_id)), now, px=self.tombstone_ms)
+        await self.r.set(K.erased_key(tenant, user_id), now, px=self.tombstone_ms)
         first = await self._delete(tenant, user_id)
         if self.grace_s > 0:
             await asyncio.sleep(self.grace_s)
@@ -137,7 +132,7 @@ class UserData:
         return dropped
 
     async def _audit(self, tenant: str, action: str, user_id: str, who: str | None, detail: dict) -> None:
-        uh = user_hash(tenant, user_id)
+        uh = K.user_hash(tenant, user_id)
         record = {"ts": int(time.time() * 1000), "action": action, "user": uh, "key_id": who or "",
                   "detail": orjson.dumps(detail).decode()}
         await self.r.xadd(K.audit_key(tenant), record, maxlen=AUDIT_MAXLEN, approximate=True)
