@@ -85,7 +85,8 @@ def test_self_made_impressions_and_clicks_no_longer_move_the_ranking(tmp_path, m
         async with stack(cfg) as (client, proc):
             before = await firsts(client)
             push, bury = cands[32], before.most_common(1)[0][0]
-            await wait_until(lambda: len(r.hgetall(K.bandit_key("shopA", slot))) > 0, what="tier 2's own impressions")
+            await wait_until(lambda: sum(int(v) for f, v in r.hgetall(K.bandit_key("shopA", slot)).items()
+                                         if f.startswith(b"n:")) == 40 * 5, what="tier 2's own 40 impressions")
             counts = {k: int(v) for k, v in r.hgetall(K.bandit_key("shopA", slot)).items()}
             for rnd in range(4):                        # the probe: 4 requests, 250 impressions + 250 clicks each
                 evs = []
