@@ -3,9 +3,12 @@ auth switched on through the documented environment variables."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from strata.shared.auth.keys import create_key, revoke_key
@@ -59,3 +62,26 @@ def assert_refused(resp, status: int, field: str, reason: str) -> None:
     assert body["retriable"] is (status == 429)
     if status == 401:
         assert resp.headers["www-authenticate"].startswith("Bearer")
+
+
+@contextlib.asynccontextmanager
+async def streaming_app(cfg, **sections) -> AsyncIterator[tuple[httpx.AsyncClient, object]]:
+    """The streaming service's app (ingest + tier 2) behind its gate, as ``strata streaming serve`` builds it, with
+    ``sections`` of settings (e.g. ``rate_limit={...}``); yields (client, the tier-2 service)."""
+    from strata.shared.auth.gate import gate_from_settings
+    from strata.shared.config import load_settings
+    from strata.streaming.app import build_app
+    from strata.streaming.service import IngestService
+    from strata.streaming.tier2.service import Tier2Service
+
+    settings = load_settings(streaming=cfg.model_dump(mode="json"), **sections)
+    svc, t2 = IngestService(settings.streaming), Tier2Service(settings)
+    await svc.start()
+    await t2.start()
+    try:
+        app = build_app(svc, t2, gate_from_settings(settings, "the streaming service"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t2", timeout=30) as c:
+            yield c, t2
+    finally:
+        await t2.stop()
+        await svc.stop()

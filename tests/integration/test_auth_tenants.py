@@ -9,9 +9,7 @@ the origin's explain) is ``test_tier2_and_ingest_*`` and ``test_origin_*``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
@@ -22,14 +20,10 @@ from fastapi.testclient import TestClient
 from strata.origin.app import build_app as origin_app
 from strata.origin.node import OriginNode
 from strata.shared import keys as K
-from strata.shared.auth.gate import gate_from_settings
 from strata.shared.config import load_settings
 from strata.shared.ranking.features import EMBED_DIM
-from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
-from strata.streaming.service import IngestService
-from strata.streaming.tier2.service import Tier2Service
-from tests.integration.auth_kit import Keys, assert_refused, bearer, make_keys
+from tests.integration.auth_kit import Keys, assert_refused, bearer, make_keys, streaming_app
 from tests.integration.streaming_kit import processing, streaming_settings, wait_until
 
 OPS = ("/healthz", "/readyz", "/metrics")
@@ -38,22 +32,6 @@ OPS = ("/healthz", "/readyz", "/metrics")
 @pytest.fixture
 def keys(tmp_path, monkeypatch) -> Keys:
     return make_keys(tmp_path, monkeypatch)
-
-
-@contextlib.asynccontextmanager
-async def streaming(cfg) -> AsyncIterator[tuple[httpx.AsyncClient, Tier2Service]]:
-    """The streaming service's app (ingest + tier 2) behind its gate, as ``strata streaming serve`` builds it."""
-    settings = load_settings(streaming=cfg.model_dump(mode="json"))
-    svc, t2 = IngestService(settings.streaming), Tier2Service(settings)
-    await svc.start()
-    await t2.start()
-    try:
-        app = build_app(svc, t2, gate_from_settings(settings, "the streaming service"))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t2", timeout=30) as c:
-            yield c, t2
-    finally:
-        await t2.stop()
-        await svc.stop()
 
 
 def _events(user: str, session: str, items: list[str], prefix: str) -> dict:
@@ -80,7 +58,7 @@ def test_tier2_and_ingest_keep_tenants_apart(keys, tansu_proc, fresh_valkey, reg
     rec = {"user_id": "alice", "session_id": "s-b", "k": 5}
 
     async def go() -> None:
-        async with streaming(cfg) as (client, _):
+        async with streaming_app(cfg) as (client, _):
             # who: no key, not a Bearer key, a revoked key, a key without the scope
             ev = _events("alice", "s-b", items[:1], "x")
             assert_refused(await client.post("/v1/events", json=ev), 401, "Authorization", "API key is required")

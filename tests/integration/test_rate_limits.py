@@ -8,7 +8,6 @@ Probes of the review: finding 4's ``c4`` (10,000 requests from one client, none 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections import Counter
 
@@ -22,29 +21,11 @@ from strata.origin.node import OriginNode
 from strata.shared.auth.gate import gate_from_settings
 from strata.shared.config import load_settings
 from strata.shared.errors import TooManyRequests
-from strata.streaming.app import build_app
-from strata.streaming.service import IngestService
-from strata.streaming.tier2.service import Tier2Service
-from tests.integration.auth_kit import assert_refused, bearer, make_keys
+from tests.integration.auth_kit import assert_refused, bearer, make_keys, streaming_app
 from tests.integration.llm_standin import llm_standin
 from tests.integration.streaming_kit import streaming_settings
 
 REC = {"user_id": "u1", "session_id": "s1", "k": 3}
-
-
-@contextlib.asynccontextmanager
-async def streaming(cfg, **rate_limit):
-    settings = load_settings(streaming=cfg.model_dump(mode="json"), rate_limit=rate_limit)
-    svc, t2 = IngestService(settings.streaming), Tier2Service(settings)
-    await svc.start()
-    await t2.start()
-    try:
-        app = build_app(svc, t2, gate_from_settings(settings, "the streaming service"))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t2", timeout=30) as c:
-            yield c
-    finally:
-        await t2.stop()
-        await svc.stop()
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path, monkeypatch, fresh_valkey, registry_dir) -> None:
@@ -52,7 +33,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path, monkeypatch, fr
     cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir)
 
     async def go() -> None:
-        async with streaming(cfg, per_key_rps=2.0, burst=5.0) as client:
+        async with streaming_app(cfg, rate_limit={"per_key_rps": 2.0, "burst": 5.0}) as (client, _):
             statuses = [(await client.post("/v1/recommend", json=REC, headers=bearer(keys.a))).status_code
                         for _ in range(30)]
             assert statuses[:5] == [200] * 5 and statuses.count(429) >= 24, statuses
