@@ -193,6 +193,7 @@ class ProfileSource:
     @property
     def cached_bytes(self) -> int:
         return self._users.bytes + self._sessions.bytes
+
     async def _read_with_retry(self, tenant: str, user_id: str, session_id: str) -> Profile:
         """The read is idempotent: one retry after a short backoff, only while half the deadline remains
         (the surrounding timeout still bounds both attempts)."""

@@ -40,7 +40,6 @@ ADDRESS = re.compile(
     r"(?:\s+(?:N|S|E|W|NE|NW|SE|SW)\b)?",
 )
 UK_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b")
-KINDS = ("email", "iban", "card", "phone", "address")
 
 
 class Redacted(NamedTuple):

@@ -29,6 +29,15 @@ class StrataError(Exception):
         return {"error": {"code": self.code, "reason": self.reason, "field": self.field}}
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for a log line or an error reason, without repeating the type when the message
+    already starts with it (aiokafka's errors do) and with the type alone when the message is empty."""
+    name, msg = type(exc).__name__, str(exc)
+    if not msg:
+        return name
+    return msg if msg.startswith(name) else f"{name}: {msg}"
+
+
 class MalformedBody(StrataError):
     status, code = 400, "malformed_body"
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
@@ -113,12 +114,17 @@ class _Front:
         self.route = service.handler.route
         self.limit = service.cfg.max_body_bytes
         self.metrics = service.metrics
+        self.metrics.define("request_seconds", "server-side latency of POST /v1/events")
+        self.latency = self.metrics.histogram("request_seconds")
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.api(scope, receive, send)         # lifespan, websocket (refused by FastAPI)
         if scope["path"] == self.route and scope["method"] == "POST":
-            return await self._events(scope, receive, send)
+            t0 = time.perf_counter()
+            await self._events(scope, receive, send)
+            self.latency.observe(time.perf_counter() - t0)
+            return
         metrics = self.metrics
 
         async def counted(message) -> None:
@@ -149,7 +155,6 @@ class _Front:
             reply = negotiated_error_reply(exc, accept, ctype)
         self.metrics.inc("requests_total", (str(reply.status),))
         await send_reply(send, reply)
-
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from strata.shared.config import StreamingSettings
-from strata.shared.errors import PayloadTooLarge
+from strata.shared.errors import PayloadTooLarge, describe
 from strata.streaming.errors import BrokerUnavailable
 from strata.streaming.log_guard import LogGuard
 
@@ -33,6 +33,9 @@ except ImportError:        # no C compiler at install time: aiokafka's own (pure
 from strata.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.5         # a broker that is down is tried again after this, then twice as long each time ...
+RETRY_MAX_S = 5.0           # ... up to this (one log line per try)
 
 
 class _OpenBatch:
@@ -90,7 +93,7 @@ class EventLog:
             await ensure_topics(self.cfg.broker, self.cfg.topics, int(self.timeout_s * 1000))
             self._topics_checked = True
         except (KafkaError, BrokerUnavailable, OSError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = exc.reason if isinstance(exc, BrokerUnavailable) else describe(exc)
             with contextlib.suppress(Exception):
                 await producer.stop()
             return False
@@ -99,8 +102,16 @@ class EventLog:
         return True
 
     async def _connect_loop(self) -> None:
-        while not await self._connect_once():
-            await asyncio.sleep(0.5)
+        """Try again, backing off, with one log line per try (aiokafka's own lines about the failed connects
+        are passed once a minute: ``shared.serving.logs``)."""
+        delay = RETRY_FIRST_S
+        while True:
+            logger.warning("event log: broker %s not reachable (%s); next try in %g s", self.cfg.broker,
+                           self.last_error, delay)
+            await asyncio.sleep(delay)
+            if await self._connect_once():
+                return
+            delay = min(delay * 2, RETRY_MAX_S)
 
     async def append(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """Write (topic, key, value) records; returns once the log acknowledged all of them (acks=all)."""
@@ -120,7 +131,7 @@ class EventLog:
             if isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError)):   # never fixed by a retry
                 raise PayloadTooLarge(f"a record is too large for the log: {exc}", field="events") from None
             self._topics_checked = False
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = describe(exc)
             raise BrokerUnavailable(f"event log did not acknowledge within {self.timeout_s}s: {self.last_error}",
                                     field="broker") from None
 

@@ -268,13 +268,6 @@ class StreamProcessor:
             records += [to_record(topic, partition, m.offset, m.value, wm_field, m.timestamp, window) for m in msgs]
         return batches, records
 
-    async def process(self, batches: dict) -> None:
-        """One batch, start to end (no write left in flight)."""
-        records = [to_record(tp.topic, tp.partition, m.offset, m.value, "", m.timestamp, self.window)
-                   for tp, msgs in batches.items() for m in msgs]
-        await self.apply(records)
-        self._done(batches)
-
     async def _advance(self, prev: _InFlight | None, batches: dict,
                        records: list[Record]) -> tuple[_InFlight | None, tuple[dict, list[Record]] | None]:
         """Read ``records``' snapshot, send ``prev``'s write, plan ``records`` and fetch the next records while

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import signal
 
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from strata.shared.auth.gate import gate_from_settings
@@ -16,6 +15,13 @@ from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import StrataSettings
 from strata.shared.errors import ConfigError
 from strata.shared.serving.gc_tuning import tune_gc
+from strata.shared.serving.listen import (
+    bind_error,
+    held_until_served,
+    is_bind_error,
+    listen_socket,
+    run_uvicorn,
+)
 from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor
@@ -26,32 +32,52 @@ from strata.streaming.service import IngestService
 logger = logging.getLogger(__name__)
 
 
-def run_ingest(settings: StrataSettings) -> None:
-    cfg = settings.streaming
-    tier2 = None
-    if cfg.tier2.enabled:
-        from strata.streaming.tier2.service import Tier2Service
+def _no_store(who: str) -> ConfigError:
+    return ConfigError(f"streaming.store is 'none' but {who}; give redis://host:port/db", field="streaming.store")
 
-        tier2 = Tier2Service(settings)
-        tier2.load()                 # fail fast on a bad registry, before binding the port
-    logger.info("streaming service serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker,
+
+def run_ingest(settings: StrataSettings) -> None:
+    """Bind the port (a busy port or bad host: ``ConfigError`` before anything loads), load tier 2 (a bad
+    registry: its error, before anything listens), then serve until SIGINT/SIGTERM. Without a store
+    (``streaming.store: none``) only the ingest API runs, so tier 2 must be off."""
+    cfg = settings.streaming
+    gate = gate_from_settings(settings, "the streaming service", cfg.store)    # a bad auth config: before all
+    if cfg.store == "none" and cfg.tier2.enabled:
+        raise _no_store("the tier-2 scorer reads sessions and counts from it (or set "
+                             "streaming.tier2.enabled false: the ingest API alone needs no store)")
+    with held_until_served(listen_socket(cfg.host, cfg.port, section="streaming")) as sock:
+        tier2 = None
+        if cfg.tier2.enabled:
+            from strata.streaming.tier2.service import Tier2Service
+
+            tier2 = Tier2Service(settings)
+            tier2.load()
+    port = sock.getsockname()[1]
+    logger.info("streaming service serving", extra={"host": cfg.host, "port": port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
     tune_gc()
-    gate = gate_from_settings(settings, "the streaming service", cfg.store)
-    uvicorn.run(build_app(IngestService(cfg), tier2, gate), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
-                access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
+    run_uvicorn(build_app(IngestService(cfg), tier2, gate), sock, host=cfg.host, port=port, loop="uvloop",
+                http="httptools", access_log=False, log_level=settings.log_level.lower(), lifespan="on",
+                server_header=False)
 
 
 def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
     cfg = settings.streaming
-    catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
+    if cfg.store == "none":
+        raise _no_store("the stream processor writes session vectors, profiles and counts to it")
     metrics = ProcessorMetrics()
     proc_box: list[StreamProcessor] = []
-    if metrics_port is not None:
+    if metrics_port is not None:             # a busy port: one line before anything loads
         reg = CollectorRegistry(auto_describe=False)
         reg.register(metrics.instruments)
-        serve_ops(cfg.host, metrics_port, reg,
-                  lambda: proc_box[0].readiness() if proc_box else (503, {"ready": False, "reason": "starting"}))
+        try:
+            serve_ops(cfg.host, metrics_port, reg,
+                      lambda: proc_box[0].readiness() if proc_box else (503, {"ready": False, "reason": "starting"}))
+        except OSError as exc:
+            if not is_bind_error(exc):
+                raise
+            raise bind_error(cfg.host, metrics_port, exc, section="streaming", port_key="--metrics-port") from None
+    catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
 
     signer = None
     if settings.auth.enabled:

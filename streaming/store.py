@@ -286,10 +286,6 @@ class StreamStore:
 
         return answer
 
-    async def watermark(self, wm_field: str) -> int:
-        v = await self.r.hget(K.WATERMARK_KEY, wm_field)
-        return int(v) if v is not None else -1
-
     async def watermarks(self, wm_fields: list[str]) -> list[int]:
         """The partitions' watermarks (-1: none), as written with the effects (the exact resume points)."""
         return [int(v) if v is not None else -1 for v in await self.r.hmget(K.WATERMARK_KEY, wm_fields)]
@@ -325,7 +321,6 @@ def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     erased = query[7] if len(query) > 7 else []
     snap.erased = {k: int(v) for k, v in zip(erased, erased_raw, strict=False) if v}
     return snap
-
 
 
 _GLOBAL_TYPES = [K.CART_DEADLINES_KEY, "zset", K.TRIGGER_OUTBOX_KEY, "list", K.WATERMARK_KEY, "hash"]
