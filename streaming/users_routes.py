@@ -1,7 +1,7 @@
 """``DELETE /v1/users/{user_id}`` and ``GET /v1/users/{user_id}/data`` on the streaming service (``streaming.users``).
 
-Scope ``admin``; the tenant is the key's (a ``tenant`` query parameter naming another is 403). With auth off the
-tenant is the ``tenant`` query parameter (default ``default``), like every other route's body field.
+Scope ``admin``; the tenant is the key's (a ``tenant`` query parameter naming another is 403). With auth off they
+refuse every call (403): erasing or exporting anyone's data is not something an open route may do.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from strata.streaming.users import UserData
 
 def _who(request: Request, gate: Gate | None, tenant: str | None) -> tuple[str, str | None]:
     """(tenant, key id) of an admin call."""
+    if gate is None or gate.keys is None:
+        raise Forbidden("the user data routes need API keys (auth.enabled, a key with scope 'admin')",
+                        field="Authorization")
+    caller = gate.admit(request.scope["headers"], request.scope.get("client"), ADMIN)
     if tenant is not None and (not tenant or len(tenant) > MAX_ID_LEN):
         raise InvalidField(f"must be 1..{MAX_ID_LEN} characters", field="tenant")
-    caller = gate.admit(request.scope["headers"], request.scope.get("client"), ADMIN) if gate is not None else None
-    if caller is None:
-        return tenant or "default", None
     if tenant is not None and tenant != caller.tenant:
         raise Forbidden(f"the key belongs to tenant {caller.tenant!r}, not {tenant[:48]!r}", field="tenant")
     return caller.tenant, caller.key_id

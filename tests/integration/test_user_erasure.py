@@ -10,13 +10,16 @@ import asyncio
 import time
 import uuid
 
+import httpx
 import orjson
 
 from strata.edge.node import EdgeNode
 from strata.origin.node import OriginNode
 from strata.shared import keys as K
 from strata.shared.config import load_settings
+from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
+from strata.streaming.service import IngestService
 from tests.integration.auth_kit import assert_refused, bearer, make_keys
 from tests.integration.streaming_kit import streaming_settings, wait_until
 from tests.integration.test_signed_impressions import stack
@@ -140,3 +143,16 @@ def test_export_and_erase_a_user_everywhere(tmp_path, monkeypatch, tansu_proc, f
         asyncio.run(go())
     finally:
         r.close()
+
+
+def test_with_auth_off_the_user_data_routes_refuse_everyone(fresh_valkey, registry_dir) -> None:
+    """No keys, no erasure: an open route must not erase or export anyone's data."""
+    cfg = streaming_settings("127.0.0.1:9", fresh_valkey.url, registry_dir)
+    app = build_app(IngestService(cfg))                 # auth off: no gate (the lifespan is not needed here)
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as client:
+            for resp in (await client.delete(f"/v1/users/{USER}"), await client.get(f"/v1/users/{USER}/data")):
+                assert_refused(resp, 403, "Authorization", "need API keys")
+
+    asyncio.run(go())
