@@ -17,6 +17,7 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from strata.shared.auth.gate import Gate
 from strata.shared.serving.asgi import send_reply
 from strata.shared.serving.codecs import JSON
 from strata.shared.serving.error_mapper import error_reply
@@ -46,10 +47,11 @@ def ops_app(ops: OpsView) -> FastAPI:
 
 
 def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
-              lifecycle: Lifecycle | None = None):
+              lifecycle: Lifecycle | None = None, gate: Gate | None = None):
     api = ops_app(ops)
     route = handler.route
-    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder, log_traced=False)   # the router logs
+    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder, gate=gate,
+                             log_traced=False)   # the router logs
 
     async def ops_route(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()

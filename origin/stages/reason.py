@@ -1,9 +1,13 @@
 """``/v1/explain``: one grounded reason per selected item, from the configured reasoner (falling back to
-the template reasoner, which always answers). The query reaches a reasoner only redacted."""
+the template reasoner, which always answers). The query reaches a reasoner only redacted. An LLM call waits
+only when ``admission`` lets it (``origin.explain_admission``: bounded in flight, per-tenant token budget);
+otherwise the template answers at once."""
 
 from __future__ import annotations
 
+from strata.origin.explain_admission import ExplainAdmission
 from strata.origin.reasoner.base import ExplainInput, Reasoner
+from strata.origin.reasoner.template import TemplateReasoner
 from strata.origin.redaction import Redactor
 from strata.origin.stages.ctx import OriginCtx
 from strata.shared.serving.pipeline import SUSPEND
@@ -13,9 +17,11 @@ class ReasonStage:
     name = "reason"
     suspends = True
 
-    def __init__(self, reasoner: Reasoner, redactor: Redactor) -> None:
+    def __init__(self, reasoner: Reasoner, redactor: Redactor, admission: ExplainAdmission | None = None) -> None:
         self.reasoner = reasoner
         self.redactor = redactor
+        self.admission = admission
+        self.template = TemplateReasoner()
 
     def _input(self, ctx: OriginCtx) -> ExplainInput:
         cat = ctx.state.catalog
@@ -28,9 +34,20 @@ class ReasonStage:
 
     def run(self, ctx: OriginCtx) -> object:
         if self.reasoner.blocking:
-            return SUSPEND
+            if self.admission is None:
+                return SUSPEND
+            inp = self._input(ctx)
+            refused = self.admission.admit(ctx.oreq.req.tenant, inp)
+            if refused is None:
+                return SUSPEND
+            ctx.explanation = self.template.explain_now(inp, fallback=refused)
+            return None
         ctx.explanation = self.reasoner.explain_now(self._input(ctx))
         return None
 
     async def complete(self, ctx: OriginCtx) -> None:
-        ctx.explanation = await self.reasoner.explain(self._input(ctx))
+        try:
+            ctx.explanation = await self.reasoner.explain(self._input(ctx))
+        finally:
+            if self.admission is not None:
+                self.admission.release()

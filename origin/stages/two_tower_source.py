@@ -42,7 +42,7 @@ class TwoTowerSource:
     def run(self, ctx: OriginCtx) -> None:
         models = ctx.state.models
         profile = ctx.profile
-        if models is None or not ctx.oreq.consent or ctx.oreq.item_ids or not (profile.purchases or profile.recent):
+        if models is None or not ctx.oreq.consent or ctx.given or not (profile.purchases or profile.recent):
             return
         now = int(time.time() * 1000)
         h = models.history(profile.purchases, now)

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from strata.shared.contracts.api import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
+from strata.shared.contracts.titles import check_title
 from strata.shared.errors import InvalidField, MalformedBody
 
 MAX_QUERY_CHARS = 512
@@ -134,7 +135,8 @@ def parse_items(obj: object, categories: tuple[str, ...]) -> list[ItemUpdate]:
         age = it["age_restricted"]
         if type(age) is not bool:
             raise InvalidField(f"must be a boolean, got {type(age).__name__}", field=f"{path}.age_restricted")
-        out.append(ItemUpdate(item_id, title.strip(), category, round(float(price), 2), stock, age))
+        out.append(ItemUpdate(item_id, check_title(title.strip(), f"{path}.title"), category, round(float(price), 2),
+                              stock, age))
     if len({u.item_id for u in out}) != len(out):
         raise InvalidField("item ids must be unique within one request", field="items")
     return out
