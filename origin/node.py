@@ -18,12 +18,12 @@ from strata.origin.catalog import Catalog
 from strata.origin.covisitation import load_covisitation
 from strata.origin.metrics import OriginMetrics
 from strata.origin.models import OriginModels, load_origin_models
+from strata.origin.pii.redactor import shared_redactor
 from strata.origin.profiles import ProfileSource, make_profile_store
 from strata.origin.reasoner.base import Reasoner
 from strata.origin.reasoner.budget import TokenBudget
 from strata.origin.reasoner.template import TemplateReasoner
 from strata.origin.recommend import Ranking, explain_handler, recommend_handler
-from strata.origin.redaction import Redactor
 from strata.origin.retrieval import build_index, open_item_index, private_shard_dir
 from strata.origin.stages.ann_source import AnnSource
 from strata.origin.stages.covisit_source import CovisitationSource
@@ -71,7 +71,7 @@ class OriginNode:
         self._shard_dir: Path | None = None      # a private shard directory this node made (removed at stop)
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
-        self.redactor = Redactor()
+        self.redactor = shared_redactor()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
                                       cfg.store.timeout_ms / 1000, cfg.profile_max_stale_s)
