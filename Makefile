@@ -6,7 +6,7 @@ REGISTRY ?= registry
 # Editing packaging or a C kernel must reinstall (and so rebuild the kernels) before anything runs.
 INSTALL_INPUTS := pyproject.toml setup.py $(wildcard shared/*/*.c edge/*.c streaming/*.c)
 
-.PHONY: run test bench lint clean venv
+.PHONY: run test test-fast bench bench-vllm lint clean venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,12 +23,28 @@ $(VENV)/.test-deps: $(INSTALL_INPUTS) | $(BIN)/python
 run: $(VENV)/.run-deps
 	$(BIN)/strata demo --registry $(REGISTRY)
 
+# Tests keep compiled (and assert-rewritten) modules in the venv even where PYTHONDONTWRITEBYTECODE is set:
+# recompiling every test module costs each run ~5 s.
+PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(BIN)/python -m pytest
+TEST_WORKERS ?= 2
+
+# Everything that neither trains, exports, spawns processes nor asserts wall-clock time (markers: tests/conftest.py).
+test-fast: $(VENV)/.test-deps
+	$(PYTEST) tests -q -m "not slow and not timing"
+
+# The full suite: in parallel over TEST_WORKERS processes (a module stays on one worker), then the tests that
+# assert wall-clock bounds or drive the vLLM server alone, so other work cannot skew them.
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests
+	$(PYTEST) tests -n $(TEST_WORKERS) --dist loadscope -m "not timing and not vllm"
+	$(PYTEST) tests -m "timing or vllm"
 
 bench: $(VENV)/.test-deps
 	$(BIN)/strata bench edge --registry $(REGISTRY) --json bench-edge.json
+
+# One-item explain latency, template vs the tiny model on a real vLLM server (builds its cached venv).
+bench-vllm: $(VENV)/.test-deps
+	$(BIN)/python -m tests.support.vllm.bench_explain --registry $(REGISTRY)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

@@ -9,7 +9,9 @@ The optional C kernels:
 - ``strata.shared.ranking._rowmap``: item id -> row lookup (fallback: NumPy searchsorted over sorted hashes);
 - ``strata.shared.ranking._walk``: the ranking kernel's selection walk (fallback: the same walk in Python);
 - ``strata.streaming._murmur2``: Kafka's key partitioner for the ingest's batched produce (fallback: aiokafka's
-  pure-Python murmur2, same partitions).
+  pure-Python murmur2, same partitions);
+- ``strata.streaming._jsonspans``: the offsets of a JSON array's elements, so the ingest checks the event limit
+  and splits a body into events before decoding any (fallback: the same scan with ``re``, slower).
 
 ``optional=True``: a machine without a C compiler still installs Strata and gets the NumPy fallbacks
 (same answers and distributions, slower). ``strata.shared.ranking.bandit.SAMPLER`` and ``strata.shared.ranking.row_map.COMPILED``
@@ -36,5 +38,6 @@ setup(
         Extension("strata.shared.ranking._rowmap", ["shared/ranking/_rowmap.c"], optional=True, extra_compile_args=_ARGS),
         Extension("strata.shared.ranking._walk", ["shared/ranking/_walk.c"], optional=True, extra_compile_args=_ARGS),
         Extension("strata.streaming._murmur2", ["streaming/_murmur2.c"], optional=True, extra_compile_args=_ARGS),
+        Extension("strata.streaming._jsonspans", ["streaming/_jsonspans.c"], optional=True, extra_compile_args=_ARGS),
     ],
 )

@@ -1,8 +1,10 @@
 """The ``strata`` command line. Each command imports what it needs inside itself: ``strata edge`` must
 start without torch, and ``strata --help`` should not load onnxruntime.
 
-Errors from the project (``StrataError``) become one clear line on stderr: exit 2 for configuration,
-1 for everything else. Help texts are rich markup (typer's default): no backticks or RST roles in them.
+Errors from the project (``StrataError``) become one clear line on stderr: exit 2 for configuration
+(a busy port or a bad host included), 1 for everything else. Help is click's plain layout
+(``rich_markup_mode=None``: a flag shows no ``<bool>`` value type, since it takes no value); no backticks
+or RST roles in help texts.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from strata.shared.errors import ConfigError, StrataError
 
 logger = logging.getLogger(__name__)
 
+_PLAIN = {"rich_markup_mode": None, "context_settings": {"max_content_width": 120}}
 app = typer.Typer(name="strata", help="Strata: edge-first personalization serving for retail.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, **_PLAIN)
+bench_app = typer.Typer(help="Benchmarks that print a table and can write JSON.", no_args_is_help=True, **_PLAIN)
 app.add_typer(bench_app, name="bench")
-streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True)
+streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True,
+                            **_PLAIN)
 app.add_typer(streaming_app, name="streaming")
+
 
 def _console() -> Console:
     console = Console()
@@ -139,8 +144,8 @@ def edge(
     A flag overrides the config file and STRATA_* env only when it is given; the defaults shown are
     those of shared/config.py, which apply when neither sets the value.
     """
-    from strata.deploy.listen_address import bind_error, check_listen_address, is_bind_error
     from strata.shared.config import SettingsSource
+    from strata.shared.serving.listen import bind_error, check_listen_address, is_bind_error
     from strata.shared.serving.logs import configure_logging
 
     given = {name: ctx.params[name] if _on_command_line(ctx, name) else None for name in _EDGE_FLAGS}
@@ -207,7 +212,7 @@ def demo(
     registry: Annotated[Path, typer.Option(help="registry; a model is exported into it if it has none")] = Path(
         "registry"),
     port: Annotated[int, typer.Option(help="edge HTTP port (a free one if busy; 0 = any)")] = 8080,
-    once: Annotated[bool, typer.Option("--once", help="exit after the table of answers")] = False,
+    once: Annotated[bool, typer.Option("--once", help="exit after the sample answers")] = False,
 ) -> None:
     """strata up (every missing bundle exported first) plus sample requests: the edge's answers, the requests the
     router escalated, the origin's cold start, a click changing the next answer; then keep serving."""
@@ -301,6 +306,54 @@ def simulate(
         raise typer.Exit(130) from None
 
 
+@app.command()
+def loadtest(
+    host: Annotated[str | None, typer.Option("--host", help="the edge's base URL (only the EdgeWorker callers "
+                                             "run)")] = None,
+    endpoints_file: Annotated[Path | None, typer.Option(
+        "--endpoints-file", help="the JSON strata up writes: every caller class gets its host")] = None,
+    users: Annotated[int, typer.Option("--users", help="Locust users (EdgeWorker, RegionalClient, EventProducer "
+                                       "by weight 6:2:2)")] = 20,
+    spawn_rate: Annotated[float, typer.Option("--spawn-rate", help="users started per second")] = 10.0,
+    run_time: Annotated[str, typer.Option("--run-time", help="how long, e.g. 20s, 1m30s")] = "60s",
+    slo: Annotated[Path | None, typer.Option("--slo", help="SLO file (default: the shipped loadtest/slo.yaml, "
+                                             "this machine's defaults)")] = None,
+    processes: Annotated[int, typer.Option("--processes", help="Locust processes on this machine (its "
+                                           "multi-process mode; -1: one per core)")] = 1,
+    out: Annotated[Path, typer.Option("--out", help="report directory: report.html, locust_stats*.csv, "
+                                      "latency.png, slo.json, report.json")] = Path("loadtest-report"),
+    registry: Annotated[Path, typer.Option(help="catalog the callers draw from, and the registry strata up "
+                                           "serves when started here")] = Path("registry"),
+) -> None:
+    """Locust latency test with an SLO gate: per-tier percentiles, pass/fail per SLO, exit 1 on a breach.
+
+    With neither --host nor --endpoints-file, strata up is started here and stopped after. Exit 2: bad usage
+    or an unreachable host."""
+    from strata.deploy.launcher import LAUNCHER
+    from strata.loadtest.gate import Options, Unreachable, run_loadtest
+    from strata.loadtest.slo import DEFAULT_FILE
+    from strata.shared.serving.logs import configure_logging
+
+    configure_logging("WARNING", json=False)
+    opts = Options(host=host, endpoints_file=endpoints_file, users=users, spawn_rate=spawn_rate, run_time=run_time,
+                   slo=slo or DEFAULT_FILE, processes=processes, out=out, registry=registry)
+    try:
+        code = run_loadtest(opts, LAUNCHER, _console())
+    except Unreachable as exc:
+        print(f"strata loadtest: unreachable: {exc.reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except ConfigError as exc:
+        where = f"--{exc.field}: " if exc.field and not exc.field.startswith("slos") else ""
+        print(f"strata loadtest: bad usage: {where}{exc.reason}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except StrataError as exc:
+        raise _fail("loadtest", exc) from None
+    except KeyboardInterrupt:
+        print("strata loadtest: interrupted; everything it started has been stopped", file=sys.stderr)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
 @bench_app.command("edge")
 def bench_edge(
     registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
@@ -385,10 +438,13 @@ def bench_streaming(
     if miss:
         print(f"strata bench streaming: {len(miss)} target(s) missed: {'; '.join(miss)}", file=sys.stderr)
     raise typer.Exit(1 if miss else 0)
+
+
 @bench_app.command("origin")
 def bench_origin(
-    registry: Annotated[Path, typer.Option(help="registry of one export with the retrieval + ranker bundles, e.g. "
-                                                "strata export --items 100000 --no-text --out DIR")] = Path("registry"),
+    registry: Annotated[Path, typer.Option(help="registry of one export with the retrieval + ranker bundles; "
+                                                "exported first (--items of them, no text encoder) when it has "
+                                                "none")] = Path("registry"),
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     items: Annotated[int, typer.Option(help="least catalog size the run must cover (the target)")] = 100_000,
     requests: Annotated[int, typer.Option(help="timed recommend requests")] = 400,
@@ -403,10 +459,16 @@ def bench_origin(
     deep ranker."""
     import json
 
+    from strata.deploy.exporting import ensure_exported
     from strata.loadtest.bench_origin import print_table, run
+    from strata.model_export.exporters import ExportRequest
+    from strata.shared.config import OriginSettings
 
     console = _console()
+    cfg = OriginSettings()
     try:
+        ensure_exported(registry.resolve(), (cfg.model, cfg.retrieval_model, cfg.ranker_model), console,
+                        ExportRequest(n_items=items))
         result = run(registry, min_items=items, requests=requests, ef=ef, exact=exact, vllm_url=vllm)
     except StrataError as exc:
         raise _fail("bench origin", exc) from None
@@ -416,6 +478,29 @@ def bench_origin(
     if result["missed"]:
         print(f"strata bench origin: target(s) missed: {', '.join(result['missed'])}", file=sys.stderr)
     raise typer.Exit(1 if result["missed"] else 0)
+
+
+@app.command("soak")
+def soak(
+    minutes: Annotated[float, typer.Option(min=0.5, help="minutes of traffic (every fault once per 5 minutes)")] = 10.0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    registry: Annotated[Path, typer.Option(help="registry with an edge-scorer bundle")] = Path("registry"),
+) -> None:
+    """Mixed traffic while the processor, the streaming service, the broker (a restart losing its log included)
+    and Valkey (persistence on) are killed and restarted: events answered 202 vs applied (lost, doubled), 5xx per
+    tier, recovery time per fault, p99 per phase. Exits 1 on any loss."""
+    from strata.deploy.demo import ensure_bundle
+    from strata.deploy.launcher import LAUNCHER
+    from strata.loadtest.soak import main, print_report
+    from strata.shared.config import EdgeSettings
+
+    ensure_bundle(registry.resolve(), EdgeSettings().model, _console())
+    try:
+        result = main(LAUNCHER, str(registry), minutes, str(json_path) if json_path else None)
+    except StrataError as exc:
+        raise _fail("soak", exc) from None
+    print_report(result, _console())
+    raise typer.Exit(0 if result["passed"] else 1)
 
 
 @app.command("eval")
@@ -451,7 +536,8 @@ def streaming_overrides(**flags: Any) -> dict[str, Any]:
 def streaming_serve(
     port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
     broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
-    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db, or 'none' (the ingest API "
+                                                   "alone: needs streaming.tier2.enabled false)")] = None,
     registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
     host: Annotated[str | None, typer.Option(help="bind address")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config file (STRATA_* env still applies)")] = None,
@@ -476,7 +562,8 @@ def streaming_serve(
 @streaming_app.command("process")
 def streaming_process(
     broker: Annotated[str | None, typer.Option(help="Kafka bootstrap servers HOST:PORT")] = None,
-    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db")] = None,
+    store: Annotated[str | None, typer.Option(help="online store redis://host:port/db (the processor writes to "
+                                                   "it: 'none' is refused)")] = None,
     registry: Annotated[str | None, typer.Option(help="model registry directory")] = None,
     group: Annotated[str | None, typer.Option(help="consumer group")] = None,
     metrics_port: Annotated[int | None, typer.Option(help="serve /metrics on this port")] = None,
@@ -506,8 +593,10 @@ def streaming_broker(
     import signal as _signal
 
     from strata.deploy.tansu import TansuProcess
+    from strata.shared.serving.listen import check_listen_address
 
     try:
+        check_listen_address("127.0.0.1", port, section="streaming broker", port_key="--port")
         proc = TansuProcess(port).start()
     except StrataError as exc:
         raise _fail("streaming broker", exc) from None
@@ -517,3 +606,80 @@ def streaming_broker(
         _signal.sigwait({_signal.SIGINT, _signal.SIGTERM})
     finally:
         proc.stop()
+
+
+@app.command()
+def capacity(
+    recommend_rps: Annotated[float, typer.Option("--recommend-rps", min=0, help="recommend requests/s at the edges")],
+    events_per_s: Annotated[float, typer.Option("--events-per-s", min=0, help="click-stream events/s posted to ingest")],
+    sessions: Annotated[int, typer.Option("--sessions", min=0, help="live sessions (within streaming.session_ttl_s)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the plan, inputs and figures as JSON")] = False,
+    measure: Annotated[bool, typer.Option("--measure", help="rerun the benchmarks the figures come from first "
+                                                            "(minutes; run it on a quiet machine)")] = False,
+    results: Annotated[Path | None, typer.Option(help="read the figures from this directory (default: "
+                                                      "loadtest/results; with --measure: where they are written)")]
+    = None,
+    registry: Annotated[Path, typer.Option(help="--measure: registry with an edge-scorer bundle")] = Path("registry"),
+    origin_registry: Annotated[Path | None, typer.Option(help="--measure: also rerun the origin benchmark on this "
+                                                              "registry (strata export --items 100000 --no-text)")]
+    = None,
+    quick: Annotated[bool, typer.Option("--quick", help="--measure: short runs (smoke test, noisy figures)")] = False,
+    users: Annotated[int | None, typer.Option(min=0, help="users with a profile (default: one per session)")] = None,
+    edge_cache_hit: Annotated[float, typer.Option(min=0, max=1, help="share of edge requests its response cache "
+                                                                     "answers (strata_edge cache metrics)")] = 0.0,
+    streaming_share: Annotated[float, typer.Option(min=0, max=1, help="share of requests escalated to tier 2")]
+    = 0.25,
+    origin_share: Annotated[float, typer.Option(min=0, max=1, help="share of requests escalated to the origin")]
+    = 0.10,
+    impressions: Annotated[bool, typer.Option("--impressions/--no-impressions",
+                                              help="every answer logged as an impression event")] = True,
+    events_per_post: Annotated[float, typer.Option(min=1, help="events per POST /v1/events (1: a browser "
+                                                               "beacon; SDKs batch)")] = 1.0,
+    target_utilization: Annotated[float, typer.Option(min=0.05, max=1.0, help="CPU share a replica runs at")] = 0.6,
+    shard_memory_gb: Annotated[float, typer.Option(min=0.1, help="usable memory of one Valkey master")] = 25.0,
+    dedup_ttl_s: Annotated[float | None, typer.Option(min=1, help="event ids remembered (default: "
+                                                                  "streaming.dedup_ttl_s)")] = None,
+) -> None:
+    """How many edge, ingest, tier-2, origin and processor replicas, Kafka partitions and Valkey shards a load
+    needs, from per-core figures measured on this machine (each figure says which result file it comes from)."""
+    import contextlib
+    import dataclasses
+    import json
+    import tempfile
+
+    from strata.deploy import capacity as cap
+
+    console = _console()
+    dirs = [] if results is None else [results]
+    if measure:
+        from strata.deploy.demo import ensure_bundle
+
+        out = results or Path(tempfile.mkdtemp(prefix="strata-capacity-"))
+        progress = Console(stderr=True) if json_out else console
+        try:
+            with contextlib.redirect_stdout(sys.stderr if json_out else sys.stdout):   # --json: stdout is the JSON
+                ensure_bundle(registry.resolve(), EdgeSettings().model, progress)
+                cap.measure(registry, out, quick=quick, origin_registry=origin_registry, console=progress)
+        except StrataError as exc:
+            raise _fail("capacity", exc) from None
+        dirs = [out]
+    dirs.append(cap.committed_results())
+    load = cap.Load(recommend_rps, events_per_s, sessions, users=users, impressions=impressions,
+                    events_per_post=events_per_post,
+                    edge_cache_hit=edge_cache_hit, streaming_share=streaming_share, origin_share=origin_share,
+                    target_utilization=target_utilization, shard_memory_gb=shard_memory_gb)
+    if dedup_ttl_s is not None:
+        load = dataclasses.replace(load, dedup_ttl_s=dedup_ttl_s)
+    try:
+        rep = cap.report(load, cap.load_figures(dirs))
+    except ValueError as exc:
+        print(f"strata capacity: bad input: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except (FileNotFoundError, KeyError) as exc:
+        print(f"strata capacity: error: missing figure: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if json_out:
+        print(json.dumps(rep, indent=2))
+        return
+    for table in cap.tables(rep):
+        console.print(table)

@@ -21,7 +21,8 @@ from strata.shared.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DATASETS = ("online-retail",)
-_METRIC_COLUMNS = ("ndcg@10", "recall@10", "recall@20", "recall@50", "mrr", "coverage", "diversity", "novelty")
+_METRIC_COLUMNS = ("ndcg@10", "recall@10", "recall@20", "recall@50", "mrr", "explore_ndcg@10", "explore_recall@20",
+                   "coverage", "diversity", "novelty")
 
 
 def run_eval(dataset: str, path: Path, console: Console, *, cut: str = "2011-11-01",
@@ -60,7 +61,9 @@ def _write(path: Path, flag: str, write: Callable[[], object]) -> None:
 
 
 def results_table(report: dict[str, Any]) -> Table:
-    """One row per model and segment; the tuned parameters and split counts go in the caption."""
+    """One row per model and segment, the mean over the training seeds with ± the spread (max - min) where a
+    model has several; the tuned parameters, the split counts and Strata against the best baseline in the
+    caption."""
     split = report["split"]
     table = Table(title=f"offline evaluation, test invoices from {split['cut']} "
                         f"({report['seconds'].get('wall', report['seconds'].get('total', 0.0)):.0f} s)")
@@ -68,14 +71,33 @@ def results_table(report: dict[str, Any]) -> Table:
     table.add_column("segment")
     table.add_column("invoices", justify="right")
     for name in _METRIC_COLUMNS:
-        table.add_column(name, justify="right")
+        table.add_column(name.replace("explore_", "explore "), justify="right")
+    spreads = report.get("spread", {})
     for model, segments in report["models"].items():
+        seeded = len(report.get("runs", {}).get(model, ())) > 1
         for segment, metrics in segments.items():
-            values = [("-" if metrics[m] is None else f"{metrics[m]:.4f}") for m in _METRIC_COLUMNS]
+            spread = spreads.get(model, {}).get(segment, {})
+            values = [_cell(metrics[m], spread.get(m) if seeded and m == "ndcg@10" else None)
+                      for m in _METRIC_COLUMNS]
             table.add_row(model, segment, str(split["test"][segment]["invoices"]), *values)
     tuned = [f"{name}: {t['params']} (validation ndcg@10 {t['validation_ndcg@10']})"
              for name, t in report.get("tuning", {}).items()]
     train = split["train"]
-    table.caption = "\n".join([f"train: {train['invoices']} invoices, {train['customers']} customers "
-                               f"before {split['cut']}", *tuned])
+    seeds = report.get("seeds", [])
+    lines = [f"train: {train['invoices']} invoices, {train['customers']} customers before {split['cut']}; "
+             f"seeded models: mean ± (max - min) over training seeds {seeds}", *tuned]
+    comparison = report.get("comparison", {})
+    for segment in ("returning", "unseen"):
+        c = comparison.get(segment)
+        if c:
+            lines.append(f"strata vs best baseline, {segment}: {c['ratio']:.3f}x {c['best_baseline']} "
+                         f"(ndcg@10 {c['strata']:.4f} vs {c['baseline']:.4f}; margin above the spread: "
+                         f"{'yes' if c['margin_exceeds_spread'] else 'no'})")
+    table.caption = "\n".join(lines)
     return table
+
+
+def _cell(value: float | None, spread: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if spread is None else f"{value:.4f} ±{spread:.4f}"

@@ -72,6 +72,20 @@ def export_all_with_progress(out: Path, console: Console, request: Any) -> list[
     return results
 
 
+def ensure_exported(registry: Path, models: tuple[str, ...], console: Console, request: Any) -> None:
+    """When one of ``models`` has no CURRENT pointer in ``registry``, export every bundle into it first, as
+    ``strata export --out REGISTRY`` does with ``request`` (a ``model_export.exporters.ExportRequest``)."""
+    from strata.shared.models.bundle import CURRENT_FILE
+
+    missing = [m for m in models if not (registry / m / CURRENT_FILE).is_file()]
+    if not missing:
+        console.print(f"registry: {registry} (existing bundles)")
+        return
+    console.print(f"registry: {registry} has no {', '.join(missing)}; exporting first "
+                  f"(strata export --out {registry} --items {request.n_items} --no-text)")
+    console.print(bundles_table(export_all_with_progress(registry, console, request)))
+
+
 def bundles_table(results: list[tuple[str, Any]]) -> Table:
     """One line per bundle written: where, version, seconds, the parity gate it passed."""
     table = Table(title="exported bundles")

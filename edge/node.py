@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
+from collections.abc import Callable
 
 from strata.edge.app import build_app
 from strata.edge.bandit_cache import BanditCounts
@@ -64,8 +66,9 @@ async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 3, wait_s: fl
 
 class EdgeNode:
     def __init__(self, settings: StrataSettings, source: SettingsSource | None = None,
-                 upstream: UpstreamClient | None = None) -> None:
-        """``upstream``: the router's client (None: the edge answers every request itself)."""
+                 upstream: UpstreamClient | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``upstream``: the router's client (None: the edge answers every request itself). ``clock`` (seconds,
+        monotonic) ages cached session vectors; tests pass a fake one."""
         cfg = self.cfg = settings.edge
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
@@ -78,7 +81,7 @@ class EdgeNode:
 
         self.slot = ModelSlot(make_ranker, settings.guardrails, cfg.pool_size, on_install=self.metrics.model_loaded)
         self.responses = ResponseCache(cfg.cache)
-        self.sessions = TTLCache(cfg.cache.session_size, cfg.cache.session_max_stale_s)
+        self.sessions = TTLCache(cfg.cache.session_size, cfg.cache.session_max_stale_s, clock=clock)
         session_source = PopSessions(self.store, self.health, self.sessions, cfg.cache, cfg.store.timeout_ms / 1000)
         store_health = self.health if self.store.configured else None   # None: never degraded
         broker = cfg.impressions.broker.strip()
@@ -110,7 +113,7 @@ class EdgeNode:
         self.invalidations = InvalidationListener(cfg.store.url, self.invalidate_session) \
             if self.store.configured else None
         self._refresher = BanditRefresher(self.slot, self.store, self.health, on_refresh=self.metrics.bandit_refresh)
-        self._tasks: list[asyncio.Task] = []
+        self._running: contextlib.AsyncExitStack | None = None    # what start() opened, closed by stop()
 
     # -- model ----------------------------------------------------------------------------------
     def load_model(self, version: str | None = None) -> LoadedBundle:
@@ -130,40 +133,52 @@ class EdgeNode:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.slot.current is None:
-            await asyncio.to_thread(self.load_model)
-        # Open the connections now so the first requests' short deadline is not spent on connects; the
-        # store counts as up only once it answered.
-        if self.store.configured:
-            if await self.store.warm(self.cfg.store.warm_connections):
-                self.health.succeeded()
-            else:
-                self.health.failed(ConnectionError("store not reachable at start"))
-        poll = self.cfg.reload_poll_s
-        self._tasks = [asyncio.create_task(self.registry_watch.run(poll), name="reload"),
-                       asyncio.create_task(self._refresher.run(self.cfg.store.bandit_refresh_s),
-                                           name="bandit-refresh")]
-        if self.store.configured:
-            self._tasks.append(asyncio.create_task(self.health.run(), name="store-prober"))
-        if self.invalidations is not None:
-            self._tasks.append(asyncio.create_task(self.invalidations.run(), name="invalidations"))
-        if self.impressions is not None:
-            self._tasks.append(asyncio.create_task(self.impressions.run(), name="impression-log"))
-        if self.config_watch is not None:
-            self._tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
-            # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):   # not the main thread
-                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.config_watch.check_once, True)
+        """Open the store connections and start the background work. Each part is registered right after it
+        is opened, so ``stop`` (or a failure half-way through here) closes them in reverse order, each
+        whatever the ones before it raised."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.store.close)
+            if self.slot.current is None:
+                await asyncio.to_thread(self.load_model)
+            # Open the connections now so the first requests' short deadline is not spent on connects; the
+            # store counts as up only once it answered.
+            if self.store.configured:
+                if await self.store.warm(self.cfg.store.warm_connections):
+                    self.health.succeeded()
+                else:
+                    self.health.failed(ConnectionError("store not reachable at start"))
+            stack.push_async_callback(self.health.stop)
+            if self.impressions is not None:
+                stack.push_async_callback(self.impressions.stop)   # sends what is buffered (bounded), then closes
+            if self.config_watch is not None:
+                # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):   # not the main thread
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.config_watch.check_once, True)
+                    stack.callback(asyncio.get_running_loop().remove_signal_handler, signal.SIGHUP)
+            tasks: list[asyncio.Task] = []
+            stack.push_async_callback(cancel_and_wait, tasks)
+            poll = self.cfg.reload_poll_s
+            tasks += [asyncio.create_task(self.registry_watch.run(poll), name="reload"),
+                      asyncio.create_task(self._refresher.run(self.cfg.store.bandit_refresh_s), name="bandit-refresh")]
+            if self.store.configured:
+                tasks.append(asyncio.create_task(self.health.run(), name="store-prober"))
+            if self.invalidations is not None:
+                tasks.append(asyncio.create_task(self.invalidations.run(), name="invalidations"))
+            if self.impressions is not None:
+                tasks.append(asyncio.create_task(self.impressions.run(), name="impression-log"))
+            if self.config_watch is not None:
+                tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
+            self._running = stack.pop_all()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
-        if self.impressions is not None:
-            await self.impressions.stop()      # sends what is buffered (bounded), then closes the producer
-        await self.health.stop()
-        if self.config_watch is not None:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        await self.store.close()
+        """Cancel the background work, then close what ``start`` opened, in reverse order. Without a
+        ``start`` (tests, tools) only a probe a failed read began and the store client are closed."""
+        running, self._running = self._running, None
+        if running is None:
+            await self.health.stop()
+            await self.store.close()
+            return
+        await running.aclose()
 
     def invalidate_session(self, tenant: str, session_id: str) -> None:
         """The session's vector changed in the store: drop its cached vector and answers."""

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from strata.loadtest.bench_report import machine_info
+
 logger = logging.getLogger(__name__)
 TARGET_P95_MS = 30.0
 TARGET_RECALL = 0.95
@@ -240,6 +242,7 @@ def run(registry: Path, *, min_items: int = TARGET_ITEMS, requests: int = 400, w
         ("ann_recall_at_500", out["ann_recall_at_500"] >= TARGET_RECALL),
         ("model_items", out["model_items"] >= min_items and out["in_catalog"] >= min_items),
         ("scored_by", set(out["scored_by"]) == {"ranker"})) if not ok]
+    out["machine"] = machine_info()        # the run's date and machine, quoted by docs/benchmarks.md
     return out
 
 

@@ -10,8 +10,10 @@ equal-length slices of that order:
     tables [a, b)  -> held-out rows [b, n)
     tables [n-w, n) -> the tables shipped in the bundle (what the edge serves on future traffic)
 
-Session vectors for a row come from ``shared.ranking.features.session_vector`` over the learned embeddings of the
-items its session clicked before that slate (the stream processor calls the same function when serving).
+A row's session vector is the one the stream processor would have served when its slate was shown: every
+event of the session before the slate's time (clicks, views, carts, purchases), replayed in log order through
+``shared.ranking.session_update`` (event-time decay, per-type weights: the processor's ``streaming.session``
+rule) over the window's item embeddings. Training and serving share that one definition.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 
 from strata.model_export.embeddings import click_popularity, interaction_matrix, learn_item_vectors
 from strata.model_export.world import World
-from strata.shared.contracts.api import CHANNELS, DEVICES
-from strata.shared.ranking.features import assemble, context_block, item_block, session_vector
+from strata.shared.contracts.api import CHANNELS, DEVICES, EVENT_TYPES
+from strata.shared.ranking.features import assemble, context_block, item_block
+from strata.shared.ranking.session_update import SessionAcc, SessionRule, apply_event, session_vec
 
 logger = logging.getLogger(__name__)
 
@@ -67,33 +70,52 @@ def context_table() -> np.ndarray:
     ])
 
 
-def session_sims(world: World, item_vectors: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For impression indices ``rows``: (has_session 0/1, cosine of the item to the session vector
-    built from the session's clicks strictly before the row's slate)."""
+def slate_session_vectors(world: World, item_vectors: np.ndarray, slates: np.ndarray,
+                          rule: SessionRule) -> tuple[np.ndarray, np.ndarray]:
+    """For slate indices ``slates`` (ascending): (float32 [n, EMBED_DIM] session vectors, bool [n] has one).
+
+    A slate's vector is ``session_vec`` of the session's state after ``apply_event`` of each of its events
+    earlier than the slate (log order, weight from ``rule``; weight-0 types do not move it), exactly what
+    the processor writes for those events and the edge reads."""
     s = world.sessions
-    steps = world.config.max_steps
-    clicked = np.flatnonzero(s.imp_clicked)  # already ordered by (session, step, position)
-    click_sess, click_item = s.imp_session[clicked], s.imp_item[clicked]
-    click_key = click_sess * steps + s.imp_step[clicked]
-    imp_sess = s.imp_session[rows]
-    last = np.searchsorted(click_key, imp_sess * steps + s.imp_step[rows], side="left") - 1
-    valid = last >= 0
-    valid[valid] = click_sess[last[valid]] == imp_sess[valid]
-    first_click = np.searchsorted(click_sess, click_sess, side="left")
-    needed = np.unique(last[valid])
-    vec_of = np.zeros((needed.size, item_vectors.shape[1]), dtype=np.float32)
-    has_vec = np.zeros(needed.size, dtype=bool)
-    for j, g in enumerate(needed.tolist()):
-        v = session_vector(item_vectors[click_item[first_click[g]:g + 1]])
-        if v is not None:
-            vec_of[j], has_vec[j] = v, True
-    slot = np.searchsorted(needed, last[valid])
-    has = np.zeros(rows.size, dtype=np.float32)
-    sims = np.zeros(rows.size, dtype=np.float32)
-    hit = np.flatnonzero(valid)[has_vec[slot]]
-    slot = slot[has_vec[slot]]
-    has[hit] = 1.0
-    sims[hit] = np.einsum("nd,nd->n", item_vectors[s.imp_item[rows[hit]]], vec_of[slot])
+    first_imp = np.searchsorted(s.imp_slate, slates)
+    slate_sess, slate_ts = s.imp_session[first_imp], s.imp_ts_ms[first_imp]
+    weight = np.array([rule.weight(t) for t in EVENT_TYPES])
+    ev_start = np.searchsorted(s.ev_session, slate_sess, side="left")
+    ev_end = np.searchsorted(s.ev_session, slate_sess, side="right")
+    ev_item, ev_type, ev_ts = s.ev_item.tolist(), s.ev_type.tolist(), s.ev_ts_ms.tolist()
+    out = np.zeros((slates.size, item_vectors.shape[1]), dtype=np.float32)
+    has = np.zeros(slates.size, dtype=bool)
+    session, nxt = -1, 0
+    state: SessionAcc | None = None
+    vec: np.ndarray | None = None
+    for k, (sess, ts, lo, hi) in enumerate(zip(slate_sess.tolist(), slate_ts.tolist(), ev_start.tolist(),
+                                               ev_end.tolist(), strict=True)):
+        if sess != session:                      # slates come in (session, time) order
+            session, state, nxt, vec = sess, None, lo, None
+        moved = False
+        while nxt < hi and ev_ts[nxt] < ts:
+            w = float(weight[ev_type[nxt]])
+            if w != 0.0:
+                state = apply_event(state, item_vectors[ev_item[nxt]], w, ev_ts[nxt], rule)
+                moved = True
+            nxt += 1
+        if moved:
+            vec = session_vec(state)
+        if vec is not None:
+            out[k], has[k] = vec, True
+    return out, has
+
+
+def session_sims(world: World, item_vectors: np.ndarray, rows: np.ndarray,
+                 rule: SessionRule | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For impression indices ``rows``: (has_session 0/1, cosine of the item to the session vector served
+    when the row's slate was shown: ``slate_session_vectors``)."""
+    s = world.sessions
+    slates, slot = np.unique(s.imp_slate[rows], return_inverse=True)
+    vecs, ok = slate_session_vectors(world, item_vectors, slates, rule or SessionRule())
+    has = ok[slot].astype(np.float32)
+    sims = np.einsum("nd,nd->n", item_vectors[s.imp_item[rows]], vecs[slot])   # 0 where there is no vector
     return has, sims
 
 

@@ -13,7 +13,17 @@ from scipy import sparse
 
 from strata.model_export.evaluation.baskets import Baskets
 from strata.model_export.evaluation.split import Queries
-from strata.shared.models.ranker_features import DAY_MS, RECENT_DAYS, Histories, ItemStats
+from strata.shared.models.next_basket import basket_ordinals, tifu_weights
+from strata.shared.models.ranker_features import (
+    DAY_MS,
+    RECENT_DAYS,
+    TIFU_M,
+    TIFU_RB,
+    TIFU_RG,
+    Histories,
+    ItemStats,
+)
+from strata.shared.models.ranker_neighbours import CustomerVectors
 
 BLOCK = 1024  # items per block of the co-visitation product: a dense [1024, n_items] float32 block
 
@@ -32,9 +42,13 @@ def item_stats(train: Baskets, neighbours: int = 100, text: np.ndarray | None = 
     repeaters = np.bincount(per_buyer.indices[per_buyer.data >= 2], minlength=n_items).astype(np.float64)
     repeat_rate = (repeaters / np.maximum(buyers, 1.0)).astype(np.float32)
     items, weights = covisitation_neighbours(per_buyer, neighbours)
+    ordinal, count = basket_ordinals(train.customer, train.invoice)
+    first = np.bincount(train.item[ordinal == 0], minlength=n_items).astype(np.float32)
+    customers = CustomerVectors.from_pairs(train.customer, train.item,
+                                           tifu_weights(ordinal, count, TIFU_M, TIFU_RB, TIFU_RG), n_items)
     return ItemStats(popularity, recent_pop, train.catalog.price.astype(np.float32),
                      train.catalog.category.astype(np.int64), repeat_rate, items, weights,
-                     None if text is None else np.asarray(text, dtype=np.float32))
+                     None if text is None else np.asarray(text, dtype=np.float32), first, customers)
 
 
 def covisitation_neighbours(per_buyer: sparse.csr_matrix, neighbours: int) -> tuple[np.ndarray, np.ndarray]:

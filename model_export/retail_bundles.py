@@ -147,11 +147,7 @@ def ship_tower_index(stage: Path, item_ids: np.ndarray, categories: np.ndarray, 
 
 def _write_ranker(stage: Path, baskets: Baskets, models: TrainedModels, version: str, source: dict,
                   parity: dict, params: StrataParams) -> None:
-    s = models.stats
-    text = {} if s.text is None else {"text": s.text.astype(np.float32)}
-    np.savez(stage / RB.ITEM_STATS_FILE, popularity=s.popularity, recent_popularity=s.recent_popularity,
-             price=s.price, category=s.category, repeat_rate=s.repeat_rate, covis_items=s.covis_items,
-             covis_weights=s.covis_weights, **text)
+    np.savez(stage / RB.ITEM_STATS_FILE, **RB.item_stats_arrays(models.stats))
     registry.write_items(stage / B.ITEMS_FILE, _items(baskets, extra=False))
     manifest = _common(RB.RANKER_MODEL, version, source, models) | {
         "inputs": [{"name": FEATURES_INPUT, "dtype": "float32", "shape": ["N", N_FEATURES]}],

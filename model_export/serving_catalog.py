@@ -2,7 +2,7 @@
 
 The edge scorer's click model needs impressions and clicks, which purchase logs do not have, so its
 weights still come from the synthetic world; what the edge SERVES comes from the real data: the item
-table (ids, titles, derived categories, median prices, invoice popularity), the ``shared.ranking.features`` item
+table (ids, titles, derived categories named by their titles' most distinctive words, median prices, invoice popularity), the ``shared.ranking.features`` item
 rows built from them, the SVD item vectors of the customer x item purchases and the popular pools. The
 scorer's features are generic (category one-hot, log price, log popularity, age flag, context, session
 similarity), so the same graph scores the real catalog; no item is age-restricted in this data.
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from strata.model_export.datasets.item_categories import category_names
 from strata.model_export.datasets.online_retail import RetailLog
 from strata.model_export.registry import top_pools
 from strata.shared.contracts.api import CHANNELS
@@ -38,7 +39,7 @@ def retail_serving_catalog(log: RetailLog, seed: int = 7) -> ServingCatalog:
     category = np.asarray(log.category, dtype=np.int64)
     if category.size and category.max() >= N_CATEGORIES:
         raise ValueError(f"derived categories must be < {N_CATEGORIES} (shared.ranking.features one-hot)")
-    names = np.array([f"cluster-{c:02d}" for c in range(N_CATEGORIES)])
+    names = category_names(log.title, category)  # readable: the clusters' most distinctive title words
     age = np.zeros(n, dtype=np.int8)
     popularity = log.popularity.astype(np.float64)
     columns = {"item_id": log.item_id.astype(str), "category": names[category],

@@ -34,6 +34,7 @@ from strata.shared.ranking.features import N_CATEGORIES
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(slots=True)
 class World:
     config: WorldConfig
@@ -153,7 +154,6 @@ def generate_world(config: WorldConfig | None = None, **overrides: int) -> World
                 cfg.seed, len(catalog), cfg.n_users, cfg.n_sessions, sessions.imp_item.shape[0],
                 sessions.ev_type.shape[0])
     return world
-
 
 
 def new_users(world: World, n: int, seed: int, prefix: str = "SIM-U-") -> Users:

@@ -47,9 +47,10 @@ class OriginModels:
     usable_cache: dict = field(default_factory=dict)            # ``origin.tower_search.usable_items``
     _sentinels: tuple[np.ndarray, np.ndarray] | None = None
 
-    def sentinels(self, n: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-        """Evenly spaced model items whose exact scores check an ANN answer (``origin.tower_search``) and
-        their vectors, contiguous (gathering them per request cost 0.45 ms at 100k; cached: 0.02 ms)."""
+    def sentinels(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` evenly spaced model items whose exact scores check an ANN answer (``origin.tower_search``) and
+        their vectors, contiguous (gathering them per request cost 0.45 ms at 100k; cached: 0.02 ms;
+        the first call's ``n`` holds until ``vectors_changed``)."""
         if self._sentinels is None:
             total = int(self.model_ids.size)
             items = np.unique(np.linspace(0, total - 1, min(n, total)).astype(np.int64))

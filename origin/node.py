@@ -8,6 +8,7 @@ bundle's shipped shard, when the registry has one), compile the guardrails. Then
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -71,6 +72,7 @@ class OriginNode:
         self._shard_dir: Path | None = None      # a private shard directory this node made (removed at stop)
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
+        self._opened = contextlib.ExitStack()    # what load() opened (indexes, shard directories), closed at stop
         self.redactor = shared_redactor()
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
@@ -106,12 +108,18 @@ class OriginNode:
             index = open_item_index(Path(cfg.registry) / cfg.model / bundle.version, bundle.catalog, Path(location))
         if index is None:
             index = build_index(bundle.catalog, cfg.vector_index.backend, location)
+        self._opened.callback(index.close)
         covis = load_covisitation(Path(cfg.registry) / cfg.model / bundle.version, len(bundle.catalog))
         models = load_origin_models(cfg.registry, cfg.retrieval_model, cfg.ranker_model, bundle.catalog,
                                     cfg.ort_threads)
         if models is not None:
             models.index = self._load_tower_index(models, bundle.catalog)
-        self.state = OriginState(bundle, index, self.policy, self._load_text(bundle.catalog), covis, models)
+            if models.index is not None:
+                self._opened.callback(models.index.close)
+        text = self._load_text(bundle.catalog)
+        if text is not None:
+            self._opened.callback(text.close)
+        self.state = OriginState(bundle, index, self.policy, text, covis, models)
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
@@ -125,7 +133,7 @@ class OriginNode:
             if vi.backend == "edge":
                 # next to a configured shard directory (like the text shard), else in the private one
                 if vi.url:
-                    self._tower_dir = _beside(Path(vi.url), "-tower")
+                    self._tower_dir = self._removed_at_stop(_beside(Path(vi.url), "-tower"))
                 shard = (self._tower_dir or self._private_dir()) / "tower"
                 bdir = Path(self.cfg.registry) / self.cfg.retrieval_model / models.versions["retrieval"]
                 index = open_tower_index(bdir, models, catalog, shard)
@@ -137,8 +145,12 @@ class OriginNode:
 
     def _private_dir(self) -> Path:
         if self._shard_dir is None:
-            self._shard_dir = private_shard_dir()
+            self._shard_dir = self._removed_at_stop(private_shard_dir())
         return self._shard_dir
+
+    def _removed_at_stop(self, d: Path) -> Path:
+        self._opened.callback(shutil.rmtree, d, ignore_errors=True)
+        return d
 
     def _load_text(self, catalog) -> TextSearch | None:
         """The text search, or None (lexical content source) when there is no text-encoder bundle or it
@@ -148,7 +160,7 @@ class OriginNode:
         if vi.backend == "edge":
             # next to a configured item shard directory (the demo keeps all of a run's files in one place);
             # else a private temporary directory; removed at stop either way
-            self._text_dir = _beside(Path(vi.url), "-text") if vi.url else private_shard_dir()
+            self._text_dir = self._removed_at_stop(_beside(Path(vi.url), "-text") if vi.url else private_shard_dir())
         try:
             return load_text_search(cfg.registry, catalog, model=cfg.text_model, backend=vi.backend,
                                     location=vi.url if vi.backend == "qdrant" else None,
@@ -173,26 +185,16 @@ class OriginNode:
             logger.warning("store not reachable at start; profiles fall back until it is")
 
     async def stop(self) -> None:
-        """Close clients, then the index, then remove the private shard directory, whatever fails first."""
-        try:
-            await self.reasoner.close()
-            await self.profiles.store.close()
-        finally:
-            try:
-                if self.state is not None:
-                    try:
-                        self.state.index.close()
-                    finally:
-                        if self.state.text is not None:
-                            self.state.text.close()
-                        models = self.state.models
-                        if models is not None and models.index is not None:
-                            models.index.close()
-            finally:
-                for d in (self._shard_dir, self._text_dir, self._tower_dir):
-                    if d is not None:
-                        shutil.rmtree(d, ignore_errors=True)
-                self._shard_dir = self._text_dir = self._tower_dir = None
+        """Close the clients, then what ``load`` opened in reverse order (an index before its directory),
+        each whatever the ones before it raised."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(self._opened.pop_all())
+            stack.callback(self._forget_dirs)
+            stack.push_async_callback(self.profiles.store.close)
+            stack.push_async_callback(self.reasoner.close)
+
+    def _forget_dirs(self) -> None:
+        self._shard_dir = self._text_dir = self._tower_dir = None
 
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:

@@ -49,13 +49,11 @@ class TowerSearch:
         self.limit = limit
         self.ef = ef
         self.exact = exact
-        self.searches = 0
         self.checked_exact = 0          # ANN answers the sample check replaced by an exact scan
         self.index_failures = 0
 
     def nearest(self, ctx: OriginCtx, models: OriginModels, user: np.ndarray) -> Nearest:
         """ANN (checked) when the index is loaded and works; else exact (index failure: degraded)."""
-        self.searches += 1
         age_ok = ctx.oreq.req.context.age_verified
         if models.index is not None and not self.exact:
             try:
@@ -80,7 +78,7 @@ class TowerSearch:
 
 def complete(models: OriginModels, user: np.ndarray, found: np.ndarray, lowest: float, usable: np.ndarray) -> bool:
     """False when a usable sample item scores above the answer's lowest hit but is not in it."""
-    sample, vectors = models.sentinels()
+    sample, vectors = models.sentinels(SENTINELS)
     above = sample[(vectors @ user) > lowest + TIE]
     if not above.size:
         return True

@@ -42,10 +42,10 @@ class _Section(BaseModel):
 
 class CacheSettings(_Section):
     response_size: int = Field(50_000, ge=0, description="response cache entries (0 turns it off)")
-    response_ttl_s: float = Field(2.0, gt=0)
+    response_ttl_s: float = Field(2.0, gt=0, description="seconds a cached answer is served")
     exact_size: int = Field(20_000, ge=0, description="byte-identical request bodies answered without parsing")
     hour_bucket: int = Field(6, ge=1, le=24, description="hours per context bucket in the cache key")
-    session_size: int = Field(100_000, ge=1)
+    session_size: int = Field(100_000, ge=1, description="session vectors kept in the PoP cache")
     session_ttl_s: float = Field(5.0, gt=0, description="fresh for this long, then served stale while refreshed")
     session_max_stale_s: float = Field(300.0, gt=0, description="never serve a cached session older than this")
 
@@ -53,7 +53,8 @@ class CacheSettings(_Section):
 class StoreSettings(_Section):
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL, or 'none' to run on priors only")
     timeout_ms: float = Field(3.0, gt=0, description="budget for a store read on the request path")
-    bandit_refresh_s: float = Field(1.0, gt=0)
+    bandit_refresh_s: float = Field(1.0, gt=0, description="re-read the bandit counts of every tracked slot this "
+                                    "often (one pipelined round trip)")
     retry_after_s: float = Field(1.0, gt=0, description="while the store is down, probe it this often")
     probe_timeout_ms: float = Field(250.0, gt=0, description="a probe (PING) slower than this counts as down")
     warm_connections: int = Field(16, ge=1, le=1024, description="store connections opened at start")
@@ -83,14 +84,14 @@ class ImpressionSettings(_Section):
 
 
 class EdgeSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    registry: str = "registry"
-    model: str = "edge-scorer"
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port")
+    registry: str = Field("registry", description="model registry directory (relative to the working directory)")
+    model: str = Field("edge-scorer", description="registry model the edge serves")
     reload_poll_s: float = Field(2.0, gt=0, description="poll CURRENT and the config file this often")
-    max_body_bytes: int = Field(65_536, ge=1024)
+    max_body_bytes: int = Field(65_536, ge=1024, description="largest request body (413 past it)")
     pool_size: int = Field(200, ge=1, le=1000, description="candidates from the cached pool when none are given")
-    ort_threads: int = Field(1, ge=1)
+    ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads")
     http: Literal["strata", "uvicorn"] = Field(
         "strata", description="HTTP server: the edge's own (hot route answered inline) or uvicorn")
     idle_timeout_s: float = Field(30.0, gt=0, description="close keep-alive connections idle this long")
@@ -108,9 +109,9 @@ class EdgeSettings(_Section):
 
 
 class TopicSettings(_Section):
-    events: str = "events"
-    dead_letter: str = "events.dlq"
-    triggers: str = "triggers"
+    events: str = Field("events", description="events topic (keyed by tenant + session)")
+    dead_letter: str = Field("events.dlq", description="rejected raw events with their reason")
+    triggers: str = Field("triggers", description="post_purchase and abandoned_cart triggers")
     partitions: int = Field(4, ge=1, le=256, description="partitions of the events topic (created at start)")
 
 
@@ -128,7 +129,7 @@ class Tier2Settings(_Section):
     enabled: bool = Field(True, description="serve POST /v1/recommend next to the ingest API")
     retrieve: int = Field(200, ge=10, le=1000, description="ANN candidates per request when none are given")
     store_timeout_ms: float = Field(50.0, gt=0, description="budget of each store read (session vector, counts)")
-    ort_threads: int = Field(1, ge=1)
+    ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads")
     log_impressions: bool = Field(True, description="an impression event per answer on the events topic "
                                                     "(streaming.broker), like the edge's")
     bandit: BanditConfig = BanditConfig()
@@ -139,26 +140,60 @@ class Tier2Settings(_Section):
 class StreamingSettings(_Section):
     """Tier 2: the ingest API (``strata streaming serve``) and the stream processor (``... process``)."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8090, ge=0, le=65535)
+    host: str = Field("127.0.0.1", description="bind address of the ingest API and tier-2 scorer")
+    port: int = Field(8090, ge=0, le=65535, description="HTTP port of the ingest API and tier-2 scorer")
     broker: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers host:port[,host:port]")
-    store: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the online store")
-    registry: str = "registry"
-    model: str = "edge-scorer"
+    store: str = Field("redis://127.0.0.1:6379/0", description="redis:// URL of the online store, or 'none' (the "
+                                                            "ingest API alone, tier 2 off; the processor needs one)")
+    registry: str = Field("registry", description="model registry directory")
+    model: str = Field("edge-scorer", description="registry model whose item vectors the processor and tier 2 use")
     group: str = Field("strata-processor", description="consumer group of the stream processor")
     topics: TopicSettings = TopicSettings()
     max_events: int = Field(1000, ge=1, le=10_000, description="events per POST /v1/events")
-    max_body_bytes: int = Field(4 << 20, ge=1024)
+    max_body_bytes: int = Field(4 << 20, ge=1024, description="largest POST /v1/events body (413 past it)")
+    max_event_bytes: int = Field(128 << 10, ge=1024, description="one event's encoded size; a larger one is "
+                                 "rejected at its index without being decoded")
+    ts_skew_s: float = Field(300.0, ge=0, description="an event's ts may be at most this far ahead of its "
+                             "receive time (ingest clock; the log timestamp for the processor)")
+    ts_horizon_s: float = Field(7 * 86400.0, gt=0, description="an event's ts may be at most this far behind its "
+                                "receive time")
     produce_timeout_s: float = Field(3.0, gt=0, description="ingest answers 503 when the log has not acked by then")
-    linger_ms: int = Field(2, ge=0, le=1000)
+    linger_ms: int = Field(2, ge=0, le=1000, description="producer linger before a batch is sent")
     fetch_max_wait_ms: int = Field(20, ge=0, le=5000, description="consumer long-poll wait (freshness!)")
     max_batch: int = Field(2000, ge=1, description="events per processor batch (one store round trip)")
     click_join_window_s: float = Field(3600.0, gt=0, description="a click joins its impression within this")
     abandoned_cart_s: float = Field(1800.0, gt=0, description="add_to_cart without purchase this long -> trigger")
-    dedup_ttl_s: float = Field(7 * 86400.0, gt=0, description="event ids are remembered this long")
+    dedup_ttl_s: float = Field(3600.0, ge=60, description="event ids are remembered at least this long (at most "
+                               "2x): a client retry of an event id within it is not applied twice; memory is "
+                               "~70 B per id (docs/operations.md)")
+    profile_ttl_s: float = Field(90 * 86400.0, gt=0, description="a profile (and its purchase history) expires "
+                                 "this long after its last event's day")
+    profile_half_life_days: float = Field(30.0, gt=0, description="category/brand affinities halve over this "
+                                          "many days (decayed once a day per profile)")
+    profile_max_affinities: int = Field(64, ge=1, le=10_000, description="cat:/brand: fields kept per profile "
+                                        "and map, strongest (decayed) first")
+    profile_keep_days: int = Field(31, ge=1, le=3650, description="per-day view/purchase counters kept")
+    bandit_ttl_s: float = Field(30 * 86400.0, gt=0, description="a slot's bandit counts expire this long after "
+                                "its last impression or click")
+    bandit_max_items: int = Field(20_000, ge=10, description="items counted per slot; past 1.1x this the least "
+                                  "shown are dropped")
+    log_reset_alert_s: float = Field(3600.0, gt=0, description="/readyz reports a detected log reset "
+                                     "(degraded) for this long")
+    replay_buffer_bytes: int = Field(64 << 20, ge=0, description="the ingest keeps acknowledged events up to this "
+                                     "many bytes until the processor applied them, to append them again if the "
+                                     "log is reset")
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires at least this long (at most 1.1x) after its last write")
     session: SessionRule = SessionRule()
     tier2: Tier2Settings = Tier2Settings()
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, url: str) -> str:
+        if url.strip().lower() in ("", "none"):
+            return "none"
+        if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
+            raise ValueError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}")
+        return url
 
 
 class ReasonerSettings(_Section):
@@ -166,23 +201,24 @@ class ReasonerSettings(_Section):
     model: str = Field("strata-explainer", description="served model name on the vLLM server")
     deadline_ms: float = Field(200.0, gt=0, description="an LLM answer later than this is dropped (template answers)")
     max_tokens: int = Field(256, ge=16, description="completion tokens per request")
-    tokens_per_minute: int = Field(60_000, ge=0)
+    tokens_per_minute: int = Field(60_000, ge=0, description="LLM spend cap per minute; over it the template "
+                                                           "answers")
     tokens_per_day: int = Field(5_000_000, ge=0, description="LLM spend cap per day; over it the template answers")
     cache_ttl_s: float = Field(300.0, ge=0, description="accepted LLM answers are reused this long")
 
 
 class OriginSettings(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8091, ge=0, le=65535)
-    registry: str = "registry"
-    model: str = "edge-scorer"
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8091, ge=0, le=65535, description="HTTP port")
+    registry: str = Field("registry", description="model registry directory")
+    model: str = Field("edge-scorer", description="registry model of the catalog, pools and edge scorer")
     text_model: str = Field("text-encoder", description="registry model of the text encoder (MiniLM); without "
                                                          "its bundle the content source matches words")
     retrieval_model: str = Field("retrieval", description="registry model of the two-tower retrieval bundle; "
                                                            "without it (or the ranker) the edge scorer ranks")
     ranker_model: str = Field("ranker", description="registry model of the deep ranker bundle")
-    ort_threads: int = Field(1, ge=1)
-    max_body_bytes: int = Field(65_536, ge=1024)
+    ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads")
+    max_body_bytes: int = Field(65_536, ge=1024, description="largest request body (413 past it)")
     store: StoreSettings = StoreSettings(url="none", timeout_ms=20.0)
     profile_max_stale_s: float = Field(3600.0, gt=0, description="a cached profile older than this is not served")
     retrieve: int = Field(500, ge=10, le=2000, description="ANN candidates per request")
@@ -194,7 +230,7 @@ class OriginSettings(_Section):
                                                       "(reason already_purchased; needs consent and a store)")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="1: pure score order; lower: more diverse")
     explore_slots: int = Field(1, ge=0, le=10, description="explored slots per answer (at most k/5)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the exploration draws")
     vector_index: VectorIndexSettings = VectorIndexSettings()
     reasoner: ReasonerSettings = ReasonerSettings()
 
@@ -242,7 +278,7 @@ class RouterSettings(_Section):
 class StrataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid")
 
-    log_level: LogLevel = "INFO"
+    log_level: LogLevel = Field("INFO", description="log level of every process (flag --log-level)")
     guardrails: Guardrails = Guardrails()
     edge: EdgeSettings = EdgeSettings()
     streaming: StreamingSettings = StreamingSettings()

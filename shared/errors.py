@@ -8,6 +8,8 @@ fallback is 503, retriable, with ``Retry-After``.
 
 from __future__ import annotations
 
+import sys
+
 
 class StrataError(Exception):
     """Base error. ``status`` is the HTTP status a front door should answer with."""
@@ -25,6 +27,15 @@ class StrataError(Exception):
     def to_dict(self) -> dict:
         """The documented error body: ``{"error": {"code", "field", "reason"}}`` (field may be null)."""
         return {"error": {"code": self.code, "reason": self.reason, "field": self.field}}
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for a log line or an error reason, without repeating the type when the message
+    already starts with it (aiokafka's errors do) and with the type alone when the message is empty."""
+    name, msg = type(exc).__name__, str(exc)
+    if not msg:
+        return name
+    return msg if msg.startswith(name) else f"{name}: {msg}"
 
 
 class MalformedBody(StrataError):
@@ -122,3 +133,39 @@ class ParityError(BundleError):
 
 class ConfigError(StrataError):
     code = "bad_config"
+
+
+# Redis/Valkey error replies that say "not now" rather than "never" (the server is loading, out of memory,
+# busy with a script, a replica or a cluster in transition): retrying the same command can succeed.
+_RETRIABLE_REPLIES = ("OOM", "BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS",
+                      "MOVED", "ASK")
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether doing the same thing again may succeed: the project's errors say so (``retriable``); library
+    errors are mapped here, so callers branch on one flag. Transport failures (connection refused or reset,
+    timeouts, a broker or store restarting) are retriable; an error reply about the data itself (Redis
+    ``WRONGTYPE``, an overflowing ``HINCRBY``, a failing script, Kafka ``MessageSizeTooLarge``) is not, and
+    neither is any other exception (a bug or bad input does not fix itself)."""
+    if isinstance(exc, StrataError):
+        return exc.retriable
+    if isinstance(exc, (TimeoutError, ConnectionError)):      # builtins (asyncio.TimeoutError is TimeoutError)
+        return True
+    if isinstance(exc, OSError):
+        return True
+    redis_exc = sys.modules.get("redis.exceptions")
+    if redis_exc is not None and isinstance(exc, redis_exc.RedisError):
+        if isinstance(exc, (redis_exc.ConnectionError, redis_exc.TimeoutError, redis_exc.BusyLoadingError,
+                            redis_exc.ReadOnlyError, redis_exc.TryAgainError, redis_exc.ClusterDownError,
+                            redis_exc.MasterDownError, redis_exc.OutOfMemoryError, redis_exc.MovedError,
+                            redis_exc.AskError, redis_exc.NoScriptError)):
+            return True
+        if isinstance(exc, redis_exc.ResponseError):
+            return str(exc).split(" ", 1)[0].upper() in _RETRIABLE_REPLIES
+        return False
+    kafka_exc = sys.modules.get("aiokafka.errors")
+    if kafka_exc is not None and isinstance(exc, kafka_exc.KafkaError):
+        if type(exc) is kafka_exc.KafkaError or isinstance(exc, kafka_exc.KafkaTimeoutError):
+            return True                  # bare KafkaError: a failed or cancelled send, not the record's fault
+        return bool(exc.retriable)
+    return False

@@ -1,6 +1,11 @@
 """Online-store key schema, shared by the edge (reads) and the stream processor (writes).
 
 Keys carry Redis Cluster hash tags so one session's keys live on one shard.
+
+Ids enter keys through ``part``: an id holding none of ``{ } : %`` is used as is (every id the project
+generates); otherwise those four characters are percent-encoded (``%7B %7D %3A %25``). So no component can
+close a hash tag or add a key segment, and the key of one kind (session, profile, slot, impression...) can
+never equal a key of another kind, whatever the ids: key building is injective.
 - session:  HASH  vec (float32 little-endian bytes), updated_ms (int)
 - bandit:   HASH  c:<item_id> clicks, n:<item_id> impressions  (HINCRBY by the processor)
 - profile:  HASH  recent_categories (optional JSON list, most recent first; without it the origin ranks the
@@ -15,23 +20,30 @@ from __future__ import annotations
 PREFIX = "strata"
 
 
+def part(s: str) -> str:
+    """An id as a key component: unchanged unless it holds ``{ } : %``, which are percent-encoded."""
+    if "{" in s or "}" in s or ":" in s or "%" in s:
+        return s.replace("%", "%25").replace("{", "%7B").replace("}", "%7D").replace(":", "%3A")
+    return s
+
+
 def session_key(tenant: str, session_id: str) -> str:
-    return f"{PREFIX}:{{{tenant}:{session_id}}}:session"
+    return f"{PREFIX}:{{{part(tenant)}:{part(session_id)}}}:session"
 
 
 def bandit_key(tenant: str, slot: str) -> str:
-    return f"{PREFIX}:{{{tenant}}}:bandit:{slot}"
+    return f"{PREFIX}:{{{part(tenant)}}}:bandit:{part(slot)}"
 
 
 def profile_key(tenant: str, user_id: str) -> str:
-    return f"{PREFIX}:{{{tenant}:u:{user_id}}}:profile"
+    return f"{PREFIX}:{{{part(tenant)}:u:{part(user_id)}}}:profile"
 
 
 MAX_PURCHASES = 500
 
 
 def purchases_key(tenant: str, user_id: str) -> str:
-    return f"{PREFIX}:{{{tenant}:u:{user_id}}}:purchases"
+    return f"{PREFIX}:{{{part(tenant)}:u:{part(user_id)}}}:purchases"
 
 
 def clicks_field(item_id: str) -> str:
@@ -46,24 +58,28 @@ def imps_field(item_id: str) -> str:
 # - session:     also acc (float64 accumulator bytes), ref_ms, events (count applied), recent (the latest item
 #                ids joined by \x1f, newest first, at most 1 KiB, repeats kept: shared.ranking.session_update.push_recent;
 #                readers take the 30 latest distinct with recent_items)
-# - profile:     HASH  lt long-term vector (float64 bytes; added to atomically), cat:<name>/brand:<name> affinity,
-#                v:<day>/p:<day> views/purchases per UTC day, orders, revenue_cents, consent:<flag> 0/1
+# - profile:     HASH  lt long-term vector (float64 bytes; added to atomically), cat:<name>/brand:<name> affinity
+#                in hundredths (view 100, cart 300, purchase 500, stated preference 1000; decayed daily, the
+#                strongest N per map kept), v:<day>/p:<day> views/purchases per UTC day (the last days only),
+#                orders, revenue_cents, consent:<flag> 0/1, mday (UTC day of its last decay); expires after
+#                inactivity
+# - bandit:      expires after inactivity; at most N items per slot (the most shown)
 # - impression:  HASH  slot, ts, items (\x1f-joined), clicked:<item>  (TTL: the click join window)
 # - seen:        SET per dedup bucket of seen_member(tenant, event_id) (an id is remembered 1-2 dedup TTLs)
 # - watermark:   HASH  <topic>:<partition> -> last applied offset
 
 def impression_key(tenant: str, impression_id: str) -> str:
-    return f"{PREFIX}:{{{tenant}}}:imp:{impression_id}"
+    return f"{PREFIX}:{{{part(tenant)}}}:imp:{part(impression_id)}"
 
 
 def pending_clicks_key(tenant: str, impression_id: str) -> str:
     """Clicks that arrived before their impression (SET of item ids; TTL: the join window)."""
-    return f"{PREFIX}:{{{tenant}}}:pclk:{impression_id}"
+    return f"{PREFIX}:{{{part(tenant)}}}:pclk:{part(impression_id)}"
 
 
 def seen_key(tenant: str, event_id: str) -> str:
     """One key per event id (the naive baseline's dedup; the processor uses the bucketed sets below)."""
-    return f"{PREFIX}:{{{tenant}}}:seen:{event_id}"
+    return f"{PREFIX}:{{{part(tenant)}}}:seen:{part(event_id)}"
 
 
 def seen_member(tenant: str, event_id: str) -> str:
@@ -78,7 +94,9 @@ def seen_bucket_key(bucket: int) -> str:
 
 
 WATERMARK_KEY = f"{PREFIX}:stream:applied"                  # HASH <topic>:<partition> -> offset
-CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET tenant\x1fsession\x1fuser -> deadline ms
+LOG_IDS_KEY = f"{PREFIX}:stream:log-ids"        # HASH <topic> -> topic id (hex) the watermarks belong to
+LOG_RESETS_KEY = f"{PREFIX}:stream:log-resets"  # HASH <topic>[:<partition>] -> JSON of a detected reset (expires)
+CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET JSON [tenant, session, user] -> deadline ms
 TRIGGER_OUTBOX_KEY = f"{PREFIX}:stream:trigger-outbox"      # LIST of JSON trigger messages to publish
 INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"   # pub/sub: msgpack [[tenant, session_id], ...] per written batch
 FIELD_SEP = "\x1f"

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
 from strata.shared.contracts import schemas
+from strata.shared.errors import PayloadTooLarge
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
@@ -66,7 +68,11 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
 
     @api.post(handler.route, status_code=202)
     async def events(request: Request) -> Response:     # documents the route; ``_Front`` answers it
-        body = await _bounded_body(request, limit)
+        try:
+            body = await _bounded_body(request, limit)
+        except PayloadTooLarge as exc:
+            await handler.dead_letter_unread(exc, int(request.headers.get("content-length") or limit + 1))
+            raise
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
@@ -99,12 +105,17 @@ class _Front:
         self.route = service.handler.route
         self.limit = service.cfg.max_body_bytes
         self.metrics = service.metrics
+        self.metrics.define("request_seconds", "server-side latency of POST /v1/events")
+        self.latency = self.metrics.histogram("request_seconds")
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.api(scope, receive, send)         # lifespan, websocket (refused by FastAPI)
         if scope["path"] == self.route and scope["method"] == "POST":
-            return await self._events(scope, receive, send)
+            t0 = time.perf_counter()
+            await self._events(scope, receive, send)
+            self.latency.observe(time.perf_counter() - t0)
+            return
         metrics = self.metrics
 
         async def counted(message) -> None:
@@ -117,9 +128,13 @@ class _Front:
     async def _events(self, scope, receive, send) -> None:
         ctype, accept, length, _ = body_headers(scope)
         try:
-            if length > self.limit:
-                raise too_large(length, self.limit)
-            body = await receive_body(receive, self.limit)
+            try:
+                if length > self.limit:
+                    raise too_large(length, self.limit)
+                body = await receive_body(receive, self.limit)
+            except PayloadTooLarge as exc:      # not read: dead-lettered with its size (best effort)
+                await self.handler.dead_letter_unread(exc, max(length, self.limit + 1))
+                raise
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
             out = self.handler.try_now(body, ctype, accept)
@@ -128,7 +143,6 @@ class _Front:
             reply = negotiated_error_reply(exc, accept, ctype)
         self.metrics.inc("requests_total", (str(reply.status),))
         await send_reply(send, reply)
-
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

@@ -24,8 +24,12 @@ from strata.shared.ranking.session_update import SessionAcc, push_recent, sessio
 from strata.streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
-AFFINITY = {"view": 1, "click": 1, "add_to_cart": 3, "purchase": 5}
-PREFERENCE_AFFINITY = 10
+AFFINITY_SCALE = 100         # affinities are stored in hundredths: the daily decay keeps two digits
+_PROFILE_TYPES = frozenset({"view", "purchase", "preference"})     # always write their user's profile
+AFFINITY = {"view": 1 * AFFINITY_SCALE, "click": 1 * AFFINITY_SCALE, "add_to_cart": 3 * AFFINITY_SCALE,
+            "purchase": 5 * AFFINITY_SCALE}
+PREFERENCE_AFFINITY = 10 * AFFINITY_SCALE
+KNOWN_PROFILES = 200_000     # profiles a planner remembers as checked today (~20 MB); past it, it forgets all
 
 
 @dataclass(slots=True)
@@ -37,6 +41,7 @@ class Record:
     raw: bytes = b""
     error: tuple[str | None, str] | None = None     # (field, reason)
     wm_field: str = ""           # the partition's watermark field, "topic:partition" (filled in when not given)
+    log_ms: int = 0              # the record's log timestamp (when it was produced; 0: unknown)
 
     def __post_init__(self) -> None:
         if not self.wm_field:
@@ -101,7 +106,13 @@ class Plan:
     duplicates: int = 0          # event id seen before (a client retry, or a replay after the dedup key)
     replayed: int = 0            # offset at or below the watermark (redelivery after a crash/rebalance)
     dead: list[Record] = field(default_factory=list)
+    resets: list[tuple[str, int, int]] = field(default_factory=list)  # (wm field, old watermark, offset): log reset
     sessions: list[tuple[str, str]] = field(default_factory=list)    # (tenant, session) updated: invalidated
+    profiles: dict[str, None] = field(default_factory=dict)   # profile keys written
+    checked: list[str] = field(default_factory=list)  # the profiles the script checks (type, daily pass, size)
+    named: set[str] = field(default_factory=set)      # profiles given affinities named by the event (preference)
+    bandits: dict[str, None] = field(default_factory=dict)    # bandit keys written (expiry, item cap)
+    bounded: list[tuple[str, str, int]] = field(default_factory=list)   # HINCRBYs checked for int64 overflow first
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
     after_recent: dict[str, bytes] = field(default_factory=dict)
@@ -114,8 +125,9 @@ def overlay(snap: Snapshot, prev: Plan) -> None:
     """Make ``snap`` what it would be after ``prev``'s write, whether the read ran before or after it (the
     processor reads the next batch while the previous write is in flight, and sends the next write only
     once that one landed: so ``prev`` is known to be written whenever the result is used)."""
+    reset = {f for f, _, _ in prev.resets}
     for f, v in prev.wm_new.items():
-        if f in snap.watermarks and v > snap.watermarks[f]:
+        if f in snap.watermarks and (v > snap.watermarks[f] or f in reset):   # a reset moves a watermark down
             snap.watermarks[f] = v
     snap.seen.update(prev.seen_new)
     for k in snap.sessions.keys() & prev.after_sessions.keys():
@@ -185,12 +197,22 @@ class Planner:
         self.join_ms = int(cfg.click_join_window_s * 1000)
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
+        self.profile_ttl_ms = int(cfg.profile_ttl_s * 1000)
         # a session key's expiry is pushed to ttl + 10% when it would come within ttl of the write: so it lives
         # at least ``session_ttl_s`` after its last event (at most 1.1x), with one PEXPIREAT per ~10% of the ttl
         self.ttl_slack_ms = max(self.session_ttl_ms // 10, 1)
         self.weights = dict(cfg.session.weights)
+        # profile key -> UTC day its key type and daily pass were last checked by a write of this planner: the
+        # script checks a profile at its first write of the day (or when a preference names new affinities)
+        self._known: dict[str, int] = {}
         self.cat_fields = ["cat:" + c for c in catalog.categories]       # profile fields per catalog row
         self.brand_fields = ["brand:" + b for b in catalog.brands]
+        # A record at or below its partition's watermark is a replay only if its event id was applied: an id is
+        # remembered at least ``dedup_ttl_s``, so for a record produced within that time (less a minute of clock
+        # skew between the ingest and the processor) an unknown id proves the log was reset (restarted empty,
+        # recreated): its offsets started again below the watermark.
+        ttl_ms = int(cfg.dedup_ttl_s * 1000)
+        self.verify_ms = ttl_ms - min(60_000, ttl_ms // 10)
 
     def plan(self, records: list[Record], snap: Snapshot, now_ms: int) -> Plan:
         wm = dict(snap.watermarks)
@@ -202,14 +224,21 @@ class Planner:
         pending = {k: set(v) for k, v in snap.pending.items()}
         moves = _Moves()
         lt_keys: list[str] = []
+        fresh_after = now_ms - self.verify_ms
         for rec in records:
             wf = rec.wm_field
+            ev = rec.event
             if rec.offset <= wm.get(wf, -1):
-                plan.replayed += 1
-                continue
+                if ev is None or rec.log_ms < fresh_after:
+                    plan.replayed += 1
+                    continue
+                sm = f"{len(ev.tenant)}:{ev.tenant}{ev.event_id}"
+                if sm in seen or sm in new_seen:
+                    plan.replayed += 1
+                    continue
+                plan.resets.append((wf, wm[wf], rec.offset))     # unknown id below the watermark: a new log
             wm[wf] = rec.offset
             plan.wm_new[wf] = rec.offset
-            ev = rec.event
             if ev is None:
                 plan.dead.append(rec)
                 continue
@@ -220,14 +249,26 @@ class Planner:
             new_seen.add(sm)
             plan.seen_new.append(sm)
             plan.applied.append(ev)
-            self._apply(ev, plan, moves, lt_keys, imps, pending)
+            self._apply(ev, plan, moves, lt_keys, imps, pending, now_ms)
         if moves.keys:
             self._fold(moves, lt_keys, snap, plan)
         plan.after_impressions = {k: v for k, v in imps.items() if v is not None}
         plan.after_pending = pending
+        day, known, named = now_ms // DAY_MS, self._known, plan.named
+        plan.checked = [k for k in plan.profiles if known.get(k) != day or k in named]
         return plan
 
-    def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict) -> None:
+    def confirm(self, plan: Plan) -> None:
+        """The plan's write landed: its checked profiles passed their checks and daily pass today."""
+        known = self._known
+        if len(known) > KNOWN_PROFILES:
+            known.clear()
+        day = plan.updated_ms // DAY_MS
+        for k in plan.checked:
+            known[k] = day
+
+    def _apply(self, ev: Event, plan: Plan, moves: _Moves, lt_keys: list, imps: dict, pending: dict,
+               now_ms: int) -> None:
         t = ev.type
         tenant = ev.tenant
         pkey = K.profile_key(tenant, ev.user_id)
@@ -235,30 +276,37 @@ class Planner:
         ops = plan.ops
         if ev.consent:
             ops.append(("HSET", pkey, *[x for k, v in ev.consent.items() for x in (f"consent:{k}", int(v))]))
+        wrote = ev.consent is not None or t in _PROFILE_TYPES       # the profile is written (kept bounded)
         item = ev.item_id
         if item is not None:
             row = self.catalog.index.get(item)
             if row is not None:
                 w = self.weights.get(t, 0.0)
-                if w != 0.0:
-                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ev.ts_ms, item)
+                if w != 0.0:        # decay runs on the processor's clock: an event time ahead of it counts as now
+                    ts = ev.ts_ms if ev.ts_ms <= now_ms else now_ms
+                    moves.add(K.session_key(tenant, ev.session_id), tenant, ev.session_id, row, w, ts, item)
                     lt_keys.append(pkey)
+                    wrote = True
                 aff = AFFINITY.get(t, 0)
                 if aff:
                     k = (pkey, self.cat_fields[row])
                     incr[k] = incr.get(k, 0) + aff
                     k = (pkey, self.brand_fields[row])
                     incr[k] = incr.get(k, 0) + aff
+                    wrote = True
+        if wrote:
+            plan.profiles[pkey] = None
         if t == "view":
             k = (pkey, f"v:{ev.ts_ms // DAY_MS}")
             incr[k] = incr.get(k, 0) + 1
         elif t == "purchase":
             _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
-            _add(incr, pkey, "revenue_cents", round(ev.price * ev.quantity * 100))
+            plan.bounded.append((pkey, "revenue_cents", round(ev.price * ev.quantity * 100)))
             bkey = K.purchases_key(tenant, ev.user_id)
             ops.append(("ZADD", bkey, "GT", ev.ts_ms, ev.item_id))     # GT: a replayed older purchase keeps the newer
             ops.append(("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)))
+            ops.append(("PEXPIRE", bkey, self.profile_ttl_ms))
             ops.append(("ZREM", K.CART_DEADLINES_KEY, _cart_member(ev)))
             ops.append(("RPUSH", K.TRIGGER_OUTBOX_KEY, orjson.dumps({
                 "trigger_id": f"post_purchase:{tenant}:{ev.event_id}", "type": "post_purchase",
@@ -267,6 +315,7 @@ class Planner:
         elif t == "add_to_cart":
             ops.append(("ZADD", K.CART_DEADLINES_KEY, "GT", ev.ts_ms + self.cart_ms, _cart_member(ev)))
         elif t == "preference":       # the latest statement, as said (the origin searches with it)
+            plan.named.add(pkey)
             ops.append(("HSET", pkey, "stated", orjson.dumps({"categories": ev.categories or [],
                                                               "brands": ev.brands or []})))
             for c in ev.categories or ():
@@ -274,9 +323,9 @@ class Planner:
             for b in ev.brands or ():
                 _add(incr, pkey, f"brand:{b}", PREFERENCE_AFFINITY)
         elif t == "impression":
-            self._impression(ev, imps, pending, incr, ops)
+            self._impression(ev, imps, pending, incr, ops, plan)
         elif t == "click" and ev.impression_id is not None:
-            self._click(ev, imps, pending, incr, ops)
+            self._click(ev, imps, pending, incr, ops, plan.bandits)
 
     def _fold(self, moves: _Moves, lt_keys: list[str], snap: Snapshot, plan: Plan) -> None:
         """Apply every move to its session's state, in log order per session, a round at a time (round r = the
@@ -375,12 +424,13 @@ class Planner:
         np.add.at(sums, uidx, contrib)
         plan.lt = dict(zip(users, sums, strict=True))
 
-    def _impression(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list) -> None:
+    def _impression(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list, plan: Plan) -> None:
         ikey = K.impression_key(ev.tenant, ev.impression_id)
         if imps.get(ikey) is not None:       # the same impression id logged twice: counted once
             return
         imp = imps[ikey] = Impression(ev.slot, ev.ts_ms, list(ev.items), set())
         bkey = K.bandit_key(ev.tenant, ev.slot)
+        plan.bandits[bkey] = None
         for item in dict.fromkeys(ev.items):
             _add(incr, bkey, K.imps_field(item), 1)
         ops.append(("HSET", ikey, "slot", ev.slot, "ts", ev.ts_ms, "items", K.FIELD_SEP.join(ev.items)))
@@ -390,10 +440,10 @@ class Planner:
         pending[pkey] = set()
         if waiting:
             for item in sorted(waiting):
-                self._count_click(ev.tenant, ikey, imp, item, incr, ops)
+                self._count_click(ev.tenant, ikey, imp, item, incr, ops, plan.bandits)
             ops.append(("DEL", pkey))
 
-    def _click(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list) -> None:
+    def _click(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list, bandits: dict) -> None:
         ikey = K.impression_key(ev.tenant, ev.impression_id)
         imp = imps.get(ikey)
         if imp is None:                      # the impression is not logged yet: wait for it (join window)
@@ -402,13 +452,15 @@ class Planner:
             ops.append(("SADD", pkey, ev.item_id))
             ops.append(("PEXPIRE", pkey, self.join_ms))
         elif ev.ts_ms - imp.ts_ms <= self.join_ms:
-            self._count_click(ev.tenant, ikey, imp, ev.item_id, incr, ops)
+            self._count_click(ev.tenant, ikey, imp, ev.item_id, incr, ops, bandits)
 
     @staticmethod
-    def _count_click(tenant: str, ikey: str, imp: Impression, item: str, incr: dict, ops: list) -> None:
+    def _count_click(tenant: str, ikey: str, imp: Impression, item: str, incr: dict, ops: list, bandits: dict) -> None:
         if item in imp.items and item not in imp.clicked:
             imp.clicked.add(item)
-            _add(incr, K.bandit_key(tenant, imp.slot), K.clicks_field(item), 1)
+            bkey = K.bandit_key(tenant, imp.slot)
+            bandits[bkey] = None
+            _add(incr, bkey, K.clicks_field(item), 1)
             ops.append(("HSET", ikey, f"clicked:{item}", 1))
 
 
@@ -417,11 +469,13 @@ def _add(incr: dict, key: str, fld: str, n: int) -> None:
 
 
 def _cart_member(ev: Event) -> str:
-    return K.FIELD_SEP.join((ev.tenant, ev.session_id, ev.user_id))
+    """The cart-deadline ZSET member: a JSON array (no separator an id could break)."""
+    return orjson.dumps([ev.tenant, ev.session_id, ev.user_id]).decode()
 
 
 def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
-    """A profile hash -> counters over 7/30 days, average order value, affinities, consent."""
+    """A profile hash -> counters over 7/30 days, average order value, affinities (in points: views 1, carts 3,
+    purchases 5, a stated preference 10, decayed), consent."""
     today = now_ms // DAY_MS
     out: dict = {"views_7d": 0, "views_30d": 0, "purchases_7d": 0, "purchases_30d": 0, "categories": {},
                  "brands": {}, "consent": {}}
@@ -437,9 +491,9 @@ def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
             if 0 <= age < 30:
                 out[f"{name}_30d"] += int(v)
         elif kind == "cat":
-            out["categories"][rest] = int(v)
+            out["categories"][rest] = int(v) / AFFINITY_SCALE
         elif kind == "brand":
-            out["brands"][rest] = int(v)
+            out["brands"][rest] = int(v) / AFFINITY_SCALE
         elif kind == "consent":
             out["consent"][rest] = bool(int(v))
         elif key == "lt":

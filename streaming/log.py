@@ -1,9 +1,11 @@
 """EventLog: the ingest side of the Kafka-protocol log (Tansu locally, Kafka in production), via aiokafka.
 
 Records are acknowledged by ``acks=all`` before ``append`` returns; a broker that does not answer within
-``timeout_s`` raises ``BrokerUnavailable`` (503 + Retry-After) and nothing is claimed written. The producer
-connects in the background and reconnects by itself, so the service starts and recovers without the
-broker. No transactions: idempotence comes from event ids, applied by the processor.
+``timeout_s`` raises ``BrokerUnavailable`` (503 + Retry-After) and nothing is claimed written; a record the
+log can never take (too large) raises ``PayloadTooLarge`` (413, not retriable). The producer connects in the
+background and reconnects by itself, so the service starts and recovers without the broker. No
+transactions: idempotence comes from event ids, applied by the processor. Acknowledged events are kept until
+applied and appended again if the log is reset (``streaming.log_guard``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from strata.shared.config import StreamingSettings
+from strata.shared.errors import PayloadTooLarge, describe
 from strata.streaming.errors import BrokerUnavailable
+from strata.streaming.log_guard import LogGuard
 
 try:
     from strata.streaming._murmur2 import partition
@@ -30,17 +34,21 @@ from strata.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 
+RETRY_FIRST_S = 0.5         # a broker that is down is tried again after this, then twice as long each time ...
+RETRY_MAX_S = 5.0           # ... up to this (one log line per try)
+
 
 class _OpenBatch:
     """A batch being filled by the requests of one event-loop turn, and the future they all wait on."""
 
-    __slots__ = ("producer", "batch", "done")
+    __slots__ = ("producer", "batch", "done", "records")
 
     def __init__(self, producer: AIOKafkaProducer, batch: object) -> None:
         self.producer = producer
         self.batch = batch
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
         self.done.add_done_callback(_retrieved)
+        self.records: list[tuple[bytes, bytes]] = []     # events-topic records, kept once acknowledged
 
 
 def _retrieved(f: asyncio.Future) -> None:
@@ -50,8 +58,10 @@ def _retrieved(f: asyncio.Future) -> None:
 
 
 class EventLog:
-    def __init__(self, cfg: StreamingSettings) -> None:
+    def __init__(self, cfg: StreamingSettings, metrics=None) -> None:
         self.cfg = cfg
+        self.events_topic = cfg.topics.events
+        self.guard = LogGuard(cfg, metrics, self.append)
         self.timeout_s = cfg.produce_timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._connector: asyncio.Task | None = None
@@ -64,8 +74,13 @@ class EventLog:
     def connected(self) -> bool:
         return self._producer is not None
 
+    def reset_seen(self) -> dict | None:
+        """The log reset this service saw last, while it is recent (for /readyz)."""
+        return self.guard.seen()
+
     async def start(self) -> None:
         """Try to connect now; if the broker is down, keep trying in the background."""
+        self.guard.start()
         if not await self._connect_once():
             self._connector = asyncio.create_task(self._connect_loop(), name="event-log-connect")
 
@@ -78,7 +93,7 @@ class EventLog:
             await ensure_topics(self.cfg.broker, self.cfg.topics, int(self.timeout_s * 1000))
             self._topics_checked = True
         except (KafkaError, BrokerUnavailable, OSError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = exc.reason if isinstance(exc, BrokerUnavailable) else describe(exc)
             with contextlib.suppress(Exception):
                 await producer.stop()
             return False
@@ -87,8 +102,16 @@ class EventLog:
         return True
 
     async def _connect_loop(self) -> None:
-        while not await self._connect_once():
-            await asyncio.sleep(0.5)
+        """Try again, backing off, with one log line per try (aiokafka's own lines about the failed connects
+        are passed once a minute: ``shared.serving.logs``)."""
+        delay = RETRY_FIRST_S
+        while True:
+            logger.warning("event log: broker %s not reachable (%s); next try in %g s", self.cfg.broker,
+                           self.last_error, delay)
+            await asyncio.sleep(delay)
+            if await self._connect_once():
+                return
+            delay = min(delay * 2, RETRY_MAX_S)
 
     async def append(self, records: Sequence[tuple[str, bytes | None, bytes]]) -> None:
         """Write (topic, key, value) records; returns once the log acknowledged all of them (acks=all)."""
@@ -105,8 +128,10 @@ class EventLog:
                 for w in waits:
                     w.result()                   # raises the batch's error
         except (KafkaError, TimeoutError, OSError, BrokerUnavailable) as exc:
+            if isinstance(exc, (MessageSizeTooLargeError, RecordListTooLargeError)):   # never fixed by a retry
+                raise PayloadTooLarge(f"a record is too large for the log: {exc}", field="events") from None
             self._topics_checked = False
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = describe(exc)
             raise BrokerUnavailable(f"event log did not acknowledge within {self.timeout_s}s: {self.last_error}",
                                     field="broker") from None
 
@@ -136,7 +161,9 @@ class EventLog:
                 await self._ship(tp, op)
                 op = self._open[tp] = _OpenBatch(producer, producer.create_batch())
                 if op.batch.append(key=key, value=value, timestamp=None) is None:
-                    raise BrokerUnavailable(f"an event of {len(value)} bytes does not fit a batch", field="events")
+                    raise PayloadTooLarge(f"an event of {len(value)} bytes does not fit a batch", field="events")
+            if topic == self.events_topic:
+                op.records.append((key, value))
             if not waits or waits[-1] is not op.done:
                 waits.append(op.done)
         if self._open and (self._flusher is None or self._flusher.done()):
@@ -149,9 +176,9 @@ class EventLog:
             for tp, op in opened.items():
                 await self._ship(tp, op)
 
-    @staticmethod
-    async def _ship(tp: tuple[str, int], op: _OpenBatch) -> None:
+    async def _ship(self, tp: tuple[str, int], op: _OpenBatch) -> None:
         """Hand one batch to the producer; its acknowledgement (or error) resolves ``op.done``."""
+        guard = self.guard
         try:
             ack = await op.producer.send_batch(op.batch, tp[0], partition=tp[1])
         except Exception as exc:  # noqa: BLE001 - the waiting requests get the error and answer 503
@@ -167,11 +194,15 @@ class EventLog:
             elif f.exception() is not None:
                 op.done.set_exception(f.exception())
             else:
-                op.done.set_result(f.result())
+                meta = f.result()
+                if op.records:
+                    guard.acked(tp[1], meta.offset, op.records)
+                op.done.set_result(meta)
 
         ack.add_done_callback(relay)
 
     async def stop(self) -> None:
+        await self.guard.stop()
         for task in (self._connector, self._flusher):
             if task is not None:
                 task.cancel()

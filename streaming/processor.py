@@ -1,18 +1,21 @@
 """The stream processor: events topic -> session vectors, profiles, bandit counts, invalidations, triggers.
 
 A consumer group with manual commits: for each fetched batch, read a snapshot of the store, plan the
-effects (``streaming.effects``), write them atomically with the partition watermarks
+effects (``streaming.effects``), write them atomically with the partition watermarks and the event ids
 (``streaming.store``), then commit the offsets (in the background, never ahead of the write). One write is
-in flight while the next batch is read and planned (``run``). Killed between the write and the commit, the restarted
-processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
-replay changes nothing. Store errors retry the same batch (nothing is skipped); records that fail
-validation go to the dead-letter topic before the batch is written (at least once: a retried
-batch sends them again; once written, their offsets are below the watermark and are not re-sent).
+in flight while the next batch is read and planned (``run``). Killed between the write and the commit, the
+restarted processor (or whoever owns the partition next) re-reads those records and skips them by watermark:
+replay changes nothing.
 
-Watermarks are offsets, so they assume the log is never rewritten: a broker that loses its log (Tansu's
-memory storage across a restart) restarts offsets at 0, and the store's watermarks must then be cleared
-(HDEL strata:stream:applied). Kafka's ListOffsets cannot detect this on Tansu 0.6 (it answers end
-offsets that are not record offsets).
+Errors branch on ``shared.errors.is_retriable``: a store or broker that is unavailable retries the same batch
+(nothing is skipped); an error about the data (``WRONGTYPE``, an overflow, an exception while planning) splits
+the batch in halves until the record that causes it is alone; one that fails the same way twice alone is
+dead-lettered with the reason (``poison_records_total``) and the rest of the batch is applied. Records that
+fail validation go to the dead-letter topic before the batch is written (at least once).
+
+Watermarks are offsets of one log: they are stored with the topic's id and a log reset (a broker restarted
+without its log, a recreated topic) is detected and reported (``streaming.log_resets``); events keep being
+applied exactly once by their ids.
 """
 
 from __future__ import annotations
@@ -24,24 +27,30 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
 from strata.shared.config import StreamingSettings
-from strata.shared.contracts.api import parse_event
+from strata.shared.contracts.api import TsWindow, parse_event
 from strata.shared.contracts.event_records import decode_event
-from strata.shared.errors import StrataError
+from strata.shared.errors import StrataError, is_retriable
+from strata.streaming import dead_letter
 from strata.streaming.catalog import Catalog
 from strata.streaming.effects import Plan, Planner, Record, overlay, reads_for
+from strata.streaming.log_identity import topic_ids
+from strata.streaming.log_resets import LogResets
 from strata.streaming.processor_metrics import ProcessorMetrics
-from strata.streaming.store import StreamStore
+from strata.streaming.store import Bounds, StreamStore
 from strata.streaming.topics import ensure_topics
 from strata.streaming.triggers import TriggerRelay
 
 logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20
+IDENTITY_CHECK_S = 2.0        # how often the topic id is compared with the one the watermarks belong to
+COMMIT_TIMEOUT_S = 5.0        # an offset commit that has not succeeded by then is given up (redelivery is safe)
+MAX_POISON_TRIES = 4          # a record failing alone in different ways this often is dead-lettered anyway
 
 
 @dataclass(slots=True)
@@ -52,16 +61,30 @@ class _InFlight:
     write: asyncio.Future | None = None      # None: planned, not sent yet
 
 
-def to_record(topic: str, partition: int, offset: int, value: bytes, wm_field: str = "") -> Record:
-    """A log record -> Record, validated by the one event validator."""
+def to_record(topic: str, partition: int, offset: int, value: bytes, wm_field: str = "", log_ms: int = 0,
+              window: TsWindow | None = None) -> Record:
+    """A log record -> Record, validated by the one event validator (``ts`` within ``window`` of the record's
+    log timestamp ``log_ms`` when both are given: producers other than the ingest are held to it too)."""
     try:
-        ev = parse_event(decode_event(value))
+        ev = parse_event(decode_event(value), window if log_ms > 0 else None, log_ms)
     except StrataError as exc:
-        return Record(topic, partition, offset, None, value, (exc.field, exc.reason), wm_field)
+        return Record(topic, partition, offset, None, value, (exc.field, exc.reason), wm_field, log_ms)
     except Exception as exc:   # not JSON or msgpack at all
         return Record(topic, partition, offset, None, value, ("body", f"undecodable record: {type(exc).__name__}"),
-                      wm_field)
-    return Record(topic, partition, offset, ev, value, None, wm_field)
+                      wm_field, log_ms)
+    return Record(topic, partition, offset, ev, value, None, wm_field, log_ms)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, proc: StreamProcessor) -> None:
+        self.proc = proc
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.proc.check_log_identity()
+        await self.proc.resume_from_watermarks(assigned)
 
 
 class StreamProcessor:
@@ -69,14 +92,23 @@ class StreamProcessor:
         self.cfg = cfg
         self.planner = Planner(cfg, catalog)
         self.metrics = metrics or ProcessorMetrics()
-        self.store = StreamStore(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s)
+        self.store = StreamStore(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s, bounds=Bounds.of(cfg))
+        self.window = TsWindow(int(cfg.ts_skew_s * 1000), int(cfg.ts_horizon_s * 1000))
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: TriggerRelay | None = None
+        self.resets = LogResets(self.store.r, self.metrics, cfg.log_reset_alert_s)
+        self._kafka: AIOKafkaClient | None = None       # for the topic-id checks
+        self._identity_lock = asyncio.Lock()
+        self._topic_id: str | None = None                # the events topic's id this process read from
+        self._background: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
         self._to_commit: dict = {}
         self._commit_wanted = asyncio.Event()
+        self._positions: dict[TopicPartition, int] = {}
+        self.running = False
         self.metrics.instruments.gauge("consumer_lag", self._lag)
+        self.metrics.instruments.gauge("log_reset_degraded", lambda: [((), 1.0 if self.resets.degraded() else 0.0)])
 
     def _lag(self) -> list[tuple[tuple, float]]:
         c = self.consumer
@@ -90,10 +122,23 @@ class StreamProcessor:
                 out.append(((str(tp.partition),), float(max(hw - pos, 0))))
         return out
 
+    def readiness(self) -> tuple[int, dict]:
+        """/readyz: 503 until the consumer runs; 200 after, ``degraded`` with the last log reset while it is
+        recent (``streaming.log_reset_alert_s``)."""
+        if not self.running:
+            return 503, {"ready": False, "reason": "the processor is not consuming yet"}
+        reset = self.resets.degraded()
+        body: dict = {"ready": True, "degraded": reset is not None}
+        if reset is not None:
+            body["log_reset"] = reset
+        return 200, body
+
     async def start(self) -> None:
         cfg = self.cfg
         await ensure_topics(cfg.broker, cfg.topics)
-        self._positions: dict[TopicPartition, int] = {}
+        self._kafka = AIOKafkaClient(bootstrap_servers=cfg.broker, request_timeout_ms=5000)
+        await self._kafka.bootstrap()
+        await self.check_log_identity()
         self.producer = AIOKafkaProducer(bootstrap_servers=cfg.broker, acks="all", linger_ms=cfg.linger_ms,
                                          enable_idempotence=False)
         await self.producer.start()
@@ -102,9 +147,71 @@ class StreamProcessor:
             auto_offset_reset="earliest", fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             max_poll_records=cfg.max_batch, max_partition_fetch_bytes=8 << 20,
             session_timeout_ms=6000, heartbeat_interval_ms=1000)   # a killed member frees its partitions sooner
-        self.consumer.subscribe([cfg.topics.events])
+        self.consumer.subscribe([cfg.topics.events], listener=_Rebalance(self))
         await self.consumer.start()
-        self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics)
+        self.relay = TriggerRelay(self.store.r, self.producer, cfg.topics.triggers, self.metrics,
+                                  dead_letter_topic=cfg.topics.dead_letter)
+
+    async def check_log_identity(self) -> None:
+        """Compare the events topic's id with the one its watermarks belong to (see ``streaming.log_resets``);
+        on a change, read the topic from its start. Errors are logged and left to the next check."""
+        if self._kafka is None:
+            return
+        topic = self.cfg.topics.events
+        async with self._identity_lock:
+            try:
+                tid = (await topic_ids(self._kafka, [topic]))[topic]
+                changed = await self.resets.record_id(topic, tid)
+            except Exception as exc:  # noqa: BLE001 - broker or store down: the next check tries again
+                logger.warning("log identity check failed: %s: %s", type(exc).__name__, exc)
+                return
+            # another processor may have recorded the new id first: what this one read from decides its seek
+            changed = changed or (tid is not None and self._topic_id is not None and tid != self._topic_id)
+            if tid is not None:
+                self._topic_id = tid
+            if changed and self.consumer is not None:
+                self._to_commit = {}                 # offsets of the old log: never committed on the new one
+                mine = [tp for tp in self.consumer.assignment() if tp.topic == topic]
+                if mine:
+                    await self.consumer.seek_to_beginning(*mine)
+
+    async def resume_from_watermarks(self, assigned) -> None:
+        """Start each assigned partition just after its watermark (what the store says was applied, written
+        with the effects), or at the log's start when there is none: committed offsets are only a hint, and
+        a broker that lost its log may hand back offsets of the old one. Store down: the committed offsets
+        stay (records at or below a watermark are skipped anyway)."""
+        mine = [tp for tp in assigned if tp.topic == self.cfg.topics.events]
+        if not mine or self.consumer is None:
+            return
+        try:
+            marks = await self.store.watermarks([f"{tp.topic}:{tp.partition}" for tp in mine])
+        except Exception as exc:  # noqa: BLE001 - the committed offsets are used then
+            logger.warning("could not read the watermarks at assignment (%s: %s); resuming from the committed "
+                           "offsets", type(exc).__name__, exc)
+            return
+        ends: dict = {}
+        if self._topic_id is None:            # no topic id from this broker: a watermark past the log's end
+            try:                              # is the other sign of a reset
+                ends = await self.consumer.end_offsets(mine)
+            except Exception as exc:  # noqa: BLE001 - then the watermarks are trusted
+                logger.warning("could not read the log's end offsets: %s: %s", type(exc).__name__, exc)
+        fresh = []
+        for tp, wm in zip(mine, marks, strict=True):
+            if wm >= 0 and tp in ends and wm + 1 > ends[tp]:
+                await self.resets.alert(f"{tp.topic}:{tp.partition}", "offsets",
+                                        {"watermark_was": wm, "log_end": ends[tp]})
+                wm = -1
+            if wm < 0:
+                fresh.append(tp)
+            else:
+                self.consumer.seek(tp, wm + 1)
+        if fresh:
+            await self.consumer.seek_to_beginning(*fresh)
+
+    async def _identity_watch(self) -> None:
+        while True:
+            await asyncio.sleep(IDENTITY_CHECK_S)
+            await self.check_log_identity()
 
     async def run(self) -> None:
         """Consume until ``stop()``, overlapping the store's work with the processor's: batch N is planned,
@@ -114,7 +221,9 @@ class StreamProcessor:
         in order). With nothing more to fetch, a planned write is sent at once."""
         assert self.consumer is not None and self.relay is not None
         tasks = [asyncio.create_task(self.relay.run(), name="trigger-relay"),
-                 asyncio.create_task(self._committer(), name="committer")]
+                 asyncio.create_task(self._committer(), name="committer"),
+                 asyncio.create_task(self._identity_watch(), name="log-identity")]
+        self.running = True
         planned: _InFlight | None = None
         fetched: tuple[dict, list[Record]] | None = None      # validated, not read or planned yet
         try:
@@ -150,17 +259,11 @@ class StreamProcessor:
         if not batches:
             return None
         records = []
+        window = self.window
         for tp, msgs in batches.items():
             topic, partition, wm_field = tp.topic, tp.partition, f"{tp.topic}:{tp.partition}"
-            records += [to_record(topic, partition, m.offset, m.value, wm_field) for m in msgs]
+            records += [to_record(topic, partition, m.offset, m.value, wm_field, m.timestamp, window) for m in msgs]
         return batches, records
-
-    async def process(self, batches: dict) -> None:
-        """One batch, start to end (no write left in flight)."""
-        records = [to_record(tp.topic, tp.partition, m.offset, m.value)
-                   for tp, msgs in batches.items() for m in msgs]
-        await self.apply(records)
-        self._done(batches)
 
     async def _advance(self, prev: _InFlight | None, batches: dict,
                        records: list[Record]) -> tuple[_InFlight | None, tuple[dict, list[Record]] | None]:
@@ -178,7 +281,10 @@ class StreamProcessor:
         if snap is not None:
             if prev is not None:
                 overlay(snap, prev.plan)
-            plan = self.planner.plan(records, snap, now_ms)
+            try:
+                plan = self.planner.plan(records, snap, now_ms)
+            except Exception:  # noqa: BLE001 - a record the planner cannot handle: ``apply`` isolates it
+                plan = None
         fetched = None
         if prev is not None and not prev.write.done():
             fetched = await self._fetch(0)          # validate the next records while the write runs too
@@ -236,14 +342,40 @@ class StreamProcessor:
 
     async def _commit(self) -> None:
         offsets, self._to_commit = self._to_commit, {}
-        try:
-            await self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+        try:            # aiokafka retries a retriable commit error forever: bounded here (a commit only saves
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):       # re-reading; the watermarks make that safe)
+                await self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # the partitions moved: their next owner re-reads these records and skips them by watermark
-            logger.warning("commit failed (%s); the records will be redelivered and skipped", exc)
+            logger.warning("commit failed (%s: %s); the records will be redelivered and skipped",
+                           type(exc).__name__, exc)
 
     async def apply(self, records: list[Record]) -> None:
-        """Write the batch's effects exactly once (retrying store errors and stale snapshots)."""
+        """Write the records' effects exactly once. Retriable errors (store or broker unavailable, a stale
+        snapshot) retry; an error about the data splits the records in halves, applied in order, until the
+        record causing it is alone: failing the same way twice alone, it is dead-lettered with the reason."""
+        err = await self._attempt(records)
+        if err is None:
+            return
+        if len(records) > 1:
+            mid = len(records) // 2
+            await self.apply(records[:mid])
+            await self.apply(records[mid:])
+            return
+        seen = [f"{type(err).__name__}: {err}"]
+        while len(seen) < MAX_POISON_TRIES:
+            err = await self._attempt(records)
+            if err is None:
+                return
+            reason = f"{type(err).__name__}: {err}"
+            if reason == seen[-1]:
+                break
+            seen.append(reason)
+        await self._quarantine(records[0], seen[-1])
+
+    async def _attempt(self, records: list[Record]) -> BaseException | None:
+        """Read, plan and write ``records`` until written (None) or until an error that retrying cannot fix
+        (returned). Retriable errors and write conflicts retry with a backoff."""
         reads = reads_for(records)
         backoff = 0.05
         conflicts = 0
@@ -255,25 +387,65 @@ class StreamProcessor:
                 if plan.dead:
                     await self._dead_letter(plan.dead)
                 if await self.store.write(plan):
-                    break
+                    self._written(plan)
+                    return None
                 conflicts += 1
                 self.metrics.instruments.inc("write_conflicts_total")
                 if conflicts > MAX_CONFLICT_RETRIES:
-                    raise RuntimeError("batch kept conflicting with another writer")
-            except (RedisError, OSError, TimeoutError, KafkaError) as exc:
+                    if self._stop.is_set():
+                        raise asyncio.CancelledError
+                    logger.warning("batch kept conflicting with another writer; backing off")
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - branch on retriable: retry, or hand back to isolate it
+                if not is_retriable(exc):
+                    self.metrics.instruments.inc("store_errors_total")
+                    logger.warning("a batch of %d record(s) failed on its data (%s: %s); isolating the cause",
+                                   len(records), type(exc).__name__, exc)
+                    return exc
                 if self._stop.is_set():     # shutting down: leave the batch uncommitted (it is redelivered)
                     raise asyncio.CancelledError from exc
                 self.metrics.instruments.inc("store_errors_total")
                 logger.warning("batch write failed, retrying in %.2fs: %s: %s", backoff, type(exc).__name__, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
-        self._written(plan)
+
+    async def _quarantine(self, rec: Record, reason: str) -> None:
+        """Dead-letter a record the store refuses whatever is retried, and move its partition's watermark past
+        it (the rest of the batch goes on). A watermark-only write that fails too is not the record's fault:
+        it is retried until it lands."""
+        self.metrics.instruments.inc("poison_records_total")
+        logger.error("dead-lettering %s offset %d: %s", rec.wm_field, rec.offset, reason)
+        dead = Record(rec.topic, rec.partition, rec.offset, None, rec.raw, ("store", f"the store refused it: {reason}"),
+                      rec.wm_field, rec.log_ms)
+        backoff = 0.05
+        while True:
+            err = await self._attempt([dead])
+            if err is None:
+                return
+            logger.error("could not move the watermark past a dead-lettered record: %s: %s", type(err).__name__, err)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     def _written(self, plan: Plan) -> None:
         written_ms = time.time() * 1000
+        # freshness from each event's time, bounded by when it reached the log (a client clock far behind
+        # would otherwise read as years of delay)
         ts = np.fromiter((ev.ts_ms for ev in plan.applied), dtype=np.float64, count=len(plan.applied))
-        self.metrics.freshness.observe_many(np.maximum(written_ms - ts, 0.0) / 1000)
+        self.metrics.freshness.observe_many(np.clip(written_ms - ts, 0.0, self.window.horizon_ms) / 1000)
         self.metrics.batch(len(plan.applied), plan.duplicates, plan.replayed, len(plan.dead))
+        self.planner.confirm(plan)
+        if plan.resets:
+            task = asyncio.get_running_loop().create_task(self._on_reset(plan.resets), name="log-reset")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _on_reset(self, resets: list[tuple[str, int, int]]) -> None:
+        for wf, old, offset in resets:
+            await self.resets.alert(wf, "event_id", {"watermark_was": old, "offset": offset})
+        await self.check_log_identity()
 
     async def _dead_letter(self, dead: list[Record]) -> None:
         assert self.producer is not None
@@ -281,9 +453,13 @@ class StreamProcessor:
         futures = []
         for rec in dead:
             fld, reason = rec.error or (None, "invalid")
-            value = orjson.dumps({"field": fld, "reason": reason, "received_ms": now_ms, "source": "processor",
-                                  "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
-                                  "raw": rec.raw.hex()})
+            try:
+                decoded = decode_event(rec.raw)
+            except Exception:  # noqa: BLE001 - kept as bytes then
+                decoded = None
+            value = dead_letter.record("processor", "store_refused" if fld == "store" else "invalid_record", fld,
+                                       reason, now_ms, rec.raw, decoded, topic=rec.topic, partition=rec.partition,
+                                       offset=rec.offset)
             futures.append(await self.producer.send(self.cfg.topics.dead_letter, value))
         await asyncio.gather(*futures)
 
@@ -291,6 +467,10 @@ class StreamProcessor:
         self._stop.set()
 
     async def close(self) -> None:
+        self.running = False
+        if self._kafka is not None:
+            with contextlib.suppress(Exception):
+                await self._kafka.close()
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

@@ -16,10 +16,19 @@ class ProcessorMetrics:
         m.define("dead_lettered_total", "records that failed validation, sent to the dead-letter topic")
         m.define("batches_total", "batches written")
         m.define("write_conflicts_total", "batches recomputed: another owner wrote the partition meanwhile")
-        m.define("store_errors_total", "batch writes that failed on a store error (retried)")
+        m.define("store_errors_total", "batch reads/writes that failed on a store or broker error (retriable ones "
+                 "are retried; others isolate the record causing them)")
+        m.define("poison_records_total", "records the store refused the same way twice alone: dead-lettered")
+        m.define("log_resets_total", "resets of the events log detected (topic id changed, an unknown event id at "
+                 "or below a watermark, or a watermark past the log's end)", ("how",))
+        m.define("log_reset_degraded", "1 while a detected log reset is recent (/readyz says degraded)")
         m.define("triggers_sent_total", "trigger messages published", ("type",))
+        m.define("triggers_dead_lettered_total", "outbox entries that could not be a trigger: dead-lettered once")
         m.define("freshness_seconds", "event ts to store write")
         m.define("consumer_lag", "records behind the log end, per partition", ("partition",))
+        for how in ("topic_id", "event_id", "offsets"):          # exported at 0 from the start: alerts need the series
+            m.inc("log_resets_total", (how,), by=0)
+        m.inc("poison_records_total", by=0)
         self.freshness = Histogram(FRESHNESS_BUCKETS_S)
         m.histograms[("freshness_seconds", ())] = self.freshness
         self.applied = 0

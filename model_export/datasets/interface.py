@@ -58,7 +58,9 @@ class OnlineRetail:
 
     def item_labels(self, catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
         # the names model_export.serving_catalog gives the derived clusters; nothing is age-restricted
-        names = np.array([f"cluster-{c:02d}" for c in range(int(catalog.category.max(initial=0)) + 1)])
+        from strata.model_export.datasets.item_categories import category_names
+
+        names = category_names(catalog.title, catalog.category)
         return names[catalog.category], np.zeros(catalog.n_items, dtype=np.int8)
 
 

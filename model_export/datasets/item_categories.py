@@ -1,7 +1,9 @@
 """Derived item categories for logs that have none (UCI Online Retail has only a product name).
 
 Categories feed intra-list diversity in offline evaluation and, later, the "at most 3 of one category"
-guardrail, so they should follow product type (candles, bags, cards), not colour. The recipe: TF-IDF over
+guardrail, so they should follow product type (candles, bags, cards), not colour. Each cluster is named by
+its most distinctive title words (``category_names``: "christmas decorations", "lunch bag"), so what the
+catalog, the origin's answers and its explanations show is readable. The recipe: TF-IDF over
 the lower-cased words of each item's description (words of two letters or more, seen in at least two
 items, sub-linear term frequency) with colour and size words removed, a seeded TruncatedSVD to 64
 dimensions, L2-normalised rows, then a seeded KMeans. Everything is seeded, so the same titles always
@@ -10,12 +12,13 @@ give the same categories.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 N_CATEGORIES = 24
@@ -61,3 +64,63 @@ def derive_categories(titles: np.ndarray, n_categories: int = N_CATEGORIES,
         top_words.append([str(words[i]) for i in order if weight[i] > 0])
     sizes = np.bincount(labels, minlength=k).tolist()
     return labels, how | {"sizes": sizes, "top_words": top_words}
+
+
+NAME_WORDS = 2
+
+
+def category_names(titles: np.ndarray, labels: np.ndarray, words: int = NAME_WORDS) -> np.ndarray:
+    """str per category index 0..max(labels): its ``words`` most distinctive title words, most distinctive
+    first, distinct across categories (a clash takes the next word; a category without usable words is
+    "other" + its index), in the order they usually take in those titles ("birthday card", not "card
+    birthday").
+
+    A word's distinctiveness for category c is p_c * log(p_c / p), where p_c is the share of c's titles
+    containing it and p its share over all titles (a word in most of c's titles and rare elsewhere wins);
+    colour, size and filler words are left out as for the clustering."""
+    titles = np.asarray(titles, dtype=str)
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max(initial=-1)) + 1
+    vectorizer = CountVectorizer(lowercase=True, token_pattern=_WORD, stop_words=IGNORED_WORDS, binary=True)
+    try:
+        present = vectorizer.fit_transform(titles).tocsc()
+    except ValueError:  # no usable word at all
+        return np.array([f"other {c}" for c in range(k)])
+    vocab = vectorizer.get_feature_names_out()
+    overall = np.asarray(present.sum(axis=0)).ravel() / max(titles.size, 1)
+    ranked: list[list[str]] = []
+    for c in range(k):
+        mine = labels == c
+        share = np.asarray(present[mine].sum(axis=0)).ravel() / max(int(mine.sum()), 1)
+        score = np.where(share > 0, share * np.log(np.maximum(share, 1e-12) / np.maximum(overall, 1e-12)), -np.inf)
+        order = np.lexsort((vocab, -score))
+        ranked.append([str(vocab[i]) for i in order if np.isfinite(score[i]) and score[i] > 0])
+    names: list[str] = []
+    used: set[str] = set()
+    for c, candidates in enumerate(ranked):
+        in_order = _title_order(titles[labels == c])
+        picked = candidates[:words]
+        name = in_order(picked) if picked else f"other {c}"
+        extra = words
+        while name in used and extra < len(candidates):
+            picked = candidates[:words - 1] + [candidates[extra]]
+            name, extra = in_order(picked), extra + 1
+        if name in used:
+            name = f"{name} {c}"
+        used.add(name)
+        names.append(name)
+    return np.array(names)
+
+
+def _title_order(titles: np.ndarray):
+    """A function joining words in their mean relative position within ``titles`` (ties: given order)."""
+    tokens = [re.findall(_WORD, t.lower()) for t in titles.tolist()]
+
+    def join(picked: list[str]) -> str:
+        def place(word: str) -> float:
+            spots = [toks.index(word) / max(len(toks), 1) for toks in tokens if word in toks]
+            return float(np.mean(spots)) if spots else 1.0
+
+        return " ".join(sorted(picked, key=place))
+
+    return join

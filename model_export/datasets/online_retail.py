@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy import sparse
 
-from strata.model_export.datasets.item_categories import N_CATEGORIES, derive_categories
+from strata.model_export.datasets.item_categories import N_CATEGORIES, category_names, derive_categories
 from strata.model_export.embeddings import interaction_matrix, learn_item_vectors
 from strata.shared.contracts.api import EVENT_TYPES
 from strata.shared.errors import ConfigError
@@ -170,6 +170,7 @@ def load_online_retail(path: Path | str = DEFAULT_PATH, n_categories: int = N_CA
     popularity = np.bincount(basket // invoice_id.size, minlength=n_items).astype(np.int64)
     title = _per_item_title(item, desc, n_items)
     category, how = derive_categories(title, n_categories=n_categories, seed=seed)
+    how["names"] = category_names(title, category).tolist()
     report = {"source": path.name, "sha256": sha, "rows_in": rows_in, "rules": steps,
               "rows_out": int(table.num_rows), "items": int(n_items), "customers": int(customer_id.size),
               "invoices": int(invoice_id.size), "countries": int(country_name.size), "categories": how}

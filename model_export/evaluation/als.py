@@ -71,6 +71,9 @@ class ImplicitALS:
         self.model: Any = None
         self.ties: TieBreak | None = None
 
+    def reseed(self, seed: int) -> None:
+        self.seed = seed
+
     def fit(self, train: Baskets) -> None:
         try:
             from implicit.cpu.als import AlternatingLeastSquares

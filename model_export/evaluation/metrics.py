@@ -11,6 +11,9 @@ Over the lists of a segment, at ``LIST_K`` = 10 (what a page shows):
 - diversity = mean share of item pairs in a list whose derived categories differ (intra-list diversity)
 - novelty = mean -log2 of an item's training popularity (share of training invoices containing it;
   an item never sold in training counts as sold once, so the value stays finite)
+Explore items (where personalisation beyond repeat shows): the items of a query's invoice the customer never
+bought before it. ``explore_ndcg@10`` and ``explore_recall@20`` score the same list against them alone,
+averaged over the queries that have at least one (``explore_invoices`` counts them).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from scipy import sparse
 RECALL_KS = (10, 20, 50)
 K_MAX = 50
 LIST_K = 10
-METRICS = ("ndcg@10", "recall@10", "recall@20", "recall@50", "mrr", "coverage", "diversity", "novelty")
+METRICS = ("ndcg@10", "recall@10", "recall@20", "recall@50", "mrr", "coverage", "diversity", "novelty",
+           "explore_ndcg@10", "explore_recall@20")
 
 
 def hits(recs: np.ndarray, relevant: sparse.csr_matrix) -> np.ndarray:
@@ -81,9 +85,18 @@ def novelty(recs: np.ndarray, popularity: np.ndarray, n_invoices: int) -> np.nda
     return (-np.log2(share))[recs].mean(axis=1)
 
 
+def explore_relevance(relevant: sparse.csr_matrix, history: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The relevant items each query's history does not contain (``history``: any positive entry = bought)."""
+    bought = (history > 0).astype(np.float64)
+    out = (relevant - relevant.multiply(bought)).tocsr()
+    out.eliminate_zeros()
+    return out
+
+
 def summarize(recs: np.ndarray, relevant: sparse.csr_matrix, category: np.ndarray, popularity: np.ndarray,
-              n_train_invoices: int) -> dict[str, float | None]:
-    """The ``METRICS`` for one segment's queries (None for every metric when the segment is empty)."""
+              n_train_invoices: int, explore: sparse.csr_matrix | None = None) -> dict[str, float | None]:
+    """The ``METRICS`` for one segment's queries (None for every metric when the segment is empty; the explore
+    metrics are None without ``explore`` (``explore_relevance``) or when no query has an explore item)."""
     if recs.shape[0] == 0:
         return dict.fromkeys(METRICS)
     hit, n_rel = hits(recs, relevant), relevant_counts(relevant)
@@ -93,7 +106,15 @@ def summarize(recs: np.ndarray, relevant: sparse.csr_matrix, category: np.ndarra
     out |= {"mrr": reciprocal_rank(hit).mean(), "coverage": coverage(shown, category.size),
             "diversity": intra_list_diversity(shown, category).mean(),
             "novelty": novelty(shown, popularity, n_train_invoices).mean()}
-    return {name: round(float(out[name]), 6) for name in METRICS}
+    out |= {"explore_ndcg@10": None, "explore_recall@20": None}
+    if explore is not None:
+        n_explore = relevant_counts(explore)
+        some = n_explore > 0
+        if some.any():
+            hit_e = hits(recs[some], explore[some])
+            out["explore_ndcg@10"] = ndcg(hit_e, n_explore[some], 10).mean()
+            out["explore_recall@20"] = recall_at(hit_e, n_explore[some], 20).mean()
+    return {name: None if out[name] is None else round(float(out[name]), 6) for name in METRICS}
 
 
 def recall_curve(recs: np.ndarray, relevant: sparse.csr_matrix) -> list[float]:

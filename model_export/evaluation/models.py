@@ -14,6 +14,8 @@ from strata.model_export.evaluation.item_knn import ItemKNN
 from strata.model_export.evaluation.popularity import Popularity, RecentPopularity
 from strata.model_export.evaluation.protocol import Recommender
 from strata.model_export.evaluation.repeat import RepeatPurchases
+from strata.model_export.evaluation.tifu_knn import TIFUKNN
+from strata.model_export.evaluation.upcf import UPCF
 from strata.shared.errors import ConfigError
 
 
@@ -29,8 +31,10 @@ RECOMMENDERS: dict[str, Callable[[ModelOptions], Recommender]] = {
     "repeat": lambda _: RepeatPurchases(),
     "item_knn": lambda _: ItemKNN(),
     "implicit_als": lambda o: ImplicitALS(seed=o.seed, num_threads=o.num_threads),
+    "tifu_knn": lambda _: TIFUKNN(),
+    "upcf": lambda _: UPCF(),
 }
-BASELINES = ("popularity", "recent", "repeat", "item_knn", "implicit_als")
+BASELINES = ("popularity", "recent", "repeat", "item_knn", "implicit_als", "tifu_knn", "upcf")
 
 
 def _strata(options: ModelOptions) -> Recommender:

@@ -40,6 +40,13 @@ class Tunable(Protocol):
         ...
 
 
+@runtime_checkable
+class Seeded(Protocol):
+    """A model whose fit depends on a random seed (the harness runs it once per training seed)."""
+
+    def reseed(self, seed: int) -> None: ...
+
+
 class TieBreak:
     """Ranks scores with ties going to the more popular item, then the lower catalog index.
 

@@ -10,6 +10,7 @@ Items outside a query's candidates rank after them in popularity order (the shar
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ class StrataRecommender:
         self.ties: TieBreak | None = None
         self.models: TrainedModels | None = None
         self.report: dict[str, Any] = {}
+
+    def reseed(self, seed: int) -> None:
+        self.params = replace(self.params, seed=seed)
 
     def fit(self, train: Baskets) -> None:
         import torch

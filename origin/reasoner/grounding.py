@@ -26,6 +26,7 @@ from strata.origin.reasoner.base import ExplainInput
 MAX_REASON_CHARS = 200          # the answer schema's maxLength, enforced here too
 MAX_ANSWER_CHARS = 8_192        # the whole completion: 20 items x 200 characters plus JSON
 
+
 def _set(text: str) -> frozenset[str]:
     return frozenset(text.split())
 

@@ -6,6 +6,7 @@ and must cost a few microseconds. Every failure names the field path and the rea
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -140,7 +141,38 @@ CONSENT_FLAGS = ("personalization", "marketing")
 MAX_QUERY_LEN = 256
 MAX_PREFERENCES = 50
 MAX_QUANTITY = 10_000
+MAX_PRICE = 1e9                          # unit price, exclusive
+MAX_LINE_CENTS = 10**11                  # price x quantity of one purchase, in cents (1e9 currency units): a
+#                                          profile's int64 revenue counter holds 92 million such purchases
 MAX_TS_MS = 253_402_300_799_999          # 9999-12-31T23:59:59.999Z
+SHOW_CHARS = 48                          # how much of a bad value a reason repeats
+# Event ids (event_id, tenant, user_id, session_id, slot, item ids, impression_id, model_version, category and
+# brand names) are 1..128 characters of any kind but control characters (U+0000-001F, U+007F-009F): they are
+# joined with U+001F in some store values. Ids enter store keys through ``shared.keys.part`` (injective).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _show(v: object) -> str:
+    """A bad value for a reason: its repr, cut to ``SHOW_CHARS`` characters (a reason never echoes megabytes)."""
+    if type(v) is str:
+        return repr(v) if len(v) <= SHOW_CHARS else f"{v[:SHOW_CHARS]!r}... ({len(v)} characters)"
+    if type(v) in (list, dict):
+        return f"a {type(v).__name__} of {len(v)}"
+    r = repr(v)
+    return r if len(r) <= SHOW_CHARS else r[:SHOW_CHARS] + "..."
+
+
+def _check_id(v: str, name: str) -> str:
+    if not v.isprintable() and _CONTROL.search(v):
+        raise InvalidField("must not hold control characters (U+0000-001F, U+007F-009F)", field=name)
+    return v
+
+
+def _event_ident(obj: dict, name: str, default: str | None) -> str:
+    v = obj.get(name, default)
+    if type(v) is str and v and len(v) <= MAX_ID_LEN and v.isprintable():      # the common case, inline
+        return v
+    return _check_id(_ident(obj, name, default), name)
 
 
 @dataclass(slots=True)
@@ -206,7 +238,7 @@ def parse_ts(v: object) -> int:
         v = _integral(v)
     if type(v) is int:
         if not 0 <= v <= MAX_TS_MS:
-            raise InvalidField(f"epoch ms must be in 0..{MAX_TS_MS}, got {v}", field="ts")
+            raise InvalidField(f"epoch ms must be in 0..{MAX_TS_MS}, got {_show(v)}", field="ts")
         return v
     if type(v) is str:
         try:
@@ -225,8 +257,25 @@ def parse_ts(v: object) -> int:
     raise InvalidField(f"must be epoch ms (integer) or an RFC 3339 string, got {type(v).__name__}", field="ts")
 
 
+@dataclass(frozen=True, slots=True)
+class TsWindow:
+    """Event times accepted around a reference time (the ingest's clock, or a record's log timestamp): at most
+    ``skew_ms`` ahead of it and at most ``horizon_ms`` behind it."""
+
+    skew_ms: int
+    horizon_ms: int
+
+    def check(self, ts_ms: int, ref_ms: int) -> None:
+        if ts_ms > ref_ms + self.skew_ms:
+            raise InvalidField(f"is {(ts_ms - ref_ms) / 1000:.0f} s in the future; at most {self.skew_ms / 1000:g} s "
+                               "ahead of the receive time is accepted", field="ts")
+        if ts_ms < ref_ms - self.horizon_ms:
+            raise InvalidField(f"is {(ref_ms - ts_ms) / 1000:.0f} s old; at most {self.horizon_ms / 1000:g} s "
+                               "before the receive time is accepted", field="ts")
+
+
 def _opt_ident(obj: dict, name: str) -> str | None:
-    return None if obj.get(name) is None else _ident(obj, name, None)
+    return None if obj.get(name) is None else _event_ident(obj, name, None)
 
 
 def _id_list(obj: dict, name: str, max_len: int, min_len: int = 1) -> list[str]:
@@ -239,8 +288,9 @@ def _id_list(obj: dict, name: str, max_len: int, min_len: int = 1) -> list[str]:
         raise InvalidField(f"must have {min_len}..{max_len} entries, got {len(v)}", field=name)
     for i, x in enumerate(v):
         if type(x) is not str or not x or len(x) > MAX_ID_LEN:
-            raise InvalidField(f"must be a non-empty string of at most {MAX_ID_LEN} characters, got {x!r}",
+            raise InvalidField(f"must be a non-empty string of at most {MAX_ID_LEN} characters, got {_show(x)}",
                                field=f"{name}[{i}]")
+        _check_id(x, f"{name}[{i}]")
     return v
 
 
@@ -262,12 +312,12 @@ def _impression(obj: dict) -> tuple:
             raise InvalidField(f"must be a list of {n} numbers (one per item)", field=name)
         for i, x in enumerate(v):
             if type(x) not in (int, float) or not 0 < x < 1e12:
-                raise InvalidField(f"must be a positive number, got {x!r}", field=f"{name}[{i}]")
+                raise InvalidField(f"must be a positive number, got {_show(x)}", field=f"{name}[{i}]")
         post.append([float(x) for x in v])
     tier = obj.get("tier")
     if tier not in TIERS:
-        raise InvalidField(f"must be one of {list(TIERS)}, got {tier!r}", field="tier")
-    return items, explored, post[0], post[1], tier, _ident(obj, "model_version", None)
+        raise InvalidField(f"must be one of {list(TIERS)}, got {_show(tier)}", field="tier")
+    return items, explored, post[0], post[1], tier, _event_ident(obj, "model_version", None)
 
 
 def _consent(raw: object) -> dict[str, bool] | None:
@@ -277,39 +327,43 @@ def _consent(raw: object) -> dict[str, bool] | None:
         raise InvalidField(f"must be an object of booleans, got {type(raw).__name__}", field="consent")
     for k, v in raw.items():
         if k not in CONSENT_FLAGS:
-            raise InvalidField(f"unknown flag {k!r}; flags are {list(CONSENT_FLAGS)}", field="consent")
+            raise InvalidField(f"unknown flag {_show(k)}; flags are {list(CONSENT_FLAGS)}", field="consent")
         if type(v) is not bool:
             raise InvalidField(f"must be a boolean, got {type(v).__name__}", field=f"consent.{k}")
     return raw
 
 
-def parse_event(obj: object) -> Event:
-    """Validate one decoded event (JSON or msgpack). The one validator of ingest, processor and tests."""
+def parse_event(obj: object, ts_window: TsWindow | None = None, ref_ms: int = 0) -> Event:
+    """Validate one decoded event (JSON or msgpack). The one validator of ingest, processor and tests. With
+    ``ts_window``, ``ts`` must also lie in that window around ``ref_ms`` (the receive time)."""
     if type(obj) is not dict:
         raise MalformedBody(f"event must be an object, got {type(obj).__name__}", field="body")
     if not _EVENT_FIELDS.issuperset(obj):
-        extra = obj.keys() - _EVENT_FIELDS
-        raise InvalidField(f"unknown field(s) {sorted(map(str, extra))}", field="body")
+        extra = sorted(_show(k) if type(k) is str else _show(repr(k)) for k in obj.keys() - _EVENT_FIELDS)
+        shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise InvalidField(f"unknown field(s) [{shown}]", field="body")
     etype = obj.get("type")
     if etype not in EVENT_TYPES:
-        raise InvalidField(f"must be one of {list(EVENT_TYPES)}, got {etype!r}", field="type")
-    event_id = _ident(obj, "event_id", None)
-    tenant = _ident(obj, "tenant", "default")
-    user_id = _ident(obj, "user_id", None)
-    session_id = _ident(obj, "session_id", None)
+        raise InvalidField(f"must be one of {list(EVENT_TYPES)}, got {_show(etype)}", field="type")
+    event_id = _event_ident(obj, "event_id", None)
+    tenant = _event_ident(obj, "tenant", "default")
+    user_id = _event_ident(obj, "user_id", None)
+    session_id = _event_ident(obj, "session_id", None)
     ts = parse_ts(obj.get("ts"))
+    if ts_window is not None and not ref_ms - ts_window.horizon_ms <= ts <= ref_ms + ts_window.skew_ms:
+        ts_window.check(ts, ref_ms)
     channel = obj.get("channel")
     if channel not in CHANNELS:
-        raise InvalidField(f"must be one of {list(CHANNELS)}, got {channel!r}", field="channel")
+        raise InvalidField(f"must be one of {list(CHANNELS)}, got {_show(channel)}", field="channel")
     ev = Event(event_id, etype, tenant, user_id, session_id, ts, channel,
-               slot=_ident(obj, "slot", "home"), consent=_consent(obj.get("consent")))
+               slot=_event_ident(obj, "slot", "home"), consent=_consent(obj.get("consent")))
     check = not obj.keys().isdisjoint(_UNUSED[etype])     # some field this type does not use is present
     if etype in ITEM_EVENTS:
-        ev.item_id = _ident(obj, "item_id", None)
+        ev.item_id = _event_ident(obj, "item_id", None)
     elif check and obj.get("item_id") is not None:
         raise InvalidField(f"is not used by {etype!r} events", field="item_id")
     if etype == "impression":
-        ev.impression_id = _ident(obj, "impression_id", None)
+        ev.impression_id = _event_ident(obj, "impression_id", None)
         ev.items, ev.explored, ev.alpha, ev.beta, ev.tier, ev.model_version = _impression(obj)
     else:
         if etype == "click":
@@ -321,10 +375,13 @@ def parse_event(obj: object) -> Event:
     if etype == "purchase":
         q = _integral(obj.get("quantity"))
         if type(q) is not int or not 1 <= q <= MAX_QUANTITY:
-            raise InvalidField(f"must be an integer 1..{MAX_QUANTITY}, got {q!r}", field="quantity")
+            raise InvalidField(f"must be an integer 1..{MAX_QUANTITY}, got {_show(q)}", field="quantity")
         price = obj.get("price")
-        if type(price) not in (int, float) or not 0 <= price < 1e9:
-            raise InvalidField(f"must be a number >= 0 (unit price), got {price!r}", field="price")
+        if type(price) not in (int, float) or not 0 <= price < MAX_PRICE:
+            raise InvalidField(f"must be a number >= 0 (unit price), got {_show(price)}", field="price")
+        if round(price * q * 100) > MAX_LINE_CENTS:
+            raise InvalidField(f"price x quantity must be at most {MAX_LINE_CENTS // 100:.0e}, got "
+                               f"{price * q:.0f}", field="price")
         ev.quantity, ev.price = q, float(price)
     elif check and (obj.get("quantity") is not None or obj.get("price") is not None):
         raise InvalidField(f"is not used by {etype!r} events",

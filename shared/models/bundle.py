@@ -57,7 +57,8 @@ def read_current(registry: Path | str, model: str) -> str:
     try:
         version = path.read_text().strip()
     except FileNotFoundError:
-        raise BundleError(f"no {CURRENT_FILE} pointer at {path}", field="registry") from None
+        raise BundleError(f"no {CURRENT_FILE} pointer at {path}: no {model} bundle in {registry} "
+                          f"(strata export --out {registry} makes one)", field="registry") from None
     if not SEMVER.match(version):
         raise BundleError(f"{path} names {version!r}, not a semver version", field="CURRENT")
     return version

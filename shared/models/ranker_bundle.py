@@ -16,14 +16,15 @@
         ranker.onnx         input "features" float32 [N, N_FEATURES] (shared.models.ranker_features rows)
                             -> output "score" float32 [N], higher ranks first
         item_stats.npz      popularity, recent_popularity, price, category, repeat_rate, covis_items,
-                            covis_weights, text (float32 [n_items, 384] title vectors; optional)
-                            (row i = items.parquet row i)
+                            covis_weights, first_popularity (row i = items.parquet row i), text (float32
+                            [n_items, 384] title vectors; optional), customer_ptr / customer_item /
+                            customer_weight (the training customers' TIFU vectors, CSR; optional)
         items.parquet       item_id
         manifest.json       ..., feature_spec_version, feature_names, candidate sizes, parity, files
 
 Both bundles of one export share the item order; ``load_retrieval_ranker`` refuses a pair that does not.
-A ranker bundle of an older feature spec (``ranker-1``: 17 features, no text) is refused with the spec
-mismatch (the registry's previous version, if any, serves); a retrieval bundle without ``item_tower.onnx``
+A ranker bundle of an older feature spec (``ranker-1``: 17 features, no text; ``ranker-2``: 18, before the
+next-basket features) is refused with the spec mismatch (the registry's previous version, if any, serves); a retrieval bundle without ``item_tower.onnx``
 loads with ``pipeline.item_tower = None``.
 """
 
@@ -37,6 +38,7 @@ import numpy as np
 from strata.shared.errors import BundleError
 from strata.shared.models import bundle as B
 from strata.shared.models.ranker_features import FEATURE_SPEC_VERSION, ItemStats
+from strata.shared.models.ranker_neighbours import CustomerVectors
 from strata.shared.models.retrieval_ranker import (
     CandidateSizes,
     ItemTowerModel,
@@ -56,8 +58,9 @@ ITEM_STATS_FILE = "item_stats.npz"
 RETRIEVAL_FILES = (USER_TOWER_FILE, B.ITEM_VECTORS_FILE, B.ITEMS_FILE)
 RANKER_FILES = (RANKER_FILE, ITEM_STATS_FILE, B.ITEMS_FILE)
 STATS_ARRAYS = ("popularity", "recent_popularity", "price", "category", "repeat_rate", "covis_items",
-                "covis_weights")
+                "covis_weights", "first_popularity")
 OPTIONAL_STATS_ARRAYS = ("text",)
+CUSTOMER_ARRAYS = ("customer_ptr", "customer_item", "customer_weight")
 
 
 def bundle_dir(registry: Path | str, model: str, version: str | None = None) -> Path:
@@ -73,17 +76,38 @@ def read_item_ids(path: Path) -> np.ndarray:
         raise BundleError(f"cannot read {path / B.ITEMS_FILE}: {exc}") from exc
 
 
+def item_stats_arrays(stats: ItemStats) -> dict[str, np.ndarray]:
+    """What ``item_stats.npz`` holds for ``stats`` (the writer's side of ``read_item_stats``)."""
+    out = {name: getattr(stats, name) for name in STATS_ARRAYS if getattr(stats, name) is not None}
+    if stats.text is not None:
+        out["text"] = stats.text.astype(np.float32)
+    if stats.customers is not None:
+        c = stats.customers
+        out |= {"customer_ptr": c.ptr, "customer_item": c.item, "customer_weight": c.weight}
+    return out
+
+
 def read_item_stats(path: Path) -> ItemStats:
     try:
         with np.load(path / ITEM_STATS_FILE, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in STATS_ARRAYS}
             arrays |= {name: npz[name] for name in OPTIONAL_STATS_ARRAYS if name in npz.files}
+            customer = {name: npz[name] for name in CUSTOMER_ARRAYS if name in npz.files}
     except Exception as exc:
         raise BundleError(f"cannot read {path / ITEM_STATS_FILE}: {exc}") from exc
     n = arrays["popularity"].shape[0]
     if any(a.shape[0] != n for a in arrays.values()):
         raise BundleError(f"{path / ITEM_STATS_FILE}: arrays disagree on the number of items")
-    return ItemStats(**arrays)
+    customers = None
+    if customer:
+        ptr, item = customer.get("customer_ptr"), customer.get("customer_item")
+        weight = customer.get("customer_weight")
+        if ptr is None or item is None or weight is None or ptr.size < 1 or ptr[-1] != item.size \
+                or weight.size != item.size or (item.size and (item.min() < 0 or item.max() >= n)):
+            raise BundleError(f"{path / ITEM_STATS_FILE}: the customer vectors are inconsistent")
+        customers = CustomerVectors(ptr.astype(np.int64), item.astype(np.int64), weight.astype(np.float32),
+                                    n_items=n)
+    return ItemStats(**arrays, customers=customers)
 
 
 def versions(registry: Path | str, model: str) -> list[str]:

@@ -12,6 +12,13 @@ then the item's popularity, its co-visitation with the history, the two-tower sc
 customer's affinity to the item's category and the text affinity: the cosine between the item's text
 vector (MiniLM over its title, ``ItemStats.text``) and the mean text vector of the customer's purchases
 (each distinct item weighted by its invoices), which places items with few or no purchases.
+
+``ranker-3`` adds what the published next-basket methods rank by, so the ranker can learn their mix
+instead of competing with it: TIFU-KNN's personal vector (``shared.models.next_basket``, the paper's
+default decays) and its neighbour vector (``shared.models.ranker_neighbours``), UP-CF@r's recent shares
+(the last basket, the last five), how many baskets ago the item was bought, its inter-purchase interval
+and how due it is, the customer's repeat share and basket size, and how often the item opens a new
+customer's first basket.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FEATURE_SPEC_VERSION = "ranker-2"
+from strata.shared.models.next_basket import basket_ordinals, recent_share_weights, tifu_weights
+from strata.shared.models.ranker_neighbours import CustomerVectors, nearest_customers, neighbour_values
+
+FEATURE_SPEC_VERSION = "ranker-3"
 FEATURE_NAMES = (
     "log_item_invoices",  # log1p(invoices of the customer containing the item)
     "item_invoice_share",  # those invoices / the customer's invoices
@@ -40,10 +50,21 @@ FEATURE_NAMES = (
     "category_share",  # share of the customer's purchases in the item's category
     "repeat_rate",  # share of the item's buyers who bought it in two or more invoices
     "text_affinity",  # cosine(item text vector, the history's mean text vector), 0 without history or text
+    "tifu_personal",  # TIFU-KNN's personal vector at the item (TIFU_M groups, TIFU_RB / TIFU_RG decays)
+    "tifu_neighbours",  # mean of the k nearest training customers' TIFU vectors at the item
+    "in_last_basket",  # 1 if the customer's last basket had the item
+    "last5_share",  # share of the customer's last 5 baskets with the item (UP-CF@5)
+    "baskets_since_item_inv",  # 1 / (1 + baskets since the one that last had the item), 0 if never
+    "log_mean_gap_days",  # log1p(mean days between the item's purchases), 0 with fewer than two
+    "due_ratio",  # log((days since last bought + 1) / (mean gap + 1)), 0 with fewer than two purchases
+    "repeat_share",  # share of the customer's purchases that repeated an item of an earlier basket
+    "log_basket_size",  # log1p(the customer's mean distinct items per basket)
+    "log_first_basket_popularity",  # log1p(first invoices of customers containing the item)
 )
 N_FEATURES = len(FEATURE_NAMES)
 RECENT_DAYS = 30.0
 DECAY_DAYS = 30.0
+TIFU_M, TIFU_RB, TIFU_RG = 7, 0.9, 0.7  # the paper's defaults (Hu et al., SIGIR 2020)
 DAY_MS = 86_400_000.0
 TEXT_BLOCK = 16_384  # (query, item) rows per block of the history text mean: bounds the [rows, dim] temporary
 
@@ -60,6 +81,8 @@ class ItemStats:
     covis_items: np.ndarray  # int64 [n_items, M] co-visited neighbours, -1 = none
     covis_weights: np.ndarray  # float32 [n_items, M]
     text: np.ndarray | None = None  # float32 [n_items, text_dim] unit text vectors; None: text affinity 0
+    first_popularity: np.ndarray | None = None  # float32 first invoices of customers with the item; None: 0
+    customers: CustomerVectors | None = None  # training customers' TIFU vectors; None: neighbour feature 0
 
     @property
     def n_items(self) -> int:
@@ -114,6 +137,14 @@ class HistorySummary:
     last_age: np.ndarray  # float64 [Q] days since the last purchase (nan without history)
     category_share: np.ndarray  # float64 [Q, n_categories]
     text_mean: np.ndarray | None = None  # float32 [Q, text_dim] unit mean text vector (0 without history)
+    tifu: np.ndarray | None = None  # float64 per key: TIFU personal vector
+    last1: np.ndarray | None = None  # float64 per key: share of the last basket (0 / 1)
+    last5: np.ndarray | None = None  # float64 per key: share of the last 5 baskets
+    baskets_since: np.ndarray | None = None  # float64 per key: baskets after the last one with the item
+    mean_gap: np.ndarray | None = None  # float64 per key: mean days between purchases (nan with one)
+    repeat_share: np.ndarray | None = None  # float64 [Q]
+    basket_size: np.ndarray | None = None  # float64 [Q] mean distinct items per basket
+    neighbours: np.ndarray | None = None  # int64 [Q, k] nearest training customers (-1: none)
 
 
 def summarize(h: Histories, stats: ItemStats) -> HistorySummary:
@@ -133,8 +164,10 @@ def summarize(h: Histories, stats: ItemStats) -> HistorySummary:
     rank = np.empty(ukey.size, dtype=np.int64)
     group_start = np.searchsorted(uq[rank_order], uq[rank_order], side="left")
     rank[rank_order] = np.arange(ukey.size) - group_start
-    inv_key = np.unique(q * (int(h.invoice.max(initial=0)) + 1) + h.invoice) if q.size else q
-    baskets = np.bincount(inv_key // (int(h.invoice.max(initial=0)) + 1), minlength=n_q).astype(np.float64)
+    ordinal, n_baskets = basket_ordinals(q, h.invoice)  # rows are in time order within a query
+    baskets = np.zeros(n_q)
+    if q.size:
+        baskets[q] = n_baskets
     distinct = np.bincount(uq, minlength=n_q).astype(np.float64)
     last_age = np.full(n_q, np.nan)
     if q.size:
@@ -144,7 +177,25 @@ def summarize(h: Histories, stats: ItemStats) -> HistorySummary:
     np.add.at(cat, (q, stats.category[h.item]), 1.0)
     cat /= np.maximum(cat.sum(axis=1, keepdims=True), 1.0)
     text_mean = history_text(uq, ukey % n_items if ukey.size else ukey, counts, n_q, stats.text)
-    return HistorySummary(ukey, counts, last, rank, baskets, distinct, last_age, cat, text_mean)
+
+    def per_key(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values[order], starts) if starts.size else np.zeros(0)
+
+    tifu = per_key(tifu_weights(ordinal, n_baskets, TIFU_M, TIFU_RB, TIFU_RG))
+    last1 = per_key(recent_share_weights(ordinal, n_baskets, 1))
+    last5 = per_key(recent_share_weights(ordinal, n_baskets, 5))
+    latest = np.maximum.reduceat(ordinal[order], starts) if starts.size else np.zeros(0, np.int64)
+    first_age = np.maximum.reduceat(sage, starts) if starts.size else np.zeros(0)
+    since = (baskets[uq] - 1 - latest).astype(np.float64)
+    gap = np.where(counts >= 2, (first_age - last) / np.maximum(counts - 1, 1), np.nan)
+    rows = np.bincount(q, minlength=n_q).astype(np.float64)
+    repeat_share = (rows - distinct) / np.maximum(rows, 1.0)
+    basket_size = rows / np.maximum(baskets, 1.0)
+    neighbours = None
+    if stats.customers is not None:
+        neighbours = nearest_customers(uq, ukey % n_items if ukey.size else ukey, tifu, n_q, stats.customers)
+    return HistorySummary(ukey, counts, last, rank, baskets, distinct, last_age, cat, text_mean, tifu, last1,
+                          last5, since, gap, repeat_share, basket_size, neighbours)
 
 
 def history_text(q: np.ndarray, item: np.ndarray, weight: np.ndarray, n_q: int,
@@ -250,6 +301,25 @@ def ranker_rows(h: Histories, summary: HistorySummary, stats: ItemStats, cand_pt
     out[:, 15] = summary.category_share[q, cat]
     out[:, 16] = stats.repeat_rate[cand_item]
     out[:, 17] = text_affinity(summary, stats, q, cand_item)
+
+    def at_key(values: np.ndarray | None, fill: float = 0.0) -> np.ndarray:
+        if values is None or not summary.key.size:
+            return np.full(key.size, fill)
+        return np.where(bought, values[pos], fill)
+
+    out[:, 18] = at_key(summary.tifu)
+    out[:, 19] = (0.0 if stats.customers is None or summary.neighbours is None
+                  else neighbour_values(summary.neighbours[:, :], key, n_items, stats.customers))
+    out[:, 20] = at_key(summary.last1)
+    out[:, 21] = at_key(summary.last5)
+    out[:, 22] = np.where(bought, 1.0 / (1.0 + at_key(summary.baskets_since)), 0.0)
+    gap = at_key(summary.mean_gap, np.nan)
+    several = np.isfinite(gap)
+    out[:, 23] = np.where(several, np.log1p(np.nan_to_num(gap)), 0.0)
+    out[:, 24] = np.where(several, np.log((age + 1.0) / (np.nan_to_num(gap) + 1.0)), 0.0)
+    out[:, 25] = np.zeros(key.size) if summary.repeat_share is None else summary.repeat_share[q]
+    out[:, 26] = np.zeros(key.size) if summary.basket_size is None else np.log1p(summary.basket_size[q])
+    out[:, 27] = 0.0 if stats.first_popularity is None else np.log1p(stats.first_popularity[cand_item])
     return out
 
 

@@ -1,6 +1,6 @@
 """``VectorIndex``: nearest items by cosine with payload filters, behind one small interface (tiers 2 and 3).
 
-Two backends, one contract (``tests/unit/test_vector_index_contract.py`` runs the same suite on both):
+Two backends, one contract (``tests/integration/test_vector_index_contract.py`` runs the same suite on both):
 - ``edge`` (default): Qdrant Edge, Qdrant's engine in-process (``qdrant-edge-py``), one shard directory
   per process (a shard has exactly one opener; give every process its own copy);
 - ``qdrant``: a Qdrant server through ``qdrant-client`` (``QdrantClient(url)`` in production; its local

@@ -21,7 +21,7 @@ from dataclasses import dataclass as plain_dataclass
 from typing import Protocol
 
 import numpy as np
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.dataclasses import dataclass
 
 try:
@@ -72,10 +72,12 @@ def make_sampler(seed: int | None = None, backend: str = "auto") -> BetaSource:
 class BanditConfig:
     """The bandit's settings: the one validated model, used as config section (``edge.bandit``) too."""
 
-    n0: float = 50.0              # prior strength in pseudo-impressions
-    explore_budget: float = 0.2   # max share of the k positions explored items may take
-    cold_prior: float = 0.02      # click prior for items the model does not know
-    seed: int | None = None       # sampler seed; None seeds from the OS
+    n0: float = Field(50.0, description="prior strength in pseudo-impressions: alpha = n0*p + clicks, "
+                                        "beta = n0*(1-p) + non-clicks (> 0)")
+    explore_budget: float = Field(0.2, description="largest share of the k positions explored items may take "
+                                                   "(0..1)")
+    cold_prior: float = Field(0.02, description="click prior for items the model does not know (0 < p < 1)")
+    seed: int | None = Field(None, description="sampler seed; null seeds from the OS")
 
     @field_validator("n0")
     @classmethod

@@ -5,8 +5,9 @@ A scoring row is ``[item block | context block | session block]``:
   Built once per bundle (``item_block``) and gathered by index per request.
 - context block (CONTEXT_DIM): channel one-hot, device one-hot, hour on the unit circle.
   Built once per request (``context_block``) and broadcast over candidates.
-- session block (SESSION_DIM): has-session flag and cosine similarity of the session vector
-  to the item embedding (``session_block``).
+- session block (SESSION_DIM): has-session flag and cosine similarity of the session vector to the item
+  embedding (``assemble``'s ``sims``). The session vector has one definition, ``shared.ranking.session_update``:
+  the processor serves it, and training replays the sessions' events through it (``model_export.dataset``).
 Changing any of this changes FEATURE_SPEC_VERSION; the edge refuses bundles built for another spec.
 """
 
@@ -59,21 +60,6 @@ def context_block(channel: str, device: str, hour: int) -> np.ndarray:
     return out
 
 
-def session_vector(item_vectors: np.ndarray, half_life: float = 5.0) -> np.ndarray | None:
-    """Recency-weighted mean of the embeddings of a session's items (oldest first), L2-normalised.
-
-    Used by the world generator for training rows and by the stream processor at serving time.
-    """
-    vecs = np.asarray(item_vectors, dtype=np.float32)
-    if vecs.ndim != 2 or vecs.shape[0] == 0:
-        return None
-    age = np.arange(vecs.shape[0] - 1, -1, -1, dtype=np.float32)
-    w = np.power(np.float32(0.5), age / np.float32(half_life))
-    v = (w[:, None] * vecs).sum(axis=0)
-    norm = float(np.linalg.norm(v))
-    return (v / norm).astype(np.float32) if norm > 0 else None
-
-
 def assemble(item_rows: np.ndarray, context: np.ndarray, sims: np.ndarray | None,
              has_session: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """Scoring matrix float32 [n, FEATURE_DIM].
@@ -93,10 +79,3 @@ def assemble(item_rows: np.ndarray, context: np.ndarray, sims: np.ndarray | None
         x[:, _SES0] = 1.0 if has_session is None else has_session
         x[:, _SES0 + 1] = sims
     return x
-
-
-def build_rows(item_features: np.ndarray, item_vectors: np.ndarray, item_idx: np.ndarray,
-               context: np.ndarray, session_vec: np.ndarray | None) -> np.ndarray:
-    """Convenience path for training and tests: gather, compute similarities, assemble."""
-    sims = None if session_vec is None else item_vectors[item_idx] @ session_vec
-    return assemble(item_features[item_idx], context, sims)

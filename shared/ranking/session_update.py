@@ -129,7 +129,8 @@ def decode_state(raw: bytes | None) -> StoredState:
 
 def replay_session(events: Iterable[Event], item_vector: Callable[[str], np.ndarray | None],
                    rule: SessionRule) -> SessionAcc | None:
-    """The state after ``events`` (one session, log order, duplicates already removed)."""
+    """The state after ``events`` (one session, log order, duplicates already removed): the reference the
+    processor's writes and the training feature (``model_export.dataset``) are tested against."""
     state = None
     for ev in events:
         w = rule.weight(ev.type)
@@ -164,7 +165,8 @@ def push_recent(old: bytes, new_in_log_order: list[str], limit: int = RECENT_BYT
 
 def replay_recent(events: Iterable[Event], item_known: Callable[[str], bool], rule: SessionRule) -> bytes:
     """The ``recent`` field after ``events`` (one session, log order, duplicates removed): the items of the
-    events that move the vector (weight != 0, item in the catalog), as ``push_recent`` keeps them."""
+    events that move the vector (weight != 0, item in the catalog), as ``push_recent`` keeps them. The
+    reference the processor's writes are tested against."""
     return push_recent(b"", [ev.item_id for ev in events
                              if ev.item_id is not None and rule.weight(ev.type) != 0.0 and item_known(ev.item_id)])
 

@@ -3,10 +3,8 @@ reason, exit 2 (like every other bad setting), no traceback; under both HTTP ser
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +12,6 @@ import pytest
 from strata.deploy.local import strata_command
 
 SERVERS = ["strata", "uvicorn"]
-
-
-@pytest.fixture
-def busy_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
-
 
 
 def _one_line(proc: subprocess.CompletedProcess) -> str:
@@ -53,7 +42,7 @@ def test_unresolvable_host_is_one_line_and_exit_2(registry_dir: Path, http: str)
 
 def test_port_taken_after_the_check_is_still_one_line(registry_dir: Path, busy_port: int) -> None:
     """The edge's own server binding a port that was free at the check: the same line, from its bind."""
-    skip_check = ("import sys, deploy.listen_address as a; a.check_listen_address = lambda *args: None; "
+    skip_check = ("import sys, strata.shared.serving.listen as a; a.check_listen_address = lambda *args, **kw: None; "
                   "from strata.deploy.cli import app; sys.argv[0] = 'strata'; app()")
     proc = subprocess.run([sys.executable, "-c", skip_check, "edge", "--registry", str(registry_dir),
                            "--store", "none", "--port", str(busy_port), "--log-level", "WARNING"],

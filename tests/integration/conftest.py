@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 
-from strata.edge.httpserver import serve
+from strata.edge.http.server import serve
 from strata.edge.node import EdgeNode
 from strata.shared.config import load_settings
+from strata.shared.serving.listen import listen_socket
 
 _HERE = Path(__file__).parent
 
@@ -34,17 +36,20 @@ def edge_settings(registry_dir: Path, fresh_valkey):
 
 
 @contextmanager
-def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, **edge) -> Iterator[tuple[int, EdgeNode]]:
-    """The edge's own HTTP server (edge.httpserver.serve) on a free port in a thread; yields (port, service)."""
+def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, http: str = "strata",
+            **edge) -> Iterator[tuple[int, EdgeNode]]:
+    """The edge on a free port in a thread, yields (port, service): its own HTTP server (``http="strata"``,
+    ``edge.http.serve``) or its ASGI app under uvicorn (``http="uvicorn"``, as ``strata edge --http uvicorn``
+    runs it: httptools, the node started and stopped by the app's lifespan)."""
     cfg = {"registry": str(registry_dir), "store": {"url": store, "timeout_ms": 50.0, "retry_after_s": 0.2},
-           **edge}
+           "idle_timeout_s": idle_timeout_s, **edge}
     svc = EdgeNode(load_settings(edge=cfg))
     svc.load_model()
     ready = threading.Event()
     port: list[int] = []
     state: dict = {}
 
-    def main() -> None:
+    def own_server() -> None:
         async def go() -> None:
             state["loop"] = asyncio.get_running_loop()
             state["stop"] = asyncio.Event()
@@ -53,18 +58,45 @@ def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, **e
 
         asyncio.run(go())
 
-    t = threading.Thread(target=main, daemon=True)
+    def under_uvicorn() -> None:
+        sock = listen_socket("127.0.0.1", 0, section="edge")
+        port.append(sock.getsockname()[1])
+        server = uvicorn.Server(uvicorn.Config(
+            svc.asgi_app(), http="httptools", access_log=False, log_config=None, lifespan="on",
+            proxy_headers=False, timeout_keep_alive=max(int(idle_timeout_s), 1), server_header=False,
+            timeout_graceful_shutdown=2, ws="none"))
+        state["stop"] = server
+
+        async def go() -> None:
+            state["loop"] = asyncio.get_running_loop()
+            watcher = asyncio.create_task(_set_when_started(server, ready))
+            await server.serve(sockets=[sock])
+            watcher.cancel()
+
+        asyncio.run(go())
+
+    t = threading.Thread(target=own_server if http == "strata" else under_uvicorn, daemon=True)
     t.start()
     assert ready.wait(20), "server did not start"
     try:
         yield port[0], svc
     finally:
-        state["loop"].call_soon_threadsafe(state["stop"].set)
+        if http == "strata":
+            state["loop"].call_soon_threadsafe(state["stop"].set)
+        else:
+            state["stop"].should_exit = True
         t.join(10)
         assert not t.is_alive(), "server did not stop"
 
 
+async def _set_when_started(server: uvicorn.Server, ready: threading.Event) -> None:
+    while not server.started:
+        await asyncio.sleep(0.01)
+    ready.set()
+
+
 @pytest.fixture(scope="session")
 def serve_edge():
-    """``serve_edge(registry_dir, store="none", idle_timeout_s=30, **edge_settings)``: a context manager."""
+    """``serve_edge(registry_dir, store="none", idle_timeout_s=30, http="strata", **edge_settings)``: a context
+    manager."""
     return running

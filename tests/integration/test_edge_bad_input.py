@@ -15,16 +15,17 @@ from strata.shared.config import load_settings
 GOOD = {"user_id": "u1", "session_id": "s1", "slot": "home", "k": 5}
 
 
-@pytest.fixture(scope="module", params=["asgi", "http"])
+@pytest.fixture(scope="module", params=["asgi", "strata", "uvicorn"])
 def app(request, registry_dir, serve_edge):
-    """The ASGI app in-process, and the edge's own HTTP server over a real socket (same answers)."""
+    """The ASGI app in-process, and over a real socket both servers ``strata edge --http`` offers: the
+    edge's own and uvicorn (same answers)."""
     if request.param == "asgi":
         svc = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"},
                                               "max_body_bytes": 65536}))
         svc.load_model()
         yield svc.asgi_app()
         return
-    with serve_edge(registry_dir, max_body_bytes=65536) as (port, _):
+    with serve_edge(registry_dir, max_body_bytes=65536, http=request.param) as (port, _):
         yield f"http://127.0.0.1:{port}"
 
 

@@ -59,10 +59,11 @@ def post(body: bytes = GOOD) -> bytes:
             b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
+@pytest.mark.parametrize("http", ["strata", "uvicorn"])
 def test_500_over_the_edge_server_has_a_request_id_and_keeps_the_connection(
-        registry_dir, serve_edge, monkeypatch, caplog) -> None:
+        registry_dir, serve_edge, monkeypatch, caplog, http) -> None:
     caplog.set_level(logging.ERROR, logger="strata.shared.serving.error_mapper")
-    with serve_edge(registry_dir) as (port, node):
+    with serve_edge(registry_dir, http=http) as (port, node):
         break_stage(node, "posterior", monkeypatch)
         first, second = raw_exchange(port, post() + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
@@ -78,9 +79,10 @@ def test_500_over_the_edge_server_has_a_request_id_and_keeps_the_connection(
     assert 'strata_edge_requests_total{route="/v1/recommend",status="500"} 1.0' in metrics
 
 
-def test_500_on_a_suspended_request(registry_dir, serve_edge, fresh_valkey, monkeypatch) -> None:
+@pytest.mark.parametrize("http", ["strata", "uvicorn"])
+def test_500_on_a_suspended_request(registry_dir, serve_edge, fresh_valkey, monkeypatch, http) -> None:
     """A request waiting on the store runs as a Task; a failure after the store read is a 500 too."""
-    with serve_edge(registry_dir, store=fresh_valkey.url) as (port, node):
+    with serve_edge(registry_dir, store=fresh_valkey.url, http=http) as (port, node):
         break_stage(node, "posterior", monkeypatch)
         (answer,) = raw_exchange(port, post(orjson.dumps({"user_id": "u", "session_id": "never-seen"})), 1)
     assert answer.startswith(b"HTTP/1.1 500") and b'"request_id"' in answer
@@ -118,15 +120,15 @@ def test_not_ready_is_503_with_retry_after(registry_dir) -> None:
     assert ready.status_code == 503 and ready.headers["retry-after"] == "1"
 
 
-@pytest.mark.parametrize("front", ["asgi", "http"])
+@pytest.mark.parametrize("front", ["asgi", "strata", "uvicorn"])
 def test_ops_errors_have_the_error_shape_and_their_real_status_in_metrics(registry_dir, serve_edge, front) -> None:
     def run(client: httpx.Client) -> tuple:
         nf = client.get("/no/such/route")
         na = client.post("/healthz")
         return nf, na, client.get("/metrics").text
 
-    if front == "http":
-        with serve_edge(registry_dir) as (port, _), httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+    if front != "asgi":
+        with serve_edge(registry_dir, http=front) as (port, _), httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             nf, na, text = run(c)
     else:
         node = node_for(registry_dir)
@@ -147,8 +149,9 @@ def test_ops_errors_have_the_error_shape_and_their_real_status_in_metrics(regist
     assert 'strata_edge_requests_total{route="/healthz",status="405"} 1.0' in text
 
 
-def test_http_layer_errors_are_counted(registry_dir, serve_edge) -> None:
-    with serve_edge(registry_dir, max_body_bytes=4096) as (port, _):
+@pytest.mark.parametrize("http", ["strata", "uvicorn"])
+def test_http_layer_errors_are_counted(registry_dir, serve_edge, http) -> None:
+    with serve_edge(registry_dir, max_body_bytes=4096, http=http) as (port, _):
         (answer,) = raw_exchange(port, b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\n\r\n", 1)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert answer.startswith(b"HTTP/1.1 413")

@@ -16,13 +16,13 @@ from strata.shared.keys import bandit_key, clicks_field, imps_field, session_key
 JSON = b"application/json"
 
 
-def make_service(registry_dir, url: str, **edge) -> EdgeNode:
+def make_service(registry_dir, url: str, clock=time.monotonic, **edge) -> EdgeNode:
     cfg = {"registry": str(registry_dir), "store": {"url": url, "timeout_ms": 50.0, "retry_after_s": 0.2,
                                                     "bandit_refresh_s": 0.1},
            "cache": {"response_size": 0}, "bandit": {"seed": 11}}
     for k, v in edge.items():
         cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
-    svc = EdgeNode(load_settings(edge=cfg))
+    svc = EdgeNode(load_settings(edge=cfg), clock=clock)
     svc.load_model()
     return svc
 
@@ -162,7 +162,9 @@ def test_unknown_candidates_are_scored_not_rejected(registry_dir):
 def test_a_cached_session_is_never_served_older_than_max_stale(registry_dir, store_redis, fresh_valkey):
     """edge.cache.session_max_stale_s bounds the staleness of a served session vector, also while the
     store is down (it used to serve the stale vector for as long as the entry stayed in the cache)."""
-    svc = make_service(registry_dir, fresh_valkey.url, cache={"session_ttl_s": 0.05, "session_max_stale_s": 0.3},
+    now = [0.0]                                        # the session cache's clock: moved by the test, not slept
+    svc = make_service(registry_dir, fresh_valkey.url, clock=lambda: now[0],
+                       cache={"session_ttl_s": 0.05, "session_max_stale_s": 0.3},
                        store={"timeout_ms": 1000.0})      # the first read must not time out on a loaded machine
     vec = svc.ranker.bundle.item_vectors[:5].mean(axis=0)
     vec = (vec / np.linalg.norm(vec)).astype("<f4")
@@ -174,9 +176,13 @@ def test_a_cached_session_is_never_served_older_than_max_stale(registry_dir, sto
         try:
             first = await recommend(svc, session_id="stale")
             fresh_valkey.kill()
-            await asyncio.sleep(0.15)                  # stale (> ttl) but within max_stale: still served
+            now[0] = 0.15                              # stale (> ttl) but within max_stale: still served
             within = await recommend(svc, session_id="stale")
-            await asyncio.sleep(0.3)                   # now older than max_stale
+            for _ in range(500):                       # its revalidation read finds the store down
+                if not svc.health.up:
+                    break
+                await asyncio.sleep(0.01)
+            now[0] = 0.45                              # now older than max_stale
             beyond = await recommend(svc, session_id="stale")
         finally:
             await svc.stop()

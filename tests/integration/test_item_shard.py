@@ -100,7 +100,7 @@ def test_origin_opens_the_edge_bundles_shipped_item_index_like_a_built_one(regis
     assert opened.placed_at_centroid == 0                   # nothing left to place at start
     cold = [cat.item_ids[r] for r in np.flatnonzero(~np.any(cat.vectors != 0, axis=1))[:20].tolist()]
     for key, v in shipped.vectors(cold).items():              # where the origin itself would place them
-        assert np.allclose(v, cat.category_centroid(cat.categories[cat.row[key]]), atol=1e-6)
+        assert np.allclose(v, cat.category_centroids([cat.categories[cat.row[key]]])[cat.categories[cat.row[key]]], atol=1e-6)
     built = build_index(cat, "edge", str(tmp_path / "built"))
     try:
         built.optimize()

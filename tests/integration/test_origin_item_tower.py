@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from strata.origin.app import build_app
 from strata.origin.item_tower import tower_vectors
 from strata.origin.node import OriginNode
+from strata.origin.tower_search import SENTINELS
 from strata.shared.config import load_settings
 from strata.shared.keys import session_key
 from strata.shared.ranking.session_update import push_recent
@@ -129,7 +130,7 @@ def test_a_known_item_with_new_facts_gets_a_new_vector(served) -> None:
     m = int(models.model_of([item])[0])
     r = cat.row[item]
     old = models.pipeline.item_vectors[m].copy()
-    models.sentinels()                                        # the search's cached sample, built before
+    models.sentinels(SENTINELS)                                        # the search's cached sample, built before
     other = next(c for c in models.category_of if c != cat.categories[r])
     _post(client, item_id=item, title="Quartz hiking lantern deluxe", category=other, price=float(cat.prices[r]) * 3,
           stock=5, age_restricted=False)
@@ -140,5 +141,5 @@ def test_a_known_item_with_new_facts_gets_a_new_vector(served) -> None:
     stored = models.index.vectors([item])[item]
     assert np.allclose(stored, new / np.linalg.norm(new), atol=1e-5)
     assert models.pipeline.stats.category[m] == models.category_of[other]
-    sample, sample_vecs = models.sentinels()                  # 500 items: every one is in the sample
+    sample, sample_vecs = models.sentinels(SENTINELS)                  # 500 items: every one is in the sample
     assert np.allclose(sample_vecs[np.searchsorted(sample, m)], new)

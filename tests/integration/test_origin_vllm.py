@@ -7,7 +7,8 @@ model is grounded about a bakery item, hallucinates a category about any other i
 when asked about several: each of the reasoner's checks is driven by real server output.
 
 Marked ``vllm``: runs when the venv is cached, or builds it (~3 min, PyPI) under ``STRATA_REQUIRE_VLLM=1``;
-otherwise skips with the reason (``tests/vllm_gate.py`` turns that skip into a failure in CI).
+otherwise skips with the reason (``tests/vllm_gate.py`` turns that skip into a failure in CI). The explain
+latency through it is a benchmark: ``make bench-vllm`` (``tests/support/vllm/bench_explain.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import asyncio
 import json
 import os
 import re
-import statistics
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -50,16 +49,26 @@ BODY = {"user_id": "u-vllm", "session_id": "s-vllm"}
 LONG_DEADLINE_MS = 30_000    # the tiny model on 2 shared CPU cores, first request compiles the grammar
 
 
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory) -> Iterator[VllmServer]:
-    """Built and cached once (venv, model); the server (~3 GB RSS) lives only while this module runs."""
+@pytest.fixture(scope="session")
+def vllm_model() -> tuple:
+    """(venv, tiny model): built and cached once. Session-scoped so that a skip comes before the other
+    session fixtures (the registry export) are set up."""
     venv = venv_dir()
     if not venv_ready(venv) and not vllm_required():
         pytest.skip(f"vLLM venv not built at {venv} (set {ENV}=1 to build it, ~3 min from PyPI, "
                     f"or STRATA_VLLM_VENV to use another)")
     try:
         venv = ensure_venv(venv)
-        model = ensure_tiny_model(venv)
+        return venv, ensure_tiny_model(venv)
+    except (VllmUnavailable, OSError) as exc:
+        pytest.skip(f"vLLM unavailable: {type(exc).__name__}: {exc}")
+
+
+@pytest.fixture(scope="module")
+def vllm_server(vllm_model, tmp_path_factory) -> Iterator[VllmServer]:
+    """The server (~3 GB RSS) lives only while this module runs."""
+    venv, model = vllm_model
+    try:
         server = VllmServer(venv, model, log_path=tmp_path_factory.mktemp("vllm") / "vllm.log").start()
     except (VllmUnavailable, OSError) as exc:
         pytest.skip(f"vLLM unavailable: {type(exc).__name__}: {exc}")
@@ -173,30 +182,6 @@ def test_a_missed_deadline_falls_back_to_the_template(vllm_server, registry_dir,
         assert (d["reasoner"], d["fallback"]) == ("template", "timeout"), d
         assert d["items"][0]["reason"].startswith(f"{bakery['title']} (bakery, {bakery['price']:.2f}):")
         assert _fallbacks(client.get("/metrics").text) == {"timeout": 1.0}
-
-
-def _explain_ms(client: TestClient, body: dict, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        d = client.post("/v1/explain", json=body).json()
-        out.append((time.perf_counter() - t0) * 1000)
-        assert d["fallback"] is None, d
-    return out
-
-
-def test_template_vs_vllm_explain_latency(vllm_server, registry_dir, items) -> None:
-    """Measured once per run and printed (no wall-clock assertion): the same one-item explain, in-process."""
-    body = {**BODY, "item_ids": [items["bakery"]["item_id"]]}
-    results = {}
-    for name, reasoner in [("template", {}), ("vllm", {"url": vllm_server.base_url, "model": SERVED_NAME,
-                                                        "deadline_ms": LONG_DEADLINE_MS, "cache_ttl_s": 0})]:
-        with TestClient(build_app(OriginNode(_settings(registry_dir, **reasoner)))) as client:
-            _explain_ms(client, body, 3)                       # warm-up (grammar compile on the server)
-            ms = sorted(_explain_ms(client, body, 20))
-            results[name] = (statistics.median(ms), ms[int(0.95 * (len(ms) - 1))])
-    print("\nexplain latency, one item, 20 requests: " + ", ".join(
-        f"{k} p50 {p50:.1f} ms p95 {p95:.1f} ms" for k, (p50, p95) in results.items()))
 
 
 def test_stopping_the_server_leaves_no_process_of_its_group(vllm_server) -> None:

@@ -38,7 +38,7 @@ def _ev(i: int, etype: str, session: str = "s1", user: str = "u1", ts: int | Non
 def test_events_become_vectors_profiles_and_counts(tansu_proc, fresh_valkey, registry_dir, catalog) -> None:
     cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
     items = list(catalog.index)[:6]
-    t0 = int(time.time() * 1000)
+    t0 = int(time.time() * 1000) - 10_000        # event times in the past (decay never runs ahead of the clock)
     events = [_ev(0, "view", item_id=items[0], ts=t0), _ev(1, "view", item_id=items[1], ts=t0 + 1000),
               _ev(2, "impression", impression_id="imp-1", items=items[:3], explored=[False, True, False],
                   alpha=[1.0, 2.0, 3.0], beta=[9.0, 8.0, 7.0], tier="edge", model_version="1.0.0", ts=t0 + 1500),
@@ -163,7 +163,7 @@ def test_too_many_events_is_413(tansu_proc, fresh_valkey, registry_dir) -> None:
             resp = await client.post("/v1/events", json={"events": [_ev(i, "view", item_id="x") for i in range(4)]})
             assert resp.status_code == 413
             assert resp.json()["error"] == {"code": "payload_too_large", "field": "events",
-                                            "reason": "at most 3 events per request, got 4"}
+                                            "reason": "at most 3 events per request, got at least 4"}
 
     asyncio.run(go())
 

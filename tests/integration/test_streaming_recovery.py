@@ -38,7 +38,7 @@ def test_broker_down_is_503_with_retry_after_then_recovers(fresh_valkey, registr
     broker = TansuProcess().start()
     try:
         cfg = streaming_settings(broker.bootstrap, fresh_valkey.url, registry_dir, produce_timeout_s=1.0)
-        ev = {"event_id": "e1", "type": "view", "user_id": "u", "session_id": "s", "ts": 1, "channel": "web",
+        ev = {"event_id": "e1", "type": "view", "user_id": "u", "session_id": "s", "ts": int(time.time() * 1000), "channel": "web",
               "item_id": "SKU-000001"}
 
         async def go() -> None:
@@ -68,8 +68,8 @@ def test_broker_down_is_503_with_retry_after_then_recovers(fresh_valkey, registr
 
 def test_kill_between_store_write_and_commit_changes_nothing(tansu_proc, fresh_valkey, registry_dir,
                                                              catalog) -> None:
-    """Apply a fetched batch to the store and 'die' before committing; the next processor gets the same
-    records again and must skip every one of them."""
+    """Apply a fetched batch to the store and 'die' before committing; the next processor resumes after the
+    store's watermarks (not the committed offsets) and applies none of them again."""
     cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
     events = event_stream(catalog, seed=11, n_sessions=10, per_session=20)
 
@@ -86,8 +86,18 @@ def test_kill_between_store_write_and_commit_changes_nothing(tansu_proc, fresh_v
         assert len(got) == len(events)
         await first.apply(got)             # the store writes succeed ...
         await first.close()                # ... and the process is gone before it commits
+        ends = await log_ends(cfg.broker, cfg.topics.events, len(events))
         async with processing(cfg, catalog) as second:
-            await wait_until(lambda: second.metrics.replayed == len(events), what="all records redelivered")
+            deadline = time.monotonic() + 30
+            positions: dict = {}
+            while time.monotonic() < deadline:          # just after the watermarks, once assigned
+                positions = {f"{tp.topic}:{tp.partition}": await second.consumer.position(tp) - 1
+                             for tp in second.consumer.assignment()}
+                if len(positions) == 4 and {f: p for f, p in positions.items() if f in ends} == ends:
+                    break
+                await asyncio.sleep(0.1)
+            assert {f: p for f, p in positions.items() if f in ends} == ends
+            await asyncio.sleep(1.0)
             assert second.metrics.applied == 0 and second.metrics.dead == 0
         assert first.metrics.applied + first.metrics.duplicates == len(events)
 

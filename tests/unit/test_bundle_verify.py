@@ -175,4 +175,5 @@ def test_read_current_missing_pointer(tmp_path: Path) -> None:
     with pytest.raises(BundleError) as ei:
         read_current(tmp_path, "edge-scorer")
     assert ei.value.field == "registry"
-    assert ei.value.reason == f"no CURRENT pointer at {tmp_path / 'edge-scorer' / CURRENT_FILE}"
+    assert ei.value.reason == (f"no CURRENT pointer at {tmp_path / 'edge-scorer' / CURRENT_FILE}: no edge-scorer "
+                               f"bundle in {tmp_path} (strata export --out {tmp_path} makes one)")

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 import strata.edge.server
 import strata.shared.serving.logs
-from strata.deploy import cli, listen_address
+from strata.deploy import cli
 from strata.shared.config import EdgeSettings, ImpressionSettings, StoreSettings, StrataSettings
+from strata.shared.serving import listen as listen_address
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}   # no wrapping inside the option table
@@ -29,7 +30,8 @@ COMMANDS = list(_commands(typer.main.get_command(cli.app)))
 
 
 def _flat(text: str) -> str:
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+    """Whitespace collapsed, and a word click's wrapping broke after a hyphen ("two-\\n tower") joined."""
+    return " ".join(re.sub(r"-\n\s+", "-", re.sub(r"[│╭╮╰╯─]", " ", text)).split())
 
 
 def _help(*path: str) -> str:
@@ -48,10 +50,18 @@ def test_help_renders_every_text_as_written(path: tuple[str, ...], command) -> N
     out = _help(*path)
     assert "`" not in out, f"raw markup in 'strata {' '.join(path)} --help':\n{out}"
     texts = [command.help or ""] + [p.help for p in command.params if getattr(p, "help", None)]
-    texts += [sub.help.splitlines()[0] for sub in getattr(command, "commands", {}).values() if sub.help]
     flat = _flat(out)
     for text in texts:
         assert _flat(text) in flat, f"{text!r} is not shown as written in:\n{out}"
+    for name, sub in getattr(command, "commands", {}).items():     # a group lists its commands' first words
+        assert f" {name} {' '.join(sub.help.split()[:3])}" in flat, f"{name} is not listed in:\n{out}"
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) or "strata" for p, _ in COMMANDS])
+def test_flags_show_no_value_type(path: tuple[str, ...], command) -> None:
+    """A flag (--once, --int8/--no-int8, --help) takes no value: no "<bool>" after it."""
+    out = _help(*path)
+    assert "<bool>" not in out and "BOOLEAN" not in out, out
 
 
 @pytest.mark.parametrize(("flag", "default"), [
@@ -64,8 +74,9 @@ def test_help_renders_every_text_as_written(path: tuple[str, ...], command) -> N
     ("--log-level", StrataSettings.model_fields["log_level"].default),
 ])
 def test_edge_help_shows_the_settings_defaults(flag: str, default: object) -> None:
-    row = next(line for line in _help("edge").splitlines() if f" {flag} " in line)
-    assert f"[default: {default}]" in row, row
+    flat = _flat(_help("edge"))
+    row = flat[flat.index(f" {flag} "):].split(" --", 2)[1]      # the flag's row, up to the next flag
+    assert f"default: {default}]" in row, row
 
 
 @pytest.fixture

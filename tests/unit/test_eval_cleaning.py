@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from strata.model_export.datasets.item_categories import derive_categories
+from strata.model_export.datasets.item_categories import category_names, derive_categories
 from strata.model_export.datasets.online_retail import CLEANING_RULES, DatasetError, load_online_retail
 from strata.model_export.evaluation.baskets import baskets_from_retail
 from strata.shared.errors import ConfigError
@@ -73,6 +73,18 @@ def test_categories_follow_product_type_not_colour_and_are_deterministic() -> No
     assert len(set(labels[:3].tolist())) == 1 and len(set(labels[3:].tolist())) == 1 and labels[0] != labels[3]
     assert derive_categories(titles, n_categories=2, seed=3)[0].tolist() == labels.tolist()
     assert sorted(how["sizes"]) == [3, 3] and how["n_categories"] == 2
+
+
+def test_category_names_are_the_most_distinctive_title_words_in_title_order() -> None:
+    titles = np.array(["CHRISTMAS TREE DECORATIONS", "BOX OF 6 CHRISTMAS CAKE DECORATIONS", "CHRISTMAS STAR DECORATIONS",
+                       "JUMBO LUNCH BAG", "RED LUNCH BAG", "LUNCH BAG SPOTS", "CAKE TIN"])
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    # "christmas" and "decorations" are in every title of cluster 0 and nowhere else; colour words never count
+    assert category_names(titles, labels).tolist() == ["christmas decorations", "lunch bag", "cake tin"]
+    same = np.array(["LUNCH BAG", "LUNCH BAG", "LUNCH BOX"])
+    names = category_names(same, np.array([0, 1, 2]))
+    assert len(set(names.tolist())) == 3 and not any("cluster" in n for n in names)  # clashes get another word
+    assert category_names(np.array(["", "?"]), np.array([0, 1])).tolist() == ["other 0", "other 1"]
 
 
 def test_categories_of_a_tiny_or_wordless_catalog() -> None:

@@ -61,6 +61,13 @@ def test_eval_prints_the_table_and_writes_json_and_plot(retail_file: Path, tmp_p
     als = report["tuning"]["implicit_als"]
     assert set(als["params"]) == {"factors", "regularization", "alpha", "weighting", "iterations"}
     assert als["validation_ndcg@10"] == max(t["score"] for t in als["trials"])
+    for name in ("tifu_knn", "upcf"):  # the published next-basket baselines, tuned on validation
+        assert report["tuning"][name]["grid"] and set(report["tuning"][name]["params"]) == set(
+            report["tuning"][name]["grid"])
+    assert report["seeds"] == [7, 8, 9] and [r["seed"] for r in report["runs"]["implicit_als"]] == [7, 8, 9]
+    assert len(report["runs"]["tifu_knn"]) == 1 and report["spread"]["tifu_knn"]["returning"]["ndcg@10"] == 0.0
+    assert split["test"]["unseen"]["explore_invoices"] > 0  # the returning customers here only repeat
+    assert report["models"]["upcf"]["unseen"]["explore_recall@20"] is not None
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "implicit_als" in result.output and "returning" in result.output and "ndcg@10" in result.output
 

@@ -11,6 +11,7 @@ from scipy import sparse
 from strata.model_export.evaluation.metrics import (
     METRICS,
     coverage,
+    explore_relevance,
     hits,
     intra_list_diversity,
     ndcg,
@@ -82,6 +83,19 @@ def test_summarize_averages_over_queries_and_keeps_the_metric_names() -> None:
     assert out["mrr"] == pytest.approx(1.25 / 3, abs=1e-6)
     assert out["coverage"] == pytest.approx(6 / N_ITEMS)  # items 0..5 appear in the lists
     assert summarize(RECS[:0], _relevant(RELEVANT)[:0], category, popularity, 16) == dict.fromkeys(METRICS)
+
+
+def test_explore_metrics_score_the_list_against_items_never_bought_before() -> None:
+    relevant = _relevant([[1, 2, 5], [0, 4]])
+    history = _relevant([[2, 5], [0, 4]])  # query 0 bought 2 and 5 before: its explore item is 1 alone
+    explore = explore_relevance(relevant, history)
+    assert explore.toarray().nonzero()[1].tolist() == [1]
+    recs = np.array([[2, 1, 3, 4, 6], [0, 4, 1, 2, 3]])
+    out = summarize(recs, relevant, np.zeros(N_ITEMS, int), np.ones(N_ITEMS), 4, explore=explore)
+    # query 1 has no explore item and is left out; query 0's only explore item is at rank 2
+    assert out["explore_ndcg@10"] == pytest.approx(1 / np.log2(3), abs=1e-6)
+    assert out["explore_recall@20"] == 1.0
+    assert summarize(recs, relevant, np.zeros(N_ITEMS, int), np.ones(N_ITEMS), 4)["explore_ndcg@10"] is None
 
 
 def test_recall_curve_is_cumulative_recall() -> None:

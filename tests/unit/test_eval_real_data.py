@@ -35,6 +35,18 @@ def test_cleaning_report_matches_the_dataset_readme(log) -> None:
     assert report["categories"]["n_categories"] == 24 and sum(report["categories"]["sizes"]) == report["items"]
 
 
+def test_every_derived_category_has_a_readable_distinct_name(log) -> None:
+    from strata.model_export.datasets.interface import OnlineRetail
+    from strata.model_export.serving_catalog import retail_serving_catalog
+
+    names = log.report["categories"]["names"]
+    assert len(names) == 24 == len(set(names)) and not any("cluster" in n or n.startswith("other") for n in names)
+    assert "christmas tree" in names  # the Christmas cluster, as the titles say
+    served = retail_serving_catalog(log).columns["category"]
+    labels, _ = OnlineRetail(DEFAULT_PATH).item_labels(baskets_from_retail(log).catalog)
+    assert served.tolist() == labels.tolist() == [names[c] for c in log.category]  # catalog == ANN payload
+
+
 def test_split_has_no_leakage_and_repeat_beats_popularity_on_returning(log) -> None:
     baskets = baskets_from_retail(log)
     queries = temporal_split(baskets, parse_cut("2011-11-01")).queries

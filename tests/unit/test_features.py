@@ -100,39 +100,6 @@ def test_context_block_one_hot_per_channel() -> None:
         assert np.flatnonzero(v[: len(CHANNELS)]).tolist() == [i]
 
 
-def test_session_vector_recency_weighting_exact() -> None:
-    vecs = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-    # oldest first: ages 2, 1, 0 -> weights 0.5^(2/5), 0.5^(1/5), 1
-    w = np.array([0.5 ** (2 / 5), 0.5 ** (1 / 5), 1.0])
-    v = F.session_vector(vecs)
-    assert v is not None and v.dtype == np.float32
-    np.testing.assert_allclose(v, w / np.linalg.norm(w), rtol=1e-6)
-    assert float(np.linalg.norm(v)) == pytest.approx(1.0, abs=1e-6)
-    assert v[2] > v[1] > v[0]   # the most recent item weighs most
-
-
-def test_session_vector_half_life() -> None:
-    vecs = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
-    v = F.session_vector(vecs, half_life=1.0)   # weights 0.5, 1
-    np.testing.assert_allclose(v, np.array([0.5, 1.0]) / math.sqrt(1.25), rtol=1e-6)
-
-
-def test_session_vector_single_item_is_normalised_item() -> None:
-    v = F.session_vector(np.array([[3.0, 4.0]]))
-    np.testing.assert_allclose(v, [0.6, 0.8], rtol=1e-6)
-
-
-def test_session_vector_empty_or_zero_or_1d_is_none() -> None:
-    assert F.session_vector(np.zeros((0, F.EMBED_DIM))) is None
-    assert F.session_vector(np.zeros((3, F.EMBED_DIM))) is None
-    assert F.session_vector(np.ones(F.EMBED_DIM)) is None
-
-
-def test_session_vector_cancelling_vectors_is_none() -> None:
-    # half_life 1: the older row weighs exactly 0.5, so 0.5 * [1, 0] + 1 * [-0.5, 0] == 0
-    assert F.session_vector(np.array([[1.0, 0.0], [-0.5, 0.0]]), half_life=1.0) is None
-
-
 def _rows(n: int = 4) -> np.ndarray:
     rng = np.random.default_rng(3)
     return rng.normal(size=(n, F.ITEM_DIM)).astype(np.float32)
@@ -176,7 +143,7 @@ def test_assemble_into_preallocated_buffer() -> None:
     assert np.all(buf[4:] == 7.0)   # rows past n untouched
 
 
-def test_build_rows_equals_manual_computation() -> None:
+def test_assemble_with_a_session_equals_manual_computation() -> None:
     rng = np.random.default_rng(5)
     feats = F.item_block(rng.integers(0, F.N_CATEGORIES, 6), rng.uniform(1, 200, 6), rng.integers(0, 50, 6),
                          rng.integers(0, 2, 6))
@@ -184,8 +151,8 @@ def test_build_rows_equals_manual_computation() -> None:
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     idx = np.array([4, 0, 2])
     ctx = F.context_block("web", "mobile", 20)
-    sv = F.session_vector(vecs[[1, 3]])
-    x = F.build_rows(feats, vecs, idx, ctx, sv)
+    sv = (vecs[1] + vecs[3]) / np.linalg.norm(vecs[1] + vecs[3])
+    x = F.assemble(feats[idx], ctx, vecs[idx] @ sv)
     manual = np.zeros((3, F.FEATURE_DIM), dtype=np.float32)
     for r, i in enumerate(idx):
         manual[r, : F.ITEM_DIM] = feats[i]
@@ -193,6 +160,6 @@ def test_build_rows_equals_manual_computation() -> None:
         manual[r, -2] = 1.0
         manual[r, -1] = float(np.dot(vecs[i].astype(np.float64), sv.astype(np.float64)))
     np.testing.assert_allclose(x, manual, rtol=1e-6, atol=1e-7)
-    x0 = F.build_rows(feats, vecs, idx, ctx, None)
+    x0 = F.assemble(feats[idx], ctx, None)
     np.testing.assert_array_equal(x0[:, -2:], np.zeros((3, 2), dtype=np.float32))
     np.testing.assert_array_equal(x0[:, :-2], x[:, :-2])

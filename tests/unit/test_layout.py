@@ -107,7 +107,12 @@ def test_no_cycles_between_packages() -> None:
     assert not any("deploy" in deps[p] for p in PACKAGES - {"deploy"}), deps
 
 
-@pytest.mark.parametrize("pkg", ["edge", "shared", "model_export"])
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make"}     # public, underscored to avoid field names
+# A library's private API where it has no public one, each with its reason at the call site.
+LIBRARY_PRIVATE = {("streaming.log_identity", "_get_conn")}       # aiokafka: the broker's API versions
+
+
+@pytest.mark.parametrize("pkg", ["edge", "shared", "model_export", "streaming", "origin"])
 def test_no_reaching_into_private_state(pkg: str) -> None:
     found = []
     for mod, tree in MODULES.items():
@@ -115,6 +120,7 @@ def test_no_reaching_into_private_state(pkg: str) -> None:
             continue
         for node in ast.walk(tree):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in NAMEDTUPLE_API and (mod, node.attr) not in LIBRARY_PRIVATE
                     and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
                 found.append(f"{mod}:{node.lineno}: .{node.attr}")
     assert not found, "\n".join(found)

@@ -27,5 +27,10 @@ def test_the_wheel_holds_only_the_strata_namespace(tmp_path: Path) -> None:
     source = {f"strata/{p.relative_to(ROOT).as_posix()}" for f in FOLDERS for p in (ROOT / f).rglob("*.py")}
     assert source <= set(names), sorted(source - set(names))[:5]
     assert "tests/" not in {n[:6] for n in names}
+    # data files the commands read at run time: the SLO files, the Prometheus/Grafana files
+    for data in ("strata/loadtest/slo.yaml", "strata/loadtest/slo-production.yaml",
+                 "strata/deploy/observability/strata-rules.yaml", "strata/deploy/observability/prometheus.yaml",
+                 "strata/deploy/observability/strata-dashboard.json"):
+        assert data in names, data
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "strata = strata.deploy.cli:app" in entry

@@ -16,6 +16,7 @@ from strata.shared.models.ranker_features import (
     summarize,
     tower_input,
 )
+from strata.shared.models.ranker_neighbours import CustomerVectors, nearest_customers, neighbour_values
 
 F = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -126,7 +127,7 @@ def test_text_affinity_is_zero_without_text_vectors() -> None:
     s = summarize(HIST, stats())
     assert s.text_mean is None
     x = ranker_rows(HIST, s, stats(), np.array([0, 1, 1]), np.array([0]), np.zeros(1))
-    assert x[0, F["text_affinity"]] == 0.0 and x.shape == (1, N_FEATURES) == (1, 18)
+    assert x[0, F["text_affinity"]] == 0.0 and x.shape == (1, N_FEATURES) == (1, 28)
 
 
 def test_history_text_mean_is_blocked_without_changing_the_result(monkeypatch) -> None:
@@ -135,3 +136,66 @@ def test_history_text_mean_is_blocked_without_changing_the_result(monkeypatch) -
     want = summarize(HIST, text_stats()).text_mean
     monkeypatch.setattr(RF, "TEXT_BLOCK", 1)       # every (query, item) row its own block
     assert summarize(HIST, text_stats()).text_mean == pytest.approx(want)
+
+
+def test_next_basket_features_by_hand() -> None:
+    st = stats()
+    s = summarize(HIST, st)
+    x = ranker_rows(HIST, s, st, np.array([0, 3, 3]), np.array([0, 1, 3]), np.zeros(3))
+    item0, item1, never = x
+    # two baskets, fewer than TIFU_M: one group each, G = 2; basket 1 weighs 0.7 / 2, basket 2 weighs 1 / 2
+    assert item0[F["tifu_personal"]] == pytest.approx(0.35 + 0.5) and item1[F["tifu_personal"]] == pytest.approx(0.5)
+    assert item0[F["in_last_basket"]] == 1.0 and item1[F["in_last_basket"]] == 1.0
+    assert item0[F["last5_share"]] == 1.0 and item1[F["last5_share"]] == 0.5
+    assert item0[F["baskets_since_item_inv"]] == 1.0
+    # item 0 bought 20 and 5 days ago: a 15-day gap, last bought 5 days ago
+    assert item0[F["log_mean_gap_days"]] == pytest.approx(np.log1p(15.0))
+    assert item0[F["due_ratio"]] == pytest.approx(np.log(6.0 / 16.0))
+    assert item1[F["log_mean_gap_days"]] == 0.0 and item1[F["due_ratio"]] == 0.0  # bought once
+    assert item0[F["repeat_share"]] == pytest.approx(1 / 3)  # 3 purchases, 2 distinct items
+    assert item0[F["log_basket_size"]] == pytest.approx(np.log1p(1.5))
+    for name in ("tifu_personal", "in_last_basket", "last5_share", "baskets_since_item_inv", "tifu_neighbours",
+                 "log_first_basket_popularity"):
+        assert never[F[name]] == 0.0  # never bought; no customer table, no first-basket counts
+
+
+# customer 0 bought item 0; customer 1 item 2; customer 2 items 0, 1, 3 (TIFU weights as given)
+TABLE = CustomerVectors.from_pairs(np.array([0, 1, 2, 2, 2]), np.array([0, 2, 0, 1, 3]),
+                                   np.array([1.0, 1.0, 0.8, 0.5, 0.2]), 6)
+
+
+def test_nearest_customers_by_euclidean_distance_of_tifu_vectors() -> None:
+    # query 0's vector is {0: 0.85, 1: 0.5}: squared distances 0.2725, 1.9725, 0.0425; query 1 has none
+    near = nearest_customers(np.array([0, 0]), np.array([0, 1]), np.array([0.85, 0.5]), 2, TABLE, k=2)
+    assert sorted(near[0].tolist()) == [0, 2] and near[1].tolist() == [-1, -1]
+    got = neighbour_values(near, np.array([0, 3, 2, 6]), 6, TABLE)  # keys q * 6 + item; 6 = query 1, item 0
+    assert got.tolist() == pytest.approx([0.9, 0.1, 0.0, 0.0])
+
+
+def test_rows_carry_the_neighbour_mean_and_first_basket_popularity() -> None:
+    base = stats()
+    st = ItemStats(base.popularity, base.recent_popularity, base.price, base.category, base.repeat_rate,
+                   base.covis_items, base.covis_weights, None, np.array([3, 0, 0, 1, 0, 0], np.float32), TABLE)
+    s = summarize(HIST, st)
+    x = ranker_rows(HIST, s, st, np.array([0, 3, 4]), np.array([0, 2, 3, 0]), np.zeros(4))
+    # three customers, fewer than NEIGHBOURS: all of them, the mean over three
+    assert x[:3, F["tifu_neighbours"]].tolist() == pytest.approx([1.8 / 3, 1 / 3, 0.2 / 3])
+    assert x[3, F["tifu_neighbours"]] == 0.0  # no history, no neighbours
+    assert x[0, F["log_first_basket_popularity"]] == pytest.approx(np.log1p(3))
+
+
+def test_item_stats_file_round_trips_the_customer_table_and_refuses_a_broken_one(tmp_path) -> None:
+    from strata.shared.errors import BundleError
+    from strata.shared.models.ranker_bundle import ITEM_STATS_FILE, item_stats_arrays, read_item_stats
+
+    base = stats()
+    st = ItemStats(base.popularity, base.recent_popularity, base.price, base.category, base.repeat_rate,
+                   base.covis_items, base.covis_weights, None, np.array([3, 0, 0, 1, 0, 0], np.float32), TABLE)
+    np.savez(tmp_path / ITEM_STATS_FILE, **item_stats_arrays(st))
+    back = read_item_stats(tmp_path)
+    assert back.customers.ptr.tolist() == TABLE.ptr.tolist() and back.customers.item.tolist() == TABLE.item.tolist()
+    assert back.customers.square.tolist() == pytest.approx(TABLE.square.tolist())
+    arrays = item_stats_arrays(st) | {"customer_item": np.array([0, 2, 0, 1, 9])}  # item 9 of 6
+    np.savez(tmp_path / ITEM_STATS_FILE, **arrays)
+    with pytest.raises(BundleError, match="customer vectors are inconsistent"):
+        read_item_stats(tmp_path)

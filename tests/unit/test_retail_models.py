@@ -104,6 +104,9 @@ def test_retrieval_and_ranker_bundles_round_trip(dataset, tmp_path) -> None:
     assert ranker_manifest["feature_names"] == list(FEATURE_NAMES)
     pipeline, ids, _ = RB.load_retrieval_ranker(tmp_path)
     assert ids.size == SMALL_WORLD.n_items
+    customers = pipeline.stats.customers  # the TIFU neighbour table travels in item_stats.npz
+    assert customers is not None and customers.n_customers > 0 and customers.n_items == ids.size
+    assert pipeline.stats.first_popularity is not None and pipeline.stats.first_popularity.sum() > 0
     ranked = pipeline.rank(Histories.single(np.array([3, 4]), np.array([0, 0]), np.array([0, 0]), 86_400_000))
     assert ranked.ptr.tolist()[0] == 0 and ranked.item.size == ranked.score.size > 0
     assert np.unique(ranked.item).size == ranked.item.size and {3, 4} <= set(ranked.item.tolist())

@@ -10,7 +10,16 @@ from strata.shared import keys as K
 from strata.shared.config import load_settings
 from strata.shared.contracts.api import parse_event
 from strata.streaming.catalog import Catalog
-from strata.streaming.effects import DAY_MS, Impression, Planner, Record, Snapshot, profile_summary, reads_for
+from strata.streaming.effects import (
+    AFFINITY_SCALE,
+    DAY_MS,
+    Impression,
+    Planner,
+    Record,
+    Snapshot,
+    profile_summary,
+    reads_for,
+)
 
 CFG = load_settings(streaming={"click_join_window_s": 10, "abandoned_cart_s": 60}).streaming
 VECS = np.eye(16, dtype=np.float32)[:4]
@@ -126,7 +135,7 @@ def test_session_write_and_invalidation_per_session() -> None:
 def test_cart_deadline_and_post_purchase_outbox() -> None:
     recs = [_rec(0, "add_to_cart", item_id="i2"), _rec(1, "purchase", item_id="i2", quantity=3, price=2.5)]
     plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
-    member = "default\x1fs\x1fu"
+    member = '["default","s","u"]'            # a JSON array: no separator an id could break
     assert ("ZADD", K.CART_DEADLINES_KEY, "GT", T0 + 60_000, member) in plan.ops
     assert ("ZREM", K.CART_DEADLINES_KEY, member) in plan.ops
     out = [orjson.loads(op[2]) for op in plan.ops if op[0] == "RPUSH"]
@@ -134,8 +143,8 @@ def test_cart_deadline_and_post_purchase_outbox() -> None:
                     "user_id": "u", "session_id": "s", "ts": T0 + 1, "item_id": "i2", "quantity": 3, "price": 2.5}]
     inc = _incr(plan)
     pk = K.profile_key("default", "u")
-    assert inc[(pk, "revenue_cents")] == 750 and inc[(pk, "orders")] == 1
-    assert inc[(pk, "cat:hats")] == 3 + 5 and inc[(pk, "brand:A")] == 8
+    assert plan.bounded == [(pk, "revenue_cents", 750)] and inc[(pk, "orders")] == 1   # overflow-checked first
+    assert inc[(pk, "cat:hats")] == (3 + 5) * AFFINITY_SCALE and inc[(pk, "brand:A")] == 8 * AFFINITY_SCALE
     assert list(plan.lt) == [pk]
     assert plan.lt[pk].tolist() == (VECS[2] * (3.0 + 4.0)).tolist()   # cart 3 + purchase 4
 
@@ -143,7 +152,7 @@ def test_cart_deadline_and_post_purchase_outbox() -> None:
 def test_profile_summary_windows_and_average_order() -> None:
     today = T0 // DAY_MS
     raw = {f"v:{today}".encode(): b"2", f"v:{today - 8}".encode(): b"5", f"v:{today - 40}".encode(): b"9",
-           f"p:{today - 1}".encode(): b"1", b"orders": b"4", b"revenue_cents": b"1000", b"cat:hats": b"3",
+           f"p:{today - 1}".encode(): b"1", b"orders": b"4", b"revenue_cents": b"1000", b"cat:hats": b"300",
            b"consent:marketing": b"0", b"lt": np.array([3.0, 4.0], dtype="<f8").tobytes()}
     s = profile_summary(raw, T0)
     assert (s["views_7d"], s["views_30d"], s["purchases_7d"], s["purchases_30d"]) == (2, 7, 1, 1)
@@ -173,7 +182,7 @@ def test_batched_fold_is_bit_equal_to_the_scalar_rule() -> None:
               for k in range(0, 30, 2)}                          # half the sessions have state already
     snap = _empty(recs)
     snap.sessions.update(stored)
-    plan = Planner(CFG, catalog).plan(recs, snap, T0)
+    plan = Planner(CFG, catalog).plan(recs, snap, T0 + 3_600_000)     # no event time ahead of the clock
     expect: dict[str, tuple[SessionAcc | None, int]] = {}
     for rec in recs:
         ev = rec.event
@@ -302,7 +311,8 @@ def test_purchases_are_recorded_per_user_newest_kept_and_capped() -> None:
     plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
     bkey = K.purchases_key("default", "u")
     assert [op for op in plan.ops if op[1] == bkey] == [
-        ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1))]
+        ("ZADD", bkey, "GT", T0, "i2"), ("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)),
+        ("PEXPIRE", bkey, int(CFG.profile_ttl_s * 1000))]          # expires with inactivity, like the profile
     assert bkey.startswith("strata:{default:u:u}") and K.profile_key("default", "u").startswith("strata:{default:u:u}")
 
 
@@ -341,3 +351,51 @@ def test_the_next_batch_planned_on_an_overlaid_snapshot_keeps_the_new_expiry() -
     w = planner.plan(second, snap, T0 + 1).session_writes[0]
     assert snap.ttl_at[key] == plan1.session_writes[0].ttl_at
     assert (w.expire_at, w.ttl_at) == (0, plan1.session_writes[0].ttl_at)
+
+
+def test_an_unknown_event_id_below_the_watermark_is_a_log_reset_not_a_replay() -> None:
+    """A record at or below its partition's watermark is skipped as a replay only when its event id was
+    applied (or it is older than the dedup window: nothing can be told then); a fresh record with an unknown id
+    proves the log restarted below the watermark: it is applied and the watermark moves down to it."""
+    recs = [_rec(3, "view", item_id="i0"), _rec(4, "view", eid="applied-before", item_id="i1"),
+            _rec(5, "view", item_id="i2")]
+    for r in recs:
+        r.log_ms = T0
+    seen = {"7:defaultapplied-before"}
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs, watermarks={"events:0": 900}, seen=seen), T0 + 1000)
+    assert plan.resets == [("events:0", 900, 3)] and plan.wm_new == {"events:0": 5}
+    assert [ev.event_id for ev in plan.applied] == ["e3", "e5"] and plan.duplicates == 1   # above the new mark
+    old = [_rec(3, "view", item_id="i0")]                 # produced longer ago than the dedup window
+    old[0].log_ms = T0 - int(CFG.dedup_ttl_s * 1000)
+    plan = Planner(CFG, CATALOG).plan(old, _empty(old, watermarks={"events:0": 900}), T0)
+    assert plan.resets == [] and plan.replayed == 1 and plan.applied == []
+
+
+def test_a_batch_after_a_reset_plans_on_the_moved_watermark() -> None:
+    """The next batch is planned on a snapshot overlaid with the previous plan; a reset moved a watermark down,
+    and the overlay must follow it down (a watermark only ever rises otherwise)."""
+    from strata.streaming.effects import overlay
+
+    first = [_rec(3, "view", item_id="i0")]
+    first[0].log_ms = T0
+    prev = Planner(CFG, CATALOG).plan(first, _empty(first, watermarks={"events:0": 900}), T0)
+    nxt = [_rec(4, "view", item_id="i1")]
+    snap = _empty(nxt, watermarks={"events:0": 900})      # read before prev's write landed
+    overlay(snap, prev)
+    assert snap.watermarks == {"events:0": 3}
+    plan = Planner(CFG, CATALOG).plan(nxt, snap, T0)
+    assert plan.wm_expected == {"events:0": 3} and plan.resets == [] and len(plan.applied) == 1
+
+
+def test_the_write_blob_names_every_profile_and_slot_the_plan_writes() -> None:
+    """The write script keeps these bounded (decay, top N, expiry): a profile or slot left out would grow."""
+    import msgpack
+
+    from strata.streaming.store import write_blob
+
+    recs = [_rec(0, "view", item_id="i0"), _imp(1), _rec(2, "search", query="q", user_id="only-searches"),
+            _rec(3, "click", item_id="i1", impression_id="imp-1")]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    blob = msgpack.unpackb(write_blob(plan, 3_600_000), raw=True)
+    assert blob[12] == [K.profile_key("default", "u").encode()]     # the search alone writes no profile
+    assert blob[13] == [K.bandit_key("default", "home").encode()]

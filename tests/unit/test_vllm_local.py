@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+# What the real-vLLM module imports, imported once here: pytester's in-process runs drop the modules a run
+# imported, and numpy's C core cannot be loaded twice in one process.
+import tests.integration.test_origin_vllm  # noqa: F401
 from tests.support.vllm.local import (
     STAMP,
     VLLM_VERSION,
@@ -65,27 +67,30 @@ def test_group_members_sees_every_process_of_a_group_until_it_is_killed() -> Non
     assert group_members(proc.pid) == []
 
 
-def _run_vllm_module(tmp_path: Path, venv: Path, require: bool) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "STRATA_REQUIRE_VLLM"}
-    env.update(PYTHONPATH=str(ROOT), STRATA_VLLM_VENV=str(venv))
+def _run_vllm_module(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, venv: Path,
+                     require: bool) -> pytest.RunResult:
+    """The real-vLLM test module run in-process by ``pytester`` with its venv at ``venv``."""
+    monkeypatch.delenv("STRATA_REQUIRE_VLLM", raising=False)
+    monkeypatch.setenv("STRATA_VLLM_VENV", str(venv))
     if require:
-        env["STRATA_REQUIRE_VLLM"] = "1"
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/integration/test_origin_vllm.py"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+        monkeypatch.setenv("STRATA_REQUIRE_VLLM", "1")
+    return pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                                        str(ROOT / "tests" / "integration" / "test_origin_vllm.py"))
 
 
-def test_without_a_venv_the_vllm_tests_skip_with_a_banner(tmp_path) -> None:
-    out = _run_vllm_module(tmp_path, tmp_path / "none", require=False)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "5 skipped" in out.stdout
-    assert "real vLLM test NOT RUN" in out.stdout
-    assert f"vLLM venv not built at {tmp_path / 'none'}" in out.stdout
+def test_without_a_venv_the_vllm_tests_skip_with_a_banner(pytester, monkeypatch, tmp_path) -> None:
+    out = _run_vllm_module(pytester, monkeypatch, tmp_path / "none", require=False)
+    text = out.stdout.str()
+    assert out.ret == 0, text
+    assert out.parseoutcomes() == {"skipped": 4}, text
+    assert "real vLLM test NOT RUN" in text
+    assert f"vLLM venv not built at {tmp_path / 'none'}" in text
 
 
-def test_required_but_unbuildable_the_vllm_tests_fail_with_the_reason(tmp_path) -> None:
+def test_required_but_unbuildable_the_vllm_tests_fail_with_the_reason(pytester, monkeypatch, tmp_path) -> None:
     (tmp_path / "a-file").write_text("")
-    out = _run_vllm_module(tmp_path, tmp_path / "a-file" / "venv", require=True)   # its parent is a file
-    assert out.returncode == 1, out.stdout + out.stderr
-    assert "5 errors" in out.stdout
-    assert "STRATA_REQUIRE_VLLM=1 and the vLLM test was skipped: vLLM unavailable: " in out.stdout
+    out = _run_vllm_module(pytester, monkeypatch, tmp_path / "a-file" / "venv", require=True)   # parent: a file
+    text = out.stdout.str()
+    assert out.ret == 1, text
+    assert out.parseoutcomes() == {"errors": 4}, text
+    assert "STRATA_REQUIRE_VLLM=1 and the vLLM test was skipped: vLLM unavailable: " in text
