@@ -14,7 +14,8 @@ from strata.shared.contracts import api, origin
 
 # -- building blocks ---------------------------------------------------------------------------------------------
 ID = {"type": "string", "minLength": 1, "maxLength": api.MAX_ID_LEN}
-EVENT_ID = ID
+# Event ids carry no control characters (they are joined with U+001F in some store values).
+EVENT_ID = {**ID, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}
 BOOL = {"type": "boolean"}
 
 
@@ -103,7 +104,7 @@ _EVENT_FIELDS = {   # the type-specific fields, as the type that uses them wants
     "tier": {"enum": list(api.TIERS)},
     "model_version": EVENT_ID,
     "quantity": {"type": "integer", "minimum": 1, "maximum": api.MAX_QUANTITY},
-    "price": {"type": "number", "minimum": 0, "exclusiveMaximum": 1e9},
+    "price": {"type": "number", "minimum": 0, "exclusiveMaximum": api.MAX_PRICE},
     "query": {"type": "string", "minLength": 1, "maxLength": api.MAX_QUERY_LEN, "pattern": "\\S"},
     "categories": {"type": "array", "items": EVENT_ID, "maxItems": api.MAX_PREFERENCES},
     "brands": {"type": "array", "items": EVENT_ID, "maxItems": api.MAX_PREFERENCES},
@@ -134,6 +135,9 @@ def _event(etype: str) -> dict:
                         {"required": ["brands"], "properties": {"brands": {"type": "array", "minItems": 1}}}]
     if etype == "impression":
         out["description"] = "explored, alpha and beta hold one entry per item (a rule the schema cannot state)"
+    if etype == "purchase":
+        out["description"] = (f"price x quantity is at most {api.MAX_LINE_CENTS // 100:.0e} "
+                              "(a rule the schema cannot state)")
     return out
 
 
@@ -147,7 +151,7 @@ def events_request(max_events: int) -> dict:
             "title": "EventsRequest",
             "description": "one event or {\"events\": [...]}; a batch answers 202 for its valid events and lists "
                            "the others under `rejected` (422 when none is valid). Event times must also lie in the "
-                           "ingest's window around its clock."}
+                           "ingest's window around its clock (streaming.ts_horizon_s behind, a small skew ahead)."}
 
 
 # -- answers -----------------------------------------------------------------------------------------------------

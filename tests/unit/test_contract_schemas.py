@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 from schemathesis.openapi import from_dict
 
 from strata.shared.contracts import schemas
-from strata.shared.contracts.api import parse_event, parse_recommend
+from strata.shared.contracts.api import MAX_LINE_CENTS, parse_event, parse_recommend
 from strata.shared.contracts.origin import parse_items, parse_origin
 from strata.shared.errors import StrataError
 from strata.shared.serving.openapi import Route, document
@@ -66,15 +66,19 @@ def _valid(schema: dict, body: object) -> bool:
 
 
 def _lengths(name: str, body: object) -> object:
-    """An impression's explored/alpha/beta hold one entry per item: a rule the schema states only in words, so
-    generated impressions are made to follow it (trimmed, or padded with valid entries)."""
-    if name == "event" and isinstance(body, dict) and body.get("type") == "impression" \
-            and isinstance(body.get("items"), list):
+    """Rules the schema states only in words, followed by the generated events: an impression's explored/alpha/beta
+    hold one entry per item (trimmed, or padded with valid entries); a purchase's price x quantity is bounded."""
+    if name != "event" or not isinstance(body, dict):
+        return body
+    if body.get("type") == "impression" and isinstance(body.get("items"), list):
         n = len(body["items"])
         for key, pad in (("explored", False), ("alpha", 1.0), ("beta", 1.0)):
             v = body.get(key)
             if isinstance(v, list):
                 body[key] = (v + [pad] * n)[:n]
+    if body.get("type") == "purchase" and isinstance(body.get("price"), int | float) \
+            and isinstance(body.get("quantity"), int | float) and body["price"] * body["quantity"] * 100 > MAX_LINE_CENTS:
+        body["price"] = 1.0
     return body
 
 
