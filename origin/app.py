@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request, Response
 
 from strata.origin.node import OriginNode
 from strata.shared.auth.scopes import CATALOG_WRITE
+from strata.shared.contracts import schemas
 from strata.shared.contracts.origin import parse_items
 from strata.shared.errors import Forbidden
 from strata.shared.serving.asgi import too_large
@@ -18,6 +19,7 @@ from strata.shared.serving.codecs import choose_response_type, decode, encode
 from strata.shared.serving.fastapi_errors import install_error_handlers
 from strata.shared.serving.fastapi_ops import install_ops_routes
 from strata.shared.serving.front_door import HandlerRoute, content_encoding_error, mount
+from strata.shared.serving.openapi import Route, install_openapi
 
 
 def build_app(node: OriginNode) -> FastAPI:
@@ -80,4 +82,19 @@ def build_app(node: OriginNode) -> FastAPI:
             node.metrics.answered("/v1/items", status, t0)
 
     install_ops_routes(api, node)
+
+    def routes() -> list[Route]:
+        state = node.state
+        categories = tuple(state.catalog.category_names) if state is not None else None
+        return [
+            Route("/v1/recommend", "retrieve and rank (two-tower, content, co-visitation, popular; deep ranker)",
+                  schemas.ORIGIN_RECOMMEND_REQUEST, schemas.ORIGIN_RECOMMEND_ANSWER),
+            Route("/v1/explain", "rank and give one grounded reason per item", schemas.ORIGIN_EXPLAIN_REQUEST,
+                  schemas.EXPLAIN_ANSWER, description="`reasoner` says who wrote the reasons, `fallback` why the "
+                                                      "configured LLM did not (null when it did)."),
+            Route("/v1/items", "upsert catalog items", lambda: schemas.items_request(categories),
+                  schemas.ITEMS_ANSWER),
+        ]
+
+    install_openapi(api, api.description, routes)
     return api

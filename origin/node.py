@@ -24,12 +24,12 @@ from strata.origin.covisitation import load_covisitation
 from strata.origin.explain_admission import ExplainAdmission
 from strata.origin.metrics import OriginMetrics
 from strata.origin.models import OriginModels, load_origin_models
+from strata.origin.pii.redactor import shared_redactor
 from strata.origin.profiles import ProfileSource, make_profile_store
 from strata.origin.reasoner.base import Reasoner
 from strata.origin.reasoner.budget import TokenBudget
 from strata.origin.reasoner.template import TemplateReasoner
 from strata.origin.recommend import Ranking, explain_handler, recommend_handler
-from strata.origin.redaction import Redactor
 from strata.origin.retrieval import build_index, open_item_index, private_shard_dir
 from strata.origin.stages.ann_source import AnnSource
 from strata.origin.stages.covisit_source import CovisitationSource
@@ -85,7 +85,7 @@ class OriginNode:
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
         self._opened = contextlib.ExitStack()    # what load() opened (indexes, shard directories), closed at stop
-        self.redactor = Redactor()
+        self.redactor = shared_redactor()
         log_path = catalog_log_path(cfg.catalog_log, cfg.registry, cfg.model)
         self.catalog_log = CatalogLog(log_path) if log_path is not None else None
         self._upserts = asyncio.Lock()

@@ -12,11 +12,13 @@ from fastapi import FastAPI, Request, Response
 
 from strata.shared.auth.gate import Gate
 from strata.shared.auth.scopes import EVENTS
+from strata.shared.contracts import schemas
 from strata.shared.errors import PayloadTooLarge
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
 from strata.shared.serving.fastapi_ops import install_ops_routes
+from strata.shared.serving.openapi import Route, install_openapi
 from strata.shared.serving.pipeline import Reply
 from strata.streaming.service import IngestService
 from strata.streaming.tier2.front import mount_recommend
@@ -71,8 +73,8 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
                 await service.stop()
 
     api = FastAPI(title="Strata streaming", version="1", lifespan=lifespan,
-                  description="Tier 2 ingest: POST /v1/events takes one event or {\"events\": [...]}, "
-                              "JSON or msgpack (see README for the contract).")
+                  description="Tier 2: POST /v1/events takes one event or {\"events\": [...]}; POST /v1/recommend "
+                              "ranks from the store's freshest session state. JSON or msgpack.")
     install_error_handlers(api)
     handler = service.handler
     limit = service.cfg.max_body_bytes
@@ -99,6 +101,14 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
     if tier2 is not None:
         mount_recommend(api, tier2, limit, gate)
     install_ops_routes(api, _Ops(service, tier2, gate))
+    routes = [Route(handler.route, "append click-stream events to the log", schemas.events_request(service.cfg.max_events),
+                    schemas.EVENTS_ANSWER, status=202,
+                    description="Each event is validated; valid ones are appended (acks=all) before the answer, "
+                                "invalid ones dead-lettered and listed under `rejected` (422 when none is valid).")]
+    if tier2 is not None:
+        routes.append(Route("/v1/recommend", "rank items from the freshest session state (tier 2)",
+                            schemas.RECOMMEND_REQUEST, schemas.RANKED_ANSWER))
+    install_openapi(api, api.description, lambda: routes)
     return _Front(api, service, gate)
 
 
