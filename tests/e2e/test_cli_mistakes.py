@@ -67,9 +67,9 @@ MISTAKES = [
      "bundle in {nothing} (strata export --out {nothing} makes one)"),
     # a store URL that is not one
     ("edge", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--port", "0"], {}, 2,
-     "strata edge: bad config: store URL must be redis://, rediss://, unix:// or 'none', got 'memcached://x'"),
+     "strata edge: bad config: store URL must be redis://, rediss://, unix://, valkey:// or 'none', got 'memcached://x'"),
     ("origin", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--port", "0"], {}, 2,
-     "strata origin: bad config: store URL must be redis://, rediss://, unix:// or 'none', got 'memcached://x'"),
+     "strata origin: bad config: store URL must be redis://, rediss://, unix://, valkey:// or 'none', got 'memcached://x'"),
     ("streaming serve", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--broker", DEAD], {}, 2,
      "strata streaming serve: bad config: store URL must be redis://, rediss://, unix:// or "
      "'none', got 'memcached://x' (config key 'streaming.store')"),
