@@ -19,17 +19,16 @@ empty history scores nothing, so popularity answers, as for every model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
 from strata.model_export.evaluation.baskets import Baskets
-from strata.model_export.evaluation.metrics import ndcg_at
 from strata.model_export.evaluation.protocol import TieBreak, rank_in_chunks
 from strata.model_export.evaluation.split import Queries
-from strata.model_export.evaluation.tuning import coordinate_search
+from strata.model_export.evaluation.tuning import tune_on_validation
 from strata.shared.models.next_basket import Within, basket_ordinals, tifu_weights
 
 GRID: dict[str, tuple[Any, ...]] = {
@@ -104,20 +103,7 @@ class TIFUKNN:
 
     def tune(self, train: Baskets, validation: Queries) -> dict[str, Any]:
         """Coordinate search on validation NDCG@10; keeps the best parameters for the next ``fit``."""
-        if len(validation) == 0 or len(train) == 0:
-            return {"params": asdict(self.params), "validation_ndcg@10": None, "trials": [],
-                    "note": "no validation invoices: default parameters"}
-
-        def score(params: TIFUParams) -> float:
-            self.params = params
-            self.fit(train)
-            return ndcg_at(self.recommend(validation, 10), validation.relevant, 10)
-
-        found = coordinate_search(score, self.params, self.grid, label=self.name)
-        self.params = found["best"]
-        return {"params": found["params"], "validation_ndcg@10": found["score"], "search": "coordinate",
-                "objective": "validation ndcg@10", "grid": {k: list(v) for k, v in self.grid.items()},
-                "trials": found["trials"]}
+        return tune_on_validation(self, train, validation)
 
 
 def neighbour_mean(own: sparse.csr_matrix, vectors: sparse.csr_matrix, candidates: np.ndarray,

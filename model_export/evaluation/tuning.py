@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
+from strata.model_export.evaluation.metrics import ndcg_at
+
 logger = logging.getLogger(__name__)
 
 P = TypeVar("P")  # a frozen dataclass of hyper-parameters
@@ -43,3 +45,23 @@ def coordinate_search(score: Callable[[P], float], start: P, grid: dict[str, tup
         if best == before:
             break
     return {"best": best, "params": asdict(best), "score": round(seen[best], 6), "trials": trials}
+
+
+def tune_on_validation(model: Any, train: Any, validation: Any) -> dict[str, Any]:
+    """Coordinate search of ``model.params`` over ``model.grid`` on validation NDCG@10 (``model.fit`` then
+    ``model.recommend``); keeps the best parameters on the model for its next ``fit``. The tuning record for the
+    evaluation JSON."""
+    if len(validation) == 0 or len(train) == 0:
+        return {"params": asdict(model.params), "validation_ndcg@10": None, "trials": [],
+                "note": "no validation invoices: default parameters"}
+
+    def score(params: Any) -> float:
+        model.params = params
+        model.fit(train)
+        return ndcg_at(model.recommend(validation, 10), validation.relevant, 10)
+
+    found = coordinate_search(score, model.params, model.grid, label=model.name)
+    model.params = found["best"]
+    return {"params": found["params"], "validation_ndcg@10": found["score"], "search": "coordinate",
+            "objective": "validation ndcg@10", "grid": {k: list(v) for k, v in model.grid.items()},
+            "trials": found["trials"]}
