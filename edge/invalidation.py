@@ -16,10 +16,9 @@ from collections.abc import Callable
 import msgpack
 
 from strata.shared.keys import INVALIDATION_CHANNEL
-from strata.shared.online_store.client import connect
+from strata.shared.online_store.subscription import ChannelListener
 
 logger = logging.getLogger(__name__)
-CONNECT_TIMEOUT_S = 1.0
 
 
 class InvalidationListener:
@@ -48,33 +47,8 @@ class InvalidationListener:
                 self.errors += 1
 
     async def run(self) -> None:
-        r = connect(self.url, CONNECT_TIMEOUT_S, field="edge.store.url", blocking_reads=True)
-        if r is None:
-            return
-        pubsub = r.pubsub(ignore_subscribe_messages=True)
-        me = asyncio.current_task()
-        try:
-            while True:
-                if me is not None and me.cancelling():
-                    # redis-py turns a cancel that meets its own read timeout into "no message" (or a
-                    # TimeoutError): the cancel is still pending, so honour it here
-                    raise asyncio.CancelledError
-                try:
-                    if not pubsub.subscribed:
-                        await pubsub.subscribe(INVALIDATION_CHANNEL)
-                        self.subscribed.set()
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        self.handle(msg["data"])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:      # store down: try again shortly
-                    if me is not None and me.cancelling():
-                        raise asyncio.CancelledError from exc
-                    self.errors += 1
-                    self.subscribed.clear()
-                    logger.debug("invalidation subscription: %s: %s", type(exc).__name__, exc)
-                    await asyncio.sleep(0.5)
-        finally:
-            await pubsub.aclose()
-            await r.aclose()
+        await ChannelListener(self.url, INVALIDATION_CHANNEL, self.handle, field="edge.store.url",
+                              on_error=self._failed, subscribed=self.subscribed).run()
+
+    def _failed(self) -> None:
+        self.errors += 1

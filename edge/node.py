@@ -33,6 +33,8 @@ from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.escalated_cache import EscalatedCacheStage
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
+from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle
@@ -82,6 +84,7 @@ class EdgeNode:
         # upper tiers' answers kept per session (the next page of an escalated session is fast)
         self.escalated = EscalatedAnswers(cfg.cache.response_size, settings.router.answer_ttl_s) \
             if upstream is not None else None
+        self.gate = gate_from_settings(settings, "the edge")
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
@@ -106,7 +109,7 @@ class EdgeNode:
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=cfg.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, health=store_health, on_ranked=self._ranked,
-                          on_degraded=self.metrics.degraded),
+                          on_degraded=self.metrics.degraded, signer=signer_from_settings(settings.auth)),
             escalate=Escalate(TIER, upstream, background=settings.router.mode == "background",
                               remember=self._remember),
             escalated_cache=EscalatedCacheStage(self.escalated, self._served_again)
@@ -235,11 +238,12 @@ class EdgeNode:
 
     def exposition(self) -> bytes:
         router = getattr(self.upstream, "exposition", None)
-        return self.metrics.exposition() + (router() if router is not None else b"")
+        out = self.metrics.exposition() + (router() if router is not None else b"")
+        return out + self.gate.exposition() if self.gate is not None else out
 
     def asgi_app(self):
         """This node behind the ASGI front door (under uvicorn, or the edge server's bridge)."""
-        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self)
+        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self, gate=self.gate)
 
     # -- in-process convenience (tests, tools) -------------------------------------------------------
     async def handle_recommend(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes]:

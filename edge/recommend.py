@@ -26,6 +26,7 @@ from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.escalated_cache import EscalatedCacheStage
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
+from strata.shared.auth.gate import Caller
 from strata.shared.contracts.api import RecommendRequest
 from strata.shared.errors import NotReady
 from strata.shared.ranking.confidence import ConfidenceConfig
@@ -62,12 +63,16 @@ class RecommendHandler:
                                   *ranking, escalate or Escalate(TIER), encode])
         self._ranking = tuple(ranking)
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending:
         t0 = time.perf_counter_ns()
         live = self.slot.current
         if live is None:
             raise NotReady("no model loaded yet", field="model")
-        return self.pipeline.run(EdgeCtx(t0, body, ctype, accept, choose_response_type(accept, ctype), live))
+        ctx = EdgeCtx(t0, body, ctype, accept, choose_response_type(accept, ctype), live)
+        if caller is not None:
+            ctx.caller = caller
+        return self.pipeline.run(ctx)
 
     async def finish(self, pending: Pending) -> Reply:
         return await self.pipeline.finish(pending)

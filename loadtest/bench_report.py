@@ -31,6 +31,9 @@ TARGETS = (
     Target("router CPU per escalated request", "router_cpu_us_per_escalation", "<=", 150.0, "µs"),
     Target("edge cache misses only / lean, c8", "ratio_edge_nocache_over_lean_c8", ">=", 2.0, "x", False),
     Target("edge cache misses only / fastapi, c8", "ratio_edge_nocache_over_fastapi_c8", ">=", 3.0, "x", False),
+    Target("edge auth on / off req/s, cached mix, c8", "ratio_edge_auth_over_off_c8", ">=", 0.9, "x", False),
+    Target("edge auth on / off req/s, cache misses, c8", "ratio_edge_auth_nocache_over_off_c8", ">=", 0.9, "x",
+           False),
 )
 
 HTTP_ROWS = (
@@ -44,6 +47,10 @@ HTTP_ROWS = (
     ("edge under uvicorn, cache misses only", "edge_uvicorn_nocache"),
     ("edge + Valkey (sessions, counts), cached mix", "edge_store"),
     ("edge + Valkey (sessions, counts), cache misses only", "edge_store_nocache"),
+    ("edge, auth off (next to the auth point), cached mix", "edge_authoff"),
+    ("edge, auth on (key, signed impression ids), cached mix", "edge_auth"),
+    ("edge, auth off (next to the auth point), cache misses", "edge_authoff_nocache"),
+    ("edge, auth on (key, signed impression ids), cache misses", "edge_auth_nocache"),
 )
 
 
@@ -67,6 +74,8 @@ def add_ratios(r: dict) -> None:
         x, y = r.get(a), r.get(b)
         return x / y if x and y else None
 
+    r["ratio_edge_auth_over_off_c8"] = ratio("edge_auth_rps_c8", "edge_authoff_rps_c8")
+    r["ratio_edge_auth_nocache_over_off_c8"] = ratio("edge_auth_nocache_rps_c8", "edge_authoff_nocache_rps_c8")
     for c in (8, 64):
         r[f"ratio_edge_over_lean_c{c}"] = ratio(f"edge_rps_c{c}", f"lean_rps_c{c}")
         r[f"ratio_edge_over_fastapi_c{c}"] = ratio(f"edge_rps_c{c}", f"fastapi_rps_c{c}")

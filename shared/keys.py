@@ -17,6 +17,8 @@ never equal a key of another kind, whatever the ids: key building is injective.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "strata"
 
 
@@ -100,3 +102,26 @@ CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET JSON [tenant,
 TRIGGER_OUTBOX_KEY = f"{PREFIX}:stream:trigger-outbox"      # LIST of JSON trigger messages to publish
 INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"   # pub/sub: msgpack [[tenant, session_id], ...] per written batch
 FIELD_SEP = "\x1f"
+
+# -- users: consent and erasure (streaming.users) ---------------------------------------------------------------
+ERASURE_CHANNEL = f"{PREFIX}:erase"            # pub/sub: msgpack [tenant, user_id] of an erased user
+
+
+def user_sessions_key(tenant: str, user_id: str) -> str:
+    """SET of the user's session ids (written by the processor; what an erasure deletes)."""
+    return f"{PREFIX}:{{{part(tenant)}:u:{part(user_id)}}}:sessions"
+
+
+def user_hash(tenant: str, user_id: str) -> str:
+    """A user id as erasure records keep it: its hash, never the id."""
+    return hashlib.sha256(f"{tenant}\x1f{user_id}".encode()).hexdigest()[:32]
+
+
+def erased_key(tenant: str, user_id: str) -> str:
+    """An erased user's tombstone (erasure time in ms), keyed by ``user_hash``, not the id."""
+    return f"{PREFIX}:{{{part(tenant)}}}:erased:{user_hash(tenant, user_id)}"
+
+
+def audit_key(tenant: str) -> str:
+    """STREAM of the tenant's audited admin actions (user data exported or erased)."""
+    return f"{PREFIX}:{{{part(tenant)}}}:audit"

@@ -26,7 +26,7 @@ from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """
 local q = cmsgpack.unpack(ARGV[1])
-local out = {{}, {}, {}, {}, {}}
+local out = {{}, {}, {}, {}, {}, {}}
 if #q[1] > 0 then out[1] = redis.call('HMGET', KEYS[1], unpack(q[1])) end
 local members = q[2]
 for lo = 1, #members, 4000 do
@@ -38,6 +38,7 @@ end
 for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'st', 'recent') end
 for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
 for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
+for i, k in ipairs(q[8] or {}) do out[6][i] = redis.call('GET', k) end
 return cmsgpack.pack(out)
 """
 
@@ -296,13 +297,14 @@ class StreamStore:
 def read_query(reads: StoreReads, bucket: int) -> list:
     """The read script's argument (before packing): what the plan depends on."""
     return [list(reads.wm_fields), list(reads.seen_members), list(reads.session_keys), list(reads.impression_keys),
-            list(reads.pending_keys), K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1)]
+            list(reads.pending_keys), K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1),
+            list(reads.erased_keys)]
 
 
 def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     """The read script's answer to ``query`` -> Snapshot."""
     wm_fields, seen, sessions, imps, pend = query[:5]
-    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = msgpack.unpackb(raw, raw=True)
+    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw, erased_raw = msgpack.unpackb(raw, raw=True)
     snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
                     {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
     states = decode_states([st or None for st, _ in ses_raw])
@@ -316,6 +318,8 @@ def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
         snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
     for k, members in zip(pend, pend_raw, strict=True):
         snap.pending[k] = {m.decode() for m in members}
+    erased = query[7] if len(query) > 7 else []
+    snap.erased = {k: int(v) for k, v in zip(erased, erased_raw, strict=False) if v}
     return snap
 
 

@@ -50,8 +50,9 @@ class EdgeServer:
 
     def __init__(self, handler: Handler, app: Callable, recorder: Recorder, *, max_body: int,
                  idle_timeout_s: float = 30.0, header_timeout_s: float = 10.0, body_timeout_s: float = 10.0,
-                 max_connections: int = 10_000) -> None:
+                 max_connections: int = 10_000, gate=None) -> None:
         self.handler = handler
+        self.gate = gate                # shared.auth.gate.Gate (None: auth and limits off)
         self.route_name = handler.route
         self.route = handler.route.encode()
         self.app = app
@@ -224,7 +225,9 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
                         TRACE.set(from_headers(req.request_id, req.traceparent))
                     try:
                         try:
-                            out = handler.try_now(req.body, req.ctype, req.accept)
+                            gate = self.server.gate
+                            caller = gate.admit(req.headers, self.peer, "recommend") if gate is not None else None
+                            out = handler.try_now(req.body, req.ctype, req.accept, caller)
                         except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
                             out = negotiated_error_reply(exc, req.accept, req.ctype)
                         if isinstance(out, Pending):

@@ -1,9 +1,10 @@
 """One raw-ASGI route for any ``Handler``: what every tier's hot route does between the socket and the
 request path, written once.
 
-    method check -> headers -> bounded body (413 before reading past the limit) -> Content-Encoding check
-    (415: bodies are read as sent) -> ``try_now`` / ``finish`` -> error reply (``error_mapper``) -> send
-    -> per-route metrics (``Recorder.answered`` with the real status)
+    method check -> gate (``shared.auth.gate``: 401/403/429 before the body is read; skipped without one)
+    -> headers -> bounded body (413 before reading past the limit) -> Content-Encoding check (415: bodies are
+    read as sent) -> ``try_now`` / ``finish`` (with the caller: its tenant is the request's) -> error reply
+    (``error_mapper``) -> send -> per-route metrics (``Recorder.answered`` with the real status)
 
 A request that brings ``X-Request-ID`` or ``traceparent`` (another tier's router does) runs with them as its
 trace context (``shared.serving.trace.TRACE``: calls made while answering it forward them) and is logged
@@ -20,6 +21,8 @@ import logging
 import time
 from typing import Any, Protocol
 
+from strata.shared.auth.gate import Gate
+from strata.shared.auth.scopes import ROUTE_SCOPES
 from strata.shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError, UnsupportedMediaType
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.codecs import JSON
@@ -48,14 +51,17 @@ def content_encoding_error(value: bytes | None) -> StrataError | None:
 class HandlerRoute:
     """The ASGI app of one ``POST`` route served by ``handler`` (an object, so Starlette mounts it as ASGI)."""
 
-    __slots__ = ("handler", "route", "max_body", "recorder", "log_traced")
+    __slots__ = ("handler", "route", "max_body", "recorder", "log_traced", "gate", "scope")
 
-    def __init__(self, handler: Handler, *, max_body: int, recorder: Recorder, log_traced: bool = True) -> None:
+    def __init__(self, handler: Handler, *, max_body: int, recorder: Recorder, log_traced: bool = True,
+                 gate: Gate | None = None) -> None:
         self.handler = handler
         self.route = handler.route
         self.max_body = max_body
         self.recorder = recorder
         self.log_traced = log_traced    # log requests that carry a request id / traceparent
+        self.gate = gate
+        self.scope = ROUTE_SCOPES[handler.route]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         trace = scope_trace(scope)
@@ -76,9 +82,12 @@ class HandlerRoute:
         t0 = time.perf_counter_ns()
         ctype, accept, length, coding = body_headers(scope)
         max_body = self.max_body
+        caller = None
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} not allowed; use POST")
+            if self.gate is not None:
+                caller = self.gate.admit(scope["headers"], scope.get("client"), self.scope)
             if length > max_body:
                 raise too_large(length, max_body)
             body = await receive_body(receive, max_body)
@@ -86,6 +95,8 @@ class HandlerRoute:
                 return 0        # the client went away before its body ended: nobody to answer
         except (MethodNotAllowed, PayloadTooLarge) as exc:   # decided before the body: always JSON
             r = error_reply(exc, JSON)
+        except StrataError as exc:                           # the gate: 401/403/429 in the caller's codec
+            r = negotiated_error_reply(exc, accept, ctype)
         else:
             rejected = content_encoding_error(coding)
             if rejected is not None:
@@ -93,7 +104,7 @@ class HandlerRoute:
             else:
                 handler = self.handler
                 try:
-                    out = handler.try_now(body, ctype, accept)
+                    out = handler.try_now(body, ctype, accept, caller)
                     r = out if isinstance(out, Reply) else await handler.finish(out)
                 except Exception as exc:
                     r = negotiated_error_reply(exc, accept, ctype)

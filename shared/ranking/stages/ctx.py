@@ -14,6 +14,7 @@ from strata.shared.ranking.confidence import Signals
 from strata.shared.ranking.model import RankingModel
 
 if TYPE_CHECKING:
+    from strata.shared.auth.gate import Caller
     from strata.shared.serving.answers import Answer
 
 
@@ -47,7 +48,7 @@ class Upstream(NamedTuple):
 
 class RankCtx:
     __slots__ = (
-        "t0", "body", "ctype", "accept", "media", "model",               # arrival
+        "t0", "body", "ctype", "accept", "media", "model", "caller",     # arrival
         "obj", "req",                                                    # decode, validate
         "vec", "vec_age_s", "degraded", "reasons",                       # session (+ any stage: reasons)
         "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool",  # candidates
@@ -68,6 +69,7 @@ class RankCtx:
     accept: bytes | None
     media: str                      # the answer's codec
     model: RankingModel
+    caller: Caller | None           # who the front door's gate admitted (None: auth off): the tenant
     # decode, validate
     obj: object
     req: RecommendRequest
@@ -131,6 +133,7 @@ class RankCtx:
         self.accept = accept
         self.media = media
         self.model = model
+        self.caller = None
         self.vec = None
         self.vec_age_s = None
         self.degraded = False
