@@ -31,7 +31,7 @@ from strata.edge.session_source import PopSessions
 from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
-from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.gate import gate_from_settings, warn_auth_off
 from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
@@ -73,6 +73,7 @@ class EdgeNode:
         monotonic) ages cached session vectors; tests pass a fake one."""
         cfg = self.cfg = settings.edge
         self.gate = gate_from_settings(settings, "the edge")
+        self.auth_enabled = settings.auth.enabled
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
@@ -139,6 +140,8 @@ class EdgeNode:
         """Open the store connections and start the background work. Each part is registered right after it
         is opened, so ``stop`` (or a failure half-way through here) closes them in reverse order, each
         whatever the ones before it raised."""
+        if not self.auth_enabled:
+            warn_auth_off("the edge")
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.store.close)
             if self.slot.current is None:
