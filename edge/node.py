@@ -136,12 +136,18 @@ class EdgeNode:
         self.metrics.ranked(len(ctx.items), ctx.explored, ctx.unknown_candidates, ctx.filled)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Open the store connections and start the background work. Each part is registered right after it
-        is opened, so ``stop`` (or a failure half-way through here) closes them in reverse order, each
-        whatever the ones before it raised."""
+    def announce(self) -> None:
+        """What a serving edge says once: with auth off, that every route is open."""
         if not self.auth_enabled:
             warn_auth_off("the edge")
+
+    async def start(self, announce: bool = True) -> None:
+        """Open the store connections and start the background work. Each part is registered right after it
+        is opened, so ``stop`` (or a failure half-way through here) closes them in reverse order, each
+        whatever the ones before it raised. ``announce``: say ``announce`` now (the edge's own server says it
+        once its port is bound)."""
+        if announce:
+            self.announce()
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.store.close)
             if self.slot.current is None:
