@@ -40,7 +40,7 @@ from strata.shared.errors import StrataError, is_retriable
 from strata.streaming import dead_letter
 from strata.streaming.catalog import Catalog
 from strata.streaming.effects import Plan, Planner, Record, overlay, reads_for
-from strata.streaming.log_identity import topic_ids
+from strata.streaming.log_identity import TopicMissing, topic_ids
 from strata.streaming.log_resets import LogResets
 from strata.streaming.processor_metrics import ProcessorMetrics
 from strata.streaming.store import Bounds, StreamStore
@@ -157,13 +157,20 @@ class StreamProcessor:
 
     async def check_log_identity(self) -> None:
         """Compare the events topic's id with the one its watermarks belong to (see ``streaming.log_resets``);
-        on a change, read the topic from its start. Errors are logged and left to the next check."""
+        on a change, read the topic from its start. A broker that no longer knows the topic (restarted without
+        its log, yet taking records for it) gets it created again first: that gives the new id, and offset
+        commits work again. Errors are logged and left to the next check."""
         if self._kafka is None:
             return
         topic = self.cfg.topics.events
         async with self._identity_lock:
             try:
-                tid = (await topic_ids(self._kafka, [topic]))[topic]
+                try:
+                    tid = (await topic_ids(self._kafka, [topic]))[topic]
+                except TopicMissing as exc:      # a restarted broker that lost it (and takes records for it)
+                    logger.warning("%s: creating the topics again", exc)
+                    await ensure_topics(self.cfg.broker, self.cfg.topics)
+                    tid = (await topic_ids(self._kafka, [topic]))[topic]
                 changed = await self.resets.record_id(topic, tid)
             except Exception as exc:  # noqa: BLE001 - broker or store down: the next check tries again
                 logger.warning("log identity check failed: %s: %s", type(exc).__name__, exc)
