@@ -33,7 +33,7 @@ from strata.edge.stages.ctx import EdgeCtx
 from strata.edge.stages.escalated_cache import EscalatedCacheStage
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
-from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.gate import gate_from_settings, warn_auth_off
 from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
@@ -85,6 +85,7 @@ class EdgeNode:
         self.escalated = EscalatedAnswers(cfg.cache.response_size, settings.router.answer_ttl_s) \
             if upstream is not None else None
         self.gate = gate_from_settings(settings, "the edge")
+        self.auth_enabled = settings.auth.enabled
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
@@ -162,10 +163,18 @@ class EdgeNode:
             served(tier)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
+    def announce(self) -> None:
+        """What a serving edge says once: with auth off, that every route is open."""
+        if not self.auth_enabled:
+            warn_auth_off("the edge")
+
+    async def start(self, announce: bool = True) -> None:
         """Open the store connections and start the background work. Each part is registered right after it
         is opened, so ``stop`` (or a failure half-way through here) closes them in reverse order, each
-        whatever the ones before it raised."""
+        whatever the ones before it raised. ``announce``: say ``announce`` now (the edge's own server says it
+        once its port is bound)."""
+        if announce:
+            self.announce()
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.store.close)
             stack.push_async_callback(self._stop_router)      # background fetches, upstream connections

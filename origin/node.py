@@ -47,7 +47,7 @@ from strata.origin.stages.two_tower_source import TwoTowerSource
 from strata.origin.state import OriginState
 from strata.origin.text_search import TextSearch, load_text_search
 from strata.origin.tower_index import build_tower_index, open_tower_index
-from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.gate import gate_from_settings, warn_auth_off
 from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import OriginSettings, StrataSettings
 from strata.shared.contracts.origin import ItemUpdate
@@ -77,6 +77,7 @@ class OriginNode:
     def __init__(self, settings: StrataSettings) -> None:
         cfg = self.cfg = settings.origin
         self.gate = gate_from_settings(settings, "the origin", cfg.store.url)
+        self.auth_enabled = settings.auth.enabled
         self.catalog_tenant = settings.auth.catalog_tenant
         self.policy = settings.guardrails
         self.metrics = OriginMetrics()
@@ -247,6 +248,8 @@ class OriginNode:
     async def start(self) -> None:
         if self.state is None:
             await asyncio.to_thread(self.load)
+        if not self.auth_enabled:
+            warn_auth_off("the origin")
         if self.gate is not None:
             await self.gate.start()
         if self.erasures is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
-from strata.shared.auth.gate import Gate
+from strata.shared.auth.gate import Gate, warn_auth_off
 from strata.shared.auth.scopes import EVENTS
 from strata.shared.contracts import schemas
 from strata.shared.errors import PayloadTooLarge
@@ -61,6 +61,8 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: G
                 await tier2.start()
             if gate is not None:
                 await gate.start()
+            if gate is None or gate.keys is None:
+                warn_auth_off("the streaming service")
             yield
         finally:
             try:

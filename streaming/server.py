@@ -41,7 +41,6 @@ def run_ingest(settings: StrataSettings) -> None:
     registry: its error, before anything listens), then serve until SIGINT/SIGTERM. Without a store
     (``streaming.store: none``) only the ingest API runs, so tier 2 must be off."""
     cfg = settings.streaming
-    gate = gate_from_settings(settings, "the streaming service", cfg.store)    # a bad auth config: before all
     if cfg.store == "none" and cfg.tier2.enabled:
         raise _no_store("the tier-2 scorer reads sessions and counts from it (or set "
                              "streaming.tier2.enabled false: the ingest API alone needs no store)")
@@ -56,6 +55,7 @@ def run_ingest(settings: StrataSettings) -> None:
     logger.info("streaming service serving", extra={"host": cfg.host, "port": port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
     tune_gc()
+    gate = gate_from_settings(settings, "the streaming service", cfg.store)
     run_uvicorn(build_app(IngestService(cfg), tier2, gate), sock, host=cfg.host, port=port, loop="uvloop",
                 http="httptools", access_log=False, log_level=settings.log_level.lower(), lifespan="on",
                 server_header=False)
@@ -85,9 +85,6 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
         if signer is None:
             raise ConfigError("auth is enabled: set the impression signing secret in the environment "
                               "(STRATA_AUTH__IMPRESSION_SECRET)", field="auth.impression_secret")
-    else:
-        logger.warning("auth.enabled is false: impressions and clicks are counted without checking their "
-                       "signed impression ids (see docs/security.md)")
 
     async def main() -> None:
         proc = StreamProcessor(cfg, catalog, metrics, signer)
@@ -99,6 +96,9 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
                 loop.add_signal_handler(sig, proc.stop)
         try:
             await proc.start()
+            if signer is None:
+                logger.warning("auth.enabled is false: impressions and clicks are counted without checking their "
+                               "signed impression ids (see docs/security.md)")
             logger.info("stream processor running", extra={"broker": cfg.broker, "group": cfg.group,
                                                            "store": cfg.store, "model_version": catalog.version})
             await proc.run()

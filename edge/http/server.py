@@ -56,7 +56,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
                        max_connections=connection_cap(cfg.max_connections), gate=node.gate)
     node.metrics.bind_server(connections=lambda: len(state.connections), refused=lambda: state.refused,
                              timed_out=lambda: state.timed_out)
-    await node.start()
+    await node.start(announce=False)
     try:
         srv = await loop.create_server(state.protocol, host, port, backlog=2048, reuse_address=True)
     except BaseException:                   # e.g. the port is taken: stop what start() began
@@ -72,6 +72,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
             pass
     bound = srv.sockets[0].getsockname()[1]
     logger.info("edge listening", extra={"host": host, "port": bound, "http": "strata"})
+    node.announce()
     if started is not None:
         started(bound)
     try:

@@ -210,8 +210,9 @@ def bind_tenant(obj: object, caller: Caller | None) -> None:
 
 
 def gate_from_settings(settings, service: str, store_url: str | None = None) -> Gate | None:
-    """The gate of one serving process, or None when auth and every limit are off. With auth off, one WARNING
-    says so (once per process start). ``store_url`` (regional tiers): the limits are shared through it."""
+    """The gate of one serving process, or None when auth and every limit are off. ``store_url`` (regional
+    tiers): the limits are shared through it. With auth off the process says so once it serves
+    (``warn_auth_off``, from its start: a command that fails before serving prints only its error)."""
     auth, rl = settings.auth, settings.rate_limit
     keys = None
     if auth.enabled:
@@ -219,8 +220,6 @@ def gate_from_settings(settings, service: str, store_url: str | None = None) -> 
             raise ConfigError("auth is enabled: set the impression signing secret in the environment "
                               "(STRATA_AUTH__IMPRESSION_SECRET)", field="auth.impression_secret")
         keys = KeyRing(auth.keys_file, auth.reload_s)
-    else:
-        warn_auth_off(service)
     limiter = Limiter(rl.per_key_rps if auth.enabled else 0.0, rl.per_ip_rps, rl.burst) \
         if (rl.per_key_rps > 0 and auth.enabled) or rl.per_ip_rps > 0 else None
     if keys is None and limiter is None:
@@ -234,6 +233,7 @@ _warned: set[str] = set()
 
 
 def warn_auth_off(service: str) -> None:
+    """One WARNING per process and service: every route is open."""
     if service in _warned:
         return
     _warned.add(service)
