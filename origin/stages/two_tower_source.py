@@ -66,7 +66,7 @@ class TwoTowerSource:
         top = near.items
         summary = summarize(h, pl.stats)
         ptr, item = candidates(h, summary, pl.stats, top[None, :], n_past=pl.sizes.past, n_covis=pl.sizes.covis,
-                               n_popular=0, n_fresh=pl.sizes.fresh)
+                               n_popular=0)
         ctx.history, ctx.summary, ctx.user_vec = h, summary, user[0]
         sims = pl.item_vectors[item] @ user[0]
         rows = models.row_of_model[item]
