@@ -41,21 +41,18 @@ class ResponseCache:
         session = key[:2]
         keys = self.by_session.get_entry(session)
         if keys is None or keys[0] > self.by_session.ttl:
-            self.by_session.put(session, [key, exact_key])
+            self.by_session.put(session, [(key, exact_key)])
         else:
-            keys[1].extend((key, exact_key))
+            keys[1].append((key, exact_key))
 
     def drop_session(self, tenant: str, session_id: str) -> int:
         """Forget every cached answer of the session (its vector changed); returns how many."""
         keys = self.by_session.discard((tenant, session_id)) or ()
         n = 0
-        for k in keys:
-            if k is None:
-                continue
-            if len(k) == 3 and self.exact is not None:       # exact keys: (body or digest, ctype, tag)
-                n += self.exact.discard(k) is not None
-            else:
-                n += self.semantic.discard(k) is not None
+        for key, exact_key in keys:                          # (semantic key, exact-body key or None)
+            n += self.semantic.discard(key) is not None
+            if exact_key is not None and self.exact is not None:
+                n += self.exact.discard(exact_key) is not None
         return n
 
     @property

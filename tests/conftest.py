@@ -76,6 +76,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.path not in slow_modules)
 
 
+def _own_catalog_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STRATA_ORIGIN__CATALOG_LOG", str(tmp_path_factory.mktemp("catalog-log") / "catalog-updates.jsonl"))
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _catalog_log_per_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``POST /v1/items`` is logged durably (``origin.catalog_log``; unset: beside the model in the registry) and
+    replayed at start: without its own log, one test's upserts would reach every later origin through the session's
+    shared registries. Autouse fixtures come first in their scope: a module's origins get the module's log."""
+    yield from _own_catalog_log(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _catalog_log_per_test(_catalog_log_per_module: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """... and a test's own origins get the test's log."""
+    yield from _own_catalog_log(tmp_path_factory)
+
+
 def _registry(name: str, build, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of registry ``name``, exported by ``build(root)`` once per source state (``tests/support/registry_cache.py``)."""
     return cached_registry(name, inspect.getsource(build), build, tmp_path_factory.mktemp(name))

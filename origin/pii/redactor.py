@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
+# Presidio logs every recognizer it loads at INFO (30 lines at each start): its own chatter stays at WARNING and up
+logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
 
 # Presidio's entity names -> the token kinds of the redacted text
 KIND = {"CREDIT_CARD": "card", "CARD": "card", "EMAIL_ADDRESS": "email", "EMAIL": "email", "PHONE_NUMBER": "phone",

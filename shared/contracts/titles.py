@@ -7,6 +7,7 @@ prompts). Refused, not stripped: a silently edited title is a different product 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -27,11 +28,33 @@ _INSTRUCTION = re.compile(
     re.IGNORECASE)
 
 
+FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")   # control, format, surrogate, private use, separators
+
+
+@functools.cache
+def forbidden_class() -> str:
+    """A regex character class body (``[...]`` without brackets) of every character a title may not hold: the
+    JSON Schema states the character rule (BMP as ``\\uXXXX`` escapes, others as literal characters). Lone
+    surrogates (Cs) are left out: no JSON parser of the tiers decodes one into a string, and a surrogate range
+    in a pattern breaks regex translators."""
+    ranges: list[list[int]] = []
+    for cp in range(0x110000):
+        if unicodedata.category(chr(cp)) in FORBIDDEN_CATEGORIES and not 0xD800 <= cp <= 0xDFFF:
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1][1] = cp
+            else:
+                ranges.append([cp, cp])
+
+    def one(cp: int) -> str:
+        return f"\\u{cp:04x}" if cp <= 0xFFFF else chr(cp)
+    return "".join(one(a) if a == b else f"{one(a)}-{one(b)}" for a, b in ranges)
+
+
 def check_title(title: str, field: str) -> str:
     """The title when it names a product; ``InvalidField`` naming ``field`` (and what was found) otherwise."""
     for ch in title:
         cat = unicodedata.category(ch)
-        if cat in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+        if cat in FORBIDDEN_CATEGORIES:
             raise InvalidField(f"must not contain control or format characters (found U+{ord(ch):04X})", field=field)
     folded = unicodedata.normalize("NFKC", title)
     m = _URL.search(folded)

@@ -281,3 +281,22 @@ def test_make_store_bad_scheme_is_config_error(url: str) -> None:
 def test_make_store_redis_url_builds_a_configured_store(url: str) -> None:
     store = make_store(url, 0.003)   # no connection is made until the first call
     assert isinstance(store, RedisSessionStore) and store.configured is True
+
+
+@pytest.mark.parametrize("exact_key", [(b"{}", b"application/json", ("v1",), None),
+                                       (b"{}", b"application/json", ("v1",), "acme"),
+                                       (b"{}", b"application/json", ("v1",))])
+def test_an_invalidated_session_loses_its_exact_and_semantic_answers(exact_key: tuple) -> None:
+    """Whatever the exact key holds (with auth it names the caller's tenant), the session's invalidation drops it:
+    a stale answer served from the exact cache would hide the processor's fresh session vector."""
+    from strata.edge.response_cache import ResponseCache
+    from strata.shared.config import CacheSettings
+
+    cache = ResponseCache(CacheSettings())
+    semantic = ("default", "s-1", "home", None, None, None, 0, False, None, 10, False, None, ("v1",))
+    other = ("default", "s-2", *semantic[2:])
+    cache.remember(semantic, exact_key, "answer")
+    cache.remember(other, None, "other answer")
+    assert cache.drop_session("default", "s-1") == 2
+    assert cache.semantic.get(semantic) is None and cache.exact.get(exact_key) is None
+    assert cache.semantic.get(other) == "other answer"

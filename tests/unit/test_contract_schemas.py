@@ -20,6 +20,7 @@ from schemathesis.openapi import from_dict
 from strata.shared.contracts import schemas
 from strata.shared.contracts.api import MAX_LINE_CENTS, parse_event, parse_recommend
 from strata.shared.contracts.origin import parse_items, parse_origin
+from strata.shared.contracts.titles import _INSTRUCTION, _URL
 from strata.shared.errors import StrataError
 from strata.shared.serving.openapi import Route, document
 
@@ -83,11 +84,13 @@ def _lengths(name: str, body: object) -> object:
 
 
 def _unique_items(name: str, body: object) -> bool:
-    """``POST /v1/items`` also wants unique ids (said in the schema's description, not checkable by it)."""
+    """``POST /v1/items`` also wants unique ids and titles free of URLs and instructions (said in the schema's
+    descriptions, not checkable by it; its pattern does state the character rule)."""
     if name != "items":
         return True
     ids = [it["item_id"] for it in body["items"]]
-    return len(set(ids)) == len(ids)
+    return len(set(ids)) == len(ids) and not any(_URL.search(it["title"]) or _INSTRUCTION.search(it["title"])
+                                                 for it in body["items"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
