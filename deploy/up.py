@@ -39,6 +39,10 @@ from strata.shared.config import StrataSettings, VectorIndexSettings, load_setti
 HOST = "127.0.0.1"
 SUPERVISOR_LOG = "supervisor.log"
 UP_PREFIX = "strata-up-"
+# the router's admission budget under `strata up` (one origin per edge; see ``Stack.router_env``). Measured with
+# `strata loadtest` on this 2-core machine (2026-12-06): at the default 0.35, 1269 of 1827 degraded edge answers were
+# budget refusals (degraded share 0.42); at 0.8, 18 (share 0.18, the rest breaker openings after origin stalls).
+UP_ESCALATION_SHARE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +192,12 @@ class Stack:
 
     def router_env(self) -> dict[str, str]:
         """The router's upstreams: this stack's streaming service and origin, unless the config file names
-        its own (a non-empty list there stands)."""
+        its own (a non-empty list there stands). The admission budget is ``UP_ESCALATION_SHARE`` unless the
+        config sets one: it guards an origin shared by many edges, and here one origin serves one edge."""
         router = self.settings.router
         env: dict[str, str] = {}
+        if "max_escalation_share" not in router.model_fields_set:
+            env["STRATA_ROUTER__MAX_ESCALATION_SHARE"] = str(UP_ESCALATION_SHARE)
         if not router.streaming_urls:
             env["STRATA_ROUTER__STREAMING_URLS"] = _json_env([self.url("streaming")])
         if not router.origin_urls:

@@ -157,10 +157,10 @@ class EdgeNode:
         if self.escalated is not None:
             self.escalated.put(ctx.key, up)
 
-    def _served_again(self, tier: str) -> None:
+    def _served_again(self, tier: str, degraded: bool) -> None:
         served = getattr(self.upstream, "served_cached", None)
         if served is not None:
-            served(tier)
+            served(tier, degraded)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def announce(self) -> None:

@@ -35,9 +35,13 @@ COUNTS = {
     ("explain", "origin"): ("strata_origin_requests_total", {"route": "/v1/explain"}),
     ("events", "streaming"): ("strata_ingest_request_seconds_count", {}),   # requests_total counts every route
 }
-# Escalations the edge's router handed to an upper tier and got answered (pending: the router's metric):
-# they are counted by the edge and by the tier that answered, so the edge's own answers are the difference.
-ROUTER_ANSWERED = ("strata_router_requests_total", {"outcome": "answered"})
+# Escalations the edge's router handed to an upper tier and got answered, and upper tiers' answers the edge served
+# again from its cache (``router.answer_ttl_s``): both are counted by the edge and reach the client with the upper
+# tier's name, so the edge's own answers are the difference; a cached one is also the upper tier's answer, which
+# that tier's own counter does not see again.
+ROUTER = "strata_router_requests_total"
+ROUTER_ANSWERED = ("answered", "cached")
+ROUTER_DEGRADED = "strata_router_degraded_total"     # of those, the ones passed on with degraded=true
 
 
 def parse(text: str) -> Samples:
@@ -118,21 +122,29 @@ class ServerWindow:
         return self.before[tier], self.after[tier]
 
     def answered(self, tier: str) -> float | None:
-        """Recommend answers given by ``tier`` over the window (the edge's minus its answered escalations)."""
+        """Recommend answers given by ``tier`` over the window: the edge's minus those its router got from (or
+        served again for) an upper tier; an upper tier's own plus its answers the edge served again."""
         pair = self._pair(tier)
         if pair is None:
             return None
         name, match = RECOMMEND[tier]
         n = delta(*pair, name, match)
+        edge = self._pair("edge")
         if tier == "edge":
-            n -= delta(*pair, *ROUTER_ANSWERED)
+            n -= sum(delta(*pair, ROUTER, {"outcome": o}) for o in ROUTER_ANSWERED)
+        elif edge is not None:
+            n += delta(*edge, ROUTER, {"outcome": "cached", "target": tier})
         return n
 
     def degraded(self, tier: str) -> float | None:
+        """Degraded answers ``tier`` gave itself (the edge's minus the upper tiers' it passed on)."""
         pair = self._pair(tier)
         if pair is None or tier not in DEGRADED:
             return None
-        return delta(*pair, DEGRADED[tier], {})
+        n = delta(*pair, DEGRADED[tier], {})
+        if tier == "edge":
+            n -= delta(*pair, ROUTER_DEGRADED, {})
+        return n
 
     def count(self, endpoint: str, tier: str) -> float | None:
         if endpoint == "recommend":

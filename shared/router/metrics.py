@@ -7,7 +7,9 @@
 - ``strata_router_upstream_seconds{target}``: latency of the upstream calls that answered;
 - ``strata_router_breaker_open{target,endpoint}``: 1 while the endpoint's breaker is open or half-open;
 - ``strata_router_escalation_share``: escalations admitted / requests seen over the admission window;
-- ``strata_router_guardrail_removed_total{target}``: items of upper-tier answers the recheck removed.
+- ``strata_router_guardrail_removed_total{target}``: items of upper-tier answers the recheck removed;
+- ``strata_router_degraded_total{target}``: upper tiers' answers passed on (or served again) with
+  ``degraded: true`` (the edge's ``strata_edge_degraded_total`` counts them too: its own are the difference).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ class RouterMetrics:
         m.define("escalation_share", "escalations admitted / requests seen over the admission window")
         m.define("guardrail_removed_total", "items of upper-tier answers removed by this tier's guardrails",
                  ("target",))
+        m.define("degraded_total", "upper-tier answers passed on or served again with degraded=true", ("target",))
         self.counters = m.counters
         for target in targets:
+            m.counters[("degraded_total", (target,))] = 0.0
             for outcome in OUTCOMES:            # every series exists from the start (rates need a zero)
                 m.counters[("requests_total", (target, outcome))] = 0.0
         self.latency = {t: m.histograms.setdefault(("upstream_seconds", (t,)), Histogram(UPSTREAM_BUCKETS_S))
@@ -44,6 +48,9 @@ class RouterMetrics:
         key = ("requests_total", (target, outcome))
         c = self.counters
         c[key] = c.get(key, 0.0) + 1
+
+    def degraded(self, target: str) -> None:
+        self.inst.inc("degraded_total", (target,))
 
     def removed(self, target: str, n: int) -> None:
         self.inst.inc("guardrail_removed_total", (target,), n)

@@ -33,9 +33,7 @@ pytestmark = pytest.mark.slow
 SCALE = 100
 # Series that cannot have data on this stack, and why (each must be empty: when it is not, drop it from here).
 NO_DATA_HERE = {
-    "strata:escalation:share_rate5m": "pending: strata_router_requests_total (the router)",
     "strata:llm_fallback:share_rate5m": "strata up runs the template reasoner: no LLM, no fallback series",
-    "max by (target, endpoint) (strata_router_breaker_open)": "pending: strata_router_breaker_open (the router)",
 }
 
 

@@ -202,3 +202,19 @@ def test_server_window_differences_counts_and_histograms() -> None:
     assert quantile(0.75, buckets) == pytest.approx(0.0055)
     assert w.latency_ms("recommend", "edge", 0.5) == pytest.approx(1.0)
     assert _within(100, 109) and not _within(100, 112) and _within(2, 6, floor=5)
+
+
+def test_escalated_and_cached_answers_count_for_the_tier_that_gave_them() -> None:
+    """The client sees an escalated answer, and one the edge served again from its cache, under the upper tier's
+    name: the edge's own answers exclude both, the origin's include the cached ones its counter never saw."""
+    router = ('# TYPE strata_router_requests_total counter\n'
+              'strata_router_requests_total{outcome="answered",target="origin"} %d\n'
+              'strata_router_requests_total{outcome="cached",target="origin"} %d\n'
+              'strata_router_requests_total{outcome="budget",target="origin"} %d\n')
+    origin = ('# TYPE strata_origin_requests_total counter\n'
+              'strata_origin_requests_total{route="/v1/recommend",status="200"} %d\n')
+    before = {"edge": parse(METRICS_BEFORE + router % (0, 0, 0)), "origin": parse(origin % 0)}
+    after = {"edge": parse(METRICS_AFTER + router % (50, 30, 40)), "origin": parse(origin % 70)}  # 20 direct
+    w = ServerWindow(before, after)
+    assert w.answered("edge") == 200 - 50 - 30
+    assert w.answered("origin") == 70 + 30

@@ -212,6 +212,22 @@ def test_the_next_request_of_an_escalated_session_is_served_from_the_edge_until_
     run(go())
 
 
+def test_an_upper_tiers_degraded_answer_is_counted_apart_from_the_edges_own(registry_dir) -> None:
+    """The edge counts every answer it gives with degraded=true; the router counts the upper tiers' ones it passed
+    on or served again, so the edge's own are the difference (what ``strata loadtest`` compares)."""
+    async def go():
+        fake = await FakeUpstream(answer("origin", degraded=True)).start()
+        node = _node(registry_dir, origin_urls=[fake.url])
+        for _ in range(2):                                          # asked, then served from the session's cache
+            d = await _ask(node)
+            assert d["tier"] == "origin" and d["degraded"] is True
+        assert _metric(node, 'strata_router_degraded_total{target="origin"}') == 2.0
+        assert _metric(node, "strata_edge_degraded_total") == 2.0
+        await node.stop()
+        await fake.stop()
+    run(go())
+
+
 def test_background_mode_answers_at_once_and_serves_the_upper_answer_next(registry_dir) -> None:
     async def go():
         fake = await FakeUpstream().start()
