@@ -4,7 +4,7 @@ serves ops routes and the docs.
 It only moves bytes: the request path is the ``Handler`` (``edge.recommend``), /readyz and /metrics
 read the ``OpsView``, every answer is recorded with its real status, and every error goes through
 ``shared.serving.error_mapper``. The hot route skips framework routing and pydantic (framework overhead alone
-would eat the edge's budget). The edge's own HTTP server (``edge.http``) answers the hot route inline
+would eat the edge's budget). The edge's own HTTP server (``shared.serving.http``) answers the hot route inline
 and uses this app for everything else.
 """
 
@@ -28,7 +28,7 @@ from strata.shared.serving.front_door import HandlerRoute, Recorder, content_enc
 from strata.shared.serving.openapi import Route, install_openapi
 from strata.shared.serving.pipeline import Handler
 
-__all__ = ["OPS_ROUTES", "Recorder", "build_app", "content_encoding_error", "ops_app"]   # edge.http reads them
+__all__ = ["OPS_ROUTES", "Recorder", "build_app", "content_encoding_error", "ops_app"]   # shared.serving.http reads them
 logger = logging.getLogger(__name__)
 
 

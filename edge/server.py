@@ -1,6 +1,6 @@
 """Run the edge node: one process per core on uvloop, no access log on the hot path.
 
-``edge.http = "strata"`` (default): the edge's own HTTP/1.1 server (``edge.http``), which answers
+``edge.http = "strata"`` (default): the edge's own HTTP/1.1 server (``shared.serving.http``), which answers
 the hot route inline in the protocol; ``"uvicorn"``: the same ASGI app under uvicorn (httptools).
 """
 
@@ -40,6 +40,6 @@ def run_edge(settings: StrataSettings, source: SettingsSource | None = None) -> 
         return
     import uvloop
 
-    from strata.edge.http.server import serve
+    from strata.shared.serving.http.server import serve
 
     uvloop.run(serve(node, cfg.host, cfg.port))

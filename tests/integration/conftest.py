@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from strata.edge.http.server import serve
 from strata.edge.node import EdgeNode
 from strata.shared.config import load_settings
+from strata.shared.serving.http.server import serve
 from strata.shared.serving.listen import listen_socket
 
 _HERE = Path(__file__).parent
@@ -39,7 +39,7 @@ def edge_settings(registry_dir: Path, fresh_valkey):
 def running(registry_dir, store: str = "none", idle_timeout_s: float = 30.0, http: str = "strata",
             **edge) -> Iterator[tuple[int, EdgeNode]]:
     """The edge on a free port in a thread, yields (port, service): its own HTTP server (``http="strata"``,
-    ``edge.http.serve``) or its ASGI app under uvicorn (``http="uvicorn"``, as ``strata edge --http uvicorn``
+    ``shared.serving.http.serve``) or its ASGI app under uvicorn (``http="uvicorn"``, as ``strata edge --http uvicorn``
     runs it: httptools, the node started and stopped by the app's lifespan)."""
     cfg = {"registry": str(registry_dir), "store": {"url": store, "timeout_ms": 50.0, "retry_after_s": 0.2},
            "idle_timeout_s": idle_timeout_s, **edge}

@@ -274,9 +274,9 @@ def test_upgrade_request_is_answered_alike_alone_and_pipelined(server):
 
 # -- finding 8: a closed connection is freed without the cyclic GC ----------------------------------
 def test_closed_connection_is_freed_without_a_gc_pass(registry_dir):
-    from strata.edge.http.server import EdgeServer
     from strata.edge.node import EdgeNode
     from strata.shared.config import load_settings
+    from strata.shared.serving.http.server import EdgeServer
 
     node = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"}}))
     node.load_model()

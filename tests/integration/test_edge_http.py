@@ -1,5 +1,5 @@
 """The edge's HTTP front over real sockets, under both servers ``strata edge --http`` offers (its own,
-``edge.http``, and uvicorn): keep-alive, pipelining order, Expect: 100-continue, 413 bodies, the ops routes,
+``shared.serving.http``, and uvicorn): keep-alive, pipelining order, Expect: 100-continue, 413 bodies, the ops routes,
 the store path, shutdown. What only the edge's own server guarantees (a close after a 413, 400/431 as JSON
 for malformed or oversized heads, a head that never ends cut off) runs against it alone (``own_server``)."""
 

@@ -1,4 +1,4 @@
-"""Writing answers (``ResponseWriter``, mixed into ``edge.http.connection.EdgeHTTP``): one
+"""Writing answers (``ResponseWriter``, mixed into ``shared.serving.http.connection.EdgeHTTP``): one
 ``transport.write`` per response, a ``Date`` header on every answer, keep-alive as the request asked
 (HTTP/1.0 told explicitly), every answer of the server's own recorded with its route and real status, and
 a lingering close after an answer that ends the connection (so a 413 is not destroyed by an RST)."""
@@ -9,10 +9,10 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-from strata.edge.app import OPS_ROUTES
-from strata.edge.http.limits import LINGER_S
-from strata.edge.http.message import Request
-from strata.edge.http.phase import CLOSING
+from strata.shared.serving.fastapi_ops import OPS_ROUTES
+from strata.shared.serving.http.limits import LINGER_S
+from strata.shared.serving.http.message import Request
+from strata.shared.serving.http.phase import CLOSING
 from strata.shared.serving.pipeline import Reply
 
 _STATUS_LINE = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}

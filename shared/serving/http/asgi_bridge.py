@@ -11,12 +11,12 @@ from urllib.parse import unquote
 
 import httptools
 
-from strata.edge.app import Recorder
-from strata.edge.http.message import Request
-from strata.edge.http.writer import ctype
 from strata.shared.errors import MalformedHttp
 from strata.shared.serving.codecs import JSON
 from strata.shared.serving.error_mapper import error_reply
+from strata.shared.serving.front_door import Recorder
+from strata.shared.serving.http.message import Request
+from strata.shared.serving.http.writer import ctype
 
 
 async def call_app(app: Callable, req: Request, client: tuple | None, server: tuple | None,

@@ -1,5 +1,5 @@
-"""Reading one request (``MessageReader``, mixed into ``edge.http.connection.EdgeHTTP``): httptools' parser
-callbacks, the limits they enforce (``edge.http.limits``) and the connection's ``Phase`` they move.
+"""Reading one request (``MessageReader``, mixed into ``shared.serving.http.connection.EdgeHTTP``): httptools' parser
+callbacks, the limits they enforce (``shared.serving.http.limits``) and the connection's ``Phase`` they move.
 Complete requests, and requests that failed while being read, go on the connection's queue in arrival
 order; the connection answers them in that order.
 
@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import time
 
-from strata.edge.app import content_encoding_error
-from strata.edge.http.limits import MAX_HEADER_BYTES, MAX_PIPELINE
-from strata.edge.http.phase import BODY, CLOSING, HEADERS, IDLE
 from strata.shared.errors import (
     HeadersTooLarge,
     HttpVersionNotSupported,
@@ -23,6 +20,9 @@ from strata.shared.errors import (
     StrataError,
 )
 from strata.shared.serving.asgi import too_large
+from strata.shared.serving.front_door import content_encoding_error
+from strata.shared.serving.http.limits import MAX_HEADER_BYTES, MAX_PIPELINE
+from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS, IDLE
 
 
 class Request:

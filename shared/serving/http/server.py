@@ -14,8 +14,8 @@ import resource
 import signal
 from collections.abc import Callable
 
-from strata.edge.http.connection import EdgeServer
-from strata.edge.http.limits import FD_RESERVE
+from strata.shared.serving.http.connection import EdgeServer
+from strata.shared.serving.http.limits import FD_RESERVE
 
 __all__ = ["EdgeServer", "connection_cap", "serve"]
 

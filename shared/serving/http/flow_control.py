@@ -1,17 +1,17 @@
-"""Fairness between connections (``FlowControl``, mixed into ``edge.http.connection.EdgeHTTP``): input is
+"""Fairness between connections (``FlowControl``, mixed into ``shared.serving.http.connection.EdgeHTTP``): input is
 parsed ``FEED_SLICE`` bytes at a time and stops while ``MAX_PIPELINE`` parsed requests wait (what was read
 and not parsed waits in ``backlog``, reading paused); a connection's pipelined requests are answered
 inline ``PIPELINE_TURN`` at a time before the others get a turn (``_next_turn``); a client that does not
-read its answers (the transport pauses our writing) is not read from either. Bounds: ``edge.http.limits``.
+read its answers (the transport pauses our writing) is not read from either. Bounds: ``shared.serving.http.limits``.
 """
 
 from __future__ import annotations
 
 import httptools
 
-from strata.edge.http.limits import FEED_SLICE, MAX_HEADER_BYTES, MAX_PIPELINE
-from strata.edge.http.phase import BODY, CLOSING, HEADERS
 from strata.shared.errors import MalformedHttp
+from strata.shared.serving.http.limits import FEED_SLICE, MAX_HEADER_BYTES, MAX_PIPELINE
+from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS
 
 
 class FlowControl:

@@ -25,22 +25,22 @@ from collections.abc import Callable
 
 import httptools
 
-from strata.edge.app import Recorder
-from strata.edge.http.asgi_bridge import call_app
-from strata.edge.http.flow_control import FlowControl
-from strata.edge.http.limits import (
+from strata.shared.errors import RequestTimeout, TooManyConnections
+from strata.shared.serving.codecs import JSON
+from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.serving.front_door import Recorder
+from strata.shared.serving.http.asgi_bridge import call_app
+from strata.shared.serving.http.flow_control import FlowControl
+from strata.shared.serving.http.limits import (
     FRAMING_ALLOWANCE,
     LINGER_MAX_BYTES,
     MAX_HEADER_BYTES,
     PIPELINE_TURN,
     PIPELINE_TURN_NS,
 )
-from strata.edge.http.message import MessageReader, Request
-from strata.edge.http.phase import BODY, CLOSING, HEADERS, IDLE, Phase
-from strata.edge.http.writer import ResponseWriter, ctype, head_bytes
-from strata.shared.errors import RequestTimeout, TooManyConnections
-from strata.shared.serving.codecs import JSON
-from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.serving.http.message import MessageReader, Request
+from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS, IDLE, Phase
+from strata.shared.serving.http.writer import ResponseWriter, ctype, head_bytes
 from strata.shared.serving.pipeline import Handler, Pending, Reply
 from strata.shared.serving.trace import TRACE, from_headers
 
