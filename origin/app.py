@@ -21,6 +21,8 @@ from strata.shared.serving.fastapi_ops import install_ops_routes
 from strata.shared.serving.front_door import HandlerRoute, content_encoding_error, mount
 from strata.shared.serving.openapi import Route, install_openapi
 
+ORIGIN_PATHS = ("/v1/recommend", "/v1/explain", "/v1/items")   # metrics labels of the server's own answers
+
 
 def build_app(node: OriginNode) -> FastAPI:
     @contextlib.asynccontextmanager

@@ -83,7 +83,22 @@ class ImpressionSettings(_Section):
     timeout_s: float = Field(2.0, gt=0, description="a send not acknowledged by then counts as dropped")
 
 
-class EdgeSettings(_Section):
+class _HttpServer(_Section):
+    """The HTTP server limits every tier shares (``shared.serving.http``)."""
+
+    http: Literal["strata", "uvicorn"] = Field(
+        "strata", description="HTTP server: Strata's own (header and body deadlines, raw-byte limits, a connection "
+                              "cap, fairness; the edge answers its hot route inline) or uvicorn (none of those)")
+    idle_timeout_s: float = Field(30.0, gt=0, description="close keep-alive connections idle this long")
+    header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this "
+                                    "(from the request's first byte), else 408 and close")
+    body_timeout_s: float = Field(10.0, gt=0, description="the body must arrive within this after the headers, "
+                                  "else 408 and close")
+    max_connections: int = Field(10_000, ge=1, description="open connections; past it a new one gets 503 and "
+                                 "is closed (lowered to the process's file limit)")
+
+
+class EdgeSettings(_HttpServer):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port")
     registry: str = Field("registry", description="model registry directory (relative to the working directory)")
@@ -92,15 +107,6 @@ class EdgeSettings(_Section):
     max_body_bytes: int = Field(65_536, ge=1024, description="largest request body (413 past it)")
     pool_size: int = Field(200, ge=1, le=1000, description="candidates from the cached pool when none are given")
     ort_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads")
-    http: Literal["strata", "uvicorn"] = Field(
-        "strata", description="HTTP server: the edge's own (hot route answered inline) or uvicorn")
-    idle_timeout_s: float = Field(30.0, gt=0, description="close keep-alive connections idle this long")
-    header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this "
-                                    "(from the request's first byte), else 408 and close")
-    body_timeout_s: float = Field(10.0, gt=0, description="the body must arrive within this after the headers, "
-                                  "else 408 and close")
-    max_connections: int = Field(10_000, ge=1, description="open connections; past it a new one gets 503 and "
-                                 "is closed (lowered to the process's file limit)")
     cache: CacheSettings = CacheSettings()
     store: StoreSettings = StoreSettings()
     bandit: EdgeBandit = EdgeBandit()
@@ -137,7 +143,7 @@ class Tier2Settings(_Section):
     vector_index: VectorIndexSettings = VectorIndexSettings()
 
 
-class StreamingSettings(_Section):
+class StreamingSettings(_HttpServer):
     """Tier 2: the ingest API (``strata streaming serve``) and the stream processor (``... process``)."""
 
     host: str = Field("127.0.0.1", description="bind address of the ingest API and tier-2 scorer")
@@ -211,7 +217,7 @@ class ReasonerSettings(_Section):
     cache_ttl_s: float = Field(300.0, ge=0, description="accepted LLM answers are reused this long")
 
 
-class OriginSettings(_Section):
+class OriginSettings(_HttpServer):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8091, ge=0, le=65535, description="HTTP port")
     registry: str = Field("registry", description="model registry directory")

@@ -51,6 +51,9 @@ class _Ops:
         return out + self.gate.exposition() if self.gate is not None else out
 
 
+STREAMING_PATHS = ("/v1/events", "/v1/recommend")   # metrics labels of the server's own answers
+
+
 def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: Gate | None = None) -> FastAPI:
     """``gate``: authentication and rate limits of every route but the ops routes (None: off)."""
     @contextlib.asynccontextmanager

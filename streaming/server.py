@@ -1,4 +1,5 @@
-"""Entry points of tier 2: the ingest API and the tier-2 scorer under uvicorn, and the stream processor with
+"""Entry points of tier 2: the ingest API and the tier-2 scorer (through Strata's own HTTP server, as the edge
+and the origin, or uvicorn: ``streaming.http``), and the stream processor with
 its /metrics, /healthz and /readyz (``--metrics-port``)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import StrataSettings
 from strata.shared.errors import ConfigError
 from strata.shared.serving.gc_tuning import tune_gc
+from strata.shared.serving.http.server import bind_http_gauges, run_asgi
 from strata.shared.serving.listen import (
     bind_error,
     held_until_served,
@@ -22,12 +24,13 @@ from strata.shared.serving.listen import (
     listen_socket,
     run_uvicorn,
 )
-from strata.streaming.app import build_app
+from strata.streaming.app import STREAMING_PATHS, build_app
 from strata.streaming.catalog import load_catalog
 from strata.streaming.processor import StreamProcessor
 from strata.streaming.processor_metrics import ProcessorMetrics
 from strata.streaming.processor_ops import serve_ops
 from strata.streaming.service import IngestService
+from strata.streaming.tier2.front import Tier2Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +59,15 @@ def run_ingest(settings: StrataSettings) -> None:
                                                     "tier2": tier2 is not None})
     tune_gc()
     gate = gate_from_settings(settings, "the streaming service", cfg.store)
-    run_uvicorn(build_app(IngestService(cfg), tier2, gate), sock, host=cfg.host, port=port, loop="uvloop",
-                http="httptools", access_log=False, log_level=settings.log_level.lower(), lifespan="on",
-                server_header=False)
+    service = IngestService(cfg)
+    app = build_app(service, tier2, gate)
+    if cfg.http == "uvicorn":
+        run_uvicorn(app, sock, host=cfg.host, port=port, loop="uvloop", http="httptools", access_log=False,
+                    log_level=settings.log_level.lower(), lifespan="on", server_header=False,
+                    timeout_keep_alive=int(cfg.idle_timeout_s), limit_concurrency=cfg.max_connections)
+        return
+    run_asgi(app, cfg, sock, recorder=Tier2Recorder(service.metrics), name="streaming service",
+             routes=STREAMING_PATHS, bind_server=bind_http_gauges(service.metrics))
 
 
 def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:

@@ -95,6 +95,67 @@ async def _set_when_started(server: uvicorn.Server, ready: threading.Event) -> N
     ready.set()
 
 
+@contextmanager
+def running_tier(tier: str, registry_dir, *, store: str = "none", broker: str = "127.0.0.1:1",
+                 **limits) -> Iterator[int]:
+    """Tier 2 (``streaming``: the ingest API and the tier-2 scorer; needs ``store`` and ``broker``) or the origin
+    (``origin``) through Strata's own HTTP server in a thread, as ``strata streaming serve`` / ``strata origin``
+    run them (``shared.serving.http.server.serve_asgi``); yields the port. ``limits``: the tier's settings
+    (``header_timeout_s``, ``max_connections``, ``max_body_bytes`` ...)."""
+    from strata.shared.serving.http.server import bind_http_gauges, serve_asgi
+
+    if tier == "origin":
+        from strata.origin.app import ORIGIN_PATHS
+        from strata.origin.app import build_app as origin_app
+        from strata.origin.node import OriginNode
+
+        node = OriginNode(load_settings(origin={"registry": str(registry_dir), **limits}))
+        node.load()
+        cfg, app, routes = node.cfg, origin_app(node), ORIGIN_PATHS
+        recorder, gauges = node.metrics, bind_http_gauges(node.metrics.m)
+    else:
+        from strata.streaming.app import STREAMING_PATHS
+        from strata.streaming.app import build_app as streaming_app
+        from strata.streaming.service import IngestService
+        from strata.streaming.tier2.front import Tier2Recorder
+        from strata.streaming.tier2.service import Tier2Service
+
+        settings = load_settings(streaming={"registry": str(registry_dir), "store": store, "broker": broker,
+                                            **limits})
+        tier2 = Tier2Service(settings)
+        tier2.load()
+        service = IngestService(settings.streaming)
+        cfg, app, routes = settings.streaming, streaming_app(service, tier2), STREAMING_PATHS
+        recorder, gauges = Tier2Recorder(service.metrics), bind_http_gauges(service.metrics)
+    sock = listen_socket("127.0.0.1", 0, section=tier)
+    ready = threading.Event()
+    state: dict = {}
+
+    def go() -> None:
+        async def main() -> None:
+            state["loop"] = asyncio.get_running_loop()
+            state["stop"] = asyncio.Event()
+            await serve_asgi(app, cfg, sock, recorder=recorder, name=tier, routes=routes, bind_server=gauges,
+                             stop=state["stop"], started=lambda _: ready.set(), grace_s=2.0)
+        asyncio.run(main())
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    assert ready.wait(30), f"{tier} did not start"
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        t.join(10)
+        assert not t.is_alive(), f"{tier} did not stop"
+
+
+@pytest.fixture(scope="session")
+def serve_tier():
+    """``serve_tier(tier, registry_dir, store=..., broker=..., **limits)``: a context manager (``running_tier``)."""
+    return running_tier
+
+
 @pytest.fixture(scope="session")
 def serve_edge():
     """``serve_edge(registry_dir, store="none", idle_timeout_s=30, http="strata", **edge_settings)``: a context

@@ -1,5 +1,7 @@
-"""The edge under hostile clients, at the socket level: one test per finding of the robustness review
-(``../shared/reviews/edge-robustness.md``), each of which failed on the code the review tried.
+"""Every tier under hostile clients, at the socket level: one test per finding of the robustness review
+(``../shared/reviews/edge-robustness.md``), each of which failed on the code the review tried. The socket-level
+tests run against the edge, tier 2 (the streaming service) and the origin: all three serve through Strata's own
+HTTP server (``shared.serving.http``); on uvicorn, tiers 2 and 3 failed them (issue 20, point 6).
 
 Findings 1-3, 7, 8, 12 are guarantees of the edge's own HTTP server; the app-level ones (404/405 shape,
 HEAD on health routes, Accept q-values, Content-Encoding) also run against the ASGI app that
@@ -29,10 +31,34 @@ CHUNKED_HEAD = (b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: applic
                 b"Transfer-Encoding: chunked\r\n\r\n")
 
 
-@pytest.fixture(scope="module")
-def server(registry_dir, serve_edge):
-    with serve_edge(registry_dir, max_body_bytes=4096, header_timeout_s=0.5, body_timeout_s=0.5) as (port, svc):
-        yield port, svc
+TIERS = ("edge", "streaming", "origin")
+# the namespace of each tier's HTTP-server metrics (the streaming service's are its ingest instruments')
+NAMESPACE = {"edge": "strata_edge", "streaming": "strata_ingest", "origin": "strata_origin"}
+
+
+@contextlib.contextmanager
+def serving(request, tier: str, **limits):
+    """``tier`` on a free port through Strata's own HTTP server (the edge: ``serve``; tier 2 and the origin:
+    ``serve_asgi``, as their commands run them); yields the port. Tier 2 runs on the session's broker and Valkey."""
+    registry_dir = request.getfixturevalue("registry_dir")
+    if tier == "edge":
+        with request.getfixturevalue("serve_edge")(registry_dir, **limits) as (port, _):
+            yield port
+        return
+    kw = {}
+    if tier == "streaming":
+        valkey = request.getfixturevalue("valkey_proc")
+        valkey.start()
+        kw = {"store": valkey.url, "broker": request.getfixturevalue("tansu_proc").bootstrap}
+    with request.getfixturevalue("serve_tier")(tier, registry_dir, **kw, **limits) as port:
+        yield port
+
+
+@pytest.fixture(scope="module", params=TIERS)
+def server(request):
+    """Every hostile-client test runs against each tier's front door: the same server, the same guarantees."""
+    with serving(request, request.param, max_body_bytes=4096, header_timeout_s=0.5, body_timeout_s=0.5) as port:
+        yield port, request.param
 
 
 def status_of(raw: bytes) -> int:
@@ -166,8 +192,9 @@ def test_a_full_request_still_resets_nothing_it_should_not(server):
         assert read_responses(s, 1)[0][0] == 200
 
 
-def test_connections_past_the_cap_are_refused_at_once(registry_dir, serve_edge):
-    with serve_edge(registry_dir, max_connections=4) as (port, svc):
+@pytest.mark.parametrize("tier", TIERS)
+def test_connections_past_the_cap_are_refused_at_once(request, tier):
+    with serving(request, tier, max_connections=4) as port:
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
         try:
             for s in held:                      # each is served (and so counted as open)
@@ -195,13 +222,16 @@ def test_connections_past_the_cap_are_refused_at_once(registry_dir, serve_edge):
                 s.close()
         time.sleep(0.1)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert "strata_edge_http_connections_refused_total 1" in text
-        assert 'strata_edge_requests_total{route="other",status="503"} 1' in text
+        assert f"{NAMESPACE[tier]}_http_connections_refused_total 1" in text
+        assert {"edge": 'strata_edge_requests_total{route="other",status="503"} 1',
+                "streaming": 'strata_ingest_requests_total{status="503"} 1',
+                "origin": 'strata_origin_requests_total{route="other",status="503"} 1'}[tier] in text
 
 
-def test_graceful_stop_with_half_sent_requests_open(registry_dir, serve_edge):
+@pytest.mark.parametrize("tier", TIERS)
+def test_graceful_stop_with_half_sent_requests_open(request, tier):
     socks = []
-    with serve_edge(registry_dir) as (port, _):
+    with serving(request, tier) as port:
         for _ in range(50):
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")

@@ -1,5 +1,5 @@
 """The ASGI bridge: everything off the hot route (ops routes, /docs, other methods and paths) is answered
-by the same ASGI app uvicorn would serve (``edge.app.build_app``), called with one request's scope and
+by the same ASGI app uvicorn would serve (``edge.app.build_app``; for tiers 2 and 3 every route), called with one request's scope and
 its whole body; the app's answer is collected and written by the connection in request order."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from strata.shared.serving.http.writer import ctype
 
 
 async def call_app(app: Callable, req: Request, client: tuple | None, server: tuple | None,
-                   lost: asyncio.Event, recorder: Recorder) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                   lost: asyncio.Event, recorder: Recorder,
+                   state: dict | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """(status, headers, body) of ``app``'s answer to ``req``. ``lost`` is set when the client goes away
     (the app then receives ``http.disconnect``). A target that is not a URL is answered 400 here."""
     try:
@@ -36,6 +37,8 @@ async def call_app(app: Callable, req: Request, client: tuple | None, server: tu
         "query_string": url.query or b"", "root_path": "", "headers": req.headers,
         "client": client, "server": server,
     }
+    if state is not None:               # what the app's lifespan left (a shallow copy per request, as uvicorn)
+        scope["state"] = state.copy()
     sent = False
 
     async def receive() -> dict:

@@ -48,13 +48,20 @@ from strata.shared.serving.trace import TRACE, from_headers
 class EdgeServer:
     """State shared by all connections: the handler, the ASGI app for the slow path, limits, connections."""
 
-    def __init__(self, handler: Handler, app: Callable, recorder: Recorder, *, max_body: int,
+    def __init__(self, handler: Handler | None, app: Callable, recorder: Recorder, *, max_body: int,
                  idle_timeout_s: float = 30.0, header_timeout_s: float = 10.0, body_timeout_s: float = 10.0,
-                 max_connections: int = 10_000, gate=None) -> None:
+                 max_connections: int = 10_000, gate=None, routes: tuple[str, ...] = (),
+                 lifespan_state: dict | None = None) -> None:
+        """``handler``: the hot route answered inline (the edge's recommend), or None: every request goes to
+        ``app`` (tiers 2 and 3). ``routes``: the app's route paths, for the metrics label of answers this
+        server gives itself (a 408, 413, 431 ...). ``lifespan_state``: the ASGI lifespan state copied into each
+        request's scope."""
         self.handler = handler
         self.gate = gate                # shared.auth.gate.Gate (None: auth and limits off)
-        self.route_name = handler.route
-        self.route = handler.route.encode()
+        self.route_name = handler.route if handler is not None else None
+        self.route = handler.route.encode() if handler is not None else None
+        self.labels = frozenset(r.encode() for r in routes) | ({self.route} if self.route else frozenset())
+        self.lifespan_state = lifespan_state
         self.app = app
         self.recorder = recorder
         self.idle_timeout_s = idle_timeout_s
@@ -279,4 +286,4 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
         if self.lost is None:
             self.lost = asyncio.Event()
         server = self.server
-        return call_app(server.app, req, self.peer, self.sockname, self.lost, server.recorder)
+        return call_app(server.app, req, self.peer, self.sockname, self.lost, server.recorder, server.lifespan_state)

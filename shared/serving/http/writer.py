@@ -43,10 +43,11 @@ def ctype(media: str) -> bytes:
     return ct
 
 
-def route_label(url: bytes, route: bytes) -> str:
-    """Metrics label of a request target: the route it names, or "other" (never the raw path)."""
+def route_label(url: bytes, routes: frozenset[bytes]) -> str:
+    """Metrics label of a request target: the route it names (one of ``routes`` or an ops route), or "other"
+    (never the raw path)."""
     path = url.split(b"?", 1)[0]
-    if path == route or path in _OPS_B:
+    if path in routes or path in _OPS_B:
         return path.decode()
     return "other"
 
@@ -78,7 +79,7 @@ class ResponseWriter:
         else:
             self._write(r.status, r.media, r.body, req)
         server = self.server
-        label = server.route_name if req.url == server.route else route_label(req.url, server.route)
+        label = server.route_name if req.url == server.route else route_label(req.url, server.labels)
         server.recorder.answered(label, r.status, req.t0 or time.perf_counter_ns())
 
     def _write(self, status: int, media: str, body: bytes, req: Request) -> None:
