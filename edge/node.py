@@ -110,7 +110,7 @@ class EdgeNode:
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=cfg.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, health=store_health, on_ranked=self._ranked,
-                          on_degraded=self.metrics.degraded, signer=signer_from_settings(settings.auth)),
+                          on_degraded=self._degraded, signer=signer_from_settings(settings.auth)),
             escalate=Escalate(TIER, upstream, background=settings.router.mode == "background",
                               remember=self._remember),
             escalated_cache=EscalatedCacheStage(self.escalated, self._served_again)
@@ -157,10 +157,17 @@ class EdgeNode:
         if self.escalated is not None:
             self.escalated.put(ctx.key, up)
 
-    def _served_again(self, tier: str, degraded: bool) -> None:
+    def _served_again(self, tier: str) -> None:
         served = getattr(self.upstream, "served_cached", None)
         if served is not None:
-            served(tier, degraded)
+            served(tier)
+
+    def _degraded(self, upstream_tier: str | None) -> None:
+        """An answer left with ``degraded: true``: counted by the edge; an upper tier's also by the router."""
+        self.metrics.degraded()
+        passed_on = getattr(self.upstream, "passed_on_degraded", None)
+        if upstream_tier is not None and passed_on is not None:
+            passed_on(upstream_tier)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def announce(self) -> None:

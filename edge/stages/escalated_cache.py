@@ -13,9 +13,9 @@ from strata.shared.serving.pipeline import ANSWERED
 class EscalatedCacheStage:
     name = "escalated_cache"
 
-    def __init__(self, answers: EscalatedAnswers, on_hit: Callable[[str, bool], None]) -> None:
+    def __init__(self, answers: EscalatedAnswers, on_hit: Callable[[str], None]) -> None:
         self.answers = answers
-        self.on_hit = on_hit        # (tier, degraded) of the answer served again (the router counts it)
+        self.on_hit = on_hit        # the tier whose answer was served again (the router counts it)
 
     def run(self, ctx: EdgeCtx) -> object:
         up = self.answers.get(ctx.key)      # the response cache stage built the key
@@ -23,5 +23,5 @@ class EscalatedCacheStage:
             return None
         ctx.upstream = up
         ctx.cache = "hit"
-        self.on_hit(up.tier, up.degraded)
+        self.on_hit(up.tier)
         return ANSWERED

@@ -149,8 +149,6 @@ class Router:
             self._log(ctx, target, ep.url, "guardrails", seconds)
             raise EscalationFailed(f"{target}_error")
         self.metrics.outcome(target, "answered")
-        if up.degraded:
-            self.metrics.degraded(target)
         self.metrics.latency[target].observe(seconds)
         self._log(ctx, target, ep.url, "answered", seconds)
         return up
@@ -169,12 +167,14 @@ class Router:
         if remember is not None:
             remember(ctx, up)
 
-    def served_cached(self, target: str, degraded: bool = False) -> None:
+    def served_cached(self, target: str) -> None:
         """A cached answer of ``target`` served again (no upstream call; the window's denominator)."""
         self.window.observe()
         self.metrics.outcome(target, "cached")
-        if degraded:
-            self.metrics.degraded(target)
+
+    def passed_on_degraded(self, target: str) -> None:
+        """An answer of ``target`` (asked now or served again) left this tier with ``degraded: true``."""
+        self.metrics.degraded(target)
 
     # -- failures, logs ------------------------------------------------------------------------------
     def _failed(self, ep: Endpoint, ctx: RankCtx, target: str, outcome: str, t0: int, detail: str = "") -> None:

@@ -35,7 +35,7 @@ class Encode:
     def __init__(self, tier: str, ids: RequestIds, impressions: ImpressionLog | None = None, *,
                  health: Health | None = None,
                  on_ranked: Callable[[RankCtx, Answer], None] | None = None,
-                 on_degraded: Callable[[], None] | None = None,
+                 on_degraded: Callable[[str | None], None] | None = None,
                  signer: ImpressionSigner | None = None) -> None:
         self.tier = tier
         self.signer = signer            # None: plain ids (auth.impression_secret unset)
@@ -43,7 +43,7 @@ class Encode:
         self.impressions = impressions  # None: impression logging is off
         self.health = health            # None: no store to be down (never degraded for that)
         self.on_ranked = on_ranked      # a fresh answer of this tier (cache it, count it)
-        self.on_degraded = on_degraded
+        self.on_degraded = on_degraded  # a degraded answer left: the upper tier's name when it gave it, else None
 
     def run(self, ctx: RankCtx) -> Reply:
         answer = ctx.answer
@@ -70,7 +70,7 @@ class Encode:
         health = self.health
         degraded = answer.degraded or (health is not None and not health.up)
         if degraded and self.on_degraded is not None:
-            self.on_degraded()
+            self.on_degraded(upstream.tier if upstream is not None and ctx.answer is None else None)
         ids = self.ids
         request_id = ctx.request_id or ids.next()     # escalated: the id the upper tier logged too
         ts_ms = 0

@@ -67,7 +67,7 @@ class Tier2Service:
             lambda: self.model, self.store, candidates=self.candidates,
             guardrails=GuardrailFilter(self._count_removed_as, self._count_removed), confidence=t2.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, on_ranked=self._answered,
-                          on_degraded=lambda: m.inc("degraded_total"), signer=signer_from_settings(settings.auth)),
+                          on_degraded=lambda _upstream: m.inc("degraded_total"), signer=signer_from_settings(settings.auth)),
             escalate=Escalate(TIER, self.router))
         for name, hist in self.handler.pipeline.timings.items():
             m.histograms[("stage_seconds", (name,))] = hist
