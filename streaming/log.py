@@ -208,6 +208,10 @@ class EventLog:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
+            try:        # bounded: a broker that does not answer must not hold the shutdown
+                await asyncio.wait_for(self._producer.stop(), 10.0)
+            except TimeoutError:
+                logger.warning("the events producer did not close within 10 s; left behind")
+            except Exception:  # noqa: BLE001 - closing: nothing to do about it
+                pass
             self._producer = None

@@ -21,7 +21,6 @@ applied exactly once by their ids.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from strata.streaming.triggers import TriggerRelay
 
 logger = logging.getLogger(__name__)
 MAX_CONFLICT_RETRIES = 20
+CLOSE_TIMEOUT_S = 10.0       # per broker client at close
 IDENTITY_CHECK_S = 2.0        # how often the topic id is compared with the one the watermarks belong to
 COMMIT_TIMEOUT_S = 5.0        # an offset commit that has not succeeded by then is given up (redelivery is safe)
 MAX_POISON_TRIES = 4          # a record failing alone in different ways this often is dead-lettered anyway
@@ -478,14 +478,17 @@ class StreamProcessor:
         self._stop.set()
 
     async def close(self) -> None:
+        """Close the broker clients and the store; each broker client gets ``CLOSE_TIMEOUT_S`` (a broker that
+        does not answer must not hold the shutdown: the watermarks already say what was applied)."""
         self.running = False
-        if self._kafka is not None:
-            with contextlib.suppress(Exception):
-                await self._kafka.close()
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
-        if self.producer is not None:
-            with contextlib.suppress(Exception):
-                await self.producer.stop()
+        for name, part in (("admin client", self._kafka), ("consumer", self.consumer), ("producer", self.producer)):
+            if part is None:
+                continue
+            closing = part.close() if part is self._kafka else part.stop()
+            try:
+                await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning("the %s did not close within %.0f s; left behind", name, CLOSE_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - closing: nothing to do about it
+                pass
         await self.store.close()
