@@ -41,6 +41,11 @@ class LogGuard:
         self.last: dict | None = None
         self.until_ms = 0
         self._high: dict[int, int] = {}          # partition -> highest offset acknowledged
+        # After an offsets reset the processor's watermarks may still be the old log's (its topic id check runs
+        # every few seconds, and a broker that lost the topic keeps the same id until the topic is created again):
+        # a partition is trimmed again only once its watermark is within what this log acknowledged.
+        self._old_marks = False
+        self._settled: set[int] = set()
         self._replaying: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
         if metrics is not None:
@@ -69,6 +74,7 @@ class LogGuard:
         if first < self._high.get(partition, -1):
             self.reset("offsets", {"partition": partition, "offset": first, "acknowledged_before": self._high[partition]})
             self._high.clear()
+            self._old_marks, self._settled = True, set()
         self._high[partition] = first + len(records) - 1
         self.buffer.add(self.topic, partition, first, records)
 
@@ -157,4 +163,19 @@ class LogGuard:
         prefix = self.topic + ":"
         applied = {int(f[len(prefix):]): int(v) for f, v in ((f.decode(), v) for f, v in marks.items())
                    if f.startswith(prefix)}
-        self.buffer.trim(self.topic, applied)
+        self.buffer.trim(self.topic, self.trimmable(applied))
+
+    def trimmable(self, applied: dict[int, int]) -> dict[int, int]:
+        """The watermarks the buffer may be trimmed with: all of them, except after an offsets reset, where a
+        partition's watermark above the highest offset this log acknowledged belongs to the old log (trimming
+        with it would drop events the processor never applied: the soak lost 4-9 that way under load)."""
+        if not self._old_marks:
+            return applied
+        out = {}
+        for p, wm in applied.items():
+            if p in self._settled or wm <= self._high.get(p, -1):
+                self._settled.add(p)
+                out[p] = wm
+        if len(self._settled) >= self.cfg.topics.partitions:
+            self._old_marks = False
+        return out
