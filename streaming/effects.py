@@ -45,6 +45,7 @@ class Record:
     wm_field: str = ""           # the partition's watermark field, "topic:partition" (filled in when not given)
     log_ms: int = 0              # the record's log timestamp (when it was produced; 0: unknown)
     code: str = ""               # the dead-letter code when not the default (``impression_signature``)
+    epoch: int = 0               # the processor's log epoch when it was fetched (``StreamProcessor._epoch``)
 
     def __post_init__(self) -> None:
         if not self.wm_field:

@@ -8,6 +8,14 @@
   never failed would not have done it. Then: ``strata_ingest_log_resets_total{how}``, an ERROR
   log line, ``/readyz`` degraded (``streaming.log_reset_alert_s``), and every kept event is appended again
   (the processor applies by event id: those it had applied count once).
+- For ``streaming.log_reset_alert_s`` after a reset (seen here, or recorded by the processor), a partition's
+  watermark is not trusted to say what was applied: it may still be the old log's, or one written by a batch
+  of the lost log after the processor moved on. A kept event is forgotten then only once its id is in the
+  processor's dedup sets; one that its partition's watermark passed without being applied (the new log's
+  offsets may be below the watermark a lagging processor still holds, or the processor resumed past it) is
+  appended again after ``VERIFY_ROUNDS`` checks, at most ``MAX_REAPPENDS`` times
+  (``strata_ingest_events_reappended_total``); past that it is counted in
+  ``strata_ingest_events_unapplied_total`` with an ERROR line (lost, or dead-lettered by the processor).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from strata.shared import keys as K
 from strata.shared.config import StreamingSettings
+from strata.shared.contracts.event_records import decode_event
 from strata.streaming.log_identity import TopicMissing, topic_ids
 from strata.streaming.replay_buffer import ReplayBuffer
 from strata.streaming.topics import ensure_topics
@@ -27,6 +36,17 @@ from strata.streaming.topics import ensure_topics
 logger = logging.getLogger(__name__)
 TRIM_S = 1.0          # how often the processor's watermarks are read (and the topic id checked)
 REPLAY_CHUNK = 500
+VERIFY_ROUNDS = 3     # checks a kept event its partition's watermark passed may stay unapplied before it is appended again
+MAX_REAPPENDS = 3     # ... at most this many times; then it is counted as never applied
+
+
+def seen_member(value: bytes) -> str | None:
+    """The id an event record gets in the processor's dedup sets (``keys.seen_member``); None if undecodable."""
+    try:
+        ev = decode_event(value)
+        return K.seen_member(str(ev.get("tenant") or "default"), str(ev["event_id"]))
+    except Exception:  # noqa: BLE001 - not an event of this ingest: left to the watermarks
+        return None
 
 
 class LogGuard:
@@ -41,11 +61,11 @@ class LogGuard:
         self.last: dict | None = None
         self.until_ms = 0
         self._high: dict[int, int] = {}          # partition -> highest offset acknowledged
-        # After an offsets reset the processor's watermarks may still be the old log's (its topic id check runs
-        # every few seconds, and a broker that lost the topic keeps the same id until the topic is created again):
-        # a partition is trimmed again only once its watermark is within what this log acknowledged.
-        self._old_marks = False
-        self._settled: set[int] = set()
+        self.dedup_ms = max(int(cfg.dedup_ttl_s * 1000), 1)
+        self.verify_until_ms = 0                 # kept events are forgotten by event id until then (a recent reset)
+        self._passed: dict[str, int] = {}        # id -> checks it stayed unapplied below its partition's watermark
+        self._reappended: dict[str, int] = {}    # id -> times appended again
+        self._in_replay: set[str] = set()        # ids being appended again right now
         self._replaying: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
         if metrics is not None:
@@ -54,6 +74,12 @@ class LogGuard:
             metrics.define("replay_buffer_dropped_total", "acknowledged events dropped from the replay buffer "
                            "past its bound (not protected against a log reset)")
             metrics.define("events_replayed_total", "kept events appended again after a log reset")
+            metrics.define("events_reappended_total", "kept events appended again after a reset because their "
+                           "partition's watermark passed them and the processor had not applied them")
+            metrics.define("events_unapplied_total", "acknowledged events given up on: appended again "
+                           f"{MAX_REAPPENDS} times after a reset and never applied (lost, or dead-lettered)")
+            for name in ("events_reappended_total", "events_unapplied_total"):
+                metrics.inc(name, by=0)
             for how in ("topic_id", "offsets"):
                 metrics.inc("log_resets_total", (how,), by=0)
             metrics.gauge("replay_buffer_bytes", lambda: [((), float(self.buffer.nbytes))])
@@ -74,7 +100,6 @@ class LogGuard:
         if first < self._high.get(partition, -1):
             self.reset("offsets", {"partition": partition, "offset": first, "acknowledged_before": self._high[partition]})
             self._high.clear()
-            self._old_marks, self._settled = True, set()
         self._high[partition] = first + len(records) - 1
         self.buffer.add(self.topic, partition, first, records)
 
@@ -82,19 +107,32 @@ class LogGuard:
         now_ms = int(time.time() * 1000)
         self.last = {"how": how, "detected_ms": now_ms, **detail}
         self.until_ms = now_ms + self.alert_ms
+        self.verify_until_ms = max(self.verify_until_ms, now_ms + self.alert_ms)
         if self.metrics is not None:
             self.metrics.inc("log_resets_total", (how,))
         logger.error("the events log was reset (%s: %s); appending again the %d event(s) not known to be applied",
                      how, detail, len(self.buffer))
         kept = self.buffer.take(self.topic)
         if kept:
-            prev = self._replaying
-            self._replaying = asyncio.get_running_loop().create_task(self._replay(kept, prev), name="event-replay")
+            self._schedule(kept)
+
+    def _schedule(self, records: list[tuple[bytes, bytes]], members: set[str] | None = None) -> None:
+        prev = self._replaying
+        self._replaying = asyncio.get_running_loop().create_task(self._replay(records, prev, members),
+                                                                 name="event-replay")
 
     def seen(self) -> dict | None:
         return self.last if self.last is not None and time.time() * 1000 < self.until_ms else None
 
-    async def _replay(self, records: list[tuple[bytes, bytes]], prev: asyncio.Task | None) -> None:
+    async def _replay(self, records: list[tuple[bytes, bytes]], prev: asyncio.Task | None,
+                      members: set[str] | None = None) -> None:
+        try:
+            await self._append_all(records, prev)
+        finally:
+            if members:
+                self._in_replay -= members
+
+    async def _append_all(self, records: list[tuple[bytes, bytes]], prev: asyncio.Task | None) -> None:
         if prev is not None:
             await asyncio.gather(prev, return_exceptions=True)
         i = 0
@@ -153,29 +191,91 @@ class LogGuard:
                     await store.aclose()
 
     async def _trim(self, store) -> None:
-        """Forget what the processor applied: watermarks of the same log only (its recorded topic id)."""
+        """Forget what the processor applied: by the watermarks of the same log (its recorded topic id), or, for
+        a while after a reset, by event id (``_verify``)."""
         async with store.pipeline(transaction=False) as pipe:
             pipe.hget(K.LOG_IDS_KEY, self.topic)
             pipe.hgetall(K.WATERMARK_KEY)
-            log_id, marks = await pipe.execute()
-        if (log_id.decode() if log_id else None) != self.topic_id:
-            return
-        prefix = self.topic + ":"
-        applied = {int(f[len(prefix):]): int(v) for f, v in ((f.decode(), v) for f, v in marks.items())
-                   if f.startswith(prefix)}
-        self.buffer.trim(self.topic, self.trimmable(applied))
+            pipe.exists(K.LOG_RESETS_KEY)
+            log_id, marks, resets = await pipe.execute()
+        now_ms = int(time.time() * 1000)
+        if resets:                               # the processor saw a reset lately: trust no watermark either
+            self.verify_until_ms = max(self.verify_until_ms, now_ms + int(TRIM_S * 2000))
+        applied: dict[int, int] = {}
+        if (log_id.decode() if log_id else None) == self.topic_id:
+            prefix = self.topic + ":"
+            applied = {int(f[len(prefix):]): int(v) for f, v in ((f.decode(), v) for f, v in marks.items())
+                       if f.startswith(prefix)}
+        if now_ms < self.verify_until_ms:
+            await self._verify(store, applied, now_ms)
+        elif applied:
+            self.buffer.trim(self.topic, applied)
 
-    def trimmable(self, applied: dict[int, int]) -> dict[int, int]:
-        """The watermarks the buffer may be trimmed with: all of them, except after an offsets reset, where a
-        partition's watermark above the highest offset this log acknowledged belongs to the old log (trimming
-        with it would drop events the processor never applied: the soak lost 4-9 that way under load)."""
-        if not self._old_marks:
-            return applied
-        out = {}
-        for p, wm in applied.items():
-            if p in self._settled or wm <= self._high.get(p, -1):
-                self._settled.add(p)
-                out[p] = wm
-        if len(self._settled) >= self.cfg.topics.partitions:
-            self._old_marks = False
-        return out
+    async def _verify(self, store, applied: dict[int, int], now_ms: int) -> None:
+        """After a reset: forget the kept events the processor applied (their ids are in its dedup sets), and
+        append again those their partition's watermark passed ``VERIFY_ROUNDS`` checks in a row unapplied."""
+        batches = self.buffer.batches(self.topic)
+        for _, kept in batches:
+            if kept.members is None:
+                kept.members = [seen_member(v) for _, v in kept.records]
+        query = list({m for _, kept in batches for m in kept.members if m is not None})     # type: ignore[union-attr]
+        seen: set[str] = set()
+        if query:
+            b = now_ms // self.dedup_ms          # the processor's bucket, give or take its clock
+            async with store.pipeline(transaction=False) as pipe:
+                for bucket in (b - 1, b, b + 1):
+                    pipe.smismember(K.seen_bucket_key(bucket), query)
+                rows = await pipe.execute()
+            seen = {m for m, *flags in zip(query, *rows, strict=True) if any(flags)}
+        passed: dict[str, int] = {}
+        again: list[tuple[bytes, bytes]] = []
+        again_ids: set[str] = set()
+        given_up = 0
+        for p, kept in batches:
+            members = kept.members or []
+            wm = applied.get(p, -1)
+            done = [m is not None and m in seen for m in members]
+            self.buffer.keep_only(self.topic, p, kept, [not d for d in done])
+            if kept.gone:
+                continue
+            retry = []
+            for m, off in zip(kept.members or [], kept.record_offsets(), strict=True):
+                r = False
+                if m is None:
+                    r = off <= wm                # cannot be checked by id: the watermark decides, as before
+                elif off <= wm:
+                    n = passed[m] = self._passed.get(m, 0) + 1
+                    r = n >= VERIFY_ROUNDS
+                retry.append(r)
+            out = self.buffer.keep_only(self.topic, p, kept, [not r for r in retry])
+            for rec in out:
+                m = seen_member(rec[1])
+                if m is None:
+                    continue                     # trimmed by its watermark
+                passed.pop(m, None)
+                times = self._reappended.get(m, 0)
+                if times >= MAX_REAPPENDS:
+                    given_up += 1
+                    self._reappended.pop(m, None)
+                    continue
+                self._reappended[m] = times + 1
+                again.append(rec)
+                again_ids.add(m)
+        for m in seen:
+            self._reappended.pop(m, None)
+        self._passed = passed
+        if len(self._reappended) > 4 * max(len(query), 1024):      # ids no longer kept (dropped past the bound)
+            live = {m for _, kept in self.buffer.batches(self.topic) for m in kept.members or []} | self._in_replay
+            self._reappended = {m: n for m, n in self._reappended.items() if m in live}
+        if given_up:
+            if self.metrics is not None:
+                self.metrics.inc("events_unapplied_total", by=given_up)
+            logger.error("%d acknowledged event(s) were appended again %d times after a log reset and never "
+                         "applied: lost, or dead-lettered by the processor", given_up, MAX_REAPPENDS)
+        if again:
+            if self.metrics is not None:
+                self.metrics.inc("events_reappended_total", by=len(again))
+            logger.warning("after a log reset: appending again %d event(s) the watermarks passed but the "
+                           "processor did not apply", len(again))
+            self._in_replay |= again_ids
+            self._schedule(again, again_ids)

@@ -62,18 +62,23 @@ class _InFlight:
     write: asyncio.Future | None = None      # None: planned, not sent yet
 
 
+def _unmark(plan: Plan) -> None:
+    """A plan of records of a replaced log: applied by event id only, no watermark compared or written."""
+    plan.wm_expected, plan.wm_new, plan.resets = {}, {}, []
+
+
 def to_record(topic: str, partition: int, offset: int, value: bytes, wm_field: str = "", log_ms: int = 0,
-              window: TsWindow | None = None) -> Record:
+              window: TsWindow | None = None, epoch: int = 0) -> Record:
     """A log record -> Record, validated by the one event validator (``ts`` within ``window`` of the record's
     log timestamp ``log_ms`` when both are given: producers other than the ingest are held to it too)."""
     try:
         ev = parse_event(decode_event(value), window if log_ms > 0 else None, log_ms)
     except StrataError as exc:
-        return Record(topic, partition, offset, None, value, (exc.field, exc.reason), wm_field, log_ms)
+        return Record(topic, partition, offset, None, value, (exc.field, exc.reason), wm_field, log_ms, epoch=epoch)
     except Exception as exc:   # not JSON or msgpack at all
         return Record(topic, partition, offset, None, value, ("body", f"undecodable record: {type(exc).__name__}"),
-                      wm_field, log_ms)
-    return Record(topic, partition, offset, ev, value, None, wm_field, log_ms)
+                      wm_field, log_ms, epoch=epoch)
+    return Record(topic, partition, offset, ev, value, None, wm_field, log_ms, epoch=epoch)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -104,6 +109,9 @@ class StreamProcessor:
         self._kafka: AIOKafkaClient | None = None       # for the topic-id checks
         self._identity_lock = asyncio.Lock()
         self._topic_id: str | None = None                # the events topic's id this process read from
+        # +1 whenever this process sees the events log replaced (a new topic id): records fetched before are
+        # still applied by event id, but their offsets say nothing of the new log (``_plan``, ``_done``)
+        self._epoch = 0
         self._background: set[asyncio.Task] = set()
         self._stop = asyncio.Event()
         self._to_commit: dict = {}
@@ -179,6 +187,8 @@ class StreamProcessor:
             changed = changed or (tid is not None and self._topic_id is not None and tid != self._topic_id)
             if tid is not None:
                 self._topic_id = tid
+            if changed:
+                self._epoch += 1
             if changed and self.consumer is not None:
                 self._to_commit = {}                 # offsets of the old log: never committed on the new one
                 mine = [tp for tp in self.consumer.assignment() if tp.topic == topic]
@@ -200,11 +210,10 @@ class StreamProcessor:
                            "offsets", type(exc).__name__, exc)
             return
         ends: dict = {}
-        if self._topic_id is None:            # no topic id from this broker: a watermark past the log's end
-            try:                              # is the other sign of a reset
-                ends = await self.consumer.end_offsets(mine)
-            except Exception as exc:  # noqa: BLE001 - then the watermarks are trusted
-                logger.warning("could not read the log's end offsets: %s: %s", type(exc).__name__, exc)
+        try:        # a watermark past the log's end is a reset too (whatever the topic id says: a broker that lost
+            ends = await self.consumer.end_offsets(mine)      # the topic keeps the old id until it is recreated)
+        except Exception as exc:  # noqa: BLE001 - then the watermarks are trusted
+            logger.warning("could not read the log's end offsets: %s: %s", type(exc).__name__, exc)
         fresh = []
         for tp, wm in zip(mine, marks, strict=True):
             if wm >= 0 and tp in ends and wm + 1 > ends[tp]:
@@ -242,13 +251,13 @@ class StreamProcessor:
                     fetched = await self._fetch(0 if planned is not None else 100)
                 if fetched is None:
                     if planned is not None:          # nothing more yet: write the planned batch now
-                        planned.write = await self._start_write(planned.plan)
+                        planned.write = await self._start_write(planned.plan, planned.records)
                         await self._settle(planned)
                         planned = None
                     continue
                 planned, fetched = await self._advance(planned, *fetched)
             if planned is not None:
-                planned.write = await self._start_write(planned.plan)
+                planned.write = await self._start_write(planned.plan, planned.records)
                 await self._settle(planned)
                 planned = None
         finally:
@@ -269,10 +278,11 @@ class StreamProcessor:
         if not batches:
             return None
         records = []
-        window = self.window
+        window, epoch = self.window, self._epoch
         for tp, msgs in batches.items():
             topic, partition, wm_field = tp.topic, tp.partition, f"{tp.topic}:{tp.partition}"
-            records += [to_record(topic, partition, m.offset, m.value, wm_field, m.timestamp, window) for m in msgs]
+            records += [to_record(topic, partition, m.offset, m.value, wm_field, m.timestamp, window, epoch)
+                        for m in msgs]
         return batches, records
 
     async def _advance(self, prev: _InFlight | None, batches: dict,
@@ -286,13 +296,13 @@ class StreamProcessor:
         except (RedisError, OSError, TimeoutError):
             snap = None
         if prev is not None:
-            prev.write = await self._start_write(prev.plan)     # sent: the store runs it while we plan
+            prev.write = await self._start_write(prev.plan, prev.records)     # sent: the store runs it while we plan
         plan = None
         if snap is not None:
             if prev is not None:
                 overlay(snap, prev.plan)
             try:
-                plan = self.planner.plan(records, snap, now_ms)
+                plan = self._plan(records, snap, now_ms)
             except Exception:  # noqa: BLE001 - a record the planner cannot handle: ``apply`` isolates it
                 plan = None
         fetched = None
@@ -302,14 +312,16 @@ class StreamProcessor:
             plan = None            # prev was redone from a fresh read: this plan may rest on what it did not write
         if plan is None:
             await self.apply(records)
-            self._done(batches)
+            self._done(batches, records)
             return None, fetched
         if plan.dead:
             await self._dead_letter(plan.dead)
         return _InFlight(batches, records, plan), fetched
 
-    async def _start_write(self, plan: Plan) -> asyncio.Future:
+    async def _start_write(self, plan: Plan, records: list[Record]) -> asyncio.Future:
         """Send the plan's write; a future for its answer (a failed send: a future holding the error)."""
+        if self._stale(records):            # planned before the log was seen replaced: no watermarks (``_plan``)
+            _unmark(plan)
         try:
             answer = await self.store.send_write(plan)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -323,7 +335,7 @@ class StreamProcessor:
         try:
             if await inf.write:
                 self._written(inf.plan)
-                self._done(inf.batches)
+                self._done(inf.batches, inf.records)
                 return True
             self.metrics.instruments.inc("write_conflicts_total")
         except (RedisError, OSError, TimeoutError) as exc:
@@ -332,10 +344,24 @@ class StreamProcessor:
             self.metrics.instruments.inc("store_errors_total")
             logger.warning("batch write failed, redoing it: %s: %s", type(exc).__name__, exc)
         await self.apply(inf.records)
-        self._done(inf.batches)
+        self._done(inf.batches, inf.records)
         return False
 
-    def _done(self, batches: dict) -> None:
+    def _plan(self, records: list[Record], snap, now_ms: int) -> Plan:
+        plan = self.planner.plan(records, snap, now_ms)
+        if self._stale(records):
+            # fetched from a log since replaced (a redo after the watermarks were dropped, or a batch in flight
+            # across the check): applied by event id, but its offsets must not become the new log's watermarks
+            # (the consumer would resume past the new log's records, and the ingest trim what was never applied)
+            _unmark(plan)
+        return plan
+
+    def _stale(self, records: list[Record]) -> bool:
+        return bool(records) and records[0].epoch != self._epoch
+
+    def _done(self, batches: dict, records: list[Record] | None = None) -> None:
+        if records is not None and self._stale(records):
+            return                   # offsets of a replaced log: neither positions nor commits of the new one
         offsets = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
         self._positions.update(offsets)
         # Committed in the background, never before the write above: the watermarks already make a
@@ -393,7 +419,7 @@ class StreamProcessor:
             try:
                 now_ms = int(time.time() * 1000)
                 snap = await self.store.read(reads, now_ms)
-                plan = self.planner.plan(records, snap, now_ms)
+                plan = self._plan(records, snap, now_ms)
                 if plan.dead:
                     await self._dead_letter(plan.dead)
                 if await self.store.write(plan):
@@ -429,7 +455,7 @@ class StreamProcessor:
         self.metrics.instruments.inc("poison_records_total")
         logger.error("dead-lettering %s offset %d: %s", rec.wm_field, rec.offset, reason)
         dead = Record(rec.topic, rec.partition, rec.offset, None, rec.raw, ("store", f"the store refused it: {reason}"),
-                      rec.wm_field, rec.log_ms)
+                      rec.wm_field, rec.log_ms, epoch=rec.epoch)
         backoff = 0.05
         while True:
             err = await self._attempt([dead])

@@ -26,6 +26,11 @@ class _Kept:
     records: list[tuple[bytes, bytes]]
     nbytes: int
     gone: bool = False              # trimmed or taken
+    offsets: list[int] | None = None    # each record's offset once some were forgotten (else first, first + 1, ...)
+    members: list[str | None] | None = None   # each record's id in the processor's dedup sets (computed once)
+
+    def record_offsets(self) -> list[int]:
+        return self.offsets if self.offsets is not None else list(range(self.first, self.first + len(self.records)))
 
 
 class ReplayBuffer:
@@ -67,6 +72,28 @@ class ReplayBuffer:
                 kept = q.popleft()
                 kept.gone = True
                 self.nbytes -= kept.nbytes
+
+    def batches(self, topic: str) -> list[tuple[int, _Kept]]:
+        """The kept batches of ``topic`` with their partitions, oldest first per partition."""
+        return [(p, k) for (t, p), q in self._parts.items() if t == topic for k in q]
+
+    def keep_only(self, topic: str, partition: int, kept: _Kept, keep: list[bool]) -> list[tuple[bytes, bytes]]:
+        """Forget the records of one kept batch whose flag is False; returns them."""
+        if kept.gone or all(keep):
+            return []
+        offsets, members = kept.record_offsets(), kept.members
+        out = [r for r, f in zip(kept.records, keep, strict=True) if not f]
+        kept.records = [r for r, f in zip(kept.records, keep, strict=True) if f]
+        kept.offsets = [o for o, f in zip(offsets, keep, strict=True) if f]
+        if members is not None:
+            kept.members = [m for m, f in zip(members, keep, strict=True) if f]
+        n = sum(len(k) + len(v) + _OVERHEAD for k, v in kept.records)
+        self.nbytes -= kept.nbytes - n
+        kept.nbytes = n
+        if not kept.records:
+            kept.gone = True
+            self._parts[(topic, partition)].remove(kept)
+        return out
 
     def take(self, topic: str) -> list[tuple[bytes, bytes]]:
         """Everything kept for ``topic``, oldest first per partition, removed from the buffer (to append again)."""

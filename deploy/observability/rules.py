@@ -306,6 +306,13 @@ def _ops(w) -> list[dict]:
               "an edge cannot reach the online store: its answers are degraded"),
         alert("StrataBrokerDown", "min(strata_ingest_broker_up) == 0", "1m", "page",
               "the ingest API cannot reach the events log: POST /v1/events answers 503"),
+        alert("StrataEventLogReset",
+              f"sum(increase(strata_ingest_log_resets_total[{w('10m')}])) > 0\n"
+              f"or sum(increase(strata_processor_log_resets_total[{w('10m')}])) > 0",
+              "0m", "page", "the events log was reset (a broker lost its log, or the topic was recreated): "
+                            "events no ingest kept are lost"),
+        alert("StrataEventsUnapplied", f"sum(increase(strata_ingest_events_unapplied_total[{w('15m')}])) > 0",
+              "0m", "page", "events answered 202 were appended again after a log reset and never applied"),
     ]
 
 

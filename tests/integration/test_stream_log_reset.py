@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from strata.deploy.tansu import TansuProcess
 from strata.shared import keys as K
 from strata.streaming.catalog import load_catalog
@@ -188,16 +190,20 @@ def test_the_processor_resumes_from_its_watermarks_not_from_stale_committed_offs
         store.close()
 
 
-def test_without_topic_ids_a_watermark_past_the_logs_end_is_a_reset(tansu_proc, fresh_valkey, registry_dir,
-                                                                   monkeypatch) -> None:
-    """A broker that gives no topic id: watermarks of a lost log (above the new log's end) are detected at
-    assignment, reported, and the partitions read from their start."""
+@pytest.mark.parametrize("topic_ids", [False, True], ids=["without-topic-ids", "with-topic-ids"])
+def test_a_watermark_past_the_logs_end_is_a_reset(tansu_proc, fresh_valkey, registry_dir, monkeypatch,
+                                                  topic_ids) -> None:
+    """Watermarks of a lost log (above the new log's end) are detected at assignment, reported, and the
+    partitions read from their start: with a broker that gives no topic id, and with one that does (found by
+    the soak under load: a broker that lost the topic keeps answering with the old id until it is created
+    again, and a processor that trusted its watermarks then waited past the new log's end)."""
     from strata.streaming import processor as P
 
     async def no_ids(client, topics):
         return dict.fromkeys(topics)
 
-    monkeypatch.setattr(P, "topic_ids", no_ids)
+    if not topic_ids:
+        monkeypatch.setattr(P, "topic_ids", no_ids)
     catalog = load_catalog(registry_dir, "edge-scorer")
     store = fresh_valkey.client()
     cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
@@ -214,6 +220,44 @@ def test_without_topic_ids_a_watermark_past_the_logs_end_is_a_reset(tansu_proc, 
             await wait_until(lambda: all(n == 1 for n in _views(store, users).values()), 30, "every event applied")
             assert proc.metrics.instruments.counters[("log_resets_total", ("offsets",))] >= 1
             assert proc.readiness()[1]["degraded"] is True
+
+    try:
+        asyncio.run(go())
+    finally:
+        store.close()
+
+
+def test_a_batch_of_a_replaced_log_is_applied_by_id_without_moving_a_watermark(fresh_valkey, registry_dir) -> None:
+    """Found by the soak under load: a batch fetched from a log the processor has since seen replaced (its write
+    conflicted with the dropped watermarks and was redone) wrote its offsets as the new log's watermarks; the
+    processor then resumed past the new log's records and the ingest trimmed them from its replay buffer. Such a
+    batch is applied by event id, and writes no watermark."""
+    from strata.shared.contracts.event_records import encode_event
+    from strata.streaming.processor import StreamProcessor, to_record
+
+    catalog = load_catalog(registry_dir, "edge-scorer")
+    store = fresh_valkey.client()
+    cfg = streaming_settings("127.0.0.1:9", fresh_valkey.url, registry_dir)
+    now = int(time.time() * 1000)
+    users = [f"e{i}" for i in range(5)]
+    values = [encode_event({"event_id": f"{u}-0", "type": "view", "user_id": u, "session_id": u, "ts": now,
+                            "channel": "web", "item_id": "SKU-000003"}) for u in users]
+    field = f"{cfg.topics.events}:0"
+
+    async def go() -> None:
+        proc = StreamProcessor(cfg, catalog)
+        try:
+            old = [to_record(cfg.topics.events, 0, 140 + i, v, log_ms=now, epoch=0) for i, v in enumerate(values)]
+            proc._epoch = 1                              # the log was seen replaced after these were fetched
+            await proc.apply(old)
+            assert _views(store, users) == dict.fromkeys(users, 1)
+            assert store.hget(K.WATERMARK_KEY, field) is None
+            new = [to_record(cfg.topics.events, 0, i, v, log_ms=now, epoch=1) for i, v in enumerate(values)]
+            await proc.apply(new)                        # the same events in the new log: once, by id
+            assert _views(store, users) == dict.fromkeys(users, 1)
+            assert store.hget(K.WATERMARK_KEY, field) == b"4"
+        finally:
+            await proc.store.close()
 
     try:
         asyncio.run(go())
