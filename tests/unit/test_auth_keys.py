@@ -34,7 +34,8 @@ def test_create_prints_only_the_key_and_stores_only_its_hash(tmp_path) -> None:
     assert len(lines) == 1 and lines[0].startswith("strata_")
     key = lines[0]
     raw = path.read_bytes()
-    assert key.encode() not in raw and key.split("_")[2].encode() not in raw     # neither key nor secret
+    secret = key.split("_", 2)[2]          # base64url: it may itself start with or hold "_" (1 key in 64 did)
+    assert len(secret) == 43 and key.encode() not in raw and secret.encode() not in raw     # neither key nor secret
     (rec,) = read_records(path)
     assert (rec.tenant, rec.scopes, rec.sha256, rec.revoked) == ("shopA", ("recommend", "events"),
                                                                   key_digest(key), None)
