@@ -121,6 +121,8 @@ class Router:
         deadline = loop.time() + (ctx.deadline_ns - t0) / 1e9      # type: ignore[operator]  (Escalate set it)
         headers = b"".join((b"x-request-id: ", ctx.request_id.encode(), b"\r\ntraceparent: ",
                             ctx.traceparent.encode(), b"\r\n"))
+        if ctx.caller is not None:           # auth on: the upper tier admits the caller's own key (same tenant,
+            headers += b"authorization: Bearer " + ctx.caller.token + b"\r\n"    # same scopes, same limits)
         try:
             status, payload = await ep.pool.post(EXPLAIN if ctx.req.explain else RECOMMEND, _request_body(ctx),
                                                  headers, deadline)

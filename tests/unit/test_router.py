@@ -85,6 +85,27 @@ def test_the_callers_request_id_and_trace_go_upstream(registry_dir) -> None:
     run(go())
 
 
+def test_with_auth_on_the_callers_key_goes_upstream_and_without_it_none(registry_dir) -> None:
+    """An upper tier with auth on admits the router's request only with a key: the caller's own (same tenant,
+    scopes and limits there as at the edge). Before, the router sent none and every escalation came back 401."""
+    from strata.shared.auth.gate import Caller
+    from strata.shared.serving.pipeline import Reply
+
+    async def go():
+        fake = await FakeUpstream().start()
+        node = _node(registry_dir, origin_urls=[fake.url])
+        caller = Caller("acme", "k1", frozenset({"recommend"}), None, b"sk_test_123")
+        out = node.recommend.try_now(orjson.dumps({**NEW, "tenant": "acme"}), b"application/json", None, caller)
+        reply = out if isinstance(out, Reply) else await node.recommend.finish(out)
+        assert reply.status == 200, reply.body
+        assert fake.requests[0][1][b"authorization"] == b"Bearer sk_test_123"
+        await _ask(node, {**NEW, "session_id": "s-other"})          # auth off: no key to send
+        assert b"authorization" not in fake.requests[1][1]
+        await node.stop()
+        await fake.stop()
+    run(go())
+
+
 def test_explain_goes_to_the_origins_explain_route_within_the_explain_deadline(registry_dir) -> None:
     async def go():
         fake = await FakeUpstream().start()
