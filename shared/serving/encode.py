@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol
 
 import numpy as np
 
 from strata.shared.auth.impressions import ImpressionSigner
-from strata.shared.ranking.stages.ctx import RankCtx
+from strata.shared.ranking.stages.ctx import RankCtx, TierCtx
 from strata.shared.serving.answers import Answer, RequestIds
 from strata.shared.serving.impression_log import ImpressionLog, shown
 from strata.shared.serving.pipeline import Reply
@@ -29,12 +29,12 @@ class Health(Protocol):
     up: bool
 
 
-class Encode:
+class Encode(Generic[TierCtx]):
     name = "encode"
 
     def __init__(self, tier: str, ids: RequestIds, impressions: ImpressionLog | None = None, *,
                  health: Health | None = None,
-                 on_ranked: Callable[[RankCtx, Answer], None] | None = None,
+                 on_ranked: Callable[[TierCtx, Answer], None] | None = None,
                  on_degraded: Callable[[str | None], None] | None = None,
                  signer: ImpressionSigner | None = None) -> None:
         self.tier = tier
@@ -45,7 +45,7 @@ class Encode:
         self.on_ranked = on_ranked      # a fresh answer of this tier (cache it, count it)
         self.on_degraded = on_degraded  # a degraded answer left: the upper tier's name when it gave it, else None
 
-    def run(self, ctx: RankCtx) -> Reply:
+    def run(self, ctx: TierCtx) -> Reply:
         answer = ctx.answer
         log = self.impressions
         upstream = ctx.upstream
