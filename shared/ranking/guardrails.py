@@ -188,7 +188,7 @@ class DiversitySelector:
                 counts[c] = n
         return True
 
-    def select(self, order: Sequence[int], cats: np.ndarray | Sequence[int], k: int,
+    def select(self, order: np.ndarray | Sequence[int], cats: np.ndarray | Sequence[int], k: int,
                explored: np.ndarray | None = None, budget: int = 0, prior: Sequence[int] = (),
                prior_explored: int = 0) -> tuple[list[int], list[bool]]:
         """Walk ``order`` (positions, best first) and take up to ``k`` under both caps.

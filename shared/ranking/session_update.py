@@ -110,7 +110,7 @@ def decode_states(raws: list[bytes | None]) -> list[StoredState]:
     good = [i for i, raw in enumerate(raws) if raw is not None and len(raw) == STATE_BYTES]
     if not good:
         return out
-    arr = np.frombuffer(b"".join([raws[i] for i in good]), dtype=STATE_DTYPE)
+    arr = np.frombuffer(b"".join([raws[i] for i in good]), dtype=STATE_DTYPE)   # type: ignore[misc]  # good: not None
     accs = arr["acc"]
     for j, (i, ref_ms, events, ttl_at) in enumerate(zip(good, arr["ref_ms"].tolist(), arr["events"].tolist(),
                                                           arr["ttl_at"].tolist(), strict=True)):
