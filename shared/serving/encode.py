@@ -76,9 +76,9 @@ class Encode(Generic[TierCtx]):
         ts_ms = 0
         if impression_id is None:
             signer = self.signer
-            if signer is not None:
+            shown_ = answer.shown       # None: an upper tier's answer that came without its impression id
+            if signer is not None and shown_ is not None:
                 ts_ms = int(time.time() * 1000)
-                shown_ = answer.shown
                 impression_id = signer.sign(shown_[0], shown_[2], shown_[5], ts_ms)
             else:
                 impression_id = ids.next()
