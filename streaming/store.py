@@ -20,7 +20,7 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from strata.shared import keys as K
-from strata.shared.online_store.client import connect
+from strata.shared.online_store.client import connect_required
 from strata.shared.ranking.session_update import decode_states, encode_state
 from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
@@ -240,7 +240,7 @@ class Bounds:
 class StreamStore:
     def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 3600.0,
                  bounds: Bounds | None = None) -> None:
-        self.r = connect(url, timeout_s, field="streaming.store")
+        self.r = connect_required(url, timeout_s, field="streaming.store")
         self._read = self.r.register_script(_READ)
         self._apply = self.r.register_script(_APPLY)
         self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)
