@@ -128,8 +128,8 @@ class TopicSettings(_Section):
 
 class VectorIndexSettings(_Section):
     backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
-    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
-                                              "(default: a private temporary directory)")
+    url: str | None = Field(None, description="qdrant: server URL or a local-mode path (default: in memory); edge: "
+                                              "shard directory (default: a private temporary directory)")
     ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
     exact: bool = Field(False, description="brute-force search (exact recall)")
 
