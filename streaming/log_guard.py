@@ -44,6 +44,8 @@ def seen_member(value: bytes) -> str | None:
     """The id an event record gets in the processor's dedup sets (``keys.seen_member``); None if undecodable."""
     try:
         ev = decode_event(value)
+        if not isinstance(ev, dict):
+            return None
         return K.seen_member(str(ev.get("tenant") or "default"), str(ev["event_id"]))
     except Exception:  # noqa: BLE001 - not an event of this ingest: left to the watermarks
         return None

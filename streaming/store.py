@@ -13,8 +13,9 @@ overwrite a newer one. Single Valkey/Redis node (a cluster needs the keys groupe
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 from redis.exceptions import NoScriptError
@@ -257,7 +258,7 @@ class StreamStore:
         """Apply the plan atomically; False when the snapshot it was computed from is stale."""
         return await (await self.send_write(plan))()
 
-    async def send_write(self, plan: Plan) -> Callable[[], Awaitable[bool]]:
+    async def send_write(self, plan: Plan) -> Callable[[], Coroutine[Any, Any, bool]]:
         """Send the plan's write script now (the bytes are with the socket when this returns) and give back
         the coroutine function that waits for its answer, so the caller can plan the next batch meanwhile."""
         blob = write_blob(plan, self.dedup_ms, self.bounds)
