@@ -31,8 +31,12 @@ def load(path: Path = LABELLED) -> list[dict]:
 
 def score(redactor: PiiRedactor, records: list[dict]) -> dict[str, dict]:
     """Per kind: labelled, recalled, found, correct, recall, precision; plus ``missed`` and ``false`` examples."""
-    labelled, recalled, found, correct = Counter(), Counter(), Counter(), Counter()
-    missed, false = [], []
+    labelled: Counter[str] = Counter()
+    recalled: Counter[str] = Counter()
+    found: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
+    missed: list = []
+    false: list = []
     for rec in records:
         text = normalise(rec["text"])
         gold = []
