@@ -23,22 +23,38 @@ class Request:
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "reject", "head",
                  "http10", "queued", "t0", "request_id", "traceparent")
 
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]      # lower-case names
+    body: bytes
+    keep_alive: bool
+    ctype: bytes | None
+    accept: bytes | None
+    error: StrataError | None               # answer this (in JSON), then close
+    reject: StrataError | None              # well framed but refused: answer it, keep the connection
+    head: bool                              # a HEAD request
+    http10: bool
+    queued: bool                            # complete (or failed) and on the connection's queue
+    t0: int                                 # perf_counter_ns when it was queued
+    request_id: bytes | None                # X-Request-ID, forwarded when the router escalates
+    traceparent: bytes | None
+
     def __init__(self) -> None:
         self.method = b""
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers = []
         self.body = b""
         self.keep_alive = True
-        self.ctype: bytes | None = None
-        self.accept: bytes | None = None
-        self.error: StrataError | None = None    # answer this (in JSON), then close
-        self.reject: StrataError | None = None   # well framed but refused: answer it, keep the connection
+        self.ctype = None
+        self.accept = None
+        self.error = None
+        self.reject = None
         self.head = False
         self.http10 = False
         self.queued = False
         self.t0 = 0
-        self.request_id: bytes | None = None     # X-Request-ID, forwarded when the router escalates
-        self.traceparent: bytes | None = None
+        self.request_id = None
+        self.traceparent = None
 
 
 class Server(Protocol):
