@@ -76,8 +76,8 @@ class Encode(Generic[TierCtx]):
         ts_ms = 0
         if impression_id is None:
             signer = self.signer
-            shown_ = answer.shown       # None: an upper tier's answer that came without its impression id
-            if signer is not None and shown_ is not None:
+            # shown is None for an upper tier's answer that came without its impression id
+            if signer is not None and (shown_ := answer.shown) is not None:
                 ts_ms = int(time.time() * 1000)
                 impression_id = signer.sign(shown_[0], shown_[2], shown_[5], ts_ms)
             else:
