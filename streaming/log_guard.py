@@ -220,6 +220,7 @@ class LogGuard:
         for _, kept in batches:
             if kept.members is None:
                 kept.members = [seen_member(v) for _, v in kept.records]
+        # every batch's members were filled just above
         query = list({m for _, kept in batches for m in kept.members if m is not None})     # type: ignore[union-attr]
         seen: set[str] = set()
         if query:
