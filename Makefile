@@ -46,8 +46,16 @@ bench: $(VENV)/.test-deps
 bench-vllm: $(VENV)/.test-deps
 	$(BIN)/python -m tests.support.vllm.bench_explain --registry $(REGISTRY)
 
+# mypy over the serving packages ([tool.mypy] in pyproject.toml). They install as strata.<folder> (setup.py's
+# package_dir), which mypy cannot follow: it reads them through $(TYPECHECK)/strata, a link to this folder, so its
+# paths read strata/edge/... for edge/... . `dmypy run -- ...` with the same arguments re-checks in a second or two.
+TYPECHECK := $(VENV)/typecheck
+TYPED := shared edge streaming origin
+
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+	mkdir -p $(TYPECHECK) && ln -sfn $(CURDIR) $(TYPECHECK)/strata
+	cd $(TYPECHECK) && $(abspath $(BIN))/mypy --config-file $(CURDIR)/pyproject.toml $(addprefix -p strata.,$(TYPED))
 
 clean:
 	rm -rf $(VENV) $(REGISTRY) .pytest_cache

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol
+from collections.abc import MutableMapping
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -65,7 +66,7 @@ def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
         t0 = time.perf_counter_ns()
         state = {"status": 500, "started": False}
 
-        async def send_seen(msg: dict) -> None:
+        async def send_seen(msg: MutableMapping[str, Any]) -> None:
             if msg["type"] == "http.response.start":
                 state["status"] = msg["status"]
                 state["started"] = True

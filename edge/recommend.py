@@ -41,7 +41,7 @@ from strata.shared.ranking.stages.select import ThompsonSelect
 from strata.shared.ranking.stages.session import SessionStage
 from strata.shared.serving.codecs import JSON, choose_response_type
 from strata.shared.serving.encode import Encode
-from strata.shared.serving.pipeline import Pending, Pipeline, Reply
+from strata.shared.serving.pipeline import Pending, Pipeline, Reply, Stage
 from strata.shared.serving.request_stages import Decode, Validate
 
 ROUTE = "/v1/recommend"
@@ -53,12 +53,12 @@ class RecommendHandler:
 
     def __init__(self, slot: ModelSlot, *, exact_cache: ExactCache, response_cache: ResponseCacheStage,
                  sessions: PopSessions, guardrails: GuardrailFilter, confidence: ConfidenceConfig,
-                 encode: Encode, escalate: Escalate | None = None,
+                 encode: Encode[EdgeCtx], escalate: Escalate[EdgeCtx] | None = None,
                  escalated_cache: EscalatedCacheStage | None = None) -> None:
         self.slot = slot
-        ranking = [GivenCandidates(), guardrails, PopCounts(), PosteriorStage(), ThompsonSelect(), Fill(),
-                   ConfidenceStage(confidence), Route(confidence)]
-        caches = [response_cache] if escalated_cache is None else [response_cache, escalated_cache]
+        ranking: list[Stage] = [GivenCandidates(), guardrails, PopCounts(), PosteriorStage(), ThompsonSelect(),
+                                Fill(), ConfidenceStage(confidence), Route(confidence)]
+        caches: list[Stage] = [response_cache] if escalated_cache is None else [response_cache, escalated_cache]
         self.pipeline = Pipeline([exact_cache, Decode(), Validate(), *caches, SessionStage(sessions),
                                   *ranking, escalate or Escalate(TIER), encode])
         self._ranking = tuple(ranking)

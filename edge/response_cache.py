@@ -36,8 +36,8 @@ class ResponseCache:
 
     def remember(self, key: tuple, exact_key: tuple | None, answer: Answer) -> None:
         self.semantic.put(key, answer)
-        if exact_key is not None:
-            self.exact.put(exact_key, answer)
+        if exact_key is not None:               # set by the exact_cache stage only when that cache is on
+            self.exact.put(exact_key, answer)   # type: ignore[union-attr]
         session = key[:2]
         keys = self.by_session.get_entry(session)
         if keys is None or keys[0] > self.by_session.ttl:

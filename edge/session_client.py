@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from strata.shared.errors import StoreUnavailable
 from strata.shared.keys import bandit_key, session_key
-from strata.shared.online_store.client import configured, connect
+from strata.shared.online_store.client import configured, connect_required
 from strata.shared.online_store.codecs import SessionState, decode_session
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,15 @@ class RedisSessionStore(SessionStore):
     configured = True
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        self._r = connect(url, timeout_s, field="edge.store.url")
+        self._r = connect_required(url, timeout_s, field="edge.store.url")
 
     async def get_session(self, tenant: str, session_id: str) -> SessionState:
         try:
             raw = await self._r.hmget(session_key(tenant, session_id), "vec", "updated_ms")
         except Exception as exc:
             raise StoreUnavailable(f"session read failed: {type(exc).__name__}: {exc}") from exc
-        return decode_session(raw[0], raw[1])
+        # redis-py's stubs cannot know that replies are bytes (decode_responses is off)
+        return decode_session(raw[0], raw[1])      # type: ignore[arg-type]
 
     async def get_bandit_counts_many(self, keys: list[tuple[str, str]]) -> list[dict[bytes, bytes]]:
         try:
@@ -144,10 +145,12 @@ class StoreHealth:
             self._probe = asyncio.get_running_loop().create_task(self.probe(), name="store-probe")
 
     async def probe(self) -> bool:
+        ping = self.ping
+        assert ping is not None             # a store without a ping is marked down, never probed
         self.probes += 1
         try:
             async with asyncio.timeout(self.probe_timeout_s):
-                ok = await self.ping()
+                ok = await ping()
         except TimeoutError:
             ok = False
             self.last_error = f"TimeoutError: no PING answer within {self.probe_timeout_s * 1000:.0f} ms"

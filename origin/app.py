@@ -74,8 +74,10 @@ def build_app(node: OriginNode) -> FastAPI:
                                            caller.key_id if caller else None)
             media = choose_response_type(request.headers.get("accept"), ctype)
             status = 200
+            state = node.state
+            assert state is not None        # upsert refuses while no model is loaded
             return Response(encode({"upserted": len(rows), "item_ids": [u.item_id for u in updates],
-                                    "catalog_items": len(node.state.catalog), "restrictions_kept": kept}, media),
+                                    "catalog_items": len(state.catalog), "restrictions_kept": kept}, media),
                             media_type=media)
         except Exception as exc:
             status = getattr(exc, "status", 500)

@@ -14,18 +14,26 @@ text: those items stay out of the two-tower (logged), as before this existed.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import numpy as np
 
 from strata.origin.catalog import Catalog
 from strata.origin.models import OriginModels
-from strata.shared.models.text_encoder import TextEncoder, tower_text
+from strata.shared.models.text_encoder import tower_text
 
 logger = logging.getLogger(__name__)
 
 
+class TitleEncoder(Protocol):
+    """What the item tower needs of a text encoder: ``shared.models.text_encoder.TextEncoder``, or the vectors
+    of one upsert computed off the event loop (``origin.state.Embedded``)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
 def tower_vectors(models: OriginModels, catalog: Catalog, rows: np.ndarray, items: np.ndarray,
-                  encoder: TextEncoder | None) -> tuple[np.ndarray, np.ndarray] | None:
+                  encoder: TitleEncoder | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(float32 [n, dim] item vectors, float32 [n, text_dim] title vectors) of catalog ``rows`` whose model
     indices are ``items`` (-1: new), or None when the models cannot embed them here (logged)."""
     tower = models.pipeline.item_tower

@@ -113,8 +113,14 @@ class OriginNode:
         self.explain = explain_handler(lambda: self.state, ranking,
                                        ReasonStage(self.reasoner, self.redactor, self.admission), encode)
         self.metrics.bind({"recommend": self.recommend.pipeline.timings, "explain": self.explain.pipeline.timings},
-                          lambda: getattr(self.reasoner, "fallbacks", Counter()) + self.admission.refused,
+                          self._fallbacks,
                           lambda: self.rank.scored_by)
+
+    def _fallbacks(self) -> Counter[str]:
+        """Explains the template answered instead of the configured reasoner, by reason."""
+        counted = getattr(self.reasoner, "fallbacks", None)      # the vLLM reasoner counts its own
+        fallbacks: Counter[str] = Counter() if counted is None else counted
+        return fallbacks + self.admission.refused
 
     def _erased(self, data: bytes) -> None:
         try:

@@ -21,7 +21,7 @@ import numpy as np
 from strata.shared.errors import StoreUnavailable
 from strata.shared.keys import MAX_PURCHASES, profile_key, purchases_key, session_key
 from strata.shared.online_store import codecs
-from strata.shared.online_store.client import configured, connect
+from strata.shared.online_store.client import configured, connect_required
 from strata.shared.ranking.session_update import recent_items
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class RedisProfileStore(ProfileStore):
     configured = True
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        self._r = connect(url, timeout_s, field="origin.store.url")
+        self._r = connect_required(url, timeout_s, field="origin.store.url")
 
     async def read(self, tenant: str, user_id: str, session_id: str) -> Profile:
         try:

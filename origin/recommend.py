@@ -78,11 +78,11 @@ class OriginHandler:
 
 
 def recommend_handler(state: Callable[[], OriginState | None], r: Ranking, encode: Encode) -> OriginHandler:
-    stages = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, encode]
+    stages: list[Stage] = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, encode]
     return OriginHandler("/v1/recommend", state, stages, explain=False)
 
 
 def explain_handler(state: Callable[[], OriginState | None], r: Ranking, reason: ReasonStage,
                     encode: Encode) -> OriginHandler:
-    stages = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, reason, encode]
+    stages: list[Stage] = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, reason, encode]
     return OriginHandler("/v1/explain", state, stages, explain=True)

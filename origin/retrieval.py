@@ -30,7 +30,7 @@ class _HasPolicy(Protocol):
     policy: Guardrails
 
 
-def item_points(catalog: Catalog, rows: Sequence[int]) -> list[IndexPoint]:
+def item_points(catalog: Catalog, rows: np.ndarray | Sequence[int]) -> list[IndexPoint]:
     rows = np.asarray(rows, dtype=np.int64)
     vecs = catalog.vectors[rows]
     cold = np.flatnonzero(~np.any(vecs != 0, axis=1))

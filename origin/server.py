@@ -22,9 +22,9 @@ def run_origin(settings: StrataSettings) -> None:
     cfg = settings.origin
     with held_until_served(listen_socket(cfg.host, cfg.port, section="origin")) as sock:
         node = OriginNode(settings)
-        node.load()
+        state = node.load()
     port = sock.getsockname()[1]
-    logger.info("origin serving", extra={"host": cfg.host, "port": port, "model_version": node.state.version,
+    logger.info("origin serving", extra={"host": cfg.host, "port": port, "model_version": state.version,
                                          "store": cfg.store.url, "reasoner": node.reasoner.name,
                                          "vector_index": cfg.vector_index.backend,
                                          "guardrails": settings.guardrails.model_dump(mode="json")})

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from strata.origin.catalog import Catalog
-from strata.origin.item_tower import tower_vectors
+from strata.origin.item_tower import TitleEncoder, tower_vectors
 from strata.origin.models import OriginModels
 from strata.shared.errors import StrataError
 from strata.shared.models import bundle as B
 from strata.shared.models.item_shard import ITEM_FIELDS, open_shipped_shard
-from strata.shared.models.text_encoder import TextEncoder
 from strata.shared.models.vector_index import IndexPoint, VectorIndex, open_vector_index
 
 logger = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ def upsert_tower_items(index: VectorIndex, models: OriginModels, catalog: Catalo
 
 
 def update_tower_items(models: OriginModels, catalog: Catalog, rows: np.ndarray, refresh: np.ndarray,
-                       encoder: TextEncoder | None) -> None:
+                       encoder: TitleEncoder | None) -> None:
     """``POST /v1/items`` on the two-tower side: catalog ``rows`` were written; ``refresh`` (bool per row)
     marks new items and items whose title, category or price changed, which the item tower embeds
     (``origin.item_tower``). Known items take their new vector in the models (so the ranker's tower score

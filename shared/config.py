@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,14 +61,18 @@ class StoreSettings(_Section):
     warm_connections: int = Field(16, ge=1, le=1024, description="store connections opened at start")
 
 
+def _pinned_slots() -> dict[str, tuple[str, ...]]:
+    return {"default": ("home",)}
+
+
 @pydantic_dataclass(frozen=True, slots=True, config=ConfigDict(extra="forbid"))
 class EdgeBandit(BanditConfig):
     """The bandit's settings plus which slots' counts the edge keeps fresh."""
 
     slots: dict[str, tuple[str, ...]] = Field(
-        default_factory=lambda: {"default": ("home",)},
+        default_factory=_pinned_slots,
         description="tenant -> slots whose counts are always refreshed (never evicted)")
-    recent_slots: int = Field(256, ge=0, description="other recently requested slots kept (LRU)")
+    recent_slots: int = Field(default=256, ge=0, description="other recently requested slots kept (LRU)")
 
 
 class ImpressionSettings(_Section):
@@ -123,8 +128,8 @@ class TopicSettings(_Section):
 
 class VectorIndexSettings(_Section):
     backend: Literal["edge", "qdrant"] = Field("edge", description="Qdrant Edge in-process, or a Qdrant server")
-    url: str | None = Field(None, description="qdrant: server URL (or a local-mode path); edge: shard directory "
-                                              "(default: a private temporary directory)")
+    url: str | None = Field(None, description="qdrant: server URL or a local-mode path (default: in memory); edge: "
+                                              "shard directory (default: a private temporary directory)")
     ef: int | None = Field(None, ge=1, description="HNSW beam width; None: the engine's default")
     exact: bool = Field(False, description="brute-force search (exact recall)")
 
@@ -380,7 +385,7 @@ def load_settings(config_path_: str | Path | None = None, **overrides: Any) -> S
         raise ConfigError(f"cannot read {path or 'config'}: {type(exc).__name__}: {exc}", field="config") from None
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     """pydantic's message, worded the same for model and dataclass sections."""
     if err["type"] == "unexpected_keyword_argument":
         return "Extra inputs are not permitted"

@@ -54,7 +54,7 @@ class _Ops:
 STREAMING_PATHS = ("/v1/events", "/v1/recommend")   # metrics labels of the server's own answers
 
 
-def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: Gate | None = None) -> FastAPI:
+def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: Gate | None = None) -> _Front:
     """``gate``: authentication and rate limits of every route but the ops routes (None: off)."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):

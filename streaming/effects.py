@@ -166,8 +166,10 @@ def reads_for(records: list[Record]) -> StoreReads:
         if ev.type == "click" and ev.impression_id is not None:
             r.impression_keys.add(K.impression_key(ev.tenant, ev.impression_id))
         elif ev.type == "impression":      # logged before (another batch)? then it is not counted again
-            r.impression_keys.add(K.impression_key(ev.tenant, ev.impression_id))
-            r.pending_keys.add(K.pending_clicks_key(ev.tenant, ev.impression_id))
+            iid = ev.impression_id
+            assert iid is not None          # parse_event: an impression names its id
+            r.impression_keys.add(K.impression_key(ev.tenant, iid))
+            r.pending_keys.add(K.pending_clicks_key(ev.tenant, iid))
     r.erased_keys = {K.erased_key(t, u) for t, u in users}
     return r
 
@@ -292,13 +294,15 @@ class Planner:
         """Why an impression or click must not count (None: it may): ``forged`` (not made by a tier for this
         tenant and session, or these items), ``expired`` (older than the join window when it reached the log),
         ``replayed`` (an impression id counted before, a click on an item of it already counted)."""
+        signer, iid = self.signer, ev.impression_id
+        assert signer is not None and iid is not None       # the caller checked both
         items = ev.items if ev.type == "impression" else None
-        ts = self.signer.check(ev.impression_id, ev.tenant, ev.session_id, items)
+        ts = signer.check(iid, ev.tenant, ev.session_id, items)
         if ts is None or ts > log_ms + SIGNED_SKEW_MS:
             return "forged"
         if log_ms - ts > self.join_ms:
             return "expired"
-        imp = imps.get(K.impression_key(ev.tenant, ev.impression_id))
+        imp = imps.get(K.impression_key(ev.tenant, iid))
         if imp is not None and (ev.type == "impression" or ev.item_id in imp.clicked):
             return "replayed"
         return None
@@ -347,7 +351,9 @@ class Planner:
         elif t == "purchase":
             _add(incr, pkey, f"p:{ev.ts_ms // DAY_MS}", 1)
             _add(incr, pkey, "orders", 1)
-            plan.bounded.append((pkey, "revenue_cents", round(ev.price * ev.quantity * 100)))
+            price, quantity = ev.price, ev.quantity
+            assert price is not None and quantity is not None      # parse_event: a purchase names both
+            plan.bounded.append((pkey, "revenue_cents", round(price * quantity * 100)))
             bkey = K.purchases_key(tenant, ev.user_id)
             ops.append(("ZADD", bkey, "GT", ev.ts_ms, ev.item_id))     # GT: a replayed older purchase keeps the newer
             ops.append(("ZREMRANGEBYRANK", bkey, 0, -(K.MAX_PURCHASES + 1)))
@@ -470,17 +476,19 @@ class Planner:
         plan.lt = dict(zip(users, sums, strict=True))
 
     def _impression(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list, plan: Plan) -> None:
-        ikey = K.impression_key(ev.tenant, ev.impression_id)
+        iid, items = ev.impression_id, ev.items
+        assert iid is not None and items is not None        # parse_event: an impression names its id and items
+        ikey = K.impression_key(ev.tenant, iid)
         if imps.get(ikey) is not None:       # the same impression id logged twice: counted once
             return
-        imp = imps[ikey] = Impression(ev.slot, ev.ts_ms, list(ev.items), set())
+        imp = imps[ikey] = Impression(ev.slot, ev.ts_ms, list(items), set())
         bkey = K.bandit_key(ev.tenant, ev.slot)
         plan.bandits[bkey] = None
-        for item in dict.fromkeys(ev.items):
+        for item in dict.fromkeys(items):
             _add(incr, bkey, K.imps_field(item), 1)
-        ops.append(("HSET", ikey, "slot", ev.slot, "ts", ev.ts_ms, "items", K.FIELD_SEP.join(ev.items)))
+        ops.append(("HSET", ikey, "slot", ev.slot, "ts", ev.ts_ms, "items", K.FIELD_SEP.join(items)))
         ops.append(("PEXPIRE", ikey, self.join_ms))
-        pkey = K.pending_clicks_key(ev.tenant, ev.impression_id)
+        pkey = K.pending_clicks_key(ev.tenant, iid)
         waiting = pending.get(pkey) or set()
         pending[pkey] = set()
         if waiting:
@@ -489,15 +497,17 @@ class Planner:
             ops.append(("DEL", pkey))
 
     def _click(self, ev: Event, imps: dict, pending: dict, incr: dict, ops: list, bandits: dict) -> None:
-        ikey = K.impression_key(ev.tenant, ev.impression_id)
+        iid, item = ev.impression_id, ev.item_id
+        assert iid is not None and item is not None         # the caller checked the id; a click names its item
+        ikey = K.impression_key(ev.tenant, iid)
         imp = imps.get(ikey)
         if imp is None:                      # the impression is not logged yet: wait for it (join window)
-            pkey = K.pending_clicks_key(ev.tenant, ev.impression_id)
-            pending.setdefault(pkey, set()).add(ev.item_id)
-            ops.append(("SADD", pkey, ev.item_id))
+            pkey = K.pending_clicks_key(ev.tenant, iid)
+            pending.setdefault(pkey, set()).add(item)
+            ops.append(("SADD", pkey, item))
             ops.append(("PEXPIRE", pkey, self.join_ms))
         elif ev.ts_ms - imp.ts_ms <= self.join_ms:
-            self._count_click(ev.tenant, ikey, imp, ev.item_id, incr, ops, bandits)
+            self._count_click(ev.tenant, ikey, imp, item, incr, ops, bandits)
 
     @staticmethod
     def _count_click(tenant: str, ikey: str, imp: Impression, item: str, incr: dict, ops: list, bandits: dict) -> None:
@@ -547,13 +557,13 @@ def _cart_member(ev: Event) -> str:
     return orjson.dumps([ev.tenant, ev.session_id, ev.user_id]).decode()
 
 
-def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
-    """A profile hash -> counters over 7/30 days, average order value, affinities (in points: views 1, carts 3,
-    purchases 5, a stated preference 10, decayed), consent."""
+def profile_summary(raw: dict, now_ms: int) -> dict:
+    """A profile hash (bytes from the store, or str) -> counters over 7/30 days, average order value, affinities
+    (in points: views 1, carts 3, purchases 5, a stated preference 10, decayed), consent."""
     today = now_ms // DAY_MS
     out: dict = {"views_7d": 0, "views_30d": 0, "purchases_7d": 0, "purchases_30d": 0, "categories": {},
                  "brands": {}, "consent": {}}
-    lt = None
+    lt: np.ndarray | None = None
     for k, v in raw.items():
         key = k.decode() if isinstance(k, bytes) else k
         kind, _, rest = key.partition(":")
@@ -577,5 +587,5 @@ def profile_summary(raw: dict[bytes, bytes], now_ms: int) -> dict:
     out["orders"] = orders
     out["avg_order_value"] = round(revenue / orders / 100, 2) if orders else 0.0
     norm = float(np.linalg.norm(lt)) if lt is not None else 0.0
-    out["long_term"] = (lt / norm).tolist() if norm > 0 else None
+    out["long_term"] = (lt / norm).tolist() if lt is not None and norm > 0 else None
     return out

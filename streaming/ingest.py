@@ -41,9 +41,9 @@ class IngestCtx:
     ctype: bytes | None
     media: str
     split: Split | None = None                       # where each event is (``envelope.split``)
-    accepted: list = field(default_factory=list)     # (key, value) per valid event
-    rejected: list = field(default_factory=list)     # {"index", "field", "reason"}
-    dead: list = field(default_factory=list)         # dead-letter record values
+    accepted: list[tuple[bytes, bytes]] = field(default_factory=list)   # (key, value) per valid event
+    rejected: list[dict] = field(default_factory=list)                  # {"index", "field", "reason"}
+    dead: list[bytes] = field(default_factory=list)                     # dead-letter record values
     refused: StrataError | None = None               # the body was refused as a whole
     single: object = None                            # a one-event body, decoded
     caller: Caller | None = None                     # who the gate admitted (None: auth off): the tenant
@@ -94,6 +94,7 @@ class Validate:
             return
         now_ms = int(time.time() * 1000)
         sp = ctx.split
+        assert sp is not None           # Locate wrote it when it did not refuse the body
         codec, limit, window, decoded = sp.codec, self.max_event_bytes, self.window, sp.decoded
         accepted = ctx.accepted
         caller = ctx.caller
@@ -137,7 +138,7 @@ class Append:
         return SUSPEND
 
     async def complete(self, ctx: IngestCtx) -> None:
-        records = [(self.events_topic, k, v) for k, v in ctx.accepted]
+        records: list[tuple[str, bytes | None, bytes]] = [(self.events_topic, k, v) for k, v in ctx.accepted]
         records += [(self.dead_letter_topic, None, v) for v in ctx.dead]
         if ctx.refused is None:
             await self.log.append(records)

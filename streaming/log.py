@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
@@ -32,6 +33,9 @@ except ImportError:        # no C compiler at install time: aiokafka's own (pure
         return (murmur2(key) & 0x7FFFFFFF) % n
 from strata.streaming.topics import ensure_topics
 
+if TYPE_CHECKING:
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
 logger = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.5         # a broker that is down is tried again after this, then twice as long each time ...
@@ -43,7 +47,7 @@ class _OpenBatch:
 
     __slots__ = ("producer", "batch", "done", "records")
 
-    def __init__(self, producer: AIOKafkaProducer, batch: object) -> None:
+    def __init__(self, producer: AIOKafkaProducer, batch: BatchBuilder) -> None:
         self.producer = producer
         self.batch = batch
         self.done: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -191,8 +195,8 @@ class EventLog:
                 return
             if f.cancelled():
                 op.done.set_exception(KafkaError("batch cancelled"))
-            elif f.exception() is not None:
-                op.done.set_exception(f.exception())
+            elif (exc := f.exception()) is not None:
+                op.done.set_exception(exc)
             else:
                 meta = f.result()
                 if op.records:

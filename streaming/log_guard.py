@@ -44,6 +44,8 @@ def seen_member(value: bytes) -> str | None:
     """The id an event record gets in the processor's dedup sets (``keys.seen_member``); None if undecodable."""
     try:
         ev = decode_event(value)
+        if not isinstance(ev, dict):
+            return None
         return K.seen_member(str(ev.get("tenant") or "default"), str(ev["event_id"]))
     except Exception:  # noqa: BLE001 - not an event of this ingest: left to the watermarks
         return None
@@ -218,6 +220,7 @@ class LogGuard:
         for _, kept in batches:
             if kept.members is None:
                 kept.members = [seen_member(v) for _, v in kept.records]
+        # every batch's members were filled just above
         query = list({m for _, kept in batches for m in kept.members if m is not None})     # type: ignore[union-attr]
         seen: set[str] = set()
         if query:

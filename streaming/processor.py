@@ -274,7 +274,9 @@ class StreamProcessor:
 
     async def _fetch(self, timeout_ms: int) -> tuple[dict, list[Record]] | None:
         """The next fetched records, validated (None: nothing yet)."""
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.cfg.max_batch)
+        consumer = self.consumer
+        assert consumer is not None         # start made it
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.cfg.max_batch)
         if not batches:
             return None
         records = []
@@ -295,8 +297,9 @@ class StreamProcessor:
             snap = await self.store.read(reads_for(records), now_ms)
         except (RedisError, OSError, TimeoutError):
             snap = None
+        write = None
         if prev is not None:
-            prev.write = await self._start_write(prev.plan, prev.records)     # sent: the store runs it while we plan
+            prev.write = write = await self._start_write(prev.plan, prev.records)   # the store runs it while we plan
         plan = None
         if snap is not None:
             if prev is not None:
@@ -306,7 +309,7 @@ class StreamProcessor:
             except Exception:  # noqa: BLE001 - a record the planner cannot handle: ``apply`` isolates it
                 plan = None
         fetched = None
-        if prev is not None and not prev.write.done():
+        if write is not None and not write.done():
             fetched = await self._fetch(0)          # validate the next records while the write runs too
         if prev is not None and not await self._settle(prev):
             plan = None            # prev was redone from a fresh read: this plan may rest on what it did not write
@@ -332,8 +335,10 @@ class StreamProcessor:
 
     async def _settle(self, inf: _InFlight) -> bool:
         """Wait for an in-flight write; True if it landed as planned, False if the batch had to be redone."""
+        write = inf.write
+        assert write is not None            # _start_write sent it
         try:
-            if await inf.write:
+            if await write:
                 self._written(inf.plan)
                 self._done(inf.batches, inf.records)
                 return True
@@ -377,10 +382,12 @@ class StreamProcessor:
             await self._commit()
 
     async def _commit(self) -> None:
+        consumer = self.consumer
+        assert consumer is not None         # offsets to commit come from its records
         offsets, self._to_commit = self._to_commit, {}
         try:            # aiokafka retries a retriable commit error forever: bounded here (a commit only saves
             async with asyncio.timeout(COMMIT_TIMEOUT_S):       # re-reading; the watermarks make that safe)
-                await self.consumer.commit(offsets)
+                await consumer.commit(offsets)
         except (CommitFailedError, KafkaError, TimeoutError) as exc:
             # the partitions moved: their next owner re-reads these records and skips them by watermark
             logger.warning("commit failed (%s: %s); the records will be redelivered and skipped",
@@ -510,7 +517,7 @@ class StreamProcessor:
         for name, part in (("admin client", self._kafka), ("consumer", self.consumer), ("producer", self.producer)):
             if part is None:
                 continue
-            closing = part.close() if part is self._kafka else part.stop()
+            closing = part.close() if name == "admin client" else part.stop()
             try:
                 await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
             except TimeoutError:

@@ -13,14 +13,15 @@ overwrite a newer one. Single Valkey/Redis node (a cluster needs the keys groupe
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 from redis.exceptions import NoScriptError
 
 from strata.shared import keys as K
-from strata.shared.online_store.client import connect
+from strata.shared.online_store.client import connect_required
 from strata.shared.ranking.session_update import decode_states, encode_state
 from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
@@ -240,7 +241,7 @@ class Bounds:
 class StreamStore:
     def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 3600.0,
                  bounds: Bounds | None = None) -> None:
-        self.r = connect(url, timeout_s, field="streaming.store")
+        self.r = connect_required(url, timeout_s, field="streaming.store")
         self._read = self.r.register_script(_READ)
         self._apply = self.r.register_script(_APPLY)
         self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)
@@ -257,7 +258,7 @@ class StreamStore:
         """Apply the plan atomically; False when the snapshot it was computed from is stale."""
         return await (await self.send_write(plan))()
 
-    async def send_write(self, plan: Plan) -> Callable[[], Awaitable[bool]]:
+    async def send_write(self, plan: Plan) -> Callable[[], Coroutine[Any, Any, bool]]:
         """Send the plan's write script now (the bytes are with the socket when this returns) and give back
         the coroutine function that waits for its answer, so the caller can plan the next batch meanwhile."""
         blob = write_blob(plan, self.dedup_ms, self.bounds)

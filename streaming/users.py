@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import orjson
@@ -31,6 +32,10 @@ import orjson
 from strata.shared import keys as K
 from strata.shared.online_store.client import connect
 from strata.shared.online_store.codecs import decode_vector
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from redis.typing import EncodableT, FieldT
 
 logger = logging.getLogger(__name__)
 AUDIT_MAXLEN = 100_000
@@ -51,13 +56,18 @@ class UserData:
     def configured(self) -> bool:
         return self.r is not None
 
+    def _store(self) -> aioredis.Redis:
+        r = self.r
+        assert r is not None        # the routes refuse every call without a store (users_routes: ready)
+        return r
+
     async def close(self) -> None:
         if self.r is not None:
             await self.r.aclose()
 
     # -- export -------------------------------------------------------------------------------------------
     async def export(self, tenant: str, user_id: str, who: str | None = None) -> dict:
-        r = self.r
+        r = self._store()
         sessions = sorted(_text(s) for s in await r.smembers(K.user_sessions_key(tenant, user_id)))
         async with r.pipeline(transaction=False) as pipe:
             pipe.hgetall(K.profile_key(tenant, user_id))
@@ -67,7 +77,7 @@ class UserData:
                 pipe.hgetall(K.session_key(tenant, s))
             got = await pipe.execute()
         profile, purchases, erased, session_hashes = got[0], got[1], got[2], got[3:]
-        out = {"tenant": tenant, "user_id": user_id,
+        out: dict[str, Any] = {"tenant": tenant, "user_id": user_id,
                "erased_at": int(erased) if erased is not None else None,
                "profile": _profile(profile),
                "purchases": [{"item_id": _text(i), "last_ts": int(ts)} for i, ts in purchases],
@@ -78,7 +88,7 @@ class UserData:
     # -- erasure ------------------------------------------------------------------------------------------
     async def erase(self, tenant: str, user_id: str, who: str | None = None) -> dict:
         now = int(time.time() * 1000)
-        await self.r.set(K.erased_key(tenant, user_id), now, px=self.tombstone_ms)
+        await self._store().set(K.erased_key(tenant, user_id), now, px=self.tombstone_ms)
         first = await self._delete(tenant, user_id)
         if self.grace_s > 0:
             await asyncio.sleep(self.grace_s)
@@ -90,7 +100,7 @@ class UserData:
         return result
 
     async def _delete(self, tenant: str, user_id: str) -> dict:
-        r = self.r
+        r = self._store()
         index = K.user_sessions_key(tenant, user_id)
         sessions = {_text(s) for s in await r.smembers(index)}
         keys = [K.session_key(tenant, s) for s in sorted(sessions)]
@@ -110,7 +120,7 @@ class UserData:
     async def _drop_triggers(self, tenant: str, user_id: str, cart_members: set[str]) -> int:
         """Queued trigger messages naming the user become empty entries (the relay skips those; the list keeps
         its length, so the relay's trim after a publish stays right)."""
-        r = self.r
+        r = self._store()
         entries = await r.lrange(K.TRIGGER_OUTBOX_KEY, 0, -1)
         dropped = 0
         for i, raw in enumerate(entries):
@@ -125,7 +135,8 @@ class UserData:
             mine = (msg.get("tenant") == tenant and msg.get("user_id") == user_id) or msg.get("member") in cart_members
             if mine:
                 try:
-                    await r.lset(K.TRIGGER_OUTBOX_KEY, i, b"")
+                    # redis-py's stubs say str; it takes bytes (and the entries are bytes)
+                    await r.lset(K.TRIGGER_OUTBOX_KEY, i, b"")     # type: ignore[arg-type]
                     dropped += 1
                 except Exception:        # the relay trimmed past it meanwhile: it is gone anyway
                     break
@@ -133,9 +144,9 @@ class UserData:
 
     async def _audit(self, tenant: str, action: str, user_id: str, who: str | None, detail: dict) -> None:
         uh = K.user_hash(tenant, user_id)
-        record = {"ts": int(time.time() * 1000), "action": action, "user": uh, "key_id": who or "",
-                  "detail": orjson.dumps(detail).decode()}
-        await self.r.xadd(K.audit_key(tenant), record, maxlen=AUDIT_MAXLEN, approximate=True)
+        record: dict[FieldT, EncodableT] = {"ts": int(time.time() * 1000), "action": action, "user": uh,
+                                            "key_id": who or "", "detail": orjson.dumps(detail).decode()}
+        await self._store().xadd(K.audit_key(tenant), record, maxlen=AUDIT_MAXLEN, approximate=True)
         logger.warning("user data %s", action, extra={"tenant": tenant, "user_hash": uh, "key_id": who,
                                                        **{k: v for k, v in detail.items() if k != "tenant"}})
 

@@ -24,6 +24,7 @@ def _who(request: Request, gate: Gate | None, tenant: str | None) -> tuple[str, 
         raise Forbidden("the user data routes need API keys (auth.enabled, a key with scope 'admin')",
                         field="Authorization")
     caller = gate.admit(request.scope["headers"], request.scope.get("client"), ADMIN)
+    assert caller is not None           # with keys, admit names the caller or raises
     if tenant is not None and (not tenant or len(tenant) > MAX_ID_LEN):
         raise InvalidField(f"must be 1..{MAX_ID_LEN} characters", field="tenant")
     if tenant is not None and tenant != caller.tenant:

@@ -3,7 +3,6 @@ background): never a store read on the request path."""
 
 from __future__ import annotations
 
-from strata.edge.model_slot import LiveModel
 from strata.edge.stages.ctx import EdgeCtx
 
 
@@ -12,5 +11,4 @@ class PopCounts:
 
     def run(self, ctx: EdgeCtx) -> None:
         req = ctx.req
-        live: LiveModel = ctx.model      # type: ignore[assignment]  (the edge's handler builds it)
-        ctx.counts = live.counts.get(req.tenant, req.slot)
+        ctx.counts = ctx.model.counts.get(req.tenant, req.slot)

@@ -20,8 +20,8 @@ class ResponseCacheStage:
         answer = self.cache.semantic.get(key)
         if answer is None or (answer.degraded and self.health is not None and self.health.up):
             return None
-        if ctx.exact_key is not None:
-            self.cache.exact.put(ctx.exact_key, answer)
+        if ctx.exact_key is not None:           # set by the exact_cache stage only when that cache is on
+            self.cache.exact.put(ctx.exact_key, answer)     # type: ignore[union-attr]
         ctx.answer = answer
         ctx.cache = "hit"
         return ANSWERED

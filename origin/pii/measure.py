@@ -17,6 +17,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from strata.origin.pii.redactor import KIND, KINDS, PiiRedactor, normalise
 
@@ -29,10 +30,14 @@ def load(path: Path = LABELLED) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def score(redactor: PiiRedactor, records: list[dict]) -> dict[str, dict]:
+def score(redactor: PiiRedactor, records: list[dict]) -> dict[str, Any]:
     """Per kind: labelled, recalled, found, correct, recall, precision; plus ``missed`` and ``false`` examples."""
-    labelled, recalled, found, correct = Counter(), Counter(), Counter(), Counter()
-    missed, false = [], []
+    labelled: Counter[str] = Counter()
+    recalled: Counter[str] = Counter()
+    found: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
+    missed: list = []
+    false: list = []
     for rec in records:
         text = normalise(rec["text"])
         gold = []
@@ -56,13 +61,13 @@ def score(redactor: PiiRedactor, records: list[dict]) -> dict[str, dict]:
                 correct[kind] += 1
             else:
                 false.append((kind, text[ps:pe], rec["text"]))
-    out = {}
+    out: dict[str, Any] = {}
     for kind in sorted(set(labelled) | set(found), key=lambda k: KINDS.index(k) if k in KINDS else 99):
         out[kind] = {"labelled": labelled[kind], "recalled": recalled[kind], "found": found[kind],
                      "correct": correct[kind],
                      "recall": recalled[kind] / labelled[kind] if labelled[kind] else None,
                      "precision": correct[kind] / found[kind] if found[kind] else None}
-    out["_missed"], out["_false"] = missed, false      # type: ignore[assignment]
+    out["_missed"], out["_false"] = missed, false
     return out
 
 

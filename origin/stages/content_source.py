@@ -19,6 +19,7 @@ import numpy as np
 from strata.origin.catalog import words
 from strata.origin.retrieval import source_filter
 from strata.origin.stages.ctx import OriginCtx
+from strata.origin.text_search import TextSearch
 from strata.shared.errors import StrataError
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class ContentSource:
             ctx.query_words = words(query)
         if query and text is not None:
             try:
-                best = self._semantic(ctx, text.embed(query))
+                best = self._semantic(ctx, text, text.embed(query))
             except StrataError as exc:
                 self.failures += 1
                 logger.warning("text search failed; matching words instead: %s", exc.reason)
@@ -55,9 +56,9 @@ class ContentSource:
             ctx.seeds = best[:self.seed_items]
             self._seed_ann(ctx, best)
 
-    def _semantic(self, ctx: OriginCtx, vec: np.ndarray) -> list[int]:
+    def _semantic(self, ctx: OriginCtx, text: TextSearch, vec: np.ndarray) -> list[int]:
         state = ctx.state
-        hits = state.text.search(vec, self.limit, source_filter(state, ctx.oreq.req.context.age_verified))
+        hits = text.search(vec, self.limit, source_filter(state, ctx.oreq.req.context.age_verified))
         row = state.catalog.row
         best = []
         for h in hits:

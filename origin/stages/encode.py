@@ -25,8 +25,8 @@ class Encode:
     def run(self, ctx: OriginCtx) -> Reply:
         state = ctx.state
         ids = state.catalog.item_ids
-        ex = ctx.explanation
-        if ctx.explain:
+        ex = ctx.explanation            # the explain route's reason stage wrote it (None: /v1/recommend)
+        if ex is not None:
             items = ex.items
         else:
             scores = dict(zip(ctx.rows.tolist(), ctx.scores.tolist(), strict=True))
@@ -38,8 +38,8 @@ class Encode:
         body = origin_answer(items=items, degraded=ctx.degraded, route_reasons=ctx.route_reasons,
                              model_version=state.version, removed=dict(ctx.removed), request_id=self.next_id(),
                              impression_id=impression_id, server_us=(time.perf_counter_ns() - ctx.t0) // 1000,
-                             reasoner=ex.reasoner if ctx.explain else None,
-                             fallback=ex.fallback if ctx.explain else None)
+                             reasoner=ex.reasoner if ex is not None else None,
+                             fallback=ex.fallback if ex is not None else None)
         if self.on_answer is not None:
             self.on_answer(ctx)
         return Reply(200, ctx.media, encode(body, ctx.media))

@@ -25,7 +25,7 @@ import numpy as np
 
 from strata.origin.models import OriginModels
 from strata.origin.stages.ctx import OriginCtx
-from strata.shared.models.ranker_features import ranker_rows
+from strata.shared.models.ranker_features import Histories, HistorySummary, ranker_rows
 from strata.shared.ranking.features import assemble, context_block
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,11 @@ class Rank:
             ctx.scores = np.zeros(0, dtype=np.float64)
             return
         models = ctx.state.models
-        if models is not None and ctx.history is not None and ctx.oreq.consent:
-            p = self._deep(ctx, rows, models)
+        history, summary, user_vec = ctx.history, ctx.summary, ctx.user_vec     # two_tower_source writes all three
+        p: np.ndarray | None
+        if models is not None and history is not None and summary is not None and user_vec is not None \
+                and ctx.oreq.consent:
+            p = self._deep(ctx, rows, models, history, summary, user_vec)
         else:
             p = self._edge(ctx, rows)
             if p is None:
@@ -60,7 +63,8 @@ class Rank:
     def _count(self, by: str) -> None:
         self.scored_by[by] = self.scored_by.get(by, 0) + 1
 
-    def _deep(self, ctx: OriginCtx, rows: np.ndarray, models: OriginModels) -> np.ndarray:
+    def _deep(self, ctx: OriginCtx, rows: np.ndarray, models: OriginModels, history: Histories,
+              summary: HistorySummary, user_vec: np.ndarray) -> np.ndarray:
         pl = models.pipeline
         midx = models.model_index(ctx.state.catalog, rows)
         known = midx >= 0
@@ -68,8 +72,8 @@ class Rank:
         p = np.zeros(rows.shape[0], dtype=np.float64)
         floor = 0.0
         if items.size:
-            tower = (pl.item_vectors[items] @ ctx.user_vec).astype(np.float32)
-            x = ranker_rows(ctx.history, ctx.summary, pl.stats, np.array([0, items.size], dtype=np.int64), items,
+            tower = (pl.item_vectors[items] @ user_vec).astype(np.float32)
+            x = ranker_rows(history, summary, pl.stats, np.array([0, items.size], dtype=np.int64), items,
                             tower)
             score, by = pl.score_rows(x, tower)
             self._count(by)

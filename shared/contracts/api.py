@@ -156,7 +156,7 @@ def _show(v: object) -> str:
     """A bad value for a reason: its repr, cut to ``SHOW_CHARS`` characters (a reason never echoes megabytes)."""
     if type(v) is str:
         return repr(v) if len(v) <= SHOW_CHARS else f"{v[:SHOW_CHARS]!r}... ({len(v)} characters)"
-    if type(v) in (list, dict):
+    if type(v) is list or type(v) is dict:
         return f"a {type(v).__name__} of {len(v)}"
     r = repr(v)
     return r if len(r) <= SHOW_CHARS else r[:SHOW_CHARS] + "..."
@@ -377,7 +377,7 @@ def parse_event(obj: object, ts_window: TsWindow | None = None, ref_ms: int = 0)
         if type(q) is not int or not 1 <= q <= MAX_QUANTITY:
             raise InvalidField(f"must be an integer 1..{MAX_QUANTITY}, got {_show(q)}", field="quantity")
         price = obj.get("price")
-        if type(price) not in (int, float) or not 0 <= price < MAX_PRICE:
+        if (type(price) is not int and type(price) is not float) or not 0 <= price < MAX_PRICE:
             raise InvalidField(f"must be a number >= 0 (unit price), got {_show(price)}", field="price")
         if round(price * q * 100) > MAX_LINE_CENTS:
             raise InvalidField(f"price x quantity must be at most {MAX_LINE_CENTS // 100:.0e}, got "

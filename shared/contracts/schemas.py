@@ -105,7 +105,7 @@ _EVENT_COMMON = {
                           "properties": {f: BOOL for f in api.CONSENT_FLAGS}}),
 }
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12}
-_EVENT_FIELDS = {   # the type-specific fields, as the type that uses them wants them
+_EVENT_FIELDS: dict[str, dict] = {   # the type-specific fields, as the type that uses them wants them
     "item_id": EVENT_ID,
     "impression_id": EVENT_ID,
     "items": {"type": "array", "items": EVENT_ID, "minItems": 1, "maxItems": api.MAX_K},

@@ -69,9 +69,10 @@ class PayloadFilter:
     exclude_keys: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        for name, mapping in (("equals", self.equals), ("any_of", self.any_of), ("none_of", self.none_of)):
-            for key, value in mapping.items():
-                values = [value] if name == "equals" else list(value)
+        for key, value in self.equals.items():
+            _check_value(value, f"filter.equals.{key}")
+        for name, mapping in (("any_of", self.any_of), ("none_of", self.none_of)):
+            for key, values in mapping.items():
                 for v in values:
                     _check_value(v, f"filter.{name}.{key}")
 

@@ -46,3 +46,11 @@ def connect(url: str, timeout_s: float, *, field: str = "store.url",
     return aioredis.from_url(check_url(url, field), retry=Retry(NoBackoff(), 0),
                              socket_timeout=None if blocking_reads else t, socket_connect_timeout=t,
                              health_check_interval=0)
+
+
+def connect_required(url: str, timeout_s: float, *, field: str = "store.url") -> aioredis.Redis:
+    """``connect`` for what cannot run without a store: ``none`` is a ``ConfigError`` naming ``field``."""
+    r = connect(url, timeout_s, field=field)
+    if r is None:
+        raise ConfigError(f"needs an online store (a redis:// or valkey:// URL), got {url!r}", field=field)
+    return r

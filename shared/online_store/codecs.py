@@ -125,7 +125,7 @@ class RowLookup(Protocol):
     def lookup(self, ids: list[str]) -> tuple[np.ndarray, int]: ...
 
 
-def parse_counts(raw: Mapping[bytes | str, bytes | str], index: RowLookup | Mapping[str, int],
+def parse_counts(raw: Mapping[bytes, bytes] | Mapping[str, str], index: RowLookup | Mapping[str, int],
                  n_items: int) -> SlotCounts:
     """HGETALL result -> arrays, vectorised over fields. Malformed fields are skipped, never fatal.
 

@@ -51,10 +51,11 @@ if _FastBeta is not None:
             self.fill(alpha, np.ascontiguousarray(beta, dtype=np.float64), out)
             return out
 else:   # pragma: no cover - exercised only where the extension failed to build
-    CompiledBeta = None
+    # mypy takes the class above as the only definition
+    CompiledBeta = None     # type: ignore[misc, assignment]
 
 
-def make_sampler(seed: int | None = None, backend: str = "auto") -> BetaSource:
+def make_sampler(seed: int | None = None, backend: str = "auto") -> np.random.Generator | CompiledBeta:
     """The fastest exact Beta source available: ``backend`` "auto" | "compiled" | "numpy".
 
     ``seed=None`` seeds from the OS. "compiled" raises when the extension is not built.
@@ -72,12 +73,13 @@ def make_sampler(seed: int | None = None, backend: str = "auto") -> BetaSource:
 class BanditConfig:
     """The bandit's settings: the one validated model, used as config section (``edge.bandit``) too."""
 
-    n0: float = Field(50.0, description="prior strength in pseudo-impressions: alpha = n0*p + clicks, "
-                                        "beta = n0*(1-p) + non-clicks (> 0)")
-    explore_budget: float = Field(0.2, description="largest share of the k positions explored items may take "
-                                                   "(0..1)")
-    cold_prior: float = Field(0.02, description="click prior for items the model does not know (0 < p < 1)")
-    seed: int | None = Field(None, description="sampler seed; null seeds from the OS")
+    n0: float = Field(default=50.0, description="prior strength in pseudo-impressions: alpha = n0*p + clicks, "
+                                                "beta = n0*(1-p) + non-clicks (> 0)")
+    explore_budget: float = Field(default=0.2,
+                                  description="largest share of the k positions explored items may take (0..1)")
+    cold_prior: float = Field(default=0.02,
+                              description="click prior for items the model does not know (0 < p < 1)")
+    seed: int | None = Field(default=None, description="sampler seed; null seeds from the OS")
 
     @field_validator("n0")
     @classmethod
@@ -202,7 +204,7 @@ def greedy_mask(mean: np.ndarray, k: int) -> np.ndarray:
     return mean >= np.partition(mean, n - k)[n - k]
 
 
-def choose_arm(alpha: np.ndarray, beta: np.ndarray, rng: BetaSource) -> int:
+def choose_arm(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator | CompiledBeta) -> int:
     """Plain Thompson choice of one arm (the classic multi-armed setting).
 
     ``alpha``/``beta`` as float64 1-d arrays take the compiled path without a copy."""
@@ -215,10 +217,12 @@ def choose_arm(alpha: np.ndarray, beta: np.ndarray, rng: BetaSource) -> int:
                           np.ascontiguousarray(beta, dtype=np.float64))
 
 
-def choose_arms(alpha: np.ndarray, beta: np.ndarray, n_decisions: int, rng: BetaSource) -> np.ndarray:
+def choose_arms(alpha: np.ndarray, beta: np.ndarray, n_decisions: int,
+                rng: np.random.Generator | CompiledBeta) -> np.ndarray:
     """``n_decisions`` independent Thompson choices in one call."""
     if isinstance(rng, np.random.Generator):
-        draws = rng.beta(alpha, beta, size=(n_decisions, alpha.shape[0]))
+        # the C extension has no stubs: mypy keeps "a CompiledBeta that is also a Generator" in this branch
+        draws = rng.beta(alpha, beta, size=(n_decisions, alpha.shape[0]))    # type: ignore[call-arg]
         return np.argmax(draws, axis=1)
     out = np.empty(n_decisions, dtype=np.int64)
     rng.argmax_into(np.ascontiguousarray(alpha, dtype=np.float64),

@@ -20,18 +20,20 @@ class ConfidenceConfig:
     """Weights, scales and the edge threshold: the one validated model, also the ``edge.confidence``
     config section."""
 
-    w_session: float = Field(0.25, description="weight of 'the session is known and fresh' (weights >= 0, "
-                                               "not all 0)")
-    w_concentration: float = Field(0.25, description="weight of the top k's posterior concentration (alpha+beta)")
-    w_margin: float = Field(0.2, description="weight of the score margin at position k")
-    w_known: float = Field(0.3, description="weight of the share of candidates the model knows")
-    concentration_scale: float = Field(100.0, gt=0, description="alpha+beta at which the concentration term "
-                                                               "reaches 1 - 1/e")
-    margin_scale: float = Field(0.02, gt=0, description="margin of posterior means at which the margin term "
-                                                        "saturates")
-    fresh_seconds: float = Field(1800.0, gt=0, description="a session vector older than this counts as stale")
-    t_edge: float = Field(0.6, ge=0, le=1, description="at or above this (and no explain) the edge answers; "
-                                                       "below, route_tier names an upper tier")
+    w_session: float = Field(default=0.25, description="weight of 'the session is known and fresh' "
+                                                       "(weights >= 0, not all 0)")
+    w_concentration: float = Field(default=0.25,
+                                   description="weight of the top k's posterior concentration (alpha+beta)")
+    w_margin: float = Field(default=0.2, description="weight of the score margin at position k")
+    w_known: float = Field(default=0.3, description="weight of the share of candidates the model knows")
+    concentration_scale: float = Field(default=100.0, gt=0, description="alpha+beta at which the concentration "
+                                                                        "term reaches 1 - 1/e")
+    margin_scale: float = Field(default=0.02, gt=0, description="margin of posterior means at which the "
+                                                                "margin term saturates")
+    fresh_seconds: float = Field(default=1800.0, gt=0,
+                                 description="a session vector older than this counts as stale")
+    t_edge: float = Field(default=0.6, ge=0, le=1, description="at or above this (and no explain) the edge "
+                                                               "answers; below, route_tier names an upper tier")
 
     def __post_init__(self) -> None:
         weights = (self.w_session, self.w_concentration, self.w_margin, self.w_known)

@@ -188,7 +188,7 @@ class DiversitySelector:
                 counts[c] = n
         return True
 
-    def select(self, order: Sequence[int], cats: np.ndarray | Sequence[int], k: int,
+    def select(self, order: np.ndarray | Sequence[int], cats: np.ndarray | Sequence[int], k: int,
                explored: np.ndarray | None = None, budget: int = 0, prior: Sequence[int] = (),
                prior_explored: int = 0) -> tuple[list[int], list[bool]]:
         """Walk ``order`` (positions, best first) and take up to ``k`` under both caps.
@@ -205,12 +205,11 @@ class DiversitySelector:
         if self.window is None and not prior and not prior_explored and _compiled_walk is not None and (
                 isinstance(order, np.ndarray) and isinstance(cats, np.ndarray)):
             return _compiled_walk(order, cats, explored, k, budget, self.max_per_category)
-        if isinstance(order, np.ndarray):
-            order = order.tolist()
+        seq: Sequence[int] = order.tolist() if isinstance(order, np.ndarray) else order
         cat_list = cats.tolist() if isinstance(cats, np.ndarray) else list(cats)
         exp_list = explored.tolist() if explored is not None else None
         if self.window is None:
-            return self._select_whole(order, cat_list, k, exp_list, budget, prior, prior_explored)
+            return self._select_whole(seq, cat_list, k, exp_list, budget, prior, prior_explored)
         cap, window = self.max_per_category, self.window
         sliding = window is not None
         recent: deque[int] | None = None
@@ -241,7 +240,7 @@ class DiversitySelector:
 
         used = prior_explored
         skipped_for_budget = False
-        walk: Sequence[int] = order
+        walk: Sequence[int] = seq
         while True:
             capped: list[int] = []      # skipped for the cap (a later window may have room for them)
             placed_before = len(picked)
@@ -264,7 +263,7 @@ class DiversitySelector:
             walk = capped
         if skipped_for_budget:
             taken = set(picked)
-            for pos in order:
+            for pos in seq:
                 if pos in taken:
                     continue
                 c = cat_list[pos]

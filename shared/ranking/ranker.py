@@ -63,7 +63,7 @@ class Ranker:
         """(row per id, -1 for ids the bundle does not know; number of unknown ids)."""
         return self.index.lookup(ids)
 
-    def repeats(self, rows: np.ndarray) -> bool:
+    def repeats(self, rows: np.ndarray) -> np.bool_:
         """Does a known row occur twice in ``rows`` (all >= 0)? Two gathers on a scratch array instead of a set
         of the ids (synchronous: nothing else uses the scratch in between)."""
         pos = self._positions[:rows.shape[0]]

@@ -28,6 +28,13 @@ _EMPTY = np.iinfo(np.int64).min
 class ItemIndex:
     __slots__ = ("_hashes", "_rows", "_n", "_table_h", "_table_r", "_compiled")
 
+    _hashes: np.ndarray             # item id hashes, sorted
+    _rows: np.ndarray               # the row of each sorted hash
+    _n: int
+    _table_h: np.ndarray | None     # the compiled lookup's hash table (None: the NumPy fallback)
+    _table_r: np.ndarray | None
+    _compiled: bool
+
     def __init__(self, item_ids: list[str], compiled: bool | None = None) -> None:
         h = np.fromiter(map(hash, item_ids), dtype=np.int64, count=len(item_ids))
         order = np.argsort(h, kind="stable")

@@ -33,7 +33,8 @@ def _default_weights() -> dict[str, float]:
 class SessionRule:
     """How events move a session vector (config section ``streaming.session``)."""
 
-    half_life_s: float = Field(600.0, gt=0, description="event-time half-life of an event's contribution")
+    half_life_s: float = Field(default=600.0, gt=0,
+                               description="event-time half-life of an event's contribution")
     weights: dict[str, float] = Field(default_factory=_default_weights,
                                       description="event type -> weight; types not listed do not move the vector")
 
@@ -110,7 +111,8 @@ def decode_states(raws: list[bytes | None]) -> list[StoredState]:
     good = [i for i, raw in enumerate(raws) if raw is not None and len(raw) == STATE_BYTES]
     if not good:
         return out
-    arr = np.frombuffer(b"".join([raws[i] for i in good]), dtype=STATE_DTYPE)
+    # mypy cannot narrow raws[i] through ``good`` (None is filtered out there)
+    arr = np.frombuffer(b"".join([raws[i] for i in good]), dtype=STATE_DTYPE)   # type: ignore[misc]
     accs = arr["acc"]
     for j, (i, ref_ms, events, ttl_at) in enumerate(zip(good, arr["ref_ms"].tolist(), arr["events"].tolist(),
                                                           arr["ttl_at"].tolist(), strict=True)):

@@ -48,7 +48,7 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport      # type: ignore[assignment]
+        self.transport = transport      # type: ignore[assignment]  # a stream connection's transport is a Transport
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -160,7 +160,7 @@ class HttpPool:
                 conn = await self._connect(loop, deadline)
             waiter = conn.waiter = loop.create_future()
             conn.received = False
-            conn.transport.write(request)       # type: ignore[union-attr]
+            conn.transport.write(request)       # type: ignore[union-attr]  # idle or just connected: it has one
             timer = loop.call_at(deadline, _timed_out, waiter)
             try:
                 status, payload = await waiter

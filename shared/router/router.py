@@ -26,7 +26,7 @@ import msgpack
 
 from strata.shared.config import RouterSettings
 from strata.shared.contracts.api import TIERS
-from strata.shared.ranking.stages.ctx import RankCtx, Upstream
+from strata.shared.ranking.stages.ctx import RankCtx, TierCtx, Upstream
 from strata.shared.ranking.stages.escalate import EscalationFailed
 from strata.shared.router.admission import AdmissionWindow
 from strata.shared.router.breaker import Breaker
@@ -118,9 +118,11 @@ class Router:
         ep.outstanding += 1
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter_ns()
-        deadline = loop.time() + (ctx.deadline_ns - t0) / 1e9      # type: ignore[operator]  (Escalate set it)
-        headers = b"".join((b"x-request-id: ", ctx.request_id.encode(), b"\r\ntraceparent: ",
-                            ctx.traceparent.encode(), b"\r\n"))
+        deadline_ns, request_id, traceparent = ctx.deadline_ns, ctx.request_id, ctx.traceparent
+        assert deadline_ns is not None and request_id is not None and traceparent is not None   # admit set them
+        deadline = loop.time() + (deadline_ns - t0) / 1e9
+        headers = b"".join((b"x-request-id: ", request_id.encode(), b"\r\ntraceparent: ",
+                            traceparent.encode(), b"\r\n"))
         if ctx.caller is not None:           # auth on: the upper tier admits the caller's own key (same tenant,
             headers += b"authorization: Bearer " + ctx.caller.token + b"\r\n"    # same scopes, same limits)
         try:
@@ -155,13 +157,13 @@ class Router:
         self._log(ctx, target, ep.url, "answered", seconds)
         return up
 
-    def fetch(self, target: str, ctx: RankCtx, remember: Callable[[RankCtx, Upstream], None] | None) -> None:
+    def fetch(self, target: str, ctx: TierCtx, remember: Callable[[TierCtx, Upstream], None] | None) -> None:
         """``mode: background``: ask in the background; the answer is remembered for the session's next request."""
         task = asyncio.get_running_loop().create_task(self._fetch(target, ctx, remember))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fetch(self, target: str, ctx: RankCtx, remember: Callable[[RankCtx, Upstream], None] | None) -> None:
+    async def _fetch(self, target: str, ctx: TierCtx, remember: Callable[[TierCtx, Upstream], None] | None) -> None:
         try:
             up = await self.ask(target, ctx)
         except EscalationFailed:

@@ -24,27 +24,36 @@ class Answer:
 
     __slots__ = ("_json", "_mp", "_n_static", "degraded", "shown")
 
-    def __init__(self, static: dict, degraded: bool, media: str = "application/json", shown: object = None) -> None:
+    _json: bytes | None             # the static fields as JSON without the closing brace (or not derived yet)
+    _mp: bytes | None               # ... as msgpack key/value pairs without the map header; one of the two is set
+    _n_static: int
+    degraded: bool
+    shown: tuple | None             # what the impression log needs (``shared.serving.impression_log.shown``)
+
+    def __init__(self, static: dict, degraded: bool, media: str = "application/json",
+                 shown: tuple | None = None) -> None:
         self._n_static = len(static)
         if self._n_static + _DYNAMIC_FIELDS > 15:
             raise ValueError("answer has more fields than a msgpack fixmap holds")
-        self._json: bytes | None = None
-        self._mp: bytes | None = None
+        self._json = None
+        self._mp = None
         if media == MSGPACK:
             self._mp = msgpack.packb(static, use_bin_type=True)[1:]     # key/value pairs, no header
         else:
             self._json = orjson.dumps(static)[:-1]                       # without the closing brace
         self.degraded = degraded
-        self.shown = shown              # what the impression log needs (``shared.serving.impression_log.Shown``), or None
+        self.shown = shown
 
     def _json_prefix(self) -> bytes:
         if self._json is None:
+            assert self._mp is not None     # the codec the answer was filled in
             static = msgpack.unpackb(bytes((0x80 | self._n_static,)) + self._mp)
             self._json = orjson.dumps(static)[:-1]
         return self._json
 
     def _mp_pairs(self) -> bytes:
         if self._mp is None:
+            assert self._json is not None   # the codec the answer was filled in
             self._mp = msgpack.packb(orjson.loads(self._json + b"}"), use_bin_type=True)[1:]
         return self._mp
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol
 
 import numpy as np
 
 from strata.shared.auth.impressions import ImpressionSigner
-from strata.shared.ranking.stages.ctx import RankCtx
+from strata.shared.ranking.stages.ctx import RankCtx, TierCtx
 from strata.shared.serving.answers import Answer, RequestIds
 from strata.shared.serving.impression_log import ImpressionLog, shown
 from strata.shared.serving.pipeline import Reply
@@ -29,12 +29,12 @@ class Health(Protocol):
     up: bool
 
 
-class Encode:
+class Encode(Generic[TierCtx]):
     name = "encode"
 
     def __init__(self, tier: str, ids: RequestIds, impressions: ImpressionLog | None = None, *,
                  health: Health | None = None,
-                 on_ranked: Callable[[RankCtx, Answer], None] | None = None,
+                 on_ranked: Callable[[TierCtx, Answer], None] | None = None,
                  on_degraded: Callable[[str | None], None] | None = None,
                  signer: ImpressionSigner | None = None) -> None:
         self.tier = tier
@@ -45,7 +45,7 @@ class Encode:
         self.on_ranked = on_ranked      # a fresh answer of this tier (cache it, count it)
         self.on_degraded = on_degraded  # a degraded answer left: the upper tier's name when it gave it, else None
 
-    def run(self, ctx: RankCtx) -> Reply:
+    def run(self, ctx: TierCtx) -> Reply:
         answer = ctx.answer
         log = self.impressions
         upstream = ctx.upstream
@@ -76,9 +76,9 @@ class Encode:
         ts_ms = 0
         if impression_id is None:
             signer = self.signer
-            if signer is not None:
+            # shown is None for an upper tier's answer that came without its impression id
+            if signer is not None and (shown_ := answer.shown) is not None:
                 ts_ms = int(time.time() * 1000)
-                shown_ = answer.shown
                 impression_id = signer.sign(shown_[0], shown_[2], shown_[5], ts_ms)
             else:
                 impression_id = ids.next()

@@ -7,11 +7,12 @@ into Prometheus families only when /metrics is scraped. Observability never brea
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -70,8 +71,8 @@ class Instruments:
         """A series read at scrape time; ``counter=True`` exposes a monotonic value as a counter."""
         self.gauges[name] = (fn, counter)
 
-    def collect(self):  # prometheus_client Collector protocol
-        seen: dict[str, object] = {}
+    def collect(self) -> Iterator[Metric]:  # prometheus_client Collector protocol
+        seen: dict[str, Any] = {}       # name -> its family (a counter, histogram or gauge family)
         for (name, labels), v in sorted(self.counters.items()):
             fam = seen.get(name)
             if fam is None:

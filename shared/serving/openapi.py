@@ -87,5 +87,6 @@ def document(title: str, description: str, routes: Sequence[Route], extra_paths:
 def install_openapi(api: FastAPI, description: str, routes: Callable[[], Sequence[Route]],
                     extra_paths: Callable[[], dict] | None = None) -> None:
     """Serve the document at the app's ``/openapi.json`` (and so ``/docs``), rebuilt on each request (cheap; the
-    origin's item categories follow its catalog)."""
-    api.openapi = lambda: document(api.title, description, routes(), extra_paths() if extra_paths else None)
+    origin's item categories follow its catalog). Replacing ``api.openapi`` is FastAPI's documented way."""
+    api.openapi = lambda: document(    # type: ignore[method-assign]
+        api.title, description, routes(), extra_paths() if extra_paths else None)

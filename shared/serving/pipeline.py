@@ -166,7 +166,7 @@ class Pipeline:
 
     async def finish(self, pending: Pending) -> Reply:
         """Await the suspended stage's I/O, then run the rest of the stages."""
-        stage: SuspendingStage = self.stages[pending.index]     # type: ignore[assignment]  (checked by _pending)
+        stage: SuspendingStage = self.stages[pending.index]     # type: ignore[assignment]  # _pending checked it
         await stage.complete(pending.ctx)
         if pending.t0:
             self.timings[stage.name].observe((time.perf_counter_ns() - pending.t0) / 1e9)

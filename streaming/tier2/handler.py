@@ -39,8 +39,8 @@ class Tier2Handler:
     route = ROUTE
 
     def __init__(self, model: Callable[[], Tier2Model | None], store: Tier2Store, *, candidates: AnnCandidates,
-                 guardrails: GuardrailFilter, confidence: ConfidenceConfig, encode: Encode,
-                 escalate: Escalate | None = None) -> None:
+                 guardrails: GuardrailFilter, confidence: ConfidenceConfig, encode: Encode[Tier2Ctx],
+                 escalate: Escalate[Tier2Ctx] | None = None) -> None:
         self.model = model
         self.pipeline = Pipeline([
             Decode(), Validate(), SessionStage(StoreSessions(store)), GivenCandidates(), candidates, guardrails,

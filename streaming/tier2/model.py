@@ -14,14 +14,14 @@ import numpy as np
 from strata.shared.config import Tier2Settings
 from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle, load_bundle
-from strata.shared.models.vector_index import IndexPoint, VectorIndex, open_vector_index
+from strata.shared.models.vector_index import FieldType, IndexPoint, VectorIndex, open_vector_index
 from strata.shared.ranking.bandit import BanditConfig
 from strata.shared.ranking.guardrails import Guardrails
 from strata.shared.ranking.model import RankingModel
 from strata.shared.ranking.ranker import Ranker
 
 logger = logging.getLogger(__name__)
-FIELDS = {"category": "keyword", "age_restricted": "integer"}      # flags as 0/1 integers (Qdrant Edge)
+FIELDS: dict[str, FieldType] = {"category": "keyword", "age_restricted": "integer"}   # flags as 0/1 integers
 BATCH = 2000
 
 
@@ -66,6 +66,8 @@ def load_model(cfg: Tier2Settings, registry: str, model: str, policy: Guardrails
     if vi.backend == "edge" and location is None:       # a private shard (a shard has exactly one opener)
         shard_dir = Path(tempfile.mkdtemp(prefix="strata-tier2-index-"))
         location = str(shard_dir / "items")
+    elif location is None:                              # Qdrant without a URL: in memory (as the origin's index)
+        location = ":memory:"
     try:
         index = open_vector_index(vi.backend, location, dim=bundle.item_vectors.shape[1], fields=FIELDS,
                                   collection=f"tier2-{bundle.version}")

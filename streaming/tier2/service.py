@@ -97,6 +97,7 @@ class Tier2Service:
     async def stop(self) -> None:
         try:
             if self._task is not None:
+                assert self.impressions is not None     # the task runs the impression log
                 self._task.cancel()
                 await asyncio.wait((self._task,), timeout=2.0)
                 await self.impressions.stop()

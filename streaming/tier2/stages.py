@@ -30,7 +30,7 @@ STORE_DOWN = "store_unavailable"
 class Tier2Ctx(RankCtx):
     __slots__ = ("source",)
 
-    model: Tier2Model               # type: ignore[assignment]  (tier 2's handler builds it)
+    model: Tier2Model               # tier 2's handler builds it
     source: str                     # where the candidates came from: "given" | "ann" | "popular"
 
 
@@ -133,10 +133,12 @@ class PoolCounts:
         return SUSPEND
 
     async def complete(self, ctx: Tier2Ctx) -> None:
+        counts = ctx.counts
+        assert isinstance(counts, ItemCounts)       # run suspends only then
         item_ids = ctx.model.bundle.item_ids
         names = [item_ids[r] for r in fill_rows(ctx).tolist()]
         if names:
-            await _read(self.store, ctx, ctx.counts, names)     # type: ignore[arg-type]  (run checked it)
+            await _read(self.store, ctx, counts, names)
 
 
 async def _read(store: Tier2Store, ctx: Tier2Ctx, counts: ItemCounts, names: list[str]) -> bool:

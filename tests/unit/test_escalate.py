@@ -11,9 +11,13 @@ import orjson
 import pytest
 
 from strata.edge.node import EdgeNode
+from strata.shared.auth.impressions import ImpressionSigner
 from strata.shared.config import load_settings
 from strata.shared.ranking.stages.ctx import RankCtx, Upstream
 from strata.shared.ranking.stages.escalate import Escalate, EscalationFailed
+from strata.shared.serving.answers import RequestIds
+from strata.shared.serving.codecs import JSON
+from strata.shared.serving.encode import Encode
 
 BODY = {"user_id": "u", "session_id": "s-new", "k": 3}     # no session vector: low confidence -> the origin
 
@@ -95,3 +99,15 @@ def test_escalate_knows_the_tiers() -> None:
     with pytest.raises(ValueError, match="tier must be one of"):
         Escalate("pop")
     assert Escalate("streaming").level == 1 and Escalate("edge").suspends is True
+
+
+def test_an_upper_answer_without_an_impression_id_gets_a_plain_one_when_ids_are_signed() -> None:
+    """With a signer, an upper tier's answer that came without ``impression_id`` used to fail the request: the
+    signer needs what this tier showed, and an upper tier's answer carries none (found by mypy)."""
+    encode = Encode("edge", RequestIds(), signer=ImpressionSigner("s" * 16))
+    ctx = RankCtx(0, b"", None, None, JSON, None)        # type: ignore[arg-type]  # rendering an upper answer needs no model
+    ctx.upstream = Upstream("origin", {"items": [{"item_id": "UP-1", "score": 0.9, "explored": False}]}, False)
+    reply = encode.run(ctx)
+    d = orjson.loads(reply.body)
+    assert (reply.status, d["tier"], d["items"][0]["item_id"]) == (200, "origin", "UP-1")
+    assert d["impression_id"] and d["impression_id"].count(".") == 0     # a plain id: nothing to sign it over

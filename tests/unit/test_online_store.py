@@ -12,6 +12,7 @@ from strata.shared.keys import clicks_field, imps_field
 from strata.shared.online_store import codecs
 from strata.shared.online_store.client import check_url, configured, connect
 from strata.shared.ranking.row_map import ItemIndex
+from strata.streaming.store import StreamStore
 
 # ---- client --------------------------------------------------------------------------------------------------
 
@@ -28,6 +29,15 @@ def test_a_bad_scheme_is_a_config_error_naming_the_key(url: str) -> None:
         connect(url, 0.01, field="origin.store.url")
     assert ei.value.field == "origin.store.url"
     assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey:// or 'none', got {url!r}"
+
+
+def test_the_stream_processor_refuses_the_none_store_with_a_config_error() -> None:
+    """``streaming.store: none`` runs the ingest API alone; the processor's store used to fail with
+    ``AttributeError: 'NoneType' object has no attribute 'register_script'`` (found by mypy)."""
+    with pytest.raises(ConfigError) as ei:
+        StreamStore("none")
+    assert ei.value.field == "streaming.store"
+    assert ei.value.reason == "needs an online store (a redis:// or valkey:// URL), got 'none'"
 
 
 def test_valkey_urls_are_read_as_redis_urls() -> None:

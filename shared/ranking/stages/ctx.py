@@ -5,7 +5,7 @@ Tiers subclass it for their own stages' fields (``edge.stages.ctx.EdgeCtx``, ``s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -159,3 +159,7 @@ class RankCtx:
             ids = self.ids
             return [ids[i] for i in self.pos.tolist()]
         return self.ids
+
+
+# A tier's own ctx (``EdgeCtx``, ``Tier2Ctx``): stages that hand the ctx to a tier's callback are generic in it.
+TierCtx = TypeVar("TierCtx", bound=RankCtx)

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol
 
 from strata.shared.contracts.api import TIERS
-from strata.shared.ranking.stages.ctx import RankCtx, Upstream
+from strata.shared.ranking.stages.ctx import RankCtx, TierCtx, Upstream
 from strata.shared.serving.pipeline import SUSPEND
 
 LEVEL = {tier: i for i, tier in enumerate(TIERS)}
 BACKGROUND = "escalated_in_background"      # route_reasons: the upper tier's answer is for the next request
-Remember = Callable[[RankCtx, Upstream], None]
 
 
 class EscalationFailed(Exception):
@@ -50,17 +49,17 @@ class UpstreamClient(Protocol):
         """The upper tier's answer by ``ctx.deadline_ns``, or ``EscalationFailed``."""
         ...
 
-    def fetch(self, target: str, ctx: RankCtx, remember: Remember | None) -> None:
+    def fetch(self, target: str, ctx: TierCtx, remember: Callable[[TierCtx, Upstream], None] | None) -> None:
         """Ask in the background; hand the answer to ``remember``."""
         ...
 
 
-class Escalate:
+class Escalate(Generic[TierCtx]):
     name = "escalate"
     suspends = True
 
     def __init__(self, tier: str, client: UpstreamClient | None = None, *, background: bool = False,
-                 remember: Remember | None = None) -> None:
+                 remember: Callable[[TierCtx, Upstream], None] | None = None) -> None:
         if tier not in LEVEL:
             raise ValueError(f"tier must be one of {list(TIERS)}, got {tier!r}")
         self.tier = tier
@@ -69,7 +68,7 @@ class Escalate:
         self.background = background
         self.remember = remember        # keeps an upper tier's answer for the session's next request
 
-    def run(self, ctx: RankCtx) -> object:
+    def run(self, ctx: TierCtx) -> object:
         client = self.client
         if client is None:
             return None
@@ -93,9 +92,11 @@ class Escalate:
             return None
         return SUSPEND
 
-    async def complete(self, ctx: RankCtx) -> None:
+    async def complete(self, ctx: TierCtx) -> None:
+        client = self.client
+        assert client is not None               # run suspends only with a client
         try:
-            up = await self.client.ask(ctx.route_tier, ctx)    # type: ignore[union-attr]  (run checked it)
+            up = await client.ask(ctx.route_tier, ctx)
         except EscalationFailed as exc:
             ctx.escalation = "failed"
             ctx.degraded = True

@@ -107,10 +107,11 @@ class Fill:
                 alphas.append(ctx.alpha[p:p + 1])
                 betas.append(ctx.beta[p:p + 1])
             else:
+                assert pool is not None                  # only the pool's positions come after the candidates'
                 q = np.array([p - n_cand], dtype=np.int64)
-                _append_pool(ctx, pool, q, [False])      # type: ignore[arg-type]  (p >= n_cand: pool is set)
-                alphas.append(pool.post.alpha[q])        # type: ignore[union-attr]
-                betas.append(pool.post.beta[q])          # type: ignore[union-attr]
+                _append_pool(ctx, pool, q, [False])
+                alphas.append(pool.post.alpha[q])
+                betas.append(pool.post.beta[q])
         placed += cats[more].tolist()
         if not diversity.satisfied(placed):     # a sliding window may still hold
             ctx.relaxed = True

@@ -44,6 +44,7 @@ class GuardrailFilter:
                 return
             kept, reason = res.kept, res.reason_codes
             ids = ctx.ids
+            assert ids is not None          # unknown rows come with the request's ids (filter refuses them without)
             ctx.ids = [ids[i] for i in kept.tolist()]
         ctx.rows = rows[kept]
         if ctx.n_unknown:

@@ -39,7 +39,7 @@ from strata.shared.serving.http.limits import (
     PIPELINE_TURN_NS,
 )
 from strata.shared.serving.http.message import MessageReader, Request
-from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS, IDLE, Phase
+from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS, IDLE
 from strata.shared.serving.http.writer import ResponseWriter, ctype, head_bytes
 from strata.shared.serving.pipeline import Handler, Pending, Reply
 from strata.shared.serving.trace import TRACE, from_headers
@@ -91,27 +91,26 @@ class EdgeServer:
 
 
 class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
-    __slots__ = ("server", "handler", "parser", "transport", "queue", "busy", "phase", "req", "body_parts",
-                 "body_size", "header_bytes", "expect_continue", "since", "task", "lost", "paused",
-                 "peer", "sockname", "loop", "began", "raw_bytes", "hosts",
-                 "chunk_open", "chunk_body", "last", "turn", "backlog", "__weakref__")
+    __slots__ = ("__weakref__",)      # the state's slots: ``state.ConnectionState``
+
+    server: EdgeServer
 
     def __init__(self, server: EdgeServer) -> None:
         self.server = server
         self.handler = server.handler
         self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.queue: deque[Request] = deque()
+        self.transport = None       # type: ignore[assignment]  # connection_made sets it before any other callback
+        self.queue = deque()
         self.busy = False           # a Task answers the request at the head of the queue
-        self.phase: Phase = IDLE
+        self.phase = IDLE
         self.req = Request()
-        self.body_parts: list[bytes] = []
+        self.body_parts = []
         self.body_size = 0
         self.header_bytes = 0
         self.expect_continue = False
         self.since = 0.0            # loop time the current phase (idle, headers, body) began
-        self.task: asyncio.Task | None = None
-        self.lost: asyncio.Event | None = None
+        self.task = None
+        self.lost = None
         self.paused = False         # reading paused (flow control)
         self.peer = None
         self.sockname = None
@@ -121,13 +120,13 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
         self.hosts = 0
         self.chunk_open = False     # after a chunk-size line, before its chunk completed
         self.chunk_body = False
-        self.last: Request | None = None     # the last complete request (answered or queued)
-        self.turn: asyncio.Handle | None = None
+        self.last = None            # the last complete request (answered or queued)
+        self.turn = None
         self.backlog = b""          # received, not parsed yet (MAX_PIPELINE requests wait)
 
     # -- connection --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport   # type: ignore[assignment]
+        self.transport = transport   # type: ignore[assignment]  # a stream server's transport is a Transport
         server = self.server
         if len(server.connections) >= server.max_connections:
             self._refuse()
@@ -161,7 +160,7 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
             self.task.cancel()
         # The parser holds this protocol's bound callbacks: drop it so the pair is freed now, not by the
         # cyclic collector (which tune_gc makes rare).
-        self.parser = None
+        self.parser = None          # type: ignore[assignment]  # no parser callback runs after this
 
     def expire(self, now: float) -> None:
         """Called by the server's sweep: enforce the phase's deadline (none while we do not read)."""
@@ -206,7 +205,8 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
 
     # -- dispatch ------------------------------------------------------------------------------------
     def _drain(self) -> None:
-        handler = self.handler
+        # None only with route None, which no request's URL equals: the hot route below always has a handler
+        handler: Handler = self.handler     # type: ignore[assignment]
         route = self.server.route
         budget = PIPELINE_TURN
         t_end = 0
@@ -222,6 +222,7 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
             if req.error is not None:
                 self._write_reply(req, error_reply(req.error, JSON), False)
                 return
+            out: Reply | Pending
             if req.method == b"POST" and req.url == route:
                 if req.reject is not None:
                     out = negotiated_error_reply(req.reject, req.accept, req.ctype)

@@ -12,9 +12,10 @@ import httptools
 from strata.shared.errors import MalformedHttp
 from strata.shared.serving.http.limits import FEED_SLICE, MAX_HEADER_BYTES, MAX_PIPELINE
 from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS
+from strata.shared.serving.http.state import ConnectionState
 
 
-class FlowControl:
+class FlowControl(ConnectionState):
     __slots__ = ()
 
     def pause_writing(self) -> None:       # slow reader: stop reading its requests too

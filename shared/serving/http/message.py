@@ -23,28 +23,7 @@ from strata.shared.serving.asgi import too_large
 from strata.shared.serving.front_door import content_encoding_error
 from strata.shared.serving.http.limits import MAX_HEADER_BYTES, MAX_PIPELINE
 from strata.shared.serving.http.phase import BODY, CLOSING, HEADERS, IDLE
-
-
-class Request:
-    __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "reject", "head",
-                 "http10", "queued", "t0", "request_id", "traceparent")
-
-    def __init__(self) -> None:
-        self.method = b""
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body = b""
-        self.keep_alive = True
-        self.ctype: bytes | None = None
-        self.accept: bytes | None = None
-        self.error: StrataError | None = None    # answer this (in JSON), then close
-        self.reject: StrataError | None = None   # well framed but refused: answer it, keep the connection
-        self.head = False
-        self.http10 = False
-        self.queued = False
-        self.t0 = 0
-        self.request_id: bytes | None = None     # X-Request-ID, forwarded when the router escalates
-        self.traceparent: bytes | None = None
+from strata.shared.serving.http.state import ConnectionState, Request
 
 
 def upgrade_unsupported() -> MalformedHttp:
@@ -53,7 +32,7 @@ def upgrade_unsupported() -> MalformedHttp:
     return err
 
 
-class MessageReader:
+class MessageReader(ConnectionState):
     """httptools' callbacks for one connection. Complete requests (and requests that failed while being
     read) go on ``queue`` in arrival order; the connection answers them (``_drain``)."""
 

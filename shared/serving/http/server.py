@@ -78,7 +78,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
 
 
 async def _serve(state: EdgeServer, stop: asyncio.Event | None, listening: Callable[[int], Awaitable[None]],
-                 grace_s: float, *, host: str | None = None, port: int | None = None,
+                 grace_s: float, *, host: str | None = None, port: int = 0,
                  sock: socket.socket | None = None) -> None:
     """Listen (on ``host:port`` or the already bound ``sock``), serve until ``stop`` or SIGINT/SIGTERM, then
     drain in-flight requests for up to ``grace_s`` and abort the rest."""
@@ -149,37 +149,44 @@ class Lifespan:
         return await self.events.get()
 
     async def _send(self, msg: dict) -> None:
+        started, ended = self.started, self.ended
+        assert started is not None and ended is not None     # startup made them before running the app
         kind = msg["type"]
         if kind == "lifespan.startup.complete":
-            self.started.set_result(None)
+            started.set_result(None)
         elif kind == "lifespan.startup.failed":
-            self.started.set_exception(StartupFailed(msg.get("message", "")))
-        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed") and not self.ended.done():
-            self.ended.set_result(msg.get("message", ""))
+            started.set_exception(StartupFailed(msg.get("message", "")))
+        elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed") and not ended.done():
+            ended.set_result(msg.get("message", ""))
 
     def _done(self, task: asyncio.Task) -> None:
+        started, ended = self.started, self.ended
+        assert started is not None and ended is not None     # startup made them before running the app
         exc = None if task.cancelled() else task.exception()
-        for fut in (self.started, self.ended):
+        for fut in (started, ended):
             if not fut.done():
-                if fut is self.started and exc is not None:
+                if fut is started and exc is not None:
                     fut.set_exception(StartupFailed(repr(exc)))
                 else:
                     fut.set_result("")
 
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
-        self.started, self.ended = loop.create_future(), loop.create_future()
+        started, ended = loop.create_future(), loop.create_future()
+        self.started, self.ended = started, ended
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": self.state}
         self.task = loop.create_task(self.app(scope, self._receive, self._send), name="lifespan")
         self.task.add_done_callback(self._done)
         await self.events.put({"type": "lifespan.startup"})
-        await self.started
+        await started
 
     async def shutdown(self) -> None:
         if self.task is None or self.task.done():
             return
+        ended = self.ended
+        assert ended is not None                # startup made it before the task
         await self.events.put({"type": "lifespan.shutdown"})
-        message = await self.ended
+        message = await ended
         if message:
             logger.error("lifespan shutdown failed: %s", message)
 

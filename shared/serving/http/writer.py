@@ -8,17 +8,19 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Any
 
 from strata.shared.serving.fastapi_ops import OPS_ROUTES
 from strata.shared.serving.http.limits import LINGER_S
 from strata.shared.serving.http.message import Request
 from strata.shared.serving.http.phase import CLOSING
+from strata.shared.serving.http.state import ConnectionState
 from strata.shared.serving.pipeline import Reply
 
 _STATUS_LINE = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CTYPES: dict[str, bytes] = {}
 _HOP_BY_HOP = {b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"date"}
-_date = [0, b""]
+_date: list[Any] = [0, b""]      # [the second, its date line]
 _OPS_B = {r.encode() for r in OPS_ROUTES}
 
 
@@ -68,7 +70,7 @@ def head_bytes(status: int, headers: list[tuple[bytes, bytes]], length: int, kee
     return b"".join(lines)
 
 
-class ResponseWriter:
+class ResponseWriter(ConnectionState):
     __slots__ = ()
 
     def _write_reply(self, req: Request, r: Reply, keep_alive: bool) -> None:
@@ -79,7 +81,8 @@ class ResponseWriter:
         else:
             self._write(r.status, r.media, r.body, req)
         server = self.server
-        label = server.route_name if req.url == server.route else route_label(req.url, server.labels)
+        # route_name is None only with route None, which no request's URL equals
+        label: str = server.route_name if req.url == server.route else route_label(req.url, server.labels)  # type: ignore[assignment]
         server.recorder.answered(label, r.status, req.t0 or time.perf_counter_ns())
 
     def _write(self, status: int, media: str, body: bytes, req: Request) -> None:
