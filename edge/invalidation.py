@@ -10,6 +10,7 @@ TTL bounds how stale a vector can get).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -51,7 +52,8 @@ class InvalidationListener:
         r = connect(self.url, CONNECT_TIMEOUT_S, field="edge.store.url", blocking_reads=True)
         if r is None:
             return
-        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        failures = 0
+        pubsub = await _subscriber(r, failures)
         me = asyncio.current_task()
         try:
             while True:
@@ -75,6 +77,28 @@ class InvalidationListener:
                     self.subscribed.clear()
                     logger.debug("invalidation subscription: %s: %s", type(exc).__name__, exc)
                     await asyncio.sleep(0.5)
+                    if _is_cluster(r):        # its node may be gone: listen on the next one
+                        failures += 1
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()
+                        with contextlib.suppress(Exception):
+                            pubsub = await _subscriber(r, failures)
         finally:
             await pubsub.aclose()
             await r.aclose()
+
+
+def _is_cluster(r) -> bool:
+    return hasattr(r, "nodes_manager")
+
+
+async def _subscriber(r, attempt: int):
+    """A pub/sub connection. On a cluster a classic PUBLISH reaches every node, replicas included: listen on
+    any node, the next one after each failure (a killed master's subscribers move on by themselves)."""
+    if not _is_cluster(r):
+        return r.pubsub(ignore_subscribe_messages=True)
+    with contextlib.suppress(Exception):
+        await r.nodes_manager.initialize()
+    nodes = sorted(r.get_nodes(), key=lambda n: n.name)
+    node = nodes[attempt % len(nodes)] if nodes else None
+    return r.pubsub(node=node, ignore_subscribe_messages=True)

@@ -14,6 +14,7 @@ import yaml
 
 from strata.deploy.local import ManagedProcess, strata_command
 from strata.deploy.tansu import TansuProcess
+from strata.shared import keys as K
 from strata.streaming.catalog import load_catalog
 from strata.streaming.effects import Record
 from strata.streaming.processor import StreamProcessor, to_record
@@ -120,7 +121,7 @@ def test_consumer_joining_mid_stream_loses_and_doubles_nothing(tansu_proc, fresh
                     ends = await log_ends(cfg.broker, cfg.topics.events, len(events))
                     store = fresh_valkey.client()
                     await wait_until(lambda: {k.decode(): int(v) for k, v in
-                                              store.hgetall("strata:stream:applied").items()} == ends,
+                                              store.hgetall(K.WATERMARK_KEY).items()} == ends,
                                      timeout_s=60, what="every partition applied to its end")
                     assert b.metrics.applied > 0, "the second consumer never got a partition"
 
@@ -159,13 +160,13 @@ def test_kill_9_at_random_points_then_exact_counts_and_replay_equal_vectors(tans
         time.sleep(rng.uniform(3.0, 6.0))   # start-up and group join take ~3 s here; then batches of 25 flow
         proc.kill()                         # SIGKILL: wherever it is
         kills += 1
-    applied_before = {k.decode(): int(v) for k, v in store.hgetall("strata:stream:applied").items()}
+    applied_before = {k.decode(): int(v) for k, v in store.hgetall(K.WATERMARK_KEY).items()}
     proc = ManagedProcess("processor", argv, env=env, log_path=tmp_path / "processor.log").start()
     try:
         deadline = time.monotonic() + 90
-        while {k.decode(): int(v) for k, v in store.hgetall("strata:stream:applied").items()} != ends:
+        while {k.decode(): int(v) for k, v in store.hgetall(K.WATERMARK_KEY).items()} != ends:
             assert proc.running, proc.output_tail()
-            assert time.monotonic() < deadline, f"not caught up: {store.hgetall('strata:stream:applied')} vs {ends}"
+            assert time.monotonic() < deadline, f"not caught up: {store.hgetall(K.WATERMARK_KEY)} vs {ends}"
             time.sleep(0.1)
     finally:
         proc.stop()

@@ -27,7 +27,7 @@ def test_a_bad_scheme_is_a_config_error_naming_the_key(url: str) -> None:
     with pytest.raises(ConfigError) as ei:
         connect(url, 0.01, field="origin.store.url")
     assert ei.value.field == "origin.store.url"
-    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey:// or 'none', got {url!r}"
+    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, valkey+cluster:// or 'none', got {url!r}"
 
 
 def test_valkey_urls_are_read_as_redis_urls() -> None:
