@@ -336,6 +336,12 @@ class ClusterStreamStore:
         return answer
 
     async def watermarks(self, wm_fields: list[str]) -> list[int]:
+        """The partitions' watermarks, after completing their pending journal entries (read at assignment: an
+        entry left by a crash is finished even when no new record of its partitions arrives)."""
+        if wm_fields:
+            pending = {int(v) for v in await self._guard(self.r.hmget(K.PENDING_KEY, wm_fields)) if v}
+            if pending:
+                await self._guard(self._recover(sorted(pending)))
         return [int(v) if v is not None else -1 for v in await self.r.hmget(K.WATERMARK_KEY, wm_fields)]
 
     async def close(self) -> None:

@@ -118,3 +118,38 @@ def test_master_killed_under_traffic_loses_and_doubles_nothing(tansu_proc, fresh
     assert_store_matches(store, events, catalog, cfg)
     with contextlib.suppress(Exception):
         store.close()
+
+
+def test_a_journal_entry_left_by_a_crash_is_finished_at_assignment(fresh_cluster) -> None:
+    """A processor that died after its journal step (watermarks advanced, writes not yet on every node): the
+    next owner finishes the entry when it reads the partition's watermarks, before any new record arrives."""
+    from strata.streaming.cluster_store import ClusterStreamStore
+    from strata.streaming.effects import Plan, StoreReads
+
+    async def go() -> tuple:
+        store = ClusterStreamStore(fresh_cluster.url)
+        try:
+            snap = await store.read(StoreReads({"events:0"}))
+            plan = Plan({"events:0": -1}, {"events:0": 4}, [], [], seen_bucket=snap.seen_bucket, updated_ms=1)
+            plan.incr = {(K.bandit_key("t", f"s{i}"), "n:a"): 1 for i in range(20)}
+            plan.bandits = dict.fromkeys(k for k, _ in plan.incr)
+
+            async def crash(*_a) -> None:
+                raise ConnectionError("killed")
+
+            store._apply_groups = crash                     # dies after _BEGIN
+            with pytest.raises(ConnectionError):
+                await store.write(plan)
+            del store._apply_groups
+            r = fresh_cluster.client()
+            before = [r.hget(k, "n:a") for k, _ in plan.incr]
+            marks = await store.watermarks(["events:0"])
+            after = [r.hget(k, "n:a") for k, _ in plan.incr]
+            again = await store.watermarks(["events:0"])    # finished once: nothing left to redo
+            return before, marks, after, again, [r.hget(k, "n:a") for k, _ in plan.incr], store.recovered
+        finally:
+            await store.close()
+
+    before, marks, after, again, final, recovered = asyncio.run(go())
+    assert before == [None] * 20 and marks == again == [4]
+    assert after == final == [b"1"] * 20 and recovered == 1
