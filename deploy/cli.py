@@ -31,6 +31,9 @@ app.add_typer(bench_app, name="bench")
 streaming_app = typer.Typer(help="Tier 2: event ingest, stream processor, embedded broker.", no_args_is_help=True,
                             **_PLAIN)
 app.add_typer(streaming_app, name="streaming")
+from strata.deploy.keys_command import keys_app  # noqa: E402  (typer sub-app; imports nothing heavy)
+
+app.add_typer(keys_app, name="keys")
 
 
 def _console() -> Console:

@@ -58,6 +58,8 @@ DEPLOY_VALUES: dict[str, Any] = {
     "origin.vector_index.url": "http://qdrant:6333",
     "router.streaming_urls": ["http://strata-streaming:8090"],
     "router.origin_urls": ["http://strata-origin:8091"],
+    "auth.enabled": True,                        # keys: the strata-keys ConfigMap, mounted (docs/security.md)
+    "auth.keys_file": "/etc/strata-keys/keys.json",
 }
 
 # Settings that carry credentials (a store URL holds the Valkey password): set from the Secret, never the ConfigMap.
@@ -65,6 +67,7 @@ SECRET_PATHS: dict[str, str] = {
     "edge.store.url": "redis+cluster://:CHANGE-ME@valkey:6379",
     "streaming.store": "redis+cluster://:CHANGE-ME@valkey:6379",
     "origin.store.url": "redis+cluster://:CHANGE-ME@valkey:6379",
+    "auth.impression_secret": "CHANGE-ME-to-at-least-32-random-characters",
 }
 
 

@@ -187,7 +187,7 @@ def answers_table(answers: list[Answer], bundle: DemoBundle, top: int = 3) -> Ta
             lines.append(escape(f"{mark}{iid} {bundle.titles.get(iid, '?')} ({item.get('score', 0):.3f})"))
         table.add_row(
             str(i), codec, escape(ans.sample.label), "\n".join(lines), str(b.get("tier")),
-            f"{b.get('confidence', 0):.2f}", escape(_route(b)),
+            "-" if b.get("confidence") is None else f"{b['confidence']:.2f}", escape(_route(b)),   # origin: null
             str(b.get("degraded")), str(b.get("unknown_candidates", "")), f"{ans.client_ms:.2f}",
             str((b.get("timing") or {}).get("server_us", "")),
         )

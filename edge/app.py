@@ -17,16 +17,24 @@ from typing import Protocol
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from strata.shared.auth.gate import Gate
+from strata.shared.contracts.schemas import RANKED_ANSWER, RECOMMEND_REQUEST
 from strata.shared.serving.asgi import send_reply
 from strata.shared.serving.codecs import JSON
 from strata.shared.serving.error_mapper import error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers
 from strata.shared.serving.fastapi_ops import OPS_ROUTES, OpsView, install_ops_routes
 from strata.shared.serving.front_door import HandlerRoute, Recorder, content_encoding_error
+from strata.shared.serving.openapi import Route, install_openapi
 from strata.shared.serving.pipeline import Handler
 
 __all__ = ["OPS_ROUTES", "Recorder", "build_app", "content_encoding_error", "ops_app"]   # edge.http reads them
 logger = logging.getLogger(__name__)
+
+
+EDGE_ROUTES = (Route("/v1/recommend", "rank items from PoP-local state", RECOMMEND_REQUEST, RANKED_ANSWER,
+                     description="Answers in a few ms from caches, the tiny scorer and cached posteriors; "
+                                 "`route_tier` says which tier the router would ask (escalation)."),)
 
 
 class Lifecycle(Protocol):
@@ -38,18 +46,20 @@ class Lifecycle(Protocol):
 def ops_app(ops: OpsView) -> FastAPI:
     # /docs and /redoc with their assets served by the edge itself (an offline PoP reaches no CDN)
     api = FastAPIOffline(title="Strata edge", version="1", description="Tier 1: PoP-local ranking. "
-                         "POST /v1/recommend takes JSON or msgpack (see README for the contract).",
+                         "POST /v1/recommend takes JSON or msgpack.",
                          swagger_ui_parameters={"validatorUrl": None})
     install_error_handlers(api)
     install_ops_routes(api, ops)
+    install_openapi(api, api.description, lambda: EDGE_ROUTES)
     return api
 
 
 def build_app(handler: Handler, ops: OpsView, recorder: Recorder, max_body: int,
-              lifecycle: Lifecycle | None = None):
+              lifecycle: Lifecycle | None = None, gate: Gate | None = None):
     api = ops_app(ops)
     route = handler.route
-    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder)
+    recommend = HandlerRoute(handler, max_body=max_body, recorder=recorder, gate=gate,
+                             log_traced=False)   # the router logs
 
     async def ops_route(scope, receive, send) -> None:
         t0 = time.perf_counter_ns()

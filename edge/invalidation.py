@@ -10,17 +10,15 @@ TTL bounds how stale a vector can get).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import msgpack
 
 from strata.shared.keys import INVALIDATION_CHANNEL
-from strata.shared.online_store.client import connect
+from strata.shared.online_store.subscription import ChannelListener
 
 logger = logging.getLogger(__name__)
-CONNECT_TIMEOUT_S = 1.0
 
 
 class InvalidationListener:
@@ -49,56 +47,8 @@ class InvalidationListener:
                 self.errors += 1
 
     async def run(self) -> None:
-        r = connect(self.url, CONNECT_TIMEOUT_S, field="edge.store.url", blocking_reads=True)
-        if r is None:
-            return
-        failures = 0
-        pubsub = await _subscriber(r, failures)
-        me = asyncio.current_task()
-        try:
-            while True:
-                if me is not None and me.cancelling():
-                    # redis-py turns a cancel that meets its own read timeout into "no message" (or a
-                    # TimeoutError): the cancel is still pending, so honour it here
-                    raise asyncio.CancelledError
-                try:
-                    if not pubsub.subscribed:
-                        await pubsub.subscribe(INVALIDATION_CHANNEL)
-                        self.subscribed.set()
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        self.handle(msg["data"])
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:      # store down: try again shortly
-                    if me is not None and me.cancelling():
-                        raise asyncio.CancelledError from exc
-                    self.errors += 1
-                    self.subscribed.clear()
-                    logger.debug("invalidation subscription: %s: %s", type(exc).__name__, exc)
-                    await asyncio.sleep(0.5)
-                    if _is_cluster(r):        # its node may be gone: listen on the next one
-                        failures += 1
-                        with contextlib.suppress(Exception):
-                            await pubsub.aclose()
-                        with contextlib.suppress(Exception):
-                            pubsub = await _subscriber(r, failures)
-        finally:
-            await pubsub.aclose()
-            await r.aclose()
+        await ChannelListener(self.url, INVALIDATION_CHANNEL, self.handle, field="edge.store.url",
+                              on_error=self._failed, subscribed=self.subscribed).run()
 
-
-def _is_cluster(r) -> bool:
-    return hasattr(r, "nodes_manager")
-
-
-async def _subscriber(r, attempt: int):
-    """A pub/sub connection. On a cluster a classic PUBLISH reaches every node, replicas included: listen on
-    any node, the next one after each failure (a killed master's subscribers move on by themselves)."""
-    if not _is_cluster(r):
-        return r.pubsub(ignore_subscribe_messages=True)
-    with contextlib.suppress(Exception):
-        await r.nodes_manager.initialize()
-    nodes = sorted(r.get_nodes(), key=lambda n: n.name)
-    node = nodes[attempt % len(nodes)] if nodes else None
-    return r.pubsub(node=node, ignore_subscribe_messages=True)
+    def _failed(self) -> None:
+        self.errors += 1

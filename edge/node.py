@@ -21,6 +21,7 @@ from strata.edge.bandit_refresh import BanditRefresher
 from strata.edge.caches import TTLCache
 from strata.edge.config_watch import ConfigWatch
 from strata.edge.edge_metrics import EdgeMetrics
+from strata.edge.escalated_answers import EscalatedAnswers
 from strata.edge.invalidation import InvalidationListener
 from strata.edge.model_slot import LiveModel, ModelSlot
 from strata.edge.recommend import TIER, RecommendHandler
@@ -29,14 +30,19 @@ from strata.edge.response_cache import ResponseCache
 from strata.edge.session_client import StoreHealth, make_store
 from strata.edge.session_source import PopSessions
 from strata.edge.stages.ctx import EdgeCtx
+from strata.edge.stages.escalated_cache import EscalatedCacheStage
 from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
+from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
 from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.ranking.ranker import Ranker
+from strata.shared.ranking.stages.ctx import Upstream
 from strata.shared.ranking.stages.escalate import Escalate, UpstreamClient
 from strata.shared.ranking.stages.guardrail_filter import GuardrailFilter
+from strata.shared.router.router import Router
 from strata.shared.serving.answers import Answer, RequestIds
 from strata.shared.serving.encode import Encode
 from strata.shared.serving.error_mapper import negotiated_error_reply
@@ -67,9 +73,18 @@ async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 3, wait_s: fl
 class EdgeNode:
     def __init__(self, settings: StrataSettings, source: SettingsSource | None = None,
                  upstream: UpstreamClient | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        """``upstream``: the router's client (None: the edge answers every request itself). ``clock`` (seconds,
-        monotonic) ages cached session vectors; tests pass a fake one."""
+        """``upstream``: the router's client; None: the router built from the ``router`` section when it names
+        upstream URLs, else none (the edge answers every request itself). ``clock`` (seconds, monotonic) ages
+        cached session vectors; tests pass a fake one."""
         cfg = self.cfg = settings.edge
+        if upstream is None:
+            router = Router(settings.router, tier=TIER)
+            upstream = router if router.configured else None
+        self.upstream = upstream
+        # upper tiers' answers kept per session (the next page of an escalated session is fast)
+        self.escalated = EscalatedAnswers(cfg.cache.response_size, settings.router.answer_ttl_s) \
+            if upstream is not None else None
+        self.gate = gate_from_settings(settings, "the edge")
         self.metrics = EdgeMetrics()
         self.store = make_store(cfg.store.url, cfg.store.timeout_ms / 1000)
         self.health = StoreHealth(self.store.ping, cfg.store.retry_after_s, cfg.store.probe_timeout_ms / 1000)
@@ -94,8 +109,11 @@ class EdgeNode:
             guardrails=GuardrailFilter(self.metrics.removed, self.metrics.removed_codes),
             confidence=cfg.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, health=store_health, on_ranked=self._ranked,
-                          on_degraded=self.metrics.degraded),
-            escalate=Escalate(TIER, upstream),
+                          on_degraded=self.metrics.degraded, signer=signer_from_settings(settings.auth)),
+            escalate=Escalate(TIER, upstream, background=settings.router.mode == "background",
+                              remember=self._remember),
+            escalated_cache=EscalatedCacheStage(self.escalated, self._served_again)
+            if self.escalated is not None else None,
         )
         self.metrics.bind(
             response_cache=lambda: (self.responses.hits, self.responses.misses),
@@ -127,9 +145,21 @@ class EdgeNode:
         return self.slot.current
 
     def _ranked(self, ctx: EdgeCtx, answer: Answer) -> None:
-        """A fresh edge answer: cached under its keys, counted."""
-        self.responses.remember(ctx.key, ctx.exact_key, answer)
+        """A fresh edge answer: cached under its keys (unless the router wanted an upper tier's answer for this
+        request: the next one asks again, or gets that answer from ``escalated``), counted."""
+        if ctx.escalation is None:
+            self.responses.remember(ctx.key, ctx.exact_key, answer)
         self.metrics.ranked(len(ctx.items), ctx.explored, ctx.unknown_candidates, ctx.filled)
+
+    def _remember(self, ctx: EdgeCtx, up: Upstream) -> None:
+        """An upper tier's answer (checked by the edge's guardrails): served again to the session's same request."""
+        if self.escalated is not None:
+            self.escalated.put(ctx.key, up)
+
+    def _served_again(self, tier: str) -> None:
+        served = getattr(self.upstream, "served_cached", None)
+        if served is not None:
+            served(tier)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,6 +168,7 @@ class EdgeNode:
         whatever the ones before it raised."""
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.store.close)
+            stack.push_async_callback(self._stop_router)      # background fetches, upstream connections
             if self.slot.current is None:
                 await asyncio.to_thread(self.load_model)
             # Open the connections now so the first requests' short deadline is not spent on connects; the
@@ -172,18 +203,27 @@ class EdgeNode:
 
     async def stop(self) -> None:
         """Cancel the background work, then close what ``start`` opened, in reverse order. Without a
-        ``start`` (tests, tools) only a probe a failed read began and the store client are closed."""
+        ``start`` (tests, tools) only a probe a failed read began, the router's connections and the store
+        client are closed."""
         running, self._running = self._running, None
         if running is None:
             await self.health.stop()
+            await self._stop_router()
             await self.store.close()
             return
         await running.aclose()
+
+    async def _stop_router(self) -> None:
+        stop_router = getattr(self.upstream, "stop", None)
+        if stop_router is not None:
+            await stop_router()
 
     def invalidate_session(self, tenant: str, session_id: str) -> None:
         """The session's vector changed in the store: drop its cached vector and answers."""
         self.sessions.discard((tenant, session_id))
         self.responses.drop_session(tenant, session_id)
+        if self.escalated is not None:
+            self.escalated.drop_session(tenant, session_id)
 
     # -- ops view (what /readyz and /metrics read) -----------------------------------------------
     def readiness(self) -> tuple[int, dict]:
@@ -197,11 +237,13 @@ class EdgeNode:
         return 200, body
 
     def exposition(self) -> bytes:
-        return self.metrics.exposition()
+        router = getattr(self.upstream, "exposition", None)
+        out = self.metrics.exposition() + (router() if router is not None else b"")
+        return out + self.gate.exposition() if self.gate is not None else out
 
     def asgi_app(self):
         """This node behind the ASGI front door (under uvicorn, or the edge server's bridge)."""
-        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self)
+        return build_app(self.recommend, self, self.metrics, self.cfg.max_body_bytes, lifecycle=self, gate=self.gate)
 
     # -- in-process convenience (tests, tools) -------------------------------------------------------
     async def handle_recommend(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> tuple[int, str, bytes]:

@@ -2,7 +2,7 @@
 
 (a) in-process decision latency, (b) edge HTTP req/s and latency at 8 and 64 connections,
 (c) lean raw-ASGI and FastAPI baselines on the same bundle and payloads, (d) Thompson decisions/s
-against MABWiser. Prints a table with the issue's targets and PASS/MISS, and writes JSON.
+against MABWiser, (e) the router's own CPU and latency per escalated request (``loadtest.bench_router``). Prints a table with the issue's targets and PASS/MISS, and writes JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from strata.loadtest import bench_bandit, bench_http, bench_inproc
+from strata.loadtest import bench_bandit, bench_http, bench_inproc, bench_router
 from strata.loadtest.bench_report import (
     TARGETS,
     add_ratios,
@@ -73,7 +73,15 @@ def main(launcher: Launcher, registry: str, json_path: str | None = None, durati
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as workdir:
         r.update(bench_http.run(launcher, registry, catalog, plan, cores, Path(workdir)))
-    r["http_s"] = time.perf_counter() - t0
+        r["http_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:        # the router's cost: the same edge with and without it, against an upstream answering at once
+            r.update(bench_router.run(registry, str(Path(workdir) / "unique.workload"), plan, cores, Path(workdir),
+                                      rounds=1 if quick else 3))
+        except Exception as exc:  # the table then says n/a (a missed target); the error is kept in the JSON
+            logger.error("router point failed: %s", exc)
+            r["router_error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+        r["router_s"] = time.perf_counter() - t0
     add_ratios(r)
     r["targets"] = {t.key: verdict(t, r.get(t.key))[0] for t in TARGETS}
     r["loadavg_after"] = _loadavg()

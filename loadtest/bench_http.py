@@ -196,6 +196,7 @@ def run(launcher: Launcher, registry: str, catalog: Catalog, plan: HttpPlan, cor
             return results
         _point(uv, results, "edge_uvicorn", cached, plan, cores, 8, HIT_JSON)
         _point(uv, results, "edge_uvicorn_nocache", unique, plan, cores, 8, HIT_JSON)
+        _auth_points(stack, results, registry, edge, catalog, plan, cores, workdir)
         # The edge with a real store: session reads on the request path, counts refreshed in the background.
         try:
             valkey = stack.enter_context(start_store(launcher, cores.loadgen))
@@ -210,6 +211,38 @@ def run(launcher: Launcher, registry: str, catalog: Catalog, plan: HttpPlan, cor
         _point(with_store, results, "edge_store_nocache", unique, plan, cores, 8, HIT_JSON)
         results.update(_refresh_stats(with_store.port))
     return results
+
+
+def _auth_points(stack: ExitStack, results: dict, registry: str, edge: PinnedServer, catalog: Catalog,
+                 plan: HttpPlan, cores: Cores, workdir: Path) -> None:
+    """The edge with ``auth.enabled`` (a key per request, signed impression ids) against the same edge without,
+    measured back to back on the cached mix and on cache misses (what auth costs per request)."""
+    import secrets
+
+    from strata.shared.auth.keys import create_key
+
+    key, _ = create_key(workdir / "keys.json", "default", ("recommend",))
+    env = {"STRATA_AUTH__ENABLED": "true", "STRATA_AUTH__KEYS_FILE": str(workdir / "keys.json"),
+           "STRATA_AUTH__IMPRESSION_SECRET": secrets.token_hex(32)}
+    try:
+        port = free_port()
+        auth = stack.enter_context(PinnedServer("edge-auth", edge_command(registry, port), port, cores.server,
+                                                env=env))
+    except Exception as exc:
+        logger.error("edge with auth did not start: %s", exc)
+        results["edge_auth_error"] = f"{type(exc).__name__}: {exc}"[-2000:]
+        return
+    paths = {}
+    for name, mix in (("cached", cached_mix(catalog, plan.cached_bodies)),
+                      ("unique", unique_mix(catalog, plan.unique_bodies))):
+        paths[name] = str(workdir / f"{name}-auth.workload")
+        save_workload(Workload(PATH, JSON, encode_json(mix), authorization=f"Bearer {key}"), paths[name])
+        paths[name + "-off"] = str(workdir / f"{name}.workload")
+    # the edge measured before has seen the cached mix for minutes: give this one the same warm caches first
+    _point(auth, {}, "edge_auth_warmup", paths["cached"], plan, cores, 8, HIT_JSON)
+    for name, suffix in (("cached", ""), ("unique", "_nocache")):
+        _point(edge, results, f"edge_authoff{suffix}", paths[name + "-off"], plan, cores, 8, HIT_JSON)
+        _point(auth, results, f"edge_auth{suffix}", paths[name], plan, cores, 8, HIT_JSON)
 
 
 def _refresh_stats(port: int) -> dict:

@@ -28,8 +28,12 @@ TARGETS = (
     Target("edge p99, c8", "edge_p99_ms_c8", "<=", 5.0, "ms"),
     Target("in-process p99, 100 candidates", "inproc_p99_us_100", "<=", 150.0, "µs"),
     Target("Thompson / MABWiser decisions/s (single)", "ratio_ts_over_mabwiser", ">=", 30.0, "x"),
+    Target("router CPU per escalated request", "router_cpu_us_per_escalation", "<=", 150.0, "µs"),
     Target("edge cache misses only / lean, c8", "ratio_edge_nocache_over_lean_c8", ">=", 2.0, "x", False),
     Target("edge cache misses only / fastapi, c8", "ratio_edge_nocache_over_fastapi_c8", ">=", 3.0, "x", False),
+    Target("edge auth on / off req/s, cached mix, c8", "ratio_edge_auth_over_off_c8", ">=", 0.9, "x", False),
+    Target("edge auth on / off req/s, cache misses, c8", "ratio_edge_auth_nocache_over_off_c8", ">=", 0.9, "x",
+           False),
 )
 
 HTTP_ROWS = (
@@ -43,6 +47,10 @@ HTTP_ROWS = (
     ("edge under uvicorn, cache misses only", "edge_uvicorn_nocache"),
     ("edge + Valkey (sessions, counts), cached mix", "edge_store"),
     ("edge + Valkey (sessions, counts), cache misses only", "edge_store_nocache"),
+    ("edge, auth off (next to the auth point), cached mix", "edge_authoff"),
+    ("edge, auth on (key, signed impression ids), cached mix", "edge_auth"),
+    ("edge, auth off (next to the auth point), cache misses", "edge_authoff_nocache"),
+    ("edge, auth on (key, signed impression ids), cache misses", "edge_auth_nocache"),
 )
 
 
@@ -66,6 +74,8 @@ def add_ratios(r: dict) -> None:
         x, y = r.get(a), r.get(b)
         return x / y if x and y else None
 
+    r["ratio_edge_auth_over_off_c8"] = ratio("edge_auth_rps_c8", "edge_authoff_rps_c8")
+    r["ratio_edge_auth_nocache_over_off_c8"] = ratio("edge_auth_nocache_rps_c8", "edge_authoff_nocache_rps_c8")
     for c in (8, 64):
         r[f"ratio_edge_over_lean_c{c}"] = ratio(f"edge_rps_c{c}", f"lean_rps_c{c}")
         r[f"ratio_edge_over_fastapi_c{c}"] = ratio(f"edge_rps_c{c}", f"fastapi_rps_c{c}")
@@ -149,6 +159,8 @@ def print_report(r: dict, console: Console | None = None) -> None:
     elif r.get("edge_store_error"):
         console.print(f"edge + Valkey: not measured ({r['edge_store_error'][:200]})")
 
+    print_router(r, console)
+
     t = Table(title="In-process decision latency (µs; cache misses only)")
     for col in ("ranker", "candidates", "p50", "p99", "mean", "iterations"):
         t.add_column(col, justify="right")
@@ -190,3 +202,29 @@ def print_report(r: dict, console: Console | None = None) -> None:
     console.print(t)
     console.print(f"{r.get('cpu_model')} · nproc {r.get('nproc')} · load avg before {r.get('loadavg_before')} "
                   f"after {r.get('loadavg_after')} · {r.get('date')} · total {r.get('total_s', 0):.0f} s")
+
+
+def print_router(r: dict, console: Console) -> None:
+    """The router's cost point: the same edge without and with its router (every request escalated to an
+    upstream that answers at once), cache misses only."""
+    if r.get("router_error"):
+        console.print(f"router cost: not measured ({r['router_error'][:300]})")
+        return
+    if "edge_plain_rps_c1" not in r and "edge_plain_rps_c4x2" not in r:
+        return
+    t = Table(title="Router cost: edge without / with its router, every request escalated to an upstream "
+                    "answering at once (cache misses only; 4x2: both edges loaded at once on one core)")
+    for col in ("edge", "connections", "req/s", "p50 ms", "p99 ms", "edge CPU µs/request", "escalated", "errors"):
+        t.add_column(col, justify="left" if col == "edge" else "right")
+    for label, title in (("edge_plain", "router off"), ("edge_routed", "router on")):
+        for c in ("4x2", 1):
+            if f"{label}_rps_c{c}" not in r:
+                continue
+            t.add_row(title, str(c), _f(r[f"{label}_rps_c{c}"], 0), _f(r[f"{label}_p50_ms_c{c}"], 3),
+                      _f(r[f"{label}_p99_ms_c{c}"], 3), _f(r.get(f"{label}_cpu_us_per_request_c{c}"), 1),
+                      _pct(r.get(f"{label}_escalated_share_c{c}")), str(r.get(f"{label}_errors_c{c}")))
+    console.print(t)
+    console.print(f"router's own cost per escalated request: {_f(r.get('router_cpu_us_per_escalation'), 1)} µs of edge "
+                  f"CPU (4 connections to each edge at once, median of rounds {r.get('router_cpu_us_rounds')}; bound {150:g} µs), {_f(r.get('router_latency_us_per_escalation_p50'), 1)} µs p50 / "
+                  f"{_f(r.get('router_latency_us_per_escalation_p99'), 1)} µs p99 added latency at c1 (upstream "
+                  "round trip on loopback included)")

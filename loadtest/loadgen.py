@@ -38,6 +38,7 @@ class Workload:
     content_type: str
     bodies: list[bytes]
     accept: str | None = None
+    authorization: str | None = None      # an ``Authorization`` header value sent with every request
 
 
 @dataclass(slots=True)
@@ -68,6 +69,8 @@ def encode_requests(workload: Workload, port: int) -> list[bytes]:
             f"Content-Type: {workload.content_type}\r\n")
     if workload.accept:
         head += f"Accept: {workload.accept}\r\n"
+    if workload.authorization:
+        head += f"Authorization: {workload.authorization}\r\n"
     return [(head + f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in workload.bodies]
 
 
@@ -228,13 +231,14 @@ async def run_load(requests: list[bytes], port: int, connections: int, duration_
 def load_workload(path: str) -> Workload:
     with open(path, "rb") as f:
         raw = msgpack.unpackb(f.read(), raw=False)
-    return Workload(raw["path"], raw["content_type"], raw["bodies"], raw.get("accept"))
+    return Workload(raw["path"], raw["content_type"], raw["bodies"], raw.get("accept"), raw.get("authorization"))
 
 
 def save_workload(workload: Workload, path: str) -> None:
     with open(path, "wb") as f:
         f.write(msgpack.packb({"path": workload.path, "content_type": workload.content_type,
-                               "bodies": workload.bodies, "accept": workload.accept}, use_bin_type=True))
+                               "bodies": workload.bodies, "accept": workload.accept,
+                               "authorization": workload.authorization}, use_bin_type=True))
 
 
 def _install_uvloop() -> None:

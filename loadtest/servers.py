@@ -82,8 +82,9 @@ class PinnedServer:
     always terminates the process (and its group) on exit."""
 
     def __init__(self, name: str, argv: list[str], port: int, core: int, ready_path: str = "/readyz",
-                 ready_timeout_s: float = 90.0) -> None:
+                 ready_timeout_s: float = 90.0, env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.port, self.core = name, argv, port, core
+        self.env = env or {}                # extra environment of the server (e.g. auth switched on)
         self.ready_path, self.ready_timeout_s = ready_path, ready_timeout_s
         self.proc: subprocess.Popen | None = None
         fd, path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
@@ -98,7 +99,7 @@ class PinnedServer:
     def __enter__(self) -> PinnedServer:
         with open(self._log_path, "wb") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **_ENV}, preexec_fn=_pin(self.core),
+                                         env={**os.environ, **_ENV, **self.env}, preexec_fn=_pin(self.core),
                                          start_new_session=True)
         try:
             self._wait_ready()

@@ -16,6 +16,7 @@ from strata.model_export.evaluation.split import Queries
 from strata.shared.models.next_basket import basket_ordinals, tifu_weights
 from strata.shared.models.ranker_features import (
     DAY_MS,
+    FIRST_RECENT_DAYS,
     RECENT_DAYS,
     TIFU_M,
     TIFU_RB,
@@ -44,11 +45,13 @@ def item_stats(train: Baskets, neighbours: int = 100, text: np.ndarray | None = 
     items, weights = covisitation_neighbours(per_buyer, neighbours)
     ordinal, count = basket_ordinals(train.customer, train.invoice)
     first = np.bincount(train.item[ordinal == 0], minlength=n_items).astype(np.float32)
+    fresh = (ordinal == 0) & (train.ts_ms >= end - FIRST_RECENT_DAYS * DAY_MS)
+    recent_first = np.bincount(train.item[fresh], minlength=n_items).astype(np.float32)
     customers = CustomerVectors.from_pairs(train.customer, train.item,
                                            tifu_weights(ordinal, count, TIFU_M, TIFU_RB, TIFU_RG), n_items)
     return ItemStats(popularity, recent_pop, train.catalog.price.astype(np.float32),
                      train.catalog.category.astype(np.int64), repeat_rate, items, weights,
-                     None if text is None else np.asarray(text, dtype=np.float32), first, customers)
+                     None if text is None else np.asarray(text, dtype=np.float32), first, customers, recent_first)
 
 
 def covisitation_neighbours(per_buyer: sparse.csr_matrix, neighbours: int) -> tuple[np.ndarray, np.ndarray]:

@@ -154,7 +154,7 @@ def _write_ranker(stage: Path, baskets: Baskets, models: TrainedModels, version:
         "outputs": [{"name": SCORE_OUTPUT, "dtype": "float32", "shape": ["N"]}],
         "feature_spec_version": FEATURE_SPEC_VERSION, "feature_names": list(FEATURE_NAMES),
         "candidates": {"tower": params.sizes.tower, "covis": params.sizes.covis, "past": params.sizes.past,
-                       "popular": params.sizes.popular},
+                       "popular": params.sizes.popular, "fresh": params.sizes.fresh},
         "params": models.ranker.params.to_dict(),
         "metrics": {"final_loss": models.ranker.final_loss, "queries": models.ranker.queries,
                     "rows": models.ranker.rows},

@@ -92,7 +92,7 @@ def ranker_examples(window_train: Baskets, label_start_ms: int, stats: ItemStats
         top = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n < n_items else np.argsort(-sims, axis=1)
         summary = summarize(h, stats)
         ptr, item = candidates(h, summary, stats, top.astype(np.int64), n_past=sizes.past, n_covis=sizes.covis,
-                               n_popular=sizes.popular)
+                               n_popular=sizes.popular, n_fresh=sizes.fresh)
         q = np.repeat(np.arange(len(part)), np.diff(ptr))
         score = np.einsum("ij,ij->i", user[q], towers.item_vectors[item])
         xs.append(ranker_rows(h, summary, stats, ptr, item, score))
@@ -197,7 +197,7 @@ def parity_inputs(train: Baskets, models: TrainedModels, sizes: CandidateSizes,
     user = models.towers.user_vectors(hist[:len(few)])
     summary = summarize(h, models.stats)
     ptr, item = candidates(h, summary, models.stats, None, n_past=sizes.past, n_covis=sizes.covis,
-                           n_popular=sizes.popular)
+                           n_popular=sizes.popular, n_fresh=sizes.fresh)
     q = np.repeat(np.arange(len(few)), np.diff(ptr))
     score = np.einsum("ij,ij->i", user[q], models.towers.item_vectors[item])
     return hist, ranker_rows(h, summary, models.stats, ptr, item, score)

@@ -10,12 +10,16 @@ import time
 from fastapi import FastAPI, Request, Response
 
 from strata.origin.node import OriginNode
+from strata.shared.auth.scopes import CATALOG_WRITE
+from strata.shared.contracts import schemas
 from strata.shared.contracts.origin import parse_items
+from strata.shared.errors import Forbidden
 from strata.shared.serving.asgi import too_large
 from strata.shared.serving.codecs import choose_response_type, decode, encode
 from strata.shared.serving.fastapi_errors import install_error_handlers
 from strata.shared.serving.fastapi_ops import install_ops_routes
 from strata.shared.serving.front_door import HandlerRoute, content_encoding_error, mount
+from strata.shared.serving.openapi import Route, install_openapi
 
 
 def build_app(node: OriginNode) -> FastAPI:
@@ -44,24 +48,33 @@ def build_app(node: OriginNode) -> FastAPI:
             raise too_large(len(body), max_body)
         return body
 
+    gate = node.gate
     for handler in (node.recommend, node.explain):
-        mount(api, HandlerRoute(handler, max_body=max_body, recorder=node.metrics))
+        mount(api, HandlerRoute(handler, max_body=max_body, recorder=node.metrics, gate=gate))
 
     @api.post("/v1/items")
     async def items(request: Request) -> Response:
         t0 = time.perf_counter_ns()
         status = 500
         try:
+            caller = None
+            if gate is not None:
+                caller = gate.admit(request.scope["headers"], request.scope.get("client"), CATALOG_WRITE)
+                if caller is not None and caller.tenant != node.catalog_tenant:
+                    raise Forbidden(f"the catalog belongs to tenant {node.catalog_tenant!r}; this key's tenant "
+                                    f"is {caller.tenant!r}", field="Authorization")
             body = await body_of(request)
             ctype = request.headers.get("content-type")
             state = node.state
             categories = state.catalog.category_names if state is not None else ()
             updates = parse_items(decode(body, ctype), categories)
-            rows = node.upsert_items(updates)
+            rows, kept = await node.upsert(updates, caller.tenant if caller else None,
+                                           caller.key_id if caller else None)
             media = choose_response_type(request.headers.get("accept"), ctype)
             status = 200
             return Response(encode({"upserted": len(rows), "item_ids": [u.item_id for u in updates],
-                                    "catalog_items": len(node.state.catalog)}, media), media_type=media)
+                                    "catalog_items": len(node.state.catalog), "restrictions_kept": kept}, media),
+                            media_type=media)
         except Exception as exc:
             status = getattr(exc, "status", 500)
             raise
@@ -69,4 +82,19 @@ def build_app(node: OriginNode) -> FastAPI:
             node.metrics.answered("/v1/items", status, t0)
 
     install_ops_routes(api, node)
+
+    def routes() -> list[Route]:
+        state = node.state
+        categories = tuple(state.catalog.category_names) if state is not None else None
+        return [
+            Route("/v1/recommend", "retrieve and rank (two-tower, content, co-visitation, popular; deep ranker)",
+                  schemas.ORIGIN_RECOMMEND_REQUEST, schemas.ORIGIN_RECOMMEND_ANSWER),
+            Route("/v1/explain", "rank and give one grounded reason per item", schemas.ORIGIN_EXPLAIN_REQUEST,
+                  schemas.EXPLAIN_ANSWER, description="`reasoner` says who wrote the reasons, `fallback` why the "
+                                                      "configured LLM did not (null when it did)."),
+            Route("/v1/items", "upsert catalog items", lambda: schemas.items_request(categories),
+                  schemas.ITEMS_ANSWER),
+        ]
+
+    install_openapi(api, api.description, routes)
     return api

@@ -12,19 +12,24 @@ import contextlib
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
+
+import msgpack
 
 from strata.origin.bundle import load_origin_bundle
 from strata.origin.catalog import Catalog
+from strata.origin.catalog_log import CatalogLog, catalog_log_path
 from strata.origin.covisitation import load_covisitation
+from strata.origin.explain_admission import ExplainAdmission
 from strata.origin.metrics import OriginMetrics
 from strata.origin.models import OriginModels, load_origin_models
+from strata.origin.pii.redactor import shared_redactor
 from strata.origin.profiles import ProfileSource, make_profile_store
 from strata.origin.reasoner.base import Reasoner
 from strata.origin.reasoner.budget import TokenBudget
 from strata.origin.reasoner.template import TemplateReasoner
 from strata.origin.recommend import Ranking, explain_handler, recommend_handler
-from strata.origin.redaction import Redactor
 from strata.origin.retrieval import build_index, open_item_index, private_shard_dir
 from strata.origin.stages.ann_source import AnnSource
 from strata.origin.stages.covisit_source import CovisitationSource
@@ -42,10 +47,15 @@ from strata.origin.stages.two_tower_source import TwoTowerSource
 from strata.origin.state import OriginState
 from strata.origin.text_search import TextSearch, load_text_search
 from strata.origin.tower_index import build_tower_index, open_tower_index
+from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import OriginSettings, StrataSettings
 from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import ConfigError, StrataError
+from strata.shared.keys import ERASURE_CHANNEL
 from strata.shared.models.vector_index import VectorIndex
+from strata.shared.online_store.client import configured
+from strata.shared.online_store.subscription import ChannelListener
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +76,8 @@ def make_reasoner(cfg: OriginSettings) -> Reasoner:
 class OriginNode:
     def __init__(self, settings: StrataSettings) -> None:
         cfg = self.cfg = settings.origin
+        self.gate = gate_from_settings(settings, "the origin", cfg.store.url)
+        self.catalog_tenant = settings.auth.catalog_tenant
         self.policy = settings.guardrails
         self.metrics = OriginMetrics()
         self.state: OriginState | None = None
@@ -73,7 +85,14 @@ class OriginNode:
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
         self._opened = contextlib.ExitStack()    # what load() opened (indexes, shard directories), closed at stop
-        self.redactor = Redactor()
+        self.redactor = shared_redactor()
+        log_path = catalog_log_path(cfg.catalog_log, cfg.registry, cfg.model)
+        self.catalog_log = CatalogLog(log_path) if log_path is not None else None
+        self._upserts = asyncio.Lock()
+        # an erased user (DELETE /v1/users/{id} on the streaming service): drop its cached profile at once
+        self.erasures = ChannelListener(cfg.store.url, ERASURE_CHANNEL, self._erased, field="origin.store.url") \
+            if configured(cfg.store.url) else None
+        self._erasure_task: asyncio.Task | None = None
         self.reasoner = make_reasoner(cfg)
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
                                       cfg.store.timeout_ms / 1000, cfg.profile_max_stale_s)
@@ -85,11 +104,25 @@ class OriginNode:
                           MmrSelector(cfg.mmr_lambda), Select(cfg.explore_slots, seed=cfg.seed),
                           popular=PopularSource(cfg.popular), covisitation=CovisitationSource(cfg.covisitation),
                           purchased=AlreadyPurchasedFilter(cfg.filter_purchased), two_tower=self.two_tower)
-        encode = Encode(lambda: next(self._ids), self._answered)
+        encode = Encode(lambda: next(self._ids), self._answered, signer_from_settings(settings.auth))
         self.recommend = recommend_handler(lambda: self.state, ranking, encode)
-        self.explain = explain_handler(lambda: self.state, ranking, ReasonStage(self.reasoner, self.redactor), encode)
+        rl = settings.rate_limit
+        self.admission = ExplainAdmission(rl.max_concurrent_explains, rl.llm_tokens_per_minute,
+                                          cfg.reasoner.max_tokens)
+        self.explain = explain_handler(lambda: self.state, ranking,
+                                       ReasonStage(self.reasoner, self.redactor, self.admission), encode)
         self.metrics.bind({"recommend": self.recommend.pipeline.timings, "explain": self.explain.pipeline.timings},
-                          lambda: getattr(self.reasoner, "fallbacks", {}), lambda: self.rank.scored_by)
+                          lambda: getattr(self.reasoner, "fallbacks", Counter()) + self.admission.refused,
+                          lambda: self.rank.scored_by)
+
+    def _erased(self, data: bytes) -> None:
+        try:
+            tenant, user_id = msgpack.unpackb(data, raw=False)
+            n = self.profiles.forget_user(str(tenant), str(user_id))
+        except (ValueError, TypeError) as exc:
+            logger.debug("erasure message undecodable: %s", exc)
+            return
+        logger.info("erased user's cached profile dropped", extra={"tenant": tenant, "entries": n})
 
     def _answered(self, ctx: OriginCtx) -> None:
         if ctx.degraded:
@@ -120,6 +153,14 @@ class OriginNode:
         if text is not None:
             self._opened.callback(text.close)
         self.state = OriginState(bundle, index, self.policy, text, covis, models)
+        if self.catalog_log is not None:
+            replayed = self.catalog_log.replay()
+            step = cfg.upsert_chunk
+            for lo in range(0, len(replayed), step):
+                self.state.upsert_items(replayed[lo:lo + step])
+            if replayed:
+                logger.info("catalog updates replayed", extra={"updates": len(replayed),
+                                                              "catalog_log": str(self.catalog_log.path)})
         if self.state.guard.unmatched_categories:
             logger.warning("banned categories match no category of the catalog: %s",
                            list(self.state.guard.unmatched_categories))
@@ -171,15 +212,45 @@ class OriginNode:
             return None
 
     def upsert_items(self, updates: list[ItemUpdate]) -> list[int]:
+        """All at once, on the calling thread (tools, tests); the route uses ``upsert``."""
         if self.state is None:
             from strata.shared.errors import NotReady
 
             raise NotReady("no model loaded yet", field="model")
         return self.state.upsert_items(updates)
 
+    async def upsert(self, updates: list[ItemUpdate], tenant: str | None = None,
+                     key_id: str | None = None) -> tuple[list[int], list[str]]:
+        """``POST /v1/items``: logged durably first (``catalog_log``), then applied chunk by chunk: each chunk's
+        text embedding in a worker thread, its catalog and index writes on the event loop, so a large upsert
+        never holds the loop (health checks keep answering). One upsert at a time. Returns (rows, the ids
+        whose restriction the floor kept)."""
+        state = self.state
+        if state is None:
+            from strata.shared.errors import NotReady
+
+            raise NotReady("no model loaded yet", field="model")
+        async with self._upserts:
+            if self.catalog_log is not None:
+                await asyncio.to_thread(self.catalog_log.append, updates, tenant, key_id)
+            rows: list[int] = []
+            kept: list[str] = []
+            step = self.cfg.upsert_chunk
+            for lo in range(0, len(updates), step):
+                chunk = updates[lo:lo + step]
+                embedded = await asyncio.to_thread(state.embed, chunk)
+                kept += state.floor(chunk)
+                rows += state.upsert_items(chunk, embedded, floored=True)
+                await asyncio.sleep(0)
+            return rows, kept
+
     async def start(self) -> None:
         if self.state is None:
             await asyncio.to_thread(self.load)
+        if self.gate is not None:
+            await self.gate.start()
+        if self.erasures is not None:
+            self._erasure_task = asyncio.create_task(self.erasures.run(), name="erasures")
         # Open the store connection now so the first request's short deadline is not spent on connect.
         if self.profiles.store.configured and not await self.profiles.store.ping():
             logger.warning("store not reachable at start; profiles fall back until it is")
@@ -192,6 +263,16 @@ class OriginNode:
             stack.callback(self._forget_dirs)
             stack.push_async_callback(self.profiles.store.close)
             stack.push_async_callback(self.reasoner.close)
+            stack.push_async_callback(self._stop_background)      # first: the listener and the limit sync
+
+    async def _stop_background(self) -> None:
+        if self._erasure_task is not None:
+            self._erasure_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._erasure_task
+            self._erasure_task = None
+        if self.gate is not None:
+            await self.gate.stop()
 
     def _forget_dirs(self) -> None:
         self._shard_dir = self._text_dir = self._tower_dir = None
@@ -206,7 +287,8 @@ class OriginNode:
                      "store": "redis" if self.profiles.store.configured else "none"}
 
     def exposition(self) -> bytes:
-        return self.metrics.exposition()
+        out = self.metrics.exposition()
+        return out + self.gate.exposition() if self.gate is not None else out
 
 
 def _beside(path: Path, suffix: str) -> Path:

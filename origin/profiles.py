@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from typing import NamedTuple
 
 import numpy as np
@@ -91,39 +92,107 @@ def make_profile_store(url: str, timeout_s: float) -> ProfileStore:
     return RedisProfileStore(url, timeout_s) if configured(url) else ProfileStore()
 
 
+class _Entry(NamedTuple):
+    at: float          # monotonic time of the read
+    value: tuple       # the user's part or the session's part of a Profile
+    size: int          # estimated bytes
+
+
+class _BoundedCache:
+    """An LRU bounded by estimated bytes (keys are chosen by callers: entries, not the count, are what grows)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._d: OrderedDict[tuple, _Entry] = OrderedDict()
+
+    def get(self, key: tuple) -> _Entry | None:
+        e = self._d.get(key)
+        if e is not None:
+            self._d.move_to_end(key)
+        return e
+
+    def put(self, key: tuple, value: tuple, size: int) -> None:
+        old = self._d.pop(key, None)
+        if old is not None:
+            self.bytes -= old.size
+        if size > self.max_bytes:
+            return
+        self._d[key] = _Entry(time.monotonic(), value, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, gone = self._d.popitem(last=False)
+            self.bytes -= gone.size
+
+    def drop(self, match) -> int:
+        """Remove every entry whose key ``match(key)`` accepts; how many."""
+        keys = [k for k in self._d if match(k)]
+        for k in keys:
+            self.bytes -= self._d.pop(k).size
+        return len(keys)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _user_size(p: Profile) -> int:
+    return 400 + 48 * len(p.recent_categories) + 200 * len(p.purchases) + 48 * len(p.preferences)
+
+
+def _session_size(p: Profile) -> int:
+    return 300 + (p.vec.nbytes if p.vec is not None else 0) + 80 * len(p.recent)
+
+
 class ProfileSource:
-    """The store behind a deadline, with the last good profile per (tenant, user, session) as fallback."""
+    """The store behind a deadline, with the last good profile as fallback: its user part (categories,
+    purchases, tastes) kept once per (tenant, user), its session part (vector, recent items) per (tenant, user,
+    session), each in an LRU bounded by estimated bytes. (One cached Profile per session would hold a copy of the
+    user's purchases per session id: 113 KB each for a 500-purchase user, enough to exhaust memory from one client.)
+    """
 
     def __init__(self, store: ProfileStore, timeout_s: float, max_stale_s: float = 3600.0,
-                 max_entries: int = 100_000) -> None:
+                 max_bytes: int = 64 << 20) -> None:
         self.store = store
         self.timeout_s = timeout_s
         self.max_stale_s = max_stale_s
-        self.max_entries = max_entries
         self.failures = 0
         self.retries = 0
-        self._last: dict[tuple[str, str, str], tuple[float, Profile]] = {}
+        self._users = _BoundedCache(max_bytes // 2)
+        self._sessions = _BoundedCache(max_bytes // 2)
 
     async def get(self, tenant: str, user_id: str, session_id: str) -> Profile:
         if not self.store.configured:
             return EMPTY
-        key = (tenant, user_id, session_id)
         try:
             async with asyncio.timeout(self.timeout_s):
                 profile = await self._read_with_retry(tenant, user_id, session_id)
         except (StoreUnavailable, TimeoutError) as exc:
             self.failures += 1
             logger.warning("profile read failed, serving cached or none: %s", exc or type(exc).__name__)
-            cached = self._last.get(key)
-            if cached is not None:
-                age = time.monotonic() - cached[0]
-                if age < self.max_stale_s:
-                    return cached[1]._replace(degraded=True, stale_s=round(age, 3))
-            return Profile(None, (), True)
-        if len(self._last) >= self.max_entries:
-            self._last.pop(next(iter(self._last)))
-        self._last[key] = (time.monotonic(), profile)
+            return self._cached(tenant, user_id, session_id)
+        self._users.put((tenant, user_id), (profile.recent_categories, profile.purchased, profile.preferences,
+                                            profile.purchases), _user_size(profile))
+        self._sessions.put((tenant, user_id, session_id), (profile.vec, profile.recent), _session_size(profile))
         return profile
+
+    def _cached(self, tenant: str, user_id: str, session_id: str) -> Profile:
+        user = self._users.get((tenant, user_id))
+        now = time.monotonic()
+        if user is None or now - user.at >= self.max_stale_s:
+            return Profile(None, (), True)
+        session = self._sessions.get((tenant, user_id, session_id))
+        vec, recent = session.value if session is not None and now - session.at < self.max_stale_s else (None, ())
+        cats, purchased, prefs, purchases = user.value
+        return Profile(vec, cats, True, round(now - user.at, 3), purchased, prefs, purchases, recent)
+
+    def forget_user(self, tenant: str, user_id: str) -> int:
+        """Erasure: drop everything cached of the user (its sessions included); how many entries."""
+        return self._users.drop(lambda k: k == (tenant, user_id)) + \
+            self._sessions.drop(lambda k: k[0] == tenant and k[1] == user_id)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._users.bytes + self._sessions.bytes
 
     async def _read_with_retry(self, tenant: str, user_id: str, session_id: str) -> Profile:
         """The read is idempotent: one retry after a short backoff, only while half the deadline remains

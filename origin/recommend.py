@@ -1,6 +1,6 @@
 """``POST /v1/recommend`` and ``POST /v1/explain`` as declared pipelines behind the ``Handler`` protocol.
 
-    recommend: decode -> validate -> profile -> content_source -> covisitation_source -> two_tower_source
+    recommend: decode -> validate -> profile -> given_items -> content_source -> covisitation_source -> two_tower_source
                -> ann_source -> popular_source -> guardrails -> in_stock -> already_purchased -> rank -> mmr -> select
                -> encode
     explain:   decode -> validate -> profile -> given_items -> content_source -> covisitation_source
@@ -34,6 +34,7 @@ from strata.origin.stages.select import Select
 from strata.origin.stages.two_tower_source import TwoTowerSource
 from strata.origin.stages.validate import Validate
 from strata.origin.state import OriginState
+from strata.shared.auth.gate import Caller
 from strata.shared.errors import NotReady
 from strata.shared.serving.codecs import choose_response_type
 from strata.shared.serving.pipeline import Pending, Pipeline, Reply, Stage
@@ -62,12 +63,14 @@ class OriginHandler:
         self.explain = explain
         self.pipeline = Pipeline(stages)
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending:
         t0 = time.perf_counter_ns()
         state = self._state()
         if state is None:
             raise NotReady("no model loaded yet", field="model")
         ctx = OriginCtx(t0, body, ctype, accept, choose_response_type(accept, ctype), state, self.explain)
+        ctx.caller = caller
         return self.pipeline.run(ctx)
 
     async def finish(self, pending: Pending) -> Reply:
@@ -75,7 +78,7 @@ class OriginHandler:
 
 
 def recommend_handler(state: Callable[[], OriginState | None], r: Ranking, encode: Encode) -> OriginHandler:
-    stages = [Decode(), Validate(), r.profile, *r.sources, *r.filters, *r.scoring, encode]
+    stages = [Decode(), Validate(), r.profile, GivenItems(), *r.sources, *r.filters, *r.scoring, encode]
     return OriginHandler("/v1/recommend", state, stages, explain=False)
 
 

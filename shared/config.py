@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import (
     BaseSettings,
@@ -188,6 +188,10 @@ class StreamingSettings(_Section):
     session_ttl_s: float = Field(86400.0, gt=0, description="session state expires at least this long (at most 1.1x) after its last write")
     session: SessionRule = SessionRule()
     tier2: Tier2Settings = Tier2Settings()
+    erasure_grace_s: float = Field(2.0, ge=0, description="DELETE /v1/users/{id} erases again after this long (a "
+                                   "processor batch planned before the tombstone may write meanwhile)")
+    tombstone_ttl_s: float = Field(30 * 86400.0, gt=0, description="an erased user's events older than the "
+                                   "erasure are dropped for this long (keep it above the log's retention)")
 
     @field_validator("store")
     @classmethod
@@ -238,6 +242,9 @@ class OriginSettings(_Section):
     seed: int = Field(0, description="seed of the exploration draws")
     vector_index: VectorIndexSettings = VectorIndexSettings()
     reasoner: ReasonerSettings = ReasonerSettings()
+    catalog_log: str | None = Field(None, description="POST /v1/items updates are appended here and replayed at "
+                                    "start; null: catalog-updates.jsonl in <registry>/<model>/; 'none': not kept")
+    upsert_chunk: int = Field(64, ge=1, le=1000, description="items embedded per worker-thread step of an upsert")
 
 
 class RouterDeadlines(_Section):
@@ -270,6 +277,8 @@ class RouterSettings(_Section):
     max_escalation_share: float = Field(0.35, ge=0, le=1, description="admission control: beyond this share of "
                                         "requests the edge answers itself (reason escalation_budget)")
     breaker: BreakerSettings = BreakerSettings()
+    answer_ttl_s: float = Field(10.0, gt=0, description="an upper tier's answer is served again to the same "
+                                "session's same request for this long, unless the session changes first")
 
     @field_validator("streaming_urls", "origin_urls")
     @classmethod
@@ -278,6 +287,36 @@ class RouterSettings(_Section):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"must be http:// or https:// URLs, got {url!r}")
         return [u.rstrip("/") for u in v]
+
+
+class AuthSettings(_Section):
+    """Who may call the tiers (``shared.auth``): API keys per tenant with scopes, sent as
+    ``Authorization: Bearer``. Off by default (every route open, one WARNING at start)."""
+
+    enabled: bool = Field(False, description="require a key on every route but /healthz, /readyz, /metrics; "
+                                             "the tenant comes from the key (env STRATA_AUTH__ENABLED)")
+    keys_file: str = Field("strata-keys.json", description="hashed keys written by 'strata keys create' "
+                                                            "(env STRATA_AUTH__KEYS_FILE); re-read when it changes")
+    reload_s: float = Field(2.0, gt=0, description="check the keys file for changes this often")
+    impression_secret: SecretStr | None = Field(
+        None, description="HMAC secret impression ids are signed with (env STRATA_AUTH__IMPRESSION_SECRET only; "
+                          "the same value at every tier and in the processor; required when auth is enabled)")
+    catalog_tenant: str = Field("default", description="the tenant whose keys may change the catalog "
+                                                       "(POST /v1/items with scope catalog:write)")
+
+
+class RateLimitSettings(_Section):
+    """Token buckets per key and per client address (``shared.auth.limits``); 0 turns a limit off."""
+
+    per_key_rps: float = Field(0.0, ge=0, description="requests per second per API key (0: off)")
+    per_ip_rps: float = Field(0.0, ge=0, description="requests per second per client address (0: off)")
+    burst: float = Field(0.0, ge=0, description="bucket size in requests (0: one second of the rate)")
+    sync_ms: float = Field(200.0, gt=0, description="regional tiers share their buckets through the store "
+                                                    "this often")
+    llm_tokens_per_minute: int = Field(0, ge=0, description="LLM tokens per tenant per minute at the origin "
+                                                             "(0: only the global reasoner budget)")
+    max_concurrent_explains: int = Field(16, ge=1, description="explains in flight at the origin; beyond it "
+                                                               "the template answers at once")
 
 
 class StrataSettings(BaseSettings):
@@ -289,6 +328,8 @@ class StrataSettings(BaseSettings):
     streaming: StreamingSettings = StreamingSettings()
     origin: OriginSettings = OriginSettings()
     router: RouterSettings = RouterSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

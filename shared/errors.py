@@ -66,6 +66,28 @@ class MethodNotAllowed(StrataError):
         self.allow = allow
 
 
+class Unauthorized(StrataError):
+    """No key, or a key that is unknown or revoked: 401 with ``WWW-Authenticate: Bearer``."""
+
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(StrataError):
+    """A valid key that may not do this: a scope it lacks, or a body naming another tenant."""
+
+    status, code = 403, "forbidden"
+
+
+class TooManyRequests(StrataError):
+    """A rate limit: 429 with ``Retry-After`` (when the bucket has a token again)."""
+
+    status, code, retriable = 429, "rate_limited", True
+
+    def __init__(self, reason: str, *, field: str | None = None, retry_after_s: float = 1.0) -> None:
+        super().__init__(reason, field=field)
+        self.retry_after_s = retry_after_s
+
+
 class PayloadTooLarge(StrataError):
     status, code = 413, "payload_too_large"
 

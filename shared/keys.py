@@ -30,6 +30,8 @@ never equal a key of another kind, whatever the ids: key building is injective.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "strata"
 
 
@@ -144,3 +146,27 @@ def slot_tag(slot: int) -> str:
 def done_key(slot: int) -> str:
     """HASH <topic>:<partition> -> the last journal id applied to this slot's keys by that partition."""
     return f"{PREFIX}:{{{slot_tag(slot)}}}:done"
+
+
+# -- users: consent and erasure (streaming.users) ---------------------------------------------------------------
+ERASURE_CHANNEL = f"{PREFIX}:erase"            # pub/sub: msgpack [tenant, user_id] of an erased user
+
+
+def user_sessions_key(tenant: str, user_id: str) -> str:
+    """SET of the user's session ids (written by the processor; what an erasure deletes)."""
+    return f"{PREFIX}:{{{part(tenant)}:u:{part(user_id)}}}:sessions"
+
+
+def user_hash(tenant: str, user_id: str) -> str:
+    """A user id as erasure records keep it: its hash, never the id."""
+    return hashlib.sha256(f"{tenant}\x1f{user_id}".encode()).hexdigest()[:32]
+
+
+def erased_key(tenant: str, user_id: str) -> str:
+    """An erased user's tombstone (erasure time in ms), keyed by ``user_hash``, not the id."""
+    return f"{PREFIX}:{{{part(tenant)}}}:erased:{user_hash(tenant, user_id)}"
+
+
+def audit_key(tenant: str) -> str:
+    """STREAM of the tenant's audited admin actions (user data exported or erased)."""
+    return f"{PREFIX}:{{{part(tenant)}}}:audit"

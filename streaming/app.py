@@ -10,14 +10,20 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
+from strata.shared.auth.gate import Gate
+from strata.shared.auth.scopes import EVENTS
+from strata.shared.contracts import schemas
 from strata.shared.errors import PayloadTooLarge
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.error_mapper import negotiated_error_reply
 from strata.shared.serving.fastapi_errors import install_error_handlers, to_response
 from strata.shared.serving.fastapi_ops import install_ops_routes
+from strata.shared.serving.openapi import Route, install_openapi
 from strata.shared.serving.pipeline import Reply
 from strata.streaming.service import IngestService
 from strata.streaming.tier2.front import mount_recommend
+from strata.streaming.users import UserData
+from strata.streaming.users_routes import mount_users
 
 if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime
     from strata.streaming.tier2.service import Tier2Service
@@ -26,9 +32,10 @@ if TYPE_CHECKING:     # the ingest-only app does not load onnxruntime
 class _Ops:
     """/readyz and /metrics of the whole service: ready when ingest and the tier-2 scorer are."""
 
-    def __init__(self, ingest: IngestService, tier2: Tier2Service | None) -> None:
+    def __init__(self, ingest: IngestService, tier2: Tier2Service | None, gate: Gate | None = None) -> None:
         self.ingest = ingest
         self.tier2 = tier2
+        self.gate = gate
 
     def readiness(self) -> tuple[int, dict]:
         status, body = self.ingest.readiness()
@@ -39,33 +46,43 @@ class _Ops:
 
     def exposition(self) -> bytes:
         out = self.ingest.exposition()
-        return out + self.tier2.metrics.exposition() if self.tier2 is not None else out
+        if self.tier2 is not None:
+            out += self.tier2.exposition()
+        return out + self.gate.exposition() if self.gate is not None else out
 
 
-def build_app(service: IngestService, tier2: Tier2Service | None = None) -> FastAPI:
+def build_app(service: IngestService, tier2: Tier2Service | None = None, gate: Gate | None = None) -> FastAPI:
+    """``gate``: authentication and rate limits of every route but the ops routes (None: off)."""
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await service.start()
         try:
             if tier2 is not None:
                 await tier2.start()
+            if gate is not None:
+                await gate.start()
             yield
         finally:
             try:
+                if gate is not None:
+                    await gate.stop()
                 if tier2 is not None:
                     await tier2.stop()
             finally:
+                await users.close()
                 await service.stop()
 
     api = FastAPI(title="Strata streaming", version="1", lifespan=lifespan,
-                  description="Tier 2 ingest: POST /v1/events takes one event or {\"events\": [...]}, "
-                              "JSON or msgpack (see README for the contract).")
+                  description="Tier 2: POST /v1/events takes one event or {\"events\": [...]}; POST /v1/recommend "
+                              "ranks from the store's freshest session state. JSON or msgpack.")
     install_error_handlers(api)
     handler = service.handler
     limit = service.cfg.max_body_bytes
 
     @api.post(handler.route, status_code=202)
     async def events(request: Request) -> Response:     # documents the route; ``_Front`` answers it
+        caller = gate.admit(request.scope["headers"], request.scope.get("client"), EVENTS) \
+            if gate is not None else None
         try:
             body = await _bounded_body(request, limit)
         except PayloadTooLarge as exc:
@@ -74,14 +91,25 @@ def build_app(service: IngestService, tier2: Tier2Service | None = None) -> Fast
         ctype = request.headers.get("content-type")
         accept = request.headers.get("accept")
         out = handler.try_now(body, ctype.encode("latin-1") if ctype else None,
-                              accept.encode("latin-1") if accept else None)
+                              accept.encode("latin-1") if accept else None, caller)
         reply: Reply = out if isinstance(out, Reply) else await handler.finish(out)
         return to_response(reply)
 
+    users = UserData(service.cfg.store, grace_s=service.cfg.erasure_grace_s,
+                     tombstone_ttl_s=service.cfg.tombstone_ttl_s)
+    mount_users(api, users, gate)
     if tier2 is not None:
-        mount_recommend(api, tier2, limit)
-    install_ops_routes(api, _Ops(service, tier2))
-    return _Front(api, service)
+        mount_recommend(api, tier2, limit, gate)
+    install_ops_routes(api, _Ops(service, tier2, gate))
+    routes = [Route(handler.route, "append click-stream events to the log", schemas.events_request(service.cfg.max_events),
+                    schemas.EVENTS_ANSWER, status=202,
+                    description="Each event is validated; valid ones are appended (acks=all) before the answer, "
+                                "invalid ones dead-lettered and listed under `rejected` (422 when none is valid).")]
+    if tier2 is not None:
+        routes.append(Route("/v1/recommend", "rank items from the freshest session state (tier 2)",
+                            schemas.RECOMMEND_REQUEST, schemas.RANKED_ANSWER))
+    install_openapi(api, api.description, lambda: routes)
+    return _Front(api, service, gate)
 
 
 class _Front:
@@ -89,8 +117,9 @@ class _Front:
     routing, request object or middleware per request), everything else to FastAPI; every answer counted by
     status (``requests_total``)."""
 
-    def __init__(self, api: FastAPI, service: IngestService) -> None:
+    def __init__(self, api: FastAPI, service: IngestService, gate: Gate | None = None) -> None:
         self.api = api
+        self.gate = gate
         self.handler = service.handler
         self.route = service.handler.route
         self.limit = service.cfg.max_body_bytes
@@ -117,7 +146,10 @@ class _Front:
 
     async def _events(self, scope, receive, send) -> None:
         ctype, accept, length, _ = body_headers(scope)
+        caller = None
         try:
+            if self.gate is not None:
+                caller = self.gate.admit(scope["headers"], scope.get("client"), EVENTS)
             try:
                 if length > self.limit:
                     raise too_large(length, self.limit)
@@ -127,7 +159,7 @@ class _Front:
                 raise
             if body is None:
                 return                  # the client went away: nothing to answer, nothing appended
-            out = self.handler.try_now(body, ctype, accept)
+            out = self.handler.try_now(body, ctype, accept, caller)
             reply = out if isinstance(out, Reply) else await self.handler.finish(out)
         except Exception as exc:        # StrataError -> its status; anything else -> 500 (the one mapper)
             reply = negotiated_error_reply(exc, accept, ctype)

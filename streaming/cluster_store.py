@@ -41,10 +41,10 @@ DONE_TTL_MS = 7 * 86_400_000         # a slot's done marks outlive any journal e
 
 _READ_NODE = _CROSS + """
 local q = cmsgpack.unpack(ARGV[1])
-local out = {{}, {}, {}, {}, {}, {}}
+local out = {{}, {}, {}, {}, {}, {}, {}}
 if #q[1] > 0 then
-  out[1] = redis.call('HMGET', q[8], unpack(q[1]))
-  out[6] = redis.call('HMGET', q[9], unpack(q[1]))
+  out[1] = redis.call('HMGET', q[9], unpack(q[1]))
+  out[7] = redis.call('HMGET', q[10], unpack(q[1]))
 end
 local members = q[2]
 for lo = 1, #members, 4000 do
@@ -56,6 +56,7 @@ end
 for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'st', 'recent') end
 for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
 for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
+for i, k in ipairs(q[8]) do out[6][i] = redis.call('GET', k) end
 return cmsgpack.pack(out)
 """
 
@@ -247,7 +248,7 @@ class ClusterStreamStore:
 
     async def _read_once(self, query: list) -> tuple[list, set[int]]:
         nm = await self._nodes()
-        wm_fields, members, sessions, imps, pend, cur, prev = query
+        wm_fields, members, sessions, imps, pend, cur, prev, erased = query
         home = self._node(nm, K.WATERMARK_KEY)
         asks: dict[str, list] = {}
         where: dict[str, object] = {home.name: home}
@@ -255,30 +256,31 @@ class ClusterStreamStore:
         def ask(node) -> list:
             q = asks.get(node.name)
             if q is None:
-                q = asks[node.name] = [[], [], [], [], [], cur, prev, K.WATERMARK_KEY, K.PENDING_KEY]
+                q = asks[node.name] = [[], [], [], [], [], cur, prev, [], K.WATERMARK_KEY, K.PENDING_KEY]
                 where[node.name] = node
             return q
 
         q = ask(home)
         q[0], q[1] = list(wm_fields), list(members)
-        for col, ks in ((2, sessions), (3, imps), (4, pend)):
+        cols = ((2, sessions), (3, imps), (4, pend), (7, erased))
+        for col, ks in cols:
             for k in ks:
                 ask(self._node(nm, k))[col].append(k)
         names = list(asks)
         answers = await asyncio.gather(*(self._call(where[n], _READ_NODE, [], [_pack(asks[n])], False)
                                          for n in names))
-        by_key: list[dict] = [{}, {}, {}]
-        parts: list = [[], [], [], [], []]
+        by_key: dict[int, dict] = {col: {} for col, _ in cols}
+        parts: list = [[], [], [], [], [], []]
         pending: set[int] = set()
         for n, raw in zip(names, answers, strict=True):
             out = msgpack.unpackb(raw, raw=True)
             if n == home.name:
                 parts[0], parts[1] = out[0], out[1]
-                pending = {int(v) for v in out[5] if v}
-            for col in (2, 3, 4):
-                by_key[col - 2].update(zip(asks[n][col], out[col], strict=True))
-        for col, ks in ((2, sessions), (3, imps), (4, pend)):
-            parts[col] = [by_key[col - 2][k] for k in ks]
+                pending = {int(v) for v in out[6] if v}
+            for col, _ in cols:          # answers: 2-4 at the same index, the tombstones (query 7) at 5
+                by_key[col].update(zip(asks[n][col], out[col if col < 7 else 5], strict=True))
+        for col, ks in cols:
+            parts[col if col < 7 else 5] = [by_key[col][k] for k in ks]
         return parts, pending
 
     async def _recover(self, jids: list[int]) -> None:

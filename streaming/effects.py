@@ -18,12 +18,14 @@ import numpy as np
 import orjson
 
 from strata.shared import keys as K
+from strata.shared.auth.impressions import ImpressionSigner
 from strata.shared.config import StreamingSettings
 from strata.shared.contracts.api import Event
 from strata.shared.ranking.session_update import SessionAcc, push_recent, session_vecs
 from strata.streaming.catalog import Catalog
 
 DAY_MS = 86_400_000
+SIGNED_SKEW_MS = 300_000     # a signed id may be this far ahead of the log's clock (the tiers' clocks)
 AFFINITY_SCALE = 100         # affinities are stored in hundredths: the daily decay keeps two digits
 _PROFILE_TYPES = frozenset({"view", "purchase", "preference"})     # always write their user's profile
 AFFINITY = {"view": 1 * AFFINITY_SCALE, "click": 1 * AFFINITY_SCALE, "add_to_cart": 3 * AFFINITY_SCALE,
@@ -42,6 +44,7 @@ class Record:
     error: tuple[str | None, str] | None = None     # (field, reason)
     wm_field: str = ""           # the partition's watermark field, "topic:partition" (filled in when not given)
     log_ms: int = 0              # the record's log timestamp (when it was produced; 0: unknown)
+    code: str = ""               # the dead-letter code when not the default (``impression_signature``)
 
     def __post_init__(self) -> None:
         if not self.wm_field:
@@ -66,6 +69,7 @@ class Snapshot:
     seen_bucket: int = 0                             # the dedup bucket the snapshot checked (and the plan writes)
     recent: dict[str, bytes] = field(default_factory=dict)    # session key -> stored ``recent`` field
     ttl_at: dict[str, int] = field(default_factory=dict)      # session key -> when its expiry was set to (ms)
+    erased: dict[str, int] = field(default_factory=dict)      # tombstone key -> erasure time (ms) of erased users
 
 
 @dataclass(slots=True)
@@ -77,6 +81,7 @@ class StoreReads:
     session_keys: set[str] = field(default_factory=set)
     impression_keys: set[str] = field(default_factory=set)
     pending_keys: set[str] = field(default_factory=set)
+    erased_keys: set[str] = field(default_factory=set)       # tombstones of the batch's users
 
 
 @dataclass(slots=True)
@@ -113,6 +118,9 @@ class Plan:
     named: set[str] = field(default_factory=set)      # profiles given affinities named by the event (preference)
     bandits: dict[str, None] = field(default_factory=dict)    # bandit keys written (expiry, item cap)
     bounded: list[tuple[str, str, int]] = field(default_factory=list)   # HINCRBYs checked for int64 overflow first
+    rejected: dict[str, int] = field(default_factory=dict)    # impressions/clicks not counted, by reason
+    erased: int = 0              # events of an erased user, older than its erasure: dropped
+    user_sessions: dict[str, set[str]] = field(default_factory=dict)    # user index key -> sessions written
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
     after_recent: dict[str, bytes] = field(default_factory=dict)
@@ -144,12 +152,14 @@ def overlay(snap: Snapshot, prev: Plan) -> None:
 
 def reads_for(records: list[Record]) -> StoreReads:
     r = StoreReads()
+    users: set[tuple[str, str]] = set()
     for rec in records:
         r.wm_fields.add(rec.wm_field)
         ev = rec.event
         if ev is None:
             continue
         r.seen_members.add(K.seen_member(ev.tenant, ev.event_id))
+        users.add((ev.tenant, ev.user_id))
         if ev.item_id is not None:
             r.session_keys.add(K.session_key(ev.tenant, ev.session_id))
         if ev.type == "click" and ev.impression_id is not None:
@@ -157,6 +167,7 @@ def reads_for(records: list[Record]) -> StoreReads:
         elif ev.type == "impression":      # logged before (another batch)? then it is not counted again
             r.impression_keys.add(K.impression_key(ev.tenant, ev.impression_id))
             r.pending_keys.add(K.pending_clicks_key(ev.tenant, ev.impression_id))
+    r.erased_keys = {K.erased_key(t, u) for t, u in users}
     return r
 
 
@@ -189,8 +200,10 @@ class _Moves:
 
 
 class Planner:
-    def __init__(self, cfg: StreamingSettings, catalog: Catalog) -> None:
+    def __init__(self, cfg: StreamingSettings, catalog: Catalog, signer: ImpressionSigner | None = None) -> None:
+        """``signer``: impressions and clicks count only with an impression id it verifies (auth on)."""
         self.cfg = cfg
+        self.signer = signer
         self.rule = cfg.session
         self.catalog = catalog
         self.vectors64 = np.asarray(catalog.vectors, dtype=np.float64)
@@ -225,6 +238,7 @@ class Planner:
         moves = _Moves()
         lt_keys: list[str] = []
         fresh_after = now_ms - self.verify_ms
+        erased = _Tombstones(snap.erased)
         for rec in records:
             wf = rec.wm_field
             ev = rec.event
@@ -248,15 +262,45 @@ class Planner:
                 continue
             new_seen.add(sm)
             plan.seen_new.append(sm)
+            if erased.covers(ev):               # the erased history of a user, arriving late: dropped
+                plan.erased += 1
+                continue
+            if self.signer is not None and ev.impression_id is not None:
+                why = self._unsigned(ev, imps, rec.log_ms or now_ms)
+                if why is not None:
+                    plan.rejected[why] = plan.rejected.get(why, 0) + 1
+                    plan.dead.append(Record(rec.topic, rec.partition, rec.offset, None, rec.raw,
+                                            ("impression_id", f"impression signature: {why}"), wf, rec.log_ms,
+                                            "impression_signature"))
+                    continue
             plan.applied.append(ev)
             self._apply(ev, plan, moves, lt_keys, imps, pending, now_ms)
         if moves.keys:
             self._fold(moves, lt_keys, snap, plan)
+        for (tenant, user), sessions in _user_sessions(plan.applied, moves).items():
+            ukey = K.user_sessions_key(tenant, user)
+            plan.ops.append(("SADD", ukey, *sorted(sessions)))
+            plan.ops.append(("PEXPIRE", ukey, self.profile_ttl_ms))
         plan.after_impressions = {k: v for k, v in imps.items() if v is not None}
         plan.after_pending = pending
         day, known, named = now_ms // DAY_MS, self._known, plan.named
         plan.checked = [k for k in plan.profiles if known.get(k) != day or k in named]
         return plan
+
+    def _unsigned(self, ev: Event, imps: dict, log_ms: int) -> str | None:
+        """Why an impression or click must not count (None: it may): ``forged`` (not made by a tier for this
+        tenant and session, or these items), ``expired`` (older than the join window when it reached the log),
+        ``replayed`` (an impression id counted before, a click on an item of it already counted)."""
+        items = ev.items if ev.type == "impression" else None
+        ts = self.signer.check(ev.impression_id, ev.tenant, ev.session_id, items)
+        if ts is None or ts > log_ms + SIGNED_SKEW_MS:
+            return "forged"
+        if log_ms - ts > self.join_ms:
+            return "expired"
+        imp = imps.get(K.impression_key(ev.tenant, ev.impression_id))
+        if imp is not None and (ev.type == "impression" or ev.item_id in imp.clicked):
+            return "replayed"
+        return None
 
     def confirm(self, plan: Plan) -> None:
         """The plan's write landed: its checked profiles passed their checks and daily pass today."""
@@ -462,6 +506,35 @@ class Planner:
             bandits[bkey] = None
             _add(incr, bkey, K.clicks_field(item), 1)
             ops.append(("HSET", ikey, f"clicked:{item}", 1))
+
+
+class _Tombstones:
+    """The batch's erased users (tombstone key -> erasure time), looked up once per (tenant, user)."""
+
+    __slots__ = ("times", "memo")
+
+    def __init__(self, times: dict[str, int]) -> None:
+        self.times = times
+        self.memo: dict[tuple[str, str], int | None] = {}
+
+    def covers(self, ev: Event) -> bool:
+        if not self.times:
+            return False
+        key = (ev.tenant, ev.user_id)
+        if key not in self.memo:
+            self.memo[key] = self.times.get(K.erased_key(ev.tenant, ev.user_id))
+        at = self.memo[key]
+        return at is not None and ev.ts_ms <= at
+
+
+def _user_sessions(applied: list[Event], moves: _Moves) -> dict[tuple[str, str], set[str]]:
+    """(tenant, user) -> the sessions whose state this plan writes (what an erasure finds the sessions by)."""
+    written = set(moves.names)
+    out: dict[tuple[str, str], set[str]] = {}
+    for ev in applied:
+        if (ev.tenant, ev.session_id) in written:
+            out.setdefault((ev.tenant, ev.user_id), set()).add(ev.session_id)
+    return out
 
 
 def _add(incr: dict, key: str, fld: str, n: int) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from strata.shared.auth.gate import Caller, bind_tenant
 from strata.shared.config import StreamingSettings
 from strata.shared.contracts.api import TsWindow, parse_event
 from strata.shared.contracts.event_records import encode_event, event_key
-from strata.shared.errors import MalformedBody, PayloadTooLarge, StrataError
+from strata.shared.errors import Forbidden, MalformedBody, PayloadTooLarge, StrataError
 from strata.shared.serving.codecs import choose_response_type, encode
 from strata.shared.serving.metrics import Instruments
 from strata.shared.serving.pipeline import SUSPEND, Pending, Pipeline, Reply
@@ -45,6 +46,7 @@ class IngestCtx:
     dead: list = field(default_factory=list)         # dead-letter record values
     refused: StrataError | None = None               # the body was refused as a whole
     single: object = None                            # a one-event body, decoded
+    caller: Caller | None = None                     # who the gate admitted (None: auth off): the tenant
 
 
 def refusal_record(exc: StrataError, body: bytes | memoryview, size: int) -> bytes:
@@ -94,6 +96,7 @@ class Validate:
         sp = ctx.split
         codec, limit, window, decoded = sp.codec, self.max_event_bytes, self.window, sp.decoded
         accepted = ctx.accepted
+        caller = ctx.caller
         for i in range(sp.count):
             obj = None
             try:
@@ -107,7 +110,11 @@ class Validate:
                         raise PayloadTooLarge(f"event of {len(raw)} bytes exceeds the {limit}-byte limit",
                                               field="body")
                     obj = decode_one(raw, codec)
+                if caller is not None:
+                    bind_tenant(obj, caller)     # an event naming another tenant refuses the request (403)
                 ev = parse_event(obj, window, now_ms)
+            except Forbidden:
+                raise
             except StrataError as exc:
                 rej = {"index": i, "field": exc.field, "reason": exc.reason}
                 ctx.rejected.append(rej)
@@ -168,8 +175,9 @@ class IngestHandler:
         self.pipeline = Pipeline([Locate(cfg.max_events, cfg.max_event_bytes), Validate(cfg),
                                   Append(log, cfg.topics.events, cfg.topics.dead_letter), Encode(metrics)])
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
-        return self.pipeline.run(IngestCtx(body, ctype, choose_response_type(accept, ctype)))
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending:
+        return self.pipeline.run(IngestCtx(body, ctype, choose_response_type(accept, ctype), caller=caller))
 
     async def finish(self, pending: Pending) -> Reply:
         return await self.pipeline.finish(pending)

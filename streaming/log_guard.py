@@ -3,7 +3,9 @@
 - Every acknowledged batch of the events topic is kept (``ReplayBuffer``) until the processor's watermark of
   the same log passes it (the store is read every ``TRIM_S``).
 - A reset is seen when the log acknowledges a batch at a lower offset than an earlier one of that partition,
-  or when the topic's id (``log_identity``) changes. Then: ``strata_ingest_log_resets_total{how}``, an ERROR
+  or when the topic's id (``log_identity``) changes. A broker that no longer knows the topic (restarted
+  without its log; Tansu still takes records for it) gets the topics created again here: an append that
+  never failed would not have done it. Then: ``strata_ingest_log_resets_total{how}``, an ERROR
   log line, ``/readyz`` degraded (``streaming.log_reset_alert_s``), and every kept event is appended again
   (the processor applies by event id: those it had applied count once).
 """
@@ -18,8 +20,9 @@ from collections.abc import Awaitable, Callable
 
 from strata.shared import keys as K
 from strata.shared.config import StreamingSettings
-from strata.streaming.log_identity import topic_ids
+from strata.streaming.log_identity import TopicMissing, topic_ids
 from strata.streaming.replay_buffer import ReplayBuffer
+from strata.streaming.topics import ensure_topics
 
 logger = logging.getLogger(__name__)
 TRIM_S = 1.0          # how often the processor's watermarks are read (and the topic id checked)
@@ -118,7 +121,12 @@ class LogGuard:
                     if not started:
                         await client.bootstrap()
                         started = True
-                    tid = (await topic_ids(client, [self.topic]))[self.topic]
+                    try:
+                        tid = (await topic_ids(client, [self.topic]))[self.topic]
+                    except TopicMissing as exc:      # restarted without its log, and no append failed
+                        logger.warning("%s: creating the topics again", exc)
+                        await ensure_topics(self.cfg.broker, self.cfg.topics, int(TRIM_S * 2000))
+                        tid = (await topic_ids(client, [self.topic]))[self.topic]
                     if tid is not None:
                         if self.topic_id is not None and tid != self.topic_id:
                             self.reset("topic_id", {"old_topic_id": self.topic_id, "topic_id": tid})

@@ -8,6 +8,11 @@ log was reset and those watermarks no longer say what was applied.
 aiokafka 0.14 speaks Metadata up to v5 only; the v10 request and answer are declared here with its own
 protocol types (a 16-byte UUID type added). A broker that does not answer v10 gives no id (None): the
 processor then relies on its event-id check alone (``effects.Planner.plan``).
+
+A broker that restarted without its log may not know the topic at all and still take records for it (Tansu
+with memory storage does: its Metadata then answers UNKNOWN_TOPIC_OR_PARTITION and offset commits fail):
+``TopicMissing`` says so, and the caller creates the topic again (``topics.ensure_topics``; the records
+written meanwhile are kept), which gives it its new id.
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ from aiokafka.protocol.types import (
 
 logger = logging.getLogger(__name__)
 _NO_ID = b"\0" * 16
+_UNKNOWN_TOPIC = 3            # Kafka error code UNKNOWN_TOPIC_OR_PARTITION
+
+
+class TopicMissing(Exception):
+    """The broker does not know these topics (a restart that lost them): create them again."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(f"the broker does not know topic(s) {', '.join(topics)}")
+        self.topics = topics
 
 
 class _Uuid(AbstractType[bytes]):
@@ -88,8 +102,9 @@ class TopicIdRequest(Request[MetadataRequest_v10]):
 
 
 async def topic_ids(client, topics: list[str]) -> dict[str, str | None]:
-    """topic -> its id (hex), or None when the broker gives none (too old, or the topic does not exist).
-    ``client`` is a started ``aiokafka.client.AIOKafkaClient``; Kafka errors propagate (retriable ones too)."""
+    """topic -> its id (hex), or None when the broker gives none (too old to answer v10, or not connected).
+    ``TopicMissing`` when the broker does not know a topic. ``client`` is a started
+    ``aiokafka.client.AIOKafkaClient``; Kafka errors propagate (retriable ones too)."""
     node = client.get_random_node()
     if node is None:
         await client.force_metadata_update()
@@ -101,8 +116,13 @@ async def topic_ids(client, topics: list[str]) -> dict[str, str | None]:
         return dict.fromkeys(topics)
     answer = await client.send(node, TopicIdRequest(topics))
     out: dict[str, str | None] = dict.fromkeys(topics)
+    missing = []
     for t in answer.topics:
         error_code, name, tid = t[0], t[1], t[2]
-        if error_code == 0 and tid and tid != _NO_ID:
+        if error_code == _UNKNOWN_TOPIC:
+            missing.append(name)
+        elif error_code == 0 and tid and tid != _NO_ID:
             out[name] = tid.hex()
+    if missing:
+        raise TopicMissing(missing)
     return out

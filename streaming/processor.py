@@ -32,6 +32,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from redis.exceptions import RedisError
 
+from strata.shared.auth.impressions import ImpressionSigner
 from strata.shared.config import StreamingSettings
 from strata.shared.contracts.api import TsWindow, parse_event
 from strata.shared.contracts.event_records import decode_event
@@ -39,7 +40,7 @@ from strata.shared.errors import StrataError, is_retriable
 from strata.streaming import dead_letter
 from strata.streaming.catalog import Catalog
 from strata.streaming.effects import Plan, Planner, Record, overlay, reads_for
-from strata.streaming.log_identity import topic_ids
+from strata.streaming.log_identity import TopicMissing, topic_ids
 from strata.streaming.log_resets import LogResets
 from strata.streaming.processor_metrics import ProcessorMetrics
 from strata.streaming.store import Bounds, open_stream_store
@@ -88,9 +89,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class StreamProcessor:
-    def __init__(self, cfg: StreamingSettings, catalog: Catalog, metrics: ProcessorMetrics | None = None) -> None:
+    def __init__(self, cfg: StreamingSettings, catalog: Catalog, metrics: ProcessorMetrics | None = None,
+                 signer: ImpressionSigner | None = None) -> None:
+        """``signer`` (auth on): impressions and clicks count only with an impression id it verifies."""
         self.cfg = cfg
-        self.planner = Planner(cfg, catalog)
+        self.planner = Planner(cfg, catalog, signer)
         self.metrics = metrics or ProcessorMetrics()
         self.store = open_stream_store(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s, bounds=Bounds.of(cfg),
                                        wait_replicas=cfg.wait_replicas, wait_timeout_ms=cfg.wait_timeout_ms)
@@ -155,13 +158,20 @@ class StreamProcessor:
 
     async def check_log_identity(self) -> None:
         """Compare the events topic's id with the one its watermarks belong to (see ``streaming.log_resets``);
-        on a change, read the topic from its start. Errors are logged and left to the next check."""
+        on a change, read the topic from its start. A broker that no longer knows the topic (restarted without
+        its log, yet taking records for it) gets it created again first: that gives the new id, and offset
+        commits work again. Errors are logged and left to the next check."""
         if self._kafka is None:
             return
         topic = self.cfg.topics.events
         async with self._identity_lock:
             try:
-                tid = (await topic_ids(self._kafka, [topic]))[topic]
+                try:
+                    tid = (await topic_ids(self._kafka, [topic]))[topic]
+                except TopicMissing as exc:      # a restarted broker that lost it (and takes records for it)
+                    logger.warning("%s: creating the topics again", exc)
+                    await ensure_topics(self.cfg.broker, self.cfg.topics)
+                    tid = (await topic_ids(self._kafka, [topic]))[topic]
                 changed = await self.resets.record_id(topic, tid)
             except Exception as exc:  # noqa: BLE001 - broker or store down: the next check tries again
                 logger.warning("log identity check failed: %s: %s", type(exc).__name__, exc)
@@ -437,6 +447,7 @@ class StreamProcessor:
         ts = np.fromiter((ev.ts_ms for ev in plan.applied), dtype=np.float64, count=len(plan.applied))
         self.metrics.freshness.observe_many(np.clip(written_ms - ts, 0.0, self.window.horizon_ms) / 1000)
         self.metrics.batch(len(plan.applied), plan.duplicates, plan.replayed, len(plan.dead))
+        self.metrics.screened(plan.rejected, plan.erased)
         self.planner.confirm(plan)
         if plan.resets:
             task = asyncio.get_running_loop().create_task(self._on_reset(plan.resets), name="log-reset")
@@ -458,8 +469,8 @@ class StreamProcessor:
                 decoded = decode_event(rec.raw)
             except Exception:  # noqa: BLE001 - kept as bytes then
                 decoded = None
-            value = dead_letter.record("processor", "store_refused" if fld == "store" else "invalid_record", fld,
-                                       reason, now_ms, rec.raw, decoded, topic=rec.topic, partition=rec.partition,
+            code = rec.code or ("store_refused" if fld == "store" else "invalid_record")
+            value = dead_letter.record("processor", code, fld, reason, now_ms, rec.raw, decoded, topic=rec.topic, partition=rec.partition,
                                        offset=rec.offset)
             futures.append(await self.producer.send(self.cfg.topics.dead_letter, value))
         await asyncio.gather(*futures)

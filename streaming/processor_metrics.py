@@ -26,6 +26,12 @@ class ProcessorMetrics:
         m.define("triggers_dead_lettered_total", "outbox entries that could not be a trigger: dead-lettered once")
         m.define("freshness_seconds", "event ts to store write")
         m.define("consumer_lag", "records behind the log end, per partition", ("partition",))
+        m.define("impressions_rejected_total", "impressions and clicks not counted (auth on): impression id forged, "
+                 "expired or replayed; dead-lettered", ("reason",))
+        m.define("erased_events_dropped_total", "events of an erased user older than its erasure, dropped")
+        for reason in ("forged", "expired", "replayed"):
+            m.inc("impressions_rejected_total", (reason,), by=0)
+        m.inc("erased_events_dropped_total", by=0)
         for how in ("topic_id", "event_id", "offsets"):          # exported at 0 from the start: alerts need the series
             m.inc("log_resets_total", (how,), by=0)
         m.inc("poison_records_total", by=0)
@@ -35,6 +41,12 @@ class ProcessorMetrics:
         self.duplicates = 0
         self.replayed = 0
         self.dead = 0
+
+    def screened(self, rejected: dict[str, int], erased: int) -> None:
+        for reason, n in rejected.items():
+            self.instruments.inc("impressions_rejected_total", (reason,), by=n)
+        if erased:
+            self.instruments.inc("erased_events_dropped_total", by=erased)
 
     def batch(self, applied: int, duplicates: int, replayed: int, dead: int) -> None:
         m = self.instruments

@@ -10,6 +10,8 @@ import signal
 
 from prometheus_client import CollectorRegistry
 
+from strata.shared.auth.gate import gate_from_settings
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import StrataSettings
 from strata.shared.errors import ConfigError
 from strata.shared.serving.gc_tuning import tune_gc
@@ -39,6 +41,7 @@ def run_ingest(settings: StrataSettings) -> None:
     registry: its error, before anything listens), then serve until SIGINT/SIGTERM. Without a store
     (``streaming.store: none``) only the ingest API runs, so tier 2 must be off."""
     cfg = settings.streaming
+    gate = gate_from_settings(settings, "the streaming service", cfg.store)    # a bad auth config: before all
     if cfg.store == "none" and cfg.tier2.enabled:
         raise _no_store("the tier-2 scorer reads sessions and counts from it (or set "
                              "streaming.tier2.enabled false: the ingest API alone needs no store)")
@@ -53,7 +56,7 @@ def run_ingest(settings: StrataSettings) -> None:
     logger.info("streaming service serving", extra={"host": cfg.host, "port": port, "broker": cfg.broker,
                                                     "tier2": tier2 is not None})
     tune_gc()
-    run_uvicorn(build_app(IngestService(cfg), tier2), sock, host=cfg.host, port=port, loop="uvloop",
+    run_uvicorn(build_app(IngestService(cfg), tier2, gate), sock, host=cfg.host, port=port, loop="uvloop",
                 http="httptools", access_log=False, log_level=settings.log_level.lower(), lifespan="on",
                 server_header=False)
 
@@ -76,8 +79,18 @@ def run_processor(settings: StrataSettings, metrics_port: int | None) -> None:
             raise bind_error(cfg.host, metrics_port, exc, section="streaming", port_key="--metrics-port") from None
     catalog = load_catalog(cfg.registry, cfg.model)      # fail fast on a bad registry
 
+    signer = None
+    if settings.auth.enabled:
+        signer = signer_from_settings(settings.auth)
+        if signer is None:
+            raise ConfigError("auth is enabled: set the impression signing secret in the environment "
+                              "(STRATA_AUTH__IMPRESSION_SECRET)", field="auth.impression_secret")
+    else:
+        logger.warning("auth.enabled is false: impressions and clicks are counted without checking their "
+                       "signed impression ids (see docs/security.md)")
+
     async def main() -> None:
-        proc = StreamProcessor(cfg, catalog, metrics)
+        proc = StreamProcessor(cfg, catalog, metrics, signer)
         proc_box.append(proc)
         tune_gc()
         loop = asyncio.get_running_loop()

@@ -32,7 +32,7 @@ from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
 _READ = """
 local q = cmsgpack.unpack(ARGV[1])
-local out = {{}, {}, {}, {}, {}}
+local out = {{}, {}, {}, {}, {}, {}}
 if #q[1] > 0 then out[1] = redis.call('HMGET', KEYS[1], unpack(q[1])) end
 local members = q[2]
 for lo = 1, #members, 4000 do
@@ -44,6 +44,7 @@ end
 for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'st', 'recent') end
 for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
 for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
+for i, k in ipairs(q[8] or {}) do out[6][i] = redis.call('GET', k) end
 return cmsgpack.pack(out)
 """
 
@@ -346,18 +347,20 @@ class StreamStore:
 def read_query(reads: StoreReads, bucket: int) -> list:
     """The read script's argument (before packing): what the plan depends on."""
     return [list(reads.wm_fields), list(reads.seen_members), list(reads.session_keys), list(reads.impression_keys),
-            list(reads.pending_keys), K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1)]
+            list(reads.pending_keys), K.seen_bucket_key(bucket), K.seen_bucket_key(bucket - 1),
+            list(reads.erased_keys)]
 
 
 def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     """The read script's answer to ``query`` -> Snapshot."""
-    return snapshot_of(query, msgpack.unpackb(raw, raw=True)[:5], bucket)
+    return snapshot_of(query, msgpack.unpackb(raw, raw=True), bucket)
 
 
 def snapshot_of(query: list, parts: list, bucket: int) -> Snapshot:
-    """The read's answers (watermarks, seen flags, sessions, impressions, pending clicks; in ``query``'s order)."""
+    """The read's answers (watermarks, seen flags, sessions, impressions, pending clicks, tombstones; in
+    ``query``'s order)."""
     wm_fields, seen, sessions, imps, pend = query[:5]
-    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw = parts
+    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw, erased_raw = parts
     snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
                     {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
     states = decode_states([st or None for st, _ in ses_raw])
@@ -371,6 +374,8 @@ def snapshot_of(query: list, parts: list, bucket: int) -> Snapshot:
         snap.impressions[k] = _impression(dict(zip(flat[::2], flat[1::2], strict=True)))
     for k, members in zip(pend, pend_raw, strict=True):
         snap.pending[k] = {m.decode() for m in members}
+    erased = query[7] if len(query) > 7 else []
+    snap.erased = {k: int(v) for k, v in zip(erased, erased_raw, strict=False) if v}
     return snap
 
 

@@ -13,7 +13,13 @@
 //   gives the static fallback list (env.FALLBACK_ITEMS, a JSON array of item ids, else FALLBACK_ITEMS
 //   below), marked degraded with the reason. A 4xx is the caller's mistake and is passed through.
 //
-// env: EDGE_URL (required, e.g. "http://10.0.0.7:8080"), TIMEOUT_MS (default 50), FALLBACK_ITEMS, CACHE.
+// - Auth: with env.STRATA_API_KEY (a PoP key: strata keys create --pop NAME), every call carries it as
+//   Authorization: Bearer, and the shopper's address (CF-Connecting-IP, else the last X-Forwarded-For) as
+//   X-Forwarded-For, which the edge trusts from PoP keys only for its per-address rate limit. A 401 or 403 is
+//   this worker's key failing, not the shopper's mistake: the fallback list answers (reason edge_auth).
+//
+// env: EDGE_URL (required, e.g. "http://10.0.0.7:8080"), TIMEOUT_MS (default 50), FALLBACK_ITEMS, CACHE,
+// STRATA_API_KEY (with the edge's auth.enabled).
 
 import { decode, encode } from "./vendor/msgpack/index.mjs";
 
@@ -157,6 +163,12 @@ export async function recommend(request, env) {
   const headers = { "content-type": MSGPACK, accept: MSGPACK, "x-request-id": rid };
   const traceparent = request.headers.get("traceparent");
   if (traceparent) headers.traceparent = traceparent;
+  if (env.STRATA_API_KEY) {
+    headers.authorization = `Bearer ${env.STRATA_API_KEY}`;
+    const client = request.headers.get("cf-connecting-ip")
+      || (request.headers.get("x-forwarded-for") || "").split(",").pop().trim();
+    if (client) headers["x-forwarded-for"] = client;
+  }
   let resp;
   let bytes;
   try {
@@ -169,8 +181,9 @@ export async function recommend(request, env) {
   } finally {
     clearTimeout(timer);
   }
-  if (resp.status >= 500 || resp.status === 429) {
-    return fallback(env, k, rid, resp.status === 429 ? "edge_overloaded" : "edge_error", accept);
+  if (resp.status >= 500 || resp.status === 429 || resp.status === 401 || resp.status === 403) {
+    const why = resp.status === 429 ? "edge_overloaded" : resp.status >= 500 ? "edge_error" : "edge_auth";
+    return fallback(env, k, rid, why, accept);
   }
   let answer;
   try {

@@ -42,6 +42,7 @@ from strata.shared.errors import RequestTimeout, TooManyConnections
 from strata.shared.serving.codecs import JSON
 from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
 from strata.shared.serving.pipeline import Handler, Pending, Reply
+from strata.shared.serving.trace import TRACE, from_headers
 
 
 class EdgeServer:
@@ -49,8 +50,9 @@ class EdgeServer:
 
     def __init__(self, handler: Handler, app: Callable, recorder: Recorder, *, max_body: int,
                  idle_timeout_s: float = 30.0, header_timeout_s: float = 10.0, body_timeout_s: float = 10.0,
-                 max_connections: int = 10_000) -> None:
+                 max_connections: int = 10_000, gate=None) -> None:
         self.handler = handler
+        self.gate = gate                # shared.auth.gate.Gate (None: auth and limits off)
         self.route_name = handler.route
         self.route = handler.route.encode()
         self.app = app
@@ -217,13 +219,23 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
                 if req.reject is not None:
                     out = negotiated_error_reply(req.reject, req.accept, req.ctype)
                 else:
+                    # a request id / traceparent: the trace context while it is answered (the router forwards
+                    # it; a suspended request's task copies it when created)
+                    token = None if req.request_id is None and req.traceparent is None else \
+                        TRACE.set(from_headers(req.request_id, req.traceparent))
                     try:
-                        out = handler.try_now(req.body, req.ctype, req.accept)
-                    except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
-                        out = negotiated_error_reply(exc, req.accept, req.ctype)
-                    if isinstance(out, Pending):
-                        self._start(req, handler.finish(out))
-                        return
+                        try:
+                            gate = self.server.gate
+                            caller = gate.admit(req.headers, self.peer, "recommend") if gate is not None else None
+                            out = handler.try_now(req.body, req.ctype, req.accept, caller)
+                        except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
+                            out = negotiated_error_reply(exc, req.accept, req.ctype)
+                        if isinstance(out, Pending):
+                            self._start(req, handler.finish(out))
+                            return
+                    finally:
+                        if token is not None:
+                            TRACE.reset(token)
                 self._write_reply(req, out, req.keep_alive)
             else:
                 self._start(req, self._asgi(req))

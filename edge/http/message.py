@@ -27,7 +27,7 @@ from strata.shared.serving.asgi import too_large
 
 class Request:
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "reject", "head",
-                 "http10", "queued", "t0")
+                 "http10", "queued", "t0", "request_id", "traceparent")
 
     def __init__(self) -> None:
         self.method = b""
@@ -43,6 +43,8 @@ class Request:
         self.http10 = False
         self.queued = False
         self.t0 = 0
+        self.request_id: bytes | None = None     # X-Request-ID, forwarded when the router escalates
+        self.traceparent: bytes | None = None
 
 
 def upgrade_unsupported() -> MalformedHttp:
@@ -172,6 +174,10 @@ class MessageReader:
                 req.reject = content_encoding_error(value)
         elif name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
+        elif name == b"x-request-id":
+            req.request_id = value
+        elif name == b"traceparent":
+            req.traceparent = value
 
     def on_headers_complete(self) -> None:
         if self.phase is HEADERS:           # (not after a failure: the request is answered, not read on)

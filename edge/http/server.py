@@ -53,7 +53,7 @@ async def serve(node, host: str, port: int, *, idle_timeout_s: float | None = No
     state = EdgeServer(node.recommend, node.asgi_app(), node.metrics, max_body=cfg.max_body_bytes,
                        idle_timeout_s=idle_timeout_s if idle_timeout_s is not None else cfg.idle_timeout_s,
                        header_timeout_s=cfg.header_timeout_s, body_timeout_s=cfg.body_timeout_s,
-                       max_connections=connection_cap(cfg.max_connections))
+                       max_connections=connection_cap(cfg.max_connections), gate=node.gate)
     node.metrics.bind_server(connections=lambda: len(state.connections), refused=lambda: state.refused,
                              timed_out=lambda: state.timed_out)
     await node.start()

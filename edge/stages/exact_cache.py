@@ -28,7 +28,8 @@ class ExactCache:
         body = ctx.body
         if len(body) > RAW_KEY_BYTES:
             body = blake2b(body, digest_size=16).digest()
-        key = ctx.exact_key = (body, ctx.ctype, ctx.model.tag)
+        caller = ctx.caller          # with auth, the tenant comes from the key, not the body: part of the key
+        key = ctx.exact_key = (body, ctx.ctype, ctx.model.tag, caller.tenant if caller is not None else None)
         answer = self.cache.get(key)
         if answer is None or (answer.degraded and self.health is not None and self.health.up):
             return None

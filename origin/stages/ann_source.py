@@ -26,7 +26,7 @@ class AnnSource:
         self.failures = 0
 
     def run(self, ctx: OriginCtx) -> None:
-        if ctx.oreq.item_ids:         # /v1/explain of given items: no retrieval
+        if ctx.given:                 # given items or candidates: no retrieval
             return
         vec = ctx.profile.vec if ctx.oreq.consent and ctx.profile.vec is not None else ctx.query_vec
         if vec is None:

@@ -33,7 +33,7 @@ class ContentSource:
         self.failures = 0
 
     def run(self, ctx: OriginCtx) -> None:
-        if ctx.oreq.item_ids:         # /v1/explain of given items: no retrieval
+        if ctx.given:                 # given items or candidates: no retrieval
             return
         text = ctx.state.text
         query = ctx.oreq.query

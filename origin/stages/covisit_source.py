@@ -22,7 +22,7 @@ class CovisitationSource:
 
     def run(self, ctx: OriginCtx) -> None:
         table = ctx.state.covisitation
-        if table is None or ctx.oreq.item_ids or self.limit == 0:
+        if table is None or ctx.given or self.limit == 0:
             return
         seeds = list(ctx.seeds)
         if ctx.oreq.consent and ctx.profile.purchased:

@@ -13,7 +13,7 @@ from strata.shared.contracts.origin import OriginRequest
 
 class OriginCtx:
     __slots__ = (
-        "t0", "body", "ctype", "accept", "media", "state", "explain",
+        "t0", "body", "ctype", "accept", "media", "state", "explain", "caller", "given",
         "obj", "oreq", "profile", "query_words", "query_vec", "seeds",
         "sources", "retrieval", "query_match", "rows", "removed", "degraded", "route_reasons",
         "scores", "order", "picked", "explored", "explanation", "history", "summary", "user_vec",
@@ -28,6 +28,8 @@ class OriginCtx:
         self.media = media
         self.state = state
         self.explain = explain
+        self.caller = None                             # who the gate admitted (None: auth off): the tenant
+        self.given = False                             # the candidates are the request's (item_ids, candidates)
         self.profile: Profile = EMPTY
         self.query_words: list[str] = []
         self.query_vec: np.ndarray | None = None

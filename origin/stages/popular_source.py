@@ -13,7 +13,7 @@ class PopularSource:
         self.limit = limit
 
     def run(self, ctx: OriginCtx) -> None:
-        if ctx.oreq.item_ids:         # /v1/explain of given items: no retrieval
+        if ctx.given:                 # given items or candidates: no retrieval
             return
         rows = ctx.state.pool(ctx.oreq.req.context.channel)[:self.limit].tolist()
         n = max(len(rows), 1)

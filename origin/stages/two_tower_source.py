@@ -42,7 +42,7 @@ class TwoTowerSource:
     def run(self, ctx: OriginCtx) -> None:
         models = ctx.state.models
         profile = ctx.profile
-        if models is None or not ctx.oreq.consent or ctx.oreq.item_ids or not (profile.purchases or profile.recent):
+        if models is None or not ctx.oreq.consent or ctx.given or not (profile.purchases or profile.recent):
             return
         now = int(time.time() * 1000)
         h = models.history(profile.purchases, now)
@@ -66,7 +66,7 @@ class TwoTowerSource:
         top = near.items
         summary = summarize(h, pl.stats)
         ptr, item = candidates(h, summary, pl.stats, top[None, :], n_past=pl.sizes.past, n_covis=pl.sizes.covis,
-                               n_popular=0)
+                               n_popular=0, n_fresh=pl.sizes.fresh)
         ctx.history, ctx.summary, ctx.user_vec = h, summary, user[0]
         sims = pl.item_vectors[item] @ user[0]
         rows = models.row_of_model[item]

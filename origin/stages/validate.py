@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from strata.origin.catalog import words
 from strata.origin.stages.ctx import OriginCtx
+from strata.shared.auth.gate import bind_tenant
 from strata.shared.contracts.origin import parse_origin
 
 
@@ -11,6 +12,8 @@ class Validate:
     name = "validate"
 
     def run(self, ctx: OriginCtx) -> None:
+        if ctx.caller is not None:
+            bind_tenant(ctx.obj, ctx.caller)
         ctx.oreq = parse_origin(ctx.obj, explain=ctx.explain)
         if ctx.oreq.query:
             ctx.query_words = words(ctx.oreq.query)

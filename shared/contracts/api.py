@@ -50,6 +50,12 @@ _REQUEST_FIELDS = frozenset(
 _CONTEXT_FIELDS = frozenset({"channel", "device", "country", "hour", "age_verified", "consent"})
 
 
+def _integral(v: object) -> object:
+    """A JSON number written with a fraction of zero (``10.0``) is the integer it equals (JSON Schema's
+    ``integer``); anything else unchanged. Only called once a value failed the plain ``int`` check."""
+    return int(v) if type(v) is float and v.is_integer() and abs(v) < 2**63 else v
+
+
 def _ident(obj: dict, name: str, default: str | None, path: str = "") -> str:
     v = obj.get(name, default)
     if v is None:
@@ -78,6 +84,8 @@ def _context(raw: object) -> Context:
     if type(country) is not str or len(country) > 8:
         raise InvalidField("must be a country code string (<= 8 chars)", field="context.country")
     hour = raw.get("hour", 12)
+    if type(hour) is not int:
+        hour = _integral(hour)
     if type(hour) is not int or not 0 <= hour <= 23:
         raise InvalidField(f"must be an integer 0..23, got {hour!r}", field="context.hour")
     age_verified = raw.get("age_verified", False)
@@ -96,6 +104,8 @@ def parse_recommend(obj: object) -> RecommendRequest:
     if not _REQUEST_FIELDS.issuperset(obj):
         raise InvalidField(f"unknown field(s) {sorted(obj.keys() - _REQUEST_FIELDS)}", field="body")
     k = obj.get("k", 10)
+    if type(k) is not int:
+        k = _integral(k)
     if type(k) is not int:
         raise InvalidField(f"must be an integer, got {type(k).__name__}", field="k")
     if not 1 <= k <= MAX_K:
@@ -216,6 +226,7 @@ _TYPE_FIELDS = {"item_id": ITEM_EVENTS, "impression_id": {"impression", "click"}
                 "explored": {"impression"}, "alpha": {"impression"}, "beta": {"impression"}, "tier": {"impression"},
                 "model_version": {"impression"}, "quantity": {"purchase"}, "price": {"purchase"},
                 "query": {"search"}, "categories": {"preference"}, "brands": {"preference"}}
+TYPE_FIELDS = _TYPE_FIELDS         # which event types use each optional field (the schemas read it)
 _UNUSED = {t: frozenset(f for f, types in _TYPE_FIELDS.items() if t not in types) for t in EVENT_TYPES}
 _ALL_OPTIONAL = Event.__slots__[7:]          # after event_id .. channel
 _OPTIONAL = {t: tuple(n for n in _ALL_OPTIONAL if n not in _UNUSED[t]) for t in EVENT_TYPES}
@@ -223,6 +234,8 @@ _OPTIONAL = {t: tuple(n for n in _ALL_OPTIONAL if n not in _UNUSED[t]) for t in 
 
 def parse_ts(v: object) -> int:
     """UTC epoch milliseconds (int) or an RFC 3339 string with an offset -> epoch ms."""
+    if type(v) is float:
+        v = _integral(v)
     if type(v) is int:
         if not 0 <= v <= MAX_TS_MS:
             raise InvalidField(f"epoch ms must be in 0..{MAX_TS_MS}, got {_show(v)}", field="ts")
@@ -360,7 +373,7 @@ def parse_event(obj: object, ts_window: TsWindow | None = None, ref_ms: int = 0)
                 if name in _UNUSED[etype] and obj.get(name) is not None:
                     raise InvalidField(f"is not used by {etype!r} events", field=name)
     if etype == "purchase":
-        q = obj.get("quantity")
+        q = _integral(obj.get("quantity"))
         if type(q) is not int or not 1 <= q <= MAX_QUANTITY:
             raise InvalidField(f"must be an integer 1..{MAX_QUANTITY}, got {_show(q)}", field="quantity")
         price = obj.get("price")

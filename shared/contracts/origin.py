@@ -14,13 +14,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from strata.shared.contracts.api import MAX_CANDIDATES, MAX_ID_LEN, RecommendRequest, parse_recommend
+from strata.shared.contracts.api import (
+    MAX_CANDIDATES,
+    MAX_ID_LEN,
+    RecommendRequest,
+    _integral,
+    parse_recommend,
+)
+from strata.shared.contracts.titles import check_title
 from strata.shared.errors import InvalidField, MalformedBody
 
 MAX_QUERY_CHARS = 512
 MAX_EXPLAIN_ITEMS = 20
 MAX_UPSERT = 1000
 MAX_TITLE_CHARS = 200
+MAX_STOCK = 2**63 - 1            # the catalog's stock column is int64
 TIER = "origin"
 
 
@@ -128,13 +136,14 @@ def parse_items(obj: object, categories: tuple[str, ...]) -> list[ItemUpdate]:
         price = it["price"]
         if type(price) not in (int, float) or not math.isfinite(price) or price < 0:
             raise InvalidField(f"must be a non-negative number, got {price!r}", field=f"{path}.price")
-        stock = it["stock"]
-        if type(stock) is not int or stock < 0:
-            raise InvalidField(f"must be a non-negative integer, got {stock!r}", field=f"{path}.stock")
+        stock = _integral(it["stock"])
+        if type(stock) is not int or not 0 <= stock <= MAX_STOCK:
+            raise InvalidField(f"must be an integer 0..{MAX_STOCK}, got {stock!r}", field=f"{path}.stock")
         age = it["age_restricted"]
         if type(age) is not bool:
             raise InvalidField(f"must be a boolean, got {type(age).__name__}", field=f"{path}.age_restricted")
-        out.append(ItemUpdate(item_id, title.strip(), category, round(float(price), 2), stock, age))
+        out.append(ItemUpdate(item_id, check_title(title.strip(), f"{path}.title"), category, round(float(price), 2),
+                              stock, age))
     if len({u.item_id for u in out}) != len(out):
         raise InvalidField("item ids must be unique within one request", field="items")
     return out

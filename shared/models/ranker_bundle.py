@@ -16,7 +16,7 @@
         ranker.onnx         input "features" float32 [N, N_FEATURES] (shared.models.ranker_features rows)
                             -> output "score" float32 [N], higher ranks first
         item_stats.npz      popularity, recent_popularity, price, category, repeat_rate, covis_items,
-                            covis_weights, first_popularity (row i = items.parquet row i), text (float32
+                            covis_weights, first_popularity, recent_first_popularity (row i = items.parquet row i), text (float32
                             [n_items, 384] title vectors; optional), customer_ptr / customer_item /
                             customer_weight (the training customers' TIFU vectors, CSR; optional)
         items.parquet       item_id
@@ -58,7 +58,7 @@ ITEM_STATS_FILE = "item_stats.npz"
 RETRIEVAL_FILES = (USER_TOWER_FILE, B.ITEM_VECTORS_FILE, B.ITEMS_FILE)
 RANKER_FILES = (RANKER_FILE, ITEM_STATS_FILE, B.ITEMS_FILE)
 STATS_ARRAYS = ("popularity", "recent_popularity", "price", "category", "repeat_rate", "covis_items",
-                "covis_weights", "first_popularity")
+                "covis_weights", "first_popularity", "recent_first_popularity")
 OPTIONAL_STATS_ARRAYS = ("text",)
 CUSTOMER_ARRAYS = ("customer_ptr", "customer_item", "customer_weight")
 

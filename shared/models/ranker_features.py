@@ -30,7 +30,7 @@ import numpy as np
 from strata.shared.models.next_basket import basket_ordinals, recent_share_weights, tifu_weights
 from strata.shared.models.ranker_neighbours import CustomerVectors, nearest_customers, neighbour_values
 
-FEATURE_SPEC_VERSION = "ranker-3"
+FEATURE_SPEC_VERSION = "ranker-4"
 FEATURE_NAMES = (
     "log_item_invoices",  # log1p(invoices of the customer containing the item)
     "item_invoice_share",  # those invoices / the customer's invoices
@@ -60,9 +60,11 @@ FEATURE_NAMES = (
     "repeat_share",  # share of the customer's purchases that repeated an item of an earlier basket
     "log_basket_size",  # log1p(the customer's mean distinct items per basket)
     "log_first_basket_popularity",  # log1p(first invoices of customers containing the item)
+    "log_recent_first_popularity",  # log1p(those first invoices in the last FIRST_RECENT_DAYS of training)
 )
 N_FEATURES = len(FEATURE_NAMES)
 RECENT_DAYS = 30.0
+FIRST_RECENT_DAYS = 14.0  # what new customers buy first right now (the season): the empty-history signal
 DECAY_DAYS = 30.0
 TIFU_M, TIFU_RB, TIFU_RG = 7, 0.9, 0.7  # the paper's defaults (Hu et al., SIGIR 2020)
 DAY_MS = 86_400_000.0
@@ -83,6 +85,7 @@ class ItemStats:
     text: np.ndarray | None = None  # float32 [n_items, text_dim] unit text vectors; None: text affinity 0
     first_popularity: np.ndarray | None = None  # float32 first invoices of customers with the item; None: 0
     customers: CustomerVectors | None = None  # training customers' TIFU vectors; None: neighbour feature 0
+    recent_first_popularity: np.ndarray | None = None  # float32 first invoices in the last FIRST_RECENT_DAYS
 
     @property
     def n_items(self) -> int:
@@ -97,6 +100,15 @@ class ItemStats:
         if n <= 0:                  # the origin asks for none: no sort of the whole catalog (~3 ms at 100k)
             return np.zeros(0, np.int64)
         order = np.lexsort((np.arange(self.n_items), -self.recent_popularity, -self.popularity))
+        return order[:n].astype(np.int64)
+
+    def fresh(self, n: int) -> np.ndarray:
+        """The n items most bought in new customers' first invoices of the last FIRST_RECENT_DAYS (ties:
+        recent popularity, then popularity); none without that table."""
+        if n <= 0 or self.recent_first_popularity is None:
+            return np.zeros(0, np.int64)
+        order = np.lexsort((np.arange(self.n_items), -self.popularity, -self.recent_popularity,
+                            -self.recent_first_popularity))
         return order[:n].astype(np.int64)
 
 
@@ -241,10 +253,12 @@ def _lookup(keys: np.ndarray, table_keys: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def candidates(h: Histories, summary: HistorySummary, stats: ItemStats, tower_top: np.ndarray | None,
-               *, n_past: int = 200, n_covis: int = 100, n_popular: int = 50) -> tuple[np.ndarray, np.ndarray]:
+               *, n_past: int = 200, n_covis: int = 100, n_popular: int = 50,
+               n_fresh: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """CSR (ptr, item) of each query's candidates: its past items (best ``n_past`` by invoices, then recency),
-    the two-tower's top-N (``tower_top`` [Q, N], -1 padded, optional), the ``n_covis`` best co-visited items
-    and the ``n_popular`` most popular items; distinct per query, sorted by item."""
+    the two-tower's top-N (``tower_top`` [Q, N], -1 padded, optional), the ``n_covis`` best co-visited items,
+    the ``n_popular`` most popular items and the ``n_fresh`` items new customers start with now (``ItemStats.fresh``); distinct per query,
+    sorted by item."""
     n_q, n_items = h.n_queries, stats.n_items
     parts = [summary.key[summary.rank < n_past]]
     ckeys, cscore = covisitation(h, summary, stats)
@@ -258,7 +272,7 @@ def candidates(h: Histories, summary: HistorySummary, stats: ItemStats, tower_to
         rows = np.repeat(np.arange(n_q, dtype=np.int64), tower_top.shape[1])
         flat = tower_top.reshape(-1).astype(np.int64)
         parts.append((rows * n_items + flat)[flat >= 0])
-    pop = stats.popular(n_popular)
+    pop = np.union1d(stats.popular(n_popular), stats.fresh(n_fresh))
     parts.append((np.arange(n_q, dtype=np.int64)[:, None] * n_items + pop[None, :]).reshape(-1))
     keys = np.unique(np.concatenate(parts))
     ptr = np.searchsorted(keys // n_items, np.arange(n_q + 1), side="left").astype(np.int64)
@@ -320,6 +334,8 @@ def ranker_rows(h: Histories, summary: HistorySummary, stats: ItemStats, cand_pt
     out[:, 25] = np.zeros(key.size) if summary.repeat_share is None else summary.repeat_share[q]
     out[:, 26] = np.zeros(key.size) if summary.basket_size is None else np.log1p(summary.basket_size[q])
     out[:, 27] = 0.0 if stats.first_popularity is None else np.log1p(stats.first_popularity[cand_item])
+    out[:, 28] = (0.0 if stats.recent_first_popularity is None
+                  else np.log1p(stats.recent_first_popularity[cand_item]))
     return out
 
 

@@ -38,6 +38,7 @@ class CandidateSizes:
     covis: int = 100  # best co-visited items
     past: int = 200  # the customer's own items (best by invoices, then recency)
     popular: int = 50
+    fresh: int = 50  # what new customers start with in the last days of training (ItemStats.fresh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,8 @@ class RetrievalRanker:
             tower_top = self.tower_top(user, self.sizes.tower)
         summary = summarize(h, self.stats)
         ptr, item = candidates(h, summary, self.stats, tower_top, n_past=self.sizes.past,
-                               n_covis=self.sizes.covis, n_popular=self.sizes.popular)
+                               n_covis=self.sizes.covis, n_popular=self.sizes.popular,
+                               n_fresh=self.sizes.fresh)
         q = np.repeat(np.arange(h.n_queries), np.diff(ptr))
         tower_score = np.einsum("ij,ij->i", user[q], self.item_vectors[item])
         x = ranker_rows(h, summary, self.stats, ptr, item, tower_score)

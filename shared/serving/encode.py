@@ -5,7 +5,9 @@ It renders one of three answers: a cached one (``ctx.answer``, set by a tier's c
 tier's (``ctx.upstream``, set by the router's ``Escalate``: rendered with that tier's name, its impression
 id, and never handed to ``on_ranked``, so a tier never caches an escalated answer under its own key), or
 the one this request just ranked (handed to ``on_ranked``: the edge caches it there). What a fresh answer
-showed goes to the impression log when one is configured.
+showed goes to the impression log when one is configured. With a ``signer`` (``auth.impression_secret``), the
+impression id of this tier's answers is signed over tenant, session, shown items and time
+(``shared.auth.impressions``), so the processor counts only impressions and clicks that were really served.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from strata.shared.auth.impressions import ImpressionSigner
 from strata.shared.ranking.stages.ctx import RankCtx
 from strata.shared.serving.answers import Answer, RequestIds
 from strata.shared.serving.impression_log import ImpressionLog, shown
@@ -32,8 +35,10 @@ class Encode:
     def __init__(self, tier: str, ids: RequestIds, impressions: ImpressionLog | None = None, *,
                  health: Health | None = None,
                  on_ranked: Callable[[RankCtx, Answer], None] | None = None,
-                 on_degraded: Callable[[], None] | None = None) -> None:
+                 on_degraded: Callable[[], None] | None = None,
+                 signer: ImpressionSigner | None = None) -> None:
         self.tier = tier
+        self.signer = signer            # None: plain ids (auth.impression_secret unset)
         self.ids = ids
         self.impressions = impressions  # None: impression logging is off
         self.health = health            # None: no store to be down (never degraded for that)
@@ -58,7 +63,8 @@ class Encode:
                 answer = Answer({"items": ctx.items, "tier": self.tier, "confidence": ctx.confidence,
                                  "route_reasons": ctx.route_reasons, "route_tier": ctx.route_tier,
                                  "model_version": ctx.model.version, "unknown_candidates": ctx.unknown_candidates},
-                                ctx.degraded, ctx.media, None if log is None else shown_of(ctx))
+                                ctx.degraded, ctx.media,
+                                None if log is None and self.signer is None else shown_of(ctx))
                 if self.on_ranked is not None:
                     self.on_ranked(ctx, answer)
         health = self.health
@@ -66,14 +72,22 @@ class Encode:
         if degraded and self.on_degraded is not None:
             self.on_degraded()
         ids = self.ids
-        request_id = ids.next()
+        request_id = ctx.request_id or ids.next()     # escalated: the id the upper tier logged too
+        ts_ms = 0
         if impression_id is None:
-            impression_id = ids.next()
+            signer = self.signer
+            if signer is not None:
+                ts_ms = int(time.time() * 1000)
+                shown_ = answer.shown
+                impression_id = signer.sign(shown_[0], shown_[2], shown_[5], ts_ms)
+            else:
+                impression_id = ids.next()
         payload = answer.render(ctx.media, degraded, request_id, impression_id,
                                 (time.perf_counter_ns() - ctx.t0) // 1000, ctx.cache)
         if log is not None and answer.shown is not None and upstream is None:
             req = getattr(ctx, "req", None)     # unset on an exact-body hit: the identical body names the same user
-            log.offer(impression_id, int(time.time() * 1000), answer.shown, None if req is None else req.user_id)
+            log.offer(impression_id, ts_ms or int(time.time() * 1000), answer.shown,
+                      None if req is None else req.user_id)
         return Reply(200, ctx.media, payload)
 
 

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 
-from strata.shared.errors import InternalError, MethodNotAllowed, StrataError
+from strata.shared.errors import InternalError, MethodNotAllowed, StrataError, Unauthorized
 from strata.shared.serving.codecs import JSON, choose_response_type, encode
 from strata.shared.serving.pipeline import Reply
 
@@ -51,6 +51,8 @@ def error_reply(exc: BaseException, media: str = JSON, request_id: str | None = 
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", exc.allow.encode("latin-1")))
+    elif isinstance(exc, Unauthorized):
+        headers.append((b"www-authenticate", b'Bearer realm="strata"'))
     if request_id is not None and exc.status >= 500:
         headers.append((b"x-request-id", request_id.encode("latin-1")))
     return Reply(exc.status, media, encode(error_body(exc, request_id), media), tuple(headers))

@@ -14,9 +14,14 @@ _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", 
 
 
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _ts = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-               "logger": record.name, "msg": record.getMessage()}
+        second = int(record.created)
+        if second != self._second:          # the timestamp string once per second (hot paths log per request)
+            self._second, self._ts = second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        out = {"ts": self._ts, "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         for k, v in vars(record).items():
             if k not in _STD:
                 out[k] = v  # extra= fields such as request_id, tenant

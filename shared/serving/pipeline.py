@@ -23,9 +23,12 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 from strata.shared.serving.metrics import Histogram
+
+if TYPE_CHECKING:
+    from strata.shared.auth.gate import Caller
 
 SUSPEND = object()
 ANSWERED = object()
@@ -87,11 +90,13 @@ class Pending:
 
 
 class Handler(Protocol):
-    """What a front door needs of a request path. Knows nothing of sockets, headers or ASGI."""
+    """What a front door needs of a request path. Knows nothing of sockets, headers or ASGI. ``caller`` is who
+    the front door's gate admitted (``shared.auth.gate.Caller``; None with auth off): the request's tenant."""
 
     route: str
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending: ...
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending: ...
 
     async def finish(self, pending: Pending) -> Reply: ...
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from strata.shared.auth.gate import Gate
 from strata.shared.serving.front_door import HandlerRoute, mount
 from strata.shared.serving.metrics import Instruments
 
@@ -26,6 +27,6 @@ class Tier2Recorder:
         self.metrics.inc("requests_total", (str(status),))
 
 
-def mount_recommend(api: Any, tier2: Tier2Service, max_body: int) -> None:
-    """Serve tier 2's recommend route from the streaming service's FastAPI app."""
-    mount(api, HandlerRoute(tier2.handler, max_body=max_body, recorder=Tier2Recorder(tier2.metrics)))
+def mount_recommend(api: Any, tier2: Tier2Service, max_body: int, gate: Gate | None = None) -> None:
+    """Serve tier 2's recommend route from the streaming service's FastAPI app (behind ``gate`` when given)."""
+    mount(api, HandlerRoute(tier2.handler, max_body=max_body, recorder=Tier2Recorder(tier2.metrics), gate=gate))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from strata.shared.auth.gate import Caller
 from strata.shared.errors import NotReady
 from strata.shared.ranking.confidence import ConfidenceConfig
 from strata.shared.ranking.stages.candidates import GivenCandidates
@@ -46,12 +47,15 @@ class Tier2Handler:
             StoreCounts(store), PosteriorStage(), ThompsonSelect(), PoolCounts(store), Fill(),
             ConfidenceStage(confidence), Route(confidence), escalate or Escalate(TIER), encode])
 
-    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None) -> Reply | Pending:
+    def try_now(self, body: bytes, ctype: bytes | None, accept: bytes | None,
+                caller: Caller | None = None) -> Reply | Pending:
         t0 = time.perf_counter_ns()
         model = self.model()
         if model is None:
             raise NotReady("no model loaded yet", field="model")
-        return self.pipeline.run(Tier2Ctx(t0, body, ctype, accept, choose_response_type(accept, ctype), model))
+        ctx = Tier2Ctx(t0, body, ctype, accept, choose_response_type(accept, ctype), model)
+        ctx.caller = caller
+        return self.pipeline.run(ctx)
 
     async def finish(self, pending: Pending) -> Reply:
         return await self.pipeline.finish(pending)

@@ -11,9 +11,12 @@ import logging
 
 import numpy as np
 
+from strata.shared.auth.impressions import signer_from_settings
 from strata.shared.config import ImpressionSettings, StrataSettings
 from strata.shared.ranking.guardrails import REASONS
+from strata.shared.ranking.stages.escalate import Escalate
 from strata.shared.ranking.stages.guardrail_filter import GuardrailFilter
+from strata.shared.router.router import Router
 from strata.shared.serving.answers import Answer, RequestIds
 from strata.shared.serving.encode import Encode
 from strata.shared.serving.impression_log import ImpressionLog
@@ -57,11 +60,15 @@ class Tier2Service:
         self._task: asyncio.Task | None = None
         self.candidates = AnnCandidates(t2.vector_index.ef, t2.vector_index.exact)
         m.gauge("ann_failures_total", lambda: [((), float(self.candidates.failures))], counter=True)
+        # tier 2 escalates to the origin the same way the edge does, when its ``router.origin_urls`` name one
+        router = Router(settings.router, tier=TIER)
+        self.router = router if router.configured else None
         self.handler = Tier2Handler(
             lambda: self.model, self.store, candidates=self.candidates,
             guardrails=GuardrailFilter(self._count_removed_as, self._count_removed), confidence=t2.confidence,
             encode=Encode(TIER, RequestIds(), self.impressions, on_ranked=self._answered,
-                          on_degraded=lambda: m.inc("degraded_total")))
+                          on_degraded=lambda: m.inc("degraded_total"), signer=signer_from_settings(settings.auth)),
+            escalate=Escalate(TIER, self.router))
         for name, hist in self.handler.pipeline.timings.items():
             m.histograms[("stage_seconds", (name,))] = hist
 
@@ -94,10 +101,17 @@ class Tier2Service:
                 await asyncio.wait((self._task,), timeout=2.0)
                 await self.impressions.stop()
             await self.store.close()
+            if self.router is not None:
+                await self.router.stop()
         finally:
             if self.model is not None:
                 self.model.close()
                 self.model = None
+
+    def exposition(self) -> bytes:
+        """Tier 2's instruments, and the router's when it escalates."""
+        out = self.metrics.exposition()
+        return out + self.router.exposition() if self.router is not None else out
 
     def readiness(self) -> tuple[int, dict]:
         if self.model is None:

@@ -1,6 +1,7 @@
 """The router's seam in the kernel: ``Escalate`` asks an upper tier only when ``Route`` says so and a client is
 configured; ``Encode`` renders the upper tier's answer with its tier and impression id and never caches it
-under the edge's key; a refusal or a failure leaves the edge's own answer (degraded only when it failed)."""
+under the edge's key (the session's next identical request gets it from the escalated-answer cache); a refusal
+or a failure leaves the edge's own answer, degraded; a tier that is not configured is not escalated to."""
 
 from __future__ import annotations
 
@@ -24,9 +25,16 @@ class Upper:
         self.refuse = refuse
         self.fail = fail
         self.asked: list[tuple[str, int | None]] = []
+        self.seen_n = 0
+
+    def seen(self) -> None:
+        self.seen_n += 1
+
+    def fetch(self, target: str, ctx: RankCtx, remember) -> None:
+        raise AssertionError("sync mode never fetches in the background")
 
     def admit(self, target: str, ctx: RankCtx) -> tuple[str | None, float]:
-        return (self.refuse, 0.0) if self.refuse else (None, 0.06)
+        return (self.refuse, 0.0) if self.refuse is not None else (None, 0.06)
 
     async def ask(self, target: str, ctx: RankCtx) -> Upstream:
         self.asked.append((target, ctx.deadline_ns))
@@ -56,7 +64,9 @@ def test_an_escalated_answer_is_served_with_its_tier_and_never_cached_under_the_
     assert first["degraded"] is False and upper.asked[0][0] == "origin" and upper.asked[0][1] is not None
     assert len(node.responses.semantic) == 0 and node.responses.exact is not None and len(node.responses.exact) == 0
     second = _ask(node)
-    assert second["timing"]["cache"] == "miss" and len(upper.asked) == 2      # asked again, not served from a cache
+    assert (second["tier"], second["timing"]["cache"], len(upper.asked)) == ("origin", "hit", 1)
+    node.invalidate_session("default", "s-new")
+    assert _ask(node)["timing"]["cache"] == "miss" and len(upper.asked) == 2   # the session changed: asked again
 
 
 def test_a_confident_edge_answer_is_not_escalated(registry_dir) -> None:
@@ -64,18 +74,21 @@ def test_a_confident_edge_answer_is_not_escalated(registry_dir) -> None:
     node = EdgeNode(load_settings(edge={"registry": str(registry_dir), "store": {"url": "none"},
                                         "confidence": {"t_edge": 0.0}}), upstream=upper)
     node.load_model()
-    assert _ask(node)["tier"] == "edge" and upper.asked == []
+    assert _ask(node)["tier"] == "edge" and upper.asked == [] and upper.seen_n == 1
 
 
 @pytest.mark.parametrize(("upper", "reason", "degraded"), [
-    (Upper(refuse="escalation_budget"), "escalation_budget", False),
+    (Upper(refuse="escalation_budget"), "escalation_budget", True),
+    (Upper(refuse="origin_unavailable"), "origin_unavailable", True),
     (Upper(fail="origin_timeout"), "origin_timeout", True),
+    (Upper(refuse=""), "no_session_vector", False),             # not configured: the edge's answer is the answer
 ])
 def test_a_refused_or_failed_escalation_leaves_the_edge_answer(registry_dir, upper: Upper, reason: str,
                                                                 degraded: bool) -> None:
     d = _ask(_node(registry_dir, upper))
     assert d["tier"] == "edge" and len(d["items"]) == 3 and d["route_tier"] == "origin"
     assert d["route_reasons"][-1] == reason and d["degraded"] is degraded
+    assert upper.asked == [] or upper.fail
 
 
 def test_escalate_knows_the_tiers() -> None:

@@ -127,7 +127,7 @@ def test_text_affinity_is_zero_without_text_vectors() -> None:
     s = summarize(HIST, stats())
     assert s.text_mean is None
     x = ranker_rows(HIST, s, stats(), np.array([0, 1, 1]), np.array([0]), np.zeros(1))
-    assert x[0, F["text_affinity"]] == 0.0 and x.shape == (1, N_FEATURES) == (1, 28)
+    assert x[0, F["text_affinity"]] == 0.0 and x.shape == (1, N_FEATURES) == (1, 29)
 
 
 def test_history_text_mean_is_blocked_without_changing_the_result(monkeypatch) -> None:
@@ -184,15 +184,30 @@ def test_rows_carry_the_neighbour_mean_and_first_basket_popularity() -> None:
     assert x[0, F["log_first_basket_popularity"]] == pytest.approx(np.log1p(3))
 
 
+def test_fresh_items_are_candidates_and_a_feature() -> None:
+    base = stats()
+    st = ItemStats(base.popularity, base.recent_popularity, base.price, base.category, base.repeat_rate,
+                   base.covis_items, base.covis_weights, recent_first_popularity=np.array([0, 0, 0, 0, 2, 5],
+                                                                                         np.float32))
+    assert st.fresh(2).tolist() == [5, 4] and base.fresh(2).tolist() == []
+    s = summarize(HIST, st)
+    ptr, item = candidates(HIST, s, st, None, n_past=0, n_covis=0, n_popular=1, n_fresh=1)
+    assert [item[ptr[q]:ptr[q + 1]].tolist() for q in range(2)] == [[0, 5], [0, 5]]  # popular 0, fresh 5
+    x = ranker_rows(HIST, s, st, ptr, item, np.zeros(item.size))
+    assert x[:, F["log_recent_first_popularity"]].tolist() == pytest.approx([0.0, np.log1p(5)] * 2)
+
+
 def test_item_stats_file_round_trips_the_customer_table_and_refuses_a_broken_one(tmp_path) -> None:
     from strata.shared.errors import BundleError
     from strata.shared.models.ranker_bundle import ITEM_STATS_FILE, item_stats_arrays, read_item_stats
 
     base = stats()
     st = ItemStats(base.popularity, base.recent_popularity, base.price, base.category, base.repeat_rate,
-                   base.covis_items, base.covis_weights, None, np.array([3, 0, 0, 1, 0, 0], np.float32), TABLE)
+                   base.covis_items, base.covis_weights, None, np.array([3, 0, 0, 1, 0, 0], np.float32), TABLE,
+                   np.array([0, 0, 0, 1, 0, 0], np.float32))
     np.savez(tmp_path / ITEM_STATS_FILE, **item_stats_arrays(st))
     back = read_item_stats(tmp_path)
+    assert back.recent_first_popularity.tolist() == [0, 0, 0, 1, 0, 0]
     assert back.customers.ptr.tolist() == TABLE.ptr.tolist() and back.customers.item.tolist() == TABLE.item.tolist()
     assert back.customers.square.tolist() == pytest.approx(TABLE.square.tolist())
     arrays = item_stats_arrays(st) | {"customer_item": np.array([0, 2, 0, 1, 9])}  # item 9 of 6

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from strata.origin.redaction import Redactor
+from strata.origin.pii.redactor import shared_redactor
 
-R = Redactor()
+R = shared_redactor()
 
 # (text, the PII substring that must disappear, kind)
 POSITIVES = [

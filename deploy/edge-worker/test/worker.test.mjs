@@ -193,3 +193,38 @@ test("other routes and methods are refused", async () => {
   const get = await worker.fetch(new Request("https://shop.example/v1/recommend"), {});
   assert.equal(get.status, 405);
 });
+
+describe("with a PoP key (the edge's auth.enabled)", () => {
+  let edge;
+  let seen;
+  before(async () => {
+    edge = await stub((req, res) => {
+      seen = { authorization: req.headers.authorization, forwarded: req.headers["x-forwarded-for"] };
+      if (req.headers.authorization !== "Bearer strata_0123456789ab_good") {
+        res.writeHead(401, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { code: "unauthorized", field: "Authorization", reason: "unknown key" } }));
+        return;
+      }
+      res.writeHead(200, { "content-type": MSGPACK });
+      res.end(Buffer.from(encode({ items: [{ item_id: "SKU-1", score: 0.5, explored: false }], tier: "edge" })));
+    });
+  });
+  after(async () => edge.close());
+
+  test("sends the key and the shopper's address", async () => {
+    const resp = await worker.fetch(post(body(), { "cf-connecting-ip": "203.0.113.9" }),
+      { EDGE_URL: edge.url, STRATA_API_KEY: "strata_0123456789ab_good" });
+    assert.equal(resp.status, 200);
+    assert.deepEqual(seen, { authorization: "Bearer strata_0123456789ab_good", forwarded: "203.0.113.9" });
+  });
+
+  test("a key the edge refuses is the worker's problem: the fallback list answers", async () => {
+    const resp = await worker.fetch(post(body(), { "x-forwarded-for": "198.51.100.1, 203.0.113.10" }),
+      { EDGE_URL: edge.url, STRATA_API_KEY: "strata_0123456789ab_revoked" });
+    assert.equal(resp.status, 200);
+    assert.equal(seen.forwarded, "203.0.113.10");
+    const answer = await resp.json();
+    assert.equal(answer.tier, "fallback");
+    assert.deepEqual(answer.route_reasons, ["edge_auth"]);
+  });
+});

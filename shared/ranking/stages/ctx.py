@@ -14,6 +14,7 @@ from strata.shared.ranking.confidence import Signals
 from strata.shared.ranking.model import RankingModel
 
 if TYPE_CHECKING:
+    from strata.shared.auth.gate import Caller
     from strata.shared.serving.answers import Answer
 
 
@@ -47,7 +48,7 @@ class Upstream(NamedTuple):
 
 class RankCtx:
     __slots__ = (
-        "t0", "body", "ctype", "accept", "media", "model",               # arrival
+        "t0", "body", "ctype", "accept", "media", "model", "caller",     # arrival
         "obj", "req",                                                    # decode, validate
         "vec", "vec_age_s", "degraded", "reasons",                       # session (+ any stage: reasons)
         "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool",  # candidates
@@ -57,7 +58,7 @@ class RankCtx:
         "picked", "flags", "picked_cats", "margin", "items", "explored", "target",   # select
         "filled", "fill_post", "relaxed",                                # fill
         "signals", "confidence", "route_tier", "route_reasons",          # confidence, route
-        "upstream", "deadline_ns",                                       # escalate
+        "upstream", "deadline_ns", "escalation", "request_id", "traceparent",   # escalate
         "answer", "cache",                                               # a cached answer (encode renders it)
     )
 
@@ -68,6 +69,7 @@ class RankCtx:
     accept: bytes | None
     media: str                      # the answer's codec
     model: RankingModel
+    caller: Caller | None           # who the front door's gate admitted (None: auth off): the tenant
     # decode, validate
     obj: object
     req: RecommendRequest
@@ -116,6 +118,9 @@ class RankCtx:
     # escalate (the router)
     upstream: Upstream | None       # another tier's answer to serve instead of this one
     deadline_ns: int | None         # perf_counter_ns by which an escalation must have answered
+    escalation: str | None          # None (not asked), "answered", "failed", "refused", "background"
+    request_id: str | None          # the id sent upstream (the answer's request_id too); None: not escalated
+    traceparent: str | None         # the W3C traceparent sent upstream
     # a tier's response cache
     answer: Answer | None           # set by a cache hit: encode renders it instead of ranking's result
     cache: str                      # "hit" | "miss" (the answer's timing.cache)
@@ -128,6 +133,7 @@ class RankCtx:
         self.accept = accept
         self.media = media
         self.model = model
+        self.caller = None
         self.vec = None
         self.vec_age_s = None
         self.degraded = False
@@ -138,6 +144,9 @@ class RankCtx:
         self.relaxed = False
         self.upstream = None
         self.deadline_ns = None
+        self.escalation = None
+        self.request_id = None
+        self.traceparent = None
         self.answer = None
         self.cache = "miss"
 

@@ -1,0 +1,163 @@
+"""The contracts' JSON Schemas (``shared.contracts.schemas``) agree with the hand-written validators (property
+tests: hypothesis, with bodies generated from the schemas by schemathesis' generator):
+- every body the schema accepts, the validator accepts;
+- every body schemathesis generates to break the schema (its negative mode), and every body made schema-invalid
+  by one change (a field set to another JSON value, a required field removed, an unknown field added), the
+  validator refuses with a 4xx naming the field."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.openapi import from_dict
+
+from strata.shared.contracts import schemas
+from strata.shared.contracts.api import MAX_LINE_CENTS, parse_event, parse_recommend
+from strata.shared.contracts.origin import parse_items, parse_origin
+from strata.shared.errors import StrataError
+from strata.shared.serving.openapi import Route, document
+
+CATEGORIES = ("bakery", "dairy", "wine")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not RFC3339.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+FORMATS = jsonschema.FormatChecker(formats=())
+FORMATS.checks("date-time")(_date_time)
+CASES = {   # name -> (schema, validator)
+    "recommend": (schemas.RECOMMEND_REQUEST, parse_recommend),
+    "origin_recommend": (schemas.ORIGIN_RECOMMEND_REQUEST, parse_origin),
+    "explain": (schemas.ORIGIN_EXPLAIN_REQUEST, lambda b: parse_origin(b, explain=True)),
+    "items": (schemas.items_request(CATEGORIES), lambda b: parse_items(b, CATEGORIES)),
+    "event": (schemas.EVENT, parse_event),
+}
+pytestmark = pytest.mark.slow
+SLOW = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+                    | st.text(max_size=20), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                    max_leaves=6)
+
+
+def _strategy(schema: dict, mode: GenerationMode = GenerationMode.POSITIVE):
+    """Request bodies for ``schema`` from schemathesis' generator (what the fuzzer sends the tiers)."""
+    doc = document("contracts", "", [Route("/x", "x", schema, {})])
+    return from_dict(doc)["/x"]["POST"].as_strategy(generation_mode=mode).map(lambda case: case.body)
+
+
+def _valid(schema: dict, body: object) -> bool:
+    return jsonschema.Draft202012Validator(schema, format_checker=FORMATS).is_valid(body)
+
+
+def _lengths(name: str, body: object) -> object:
+    """Rules the schema states only in words, followed by the generated events: an impression's explored/alpha/beta
+    hold one entry per item (trimmed, or padded with valid entries); a purchase's price x quantity is bounded."""
+    if name != "event" or not isinstance(body, dict):
+        return body
+    if body.get("type") == "impression" and isinstance(body.get("items"), list):
+        n = len(body["items"])
+        for key, pad in (("explored", False), ("alpha", 1.0), ("beta", 1.0)):
+            v = body.get(key)
+            if isinstance(v, list):
+                body[key] = (v + [pad] * n)[:n]
+    if body.get("type") == "purchase" and isinstance(body.get("price"), int | float) \
+            and isinstance(body.get("quantity"), int | float) and body["price"] * body["quantity"] * 100 > MAX_LINE_CENTS:
+        body["price"] = 1.0
+    return body
+
+
+def _unique_items(name: str, body: object) -> bool:
+    """``POST /v1/items`` also wants unique ids (said in the schema's description, not checkable by it)."""
+    if name != "items":
+        return True
+    ids = [it["item_id"] for it in body["items"]]
+    return len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_schema_valid_bodies_are_accepted(name) -> None:
+    schema, validate = CASES[name]
+
+    @SLOW
+    @given(_strategy(schema))
+    def check(body) -> None:
+        body = _lengths(name, body)
+        if _unique_items(name, body):
+            validate(body)
+
+    check()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_schemathesis_negative_bodies_are_refused_with_the_field_named(name) -> None:
+    schema, validate = CASES[name]
+
+    @SLOW
+    @given(_strategy(schema, GenerationMode.NEGATIVE))
+    def check(body) -> None:
+        if _valid(schema, body):
+            return                      # the generator's mutation happened to keep it valid
+        with pytest.raises(StrataError) as err:
+            validate(body)
+        assert err.value.status in (400, 413, 422), err.value
+        assert err.value.field, err.value
+
+    check()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_one_change_that_breaks_the_schema_is_refused_with_the_field_named(name) -> None:
+    schema, validate = CASES[name]
+
+    @SLOW
+    @given(_strategy(schema), st.data())
+    def check(body, data) -> None:
+        body = _lengths(name, body)
+        target = body["items"][0] if name == "items" else body
+        key = data.draw(st.sampled_from(sorted(set(target) | {"unknown_field"})), label="key")
+        how = data.draw(st.sampled_from(["set", "drop"]), label="how")
+        if how == "drop":
+            target.pop(key, None)
+        else:
+            target[key] = data.draw(JSON, label="value")
+        if _valid(schema, body):
+            if _unique_items(name, body):
+                validate(_lengths(name, body))     # still valid: still accepted
+            return
+        with pytest.raises(StrataError) as err:
+            validate(body)
+        assert err.value.status in (400, 413, 422), err.value
+        assert err.value.field, err.value
+
+    check()
+
+
+def test_event_times_in_both_forms_agree() -> None:
+    base = {"event_id": "e", "type": "view", "user_id": "u", "session_id": "s", "channel": "web", "item_id": "i"}
+    now = datetime.now(UTC)
+    for ts in (0, 1_700_000_000_000, now.isoformat(), (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "2024-01-05T10:30:00+01:00", "2024-01-05", "2024-01-05 10:30:00", "yesterday", -1, 1.5, True):
+        body = {**base, "ts": ts}
+        ok = _valid(schemas.EVENT, body)
+        try:
+            parse_event(body)
+            accepted = True
+        except StrataError:
+            accepted = False
+        assert ok == accepted, (ts, ok, accepted)
