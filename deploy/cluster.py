@@ -144,8 +144,9 @@ class ValkeyCluster:
 
     @property
     def url(self) -> str:
-        """A seed node's ``redis://`` URL (any node leads a cluster client to all of them)."""
-        return f"redis://{self.seed.address}"
+        """The ``redis+cluster://`` URL every ``--store`` / ``store.url`` takes, seeded with every running node
+        (any one leads a cluster client to all of them)."""
+        return "redis+cluster://" + ",".join(n.address for n in self.nodes if n.running)
 
     def client(self, **kwargs: object) -> redis.cluster.RedisCluster:
         kwargs.setdefault("socket_timeout", 2.0)

@@ -51,6 +51,7 @@ DEPLOY_VALUES: dict[str, Any] = {
     "streaming.registry": "/registry",
     "streaming.broker": "kafka:9092",
     "streaming.topics.partitions": 4,
+    "streaming.wait_replicas": 1,
     "origin.host": "0.0.0.0",
     "origin.registry": "/registry",
     "origin.vector_index.backend": "qdrant",
@@ -63,9 +64,9 @@ DEPLOY_VALUES: dict[str, Any] = {
 
 # Settings that carry credentials (a store URL holds the Valkey password): set from the Secret, never the ConfigMap.
 SECRET_PATHS: dict[str, str] = {
-    "edge.store.url": "redis://:CHANGE-ME@valkey:6379/0",
-    "streaming.store": "redis://:CHANGE-ME@valkey:6379/0",
-    "origin.store.url": "redis://:CHANGE-ME@valkey:6379/0",
+    "edge.store.url": "redis+cluster://:CHANGE-ME@valkey:6379",
+    "streaming.store": "redis+cluster://:CHANGE-ME@valkey:6379",
+    "origin.store.url": "redis+cluster://:CHANGE-ME@valkey:6379",
     "auth.impression_secret": "CHANGE-ME-to-at-least-32-random-characters",
 }
 

@@ -136,15 +136,13 @@ def _world_events(n_items: int, sessions: int, seed: int) -> tuple[list[dict], d
 
 def _key_kind(key: bytes) -> str:
     k = key.decode()
-    if k.startswith("strata:stream:seen:"):
+    if k.startswith("strata:{stream}:seen:"):
         return "seen"
-    if k.startswith("strata:stream:"):
+    if k.startswith("strata:{stream}:"):
         return "stream_state"
-    for suffix, kind in ((":session", "session"), (":profile", "profile"), (":purchases", "purchases")):
+    for suffix, kind in ((":session", "session"), (":profile", "profile"), (":purchases", "purchases"),
+                         (":bandit", "bandit"), (":imp", "impression"), (":pclk", "pending_clicks")):
         if k.endswith(suffix):
-            return kind
-    for part, kind in ((":bandit:", "bandit"), (":imp:", "impression"), (":pclk:", "pending_clicks")):
-        if part in k:
             return kind
     return "other"
 

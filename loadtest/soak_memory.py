@@ -104,7 +104,7 @@ async def measure(url: str, n: int) -> dict:
                  "model_version": "1"} for i in range(min(n, cfg.bandit_max_items))]
         before = _used(r)
         await _apply(store, planner, imps, offset)
-        for key in r.scan_iter(match="strata:{default}:imp:*", count=1000):   # impression joins expire: not kept
+        for key in r.scan_iter(match="strata:{default:i:*}:imp", count=1000):   # impression joins expire: not kept
             r.unlink(key)
         out["bytes_per_bandit_item"] = round((_used(r) - before) / len(imps) - per_id, 1)
     finally:

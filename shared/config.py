@@ -174,6 +174,9 @@ class StreamingSettings(_HttpServer):
     max_batch: int = Field(2000, ge=1, description="events per processor batch (one store round trip)")
     click_join_window_s: float = Field(3600.0, gt=0, description="a click joins its impression within this")
     abandoned_cart_s: float = Field(1800.0, gt=0, description="add_to_cart without purchase this long -> trigger")
+    wait_replicas: int = Field(0, ge=0, le=16, description="replicas that must acknowledge a batch's store writes "
+                               "(WAIT) before its offsets are committed; fewer in time: the batch is redone. 0: no WAIT")
+    wait_timeout_ms: int = Field(1000, gt=0, description="how long the processor's WAIT for wait_replicas waits")
     dedup_ttl_s: float = Field(3600.0, ge=60, description="event ids are remembered at least this long (at most "
                                "2x): a client retry of an event id within it is not applied twice; memory is "
                                "~70 B per id (docs/operations.md)")
@@ -206,8 +209,10 @@ class StreamingSettings(_HttpServer):
     def _store_url(cls, url: str) -> str:
         if url.strip().lower() in ("", "none"):
             return "none"
-        if not url.startswith(("redis://", "rediss://", "unix://", "valkey://")):
-            raise ValueError(f"store URL must be redis://, rediss://, unix:// or 'none', got {url!r}")
+        if not url.startswith(("redis://", "rediss://", "unix://", "valkey://", "redis+cluster://",
+                                "rediss+cluster://", "valkey+cluster://")):
+            raise ValueError("store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, "
+                             f"valkey+cluster:// or 'none', got {url!r}")
         return url
 
 

@@ -1,6 +1,19 @@
 """Online-store key schema, shared by the edge (reads) and the stream processor (writes).
 
-Keys carry Redis Cluster hash tags so one session's keys live on one shard.
+Every key carries a Redis Cluster hash tag (the ``{...}`` part decides the slot), chosen so that what one
+script must touch together shares a slot, and what does not is spread:
+| tag | keys | why |
+|---|---|---|
+| ``{t:sid}`` (tenant + session) | session | the edge and tier 2 read one session; the processor's writes spread by session |
+| ``{t:u:uid}`` (tenant + user) | profile, purchases | the origin reads a user's keys in one pipeline |
+| ``{t:b:slot}`` (tenant + slot) | bandit | one hash per slot: a tenant's slots spread over shards |
+| ``{t:i:imp}`` (tenant + impression) | impression, pending clicks | the click join touches both; impressions spread |
+| ``{stream}`` | watermarks, log ids/resets, dedup buckets, cart deadlines, trigger outbox, journal | the processor's
+  control state: one slot, so its checks and the trigger relay are single-slot scripts |
+| ``slot_tag(n)`` | ``done_key(n)`` | the processor's per-slot marks of applied journal entries (cluster only) |
+A script touches one slot, or (the processor on a cluster: ``streaming.cluster_store``) the keys of one node with
+``allow-cross-slot-keys``. The edge's, tier 2's and the origin's reads are single keys or pipelines (split per node
+by the cluster client). Publishing (``INVALIDATION_CHANNEL``) is classic pub/sub, which a cluster broadcasts.
 
 Ids enter keys through ``part``: an id holding none of ``{ } : %`` is used as is (every id the project
 generates); otherwise those four characters are percent-encoded (``%7B %7D %3A %25``). So no component can
@@ -34,7 +47,7 @@ def session_key(tenant: str, session_id: str) -> str:
 
 
 def bandit_key(tenant: str, slot: str) -> str:
-    return f"{PREFIX}:{{{part(tenant)}}}:bandit:{part(slot)}"
+    return f"{PREFIX}:{{{part(tenant)}:b:{part(slot)}}}:bandit"
 
 
 def profile_key(tenant: str, user_id: str) -> str:
@@ -71,17 +84,17 @@ def imps_field(item_id: str) -> str:
 # - watermark:   HASH  <topic>:<partition> -> last applied offset
 
 def impression_key(tenant: str, impression_id: str) -> str:
-    return f"{PREFIX}:{{{part(tenant)}}}:imp:{part(impression_id)}"
+    return f"{PREFIX}:{{{part(tenant)}:i:{part(impression_id)}}}:imp"
 
 
 def pending_clicks_key(tenant: str, impression_id: str) -> str:
     """Clicks that arrived before their impression (SET of item ids; TTL: the join window)."""
-    return f"{PREFIX}:{{{part(tenant)}}}:pclk:{part(impression_id)}"
+    return f"{PREFIX}:{{{part(tenant)}:i:{part(impression_id)}}}:pclk"
 
 
 def seen_key(tenant: str, event_id: str) -> str:
     """One key per event id (the naive baseline's dedup; the processor uses the bucketed sets below)."""
-    return f"{PREFIX}:{{{part(tenant)}}}:seen:{part(event_id)}"
+    return f"{PREFIX}:{{{part(tenant)}:e:{part(event_id)}}}:seen"
 
 
 def seen_member(tenant: str, event_id: str) -> str:
@@ -92,16 +105,48 @@ def seen_member(tenant: str, event_id: str) -> str:
 def seen_bucket_key(bucket: int) -> str:
     """SET of ``seen_member``s applied in dedup bucket ``bucket`` (processing time // dedup TTL); an id is
     checked against the current and the previous bucket, so it is remembered at least one TTL."""
-    return f"{PREFIX}:stream:seen:{bucket}"
+    return f"{STREAM}:seen:{bucket}"
 
 
-WATERMARK_KEY = f"{PREFIX}:stream:applied"                  # HASH <topic>:<partition> -> offset
-LOG_IDS_KEY = f"{PREFIX}:stream:log-ids"        # HASH <topic> -> topic id (hex) the watermarks belong to
-LOG_RESETS_KEY = f"{PREFIX}:stream:log-resets"  # HASH <topic>[:<partition>] -> JSON of a detected reset (expires)
-CART_DEADLINES_KEY = f"{PREFIX}:stream:cart-deadlines"      # ZSET JSON [tenant, session, user] -> deadline ms
-TRIGGER_OUTBOX_KEY = f"{PREFIX}:stream:trigger-outbox"      # LIST of JSON trigger messages to publish
+STREAM = f"{PREFIX}:{{stream}}"          # the processor's control state: one slot
+WATERMARK_KEY = f"{STREAM}:applied"                # HASH <topic>:<partition> -> offset
+LOG_IDS_KEY = f"{STREAM}:log-ids"        # HASH <topic> -> topic id (hex) the watermarks belong to
+LOG_RESETS_KEY = f"{STREAM}:log-resets"  # HASH <topic>[:<partition>] -> JSON of a detected reset (expires)
+CART_DEADLINES_KEY = f"{STREAM}:cart-deadlines"      # ZSET JSON [tenant, session, user] -> deadline ms
+TRIGGER_OUTBOX_KEY = f"{STREAM}:trigger-outbox"      # LIST of JSON trigger messages to publish
 INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"   # pub/sub: msgpack [[tenant, session_id], ...] per written batch
 FIELD_SEP = "\x1f"
+
+# -- the processor's journal on a cluster (``streaming.cluster_store``) ---------------------------------------
+JOURNAL_KEY = f"{STREAM}:journal"       # HASH journal id -> msgpack [wm fields, plan row, invalidation message]
+PENDING_KEY = f"{STREAM}:pending"       # HASH <topic>:<partition> -> journal id not yet applied everywhere
+JOURNAL_SEQ_KEY = f"{STREAM}:journal-seq"   # INCR: journal ids
+WRITES_KEY = f"{STREAM}:writes"         # INCR by a write that has nothing else to write (so WAIT has a write)
+
+_SLOT_TAGS: list[str] = []
+
+
+def slot_tag(slot: int) -> str:
+    """A hash tag that maps to cluster slot ``slot`` (the first ``n`` whose CRC16 lands there; 0-16383)."""
+    if not _SLOT_TAGS:
+        from binascii import crc_hqx
+        tags: list[str | None] = [None] * 16384
+        left, n = 16384, 0
+        while left:
+            t = str(n)
+            s = crc_hqx(t.encode(), 0) % 16384
+            if tags[s] is None:
+                tags[s] = t
+                left -= 1
+            n += 1
+        _SLOT_TAGS.extend(tags)  # type: ignore[arg-type]
+    return _SLOT_TAGS[slot]
+
+
+def done_key(slot: int) -> str:
+    """HASH <topic>:<partition> -> the last journal id applied to this slot's keys by that partition."""
+    return f"{PREFIX}:{{{slot_tag(slot)}}}:done"
+
 
 # -- users: consent and erasure (streaming.users) ---------------------------------------------------------------
 ERASURE_CHANNEL = f"{PREFIX}:erase"            # pub/sub: msgpack [tenant, user_id] of an erased user

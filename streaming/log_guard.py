@@ -155,12 +155,9 @@ class LogGuard:
 
         store = None
         if self.cfg.store.strip().lower() not in ("", "none"):
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+            from strata.shared.online_store.client import connect
 
-            store = aioredis.from_url(self.cfg.store.replace("valkey://", "redis://", 1), retry=Retry(NoBackoff(), 0),
-                                      socket_timeout=1.0, socket_connect_timeout=1.0)
+            store = connect(self.cfg.store, 1.0, field="streaming.store")
         client = AIOKafkaClient(bootstrap_servers=self.cfg.broker, request_timeout_ms=int(TRIM_S * 2000))
         started = False
         try:

@@ -38,11 +38,12 @@ from strata.shared.contracts.event_records import decode_event
 from strata.shared.errors import StrataError, is_retriable
 from strata.streaming import dead_letter
 from strata.streaming.catalog import Catalog
+from strata.streaming.cluster_store import open_stream_store
 from strata.streaming.effects import Plan, Planner, Record, overlay, reads_for
 from strata.streaming.log_identity import TopicMissing, topic_ids
 from strata.streaming.log_resets import LogResets
 from strata.streaming.processor_metrics import ProcessorMetrics
-from strata.streaming.store import Bounds, StreamStore
+from strata.streaming.store import Bounds
 from strata.streaming.topics import ensure_topics
 from strata.streaming.triggers import TriggerRelay
 
@@ -100,7 +101,8 @@ class StreamProcessor:
         self.cfg = cfg
         self.planner = Planner(cfg, catalog, signer)
         self.metrics = metrics or ProcessorMetrics()
-        self.store = StreamStore(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s, bounds=Bounds.of(cfg))
+        self.store = open_stream_store(cfg.store, dedup_ttl_s=cfg.dedup_ttl_s, bounds=Bounds.of(cfg),
+                                       wait_replicas=cfg.wait_replicas, wait_timeout_ms=cfg.wait_timeout_ms)
         self.window = TsWindow(int(cfg.ts_skew_s * 1000), int(cfg.ts_horizon_s * 1000))
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None

@@ -49,12 +49,11 @@ class IngestService:
 
     async def _watch_resets(self) -> None:
         """Poll the resets the processor recorded (the store is optional here: errors are ignored)."""
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        from strata.shared.online_store.client import connect
 
-        r = aioredis.from_url(self.cfg.store.replace("valkey://", "redis://", 1), retry=Retry(NoBackoff(), 0),
-                              socket_timeout=1.0, socket_connect_timeout=1.0)
+        r = connect(self.cfg.store, 1.0, field="streaming.store")
+        if r is None:
+            return
         try:
             while True:
                 with contextlib.suppress(Exception):

@@ -7,7 +7,12 @@ The write script first checks that the partition watermarks are the ones the pla
 that none of the plan's event ids was recorded meanwhile; then it runs every write of the plan. Either
 all of a batch's effects and its new watermarks land, or none: a processor killed anywhere leaves the
 store as before or after the batch, never in between, and a stale owner (after a rebalance) cannot
-overwrite a newer one. Single Valkey/Redis node (a cluster needs the keys grouped per slot).
+overwrite a newer one. That is one Valkey/Redis node; on a cluster (``redis+cluster://``) ``cluster_store.open_stream_store``
+gives the journaled ``streaming.cluster_store.ClusterStreamStore`` instead, with the same calls.
+
+``wait_replicas`` > 0: the write is followed by ``WAIT n timeout`` on the same connection, and fewer replicas
+acknowledging in time fails the write (``ReplicationShortfall``, retriable): the processor redoes the batch
+and commits no offset for it until a write (the redo's, a no-op on data) is acknowledged.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from strata.shared import keys as K
@@ -51,12 +57,12 @@ return cmsgpack.pack(out)
 # (type, daily pass, size: each at its first write of the day by this processor, or given named affinities),
 # 14 bandit keys written, 15 bounds {today (UTC day), affinity half-life (days), affinities kept per map, days of
 # per-day counters kept, profile ttl ms, profile fields that trigger a prune, bandit ttl ms, bandit items kept},
-# 16 type checks [key, type, ...].
+# 16 type checks [key, type, ...], 17 1: a WAIT follows (the script always writes).
 #
 # All or nothing: everything that could make a write fail on the data (a key of another type, a counter that
 # would overflow) is checked before the first write; the event ids and watermarks are written last, so even
 # an unforeseen failure half-way leaves no event marked applied without its effects.
-_APPLY = """
+_APPLY_HEAD = """
 local p = cmsgpack.unpack(ARGV[1])
 local wm = p[1]
 for i = 1, #wm, 2 do
@@ -77,6 +83,10 @@ for lo = 1, #members, 4000 do
     end
   end
 end
+"""
+
+# the checks and writes of a plan row (p): shared by the single-node script and the cluster's per-node scripts
+_APPLY_BODY = """
 -- checks: nothing is written before all pass
 local tc = p[16]
 for i = 1, #tc, 2 do
@@ -196,6 +206,9 @@ for _, k in ipairs(bandits) do
     hdel(k, dels)
   end
 end
+"""
+
+_APPLY_TAIL = """
 -- last: the batch's event ids and watermarks (it is applied), then the invalidation
 for lo = 1, #members, 4000 do
   redis.call('SADD', cur_bucket, unpack(members, lo, math.min(lo + 3999, #members)))
@@ -204,8 +217,10 @@ if #members > 0 then redis.call('PEXPIREAT', cur_bucket, p[4]) end
 local nw = p[11]
 for i = 1, #nw, 2 do redis.call('HSET', KEYS[1], nw[i], nw[i + 1]) end
 if p[10] ~= '' then redis.call('PUBLISH', KEYS[2], p[10]) end
+if p[17] == 1 and #nw == 0 then redis.call('INCR', KEYS[3]) end     -- a write for WAIT to wait for
 return 1
 """
+_APPLY = _APPLY_HEAD + _APPLY_BODY + _APPLY_TAIL
 
 
 def _pack(obj: object) -> bytes:
@@ -238,14 +253,28 @@ class Bounds:
                 prune_at, self.bandit_ttl_ms, self.bandit_max_items]
 
 
+class ReplicationShortfall(RedisConnectionError):
+    """Fewer replicas than ``streaming.wait_replicas`` acknowledged a write in time (retriable: redo)."""
+
+
+def check_acks(acked: object, wanted: int) -> None:
+    if wanted and int(acked) < wanted:          # type: ignore[call-overload]
+        raise ReplicationShortfall(f"WAIT: {acked} replica(s) acknowledged, {wanted} wanted")
+
+
 class StreamStore:
     def __init__(self, url: str, timeout_s: float = 5.0, dedup_ttl_s: float = 3600.0,
-                 bounds: Bounds | None = None) -> None:
+                 bounds: Bounds | None = None, wait_replicas: int = 0, wait_timeout_ms: int = 1000) -> None:
         self.r = connect_required(url, timeout_s, field="streaming.store")
-        self._read = self.r.register_script(_READ)
-        self._apply = self.r.register_script(_APPLY)
         self.dedup_ms = max(int(dedup_ttl_s * 1000), 1)
         self.bounds = bounds or Bounds()
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._setup()
+
+    def _setup(self) -> None:
+        self._read = self.r.register_script(_READ)
+        self._apply = self.r.register_script(_APPLY)
 
     async def read(self, reads: StoreReads, now_ms: int | None = None) -> Snapshot:
         """The snapshot a plan is computed from; event ids are checked in the dedup bucket of ``now_ms``."""
@@ -261,12 +290,16 @@ class StreamStore:
     async def send_write(self, plan: Plan) -> Callable[[], Coroutine[Any, Any, bool]]:
         """Send the plan's write script now (the bytes are with the socket when this returns) and give back
         the coroutine function that waits for its answer, so the caller can plan the next batch meanwhile."""
-        blob = write_blob(plan, self.dedup_ms, self.bounds)
-        keys = [K.WATERMARK_KEY, K.INVALIDATION_CHANNEL]
+        wait = self.wait_replicas
+        blob = write_blob(plan, self.dedup_ms, self.bounds, wait=wait > 0)
+        keys = [K.WATERMARK_KEY, K.INVALIDATION_CHANNEL, K.WRITES_KEY]
+        cmds = [("EVALSHA", self._apply.sha, len(keys), *keys, blob)]
+        if wait:      # WAIT counts this connection's writes: it must follow the script on the same connection
+            cmds.append(("WAIT", wait, self.wait_timeout_ms))
         pool = self.r.connection_pool
         conn = await pool.get_connection()
         try:
-            await conn.send_command("EVALSHA", self._apply.sha, len(keys), *keys, blob)
+            await conn.send_packed_command(conn.pack_commands(cmds))
         except BaseException:
             await conn.disconnect()
             await pool.release(conn)
@@ -277,7 +310,14 @@ class StreamStore:
                 try:
                     res = await conn.read_response()
                 except NoScriptError:           # first use on this server: load the script and run it
-                    res = await self._apply(keys=keys, args=[blob])
+                    if wait:
+                        await conn.read_response()      # the WAIT after it
+                    await conn.send_command("SCRIPT", "LOAD", _APPLY)
+                    await conn.read_response()
+                    await conn.send_packed_command(conn.pack_commands(cmds))
+                    res = await conn.read_response()
+                if wait:
+                    check_acks(await conn.read_response(), wait)
                 return bool(res)
             except BaseException:
                 await conn.disconnect()         # an unread answer must not reach the next command
@@ -304,8 +344,14 @@ def read_query(reads: StoreReads, bucket: int) -> list:
 
 def parse_snapshot(query: list, raw: bytes, bucket: int) -> Snapshot:
     """The read script's answer to ``query`` -> Snapshot."""
+    return snapshot_of(query, msgpack.unpackb(raw, raw=True), bucket)
+
+
+def snapshot_of(query: list, parts: list, bucket: int) -> Snapshot:
+    """The read's answers (watermarks, seen flags, sessions, impressions, pending clicks, tombstones; in
+    ``query``'s order)."""
     wm_fields, seen, sessions, imps, pend = query[:5]
-    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw, erased_raw = msgpack.unpackb(raw, raw=True)
+    wm_raw, seen_raw, ses_raw, imp_raw, pend_raw, erased_raw = parts
     snap = Snapshot({f: (int(v) if v else -1) for f, v in zip(wm_fields, wm_raw, strict=True)},
                     {k for k, v in zip(seen, seen_raw, strict=True) if v}, {}, {}, {}, bucket)
     states = decode_states([st or None for st, _ in ses_raw])
@@ -328,8 +374,13 @@ _GLOBAL_TYPES = [K.CART_DEADLINES_KEY, "zset", K.TRIGGER_OUTBOX_KEY, "list", K.W
 _OP_TYPES = {"ZADD": "zset", "SADD": "set"}
 
 
-def write_blob(plan: Plan, dedup_ms: int, bounds: Bounds | None = None) -> bytes:
+def write_blob(plan: Plan, dedup_ms: int, bounds: Bounds | None = None, wait: bool = False) -> bytes:
     """The write script's argument for ``plan`` (see ``_APPLY`` for the layout)."""
+    return _pack(write_row(plan, dedup_ms, bounds, wait))
+
+
+def write_row(plan: Plan, dedup_ms: int, bounds: Bounds | None = None, wait: bool = False) -> list:
+    """``write_blob`` before packing."""
     b = plan.seen_bucket
     inc = [x for (k, f), n in plan.incr.items() if n for x in (k, f, n)]
     bounded: dict[tuple[str, str], int] = {}
@@ -344,11 +395,11 @@ def write_blob(plan: Plan, dedup_ms: int, bounds: Bounds | None = None) -> bytes
     ss = [x for w in plan.session_writes
           for x in (w.key, encode_state(w.acc, w.ref_ms, w.events, w.ttl_at), w.vec or "", w.recent, w.expire_at)]
     msg = msgpack.packb([list(s) for s in plan.sessions], use_bin_type=True) if plan.sessions else ""
-    return _pack([[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
-                  [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * dedup_ms, plan.ops, inc, lt,
-                  ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)],
-                  [x for (k, f), n in bounded.items() for x in (k, f, n)], plan.checked, list(plan.bandits),
-                  (bounds or Bounds()).row(plan.updated_ms), checks])
+    return [[x for f, v in plan.wm_expected.items() for x in (f, v)], plan.seen_new,
+            [K.seen_bucket_key(b), K.seen_bucket_key(b - 1)], (b + 2) * dedup_ms, plan.ops, inc, lt,
+            ss, plan.updated_ms, msg, [x for f, v in plan.wm_new.items() for x in (f, v)],
+            [x for (k, f), n in bounded.items() for x in (k, f, n)], plan.checked, list(plan.bandits),
+            (bounds or Bounds()).row(plan.updated_ms), checks, 1 if wait else 0]
 
 
 def _impression(raw: dict[bytes, bytes]) -> Impression | None:

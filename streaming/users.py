@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgpack
 import orjson
@@ -59,7 +59,7 @@ class UserData:
     def _store(self) -> aioredis.Redis:
         r = self.r
         assert r is not None        # the routes refuse every call without a store (users_routes: ready)
-        return r
+        return cast("aioredis.Redis", r)    # a RedisCluster (cluster URL) answers the same commands
 
     async def close(self) -> None:
         if self.r is not None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import fresh_cluster, valkey_cluster  # noqa: F401  (fixtures: a 3+3 Valkey Cluster)
+from tests.support.cluster import any_redis, any_store, fresh_cluster, valkey_cluster  # noqa: F401  (3+3 Valkey Cluster)
 from tests.support.registry_cache import cached_registry
 from tests.vllm_gate import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401  (hooks)
 
@@ -37,7 +37,7 @@ EXPORT_SEED = 7
 
 _TESTS = Path(__file__).parent
 SLOW_FIXTURES = frozenset({"registry_dir", "text_registry_dir", "models_registry_dir", "valkey_proc", "tansu_proc",
-                           "valkey_cluster", "fresh_cluster"})
+                           "valkey_cluster", "fresh_cluster", "any_store", "any_redis"})
 # Modules whose tests train, export or spawn without one of those fixtures (paths under tests/).
 SLOW_MODULES = frozenset({
     "unit/test_eval_cli.py", "unit/test_eval_real_data.py", "unit/test_export.py", "unit/test_export_dataset.py",

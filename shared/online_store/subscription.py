@@ -1,10 +1,14 @@
 """A background subscription to one pub/sub channel of the online store: redis-py reconnects and re-subscribes
 by itself after a store outage (messages published meanwhile are lost); a cancel is honoured even when it meets
-redis-py's own read timeout. The edge listens for session invalidations, the origin for erased users."""
+redis-py's own read timeout. The edge listens for session invalidations, the origin for erased users.
+
+On a cluster (``redis+cluster://``) a classic PUBLISH reaches every node, replicas included: the listener
+subscribes on any node and moves to the next one after each failure (a killed master's subscribers carry on)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -28,7 +32,8 @@ class ChannelListener:
         r = connect(self.url, CONNECT_TIMEOUT_S, field=self.field, blocking_reads=True)
         if r is None:
             return
-        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        failures = 0
+        pubsub = await _subscriber(r, failures)
         me = asyncio.current_task()
         try:
             while True:
@@ -53,6 +58,27 @@ class ChannelListener:
                     self.subscribed.clear()
                     logger.debug("subscription to %s: %s: %s", self.channel, type(exc).__name__, exc)
                     await asyncio.sleep(0.5)
+                    if _is_cluster(r):        # its node may be gone: listen on the next one
+                        failures += 1
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()
+                        with contextlib.suppress(Exception):
+                            pubsub = await _subscriber(r, failures)
         finally:
             await pubsub.aclose()
             await r.aclose()
+
+
+def _is_cluster(r) -> bool:
+    return hasattr(r, "nodes_manager")
+
+
+async def _subscriber(r, attempt: int):
+    """A pub/sub connection: on a cluster, on its ``attempt``-th node (any node hears every classic PUBLISH)."""
+    if not _is_cluster(r):
+        return r.pubsub(ignore_subscribe_messages=True)
+    with contextlib.suppress(Exception):
+        await r.nodes_manager.initialize()
+    nodes = sorted(r.get_nodes(), key=lambda n: n.name)
+    node = nodes[attempt % len(nodes)] if nodes else None
+    return r.pubsub(node=node, ignore_subscribe_messages=True)

@@ -67,15 +67,15 @@ MISTAKES = [
      "bundle in {nothing} (strata export --out {nothing} makes one)"),
     # a store URL that is not one
     ("edge", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--port", "0"], {}, 2,
-     "strata edge: bad config: store URL must be redis://, rediss://, unix://, valkey:// or 'none', got 'memcached://x'"),
+     "strata edge: bad config: store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, valkey+cluster:// or 'none', got 'memcached://x'"),
     ("origin", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--port", "0"], {}, 2,
-     "strata origin: bad config: store URL must be redis://, rediss://, unix://, valkey:// or 'none', got 'memcached://x'"),
+     "strata origin: bad config: store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, valkey+cluster:// or 'none', got 'memcached://x'"),
     ("streaming serve", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--broker", DEAD], {}, 2,
-     "strata streaming serve: bad config: store URL must be redis://, rediss://, unix:// or "
-     "'none', got 'memcached://x' (config key 'streaming.store')"),
+     "strata streaming serve: bad config: store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, "
+     "valkey+cluster:// or 'none', got 'memcached://x' (config key 'streaming.store')"),
     ("streaming process", "bad store", ["--registry", REGISTRY, "--store", "memcached://x", "--broker", DEAD], {}, 2,
-     "strata streaming process: bad config: store URL must be redis://, rediss://, unix:// or "
-     "'none', got 'memcached://x' (config key 'streaming.store')"),
+     "strata streaming process: bad config: store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, "
+     "valkey+cluster:// or 'none', got 'memcached://x' (config key 'streaming.store')"),
     # --store none where a store is needed
     ("streaming serve", "store none", ["--registry", REGISTRY, "--store", "none", "--broker", DEAD, "--port", "0"],
      {}, 2, "strata streaming serve: bad config: streaming.store is 'none' but the tier-2 scorer "

@@ -55,7 +55,11 @@ async def processing(cfg: StreamingSettings, catalog: Catalog) -> AsyncIterator[
         yield proc
     finally:
         proc.stop()
-        await asyncio.wait_for(task, 30)
+        try:
+            await asyncio.wait_for(task, 30)
+        except asyncio.CancelledError:      # stopped mid-retry: the body's own error (if any) is the one to see
+            if asyncio.current_task().cancelling():
+                raise
         await proc.close()
 
 

@@ -12,6 +12,7 @@ import pytest
 from strata.edge.node import EdgeNode
 from strata.shared.config import load_settings
 from strata.shared.keys import bandit_key, clicks_field, imps_field, session_key
+from tests.support.cluster import command_calls
 
 JSON = b"application/json"
 
@@ -39,16 +40,16 @@ def candidates(svc: EdgeNode, n: int = 200) -> list[str]:
     return svc.ranker.bundle.item_ids[:n]
 
 
-def test_session_vector_in_valkey_changes_ranking(registry_dir, store_redis, fresh_valkey):
+def test_session_vector_in_valkey_changes_ranking(registry_dir, any_redis, any_store):
     # a generous read budget: this test is about what a read vector does, not the budget (a 50 ms first read
     # on a loaded CI machine once timed out and served no vector)
-    svc = make_service(registry_dir, fresh_valkey.url, bandit={"explore_budget": 0.0}, store={"timeout_ms": 1000.0})
+    svc = make_service(registry_dir, any_store.url, bandit={"explore_budget": 0.0}, store={"timeout_ms": 1000.0})
     b = svc.ranker.bundle
     cands = candidates(svc)
     # A session that looked at items 150..159: its vector points at them.
     vec = b.item_vectors[150:160].mean(axis=0)
     vec = (vec / np.linalg.norm(vec)).astype("<f4")
-    store_redis.hset(session_key("default", "s-with-vec"), mapping={"vec": vec.tobytes(),
+    any_redis.hset(session_key("default", "s-with-vec"), mapping={"vec": vec.tobytes(),
                                                                     "updated_ms": int(time.time() * 1000)})
 
     async def run():
@@ -74,11 +75,11 @@ def test_session_vector_in_valkey_changes_ranking(registry_dir, store_redis, fre
     assert plain["degraded"] is False and pers["degraded"] is False
 
 
-def test_bandit_counts_from_valkey_move_an_item_up(registry_dir, store_redis, fresh_valkey):
-    svc = make_service(registry_dir, fresh_valkey.url, bandit={"explore_budget": 0.0})
+def test_bandit_counts_from_valkey_move_an_item_up(registry_dir, any_redis, any_store):
+    svc = make_service(registry_dir, any_store.url, bandit={"explore_budget": 0.0})
     cands = candidates(svc, 100)
     winner = cands[-1]
-    store_redis.hset(bandit_key("default", "home"), mapping={clicks_field(winner): 900, imps_field(winner): 1000})
+    any_redis.hset(bandit_key("default", "home"), mapping={clicks_field(winner): 900, imps_field(winner): 1000})
 
     async def run():
         await svc.start()
@@ -194,13 +195,13 @@ def test_a_cached_session_is_never_served_older_than_max_stale(registry_dir, sto
     assert "no_session_vector" in beyond["route_reasons"] and beyond["degraded"] is True
 
 
-def test_counts_of_every_tracked_slot_are_refreshed_in_one_pass(registry_dir, store_redis, fresh_valkey):
+def test_counts_of_every_tracked_slot_are_refreshed_in_one_pass(registry_dir, any_redis, any_store):
     from strata.edge.bandit_refresh import BanditRefresher
 
-    svc = make_service(registry_dir, fresh_valkey.url, bandit={"slots": {"default": ["home"]}, "recent_slots": 4})
+    svc = make_service(registry_dir, any_store.url, bandit={"slots": {"default": ["home"]}, "recent_slots": 4})
     ids = svc.ranker.bundle.item_ids
     for slot, item in (("home", ids[0]), ("pdp", ids[1]), ("cart", ids[2])):
-        store_redis.hset(bandit_key("default", slot), mapping={clicks_field(item): 7, imps_field(item): 70})
+        any_redis.hset(bandit_key("default", slot), mapping={clicks_field(item): 7, imps_field(item): 70})
     counts = svc.ranker.counts
     counts.get("default", "pdp")                       # requested by clients: tracked in the LRU
     counts.get("default", "cart")
@@ -223,26 +224,26 @@ def test_counts_of_every_tracked_slot_are_refreshed_in_one_pass(registry_dir, st
 
 
 def _hmget_calls(r) -> int:
-    return int(r.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+    return command_calls(r, "hmget")
 
 
-def test_without_consent_the_edge_reads_no_personal_data(registry_dir, store_redis, fresh_valkey):
+def test_without_consent_the_edge_reads_no_personal_data(registry_dir, any_redis, any_store):
     """Consent is a guardrail at the edge: no session read (PoP cache or store), a context-only answer that says
     so, and a consented request for the same session is not answered from that answer's cache entry."""
-    svc = make_service(registry_dir, fresh_valkey.url, store={"timeout_ms": 1000.0}, cache={"response_size": 1000})
+    svc = make_service(registry_dir, any_store.url, store={"timeout_ms": 1000.0}, cache={"response_size": 1000})
     vec = svc.ranker.bundle.item_vectors[150:160].mean(axis=0)
-    store_redis.hset(session_key("default", "s-c"), mapping={"vec": (vec / np.linalg.norm(vec)).astype("<f4").tobytes(),
+    any_redis.hset(session_key("default", "s-c"), mapping={"vec": (vec / np.linalg.norm(vec)).astype("<f4").tobytes(),
                                                              "updated_ms": int(time.time() * 1000)})
     cands = candidates(svc, 50)
 
     async def run():
         await svc.start()
         try:
-            before = _hmget_calls(store_redis), len(svc.sessions)
+            before = _hmget_calls(any_redis), len(svc.sessions)
             refused = await recommend(svc, session_id="s-c", candidates=cands, k=5, context={"consent": False})
-            after = _hmget_calls(store_redis), len(svc.sessions)
+            after = _hmget_calls(any_redis), len(svc.sessions)
             given = await recommend(svc, session_id="s-c", candidates=cands, k=5)
-            return before, refused, after, given, _hmget_calls(store_redis)
+            return before, refused, after, given, _hmget_calls(any_redis)
         finally:
             await svc.stop()
 

@@ -22,14 +22,14 @@ USER, SESSION = "u-stream-origin", "s-stream-origin"
 VIEWED = ["SKU-000021", "SKU-000007", "SKU-000042"]       # in the order the user viewed them
 
 
-def test_the_origin_ranks_with_the_recent_items_the_processor_wrote(tansu_proc, fresh_valkey,
+def test_the_origin_ranks_with_the_recent_items_the_processor_wrote(tansu_proc, any_store,
                                                                       models_registry_dir) -> None:
     catalog = load_catalog(models_registry_dir, "edge-scorer")
-    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, models_registry_dir)
+    cfg = streaming_settings(tansu_proc.bootstrap, any_store.url, models_registry_dir)
     t0 = int(time.time() * 1000) - 60_000
     events = [{"event_id": f"so-{i}", "type": "view", "user_id": USER, "session_id": SESSION, "ts": t0 + 1000 * i,
                "channel": "web", "item_id": item} for i, item in enumerate(VIEWED)]
-    store = fresh_valkey.client()
+    store = any_store.client()
     key = session_key("default", SESSION)
 
     async def feed() -> None:
@@ -44,7 +44,7 @@ def test_the_origin_ranks_with_the_recent_items_the_processor_wrote(tansu_proc, 
     finally:
         store.close()
     node = OriginNode(load_settings(origin={"registry": str(models_registry_dir), "explore_slots": 0,
-                                            "store": {"url": fresh_valkey.url, "timeout_ms": 500.0}}))
+                                            "store": {"url": any_store.url, "timeout_ms": 500.0}}))
     with TestClient(build_app(node)) as client:
         profile = asyncio.run(node.profiles.get("default", USER, SESSION))
         assert list(profile.recent) == VIEWED[::-1] and not profile.purchases

@@ -14,6 +14,7 @@ import yaml
 
 from strata.deploy.local import ManagedProcess, strata_command
 from strata.deploy.tansu import TansuProcess
+from strata.shared import keys as K
 from strata.streaming.catalog import load_catalog
 from strata.streaming.effects import Record
 from strata.streaming.processor import StreamProcessor, to_record
@@ -66,11 +67,11 @@ def test_broker_down_is_503_with_retry_after_then_recovers(fresh_valkey, registr
         broker.stop()
 
 
-def test_kill_between_store_write_and_commit_changes_nothing(tansu_proc, fresh_valkey, registry_dir,
+def test_kill_between_store_write_and_commit_changes_nothing(tansu_proc, any_store, registry_dir,
                                                              catalog) -> None:
     """Apply a fetched batch to the store and 'die' before committing; the next processor resumes after the
     store's watermarks (not the committed offsets) and applies none of them again."""
-    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+    cfg = streaming_settings(tansu_proc.bootstrap, any_store.url, registry_dir)
     events = event_stream(catalog, seed=11, n_sessions=10, per_session=20)
 
     async def go() -> None:
@@ -102,7 +103,7 @@ def test_kill_between_store_write_and_commit_changes_nothing(tansu_proc, fresh_v
         assert first.metrics.applied + first.metrics.duplicates == len(events)
 
     asyncio.run(go())
-    assert_store_matches(fresh_valkey.client(), events, catalog, cfg)
+    assert_store_matches(any_store.client(), events, catalog, cfg)
 
 
 def test_consumer_joining_mid_stream_loses_and_doubles_nothing(tansu_proc, fresh_valkey, registry_dir,
@@ -120,7 +121,7 @@ def test_consumer_joining_mid_stream_loses_and_doubles_nothing(tansu_proc, fresh
                     ends = await log_ends(cfg.broker, cfg.topics.events, len(events))
                     store = fresh_valkey.client()
                     await wait_until(lambda: {k.decode(): int(v) for k, v in
-                                              store.hgetall("strata:stream:applied").items()} == ends,
+                                              store.hgetall(K.WATERMARK_KEY).items()} == ends,
                                      timeout_s=60, what="every partition applied to its end")
                     assert b.metrics.applied > 0, "the second consumer never got a partition"
 
@@ -136,16 +137,16 @@ def test_consumer_joining_mid_stream_loses_and_doubles_nothing(tansu_proc, fresh
     assert_store_matches(fresh_valkey.client(), events, catalog, cfg)
 
 
-def test_kill_9_at_random_points_then_exact_counts_and_replay_equal_vectors(tansu_proc, fresh_valkey, registry_dir,
+def test_kill_9_at_random_points_then_exact_counts_and_replay_equal_vectors(tansu_proc, any_store, registry_dir,
                                                                             catalog, tmp_path) -> None:
-    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir, max_batch=25)
+    cfg = streaming_settings(tansu_proc.bootstrap, any_store.url, registry_dir, max_batch=25)
     events = event_stream(catalog, seed=13, n_sessions=60, per_session=40)
     conf = tmp_path / "strata.yaml"
     conf.write_text(yaml.safe_dump({"log_level": "WARNING", "streaming": cfg.model_dump(mode="json")}))
     argv = [*strata_command(), "streaming", "process", "--config", str(conf)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     rng = random.Random(13)
-    store = fresh_valkey.client()
+    store = any_store.client()
 
     async def produce() -> None:
         async with ingest(cfg) as (client, _):
@@ -159,13 +160,13 @@ def test_kill_9_at_random_points_then_exact_counts_and_replay_equal_vectors(tans
         time.sleep(rng.uniform(3.0, 6.0))   # start-up and group join take ~3 s here; then batches of 25 flow
         proc.kill()                         # SIGKILL: wherever it is
         kills += 1
-    applied_before = {k.decode(): int(v) for k, v in store.hgetall("strata:stream:applied").items()}
+    applied_before = {k.decode(): int(v) for k, v in store.hgetall(K.WATERMARK_KEY).items()}
     proc = ManagedProcess("processor", argv, env=env, log_path=tmp_path / "processor.log").start()
     try:
         deadline = time.monotonic() + 90
-        while {k.decode(): int(v) for k, v in store.hgetall("strata:stream:applied").items()} != ends:
+        while {k.decode(): int(v) for k, v in store.hgetall(K.WATERMARK_KEY).items()} != ends:
             assert proc.running, proc.output_tail()
-            assert time.monotonic() < deadline, f"not caught up: {store.hgetall('strata:stream:applied')} vs {ends}"
+            assert time.monotonic() < deadline, f"not caught up: {store.hgetall(K.WATERMARK_KEY)} vs {ends}"
             time.sleep(0.1)
     finally:
         proc.stop()

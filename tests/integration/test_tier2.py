@@ -22,6 +22,7 @@ from strata.streaming.catalog import load_catalog
 from strata.streaming.service import IngestService
 from strata.streaming.tier2.service import Tier2Service
 from tests.integration.streaming_kit import processing, streaming_settings, wait_until
+from tests.support.cluster import command_calls
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,8 @@ async def _recommend(client: httpx.AsyncClient, **body) -> dict:
     return out
 
 
-def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valkey, registry_dir, catalog) -> None:
-    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, any_store, registry_dir, catalog) -> None:
+    cfg = streaming_settings(tansu_proc.bootstrap, any_store.url, registry_dir)
     item = next(i for i, r in catalog.index.items() if catalog.vectors[r].any())
     target = catalog.vector(item)
 
@@ -66,7 +67,7 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
             ev = {"event_id": "t2-click-1", "type": "click", "user_id": "u1", "session_id": "s-t2",
                   "ts": int(time.time() * 1000), "channel": "web", "item_id": item}
             assert (await client.post("/v1/events", json=ev)).status_code == 202
-            r = fresh_valkey.client()
+            r = any_store.client()
             try:
                 async with processing(cfg, catalog):
                     await wait_until(lambda: r.hget(K.session_key("default", "s-t2"), "vec") is not None,
@@ -93,8 +94,8 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, fresh_valke
     asyncio.run(go())
 
 
-def test_counts_are_read_fresh_and_guardrails_hold(fresh_valkey, store_redis, registry_dir, catalog) -> None:
-    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir)
+def test_counts_are_read_fresh_and_guardrails_hold(any_store, any_redis, registry_dir, catalog) -> None:
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", any_store.url, registry_dir)
     ids = list(catalog.index)[:12]
     banned = catalog.category(ids[0])
     allowed = [i for i in ids if catalog.category(i) != banned]
@@ -106,7 +107,7 @@ def test_counts_are_read_fresh_and_guardrails_hold(fresh_valkey, store_redis, re
             served = [it["item_id"] for it in first["items"]]
             assert all(catalog.category(i) != banned for i in served) and len(served) == 4
             # the processor's counts for one candidate: 990 clicks in 1000 impressions -> ranked first
-            store_redis.hset(K.bandit_key("default", "home"), mapping={f"c:{star}": 990, f"n:{star}": 1000})
+            any_redis.hset(K.bandit_key("default", "home"), mapping={f"c:{star}": 990, f"n:{star}": 1000})
             for _ in range(3):
                 assert (await _recommend(client, k=4, candidates=ids))["items"][0]["item_id"] == star
 
@@ -200,16 +201,16 @@ def test_the_shared_front_door_refuses_encoded_bodies_and_other_methods(fresh_va
     asyncio.run(go())
 
 
-def test_without_consent_tier2_reads_no_personal_data(fresh_valkey, store_redis, registry_dir, catalog) -> None:
+def test_without_consent_tier2_reads_no_personal_data(any_store, any_redis, registry_dir, catalog) -> None:
     """Consent is a guardrail at tier 2: no session read, so no ANN on the session's vector either (the popular
     pool answers); the slot's counts (not personal) are still read."""
-    cfg = streaming_settings(f"127.0.0.1:{free_port()}", fresh_valkey.url, registry_dir)
+    cfg = streaming_settings(f"127.0.0.1:{free_port()}", any_store.url, registry_dir)
     item = next(i for i, r in catalog.index.items() if catalog.vectors[r].any())
-    store_redis.hset(K.session_key("default", "s-t2"), mapping={"vec": catalog.vector(item).astype("<f4").tobytes(),
+    any_redis.hset(K.session_key("default", "s-t2"), mapping={"vec": catalog.vector(item).astype("<f4").tobytes(),
                                                                "updated_ms": int(time.time() * 1000)})
 
     def hmget_calls() -> int:
-        return int(store_redis.info("commandstats").get("cmdstat_hmget", {}).get("calls", 0))
+        return command_calls(any_redis, "hmget")
 
     async def go() -> None:
         async with tier2(cfg) as (client, _):

@@ -274,7 +274,7 @@ def test_make_store_bad_scheme_is_config_error(url: str) -> None:
     with pytest.raises(ConfigError) as ei:
         make_store(url, 0.003)
     assert ei.value.field == "edge.store.url"
-    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey:// or 'none', got {url!r}"
+    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, valkey+cluster:// or 'none', got {url!r}"
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "valkey://127.0.0.1:1/0"])

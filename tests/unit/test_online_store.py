@@ -10,7 +10,7 @@ import pytest
 from strata.shared.errors import ConfigError
 from strata.shared.keys import clicks_field, imps_field
 from strata.shared.online_store import codecs
-from strata.shared.online_store.client import check_url, configured, connect
+from strata.shared.online_store.client import check_url, configured, connect, seeds
 from strata.shared.ranking.row_map import ItemIndex
 from strata.streaming.store import StreamStore
 
@@ -28,7 +28,7 @@ def test_a_bad_scheme_is_a_config_error_naming_the_key(url: str) -> None:
     with pytest.raises(ConfigError) as ei:
         connect(url, 0.01, field="origin.store.url")
     assert ei.value.field == "origin.store.url"
-    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey:// or 'none', got {url!r}"
+    assert ei.value.reason == f"store URL must be redis://, rediss://, unix://, valkey://, redis+cluster://, valkey+cluster:// or 'none', got {url!r}"
 
 
 def test_the_stream_processor_refuses_the_none_store_with_a_config_error() -> None:
@@ -43,6 +43,24 @@ def test_the_stream_processor_refuses_the_none_store_with_a_config_error() -> No
 def test_valkey_urls_are_read_as_redis_urls() -> None:
     assert check_url("valkey://127.0.0.1:7/0") == "redis://127.0.0.1:7/0"
     assert check_url("rediss://h:1/2") == "rediss://h:1/2"
+
+
+def test_cluster_urls_open_a_cluster_client_from_any_seed() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    r = connect("valkey+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001", 0.2)
+    assert isinstance(r, RedisCluster)
+    assert seeds("redis+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001/0") == ([("10.0.0.1", 7000), ("::1", 7001)],
+                                                                             "u", "p@ss")
+    assert check_url("redis+cluster://h:1") == "redis+cluster://h:1"
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://h", "valkey+cluster://h:x", "redis+cluster://:1"])
+def test_a_cluster_seed_without_host_and_port_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        connect(url, 0.01, field="streaming.store")
+    assert ei.value.field == "streaming.store"
+    assert ei.value.reason.startswith("cluster URL seed must be host:port, got ")
 
 
 def test_a_client_never_retries_and_bounds_connects_and_reads() -> None:
