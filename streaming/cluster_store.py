@@ -37,6 +37,7 @@ from strata.shared.online_store.client import connect_required, is_cluster
 from strata.streaming.effects import Plan, Snapshot, StoreReads
 from strata.streaming.store import (
     _APPLY_BODY,
+    _READ_BODY,
     Bounds,
     StreamStore,
     _pack,
@@ -55,20 +56,7 @@ local out = {{}, {}, {}, {}, {}, {}, {}}
 if #q[1] > 0 then
   out[1] = redis.call('HMGET', q[9], unpack(q[1]))
   out[7] = redis.call('HMGET', q[10], unpack(q[1]))
-end
-local members = q[2]
-for lo = 1, #members, 4000 do
-  local hi = math.min(lo + 3999, #members)
-  local a = redis.call('SMISMEMBER', q[6], unpack(members, lo, hi))
-  local b = redis.call('SMISMEMBER', q[7], unpack(members, lo, hi))
-  for i = 1, #a do out[2][lo + i - 1] = a[i] + b[i] end
-end
-for i, k in ipairs(q[3]) do out[3][i] = redis.call('HMGET', k, 'st', 'recent') end
-for i, k in ipairs(q[4]) do out[4][i] = redis.call('HGETALL', k) end
-for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
-for i, k in ipairs(q[8]) do out[6][i] = redis.call('GET', k) end
-return cmsgpack.pack(out)
-"""
+end""" + _READ_BODY
 
 # ARGV[1]: the plan row (``store.write_row``), ARGV[2]: the journal entry. KEYS: watermarks, pending, journal,
 # journal seq (all ``{stream}``). Returns the journal id, 0 when the snapshot is stale.

@@ -247,9 +247,9 @@ class LogGuard:
                     n = passed[m] = self._passed.get(m, 0) + 1
                     r = n >= VERIFY_ROUNDS
                 retry.append(r)
+            members = kept.members or [None] * len(retry)     # (keep_only replaces the list: this one stays)
             out = self.buffer.keep_only(self.topic, p, kept, [not r for r in retry])
-            for rec in out:
-                m = seen_member(rec[1])
+            for rec, m in zip(out, [m for m, r in zip(members, retry, strict=True) if r], strict=True):
                 if m is None:
                     continue                     # trimmed by its watermark
                 passed.pop(m, None)

@@ -31,10 +31,9 @@ from strata.shared.online_store.client import connect_required
 from strata.shared.ranking.session_update import decode_states, encode_state
 from strata.streaming.effects import Impression, Plan, Snapshot, StoreReads
 
-_READ = """
-local q = cmsgpack.unpack(ARGV[1])
-local out = {{}, {}, {}, {}, {}, {}}
-if #q[1] > 0 then out[1] = redis.call('HMGET', KEYS[1], unpack(q[1])) end
+# The reads after the watermarks (dedup members, session states, profiles, sets, impressions): the same on one
+# node (``_READ``) and per node of a cluster (``cluster_store._READ_NODE``); ``q`` and ``out`` are set before.
+_READ_BODY = """
 local members = q[2]
 for lo = 1, #members, 4000 do
   local hi = math.min(lo + 3999, #members)
@@ -48,6 +47,11 @@ for i, k in ipairs(q[5]) do out[5][i] = redis.call('SMEMBERS', k) end
 for i, k in ipairs(q[8] or {}) do out[6][i] = redis.call('GET', k) end
 return cmsgpack.pack(out)
 """
+
+_READ = """
+local q = cmsgpack.unpack(ARGV[1])
+local out = {{}, {}, {}, {}, {}, {}}
+if #q[1] > 0 then out[1] = redis.call('HMGET', KEYS[1], unpack(q[1])) end""" + _READ_BODY
 
 # p: 1 watermarks expected [f, v, ...] (v = -1: none), 2 seen members, 3 seen bucket keys {current, previous},
 # 4 the current bucket's expiry (unix ms), 5 other ops {{cmd, args...}, ...}, 6 HINCRBY [key, field, n, ...],
