@@ -70,6 +70,7 @@ class LogGuard:
         self._in_replay: set[str] = set()        # ids being appended again right now
         self._replaying: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
+        self._stopping = False
         if metrics is not None:
             metrics.define("log_resets_total", "resets of the events log seen by the ingest", ("how",))
             metrics.define("replay_buffer_bytes", "bytes of acknowledged events kept until applied")
@@ -91,10 +92,14 @@ class LogGuard:
         self._watcher = asyncio.create_task(self._watch(), name="event-log-watch")
 
     async def stop(self) -> None:
+        """Cancel the watcher and a replay, again until they end: a cancellation can be swallowed inside a client
+        library (asyncio.wait_for's race in Python 3.11), and one lost cancel hung ``stop`` for good; the watcher
+        also checks ``_stopping`` at every round."""
+        self._stopping = True
         for task in (self._watcher, self._replaying):
-            if task is not None:
+            while task is not None and not task.done():
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await asyncio.wait({task}, timeout=1.0)
 
     def acked(self, partition: int, first: int, records: list[tuple[bytes, bytes]]) -> None:
         """A batch of the events topic was acknowledged at offsets ``first``...: keep it; an offset lower than
@@ -161,7 +166,7 @@ class LogGuard:
         client = AIOKafkaClient(bootstrap_servers=self.cfg.broker, request_timeout_ms=int(TRIM_S * 2000))
         started = False
         try:
-            while True:
+            while not self._stopping:
                 await asyncio.sleep(TRIM_S)
                 try:
                     if not started:
