@@ -11,6 +11,9 @@ then Valkey and Tansu are not started and every Strata process reads that file (
 and reasoner settings stand); only the ports (free ones; the edge's ``--port``), the registry, the run
 directory's index shards and the router URLs are set here.
 
+The origin, tier 2 and the edge share the broker's ``catalog`` topic (``catalog.broker``): a ``POST /v1/items``
+reaches all of them.
+
 Stopping (Ctrl-C, SIGTERM, SIGHUP, an error) stops everything in reverse order; no process is left.
 """
 
@@ -34,6 +37,7 @@ from strata.deploy.local import ManagedProcess, ValkeyProcess, free_port, port_o
 from strata.deploy.run_dir import RunDir
 from strata.deploy.supervisor import Backoff, Supervised, Supervisor
 from strata.deploy.tansu import TansuProcess
+from strata.shared.catalog_feed import configured as catalog_configured
 from strata.shared.config import StrataSettings, VectorIndexSettings, load_settings
 
 HOST = "127.0.0.1"
@@ -167,7 +171,8 @@ class Stack:
         argv = [*strata_command(), "streaming", "serve", "--host", HOST, "--port", str(port),
                 "--registry", str(self.registry), *self._engine_flags(), *self._common()]
         env = self._env(**self._index_env("STRATA_STREAMING__TIER2__VECTOR_INDEX__URL",
-                                          self.settings.streaming.tier2.vector_index, "tier2-index"))
+                                          self.settings.streaming.tier2.vector_index, "tier2-index"),
+                        **self.catalog_env())
         return self._add("streaming", argv, f"http://{HOST}:{port}/readyz", env)
 
     def _processor(self) -> Supervised:
@@ -183,12 +188,19 @@ class Stack:
         if self.config is None:
             argv += ["--store", self.store_url, "--reasoner", "template"]
         env = self._env(**self._index_env("STRATA_ORIGIN__VECTOR_INDEX__URL", self.settings.origin.vector_index,
-                                          "origin-index"))
+                                          "origin-index"), **self.catalog_env())
         return self._add("origin", argv, f"http://{HOST}:{port}/readyz", env)
 
     def edge_argv(self, port: int) -> list[str]:
         return [*strata_command(), "edge", "--registry", str(self.registry), "--host", HOST, "--port", str(port),
                 *self._engine_flags(), *self._common()]
+
+    def catalog_env(self) -> dict[str, str]:
+        """The catalog topic on this stack's broker (the origin, tier 2 and the edge apply it), unless the config
+        names one."""
+        if catalog_configured(self.settings.catalog):
+            return {}
+        return {"STRATA_CATALOG__BROKER": self.broker_bootstrap}
 
     def router_env(self) -> dict[str, str]:
         """The router's upstreams: this stack's streaming service and origin, unless the config file names
@@ -207,7 +219,7 @@ class Stack:
     def _edge(self) -> Supervised:
         port = self._ports["edge"] = self.edge_port
         return self._add("edge", self.edge_argv(port), f"http://{HOST}:{port}/readyz",
-                         self._env(**self.router_env()))
+                         self._env(**self.router_env(), **self.catalog_env()))
 
     def add_edge(self, name: str, *, router: bool) -> str:
         """Another edge node on the same store and broker (e.g. ``router=False``: both upstream lists empty,
@@ -215,7 +227,8 @@ class Stack:
         port = self._ports[name] = free_port(HOST)
         env = self.router_env() if router else {"STRATA_ROUTER__STREAMING_URLS": "[]",
                                                  "STRATA_ROUTER__ORIGIN_URLS": "[]"}
-        svc = self._add(name, self.edge_argv(port), f"http://{HOST}:{port}/readyz", self._env(**env))
+        svc = self._add(name, self.edge_argv(port), f"http://{HOST}:{port}/readyz",
+                        self._env(**env, **self.catalog_env()))
         self.supervisor.spawn(svc)
         self.supervisor.wait_ready([svc])
         return self.url(name)

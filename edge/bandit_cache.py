@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from strata.shared.online_store.codecs import SlotCounts
+from strata.shared.ranking.row_map import ItemIndex
 
 
 class BanditCounts:
@@ -46,6 +47,16 @@ class BanditCounts:
     def tracked(self) -> list[tuple[str, str]]:
         return [*self.pinned, *self.recent]
 
+    def carry_over(self, old: BanditCounts, index: ItemIndex) -> None:
+        """Take ``old``'s tracked slots and counts into these (rows of a bundle that only grew: old rows keep
+        their row; counts of ids the old bundle did not know move to their new row when ``index`` knows them)."""
+        for key, sc in [*old.pinned.items(), *old.recent.items()]:
+            moved = sc if sc.empty else _grown(sc, self.n_items, index)
+            if key in old.pinned:
+                self.pinned[key] = self._zero if moved.empty else moved
+            else:
+                self.recent[key] = self._zero if moved.empty else moved
+
     def set(self, tenant: str, slot: str, counts: SlotCounts) -> None:
         """Store refreshed counts for a slot that is still tracked (an evicted slot is not re-added)."""
         key = (tenant, slot)
@@ -55,3 +66,21 @@ class BanditCounts:
             self.pinned[key] = counts
         elif key in self.recent:
             self.recent[key] = counts
+
+
+def _grown(sc: SlotCounts, n_items: int, index: ItemIndex) -> SlotCounts:
+    out = SlotCounts(n_items)
+    n = min(sc.clicks.shape[0], n_items)
+    out.clicks[:n] = sc.clicks[:n]
+    out.imps[:n] = sc.imps[:n]
+    if sc.extra:
+        ids = list(sc.extra)
+        rows, _ = index.lookup(ids)
+        for item_id, row in zip(ids, rows.tolist(), strict=True):
+            clicks, imps = sc.extra[item_id]
+            if row >= 0:
+                out.clicks[row] += clicks
+                out.imps[row] += imps
+            else:
+                out.extra[item_id] = (clicks, imps)
+    return out

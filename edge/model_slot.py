@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 
 from strata.edge.bandit_cache import BanditCounts
+from strata.shared.contracts.origin import ItemUpdate
+from strata.shared.models.catalog_overlay import CatalogOverlay
 from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.ranking.guardrails import Guardrails
 from strata.shared.ranking.model import RankingModel
@@ -43,6 +45,8 @@ class ModelSlot:
         self.current: LiveModel | None = None
         self.refused: set[str] = set()        # bad bundles, not retried until CURRENT names another
         self._on_install = on_install
+        self.overlay = CatalogOverlay()       # the catalog topic's changes, applied over every bundle
+        self._base: LoadedBundle | None = None
 
     @property
     def version(self) -> str | None:
@@ -50,13 +54,26 @@ class ModelSlot:
         return live.version if live is not None else None
 
     def install(self, bundle: LoadedBundle) -> LiveModel:
-        """Build everything for the new bundle first, then swap (requests see the old or the new, whole)."""
-        ranker, counts = self._make(bundle)
+        """Build everything for the new bundle (the catalog topic's changes applied over it) first, then swap
+        (requests see the old or the new, whole)."""
+        ranker, counts = self._make(self.overlay.apply(bundle))
         live = LiveModel(ranker, counts, self.policy, self.pool_size)
+        self._base = bundle
         self.current = live
         if self._on_install is not None:
             self._on_install(live.version)
         return live
+
+    def apply_catalog(self, updates: list[ItemUpdate]) -> None:
+        """Catalog topic records (``shared.catalog_feed``): the live model is rebuilt over the same bundle with
+        them applied; the bandit counts read so far are carried over (rows only ever grow)."""
+        self.overlay.add(updates)
+        live, base = self.current, self._base
+        if live is None or base is None:
+            return                              # applied when the first bundle is installed
+        ranker, counts = self._make(self.overlay.apply(base))
+        counts.carry_over(live.counts, ranker.index)
+        self.current = LiveModel(ranker, counts, self.policy, self.pool_size)
 
     def refuse(self, version: str) -> None:
         self.refused.add(version)

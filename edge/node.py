@@ -35,8 +35,11 @@ from strata.edge.stages.exact_cache import ExactCache
 from strata.edge.stages.response_cache import ResponseCacheStage
 from strata.shared.auth.gate import gate_from_settings, warn_auth_off
 from strata.shared.auth.impressions import signer_from_settings
+from strata.shared.catalog_feed import CatalogFeed
+from strata.shared.catalog_feed import configured as feed_configured
 from strata.shared.config import SettingsSource, StrataSettings
 from strata.shared.contracts.api import MAX_CANDIDATES
+from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.models.scoring_bundle import LoadedBundle
 from strata.shared.ranking.ranker import Ranker
 from strata.shared.ranking.stages.ctx import Upstream
@@ -131,6 +134,9 @@ class EdgeNode:
             if source is not None else None
         self.invalidations = InvalidationListener(cfg.store.url, self.invalidate_session) \
             if self.store.configured else None
+        # the catalog topic (``catalog.broker``): stock, categories, age flags and new items, in log order
+        self.catalog_feed = CatalogFeed(settings.catalog, self._apply_catalog, name="edge-catalog") \
+            if feed_configured(settings.catalog) else None
         self._refresher = BanditRefresher(self.slot, self.store, self.health, on_refresh=self.metrics.bandit_refresh)
         self._running: contextlib.AsyncExitStack | None = None    # what start() opened, closed by stop()
 
@@ -139,6 +145,11 @@ class EdgeNode:
         bundle = self.registry_watch.load(version)
         self.slot.install(bundle)
         return bundle
+
+    async def _apply_catalog(self, updates: list[ItemUpdate]) -> list[None]:
+        """Catalog topic records: the live model is rebuilt with them (on the loop: the swap is one store)."""
+        self.slot.apply_catalog(updates)
+        return [None] * len(updates)
 
     @property
     def ranker(self) -> LiveModel | None:
@@ -197,6 +208,9 @@ class EdgeNode:
             stack.push_async_callback(self.health.stop)
             if self.impressions is not None:
                 stack.push_async_callback(self.impressions.stop)   # sends what is buffered (bounded), then closes
+            if self.catalog_feed is not None:
+                stack.push_async_callback(self.catalog_feed.stop)
+                await self.catalog_feed.start()     # replays the catalog topic (not ready until it has)
             if self.config_watch is not None:
                 # SIGHUP: re-read the config file now (the guardrail policy applies without a restart)
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):   # not the main thread
@@ -247,7 +261,13 @@ class EdgeNode:
         version = self.slot.version
         if version is None:
             return 503, {"ready": False, "reason": "no model loaded", "store": store}
+        feed = self.catalog_feed
+        if feed is not None and not feed.replayed:
+            return 503, {"ready": False, "reason": "catalog topic not replayed yet", "store": store,
+                         "catalog": feed.status()}
         body = {"ready": True, "model_version": version, "store": store, "degraded": store == "down"}
+        if feed is not None:
+            body["catalog"] = feed.status()
         if store == "down":
             body["store_error"] = self.health.last_error
         return 200, body
@@ -255,6 +275,8 @@ class EdgeNode:
     def exposition(self) -> bytes:
         router = getattr(self.upstream, "exposition", None)
         out = self.metrics.exposition() + (router() if router is not None else b"")
+        if self.catalog_feed is not None:
+            out += self.catalog_feed.exposition("strata_edge")
         return out + self.gate.exposition() if self.gate is not None else out
 
     def asgi_app(self):

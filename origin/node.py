@@ -49,6 +49,8 @@ from strata.origin.text_search import TextSearch, load_text_search
 from strata.origin.tower_index import build_tower_index, open_tower_index
 from strata.shared.auth.gate import gate_from_settings, warn_auth_off
 from strata.shared.auth.impressions import signer_from_settings
+from strata.shared.catalog_feed import CatalogFeed
+from strata.shared.catalog_feed import configured as feed_configured
 from strata.shared.config import OriginSettings, StrataSettings
 from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import ConfigError, StrataError
@@ -87,7 +89,11 @@ class OriginNode:
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
         self._opened = contextlib.ExitStack()    # what load() opened (indexes, shard directories), closed at stop
         self.redactor = shared_redactor()
-        log_path = catalog_log_path(cfg.catalog_log, cfg.registry, cfg.model)
+        # the catalog through the log (``catalog.broker``): the topic is the durable log and the one order every
+        # replica applies; without a broker, this process's own file (``origin.catalog_log``)
+        self.catalog_feed = CatalogFeed(settings.catalog, self._apply_updates, name="origin-catalog") \
+            if feed_configured(settings.catalog) else None
+        log_path = catalog_log_path(cfg.catalog_log, cfg.registry, cfg.model) if self.catalog_feed is None else None
         self.catalog_log = CatalogLog(log_path) if log_path is not None else None
         self._upserts = asyncio.Lock()
         # an erased user (DELETE /v1/users/{id} on the streaming service): drop its cached profile at once
@@ -228,28 +234,52 @@ class OriginNode:
 
     async def upsert(self, updates: list[ItemUpdate], tenant: str | None = None,
                      key_id: str | None = None) -> tuple[list[int], list[str]]:
-        """``POST /v1/items``: logged durably first (``catalog_log``), then applied chunk by chunk: each chunk's
-        text embedding in a worker thread, its catalog and index writes on the event loop, so a large upsert
-        never holds the loop (health checks keep answering). One upsert at a time. Returns (rows, the ids
-        whose restriction the floor kept)."""
+        """``POST /v1/items``: logged durably first, then applied chunk by chunk: each chunk's text embedding in a
+        worker thread, its catalog and index writes on the event loop, so a large upsert never holds the loop
+        (health checks keep answering). The log is the catalog topic when ``catalog.broker`` names one (then
+        the feed applies the records here as at every replica, in log order, and this returns once it has),
+        else this process's ``catalog_log`` file. One upsert at a time. Returns (rows, the ids whose
+        restriction the floor kept)."""
+        state = self.state
+        if state is None:
+            from strata.shared.errors import NotReady
+
+            raise NotReady("no model loaded yet", field="model")
+        if self.catalog_feed is not None:
+            # appended to the catalog topic; applied here (and at every replica) by the feed, in log order
+            kept_flags = await self.catalog_feed.publish(updates, tenant, key_id)
+            state = self.state
+            assert state is not None
+            rows = [state.catalog.row[u.item_id] for u in updates]
+            return rows, list(dict.fromkeys(u.item_id for u, k in zip(updates, kept_flags, strict=True) if k))
+        async with self._upserts:          # logged and applied in the same order
+            if self.catalog_log is not None:
+                await asyncio.to_thread(self.catalog_log.append, updates, tenant, key_id)
+            kept_flags = await self._apply_unlocked(state, updates)
+        rows = [state.catalog.row[u.item_id] for u in updates]
+        return rows, list(dict.fromkeys(u.item_id for u, k in zip(updates, kept_flags, strict=True) if k))
+
+    async def _apply_updates(self, updates: list[ItemUpdate]) -> list[bool]:
+        """Apply catalog updates chunk by chunk (text embedding in a worker thread, catalog and index writes on
+        the event loop), one batch at a time; per update: was its restriction kept by the floor."""
         state = self.state
         if state is None:
             from strata.shared.errors import NotReady
 
             raise NotReady("no model loaded yet", field="model")
         async with self._upserts:
-            if self.catalog_log is not None:
-                await asyncio.to_thread(self.catalog_log.append, updates, tenant, key_id)
-            rows: list[int] = []
-            kept: list[str] = []
-            step = self.cfg.upsert_chunk
-            for lo in range(0, len(updates), step):
-                chunk = updates[lo:lo + step]
-                embedded = await asyncio.to_thread(state.embed, chunk)
-                kept += state.floor(chunk)
-                rows += state.upsert_items(chunk, embedded, floored=True)
-                await asyncio.sleep(0)
-            return rows, kept
+            return await self._apply_unlocked(state, updates)
+
+    async def _apply_unlocked(self, state: OriginState, updates: list[ItemUpdate]) -> list[bool]:
+        kept: set[str] = set()
+        step = self.cfg.upsert_chunk
+        for lo in range(0, len(updates), step):
+            chunk = updates[lo:lo + step]
+            embedded = await asyncio.to_thread(state.embed, chunk)
+            kept.update(state.floor(chunk))
+            state.upsert_items(chunk, embedded, floored=True)
+            await asyncio.sleep(0)
+        return [u.item_id in kept for u in updates]
 
     async def start(self) -> None:
         if self.state is None:
@@ -258,6 +288,8 @@ class OriginNode:
             warn_auth_off("the origin")
         if self.gate is not None:
             await self.gate.start()
+        if self.catalog_feed is not None:
+            await self.catalog_feed.start()      # replays the catalog topic (not ready until it has)
         if self.erasures is not None:
             self._erasure_task = asyncio.create_task(self.erasures.run(), name="erasures")
         # Open the store connection now so the first request's short deadline is not spent on connect.
@@ -282,6 +314,8 @@ class OriginNode:
             self._erasure_task = None
         if self.gate is not None:
             await self.gate.stop()
+        if self.catalog_feed is not None:
+            await self.catalog_feed.stop()
 
     def _forget_dirs(self) -> None:
         self._shard_dir = self._text_dir = self._tower_dir = None
@@ -289,14 +323,20 @@ class OriginNode:
     def readiness(self) -> tuple[int, dict]:
         if self.state is None:
             return 503, {"ready": False, "reason": "no model loaded"}
+        feed = self.catalog_feed
+        if feed is not None and not feed.replayed:
+            return 503, {"ready": False, "reason": "catalog topic not replayed yet", "catalog": feed.status()}
         return 200, {"ready": True, "model_version": self.state.version, "items": len(self.state.catalog),
                      "reasoner": self.reasoner.name,
                      "text_encoder": self.state.text.version if self.state.text is not None else None,
                      "models": self.state.models.versions if self.state.models is not None else None,
-                     "store": "redis" if self.profiles.store.configured else "none"}
+                     "store": "redis" if self.profiles.store.configured else "none",
+                     "catalog": feed.status() if feed is not None else None}
 
     def exposition(self) -> bytes:
         out = self.metrics.exposition()
+        if self.catalog_feed is not None:
+            out += self.catalog_feed.exposition("strata_origin")
         return out + self.gate.exposition() if self.gate is not None else out
 
 

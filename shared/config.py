@@ -330,6 +330,20 @@ class RateLimitSettings(_Section):
                                                                "the template answers at once")
 
 
+class CatalogSettings(_Section):
+    """The catalog through the log (``shared.catalog_feed``): ``POST /v1/items`` appends one record per item to a
+    compacted topic; every origin and edge applies the topic in log order (replayed from its start at launch)."""
+
+    broker: str = Field("none", description="Kafka bootstrap servers HOST:PORT[,...] of the catalog topic (env "
+                                            "STRATA_CATALOG__BROKER), or 'none': catalog updates stay in the origin "
+                                            "process that took them (origin.catalog_log) and edges keep the bundle's")
+    topic: str = Field("catalog", description="the compacted catalog topic (keyed by item id; created at start)")
+    timeout_s: float = Field(5.0, gt=0, description="POST /v1/items waits this long for the log's acknowledgement "
+                                                    "and this replica's apply (503 past it; the log keeps what it "
+                                                    "acknowledged)")
+    poll_ms: int = Field(20, ge=1, le=1000, description="how long one read of the topic waits for new records")
+
+
 class StrataSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid")
 
@@ -341,6 +355,7 @@ class StrataSettings(BaseSettings):
     router: RouterSettings = RouterSettings()
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

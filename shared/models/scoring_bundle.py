@@ -30,6 +30,10 @@ class LoadedBundle:
     item_features: np.ndarray       # float32 [n, ITEM_DIM]
     item_vectors: np.ndarray        # float32 [n, EMBED_DIM]
     pools: dict[str, np.ndarray]    # segment -> row indices, most popular first
+    # what the catalog topic changed since the export (``shared.models.catalog_overlay``); None: nothing
+    in_stock: np.ndarray | None = None                        # bool per row; None: every row in stock
+    fresh: np.ndarray | None = None                           # rows added after the export, oldest first
+    earlier_categories: dict[int, frozenset[str]] | None = None   # row -> categories it had before
 
 
 def load_bundle(registry: Path | str, model: str, version: str | None = None, ort_threads: int = 1) -> LoadedBundle:

@@ -19,7 +19,7 @@ policy says ``unknown_items: block`` (the caller that sent them vouches for them
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -31,9 +31,9 @@ except ImportError:   # no C compiler at install time: the same walk in Python
     _compiled_walk = None
 
 WALK = "compiled" if _compiled_walk is not None else "python"
-REASONS = ("kept", "banned_item", "banned_category", "age_restricted", "unknown_item")
+REASONS = ("kept", "banned_item", "banned_category", "age_restricted", "unknown_item", "out_of_stock")
 DIVERSITY_RELAXED = "diversity_cap_relaxed"     # route_reasons: more than max_per_category of a category
-KEPT, BANNED_ITEM, BANNED_CATEGORY, AGE_RESTRICTED, UNKNOWN_ITEM = range(len(REASONS))
+KEPT, BANNED_ITEM, BANNED_CATEGORY, AGE_RESTRICTED, UNKNOWN_ITEM, OUT_OF_STOCK = range(len(REASONS))
 UNCAPPED = -1          # category code of items with no known category
 
 
@@ -72,7 +72,11 @@ class CatalogGuard:
                  "_codes", "_allowed", "_banned_ids")
 
     def __init__(self, policy: Guardrails, item_ids: Sequence[str], categories: Sequence[str],
-                 age_restricted: np.ndarray) -> None:
+                 age_restricted: np.ndarray, in_stock: np.ndarray | None = None,
+                 earlier_categories: Mapping[int, Iterable[str]] | None = None) -> None:
+        """``in_stock`` (bool per row; None: all): rows out of stock are removed (``out_of_stock``).
+        ``earlier_categories`` (row -> categories the item had before a catalog change): a ban on any of them
+        still holds (a restriction is a floor: re-filing a wine as beverages does not lift the wine ban)."""
         n = len(item_ids)
         if len(categories) != n or len(age_restricted) != n:
             raise ValueError(f"catalog columns differ in length: {n} ids, {len(categories)} categories, "
@@ -89,8 +93,15 @@ class CatalogGuard:
         verified = base.copy()
         unverified = base.copy()
         unverified[age] = AGE_RESTRICTED
+        banned_rows = banned_cat[self.category_codes]
+        if earlier_categories and policy.banned_categories:
+            banned_set = set(policy.banned_categories)
+            banned_rows = banned_rows.copy()
+            banned_rows[[r for r, cats in earlier_categories.items() if banned_set.intersection(cats)]] = True
         for arr in (verified, unverified):      # later rules win: the most specific reason is reported
-            arr[banned_cat[self.category_codes]] = BANNED_CATEGORY
+            if in_stock is not None:
+                arr[~np.asarray(in_stock, dtype=bool)] = OUT_OF_STOCK
+            arr[banned_rows] = BANNED_CATEGORY
             if self._banned_ids:
                 arr[np.fromiter((i in self._banned_ids for i in item_ids), dtype=bool, count=n)] = BANNED_ITEM
         self._codes = (unverified, verified)

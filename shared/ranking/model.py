@@ -19,6 +19,7 @@ from strata.shared.ranking.ranker import Ranker
 
 logger = logging.getLogger(__name__)
 _GENERATION = itertools.count(1)
+FRESH_SHARE = 10        # new catalog items take up to 1/FRESH_SHARE of a pool
 
 
 class RankingModel:
@@ -30,11 +31,16 @@ class RankingModel:
         self.bundle = b
         self.version = ranker.version
         self.policy = policy
-        self.guard = CatalogGuard(policy, b.item_ids, b.categories, b.age_restricted)
+        self.guard = CatalogGuard(policy, b.item_ids, b.categories, b.age_restricted, b.in_stock,
+                                  b.earlier_categories)
         self.diversity = DiversitySelector(policy.max_per_category, policy.diversity_window)
         self.pool_size = pool_size
         self.tag = (ranker.version, next(_GENERATION))
-        self._pools = {(seg, age): self.guard.clean(rows[:pool_size], age)
+        # items the catalog topic added after the export have no popularity yet: the newest of them take up to a
+        # tenth of every pool (the bandit explores them), the most popular rows the rest
+        fresh = b.fresh[::-1][:max(1, pool_size // FRESH_SHARE)] if b.fresh is not None and b.fresh.size else \
+            np.zeros(0, dtype=np.int64)
+        self._pools = {(seg, age): self.guard.clean(np.concatenate([rows[:pool_size - fresh.size], fresh]), age)
                        for seg, rows in b.pools.items() for age in (False, True)}
         if self.guard.unmatched_categories:
             logger.warning("banned categories match no category of bundle %s: %s", self.version,

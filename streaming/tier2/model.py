@@ -13,6 +13,7 @@ import numpy as np
 
 from strata.shared.config import Tier2Settings
 from strata.shared.contracts.api import MAX_CANDIDATES
+from strata.shared.models.catalog_overlay import CatalogOverlay
 from strata.shared.models.scoring_bundle import LoadedBundle, load_bundle
 from strata.shared.models.vector_index import FieldType, IndexPoint, VectorIndex, open_vector_index
 from strata.shared.ranking.bandit import BanditConfig
@@ -38,14 +39,24 @@ def index_items(bundle: LoadedBundle, index: VectorIndex) -> int:
 class Tier2Model(RankingModel):
     """``retrieve``: ANN candidates per request, and the size of the popular pools (as many as ANN would give)."""
 
-    __slots__ = ("index", "retrieve", "_shard_dir")
+    __slots__ = ("index", "retrieve", "base", "_shard_dir")
 
     def __init__(self, bundle: LoadedBundle, policy: Guardrails, index: VectorIndex, bandit: BanditConfig,
-                 retrieve: int, shard_dir: Path | None = None) -> None:
+                 retrieve: int, shard_dir: Path | None = None, base: LoadedBundle | None = None) -> None:
         super().__init__(Ranker(bundle, bandit, max(MAX_CANDIDATES, retrieve)), policy, retrieve)
         self.index = index
         self.retrieve = retrieve
+        self.base = base if base is not None else bundle     # the bundle as exported (before catalog changes)
         self._shard_dir = shard_dir
+
+    def with_catalog(self, overlay: CatalogOverlay) -> Tier2Model:
+        """The same bundle and index with the catalog topic's changes applied; it takes over the index (this
+        model must then be dropped, not closed). The index keeps the exported items' payloads: the guardrails,
+        which read the changes, have the last word on every candidate."""
+        new = Tier2Model(overlay.apply(self.base), self.policy, self.index, self.ranker.bandit, self.retrieve,
+                         self._shard_dir, base=self.base)
+        self._shard_dir = None
+        return new
 
     def close(self) -> None:
         try:

@@ -12,7 +12,11 @@ import logging
 import numpy as np
 
 from strata.shared.auth.impressions import signer_from_settings
+from strata.shared.catalog_feed import CatalogFeed
+from strata.shared.catalog_feed import configured as feed_configured
 from strata.shared.config import ImpressionSettings, StrataSettings
+from strata.shared.contracts.origin import ItemUpdate
+from strata.shared.models.catalog_overlay import CatalogOverlay
 from strata.shared.ranking.guardrails import REASONS
 from strata.shared.ranking.stages.escalate import Escalate
 from strata.shared.ranking.stages.guardrail_filter import GuardrailFilter
@@ -58,6 +62,10 @@ class Tier2Service:
             m.gauge("impressions_logged_total", lambda: [((), float(log.logged))], counter=True)
             m.gauge("impressions_dropped_total", lambda: [((), float(log.dropped))], counter=True)
         self._task: asyncio.Task | None = None
+        # the catalog topic (``catalog.broker``): stock, categories, age flags and new items, in log order
+        self.overlay = CatalogOverlay()
+        self.catalog_feed = CatalogFeed(settings.catalog, self._apply_catalog, name="tier2-catalog") \
+            if feed_configured(settings.catalog) else None
         self.candidates = AnnCandidates(t2.vector_index.ef, t2.vector_index.exact)
         m.gauge("ann_failures_total", lambda: [((), float(self.candidates.failures))], counter=True)
         # tier 2 escalates to the origin the same way the edge does, when its ``router.origin_urls`` name one
@@ -81,14 +89,24 @@ class Tier2Service:
     def _answered(self, ctx: Tier2Ctx, answer: Answer) -> None:
         self.metrics.inc("candidates_total", (ctx.source,))
 
+    async def _apply_catalog(self, updates: list[ItemUpdate]) -> list[None]:
+        """Catalog topic records: the model is rebuilt over the same bundle and index with them applied."""
+        self.overlay.add(updates)
+        if self.model is not None:
+            self.model = self.model.with_catalog(self.overlay)
+        return [None] * len(updates)
+
     def load(self) -> Tier2Model:
         cfg = self.cfg
-        self.model = load_model(cfg.tier2, cfg.registry, cfg.model, self.policy)
+        model = load_model(cfg.tier2, cfg.registry, cfg.model, self.policy)
+        self.model = model.with_catalog(self.overlay) if len(self.overlay) else model
         return self.model
 
     async def start(self) -> None:
         if self.model is None:
             await asyncio.to_thread(self.load)
+        if self.catalog_feed is not None:
+            await self.catalog_feed.start()     # replays the catalog topic (not ready until it has)
         if not await self.store.ping():
             logger.warning("tier 2: store not reachable at start; answering degraded until it is")
         if self.impressions is not None:
@@ -96,6 +114,8 @@ class Tier2Service:
 
     async def stop(self) -> None:
         try:
+            if self.catalog_feed is not None:
+                await self.catalog_feed.stop()
             if self._task is not None:
                 assert self.impressions is not None     # the task runs the impression log
                 self._task.cancel()
@@ -112,9 +132,17 @@ class Tier2Service:
     def exposition(self) -> bytes:
         """Tier 2's instruments, and the router's when it escalates."""
         out = self.metrics.exposition()
+        if self.catalog_feed is not None:
+            out += self.catalog_feed.exposition("strata_tier2")
         return out + self.router.exposition() if self.router is not None else out
 
     def readiness(self) -> tuple[int, dict]:
         if self.model is None:
             return 503, {"ready": False, "reason": "tier 2: no model loaded"}
-        return 200, {"ready": True, "model_version": self.model.version}
+        feed = self.catalog_feed
+        if feed is not None and not feed.replayed:
+            return 503, {"ready": False, "reason": "tier 2: catalog topic not replayed yet", "catalog": feed.status()}
+        body = {"ready": True, "model_version": self.model.version}
+        if feed is not None:
+            body["catalog"] = feed.status()
+        return 200, body
