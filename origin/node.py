@@ -58,6 +58,7 @@ from strata.shared.keys import ERASURE_CHANNEL
 from strata.shared.models.vector_index import VectorIndex
 from strata.shared.online_store.client import configured
 from strata.shared.online_store.subscription import ChannelListener
+from strata.shared.serving.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -307,11 +308,8 @@ class OriginNode:
             stack.push_async_callback(self._stop_background)      # first: the listener and the limit sync
 
     async def _stop_background(self) -> None:
-        if self._erasure_task is not None:
-            self._erasure_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._erasure_task
-            self._erasure_task = None
+        await stop_task(self._erasure_task)
+        self._erasure_task = None
         if self.gate is not None:
             await self.gate.stop()
         if self.catalog_feed is not None:

@@ -36,6 +36,7 @@ import orjson
 from strata.shared.config import CatalogSettings
 from strata.shared.contracts.origin import ItemUpdate
 from strata.shared.errors import InternalError, ServiceUnavailable, describe
+from strata.shared.serving.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 VERSION = 1
@@ -116,10 +117,7 @@ class CatalogFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         await self._close()
 
     async def _close(self) -> None:

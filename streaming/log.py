@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooL
 
 from strata.shared.config import StreamingSettings
 from strata.shared.errors import PayloadTooLarge, describe
+from strata.shared.serving.tasks import stop_task
 from strata.streaming.errors import BrokerUnavailable
 from strata.streaming.log_guard import LogGuard
 
@@ -208,9 +209,7 @@ class EventLog:
     async def stop(self) -> None:
         await self.guard.stop()
         for task in (self._connector, self._flusher):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await stop_task(task)
         if self._producer is not None:
             try:        # bounded: a broker that does not answer must not hold the shutdown
                 await asyncio.wait_for(self._producer.stop(), 10.0)

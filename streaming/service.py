@@ -13,6 +13,7 @@ import logging
 
 from strata.shared.config import StreamingSettings
 from strata.shared.serving.metrics import Instruments
+from strata.shared.serving.tasks import stop_task
 from strata.streaming.ingest import IngestHandler
 from strata.streaming.log import EventLog
 from strata.streaming.log_resets import recorded_resets
@@ -42,9 +43,7 @@ class IngestService:
             self._watcher = asyncio.create_task(self._watch_resets(), name="log-reset-watch")
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        await stop_task(self._watcher)      # again until it ends: a cancel lost in the store client hung this
         await self.log.stop()
 
     async def _watch_resets(self) -> None:

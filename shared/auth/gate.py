@@ -14,7 +14,6 @@ when it changes (``auth.reload_s``), so ``strata keys revoke`` holds within seco
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import os
@@ -28,6 +27,7 @@ from strata.shared.auth.shared_limits import SharedBuckets
 from strata.shared.errors import ConfigError, Forbidden, Unauthorized
 from strata.shared.online_store.client import configured
 from strata.shared.serving.metrics import Instruments
+from strata.shared.serving.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 MEMO_MAX = 10_000
@@ -181,11 +181,8 @@ class Gate:
             self._task = asyncio.create_task(self.shared.run(), name="rate-limit-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.shared is not None:
             await self.shared.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import time
 import uuid
@@ -61,6 +62,22 @@ async def processing(cfg: StreamingSettings, catalog: Catalog) -> AsyncIterator[
             if asyncio.current_task().cancelling():
                 raise
         await proc.close()
+
+
+async def bounded(coro, seconds: float, what: str) -> None:
+    """Run ``coro``; if it has not ended after ``seconds``, fail with the stack of every task (so a hang in CI
+    names the line that awaited), after cancelling it."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        buf = io.StringIO()
+        for t in asyncio.all_tasks():
+            if t is not asyncio.current_task():
+                t.print_stack(file=buf)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise AssertionError(f"{what} hung for {seconds:g} s; the tasks were at:\n{buf.getvalue()}")
+    task.result()
 
 
 async def wait_until(cond: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:

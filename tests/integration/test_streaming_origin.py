@@ -16,7 +16,14 @@ from strata.shared.config import load_settings
 from strata.shared.keys import session_key
 from strata.shared.ranking.session_update import recent_items
 from strata.streaming.catalog import load_catalog
-from tests.integration.streaming_kit import ingest, post_all, processing, streaming_settings, wait_until
+from tests.integration.streaming_kit import (
+    bounded,
+    ingest,
+    post_all,
+    processing,
+    streaming_settings,
+    wait_until,
+)
 
 USER, SESSION = "u-stream-origin", "s-stream-origin"
 VIEWED = ["SKU-000021", "SKU-000007", "SKU-000042"]       # in the order the user viewed them
@@ -40,7 +47,7 @@ def test_the_origin_ranks_with_the_recent_items_the_processor_wrote(tansu_proc, 
                              what="the processor's recent items")
 
     try:
-        asyncio.run(feed())
+        asyncio.run(bounded(feed(), 120, "feeding the processor"))
     finally:
         store.close()
     node = OriginNode(load_settings(origin={"registry": str(models_registry_dir), "explore_slots": 0,
