@@ -177,29 +177,30 @@ class Stack:
         """The base URLs of every replica of ``kind`` (a processor's: its /metrics and /readyz server)."""
         return [self.url(name) for name in self.replicas.names(kind)]
 
-    def _shard_dir(self, base: str, kind: Kind, i: int) -> str:
-        """A replica's own shard directory: ``base``, or ``base-<i>`` with several (they cannot share one)."""
-        return base if self.replicas.count(kind) == 1 else f"{base}-{i}"
-
     def _engine_flags(self) -> list[str]:
         """--store/--broker for the embedded engines; nothing with --config (the file names them)."""
         if self.config is not None:
             return []
         return ["--store", self.store_url, "--broker", self.broker_bootstrap]
 
-    def _index_env(self, key: str, section: VectorIndexSettings, directory: str) -> dict[str, str]:
-        """The vector shard of a process in the run directory (Qdrant Edge, no directory configured)."""
-        if section.backend == "edge" and section.url is None:
-            return {key: str(self.run_dir / directory)}
-        return {}
+    def _index_env(self, key: str, section: VectorIndexSettings, directory: str, kind: Kind, i: int) -> dict[str, str]:
+        """The vector shard directory of replica ``i`` (Qdrant Edge): ``directory`` in the run directory unless the
+        config names one; with several replicas each its own, ``-<i>`` after the name (a process clears the
+        directories beside its own at start: they cannot share one)."""
+        if section.backend != "edge":
+            return {}
+        suffix = f"-{i}" if self.replicas.count(kind) > 1 else ""
+        if section.url is None:
+            return {key: str(self.run_dir / f"{directory}{suffix}")}
+        return {key: f"{section.url}{suffix}"} if suffix else {}
 
     def _streaming(self, name: str, i: int) -> Supervised:
         port = self._port(name)
         argv = [*strata_command(), "streaming", "serve", "--host", HOST, "--port", str(port),
                 "--registry", str(self.registry), *self._engine_flags(), *self._common()]
         env = self._env(**self._topic_env, **self._index_env(
-            "STRATA_STREAMING__TIER2__VECTOR_INDEX__URL", self.settings.streaming.tier2.vector_index,
-            self._shard_dir("tier2-index", "streaming", i)))
+            "STRATA_STREAMING__TIER2__VECTOR_INDEX__URL", self.settings.streaming.tier2.vector_index, "tier2-index",
+            "streaming", i))
         return self._add(name, "streaming", argv, f"http://{HOST}:{port}/readyz", env)
 
     def _processor(self, name: str) -> Supervised:
@@ -215,7 +216,7 @@ class Stack:
         if self.config is None:
             argv += ["--store", self.store_url, "--reasoner", "template"]
         env = self._env(**self._index_env("STRATA_ORIGIN__VECTOR_INDEX__URL", self.settings.origin.vector_index,
-                                          self._shard_dir("origin-index", "origin", i)))
+                                          "origin-index", "origin", i))
         return self._add(name, "origin", argv, f"http://{HOST}:{port}/readyz", env)
 
     def edge_argv(self, port: int) -> list[str]:

@@ -119,6 +119,16 @@ def test_each_replica_has_its_own_shard_directory(tmp_path: Path) -> None:
         tmp_path / "one" / "run" / "origin-index")
 
 
+def test_a_configured_shard_directory_gets_one_per_replica(tmp_path: Path) -> None:
+    cfg = tmp_path / "strata.yaml"
+    cfg.write_text(f"origin:\n  vector_index: {{url: '{tmp_path}/shards/origin'}}\n")
+    stack = _built(tmp_path, Replicas(origin=2), config=cfg)
+    assert [stack.services[f"origin-{i}"].child.env["STRATA_ORIGIN__VECTOR_INDEX__URL"] for i in (1, 2)] == [
+        f"{tmp_path}/shards/origin-1", f"{tmp_path}/shards/origin-2"]
+    single = _built(tmp_path / "one", Replicas(), config=cfg)           # one replica: the config's stands
+    assert "STRATA_ORIGIN__VECTOR_INDEX__URL" not in single.services["origin"].child.env
+
+
 def test_the_events_topic_gets_a_partition_per_processor(tmp_path: Path) -> None:
     few = _built(tmp_path, Replicas(processor=4))                      # the default 4 partitions suffice
     assert "STRATA_STREAMING__TOPICS__PARTITIONS" not in few.services["processor-1"].child.env
