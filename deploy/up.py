@@ -6,13 +6,13 @@ Every bundle the tiers load is exported first when the registry lacks it (``depl
 runs with its models. The edge is configured with the router's upstream URLs (``router.streaming_urls``,
 ``router.origin_urls``: the streaming services' and the origins'). ``--replicas`` runs several of a Strata
 process (``deploy.replicas``): each on its own port and shard directories; the processors share the events
-topic's partitions as one consumer group (at least one partition each); the origins share the catalog log
-(one ``O_APPEND`` write per update: lines never interleave). A process that exits is restarted with
-backoff (``deploy.supervisor``); each process logs to ``<run dir>/<name>.log`` (``edge-2.log`` for a
-replica), the restarts to ``<run dir>/supervisor.log``. ``--config FILE`` names external engines (Redis/Valkey, Kafka, Qdrant, vLLM):
-then Valkey and Tansu are not started and every Strata process reads that file (its store, broker, index
-and reasoner settings stand); only the ports (free ones; the edge's ``--port``), the registry, the run
-directory's index shards and the router URLs are set here.
+topic's partitions as one consumer group (at least one partition each); the origins share the catalog log (one
+``O_APPEND`` write per update: lines never interleave). A process that exits is restarted with backoff
+(``deploy.supervisor``); each process logs to ``<run dir>/<name>.log`` (``edge-2.log`` for a replica), the
+restarts to ``<run dir>/supervisor.log``. ``--config FILE`` names external engines (Redis/Valkey, Kafka,
+Qdrant, vLLM): then Valkey and Tansu are not started and every Strata process reads that file (its store,
+broker, index and reasoner settings stand); only the ports (free ones; the edge's ``--port``), the registry,
+the run directory's index shards and the router URLs are set here.
 
 Stopping (Ctrl-C, SIGTERM, SIGHUP, an error) stops everything in reverse order; no process is left.
 """
