@@ -239,10 +239,16 @@ def up(
                                                 "Strata's own processes are started, each reading this file")] = None,
     endpoints_file: Annotated[Path | None, typer.Option(
         "--endpoints-file", help='write {"edge", "streaming", "origin", "store", "broker"} as JSON here once '
-                                 "everything is ready (removed on stop)")] = None,
+                                 "everything is ready (removed on stop); with more than one replica of a process also "
+                                 "\"replicas\": every replica's URL")] = None,
     run_dir: Annotated[Path | None, typer.Option(
         "--run-dir", help="per-process logs and index shards here, kept (default: a temporary directory "
                           "removed on stop)")] = None,
+    replicas: Annotated[str | None, typer.Option(
+        "--replicas", metavar="NAME=N,...",
+        help="run several of a process, e.g. edge=2,streaming=2,processor=2,origin=2 (names: edge, streaming, "
+             "processor, origin; 1 to 8 each; default 1 each): each replica on its own port, logging to "
+             "NAME-1.log, NAME-2.log ...; every edge's router gets every streaming service and origin")] = None,
 ) -> None:
     """The whole system as supervised processes: Valkey, the Tansu broker, the stream processor, the streaming
     service, the origin and the edge (its router pointed at the streaming service and the origin).
@@ -250,12 +256,18 @@ def up(
     A process that exits is restarted with backoff (logged). Waits until every process is ready, prints the
     endpoints, serves until Ctrl-C, then stops everything.
     """
+    from strata.deploy.replicas import Replicas
     from strata.deploy.up import run_up
     from strata.shared.serving.logs import configure_logging
 
+    try:
+        counts = Replicas.parse(replicas) if replicas is not None else Replicas()
+    except ValueError as exc:
+        print(f"strata up: bad input: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     configure_logging("WARNING", json=False)
     try:
-        code = run_up(registry, port, config, endpoints_file, run_dir, _console())
+        code = run_up(registry, port, config, endpoints_file, run_dir, _console(), counts)
     except StrataError as exc:
         raise _fail("up", exc) from None
     raise typer.Exit(code)

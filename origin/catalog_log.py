@@ -5,8 +5,9 @@ the catalog's audit trail too).
 
 ``origin.catalog_log``: a path, or unset for ``catalog-updates.jsonl`` in the model's registry directory
 (``<registry>/<model>/``; every bundle version starts from it), or ``none`` (not durable). Several origin
-replicas each keep their own file: for replicas that agree, the updates belong on a shared, compacted log
-(docs/security.md). A torn last line (a crash mid-write) is skipped at replay, with a warning.
+replicas each keep their own file (on one machine, ``strata up --replicas``, they may share one: each update is
+one ``O_APPEND`` write, so lines never interleave). With ``catalog.broker`` set, the compacted catalog topic
+replaces this file (``shared.catalog_feed``): every replica applies every update at once, in one order. A torn last line (a crash mid-write) is skipped at replay, with a warning.
 """
 
 from __future__ import annotations

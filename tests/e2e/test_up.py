@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,80 +21,17 @@ import redis
 
 from strata.deploy.local import port_open, strata_command
 from strata.shared.keys import session_key
+from tests.support.up_process import Up, alive, children, running_up, wait_for
 
 pytestmark = pytest.mark.slow
 
 ENDPOINT_KEYS = ["edge", "streaming", "origin", "store", "broker"]
 
 
-@dataclass
-class Up:
-    proc: subprocess.Popen
-    endpoints_file: Path
-    endpoints: dict
-    run_dir: Path
-    out: list[str]
-
-    def output(self) -> str:
-        return "".join(self.out)
-
-
-def _children(pid: int) -> dict[int, str]:
-    """pid -> command line of every process whose parent is ``pid`` (Linux /proc)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
-
-
-def _wait(predicate, timeout_s: float, what: str, up: Up | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout_s}s" + (f"; output:\n{up.output()}" if up else ""))
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def up(full_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
-    tmp = tmp_path_factory.mktemp("up")
-    endpoints_file = tmp / "endpoints.json"
-    run_dir = tmp / "run"
-    argv = [*strata_command(), "up", "--registry", str(full_registry_dir), "--port", "0",
-            "--endpoints-file", str(endpoints_file), "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
-                            env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    out: list[str] = []
-    threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")), daemon=True).start()
-    try:
-        _wait(lambda: endpoints_file.exists() or proc.poll() is not None, 240, "strata up wrote no endpoints file")
-        assert proc.poll() is None, "".join(out)
-        yield Up(proc, endpoints_file, json.loads(endpoints_file.read_text()), run_dir, out)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with running_up(full_registry_dir, tmp_path_factory.mktemp("up")) as running:
+        yield running
 
 
 def test_endpoints_file_names_every_endpoint_and_each_answers(up: Up) -> None:
@@ -118,16 +54,16 @@ def test_endpoints_file_names_every_endpoint_and_each_answers(up: Up) -> None:
 
 
 def test_a_killed_processor_is_restarted_and_processes_again(up: Up) -> None:
-    procs = _children(up.proc.pid)
+    procs = children(up.proc.pid)
     old = [pid for pid, cmd in procs.items() if "streaming process" in cmd]
     assert len(old) == 1, procs
     os.kill(old[0], signal.SIGKILL)
     log = up.run_dir / "supervisor.log"
-    _wait(lambda: log.exists() and "processor restarted" in log.read_text(), 60, "no restart logged", up)
+    wait_for(lambda: log.exists() and "processor restarted" in log.read_text(), 60, "no restart logged", up)
     text = log.read_text()
     assert re.search(rf"processor \(pid {old[0]}\) exited with code -9 .* restarting in [\d.]+s", text), text
-    new = [pid for pid, cmd in _children(up.proc.pid).items() if "streaming process" in cmd]
-    assert len(new) == 1 and new[0] != old[0] and _alive(new[0])
+    new = [pid for pid, cmd in children(up.proc.pid).items() if "streaming process" in cmd]
+    assert len(new) == 1 and new[0] != old[0] and alive(new[0])
     # the new processor consumes: a click becomes the session's vector in the store
     e = up.endpoints
     session = f"restart-{uuid.uuid4().hex[:8]}"
@@ -137,8 +73,8 @@ def test_a_killed_processor_is_restarted_and_processes_again(up: Up) -> None:
              "ts": int(time.time() * 1000), "channel": "web", "item_id": item}
     assert httpx.post(f"{e['streaming']}/v1/events", json=event, timeout=5).status_code == 202
     store = redis.Redis.from_url(e["store"])
-    _wait(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
-          "the restarted processor wrote no session vector", up)
+    wait_for(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
+             "the restarted processor wrote no session vector", up)
 
 
 def test_simulate_bounded_run_through_the_running_system(up: Up, full_registry_dir: Path, tmp_path: Path) -> None:
@@ -172,15 +108,15 @@ def test_simulate_bounded_run_through_the_running_system(up: Up, full_registry_d
 
 
 def test_ctrl_c_stops_every_process_and_leaves_nothing(up: Up) -> None:
-    descendants = set(_children(up.proc.pid))
+    descendants = set(children(up.proc.pid))
     for pid in list(descendants):
-        descendants |= set(_children(pid))
+        descendants |= set(children(pid))
     assert len(descendants) >= 6
     ports = [int(u.rsplit(":", 1)[1].split("/")[0]) for u in up.endpoints.values()]
     os.killpg(up.proc.pid, signal.SIGINT)          # what a terminal's Ctrl-C sends (the foreground group)
     assert up.proc.wait(timeout=60) == 0, up.output()
     assert "stopped; every process strata up started has been stopped" in up.output()
-    _wait(lambda: not any(_alive(p) for p in descendants), 10, "processes left after Ctrl-C", up)
+    wait_for(lambda: not any(alive(p) for p in descendants), 10, "processes left after Ctrl-C", up)
     assert not any(port_open("127.0.0.1", p) for p in ports), ports
     assert not up.endpoints_file.exists()
 
@@ -210,11 +146,11 @@ origin:
     out: list[str] = []
     threading.Thread(target=lambda: out.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     try:
-        _wait(lambda: endpoints_file.exists() or proc.poll() is not None, 180, "no endpoints file")
+        wait_for(lambda: endpoints_file.exists() or proc.poll() is not None, 180, "no endpoints file")
         assert proc.poll() is None, "".join(out)
         e = json.loads(endpoints_file.read_text())
         assert (e["store"], e["broker"]) == (valkey_proc.url, tansu_proc.bootstrap)
-        started = " ".join(_children(proc.pid).values())
+        started = " ".join(children(proc.pid).values())
         assert "valkey-server" not in started and "tansu" not in started, started
         assert started.count("--config") == 4, started          # edge, origin, streaming serve and process
         ready = httpx.get(f"{e['origin']}/readyz", timeout=5).json()
@@ -224,8 +160,8 @@ origin:
                  "ts": int(time.time() * 1000), "channel": "web", "item_id": "SKU-000001"}
         assert httpx.post(f"{e['streaming']}/v1/events", json=event, timeout=5).status_code == 202
         store = valkey_proc.client()
-        _wait(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
-              "the processor on the external broker wrote no session vector to the external store")
+        wait_for(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
+                 "the processor on the external broker wrote no session vector to the external store")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(out)
