@@ -238,6 +238,47 @@ def test_one_of_each_killed_under_traffic_no_edge_5xx_no_event_lost(up: Up) -> N
     print(f"{len(users)} batches of {VIEWS} views accepted, every view counted once")
 
 
+def _catalog(url: str) -> dict:
+    """The catalog topic's state a replica reports on /readyz (the streaming service: its tier 2's)."""
+    body = httpx.get(f"{url}/readyz", timeout=5).json()
+    return (body.get("tier2") or body).get("catalog") or {}
+
+
+def test_a_catalog_upsert_reaches_every_replica_and_a_restarted_one_replays_it(up: Up) -> None:
+    """POST /v1/items to one origin: both origins, both tier-2 services and both edges apply it (the catalog
+    topic); an origin killed afterwards replays it when the supervisor restarts it."""
+    e = up.endpoints
+    reps = e["replicas"]
+    item = {"item_id": "NEW-REPLICA-1", "title": "Quillon rye loaf", "category": "bakery", "price": 2.5,
+            "stock": 9, "age_restricted": False}
+    resp = httpx.post(f"{reps['origin'][0]}/v1/items", json={"items": [item]}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    followers = [*reps["origin"], *reps["streaming"], *reps["edge"]]
+    wait_for(lambda: all(_catalog(u).get("applied", 0) >= 1 for u in followers), 30,
+             f"a replica did not apply the upsert: {[(u, _catalog(u)) for u in followers]}", up)
+    positions = {u: _catalog(u)["position"] for u in followers}
+    assert len(set(positions.values())) == 1, positions            # one log, one position everywhere
+
+    def knows(origin: str) -> bool:
+        r = httpx.post(f"{origin}/v1/recommend", json={"user_id": "u-cat", "session_id": "s-cat", "k": 3,
+                                                       "candidates": ["NEW-REPLICA-1", "SKU-000001"]}, timeout=10)
+        return r.status_code == 200 and "NEW-REPLICA-1" in [it["item_id"] for it in r.json()["items"]]
+
+    assert knows(reps["origin"][1])                               # the other origin took it from the log
+    victim = _pid(up, "origin", reps["origin"][1])
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: not alive(victim), 10, "the killed origin is still there", up)
+
+    def back() -> bool:
+        try:
+            return _pid(up, "origin", reps["origin"][1]) != victim and _catalog(reps["origin"][1])["replayed"]
+        except (AssertionError, httpx.HTTPError, KeyError):
+            return False
+
+    wait_for(back, 90, "the killed origin was not restarted and replayed", up)
+    assert knows(reps["origin"][1])                               # replayed from the topic at its start
+
+
 def test_ctrl_c_stops_every_replica_and_leaves_no_port_open(up: Up) -> None:
     descendants = set(children(up.proc.pid))
     assert len(descendants) >= 10                                 # valkey, broker and 8 replicas
