@@ -32,10 +32,10 @@ TEST_WORKERS ?= 2
 test-fast: $(VENV)/.test-deps
 	$(PYTEST) tests -q -m "not slow and not timing"
 
-# The full suite (after `make lint`: ruff, and mypy over the serving packages): in parallel over TEST_WORKERS processes (a module stays on one worker), then the tests that
+# The full suite (after `make lint`: ruff, and mypy over the serving packages): in parallel over TEST_WORKERS processes (a module stays on one worker; the 30 slowest tests listed at the end), then the tests that
 # assert wall-clock bounds or drive the vLLM server alone, so other work cannot skew them.
 test: lint
-	$(PYTEST) tests -n $(TEST_WORKERS) --dist loadscope -m "not timing and not vllm"
+	$(PYTEST) tests -n $(TEST_WORKERS) --dist loadscope -m "not timing and not vllm" --durations=30
 	$(PYTEST) tests -m "timing or vllm"
 
 bench: $(VENV)/.test-deps

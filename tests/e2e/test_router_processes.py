@@ -51,9 +51,9 @@ def system(full_registry_dir: Path, tmp_path_factory) -> Iterator[Stack]:
 
 
 def _add(stack: Stack, name: str, argv: list[str], port: int, **env: str) -> str:
-    """One more supervised process of the stack (its log in the run directory); its URL once ready."""
+    """One more supervised edge of the stack (its log in the run directory); its URL once ready."""
     stack._ports[name] = port
-    svc: Supervised = stack._add(name, argv, f"http://{HOST}:{port}/readyz", stack._env(**env))
+    svc: Supervised = stack._add(name, "edge", argv, f"http://{HOST}:{port}/readyz", stack._env(**env))
     stack.supervisor.spawn(svc)
     stack.supervisor.wait_ready([svc])
     return stack.url(name)
@@ -61,7 +61,7 @@ def _add(stack: Stack, name: str, argv: list[str], port: int, **env: str) -> str
 
 def _edge(stack: Stack, name: str, **env: str) -> str:
     port = free_port(HOST)
-    return _add(stack, name, stack.edge_argv(port), port, **{**stack.router_env(), **env})
+    return _add(stack, name, stack.edge_argv(port), port, **{**stack.router_env(), **stack.catalog_env(), **env})
 
 
 def _recommend(url: str, body: dict, request_id: str | None = None) -> dict:
