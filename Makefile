@@ -28,9 +28,10 @@ run: $(VENV)/.run-deps
 PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(BIN)/python -m pytest
 TEST_WORKERS ?= 2
 
-# Everything that neither trains, exports, spawns processes nor asserts wall-clock time (markers: tests/conftest.py).
+# Everything that neither trains, exports, spawns processes nor asserts wall-clock time (markers: tests/conftest.py),
+# over TEST_WORKERS processes (35 s instead of 56 s on this 2-core machine, 2026-12-07).
 test-fast: $(VENV)/.test-deps
-	$(PYTEST) tests -q -m "not slow and not timing"
+	$(PYTEST) tests -q -m "not slow and not timing" -n $(TEST_WORKERS)
 
 # The full suite (after `make lint`: ruff, and mypy over the serving packages): in parallel over TEST_WORKERS processes (a module stays on one worker; the 30 slowest tests listed at the end), then the tests that
 # assert wall-clock bounds or drive the vLLM server alone, so other work cannot skew them.
