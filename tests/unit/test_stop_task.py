@@ -5,6 +5,7 @@ with a warning instead of hanging the shutdown."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from strata.shared.serving.tasks import stop_task
@@ -38,10 +39,8 @@ def test_a_task_that_never_stops_is_left_behind_with_a_warning(caplog) -> None:
 
     async def stubborn() -> None:
         while not release:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):      # every cancel swallowed
                 await asyncio.sleep(0.01)
-            except asyncio.CancelledError:
-                pass
 
     async def go() -> bool:
         nonlocal release
