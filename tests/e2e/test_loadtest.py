@@ -21,7 +21,7 @@ import pytest
 
 from strata.deploy.local import free_port, port_open, strata_command
 from strata.loadtest.gate import stop_group
-from tests.e2e.test_up import _children
+from tests.support.up_process import children
 
 pytestmark = pytest.mark.slow
 
@@ -145,8 +145,8 @@ def test_a_stopped_origin_shows_as_degraded_share(up: dict, full_registry_dir: P
     if "strata_router_requests_total" not in httpx.get(f"{up['edge']}/metrics", timeout=5).text:
         pytest.skip("pending: the edge's router (issue 17) does not escalate yet, so a stopped origin cannot "
                     "degrade an edge answer")
-    origin = [pid for pid, cmd in _children(up["pid"]).items() if re.search(r"strata\S* origin ", cmd)]
-    assert len(origin) == 1, _children(up["pid"])
+    origin = [pid for pid, cmd in children(up["pid"]).items() if re.search(r"strata\S* origin ", cmd)]
+    assert len(origin) == 1, children(up["pid"])
 
     def degraded_share(out: Path) -> float:
         r = loadtest("--host", up["edge"], "--run-time", "8s", "--users", "6", "--registry", str(full_registry_dir),
