@@ -58,13 +58,17 @@ if #q[1] > 0 then
   out[7] = redis.call('HMGET', q[10], unpack(q[1]))
 end""" + _READ_BODY
 
-# ARGV[1]: the plan row (``store.write_row``), ARGV[2]: the journal entry. KEYS: watermarks, pending, journal,
-# journal seq (all ``{stream}``). Returns the journal id, 0 when the snapshot is stale.
+# ARGV[1]: the plan row (``store.write_row``), ARGV[2]: the journal entry, ARGV[3...]: the partition fields the
+# entry is pending on (the watermarks' fields, or a replaced log's batch's partitions: it compares no watermark).
+# KEYS: watermarks, pending, journal, journal seq (all ``{stream}``). Returns the journal id, 0 when the snapshot
+# is stale.
 _BEGIN = """
 local p = cmsgpack.unpack(ARGV[1])
+for i = 3, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
+end
 local wm = p[1]
 for i = 1, #wm, 2 do
-  if redis.call('HEXISTS', KEYS[2], wm[i]) == 1 then return 0 end
   local cur = redis.call('HGET', KEYS[1], wm[i])
   if wm[i + 1] == -1 then
     if cur then return 0 end
@@ -90,7 +94,7 @@ for lo = 1, #members, 4000 do
 end
 local jid = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[3], jid, ARGV[2])
-for i = 1, #wm, 2 do redis.call('HSET', KEYS[2], wm[i], jid) end
+for i = 3, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], jid) end
 for lo = 1, #members, 4000 do
   redis.call('SADD', cur_bucket, unpack(members, lo, math.min(lo + 3999, #members)))
 end
@@ -313,13 +317,16 @@ class ClusterStreamStore:
         nm = await self._nodes()
         home = self._node(nm, K.WATERMARK_KEY)
         row = write_row(plan, self.dedup_ms, self.bounds)
-        fields = list(plan.wm_expected)
+        # pending and done marks are kept per partition, also for a batch that compares no watermark
+        fields = list(plan.wm_expected) or list(plan.partitions)
+        if not fields:
+            raise ValueError("a cluster write needs the partitions of its records")
         msg = row[9]
         entry_row = list(row)
         entry_row[1], entry_row[10] = [], []       # the journal keeps the writes, not the checks
         entry = msgpack.packb([fields, entry_row, msg], use_bin_type=False)
         jid = await self._call(home, _BEGIN, [K.WATERMARK_KEY, K.PENDING_KEY, K.JOURNAL_KEY, K.JOURNAL_SEQ_KEY],
-                               [_pack(row), entry], True)
+                               [_pack(row), entry, *fields], True)
         if not jid:
             return False
         assert isinstance(jid, int)         # the begin script returns the journal id (an integer reply)
