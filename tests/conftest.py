@@ -20,7 +20,7 @@ Markers are given here, by rule, not in the test files: a test is ``slow`` when 
 exports, trains or starts a process (``SLOW_FIXTURES``), lives under ``tests/e2e`` (every one starts
 ``strata``), or is in the short lists below (it trains, exports or spawns by itself). ``timing`` marks the
 few tests that assert wall-clock bounds. ``make test-fast`` runs everything else. ``store`` marks the tests that use
-the session's online store (``STORE_FIXTURES``): ``make test-cluster`` runs them on the cluster.
+the session's online store (``STORE_FIXTURES``, ``STORE_MODULES``): ``make test-cluster`` runs them on the cluster.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ SLOW_FIXTURES = frozenset({"registry_dir", "text_registry_dir", "models_registry
 # Tests using one of these run on the online store STRATA_TEST_STORE names (marker ``store``: ``make test-cluster``).
 STORE_FIXTURES = frozenset({"valkey_proc", "fresh_valkey", "store_redis", "session_store", "any_store", "any_redis",
                             "valkey_cluster", "fresh_cluster"})
+# ... and modules that reach the store through request.getfixturevalue (paths under tests/).
+STORE_MODULES = frozenset({"integration/test_edge_hostile.py", "e2e/test_openapi_fuzz.py"})
 # Modules whose tests train, export or spawn without one of those fixtures (paths under tests/).
 SLOW_MODULES = frozenset({
     "unit/test_eval_cli.py", "unit/test_eval_real_data.py", "unit/test_export.py", "unit/test_export_dataset.py",
@@ -98,7 +100,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if test in TIMING_TESTS:
             item.add_marker(pytest.mark.timing)
-        if STORE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if STORE_FIXTURES.intersection(getattr(item, "fixturenames", ())) or rel in STORE_MODULES:
             item.add_marker(pytest.mark.store)
     # Modules with slow tests first (each kept whole): pytest-xdist hands out modules in this order, so the
     # long ones start early and the many short ones fill the end instead of one long module running alone.
