@@ -103,11 +103,14 @@ def test_a_record_the_store_refuses_is_dead_lettered_and_its_batch_applied(tansu
             assert (await client.post("/v1/events", json={"events": [_ev(user_id=u, session_id=u)
                                                                      for u in canaries]})).status_code == 202
             await wait_until(lambda: _views_of(store, canaries) == [1] * 10, 30, "the canary views")
-            assert proc.metrics.instruments.counters[("poison_records_total", ())] == 1
+            # once per delivery: the first records can be delivered twice at start (seen on the cluster, with one
+            # assignment, whose seek waits for the watermarks), and a dead-lettered event is never marked applied
+            poisoned = int(proc.metrics.instruments.counters[("poison_records_total", ())])
+            assert poisoned in (1, 2)
         assert _views_of(store, innocent) == [1] * 200 and _vectors_of(store, innocent) == 200
-        (dead,) = await read_topic(cfg.broker, cfg.topics.dead_letter, 1)
-        assert dead["source"] == "processor" and dead["field"] == "store" and "WRONGTYPE" in dead["reason"]
-        assert dead["raw"]["event_id"] == poison["event_id"]
+        for dead in await read_topic(cfg.broker, cfg.topics.dead_letter, poisoned):
+            assert dead["source"] == "processor" and dead["field"] == "store" and "WRONGTYPE" in dead["reason"]
+            assert dead["raw"]["event_id"] == poison["event_id"]
         members = [m for k in store.scan_iter("strata:{stream}:seen:*", 1000) for m in store.smembers(k)]
         assert f"7:default{poison['event_id']}".encode() not in members
 
