@@ -6,7 +6,7 @@ REGISTRY ?= registry
 # Editing packaging or a C kernel must reinstall (and so rebuild the kernels) before anything runs.
 INSTALL_INPUTS := pyproject.toml setup.py $(wildcard shared/*/*.c edge/*.c streaming/*.c)
 
-.PHONY: run test test-fast bench bench-vllm lint clean venv
+.PHONY: run test test-fast test-cluster bench bench-vllm lint clean venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ test-fast: $(VENV)/.test-deps
 test: lint
 	$(PYTEST) tests -n $(TEST_WORKERS) --dist loadscope -m "not timing and not vllm" --durations=30
 	$(PYTEST) tests -m "timing or vllm"
+
+# Every test that uses the online store (marker `store`, tests/conftest.py) against the session's local 3+3 Valkey
+# Cluster instead of one valkey-server (STRATA_TEST_STORE=cluster); tests marked `single_valkey` are skipped.
+test-cluster: $(VENV)/.test-deps
+	STRATA_TEST_STORE=cluster $(PYTEST) tests -m "store and not timing and not vllm"
 
 bench: $(VENV)/.test-deps
 	$(BIN)/strata bench edge --registry $(REGISTRY) --json bench-edge.json

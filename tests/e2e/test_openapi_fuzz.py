@@ -76,11 +76,11 @@ def edge_url(registry_dir, tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def streaming_url(registry_dir, valkey_proc, tansu_proc, tmp_path_factory) -> Iterator[str]:
-    valkey_proc.start()
+def streaming_url(registry_dir, session_store, tansu_proc, tmp_path_factory) -> Iterator[str]:
+    session_store.start()
     port = free_port()
     proc = _process("streaming", [*strata_command(), "streaming", "serve", "--registry", str(registry_dir),
-                                  "--port", str(port), "--broker", tansu_proc.bootstrap, "--store", valkey_proc.url,
+                                  "--port", str(port), "--broker", tansu_proc.bootstrap, "--store", session_store.url,
                                   "--log-level", "ERROR"], port, tmp_path_factory,
                     {"STRATA_STREAMING__TOPICS__EVENTS": "fuzz-events", "STRATA_STREAMING__TOPICS__DEAD_LETTER": "fuzz-dlq"})
     try:
@@ -90,11 +90,11 @@ def streaming_url(registry_dir, valkey_proc, tansu_proc, tmp_path_factory) -> It
 
 
 @pytest.fixture(scope="module")
-def origin_url(registry_dir, valkey_proc, tmp_path_factory) -> Iterator[str]:
-    valkey_proc.start()
+def origin_url(registry_dir, session_store, tmp_path_factory) -> Iterator[str]:
+    session_store.start()
     port = free_port()
     proc = _process("origin", [*strata_command(), "origin", "--registry", str(registry_dir), "--port", str(port),
-                               "--store", valkey_proc.url, "--reasoner", "template", "--log-level", "ERROR"],
+                               "--store", session_store.url, "--reasoner", "template", "--log-level", "ERROR"],
                     port, tmp_path_factory, {"STRATA_ORIGIN__STORE__TIMEOUT_MS": "500"})
     try:
         yield f"http://127.0.0.1:{port}"

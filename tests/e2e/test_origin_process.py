@@ -16,11 +16,11 @@ BODY = {"user_id": "u-e2e", "session_id": "s-e2e", "k": 8}
 
 
 @pytest.fixture(scope="module")
-def origin_url(registry_dir, valkey_proc, tmp_path_factory):
-    valkey_proc.start()
+def origin_url(registry_dir, session_store, tmp_path_factory):
+    session_store.start()
     port = free_port()
     argv = [*strata_command(), "origin", "--registry", str(registry_dir), "--port", str(port),
-            "--store", valkey_proc.url, "--reasoner", "template", "--log-level", "WARNING"]
+            "--store", session_store.url, "--reasoner", "template", "--log-level", "WARNING"]
     # a loaded CI machine can miss the 20 ms default store deadline; this test is about the contract
     env = {**os.environ, "STRATA_ORIGIN__STORE__TIMEOUT_MS": "500"}
     proc = ManagedProcess("origin", argv, ready_url=f"http://127.0.0.1:{port}/readyz", env=env,

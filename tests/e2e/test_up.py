@@ -121,22 +121,22 @@ def test_ctrl_c_stops_every_process_and_leaves_nothing(up: Up) -> None:
     assert not up.endpoints_file.exists()
 
 
-def test_config_with_external_engines_starts_only_stratas_processes(full_registry_dir: Path, valkey_proc, tansu_proc,
+def test_config_with_external_engines_starts_only_stratas_processes(full_registry_dir: Path, session_store, tansu_proc,
                                                                     tmp_path: Path) -> None:
     """``--config`` naming a Redis and a Kafka broker that already run: no valkey-server or tansu is started, every
     tier uses them, and the endpoints file says so."""
-    valkey_proc.start()
+    session_store.start()
     config = tmp_path / "strata.yaml"
     config.write_text(f"""
 edge:
-  store: {{url: "{valkey_proc.url}"}}
+  store: {{url: "{session_store.url}"}}
   impressions: {{broker: "{tansu_proc.bootstrap}"}}
 streaming:
-  store: "{valkey_proc.url}"
+  store: "{session_store.url}"
   broker: "{tansu_proc.bootstrap}"
   group: "up-external-{uuid.uuid4().hex[:6]}"
 origin:
-  store: {{url: "{valkey_proc.url}"}}
+  store: {{url: "{session_store.url}"}}
 """)
     endpoints_file = tmp_path / "endpoints.json"
     argv = [*strata_command(), "up", "--registry", str(full_registry_dir), "--port", "0", "--config", str(config),
@@ -149,7 +149,7 @@ origin:
         wait_for(lambda: endpoints_file.exists() or proc.poll() is not None, 180, "no endpoints file")
         assert proc.poll() is None, "".join(out)
         e = json.loads(endpoints_file.read_text())
-        assert (e["store"], e["broker"]) == (valkey_proc.url, tansu_proc.bootstrap)
+        assert (e["store"], e["broker"]) == (session_store.url, tansu_proc.bootstrap)
         started = " ".join(children(proc.pid).values())
         assert "valkey-server" not in started and "tansu" not in started, started
         assert started.count("--config") == 4, started          # edge, origin, streaming serve and process
@@ -159,10 +159,10 @@ origin:
         event = {"event_id": uuid.uuid4().hex, "type": "click", "user_id": "u-ext", "session_id": session,
                  "ts": int(time.time() * 1000), "channel": "web", "item_id": "SKU-000001"}
         assert httpx.post(f"{e['streaming']}/v1/events", json=event, timeout=5).status_code == 202
-        store = valkey_proc.client()
+        store = session_store.client()
         wait_for(lambda: store.hget(session_key("default", session), "vec") is not None, 60,
                  "the processor on the external broker wrote no session vector to the external store")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "".join(out)
-    assert valkey_proc.running and port_open("127.0.0.1", tansu_proc.port)     # the external engines are not ours
+    assert session_store.running and port_open("127.0.0.1", tansu_proc.port)     # the external engines are not ours

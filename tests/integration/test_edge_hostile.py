@@ -47,7 +47,7 @@ def serving(request, tier: str, **limits):
         return
     kw = {}
     if tier == "streaming":
-        valkey = request.getfixturevalue("valkey_proc")
+        valkey = request.getfixturevalue("session_store")
         valkey.start()
         kw = {"store": valkey.url, "broker": request.getfixturevalue("tansu_proc").bootstrap}
     with request.getfixturevalue("serve_tier")(tier, registry_dir, **kw, **limits) as port:

@@ -254,7 +254,7 @@ def test_without_consent_the_edge_reads_no_personal_data(registry_dir, any_redis
     assert "no_session_vector" not in given["route_reasons"] and "no_consent_context_only" not in given["route_reasons"]
 
 
-def test_invalidations_resume_after_the_store_restarts(valkey_proc, fresh_valkey):
+def test_invalidations_resume_after_the_store_restarts(fresh_valkey):
     """The subscriber's client has no retries of its own (``shared.online_store.client``): the listener's loop
     reconnects and subscribes again after an outage."""
     import msgpack
@@ -282,9 +282,9 @@ def test_invalidations_resume_after_the_store_restarts(valkey_proc, fresh_valkey
         try:
             await asyncio.wait_for(lis.subscribed.wait(), 10)
             await publish_until_seen(("t", "before"))
-            valkey_proc.stop()
+            fresh_valkey.stop()
             await asyncio.sleep(0.5)
-            valkey_proc.start()
+            fresh_valkey.start()
             await publish_until_seen(("t", "after"))
             assert lis.errors >= 1
         finally:

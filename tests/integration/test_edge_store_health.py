@@ -67,6 +67,7 @@ def test_warnings_name_the_exception_type_when_its_message_is_empty(caplog):
     assert "serving degraded" in caplog.text and caplog.text.rstrip().endswith("TimeoutError")
 
 
+@pytest.mark.single_valkey("freezes the one valkey-server process (SIGSTOP, SIGCONT)")
 def test_frozen_store_bounds_every_request_and_readiness_stays_down(registry_dir, fresh_valkey):
     node = node_for(registry_dir, fresh_valkey.url)
     pid = fresh_valkey._proc.pid

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from strata.shared import keys as K
 from strata.shared.config import load_settings
 from strata.shared.contracts.event_records import encode_event, event_key
+from strata.shared.online_store.client import connect_required
 from strata.streaming import log_guard as lg
 from strata.streaming.log_guard import LogGuard
 
@@ -48,7 +49,7 @@ async def _setup(url: str) -> tuple[LogGuard, _Log, aioredis.Redis]:
     log = _Log()
     g = LogGuard(cfg, None, log)
     g.topic_id = "A"
-    r = aioredis.from_url(url)
+    r = connect_required(url, 2.0)         # a single node or a cluster, as the guard itself opens it
     await r.hset(K.LOG_IDS_KEY, TOPIC, "A")
     return g, log, r
 

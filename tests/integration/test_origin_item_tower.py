@@ -38,14 +38,14 @@ def text_models_registry(models_registry_dir: Path, tmp_path_factory: pytest.Tem
 
 
 @pytest.fixture
-def served(text_models_registry: Path, valkey_proc, fresh_valkey) -> Iterator[tuple[TestClient, OriginNode]]:
-    c = valkey_proc.client()
+def served(text_models_registry: Path, fresh_valkey) -> Iterator[tuple[TestClient, OriginNode]]:
+    c = fresh_valkey.client()
     try:
         c.hset(session_key("default", SESSION), mapping={"recent": push_recent(b"", SEEN[::-1])})
     finally:
         c.close()
     node = OriginNode(load_settings(origin={"registry": str(text_models_registry), "retrieve": RETRIEVE,
-                                            "store": {"url": valkey_proc.url, "timeout_ms": 500.0}}))
+                                            "store": {"url": fresh_valkey.url, "timeout_ms": 500.0}}))
     with TestClient(build_app(node)) as client:
         assert node.state.text is not None and node.state.models.pipeline.item_tower is not None
         yield client, node

@@ -37,9 +37,9 @@ def llm() -> Iterator[StandInLlm]:
 
 
 @pytest.fixture(scope="module")
-def origin(registry_dir, valkey_proc, llm) -> Iterator[tuple[TestClient, OriginNode]]:
-    valkey_proc.start()
-    settings = load_settings(origin={"registry": str(registry_dir), "store": {"url": valkey_proc.url},
+def origin(registry_dir, session_store, llm) -> Iterator[tuple[TestClient, OriginNode]]:
+    session_store.start()
+    settings = load_settings(origin={"registry": str(registry_dir), "store": {"url": session_store.url},
                                      "reasoner": {"url": llm.url, "deadline_ms": 5000, "cache_ttl_s": 0}})
     node = OriginNode(settings)
     with TestClient(build_app(node)) as client:

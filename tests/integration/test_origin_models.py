@@ -33,13 +33,13 @@ def models_registry(models_registry_dir) -> Path:
     return models_registry_dir
 
 
-def _buy(valkey_proc, items: list[str]) -> None:
-    apply_purchases(valkey_proc, USER, "s-models", items, T0, 60_000, "m")
+def _buy(store, items: list[str]) -> None:
+    apply_purchases(store, USER, "s-models", items, T0, 60_000, "m")
 
 
-def _serve(registry: Path, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:
+def _serve(registry: Path, store) -> Iterator[tuple[TestClient, OriginNode]]:
     node = OriginNode(load_settings(origin={"registry": str(registry), "mmr_lambda": 1.0, "explore_slots": 0,
-                                            "store": {"url": valkey_proc.url, "timeout_ms": 500.0}}))
+                                            "store": {"url": store.url, "timeout_ms": 500.0}}))
     with TestClient(build_app(node)) as client:
         yield client, node
 
@@ -80,9 +80,9 @@ def _broken_ranker_version(registry: Path, version: str, base: str = "1.0.0") ->
 
 
 @pytest.fixture(scope="module")
-def healthy(models_registry, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:
-    valkey_proc.start()
-    yield from _serve(models_registry, valkey_proc)
+def healthy(models_registry, session_store) -> Iterator[tuple[TestClient, OriginNode]]:
+    session_store.start()
+    yield from _serve(models_registry, session_store)
 
 
 def _expected_scores(registry: Path, items: list[str]) -> dict[str, float]:
@@ -101,14 +101,13 @@ def _expected_scores(registry: Path, items: list[str]) -> dict[str, float]:
     return dict(zip(items, (1.0 / (1.0 + np.exp(-score.astype(np.float64)))).tolist(), strict=True))
 
 
-def test_origin_retrieves_with_the_two_tower_and_ranks_with_the_deep_ranker(healthy, models_registry, valkey_proc,
-                                                                             fresh_valkey) -> None:
+def test_origin_retrieves_with_the_two_tower_and_ranks_with_the_deep_ranker(healthy, models_registry, fresh_valkey) -> None:
     client, node = healthy
     ready = client.get("/readyz").json()
     assert ready["models"] == {"retrieval": "1.0.0", "ranker": "1.0.0"}
     cold = _ask(client)                      # no purchases yet: the edge scorer ranks, no two-tower source
     assert not any("two_tower_source" in it["sources"] for it in cold["items"]) and not cold["degraded"]
-    _buy(valkey_proc, BOUGHT)
+    _buy(fresh_valkey, BOUGHT)
     before = dict(node.rank.scored_by)
     d = _ask(client)
     assert not d["degraded"] and d["route_reasons"] == []
@@ -123,22 +122,21 @@ def test_origin_retrieves_with_the_two_tower_and_ranks_with_the_deep_ranker(heal
     assert scores == sorted(scores, reverse=True)
 
 
-def test_without_consent_the_models_are_not_used(healthy, valkey_proc, fresh_valkey) -> None:
+def test_without_consent_the_models_are_not_used(healthy, fresh_valkey) -> None:
     client, node = healthy
-    _buy(valkey_proc, BOUGHT)
+    _buy(fresh_valkey, BOUGHT)
     ranker_before = node.rank.scored_by.get("ranker", 0)
     d = _ask(client, consent=False)
     assert len(d["items"]) == 10 and not any("two_tower_source" in it["sources"] for it in d["items"])
     assert node.rank.scored_by.get("ranker", 0) == ranker_before and node.rank.scored_by["edge_scorer"] >= 1
 
 
-def test_ranker_failure_falls_back_to_the_previous_version_then_retrieval_order(models_registry, valkey_proc,
-                                                                               fresh_valkey, tmp_path) -> None:
+def test_ranker_failure_falls_back_to_the_previous_version_then_retrieval_order(models_registry, fresh_valkey, tmp_path) -> None:
     registry = tmp_path / "registry"
     shutil.copytree(models_registry, registry)
     _broken_ranker_version(registry, "1.0.1")           # CURRENT: loads, fails at run time
-    _buy(valkey_proc, BOUGHT)
-    for client, node in _serve(registry, valkey_proc):
+    _buy(fresh_valkey, BOUGHT)
+    for client, node in _serve(registry, fresh_valkey):
         assert client.get("/readyz").json()["models"]["ranker"] == "1.0.1"
         d = _ask(client)
         assert d["degraded"] and d["route_reasons"] == ["ranker_failed", "ranker_previous_version"]
@@ -149,7 +147,7 @@ def test_ranker_failure_falls_back_to_the_previous_version_then_retrieval_order(
             assert it["score"] == pytest.approx(expected[it["item_id"]], abs=2e-3)
     _broken_ranker_version(registry, "1.0.0")            # the previous version fails too
     (registry / RB.RANKER_MODEL / B.CURRENT_FILE).write_text("1.0.1\n")
-    for client, node in _serve(registry, valkey_proc):
+    for client, node in _serve(registry, fresh_valkey):
         d = _ask(client)
         assert d["degraded"] and d["route_reasons"] == ["ranker_failed", "retrieval_order"]
         assert node.rank.scored_by == {"retrieval_order": 1} and len(d["items"]) == 10
@@ -157,25 +155,24 @@ def test_ranker_failure_falls_back_to_the_previous_version_then_retrieval_order(
         assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
 
 
-def test_an_unloadable_current_ranker_is_served_by_the_previous_version(models_registry, valkey_proc, fresh_valkey,
+def test_an_unloadable_current_ranker_is_served_by_the_previous_version(models_registry, fresh_valkey,
                                                                        tmp_path) -> None:
     registry = tmp_path / "registry"
     shutil.copytree(models_registry, registry)
     shutil.copytree(registry / RB.RANKER_MODEL / "1.0.0", registry / RB.RANKER_MODEL / "1.0.1")
     (registry / RB.RANKER_MODEL / "1.0.1" / RB.RANKER_FILE).write_bytes(b"not onnx")
     (registry / RB.RANKER_MODEL / B.CURRENT_FILE).write_text("1.0.1\n")
-    _buy(valkey_proc, BOUGHT)
-    for client, node in _serve(registry, valkey_proc):
+    _buy(fresh_valkey, BOUGHT)
+    for client, node in _serve(registry, fresh_valkey):
         assert client.get("/readyz").json()["models"]["ranker"] == "1.0.0"
         d = _ask(client)
         assert d["degraded"] and d["route_reasons"] == ["ranker_previous_version"]
         assert node.rank.scored_by == {"ranker": 1}
 
 
-def test_an_item_the_models_do_not_know_keeps_a_score_after_the_known_ones(healthy, valkey_proc,
-                                                                            fresh_valkey) -> None:
+def test_an_item_the_models_do_not_know_keeps_a_score_after_the_known_ones(healthy, fresh_valkey) -> None:
     client, node = healthy
-    _buy(valkey_proc, BOUGHT)
+    _buy(fresh_valkey, BOUGHT)
     category = node.state.catalog.categories[0]
     item = {"item_id": "NEW-ZYZ-9", "title": "Zyzzyva gadget", "category": category, "price": 3.2, "stock": 1,
             "age_restricted": False}

@@ -17,26 +17,26 @@ from tests.integration.streaming_kit import apply_purchases
 BODY = {"user_id": "u-buyer", "session_id": "s-buyer", "k": 10, "query": "organic bread"}
 
 
-def _node(registry_dir, valkey_proc, filter_purchased: bool) -> OriginNode:
+def _node(registry_dir, store, filter_purchased: bool) -> OriginNode:
     return OriginNode(load_settings(origin={"registry": str(registry_dir), "filter_purchased": filter_purchased,
-                                            "store": {"url": valkey_proc.url, "timeout_ms": 200.0}}))
+                                            "store": {"url": store.url, "timeout_ms": 200.0}}))
 
 
 @pytest.fixture(scope="module")
-def filtering(registry_dir, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:
-    valkey_proc.start()
-    with TestClient(build_app(node := _node(registry_dir, valkey_proc, True))) as client:
+def filtering(registry_dir, session_store) -> Iterator[tuple[TestClient, OriginNode]]:
+    session_store.start()
+    with TestClient(build_app(node := _node(registry_dir, session_store, True))) as client:
         yield client, node
 
 
-def _buy(valkey_proc, items: list[str]) -> None:
-    apply_purchases(valkey_proc, "u-buyer", "s-buyer", items, 1_700_000_000_000, 1, "p")
+def _buy(store, items: list[str]) -> None:
+    apply_purchases(store, "u-buyer", "s-buyer", items, 1_700_000_000_000, 1, "p")
 
 
-def test_already_purchased_items_are_removed_with_the_reason(filtering, valkey_proc, fresh_valkey) -> None:
+def test_already_purchased_items_are_removed_with_the_reason(filtering, fresh_valkey) -> None:
     client, _ = filtering
     first = [it["item_id"] for it in client.post("/v1/recommend", json=BODY).json()["items"]]
-    _buy(valkey_proc, first[:3])
+    _buy(fresh_valkey, first[:3])
     d = client.post("/v1/recommend", json=BODY).json()
     ids = [it["item_id"] for it in d["items"]]
     assert not set(ids) & set(first[:3]) and len(ids) == 10
@@ -49,10 +49,10 @@ def test_already_purchased_items_are_removed_with_the_reason(filtering, valkey_p
     assert {it["item_id"] for it in d["items"]} == set(first[:2])
 
 
-def test_the_filter_is_off_by_default(registry_dir, valkey_proc, fresh_valkey) -> None:
-    with TestClient(build_app(_node(registry_dir, valkey_proc, False))) as client:
+def test_the_filter_is_off_by_default(registry_dir, fresh_valkey) -> None:
+    with TestClient(build_app(_node(registry_dir, fresh_valkey, False))) as client:
         first = [it["item_id"] for it in client.post("/v1/recommend", json=BODY).json()["items"]]
-        _buy(valkey_proc, first[:3])
+        _buy(fresh_valkey, first[:3])
         d = client.post("/v1/recommend", json=BODY).json()
         assert "already_purchased" not in d["removed"]
         assert set(first[:3]) & {it["item_id"] for it in d["items"]}
@@ -74,7 +74,7 @@ def test_covisitation_expands_the_querys_best_items(filtering, fresh_valkey) -> 
     assert all(cat.row[i] in neighbours for i in covis)
 
 
-def test_the_profile_carries_the_purchases_and_they_seed_covisitation(filtering, valkey_proc, fresh_valkey) -> None:
+def test_the_profile_carries_the_purchases_and_they_seed_covisitation(filtering, fresh_valkey) -> None:
     import asyncio
 
     from strata.origin.profiles import RedisProfileStore
@@ -88,10 +88,10 @@ def test_the_profile_carries_the_purchases_and_they_seed_covisitation(filtering,
     table = node.state.covisitation
     row = int(np.argmax((table.neighbors >= 0).sum(axis=1)))      # an item with many neighbours
     bought = node.state.catalog.item_ids[row]
-    _buy(valkey_proc, [bought])
+    _buy(fresh_valkey, [bought])
 
     async def read():
-        store = RedisProfileStore(valkey_proc.url, 1.0)
+        store = RedisProfileStore(fresh_valkey.url, 1.0)
         try:
             return await store.read("default", "u-buyer", "s-buyer")
         finally:

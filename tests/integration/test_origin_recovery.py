@@ -28,10 +28,10 @@ BODY = {"user_id": "u1", "session_id": "s1", "k": 10}
 
 
 @pytest.fixture(scope="module")
-def origin(registry_dir, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:
-    valkey_proc.start()
+def origin(registry_dir, session_store) -> Iterator[tuple[TestClient, OriginNode]]:
+    session_store.start()
     settings = load_settings(origin={"registry": str(registry_dir),
-                                     "store": {"url": valkey_proc.url, "timeout_ms": 100.0}})
+                                     "store": {"url": session_store.url, "timeout_ms": 100.0}})
     node = OriginNode(settings)
     with TestClient(build_app(node)) as client:
         yield client, node
@@ -56,10 +56,10 @@ def _dairy_item(node: OriginNode) -> str:
     return next(i for i, cat in zip(c.item_ids, c.categories, strict=False) if cat == "dairy")
 
 
-def test_profile_read_fails_cached_profile_served_degraded(origin, valkey_proc) -> None:
+def test_profile_read_fails_cached_profile_served_degraded(origin, session_store) -> None:
     client, node = origin
-    valkey_proc.start()
-    r = valkey_proc.client()
+    session_store.start()
+    r = session_store.client()
     try:
         r.flushall()
         vec = np.full(EMBED_DIM, 1.0 / np.sqrt(EMBED_DIM), dtype="<f4")
@@ -74,7 +74,7 @@ def test_profile_read_fails_cached_profile_served_degraded(origin, valkey_proc) 
     assert fresh["items"][0]["reason"].endswith("you recently browsed dairy.")
     top = client.post("/v1/recommend", json={**BODY, "k": 100}).json()["items"]
     assert any("ann_source" in it["sources"] for it in top)     # the session vector drove the ANN
-    valkey_proc.stop()
+    session_store.stop()
     try:
         stale = client.post("/v1/explain", json=body).json()
         assert stale["degraded"] is True and stale["route_reasons"] == ["profile_stale"]
@@ -85,16 +85,16 @@ def test_profile_read_fails_cached_profile_served_degraded(origin, valkey_proc) 
         rec = client.post("/v1/recommend", json=BODY)
         assert rec.status_code == 200 and len(rec.json()["items"]) == 10
     finally:
-        valkey_proc.start()
+        session_store.start()
 
 
-def test_profile_read_retries_once_inside_the_deadline(valkey_proc) -> None:
+def test_profile_read_retries_once_inside_the_deadline(session_store) -> None:
     import asyncio
 
     from strata.origin.profiles import ProfileSource, RedisProfileStore
 
     async def go(timeout_s: float) -> tuple[int, bool]:
-        store = RedisProfileStore(valkey_proc.url, timeout_s)
+        store = RedisProfileStore(session_store.url, timeout_s)
         source = ProfileSource(store, timeout_s)
         try:
             p = await source.get("default", "u9", "s9")
@@ -102,24 +102,24 @@ def test_profile_read_retries_once_inside_the_deadline(valkey_proc) -> None:
             await store.close()
         return source.retries, p.degraded
 
-    valkey_proc.stop()                                   # connection refused at once
+    session_store.stop()                                 # connection refused at once
     try:
         assert asyncio.run(go(0.2)) == (1, True)         # time left: one retry, then the fallback
     finally:
-        valkey_proc.start()
+        session_store.start()
     assert asyncio.run(go(0.2)) == (0, False)            # a good read is not retried
 
 
-def test_no_consent_reads_no_personal_data(origin, valkey_proc) -> None:
+def test_no_consent_reads_no_personal_data(origin, session_store) -> None:
     client, node = origin
-    valkey_proc.stop()              # a read would fail and mark the answer degraded: none may happen
+    session_store.stop()            # a read would fail and mark the answer degraded: none may happen
     try:
         d = client.post("/v1/explain", json={**BODY, "item_ids": [_dairy_item(node)],
                                               "context": {"consent": False}}).json()
         assert d["degraded"] is False and d["route_reasons"] == ["no_consent_context_only"]
         assert not d["items"][0]["reason"].endswith("you recently browsed dairy.")
     finally:
-        valkey_proc.start()
+        session_store.start()
 
 
 def test_retrieval_fails_popular_items_answer(origin, tmp_path) -> None:

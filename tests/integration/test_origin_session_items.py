@@ -25,22 +25,22 @@ USER, SESSION = "u-session-only", "s-session-only"
 SEEN = ["SKU-000021", "SKU-000007", "SKU-000042"]        # most recent first
 
 
-def _serve(registry: Path, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:
+def _serve(registry: Path, store) -> Iterator[tuple[TestClient, OriginNode]]:
     node = OriginNode(load_settings(origin={"registry": str(registry), "mmr_lambda": 1.0, "explore_slots": 0,
-                                            "store": {"url": valkey_proc.url, "timeout_ms": 500.0}}))
+                                            "store": {"url": store.url, "timeout_ms": 500.0}}))
     with TestClient(build_app(node)) as client:
         yield client, node
 
 
 @pytest.fixture(scope="module")
-def served(models_registry_dir, valkey_proc) -> Iterator[tuple[TestClient, OriginNode]]:
-    valkey_proc.start()
-    yield from _serve(models_registry_dir, valkey_proc)
+def served(models_registry_dir, session_store) -> Iterator[tuple[TestClient, OriginNode]]:
+    session_store.start()
+    yield from _serve(models_registry_dir, session_store)
 
 
-def _write_session(valkey_proc, items: list[str] | bytes) -> None:
+def _write_session(store, items: list[str] | bytes) -> None:
     """``items`` most recent first (stored as the processor stores views in log order), or raw bytes."""
-    c = valkey_proc.client()
+    c = store.client()
     try:
         raw = items if isinstance(items, bytes) else push_recent(b"", items[::-1])
         c.hset(session_key("default", SESSION), mapping={"recent": raw})
@@ -73,12 +73,12 @@ def _expected(registry: Path, seen: list[str], items: list[str]) -> dict[str, fl
 
 
 def test_a_session_without_purchases_gets_two_tower_candidates_ranked_by_the_deep_ranker(
-        served, models_registry_dir, valkey_proc, fresh_valkey) -> None:
+        served, models_registry_dir, fresh_valkey) -> None:
     client, node = served
     cold = _ask(client)                      # nothing in the session, no purchases: no two-tower
     assert not any("two_tower_source" in it["sources"] for it in cold["items"])
     assert node.state.models.index is not None          # the retrieval bundle's shipped shard was opened
-    _write_session(valkey_proc, SEEN)
+    _write_session(fresh_valkey, SEEN)
     before = node.rank.scored_by.get("ranker", 0)
     d = _ask(client)
     assert not d["degraded"] and d["route_reasons"] == []
@@ -89,16 +89,16 @@ def test_a_session_without_purchases_gets_two_tower_candidates_ranked_by_the_dee
     for it in items:
         assert it["score"] == pytest.approx(expected[it["item_id"]], abs=1e-4)
     # the session order matters: the tower reads the most recent item first
-    _write_session(valkey_proc, SEEN[::-1])
+    _write_session(fresh_valkey, SEEN[::-1])
     again = _ask(client)
     moved = _expected(models_registry_dir, SEEN[::-1], [it["item_id"] for it in again["items"]])
     for it in again["items"]:
         assert it["score"] == pytest.approx(moved[it["item_id"]], abs=1e-4)
 
 
-def test_without_consent_the_session_items_are_not_used(served, valkey_proc, fresh_valkey) -> None:
+def test_without_consent_the_session_items_are_not_used(served, fresh_valkey) -> None:
     client, node = served
-    _write_session(valkey_proc, SEEN)
+    _write_session(fresh_valkey, SEEN)
     ranked = node.rank.scored_by.get("ranker", 0)
     edge = node.rank.scored_by.get("edge_scorer", 0)
     d = _ask(client, consent=False)
@@ -108,27 +108,26 @@ def test_without_consent_the_session_items_are_not_used(served, valkey_proc, fre
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe", b"NOT-A-KNOWN-ITEM", b"\x1f\x1f", b""])
-def test_unreadable_or_unknown_session_items_leave_the_answer_unpersonalised(served, valkey_proc, fresh_valkey,
+def test_unreadable_or_unknown_session_items_leave_the_answer_unpersonalised(served, fresh_valkey,
                                                                             raw: bytes) -> None:
     client, _ = served
-    _write_session(valkey_proc, raw)
+    _write_session(fresh_valkey, raw)
     d = _ask(client)
     assert len(d["items"]) == 10 and not d["degraded"]
     assert not any("two_tower_source" in it["sources"] for it in d["items"])
 
 
-def test_repeats_in_the_session_count_once_newest_first(served, models_registry_dir, valkey_proc,
-                                                       fresh_valkey) -> None:
+def test_repeats_in_the_session_count_once_newest_first(served, models_registry_dir, fresh_valkey) -> None:
     """The processor keeps repeats; the tower reads each item once at its newest position."""
     client, _ = served
-    _write_session(valkey_proc, [SEEN[0], SEEN[1], SEEN[0], SEEN[2], SEEN[1]])
+    _write_session(fresh_valkey, [SEEN[0], SEEN[1], SEEN[0], SEEN[2], SEEN[1]])
     d = _ask(client)
     expected = _expected(models_registry_dir, SEEN, [it["item_id"] for it in d["items"]])
     for it in d["items"]:
         assert it["score"] == pytest.approx(expected[it["item_id"]], abs=1e-4)
 
 
-def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fresh_valkey) -> None:
+def test_the_index_filters_and_answers_like_exact_search(served, fresh_valkey) -> None:
     """Two-tower candidates pass the age gate and stock inside the ANN; the ANN's top equals exact search
     over the same vectors (500 items, ef above the catalog size: HNSW finds them all)."""
     from strata.origin.stages.ctx import OriginCtx
@@ -136,7 +135,7 @@ def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fr
     from strata.shared.serving.codecs import JSON
 
     client, node = served
-    _write_session(valkey_proc, SEEN)
+    _write_session(fresh_valkey, SEEN)
     state = node.state
     models = state.models
     for age_verified in (False, True):
@@ -159,10 +158,9 @@ def test_the_index_filters_and_answers_like_exact_search(served, valkey_proc, fr
             assert not any(cat.age_restricted[models.row_of_model[i]] for i in exact.tolist())
 
 
-def test_index_failure_falls_back_to_exact_search_marked_degraded(models_registry_dir, valkey_proc,
-                                                                   fresh_valkey) -> None:
-    _write_session(valkey_proc, SEEN)
-    for client, node in _serve(models_registry_dir, valkey_proc):
+def test_index_failure_falls_back_to_exact_search_marked_degraded(models_registry_dir, fresh_valkey) -> None:
+    _write_session(fresh_valkey, SEEN)
+    for client, node in _serve(models_registry_dir, fresh_valkey):
         healthy = _ask(client)
         node.state.models.index.close()         # a closed shard: every search raises IndexUnavailable
         d = _ask(client)
@@ -171,9 +169,9 @@ def test_index_failure_falls_back_to_exact_search_marked_degraded(models_registr
         assert node.two_tower.index_failures == 1
 
 
-def test_an_item_put_out_of_stock_leaves_the_two_tower_index(models_registry_dir, valkey_proc, fresh_valkey) -> None:
-    _write_session(valkey_proc, SEEN)
-    for client, node in _serve(models_registry_dir, valkey_proc):
+def test_an_item_put_out_of_stock_leaves_the_two_tower_index(models_registry_dir, fresh_valkey) -> None:
+    _write_session(fresh_valkey, SEEN)
+    for client, node in _serve(models_registry_dir, fresh_valkey):
         top = next(it for it in _ask(client)["items"] if "two_tower_source" in it["sources"])
         cat = node.state.catalog
         r = cat.row[top["item_id"]]
@@ -190,8 +188,7 @@ def test_an_item_put_out_of_stock_leaves_the_two_tower_index(models_registry_dir
         assert top["item_id"] not in [it["item_id"] for it in _ask(client)["items"]]
 
 
-def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_registry_dir, valkey_proc,
-                                                                      fresh_valkey, tmp_path) -> None:
+def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_registry_dir, fresh_valkey, tmp_path) -> None:
     """The shipped shard was built from other vectors than the bundle now has: it is not used; the vectors
     are indexed at start and the two-tower search answers like exact search over the new vectors."""
     import json
@@ -208,8 +205,8 @@ def test_a_retrieval_bundle_whose_vectors_changed_is_indexed_at_start(models_reg
     manifest = json.loads((bdir / B.MANIFEST_FILE).read_text())
     manifest["files"][B.ITEM_VECTORS_FILE] = B.sha256_file(bdir / B.ITEM_VECTORS_FILE)
     (bdir / B.MANIFEST_FILE).write_text(json.dumps(manifest))
-    _write_session(valkey_proc, SEEN)
-    for client, node in _serve(registry, valkey_proc):
+    _write_session(fresh_valkey, SEEN)
+    for client, node in _serve(registry, fresh_valkey):
         models = node.state.models
         assert models.index is not None and models.index.count() == 500
         user = models.pipeline.item_vectors[7]                   # the new vectors

@@ -82,18 +82,18 @@ def test_a_failing_text_index_falls_back_to_words_degraded(text_registry_dir) ->
                             for it in hits)
 
 
-def test_stated_tastes_stand_in_for_a_query(text_registry_dir, valkey_proc, fresh_valkey) -> None:
+def test_stated_tastes_stand_in_for_a_query(text_registry_dir, fresh_valkey) -> None:
     import orjson
 
     from strata.shared.keys import profile_key
 
-    c = valkey_proc.client()
+    c = fresh_valkey.client()
     try:
         c.hset(profile_key("default", "u-taste"), "stated", orjson.dumps({"categories": ["toys"], "brands": []}))
     finally:
         c.close()
     node = OriginNode(load_settings(origin={"registry": str(text_registry_dir),
-                                            "store": {"url": valkey_proc.url, "timeout_ms": 200.0}}))
+                                            "store": {"url": fresh_valkey.url, "timeout_ms": 200.0}}))
     body = {"user_id": "u-taste", "session_id": "s-taste", "k": 10}
     with TestClient(build_app(node)) as client:
         d = client.post("/v1/recommend", json=body).json()

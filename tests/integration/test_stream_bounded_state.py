@@ -16,6 +16,11 @@ from strata.streaming.catalog import load_catalog
 from tests.integration.streaming_kit import ingest, processing, streaming_settings, wait_until
 
 
+def _keys(store, pattern: str) -> list[bytes]:
+    """Every key matching ``pattern``: SCAN, which a cluster client runs on every master (its KEYS asks one node)."""
+    return list(store.scan_iter(pattern, 1000))
+
+
 def _rnd(rng: random.Random, n: int = 16) -> str:
     return "".join(rng.choices(string.ascii_lowercase + string.digits, k=n))
 
@@ -49,16 +54,16 @@ def test_an_anonymous_client_cannot_grow_a_profile_or_a_slot_without_bound(tansu
                      for i in range(200)]
             for batch in (imps, views):
                 assert (await client.post("/v1/events", json={"events": batch})).status_code == 202
-            await wait_until(lambda: len(store.keys("strata:{default:u:*}:profile")) == 201, 120, "the profiles")
-            await wait_until(lambda: len(store.keys("strata:{default:b:*}:bandit")) == 200, 120, "the slots")
+            await wait_until(lambda: len(_keys(store, "strata:{default:u:*}:profile")) == 201, 120, "the profiles")
+            await wait_until(lambda: len(_keys(store, "strata:{default:b:*}:bandit")) == 200, 120, "the slots")
         prof = store.hgetall(K.profile_key("default", "b4-one-user"))     # defaults: 64 per map, 90/30 days, 1 h
         cats = [k for k in prof if k.startswith(b"cat:")]
         assert len(prof) < 200 and len(cats) == 64, len(prof)
-        for key in store.keys("strata:{default:u:*}:profile"):
+        for key in _keys(store, "strata:{default:u:*}:profile"):
             assert 0 < store.pttl(key) <= 91 * 86_400_000, key
-        for key in store.keys("strata:{default:b:*}:bandit"):
+        for key in _keys(store, "strata:{default:b:*}:bandit"):
             assert 0 < store.pttl(key) <= 30 * 86_400_000, key
-        for key in store.keys("strata:{stream}:seen:*"):
+        for key in _keys(store, "strata:{stream}:seen:*"):
             assert 0 < store.pttl(key) <= 2 * 3_600_000, key
 
     try:

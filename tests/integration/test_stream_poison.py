@@ -79,16 +79,17 @@ def test_ids_cannot_make_keys_of_different_kinds_collide(tansu_proc, fresh_valke
         store.close()
 
 
-def test_a_record_the_store_refuses_is_dead_lettered_and_its_batch_applied(tansu_proc, fresh_valkey,
+def test_a_record_the_store_refuses_is_dead_lettered_and_its_batch_applied(tansu_proc, any_store,
                                                                            registry_dir) -> None:
     """A failure injected in the middle of the write script: the bandit key of slot ``broken`` holds a string,
     so the impression's count cannot be written. Before, the script failed half-way after marking the batch's
     200 innocent views applied: their counters and session vectors were lost. Now nothing is written until
     everything is checked; the impression alone fails twice, is dead-lettered with the reason, and the 200
-    views are applied with their effects."""
-    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+    views are applied with their effects. On a cluster the checks ran after the journal step: the refused
+    node's writes left the entry pending, and every later batch of the partition failed on it for good."""
+    cfg = streaming_settings(tansu_proc.bootstrap, any_store.url, registry_dir)
     catalog = load_catalog(registry_dir, "edge-scorer")
-    store = fresh_valkey.client()
+    store = any_store.client()
     store.set(K.bandit_key("default", "broken"), "not a hash")
     innocent = [f"innocent-{i}" for i in range(200)]
     poison = _imp(slot="broken", user_id="atk", session_id="atk")
@@ -102,12 +103,15 @@ def test_a_record_the_store_refuses_is_dead_lettered_and_its_batch_applied(tansu
             assert (await client.post("/v1/events", json={"events": [_ev(user_id=u, session_id=u)
                                                                      for u in canaries]})).status_code == 202
             await wait_until(lambda: _views_of(store, canaries) == [1] * 10, 30, "the canary views")
-            assert proc.metrics.instruments.counters[("poison_records_total", ())] == 1
+            # once per delivery: the first records can be delivered twice at start (seen on the cluster, with one
+            # assignment, whose seek waits for the watermarks), and a dead-lettered event is never marked applied
+            poisoned = int(proc.metrics.instruments.counters[("poison_records_total", ())])
+            assert poisoned in (1, 2)
         assert _views_of(store, innocent) == [1] * 200 and _vectors_of(store, innocent) == 200
-        (dead,) = await read_topic(cfg.broker, cfg.topics.dead_letter, 1)
-        assert dead["source"] == "processor" and dead["field"] == "store" and "WRONGTYPE" in dead["reason"]
-        assert dead["raw"]["event_id"] == poison["event_id"]
-        members = [m for k in store.keys("strata:{stream}:seen:*") for m in store.smembers(k)]
+        for dead in await read_topic(cfg.broker, cfg.topics.dead_letter, poisoned):
+            assert dead["source"] == "processor" and dead["field"] == "store" and "WRONGTYPE" in dead["reason"]
+            assert dead["raw"]["event_id"] == poison["event_id"]
+        members = [m for k in store.scan_iter("strata:{stream}:seen:*", 1000) for m in store.smembers(k)]
         assert f"7:default{poison['event_id']}".encode() not in members
 
     try:
@@ -116,15 +120,15 @@ def test_a_record_the_store_refuses_is_dead_lettered_and_its_batch_applied(tansu
         store.close()
 
 
-def test_a_counter_that_would_overflow_fails_nothing_but_its_own_event(tansu_proc, fresh_valkey,
+def test_a_counter_that_would_overflow_fails_nothing_but_its_own_event(tansu_proc, any_store,
                                                                         registry_dir) -> None:
     """The review's probe b1_4: purchases at the contract's maxima overflowed a profile's ``revenue_cents``
     (int64) half-way through a batch. A purchase line above 1e9 is refused at validation now, and a counter
     that would still overflow is caught before the script writes anything: that purchase is dead-lettered,
     the innocent events of its batch are applied."""
-    cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
+    cfg = streaming_settings(tansu_proc.bootstrap, any_store.url, registry_dir)
     catalog = load_catalog(registry_dir, "edge-scorer")
-    store = fresh_valkey.client()
+    store = any_store.client()
     store.hset(K.profile_key("default", "whale"), "revenue_cents", 9_200_000_000_000_000_000)
     innocent = [f"innocent-{i}" for i in range(200)]
     whale = _ev("purchase", user_id="whale", session_id="whale", item_id="SKU-000007")

@@ -26,6 +26,8 @@ def _plan(snap, wm_new: int) -> Plan:
     return plan
 
 
+@pytest.mark.single_valkey("attaches a replica to the one valkey-server (REPLICAOF); on a cluster: "
+                          "test_cluster_failover.py")
 def test_a_write_without_enough_replicas_fails_then_its_redo_is_acknowledged(fresh_valkey) -> None:
     reads = StoreReads({"events:0"})
     replica = ValkeyProcess()

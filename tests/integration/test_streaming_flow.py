@@ -9,9 +9,9 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import redis.asyncio as aioredis
 
 from strata.shared import keys as K
+from strata.shared.online_store.client import connect
 from strata.shared.ranking.session_update import decode_state, session_vec
 from strata.streaming.catalog import load_catalog
 from strata.streaming.effects import profile_summary
@@ -52,7 +52,8 @@ def test_events_become_vectors_profiles_and_counts(tansu_proc, fresh_valkey, reg
               _ev(8, "view", session="s2", user="u2", item_id=items[4], ts=t0)]
 
     async def go() -> None:
-        r = aioredis.from_url(fresh_valkey.url)
+        r = connect(fresh_valkey.url, 2.0, blocking_reads=True)     # one node or a cluster: PUBLISH reaches any
+        assert r is not None
         sub = r.pubsub()
         await sub.subscribe(K.INVALIDATION_CHANNEL)
         async with ingest(cfg) as (client, _):

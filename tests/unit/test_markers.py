@@ -18,7 +18,7 @@ def _functions(path: Path) -> set[str]:
     return {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
 
 
-@pytest.mark.parametrize("module", sorted(conftest.SLOW_MODULES))
+@pytest.mark.parametrize("module", sorted(conftest.SLOW_MODULES | conftest.STORE_MODULES))
 def test_every_slow_module_exists(module: str) -> None:
     assert (TESTS / module).is_file(), module
 
