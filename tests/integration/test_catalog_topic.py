@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _settings(registry, broker: str, topic: str, **catalog):
-    return load_settings(origin={"registry": str(registry), "catalog_log": "none"},
+    return load_settings(origin={"registry": str(registry), "catalog_log": "none", "explore_slots": 0},
                          catalog={"broker": broker, "topic": topic, **catalog},
                          guardrails={"banned_categories": ["wine"]})
 
@@ -99,6 +99,13 @@ def test_two_origins_fed_by_one_topic_agree_after_upserts_and_after_a_restart(re
         assert _snapshot(b) == _snapshot(a)
         assert a.state.catalog.titles[plain].endswith(" 4")
         before = _snapshot(a)
+        # and they answer identically: the same requests, item for item, the new item included
+        for i, body in enumerate([{"k": 10}, {"k": 8, "query": "rye loaf"},
+                                  {"k": 5, "candidates": ["NEW-LOG-1", c.item_ids[plain], c.item_ids[wine]]}]):
+            body = {"user_id": f"u{i}", "session_id": f"s{i}", **body}
+            ra, rb = ca.post("/v1/recommend", json=body).json(), cb.post("/v1/recommend", json=body).json()
+            assert [it["item_id"] for it in ra["items"]] == [it["item_id"] for it in rb["items"]], (body, ra, rb)
+            assert ra["removed"] == rb["removed"] and ra["items"], (ra, rb)
 
     # a new replica (or a restarted one) replays the topic over the bundle and agrees item for item
     again = OriginNode(_settings(registry_dir, tansu_proc.bootstrap, topic))
