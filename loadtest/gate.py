@@ -6,7 +6,7 @@
   and stopped after.
 - Load: the Locust CLI as a subprocess on ``loadtest/locustfile.py`` (``--headless``, ``--processes N`` is
   Locust's own multi-process mode), writing Locust's CSV (``locust_stats.csv``, ``..._history.csv`` with
-  every entry), its HTML report (``report.html``) and the summary the SLOs are checked on.
+  every entry; the stats, failures and exceptions files rewritten from the final stats when Locust quits), its HTML report (``report.html``) and the summary the SLOs are checked on.
 - Verdicts: ``slo.json`` (each SLO's name, limit, measured, pass), a pass/fail table, ``latency.png`` (p50/
   p95/p99 per tier over time), ``report.json`` (everything, with the per-tier comparison against the tiers'
   own ``/metrics`` over the same window and Locust's CPU, rate and process count).
@@ -230,6 +230,10 @@ def run_locust(opts: Options, hosts: Hosts, out: Path, console: Console) -> tupl
         proc = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for name in ("stats", "failures", "exceptions"):     # the locustfile's final CSVs replace Locust's last snapshot
+        final = out / f"locust_{name}.csv.final"
+        if final.exists():
+            os.replace(final, out / f"locust_{name}.csv")
     if not summary_path.exists():
         tail = (out / "locust.out").read_text(errors="replace")[-3000:]
         raise StrataError(f"locust exited with {proc.returncode} and wrote no summary; its output:\n{tail}")

@@ -22,6 +22,7 @@ it would point every class at one host.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ import orjson
 from locust import FastHttpUser, between, events, task
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from strata.loadtest.checks import JSON, MSGPACK, BadAnswer, check_events, check_ranked, request_name
 from strata.loadtest.traffic import Catalog, EdgeSessions, Impressions, Shown, context, event_batch
@@ -100,8 +102,28 @@ def _test_stop(environment, **_kw) -> None:
 def _quitting(environment, **_kw) -> None:
     """On the local runner or the master (which holds every worker's stats), not on a worker."""
     opts = environment.parsed_options
-    if opts is not None and opts.strata_summary and not isinstance(environment.runner, WorkerRunner):
+    if opts is None or isinstance(environment.runner, WorkerRunner):
+        return
+    if opts.strata_summary:
         write_summary(environment, opts.strata_summary)
+    if getattr(opts, "csv_prefix", None):
+        write_final_csv(environment, opts.csv_prefix)
+
+
+FINAL_SUFFIX = ".final"
+FINAL_CSV = ("stats", "failures", "exceptions")
+
+
+def write_final_csv(environment, prefix: str) -> None:
+    """Locust's own CSV writer rewrites ``<prefix>_stats.csv``, ``_failures.csv`` and ``_exceptions.csv`` once a
+    second and only closes them at the end, so what happened in the run's last second (in a short run: all of
+    it) can be missing. The same files from the final stats go next to them (``.final``); ``strata loadtest``
+    puts them in place once Locust has exited."""
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for name, write in zip(FINAL_CSV, (writer.requests_csv, writer.failures_csv, writer.exceptions_csv),
+                           strict=True):
+        with open(f"{prefix}_{name}.csv{FINAL_SUFFIX}", "w", newline="") as f:
+            write(csv.writer(f))
 
 
 def catalog() -> Catalog:

@@ -128,7 +128,7 @@ def test_the_content_checks_fail_on_a_wrong_body(full_registry_dir: Path, tmp_pa
         slo = tmp_path / "gate.yaml"
         slo.write_text("slos:\n  - {name: edge errors, endpoint: recommend, max_error_ratio: 0.01}\n")
         out = tmp_path / "report"
-        r = loadtest("--host", f"http://127.0.0.1:{server.server_address[1]}", "--run-time", "3s", "--users", "2",
+        r = loadtest("--host", f"http://127.0.0.1:{server.server_address[1]}", "--run-time", "1s", "--users", "2",
                      "--slo", str(slo), "--registry", str(full_registry_dir), "--out", str(out), cwd=tmp_path)
     finally:
         server.shutdown()
