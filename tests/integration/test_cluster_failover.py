@@ -120,6 +120,22 @@ def test_master_killed_under_traffic_loses_and_doubles_nothing(tansu_proc, fresh
         store.close()
 
 
+async def _crash_after_journal(store, plan):
+    """``plan`` with a bandit increment on 20 keys (spread over the slots), written by ``store`` until it dies
+    after its journal step (``_BEGIN``): the crash a processor killed mid-batch leaves."""
+    plan.incr = {(K.bandit_key("t", f"s{i}"), "n:a"): 1 for i in range(20)}
+    plan.bandits = dict.fromkeys(k for k, _ in plan.incr)
+
+    async def crash(*_a) -> None:
+        raise ConnectionError("killed")
+
+    store._apply_groups = crash
+    with pytest.raises(ConnectionError):
+        await store.write(plan)
+    del store._apply_groups
+    return plan
+
+
 def test_a_journal_entry_left_by_a_crash_is_finished_at_assignment(fresh_cluster) -> None:
     """A processor that died after its journal step (watermarks advanced, writes not yet on every node): the
     next owner finishes the entry when it reads the partition's watermarks, before any new record arrives."""
@@ -130,17 +146,8 @@ def test_a_journal_entry_left_by_a_crash_is_finished_at_assignment(fresh_cluster
         store = ClusterStreamStore(fresh_cluster.url)
         try:
             snap = await store.read(StoreReads({"events:0"}))
-            plan = Plan({"events:0": -1}, {"events:0": 4}, [], [], seen_bucket=snap.seen_bucket, updated_ms=1)
-            plan.incr = {(K.bandit_key("t", f"s{i}"), "n:a"): 1 for i in range(20)}
-            plan.bandits = dict.fromkeys(k for k, _ in plan.incr)
-
-            async def crash(*_a) -> None:
-                raise ConnectionError("killed")
-
-            store._apply_groups = crash                     # dies after _BEGIN
-            with pytest.raises(ConnectionError):
-                await store.write(plan)
-            del store._apply_groups
+            plan = await _crash_after_journal(store, Plan({"events:0": -1}, {"events:0": 4}, [], [],
+                                                          seen_bucket=snap.seen_bucket, updated_ms=1))
             r = fresh_cluster.client()
             before = [r.hget(k, "n:a") for k, _ in plan.incr]
             marks = await store.watermarks(["events:0"])
@@ -166,17 +173,8 @@ def test_a_crashed_batch_of_a_replaced_log_is_finished_without_a_watermark(fresh
         store = ClusterStreamStore(fresh_cluster.url)
         try:
             snap = await store.read(StoreReads({"events:0"}))
-            plan = Plan({}, {}, [], [], seen_bucket=snap.seen_bucket, updated_ms=1, partitions=["events:0"])
-            plan.incr = {(K.bandit_key("t", f"s{i}"), "n:a"): 1 for i in range(20)}
-            plan.bandits = dict.fromkeys(k for k, _ in plan.incr)
-
-            async def crash(*_a) -> None:
-                raise ConnectionError("killed")
-
-            store._apply_groups = crash                     # dies after _BEGIN
-            with pytest.raises(ConnectionError):
-                await store.write(plan)
-            del store._apply_groups
+            plan = await _crash_after_journal(store, Plan({}, {}, [], [], seen_bucket=snap.seen_bucket,
+                                                          updated_ms=1, partitions=["events:0"]))
             r = fresh_cluster.client()
             before = [r.hget(k, "n:a") for k, _ in plan.incr]
             await store.read(StoreReads({"events:0"}))      # the partition's next batch finishes the entry
