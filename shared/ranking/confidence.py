@@ -1,7 +1,8 @@
 """Confidence of an answer and where the router would send the request.
 
 Pure functions so every tier computes them identically. Confidence is a weighted mean of four
-terms in [0, 1]: session known and fresh, posterior concentration of the top-k (alpha + beta),
+terms in [0, 1]: session known and fresh, the evidence behind the top-k (impressions observed, over a prior
+reference: ``concentration_prior``),
 score margin at position k, and the share of candidates the edge knows.
 """
 
@@ -26,8 +27,13 @@ class ConfidenceConfig:
                                    description="weight of the top k's posterior concentration (alpha+beta)")
     w_margin: float = Field(default=0.2, description="weight of the score margin at position k")
     w_known: float = Field(default=0.3, description="weight of the share of candidates the model knows")
-    concentration_scale: float = Field(default=100.0, gt=0, description="alpha+beta at which the concentration "
-                                                                        "term reaches 1 - 1/e")
+    concentration_scale: float = Field(default=100.0, gt=0, description="concentration at which its term "
+                                                                        "reaches 1 - 1/e")
+    concentration_prior: float = Field(default=50.0, ge=0,
+                                       description="where the concentration starts: the input is this plus the "
+                                                   "mean impressions observed per item of the answer (alpha + "
+                                                   "beta - the bandit's n0), so the bandit's prior strength n0 "
+                                                   "does not move routing")
     margin_scale: float = Field(default=0.02, gt=0, description="margin of posterior means at which the "
                                                                 "margin term saturates")
     fresh_seconds: float = Field(default=1800.0, gt=0,

@@ -85,8 +85,9 @@ def test_every_answer_becomes_an_impression_event_that_the_processor_counts(tans
                 assert ev.channel == body.get("context", {}).get("channel", "web")
                 assert ev.items == [it["item_id"] for it in ans["items"]]
                 assert ev.explored == [it["explored"] for it in ans["items"]]
-                # no counts in the store yet: the posterior is the model's prior worth n0 = 50 impressions
-                assert all(abs(a + b - 50.0) < 1e-3 and a > 0 and b > 0
+                # no counts in the store yet: the posterior is the model's prior worth n0 impressions
+                n0 = node.cfg.bandit.n0
+                assert all(abs(a + b - n0) < 1e-3 and a > 0 and b > 0
                            for a, b in zip(ev.alpha, ev.beta, strict=True))
             assert b"strata_edge_impressions_logged_total 3.0" in node.exposition()
             async with processing(cfg, catalog):

@@ -83,7 +83,7 @@ def test_posterior_data_takes_over_from_prior() -> None:
 
 def test_bandit_config_defaults_and_frozen() -> None:
     cfg = BanditConfig()
-    assert (cfg.n0, cfg.explore_budget, cfg.cold_prior) == (50.0, 0.2, 0.02)
+    assert (cfg.n0, cfg.explore_budget, cfg.cold_prior) == (1000.0, 0.2, 0.02)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.n0 = 5.0  # type: ignore[misc]
 

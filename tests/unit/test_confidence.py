@@ -139,3 +139,37 @@ def test_route_threshold_from_config() -> None:
     strict = ConfidenceConfig(t_edge=0.9)
     assert route_by_confidence(0.8, sig(known_share=1.0), False, strict)[0] == "streaming"
     assert route_by_confidence(0.9, sig(known_share=1.0), False, strict)[0] == "edge"
+
+
+def _ranked(n0: float, imps: np.ndarray, fill_imps: np.ndarray | None = None):
+    """A ranked request's state as the posterior stage leaves it: alpha + beta = n0 + impressions per item."""
+    from types import SimpleNamespace
+
+    strength = n0 + imps.astype(np.float64)
+    fill = None if fill_imps is None else (np.full(fill_imps.shape, n0 * 0.1), n0 * 0.9 + fill_imps)
+    return SimpleNamespace(rows=np.arange(imps.size + 5), picked=np.arange(imps.size), strength=strength,
+                           fill_post=fill, vec=None, vec_age_s=None, margin=0.01, n_known=imps.size,
+                           model=SimpleNamespace(ranker=SimpleNamespace(bandit=SimpleNamespace(n0=n0))))
+
+
+@pytest.mark.parametrize("fill", [None, np.array([0.0, 7.0])])
+def test_the_bandits_prior_strength_does_not_move_the_confidence(fill) -> None:
+    """The concentration input is ``concentration_prior`` plus the impressions observed: the same counts give
+    the same confidence and route whatever n0 is (at n0 = concentration_prior it is alpha + beta, as before)."""
+    from strata.shared.ranking.stages.confidence import ConfidenceStage
+
+    imps = np.array([0.0, 10.0, 40.0, 250.0])
+    out = {}
+    for n0 in (50.0, 1000.0, 1e6):
+        ctx = _ranked(n0, imps, fill)
+        ConfidenceStage(CFG).run(ctx)
+        out[n0] = (ctx.signals.concentration, ctx.confidence)
+    shown = imps.size + (0 if fill is None else fill.size)
+    observed = (imps.sum() + (0 if fill is None else fill.sum())) / shown
+    assert out[50.0][1] == out[1000.0][1] == out[1e6][1]
+    assert out[1000.0][0] == pytest.approx(out[50.0][0]) and out[1e6][0] == pytest.approx(out[50.0][0])
+    assert out[50.0][0] == pytest.approx(CFG.concentration_prior + observed)
+    ctx = _ranked(50.0, imps, fill)                     # the default reference equals the old n0: alpha + beta
+    ConfidenceStage(CFG).run(ctx)
+    total = ctx.strength.sum() + (0 if fill is None else ctx.fill_post[0].sum() + ctx.fill_post[1].sum())
+    assert ctx.signals.concentration == pytest.approx(total / shown)

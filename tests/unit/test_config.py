@@ -35,7 +35,7 @@ def test_defaults() -> None:
     e = s.edge
     assert (e.host, e.port, e.registry, e.model) == ("127.0.0.1", 8080, "registry", "edge-scorer")
     assert (e.max_body_bytes, e.pool_size, e.ort_threads) == (65_536, 200, 1)
-    assert (e.bandit.n0, e.bandit.explore_budget, e.bandit.cold_prior, e.bandit.seed) == (50.0, 0.2, 0.02, None)
+    assert (e.bandit.n0, e.bandit.explore_budget, e.bandit.cold_prior, e.bandit.seed) == (1000.0, 0.2, 0.02, None)
     assert (e.cache.response_size, e.cache.response_ttl_s, e.cache.hour_bucket) == (50_000, 2.0, 6)
     assert e.store.url == "redis://127.0.0.1:6379/0" and e.store.timeout_ms == 3.0
     assert e.confidence.t_edge == 0.6

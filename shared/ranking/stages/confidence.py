@@ -2,7 +2,8 @@
 same way:
 
 - session known and fresh: a session vector was read (with consent), and its age;
-- concentration: the mean alpha + beta of the answer's items (what was shown, fill included);
+- concentration: ``concentration_prior`` plus the mean impressions observed of the answer's items (alpha +
+  beta - n0, what was shown, fill included);
 - margin: the k-th minus (k+1)-th posterior mean among the candidates;
 - known share: the share of the candidates (after the guardrails) that the bundle knows.
 """
@@ -32,7 +33,10 @@ class ConfidenceStage:
         if fill is not None:
             total += float(_sum(fill[0]) + _sum(fill[1]))
             m += fill[0].shape[0]
+        # alpha + beta = n0 + impressions observed: the evidence beyond the prior, on the reference's scale
+        cfg = self.cfg
+        evidence = max(total / m - ctx.model.ranker.bandit.n0, 0.0) if m else 0.0
         sig = ctx.signals = Signals(session_known=ctx.vec is not None, session_age_s=ctx.vec_age_s,
-                                    concentration=total / m if m else ctx.model.ranker.bandit.n0,
+                                    concentration=cfg.concentration_prior + evidence,
                                     margin=ctx.margin, known_share=ctx.n_known / n if n else 0.0)
-        ctx.confidence = confidence(sig, self.cfg)
+        ctx.confidence = confidence(sig, cfg)
