@@ -41,8 +41,9 @@ test: lint
 
 # The modules holding the serial lane's tests: collecting only them spares importing the whole tree a second time
 # (~15 s). tests/unit/test_make_lanes.py fails when a test marked timing or vllm lives in a module not listed.
-SERIAL_MODULES := tests/e2e/test_doc_examples.py tests/e2e/test_loadtest.py tests/integration/test_edge_hostile.py \
-	tests/integration/test_edge_store_health.py tests/integration/test_origin_vllm.py
+SERIAL_MODULES := tests/e2e/test_doc_examples.py tests/e2e/test_loadtest.py tests/e2e/test_router_processes.py \
+	tests/integration/test_edge_hostile.py tests/integration/test_edge_store_health.py \
+	tests/integration/test_origin_vllm.py
 
 # Every test that uses the online store (marker `store`, tests/conftest.py) against the session's local 3+3 Valkey
 # Cluster instead of one valkey-server (STRATA_TEST_STORE=cluster); tests marked `single_valkey` are skipped.

@@ -77,6 +77,9 @@ TIMING_TESTS = frozenset({
     "integration/test_edge_hostile.py::test_a_huge_pipeline_does_not_block_other_connections",
     # an SLO gate (latency and degraded share): measured with nothing else running, as an SRE would gate
     "e2e/test_loadtest.py::test_a_20s_loadtest_against_strata_up_passes_the_default_slos",
+    # the edge's answer within the origin's deadline + 5 ms while the origin is frozen (a busy machine's event
+    # loop alone can be later than that: 1.2 ms over once in CI beside other test processes)
+    "e2e/test_router_processes.py::test_a_frozen_origin_gives_the_edges_answer_by_the_deadline_and_opens_the_breaker",
 })
 
 
