@@ -462,7 +462,6 @@ class StreamProcessor:
         """Dead-letter a record the store refuses whatever is retried, and move its partition's watermark past
         it (the rest of the batch goes on). A watermark-only write that fails too is not the record's fault:
         it is retried until it lands."""
-        self.metrics.instruments.inc("poison_records_total")
         logger.error("dead-lettering %s offset %d: %s", rec.wm_field, rec.offset, reason)
         dead = Record(rec.topic, rec.partition, rec.offset, None, rec.raw, ("store", f"the store refused it: {reason}"),
                       rec.wm_field, rec.log_ms, epoch=rec.epoch)
@@ -509,6 +508,11 @@ class StreamProcessor:
                                        offset=rec.offset)
             futures.append(await self.producer.send(self.cfg.topics.dead_letter, value))
         await asyncio.gather(*futures)
+        # counted where the record goes out, not where it is quarantined: a record delivered twice (a rebalance)
+        # is quarantined twice, but the second time its watermark is already past it and nothing is sent
+        refused = sum(1 for rec in dead if rec.error is not None and rec.error[0] == "store")
+        if refused:
+            self.metrics.instruments.inc("poison_records_total", by=refused)
 
     def stop(self) -> None:
         self._stop.set()

@@ -18,7 +18,7 @@ class ProcessorMetrics:
         m.define("write_conflicts_total", "batches recomputed: another owner wrote the partition meanwhile")
         m.define("store_errors_total", "batch reads/writes that failed on a store or broker error (retriable ones "
                  "are retried; others isolate the record causing them)")
-        m.define("poison_records_total", "records the store refused the same way twice alone: dead-lettered")
+        m.define("poison_records_total", "records the store refused the same way twice alone, sent to the dead-letter topic")
         m.define("log_resets_total", "resets of the events log detected (topic id changed, an unknown event id at "
                  "or below a watermark, or a watermark past the log's end)", ("how",))
         m.define("log_reset_degraded", "1 while a detected log reset is recent (/readyz says degraded)")
