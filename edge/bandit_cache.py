@@ -73,14 +73,16 @@ def _grown(sc: SlotCounts, n_items: int, index: ItemIndex) -> SlotCounts:
     n = min(sc.clicks.shape[0], n_items)
     out.clicks[:n] = sc.clicks[:n]
     out.imps[:n] = sc.imps[:n]
+    out.expected[:n] = sc.expected[:n]
     if sc.extra:
         ids = list(sc.extra)
         rows, _ = index.lookup(ids)
         for item_id, row in zip(ids, rows.tolist(), strict=True):
-            clicks, imps = sc.extra[item_id]
+            clicks, imps, expected = sc.extra[item_id]
             if row >= 0:
                 out.clicks[row] += clicks
                 out.imps[row] += imps
+                out.expected[row] += expected
             else:
-                out.extra[item_id] = (clicks, imps)
+                out.extra[item_id] = (clicks, imps, expected)
     return out

@@ -13,6 +13,7 @@ guardrails section is re-read from the YAML file while the process runs (no rest
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -191,6 +192,10 @@ class StreamingSettings(_HttpServer):
                                 "its last impression or click")
     bandit_max_items: int = Field(20_000, ge=10, description="items counted per slot; past 1.1x this the least "
                                   "shown are dropped")
+    bandit_position_weights: list[float] | None = Field(
+        None, description="P(a shopper looks at position i), i = 1, 2, ...: an impression adds the scorer's p times "
+                          "this to an item's expected clicks (the last weight holds past the list); null: "
+                          "1/log2(i + 1), the DCG discount; [1.0]: no position bias")
     log_reset_alert_s: float = Field(3600.0, gt=0, description="/readyz reports a detected log reset "
                                      "(degraded) for this long")
     replay_buffer_bytes: int = Field(64 << 20, ge=0, description="the ingest keeps acknowledged events up to this "
@@ -203,6 +208,24 @@ class StreamingSettings(_HttpServer):
                                    "processor batch planned before the tombstone may write meanwhile)")
     tombstone_ttl_s: float = Field(30 * 86400.0, gt=0, description="an erased user's events older than the "
                                    "erasure are dropped for this long (keep it above the log's retention)")
+
+    @field_validator("bandit_position_weights")
+    @classmethod
+    def _position_weights(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("bandit_position_weights must name at least one weight (or be null)")
+            for i, w in enumerate(v):
+                if not 0 < w <= 1:
+                    raise ValueError(f"bandit_position_weights[{i}] must be in (0, 1]: {w} is not")
+        return v
+
+    def position_weights(self, n: int) -> list[float]:
+        """The examination weight of positions 1..n (``bandit_position_weights``)."""
+        v = self.bandit_position_weights
+        if v is None:
+            return [1.0 / math.log2(i + 2) for i in range(n)]
+        return [v[min(i, len(v) - 1)] for i in range(n)]
 
     @field_validator("store")
     @classmethod

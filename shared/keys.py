@@ -20,7 +20,8 @@ generates); otherwise those four characters are percent-encoded (``%7B %7D %3A %
 close a hash tag or add a key segment, and the key of one kind (session, profile, slot, impression...) can
 never equal a key of another kind, whatever the ids: key building is injective.
 - session:  HASH  vec (float32 little-endian bytes), updated_ms (int)
-- bandit:   HASH  c:<item_id> clicks, n:<item_id> impressions  (HINCRBY by the processor)
+- bandit:   HASH  c:<item_id> clicks, n:<item_id> impressions, e:<item_id> expected clicks in millionths (the
+            sum of the impressions' ``prior``; HINCRBY by the processor)
 - profile:  HASH  recent_categories (optional JSON list, most recent first; without it the origin ranks the
             processor's cat:<name> affinities), updated_ms (int), stated (JSON
             {"categories": [...], "brands": [...]}: the user's latest preference event)  (read by the origin)
@@ -67,6 +68,13 @@ def clicks_field(item_id: str) -> str:
 
 def imps_field(item_id: str) -> str:
     return f"n:{item_id}"
+
+
+EXPECTED_SCALE = 1_000_000      # expected clicks are summed in millionths (HINCRBY adds integers exactly)
+
+
+def expected_field(item_id: str) -> str:
+    return f"e:{item_id}"
 
 
 # -- written by the stream processor -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import orjson
 from strata.shared import keys as K
 from strata.shared.auth.impressions import ImpressionSigner
 from strata.shared.config import StreamingSettings
-from strata.shared.contracts.api import Event
+from strata.shared.contracts.api import MAX_K, Event
 from strata.shared.ranking.session_update import SessionAcc, push_recent, session_vecs
 from strata.streaming.catalog import Catalog
 
@@ -214,6 +214,7 @@ class Planner:
         self.catalog = catalog
         self.vectors64 = np.asarray(catalog.vectors, dtype=np.float64)
         self.join_ms = int(cfg.click_join_window_s * 1000)
+        self.examination = cfg.position_weights(MAX_K)     # expected clicks: the scorer's p times this
         self.cart_ms = int(cfg.abandoned_cart_s * 1000)
         self.session_ttl_ms = int(cfg.session_ttl_s * 1000)
         self.profile_ttl_ms = int(cfg.profile_ttl_s * 1000)
@@ -489,6 +490,13 @@ class Planner:
         plan.bandits[bkey] = None
         for item in dict.fromkeys(items):
             _add(incr, bkey, K.imps_field(item), 1)
+        if ev.prior is not None:          # the scorer's p behind each item, at its position: the expected clicks
+            first: dict[str, float] = {}
+            for item, p, w in zip(items, ev.prior, self.examination, strict=False):
+                first.setdefault(item, p * w)
+            for item, e in first.items():
+                if e > 0:
+                    _add(incr, bkey, K.expected_field(item), round(e * K.EXPECTED_SCALE))
         ops.append(("HSET", ikey, "slot", ev.slot, "ts", ev.ts_ms, "items", K.FIELD_SEP.join(items)))
         ops.append(("PEXPIRE", ikey, self.join_ms))
         pkey = K.pending_clicks_key(ev.tenant, iid)

@@ -194,10 +194,11 @@ for i, k in ipairs(profiles) do
     redis.call('PEXPIREAT', k, (today + 1) * 86400000 + b[5])
   end
 end
--- a slot's counts expire b[7] ms after its last write; past 1.1 x b[8] items the least shown are dropped
+-- a slot's counts expire b[7] ms after its last write; past 1.1 x b[8] items (3 fields each) the least shown
+-- are dropped
 for _, k in ipairs(bandits) do
   redis.call('PEXPIRE', k, b[7])
-  if redis.call('HLEN', k) > 2.2 * b[8] then
+  if redis.call('HLEN', k) > 3.3 * b[8] then
     local flat = redis.call('HGETALL', k)
     local shown = {}
     for j = 1, #flat, 2 do
@@ -209,7 +210,7 @@ for _, k in ipairs(bandits) do
     for item, n in pairs(shown) do list[#list + 1] = {item, n} end
     table.sort(list, function(x, y) if x[2] ~= y[2] then return x[2] > y[2] end return x[1] < y[1] end)
     local dels = {}
-    for j = b[8] + 1, #list do dels[#dels + 1] = 'n:' .. list[j][1]; dels[#dels + 1] = 'c:' .. list[j][1] end
+    for j = b[8] + 1, #list do local i = list[j][1]; dels[#dels + 1] = 'n:' .. i; dels[#dels + 1] = 'c:' .. i; dels[#dels + 1] = 'e:' .. i end
     hdel(k, dels)
   end
 end

@@ -181,8 +181,8 @@ class Event:
 
     Optional fields are None unless the type uses them: ``item_id`` (item events), ``quantity``/``price``
     (purchase), ``impression_id`` (impression; optionally on a click), ``items``/``explored``/``alpha``/
-    ``beta``/``tier``/``model_version`` (impression: what was shown, in order, which items were explored and
-    the posterior each was sampled from), ``query`` (search), ``categories``/``brands`` (preference),
+    ``beta``/``prior``/``tier``/``model_version`` (impression: what was shown, in order, which items were explored,
+    the posterior each was sampled from and, optionally, the scorer's click probability behind it), ``query`` (search), ``categories``/``brands`` (preference),
     ``consent`` (any event: the user's current consent flags).
     """
 
@@ -202,6 +202,7 @@ class Event:
     explored: list[bool] | None = None
     alpha: list[float] | None = None
     beta: list[float] | None = None
+    prior: list[float] | None = None
     tier: str | None = None
     model_version: str | None = None
     query: str | None = None
@@ -223,7 +224,7 @@ class Event:
 _EVENT_FIELDS = frozenset({"ts", *Event.__slots__} - {"ts_ms"})
 # per type, the fields it does not use: an event without any of them skips the "is not used" checks below
 _TYPE_FIELDS = {"item_id": ITEM_EVENTS, "impression_id": {"impression", "click"}, "items": {"impression"},
-                "explored": {"impression"}, "alpha": {"impression"}, "beta": {"impression"}, "tier": {"impression"},
+                "explored": {"impression"}, "alpha": {"impression"}, "beta": {"impression"}, "prior": {"impression"}, "tier": {"impression"},
                 "model_version": {"impression"}, "quantity": {"purchase"}, "price": {"purchase"},
                 "query": {"search"}, "categories": {"preference"}, "brands": {"preference"}}
 TYPE_FIELDS = _TYPE_FIELDS         # which event types use each optional field (the schemas read it)
@@ -314,10 +315,18 @@ def _impression(obj: dict) -> tuple:
             if type(x) not in (int, float) or not 0 < x < 1e12:
                 raise InvalidField(f"must be a positive number, got {_show(x)}", field=f"{name}[{i}]")
         post.append([float(x) for x in v])
+    prior = obj.get("prior")
+    if prior is not None:
+        if type(prior) is not list or len(prior) != n:
+            raise InvalidField(f"must be a list of {n} probabilities (one per item)", field="prior")
+        for i, x in enumerate(prior):
+            if type(x) not in (int, float) or not 0 <= x <= 1:
+                raise InvalidField(f"must be a number in [0, 1], got {_show(x)}", field=f"prior[{i}]")
+        prior = [float(x) for x in prior]
     tier = obj.get("tier")
     if tier not in TIERS:
         raise InvalidField(f"must be one of {list(TIERS)}, got {_show(tier)}", field="tier")
-    return items, explored, post[0], post[1], tier, _event_ident(obj, "model_version", None)
+    return items, explored, post[0], post[1], prior, tier, _event_ident(obj, "model_version", None)
 
 
 def _consent(raw: object) -> dict[str, bool] | None:
@@ -364,12 +373,12 @@ def parse_event(obj: object, ts_window: TsWindow | None = None, ref_ms: int = 0)
         raise InvalidField(f"is not used by {etype!r} events", field="item_id")
     if etype == "impression":
         ev.impression_id = _event_ident(obj, "impression_id", None)
-        ev.items, ev.explored, ev.alpha, ev.beta, ev.tier, ev.model_version = _impression(obj)
+        ev.items, ev.explored, ev.alpha, ev.beta, ev.prior, ev.tier, ev.model_version = _impression(obj)
     else:
         if etype == "click":
             ev.impression_id = _opt_ident(obj, "impression_id")
         if check:
-            for name in ("impression_id", "items", "explored", "alpha", "beta", "tier", "model_version"):
+            for name in ("impression_id", "items", "explored", "alpha", "beta", "prior", "tier", "model_version"):
                 if name in _UNUSED[etype] and obj.get(name) is not None:
                     raise InvalidField(f"is not used by {etype!r} events", field=name)
     if etype == "purchase":

@@ -112,6 +112,7 @@ _EVENT_FIELDS: dict[str, dict] = {   # the type-specific fields, as the type tha
     "explored": {"type": "array", "items": BOOL, "maxItems": api.MAX_K},
     "alpha": {"type": "array", "items": _POSITIVE, "maxItems": api.MAX_K},
     "beta": {"type": "array", "items": _POSITIVE, "maxItems": api.MAX_K},
+    "prior": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}, "maxItems": api.MAX_K},
     "tier": {"enum": list(api.TIERS)},
     "model_version": EVENT_ID,
     "quantity": {"type": "integer", "minimum": 1, "maximum": api.MAX_QUANTITY},
@@ -124,7 +125,7 @@ _REQUIRED_BY_TYPE = {"impression": ("impression_id", "items", "alpha", "beta", "
                      "purchase": ("quantity", "price"), "search": ("query",)}
 
 
-_NULLABLE = {("click", "impression_id"), ("preference", "categories"), ("preference", "brands")}
+_NULLABLE = {("click", "impression_id"), ("impression", "prior"), ("preference", "categories"), ("preference", "brands")}
 
 
 def _event(etype: str) -> dict:
@@ -145,7 +146,8 @@ def _event(etype: str) -> dict:
         out["anyOf"] = [{"required": ["categories"], "properties": {"categories": {"type": "array", "minItems": 1}}},
                         {"required": ["brands"], "properties": {"brands": {"type": "array", "minItems": 1}}}]
     if etype == "impression":
-        out["description"] = "explored, alpha and beta hold one entry per item (a rule the schema cannot state)"
+        out["description"] = ("explored, alpha, beta and prior hold one entry per item (a rule the schema cannot "
+                              "state)")
     if etype == "purchase":
         out["description"] = (f"price x quantity is at most {api.MAX_LINE_CENTS // 100:.0e} "
                               "(a rule the schema cannot state)")

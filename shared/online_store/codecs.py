@@ -2,8 +2,9 @@
 
 - session hash: ``vec`` (float32 little-endian [EMBED_DIM], L2-normalised) and ``updated_ms``
   (``decode_session``, ``decode_vector``);
-- bandit counts hash of a slot: ``c:<item>`` clicks and ``n:<item>`` impressions (``parse_counts`` for a
-  whole hash aligned to a bundle's rows, ``count_values`` for the fields of given items);
+- bandit counts hash of a slot: ``c:<item>`` clicks, ``n:<item>`` impressions and ``e:<item>`` expected clicks
+  in millionths (``parse_counts`` for a whole hash aligned to a bundle's rows, ``count_values`` for the fields
+  of given items);
 - profile hash: ``recent_categories`` (JSON list), ``cat:<name>`` affinity counters, ``stated`` (JSON
   {"categories", "brands"}); the purchases sorted set (``purchases``).
 Malformed values are skipped or read as "nothing", never raised on: a bad write must not take a tier down.
@@ -18,7 +19,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import orjson
 
-from strata.shared.keys import clicks_field, imps_field
+from strata.shared.keys import EXPECTED_SCALE, clicks_field, expected_field, imps_field
 from strata.shared.ranking.features import EMBED_DIM
 
 logger = logging.getLogger(__name__)
@@ -63,62 +64,71 @@ def decode_session(vec_raw: bytes | None, updated_raw: bytes | str | None) -> Se
 
 # -- bandit counts hash -------------------------------------------------------------------------------------
 
+_NONE = (0.0, 0.0, 0.0)
+
+
 class SlotCounts:
     """One slot's counts aligned to a bundle's rows (+ the counts of ids the bundle does not know)."""
 
-    __slots__ = ("clicks", "imps", "extra", "empty")
+    __slots__ = ("clicks", "imps", "expected", "extra", "empty")
 
     def __init__(self, n_items: int, empty: bool = False) -> None:
         self.empty = empty          # no observations at all: rank on the prior alone
         self.clicks = np.zeros(n_items, dtype=np.float64)
         self.imps = np.zeros(n_items, dtype=np.float64)
-        self.extra: dict[str, tuple[float, float]] = {}   # counts for ids unknown to the bundle
+        self.expected = np.zeros(n_items, dtype=np.float64)   # expected clicks (the scorer's p summed)
+        self.extra: dict[str, tuple[float, float, float]] = {}   # counts for ids unknown to the bundle
 
     def of(self, rows: np.ndarray, n_unknown: int,
-           ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """(clicks, impressions) per row (``-1`` rows: by id from ``ids``, aligned to ``rows``); None when the
-        slot has no observations at all."""
+           ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(clicks, impressions, expected clicks) per row (``-1`` rows: by id from ``ids``, aligned to ``rows``);
+        None when the slot has no observations at all."""
         if self.empty:
             return None
         if not n_unknown:
-            return self.clicks[rows], self.imps[rows]
+            return self.clicks[rows], self.imps[rows], self.expected[rows]
         known = rows >= 0
         known_rows = rows[known]
-        clicks = np.zeros(rows.shape[0], dtype=np.float64)
-        imps = np.zeros(rows.shape[0], dtype=np.float64)
+        n = rows.shape[0]
+        clicks = np.zeros(n, dtype=np.float64)
+        imps = np.zeros(n, dtype=np.float64)
+        expected = np.zeros(n, dtype=np.float64)
         clicks[known] = self.clicks[known_rows]
         imps[known] = self.imps[known_rows]
+        expected[known] = self.expected[known_rows]
         if self.extra and ids is not None:
             for pos in np.flatnonzero(~known).tolist():
-                clicks[pos], imps[pos] = self.extra.get(ids[pos], (0.0, 0.0))
-        return clicks, imps
+                clicks[pos], imps[pos], expected[pos] = self.extra.get(ids[pos], _NONE)
+        return clicks, imps, expected
 
 
 class ItemCounts:
-    """Counts read for named items (``HMGET`` of their ``c:``/``n:`` fields), looked up by id; the same
+    """Counts read for named items (``HMGET`` of their ``c:``/``n:``/``e:`` fields), looked up by id; the same
     ``of`` as ``SlotCounts``, so a ranking stage does not care where its counts came from."""
 
     __slots__ = ("by_id", "item_ids")
 
     def __init__(self, item_ids: Sequence[str]) -> None:
         self.item_ids = item_ids        # the bundle's id per row
-        self.by_id: dict[str, tuple[float, float]] = {}
+        self.by_id: dict[str, tuple[float, float, float]] = {}
 
     def add(self, ids: Sequence[str], raw: Sequence[bytes | str | None]) -> None:
-        """``raw``: the ``HMGET`` answer of ``[c:<id> for ids] + [n:<id> for ids]``."""
+        """``raw``: the ``HMGET`` answer of ``count_fields(ids)``."""
         vals = count_values(raw)
         n = len(ids)
-        self.by_id.update(zip(ids, zip(vals[:n].tolist(), vals[n:].tolist(), strict=True), strict=True))
+        vals[2 * n:] /= EXPECTED_SCALE
+        self.by_id.update(zip(ids, zip(vals[:n].tolist(), vals[n:2 * n].tolist(), vals[2 * n:].tolist(),
+                                       strict=True), strict=True))
 
     def of(self, rows: np.ndarray, n_unknown: int,
-           ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray] | None:
+           ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if not self.by_id:
             return None
         item_ids = self.item_ids
         names = ids if ids is not None else [item_ids[r] for r in rows.tolist()]
         get = self.by_id.get
-        pairs = np.array([get(i, (0.0, 0.0)) for i in names], dtype=np.float64).reshape(-1, 2)
-        return pairs[:, 0].copy(), pairs[:, 1].copy()
+        triples = np.array([get(i, _NONE) for i in names], dtype=np.float64).reshape(-1, 3)
+        return triples[:, 0].copy(), triples[:, 1].copy(), triples[:, 2].copy()
 
 
 class RowLookup(Protocol):
@@ -142,8 +152,9 @@ def parse_counts(raw: Mapping[bytes, bytes] | Mapping[str, str], index: RowLooku
     kinds = np.array([f[:2] for f in fields], dtype="S2")
     is_click = kinds == b"c:"
     is_imps = kinds == b"n:"
+    is_exp = kinds == b"e:"
     values = _floats(list(raw.values()))
-    ok = (is_click | is_imps) & np.isfinite(values) & (values >= 0)
+    ok = (is_click | is_imps | is_exp) & np.isfinite(values) & (values >= 0)
     ok &= np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) > 0   # "": no id, or undecodable
     if isinstance(index, Mapping):
         rows = np.fromiter((index.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
@@ -153,16 +164,18 @@ def parse_counts(raw: Mapping[bytes, bytes] | Mapping[str, str], index: RowLooku
     known = ok & (rows >= 0)
     out.clicks[rows[known & is_click]] = values[known & is_click]
     out.imps[rows[known & is_imps]] = values[known & is_imps]
+    out.expected[rows[known & is_exp]] = values[known & is_exp] / EXPECTED_SCALE
     if n_unknown:
         for i in np.flatnonzero(ok & (rows < 0)).tolist():
-            c, n = out.extra.get(ids[i], (0.0, 0.0))
-            out.extra[ids[i]] = (float(values[i]), n) if is_click[i] else (c, float(values[i]))
+            c, n, e = out.extra.get(ids[i], _NONE)
+            v = float(values[i])
+            out.extra[ids[i]] = (v, n, e) if is_click[i] else (c, v, e) if is_imps[i] else (c, n, v / EXPECTED_SCALE)
     return out
 
 
 def count_fields(ids: Sequence[str]) -> list[str]:
-    """The fields ``ItemCounts.add`` reads: every id's clicks, then every id's impressions."""
-    return [clicks_field(i) for i in ids] + [imps_field(i) for i in ids]
+    """The fields ``ItemCounts.add`` reads: every id's clicks, then impressions, then expected clicks."""
+    return [clicks_field(i) for i in ids] + [imps_field(i) for i in ids] + [expected_field(i) for i in ids]
 
 
 def count_values(raw: Sequence[bytes | str | None]) -> np.ndarray:

@@ -1,9 +1,19 @@
 """Beta-Bernoulli Thompson sampling with the scorer's click probability as the prior.
 
-For candidate i with model probability p_i, clicks c_i and impressions n_i:
+For candidate i with model probability p_i, clicks c_i and impressions n_i (counted per slot over all
+shoppers), the pooled posterior is
     alpha_i = n0 * p_i + c_i,   beta_i = n0 * (1 - p_i) + (n_i - c_i)
 so a new item starts at the model's belief worth n0 pseudo-impressions and the data takes over as
-impressions accumulate. Ranking is by one posterior draw per candidate; an item is "explored" when it
+impressions accumulate. Pooled over all shoppers, the data pull every shopper's mean towards the item's CTR
+over everyone, which undoes the scorer's personal p as counts grow. Where the slot's counts also hold the
+expected clicks E_i (the sum of the scorer's p over the item's impressions, which the stream processor adds
+up from each impression event's ``prior``) and ``lift_prior`` s > 0, the counts are read instead as evidence
+about a per-item lift of the scorer's p (how much better or worse the item does than the scorer expected, on
+the shoppers it was shown to): lift_i = (s + c_i) / (s + E_i), a Gamma(s, s) prior's posterior mean, and
+    mean_i = p_i * lift_i,   alpha_i = mean_i * (n0 + n_i),   beta_i = (1 - mean_i) * (n0 + n_i)
+so the shopper's own p stays in the ranking however many impressions accrue, and alpha + beta (the
+concentration every tier's confidence reads) is n0 + n_i in both forms. Items without expected clicks (counts
+written before the processor summed them) keep the pooled form, and so does ``lift_prior`` 0. Ranking is by one posterior draw per candidate; an item is "explored" when it
 is in the sampled top-k but not in the greedy top-k by posterior mean. The exploration budget caps how
 many of the k positions explored items may take.
 
@@ -80,7 +90,18 @@ class BanditConfig:
                                   description="largest share of the k positions explored items may take (0..1)")
     cold_prior: float = Field(default=0.02,
                               description="click prior for items the model does not know (0 < p < 1)")
+    lift_prior: float = Field(default=20.0,
+                              description="pseudo expected clicks behind each item's lift (clicks / expected "
+                                          "clicks) of the scorer's p, where the counts hold expected clicks "
+                                          "(>= 0; 0: the pooled posterior alpha = n0*p + clicks everywhere)")
     seed: int | None = Field(default=None, description="sampler seed; null seeds from the OS")
+
+    @field_validator("lift_prior")
+    @classmethod
+    def _lift_prior(cls, v: float) -> float:
+        if not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"lift_prior must be a finite number >= 0: {v} is not")
+        return v
 
     @field_validator("n0")
     @classmethod
@@ -110,10 +131,13 @@ class BanditConfig:
 
 
 def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
-              n0: float) -> tuple[np.ndarray, np.ndarray]:
+              n0: float, expected: np.ndarray | None = None,
+              lift_prior: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Beta posterior parameters (float64). Impressions below clicks are treated as equal to clicks.
 
-    ``clicks=imps=None`` means no observations (the prior alone; same values as all-zero counts).
+    ``clicks=imps=None`` means no observations (the prior alone; same values as all-zero counts). With
+    ``expected`` (expected clicks per candidate, aligned) and ``lift_prior`` > 0, candidates with expected
+    clicks take the lift form (module docstring), the rest the pooled one.
     """
     prior = np.multiply(p, n0, dtype=np.float64)
     if clicks is None or imps is None:
@@ -127,9 +151,29 @@ def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
     beta += fails
     alpha = prior
     alpha += clicks
+    if expected is not None and lift_prior > 0:
+        lifted = expected > 0
+        if lifted.any():
+            _lift(p, clicks, imps, expected, n0, lift_prior, lifted, alpha, beta)
     np.maximum(alpha, _MIN_PARAM, out=alpha)
     np.maximum(beta, _MIN_PARAM, out=beta)
     return alpha, beta
+
+
+_MAX_MEAN = 1.0 - 1e-6
+
+
+def _lift(p: np.ndarray, clicks: np.ndarray, imps: np.ndarray, expected: np.ndarray, n0: float, s: float,
+          lifted: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
+    """Overwrite the ``lifted`` candidates' parameters with the lift form: mean p * (s + c) / (s + E) (at most
+    just below 1), concentration n0 + max(n, c)."""
+    c = np.asarray(clicks, dtype=np.float64)[lifted]
+    mean = np.asarray(p, dtype=np.float64)[lifted] * (s + c) / (s + np.asarray(expected, dtype=np.float64)[lifted])
+    np.minimum(mean, _MAX_MEAN, out=mean)
+    strength = n0 + np.maximum(np.asarray(imps, dtype=np.float64)[lifted], c)
+    a = mean * strength
+    alpha[lifted] = a
+    beta[lifted] = strength - a
 
 
 @plain_dataclass(slots=True)

@@ -33,6 +33,7 @@ class Posterior(NamedTuple):
     beta: np.ndarray
     imps: np.ndarray | None       # observed impressions per candidate; None when there are no observations
     n_known: int                  # candidates the bundle knows (the rest got the cold prior)
+    p: np.ndarray                 # the scorer's click probability per candidate (the prior's mean)
 
 
 class Ranker:
@@ -122,14 +123,16 @@ class Ranker:
         return p
 
     def posterior(self, rows: np.ndarray, n_unknown: int, ctx: Context, session_vec: np.ndarray | None,
-                  clicks: np.ndarray | None, imps: np.ndarray | None) -> Posterior:
+                  clicks: np.ndarray | None, imps: np.ndarray | None,
+                  expected: np.ndarray | None = None) -> Posterior:
         """Beta posterior per candidate row: the model's probability as the prior, the counts as evidence
-        (``clicks``/``imps`` aligned to ``rows``; None: no observations)."""
+        (``clicks``/``imps``/``expected`` clicks aligned to ``rows``; None: no observations)."""
         if not rows.shape[0]:
-            return Posterior(EMPTY_F, EMPTY_F, None, 0)
+            return Posterior(EMPTY_F, EMPTY_F, None, 0, EMPTY_F)
         p, n_known = self.probabilities(rows, n_unknown, ctx, session_vec)
-        alpha, beta = posterior(p, clicks, imps, self.bandit.n0)
-        return Posterior(alpha, beta, imps, n_known)
+        bandit = self.bandit
+        alpha, beta = posterior(p, clicks, imps, bandit.n0, expected, bandit.lift_prior)
+        return Posterior(alpha, beta, imps, n_known, p)
 
     def draw(self, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """One Thompson draw per candidate (``alpha``/``beta`` as ``posterior`` makes them: contiguous float64)."""

@@ -96,10 +96,12 @@ def shown_of(ctx: RankCtx) -> tuple:
     stops tracking (cached answers keep it)."""
     req = ctx.req
     items = ctx.items
-    alpha, beta = ctx.alpha[ctx.picked], ctx.beta[ctx.picked]
+    picked = ctx.picked
+    alpha, beta, prior = ctx.alpha[picked], ctx.beta[picked], ctx.prior[picked]
     if ctx.fill_post is not None:
         alpha = np.concatenate((alpha, ctx.fill_post[0]))
         beta = np.concatenate((beta, ctx.fill_post[1]))
+        prior = np.concatenate((prior, ctx.fill_post[2]))
     return shown(req.tenant, req.user_id, req.session_id, req.slot, req.context.channel,
                  tuple([it["item_id"] for it in items]), tuple([it["explored"] for it in items]),
-                 alpha, beta, ctx.model.version)
+                 alpha, beta, ctx.model.version, prior)

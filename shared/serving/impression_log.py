@@ -24,6 +24,7 @@ from strata.shared.contracts.event_records import encode_event, event_key
 
 logger = logging.getLogger(__name__)
 RECONNECT_S = 1.0
+PRIOR_DIGITS = 6              # the processor sums the priors in millionths (``shared.keys.expected_field``)
 YIELD_EVERY = 32              # events built and handed to the producer between two turns of the event loop
 
 
@@ -42,12 +43,14 @@ class Shown(NamedTuple):
     alpha: np.ndarray            # the posterior each item was sampled from
     beta: np.ndarray
     model_version: str
+    prior: np.ndarray | None = None   # the scorer's click probability per item (the processor sums it)
 
 
 def shown(tenant: str, user_id: str, session_id: str, slot: str, channel: str, items: tuple[str, ...],
-          explored: tuple[bool, ...], alpha: np.ndarray, beta: np.ndarray, model_version: str) -> tuple:
+          explored: tuple[bool, ...], alpha: np.ndarray, beta: np.ndarray, model_version: str,
+          prior: np.ndarray | None = None) -> tuple:
     """A ``Shown`` as a plain tuple (what the request path keeps)."""
-    return (tenant, user_id, session_id, slot, channel, items, explored, alpha, beta, model_version)
+    return (tenant, user_id, session_id, slot, channel, items, explored, alpha, beta, model_version, prior)
 
 
 def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str | None = None,
@@ -55,12 +58,16 @@ def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str 
     """The ``impression`` event (``shared.contracts.api``) of one served answer (``shown``: a ``Shown`` or its
     plain tuple)."""
     shown = shown if isinstance(shown, Shown) else Shown(*shown)
-    return {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,
-            "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
-            "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
-            "items": list(shown.items), "explored": list(shown.explored),
-            "alpha": shown.alpha.tolist(), "beta": shown.beta.tolist(),
-            "tier": tier, "model_version": shown.model_version}
+    ev = {"event_id": impression_id, "type": "impression", "tenant": shown.tenant,
+          "user_id": user_id or shown.user_id, "session_id": shown.session_id, "ts": ts_ms,
+          "channel": shown.channel, "slot": shown.slot, "impression_id": impression_id,
+          "items": list(shown.items), "explored": list(shown.explored),
+          "alpha": shown.alpha.tolist(), "beta": shown.beta.tolist()}
+    if shown.prior is not None:
+        ev["prior"] = np.round(shown.prior.astype(np.float64), PRIOR_DIGITS).tolist()
+    ev["tier"] = tier
+    ev["model_version"] = shown.model_version
+    return ev
 
 
 class ImpressionLog:

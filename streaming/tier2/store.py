@@ -34,7 +34,8 @@ class Tier2Store:
         return decode_session(raw[0], raw[1])
 
     async def counts(self, tenant: str, slot: str, ids: Sequence[str]) -> list:
-        """The raw ``HMGET`` of every id's clicks, then every id's impressions (``ItemCounts.add`` reads it)."""
+        """The raw ``HMGET`` of every id's clicks, impressions and expected clicks (``count_fields``; ``ItemCounts.add``
+        reads it)."""
         if self.r is None:
             return [None] * (2 * len(ids))
         return await self._call("bandit counts read", self.r.hmget(K.bandit_key(tenant, slot), count_fields(ids)))

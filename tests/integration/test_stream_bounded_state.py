@@ -82,11 +82,13 @@ def test_a_bandit_slot_keeps_the_most_shown_items(tansu_proc, fresh_valkey, regi
         async with ingest(cfg) as (client, _), processing(cfg, catalog):
             imps = [_ev(i, "impression", "imp", impression_id=f"i{i}", items=shown[:max(1, 30 - i)],
                         explored=[False] * max(1, 30 - i), alpha=[1.0] * max(1, 30 - i), beta=[9.0] * max(1, 30 - i),
-                        tier="edge", model_version="1.0.0") for i in range(30)]
+                        prior=[0.1] * max(1, 30 - i), tier="edge", model_version="1.0.0") for i in range(30)]
             assert (await client.post("/v1/events", json={"events": imps})).status_code == 202
             await wait_until(lambda: store.exists(K.bandit_key("default", "home")), 30, "the slot")
-        kept = {k.decode()[2:] for k in store.hkeys(K.bandit_key("default", "home"))}
+        fields = store.hkeys(K.bandit_key("default", "home"))
+        kept = {k.decode()[2:] for k in fields}
         assert kept == set(shown[:10])          # item-k was shown 30-k times: the 10 most shown stay
+        assert len(fields) == 20                # their impressions and expected clicks (nobody clicked)
 
     try:
         asyncio.run(go())

@@ -72,10 +72,17 @@ def test_a_processed_click_changes_the_next_tier2_answer(tansu_proc, any_store, 
                 async with processing(cfg, catalog):
                     await wait_until(lambda: r.hget(K.session_key("default", "s-t2"), "vec") is not None,
                                      what="the session vector in the store")
-                    # tier 2 logged its first answer as an impression (tier "streaming"): counted once per item
+                    # tier 2 logged its first answer as an impression (tier "streaming"): counted once per item,
+                    # with the scorer's p behind each as expected clicks (millionths)
                     shown = {f"n:{it['item_id']}".encode(): b"1" for it in before["items"]}
-                    await wait_until(lambda: r.hgetall(K.bandit_key("default", "home")) == shown,
-                                     what="n: counts of tier 2's logged impression")
+
+                    def counted() -> bool:
+                        got = r.hgetall(K.bandit_key("default", "home"))
+                        imps = {f: v for f, v in got.items() if f.startswith(b"n:")}
+                        expected = {f[2:] for f, v in got.items() if f.startswith(b"e:") and int(v) > 0}
+                        return imps == shown and expected == {f[2:] for f in shown} and len(got) == 2 * len(shown)
+
+                    await wait_until(counted, what="n: and e: counts of tier 2's logged impression")
             finally:
                 r.close()
             assert t2.impressions.logged == 1

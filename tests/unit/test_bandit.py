@@ -59,6 +59,41 @@ def test_posterior_impressions_below_clicks_are_clamped() -> None:
     assert alpha.tolist() == [10.0] and beta.tolist() == [5.0]   # failures max(3 - 5, 0) = 0
 
 
+def test_the_lift_form_scales_the_scorers_p_by_clicks_over_expected_clicks() -> None:
+    """Where the counts hold expected clicks: mean p (s + c) / (s + E), concentration n0 + n."""
+    p = np.array([0.1, 0.4, 0.2])
+    clicks, imps, expected = np.array([30.0, 5.0, 4.0]), np.array([100.0, 50.0, 20.0]), np.array([10.0, 20.0, 0.0])
+    alpha, beta = posterior(p, clicks, imps, 1000.0, expected, lift_prior=20.0)
+    mean = alpha / (alpha + beta)
+    assert mean[0] == pytest.approx(0.1 * 50 / 30) and mean[1] == pytest.approx(0.4 * 25 / 40)
+    assert (alpha + beta)[:2].tolist() == pytest.approx([1100.0, 1050.0])
+    # no expected clicks (counts from before the processor summed them): the pooled form
+    assert (alpha[2], beta[2]) == pytest.approx((1000 * 0.2 + 4, 1000 * 0.8 + 16))
+    # lift_prior 0 or no expected clicks at all: the pooled form everywhere
+    for got in (posterior(p, clicks, imps, 1000.0, expected, 0.0), posterior(p, clicks, imps, 1000.0)):
+        assert got[0].tolist() == pytest.approx((1000 * p + clicks).tolist())
+
+
+def test_pooled_counts_pull_every_shopper_to_the_items_ctr_the_lift_keeps_their_own_p() -> None:
+    """The reason for the lift: the counts are per item over all shoppers. An item clicked by 30% of everyone
+    it was shown to, which the scorer rates 0.6 for one shopper and 0.05 for another: after 100,000
+    impressions the pooled posterior gives both about 0.30; the lift keeps 0.6 : 0.05 (times the item's lift)."""
+    clicks, imps = np.array([30_000.0]), np.array([100_000.0])
+    expected = np.array([25_000.0])                  # the scorer expected 25,000 clicks on those impressions
+    fan, other = np.array([0.6]), np.array([0.05])
+    pooled = [posterior(p, clicks, imps, 1000.0) for p in (fan, other)]
+    means = [float(a[0] / (a[0] + b[0])) for a, b in pooled]
+    assert means[0] - means[1] < 0.01                # personal p washed out
+    lifted = [posterior(p, clicks, imps, 1000.0, expected, 20.0) for p in (fan, other)]
+    means = [float(a[0] / (a[0] + b[0])) for a, b in lifted]
+    assert means == pytest.approx([0.6 * 30_020 / 25_020, 0.05 * 30_020 / 25_020])
+
+
+def test_the_lift_mean_stays_a_probability() -> None:
+    alpha, beta = posterior(np.array([0.9]), np.array([500.0]), np.array([500.0]), 10.0, np.array([1.0]), 1.0)
+    assert 0 < alpha[0] / (alpha[0] + beta[0]) < 1 and beta[0] >= 1e-3
+
+
 def test_posterior_p_zero_and_one_clamped_to_min_param() -> None:
     alpha, beta = posterior(np.array([0.0, 1.0]), np.zeros(2), np.zeros(2), 20.0)
     assert alpha.tolist() == [1e-3, 20.0]

@@ -146,10 +146,16 @@ def test_parse_counts_accepts_str_keys() -> None:
 
 
 def test_parse_counts_unknown_ids_go_to_extra() -> None:
-    raw = {b"c:NEW": b"2", b"n:NEW": b"11", b"n:ONLY-IMPS": b"5", b"c:ONLY-CLICKS": b"1", b"c:A": b"1"}
+    raw = {b"c:NEW": b"2", b"n:NEW": b"11", b"e:NEW": b"1500000", b"n:ONLY-IMPS": b"5", b"c:ONLY-CLICKS": b"1",
+           b"c:A": b"1"}
     sc = parse_counts(raw, INDEX, 3)
-    assert sc.extra == {"NEW": (2.0, 11.0), "ONLY-IMPS": (0.0, 5.0), "ONLY-CLICKS": (1.0, 0.0)}
+    assert sc.extra == {"NEW": (2.0, 11.0, 1.5), "ONLY-IMPS": (0.0, 5.0, 0.0), "ONLY-CLICKS": (1.0, 0.0, 0.0)}
     assert sc.clicks.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_parse_counts_reads_expected_clicks_in_millionths() -> None:
+    sc = parse_counts({b"e:B": b"2250000", b"n:B": b"9", b"e:C": b"-5"}, INDEX, 3)
+    assert sc.expected.tolist() == [0.0, 2.25, 0.0]           # a negative value is malformed: skipped
 
 
 def test_parse_counts_item_ids_may_contain_colons() -> None:
@@ -218,7 +224,7 @@ def test_parse_counts_with_the_compiled_item_index() -> None:
     raw = {b"c:A": b"3", b"n:A": b"10", b"n:C": b"7", b"c:NEW": b"2", b"n:B": b"x"}
     sc = parse_counts(raw, ItemIndex(["A", "B", "C"]), 3)
     assert sc.clicks.tolist() == [3.0, 0.0, 0.0] and sc.imps.tolist() == [10.0, 0.0, 7.0]
-    assert sc.extra == {"NEW": (2.0, 0.0)}
+    assert sc.extra == {"NEW": (2.0, 0.0, 0.0)}
 
 
 # ---- decode_session / make_store ---------------------------------------------------------------------------

@@ -107,12 +107,14 @@ def test_bandit_counts_are_carried_over_to_a_grown_bundle() -> None:
     sc = SlotCounts(4)
     sc.clicks[:] = [1, 2, 3, 4]
     sc.imps[:] = [10, 20, 30, 40]
-    sc.extra = {"NEW": (5.0, 50.0), "STILL-UNKNOWN": (1.0, 2.0)}
+    sc.expected[:] = [0.5, 1, 1.5, 2]
+    sc.extra = {"NEW": (5.0, 50.0, 2.5), "STILL-UNKNOWN": (1.0, 2.0, 0.25)}
     old.set("t", "home", sc)
     old.get("t", "pdp")                                  # tracked, no counts yet
     new = BanditCounts(5, [("t", "home")], recent_max=8)
     new.carry_over(old, ItemIndex(["A", "B", "C", "D", "NEW"]))
     got = new.get("t", "home")
     assert got.clicks.tolist() == [1, 2, 3, 4, 5] and got.imps.tolist() == [10, 20, 30, 40, 50]
-    assert got.extra == {"STILL-UNKNOWN": (1.0, 2.0)}
+    assert got.expected.tolist() == [0.5, 1, 1.5, 2, 2.5]
+    assert got.extra == {"STILL-UNKNOWN": (1.0, 2.0, 0.25)}
     assert new.tracked() == [("t", "home"), ("t", "pdp")] and new.get("t", "pdp").empty

@@ -12,7 +12,7 @@ from strata.shared.serving.impression_log import ImpressionLog, Shown, impressio
 from strata.streaming import ingest
 
 SHOWN = Shown("t1", "u1", "s1", "home", "app", ("a", "b"), (False, True), np.array([2.5, 1.0]),
-              np.array([47.5, 49.0]), "1.0.0")
+              np.array([47.5, 49.0]), "1.0.0", np.array([0.05, 0.0212345678], dtype=np.float32))
 
 
 def test_edge_and_ingest_write_the_same_key_and_value() -> None:
@@ -44,6 +44,30 @@ def test_impression_event_is_valid_and_names_what_was_shown() -> None:
     assert (ev.tenant, ev.user_id, ev.session_id, ev.slot, ev.channel) == ("t1", "u2", "s1", "home", "app")
     assert ev.items == ["a", "b"] and ev.explored == [False, True]
     assert ev.alpha == [2.5, 1.0] and ev.beta == [47.5, 49.0]
+    assert ev.prior == [0.05, 0.021235]          # the scorer's p, to the millionth the processor sums
+
+
+def test_an_impression_without_the_scorers_p_is_still_valid() -> None:
+    """Answers cached before the field existed, and other producers, log impressions without ``prior``."""
+    ev = impression_event("imp-1", 1, SHOWN._replace(prior=None))
+    assert "prior" not in ev and parse_event(ev).prior is None
+
+
+def test_a_prior_must_be_one_probability_per_item() -> None:
+    import pytest
+
+    from strata.shared.errors import InvalidField
+
+    good = impression_event("imp-1", 1, SHOWN)
+    for bad, field in (([0.5], "prior"), ([0.5, 1.5], "prior[1]"), ([0.5, "x"], "prior[1]"), ("0.5", "prior"),
+                       ([-0.1, 0.2], "prior[0]")):
+        with pytest.raises(InvalidField) as err:
+            parse_event({**good, "prior": bad})
+        assert err.value.field == field
+    with pytest.raises(InvalidField) as err:
+        parse_event({"event_id": "e", "type": "view", "user_id": "u", "session_id": "s", "ts": 1, "channel": "web",
+                     "item_id": "i", "prior": [0.5]})
+    assert err.value.field == "prior"
 
 
 def test_offer_is_bounded_and_counts_what_it_dropped() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from strata.shared.errors import ConfigError
-from strata.shared.keys import clicks_field, imps_field
+from strata.shared.keys import clicks_field, expected_field, imps_field
 from strata.shared.online_store import codecs
 from strata.shared.online_store.client import check_url, configured, connect, seeds
 from strata.shared.ranking.row_map import ItemIndex
@@ -98,18 +98,19 @@ def test_count_values_read_missing_and_malformed_as_zero() -> None:
 def test_item_counts_and_slot_counts_give_the_same_evidence() -> None:
     """Tier 2 reads the counts of named items, the edge keeps whole slots: one ``of`` for the kernel."""
     ids = ["A", "B", "C", "D"]
-    raw = {clicks_field("A"): b"3", imps_field("A"): b"10", imps_field("C"): b"7", clicks_field("NEW"): b"2",
-           imps_field("NEW"): b"5"}
+    raw = {clicks_field("A"): b"3", imps_field("A"): b"10", expected_field("A"): b"2500000", imps_field("C"): b"7",
+           clicks_field("NEW"): b"2", imps_field("NEW"): b"5", expected_field("NEW"): b"750000"}
     slot = codecs.parse_counts({k.encode(): v for k, v in raw.items()}, ItemIndex(ids), len(ids))
     named = ["C", "NEW", "A"]
     items = codecs.ItemCounts(ids)
     items.add(named, [raw.get(f) for f in codecs.count_fields(named)])
     rows = np.array([2, -1, 0], dtype=np.int64)
     for source in (slot, items):
-        clicks, imps = source.of(rows, 1, named)
+        clicks, imps, expected = source.of(rows, 1, named)
         assert clicks.tolist() == [0.0, 2.0, 3.0] and imps.tolist() == [7.0, 5.0, 10.0]
-    clicks, imps = items.of(np.array([0, 1], dtype=np.int64), 0, None)     # by row: names from the bundle
-    assert clicks.tolist() == [3.0, 0.0] and imps.tolist() == [10.0, 0.0]
+        assert expected.tolist() == [0.0, 0.75, 2.5]          # millionths in the store
+    clicks, imps, expected = items.of(np.array([0, 1], dtype=np.int64), 0, None)     # by row: names from the bundle
+    assert clicks.tolist() == [3.0, 0.0] and imps.tolist() == [10.0, 0.0] and expected.tolist() == [2.5, 0.0]
 
 
 def test_no_observations_is_none() -> None:

@@ -82,6 +82,48 @@ def test_impression_counts_items_once_and_a_second_log_of_it_is_ignored() -> Non
     assert not any(k == bk for (k, _) in _incr(plan))
 
 
+def test_an_impressions_prior_adds_the_expected_clicks_once_per_item_in_millionths() -> None:
+    """The scorer's p behind each shown item, summed per slot and item (the bandit's lift reads clicks over it);
+    a repeated item counts at its first position, like its impression; a second log of the id adds nothing."""
+    recs = [_imp(0, items=("i0", "i1", "i0"), prior=[0.25, 0.0333333, 0.9]), _imp(1, items=("i0", "i1"),
+                                                                                  prior=[0.5, 0.5]),
+            _imp(2, "imp-2", items=("i0", "i2"), prior=[0.125, 0.0])]
+    flat = load_settings(streaming={"bandit_position_weights": [1.0]}).streaming
+    plan = Planner(flat, CATALOG).plan(recs, _empty(recs), T0)
+    bk = K.bandit_key("default", "home")
+    assert {f: n for (k, f), n in _incr(plan).items() if k == bk} == {
+        "n:i0": 2, "n:i1": 1, "n:i2": 1, "e:i0": 375_000, "e:i1": 33_333}
+    plain = [_imp(0, "imp-3")]                     # no prior: impressions only
+    plan = Planner(CFG, CATALOG).plan(plain, _empty(plain), T0)
+    assert {f for (k, f) in _incr(plan) if k == bk} == {"n:i0", "n:i1"}
+
+
+def test_expected_clicks_are_discounted_by_the_position_shown() -> None:
+    """Shoppers look less often at lower positions: an item's expected clicks are its p times the chance its
+    position is looked at (default 1/log2(i + 1), the DCG discount), so an item the ranking keeps low is not
+    read as worse than the scorer thought (which would keep it low: a rich-get-richer loop)."""
+    recs = [_imp(0, items=("i0", "i1", "i2", "i3"), prior=[0.5, 0.5, 0.5, 0.5])]
+    plan = Planner(CFG, CATALOG).plan(recs, _empty(recs), T0)
+    bk = K.bandit_key("default", "home")
+    got = {f: n for (k, f), n in _incr(plan).items() if k == bk and f.startswith("e:")}
+    assert got == {"e:i0": 500_000, "e:i1": round(0.5 / np.log2(3) * 1e6), "e:i2": 250_000,
+                   "e:i3": round(0.5 / np.log2(5) * 1e6)}
+    custom = load_settings(streaming={"bandit_position_weights": [1.0, 0.5]}).streaming
+    plan = Planner(custom, CATALOG).plan(recs, _empty(recs), T0)
+    got = {f: n for (k, f), n in _incr(plan).items() if k == bk and f.startswith("e:")}
+    assert got == {"e:i0": 500_000, "e:i1": 250_000, "e:i2": 250_000, "e:i3": 250_000}   # the last holds
+
+
+def test_position_weights_are_probabilities() -> None:
+    import pytest
+
+    from strata.shared.errors import ConfigError
+
+    for bad in ([], [0.0], [1.0, 1.5], [-0.2]):
+        with pytest.raises(ConfigError, match="bandit_position_weights"):
+            load_settings(streaming={"bandit_position_weights": bad})
+
+
 def test_click_joins_its_impression_once_within_the_window() -> None:
     recs = [_imp(0, slot="pdp"), _rec(1, "click", item_id="i1", impression_id="imp-1"),
             _rec(2, "click", item_id="i1", impression_id="imp-1"),           # same item again

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 
 class CountSource(Protocol):
-    """A slot's clicks and impressions for candidate rows (``shared.online_store.codecs``: ``SlotCounts`` at the
-    edge, ``ItemCounts`` read from the store at tier 2)."""
+    """A slot's clicks, impressions and expected clicks for candidate rows (``shared.online_store.codecs``:
+    ``SlotCounts`` at the edge, ``ItemCounts`` read from the store at tier 2)."""
 
     def of(self, rows: np.ndarray, n_unknown: int,
-           ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray] | None: ...
+           ids: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None: ...
 
 
 class NoCounts:
@@ -54,7 +54,7 @@ class RankCtx:
         "ids", "pos", "rows", "n_given", "n_unknown", "unknown_candidates", "channel_pool",  # candidates
         "removed",                                                       # guardrails
         "counts",                                                        # the tier's counts stage
-        "alpha", "beta", "strength", "imps", "n_known", "theta", "mean",  # posterior
+        "alpha", "beta", "strength", "imps", "n_known", "theta", "mean", "prior",  # posterior
         "picked", "flags", "picked_cats", "margin", "items", "explored", "target",   # select
         "filled", "fill_post", "relaxed",                                # fill
         "signals", "confidence", "route_tier", "route_reasons",          # confidence, route
@@ -98,6 +98,7 @@ class RankCtx:
     n_known: int
     theta: np.ndarray               # one Thompson draw per candidate
     mean: np.ndarray                # posterior mean per candidate
+    prior: np.ndarray               # the scorer's click probability per candidate (impression events carry it)
     # select
     picked: np.ndarray              # positions into rows, in answer order
     flags: list[bool]               # explored, per picked position
@@ -108,7 +109,7 @@ class RankCtx:
     target: int                     # how many items the answer should hold
     # fill
     filled: int                     # items appended from the pool
-    fill_post: tuple[np.ndarray, np.ndarray] | None   # (alpha, beta) of the filled items
+    fill_post: tuple[np.ndarray, np.ndarray, np.ndarray] | None   # (alpha, beta, prior) of the filled items
     relaxed: bool                   # the diversity cap was relaxed to reach ``target``
     # confidence, route
     signals: Signals

@@ -51,24 +51,25 @@ class Fill:
         placed = ctx.model.guard.categories_of(ctx.rows[ctx.picked]).tolist() if cats is None else list(cats)
         alphas: list[np.ndarray] = []
         betas: list[np.ndarray] = []
+        priors: list[np.ndarray] = []
         pool = None
         if not ctx.channel_pool:
-            pool = self._from_pool(ctx, placed, alphas, betas)
+            pool = self._from_pool(ctx, placed, alphas, betas, priors)
         if ctx.target > len(ctx.items):
-            self._relaxed(ctx, pool, placed, alphas, betas)
+            self._relaxed(ctx, pool, placed, alphas, betas, priors)
         if alphas:
-            ctx.fill_post = (np.concatenate(alphas), np.concatenate(betas))
+            ctx.fill_post = (np.concatenate(alphas), np.concatenate(betas), np.concatenate(priors))
 
     @staticmethod
-    def _from_pool(ctx: RankCtx, placed: list[int], alphas: list, betas: list) -> _Pool | None:
+    def _from_pool(ctx: RankCtx, placed: list[int], alphas: list, betas: list, priors: list) -> _Pool | None:
         rows = fill_rows(ctx)
         if not rows.shape[0]:
             return None
         model = ctx.model
         ranker = model.ranker
         counts = ctx.counts.of(rows, 0, None)
-        clicks, imps = (None, None) if counts is None else counts
-        post = ranker.posterior(rows, 0, ctx.req.context, ctx.vec, clicks, imps)
+        clicks, imps, expected = (None, None, None) if counts is None else counts
+        post = ranker.posterior(rows, 0, ctx.req.context, ctx.vec, clicks, imps, expected)
         pool = _Pool(rows, post, ranker.draw(post.alpha, post.beta))
         need = ctx.target - len(ctx.items)
         pos, explored = model.diversity.select(
@@ -79,6 +80,7 @@ class Fill:
             _append_pool(ctx, pool, picked, explored)
             alphas.append(post.alpha[picked])
             betas.append(post.beta[picked])
+            priors.append(post.p[picked])
             placed += model.guard.categories_of(rows[picked]).tolist()
             pool.taken.update(pos)
             ctx.explored += sum(explored)
@@ -86,7 +88,8 @@ class Fill:
         return pool
 
     @staticmethod
-    def _relaxed(ctx: RankCtx, pool: _Pool | None, placed: list[int], alphas: list, betas: list) -> None:
+    def _relaxed(ctx: RankCtx, pool: _Pool | None, placed: list[int], alphas: list, betas: list,
+                 priors: list) -> None:
         """What is left, best first (the candidates the cap skipped, then the pool's), under a raised cap."""
         guard = ctx.model.guard
         taken = set(ctx.picked.tolist())
@@ -106,12 +109,14 @@ class Fill:
                 ctx.items.append({"item_id": name, "score": round(float(ctx.theta[p]), 6), "explored": False})
                 alphas.append(ctx.alpha[p:p + 1])
                 betas.append(ctx.beta[p:p + 1])
+                priors.append(ctx.prior[p:p + 1])
             else:
                 assert pool is not None                  # only the pool's positions come after the candidates'
                 q = np.array([p - n_cand], dtype=np.int64)
                 _append_pool(ctx, pool, q, [False])
                 alphas.append(pool.post.alpha[q])
                 betas.append(pool.post.beta[q])
+                priors.append(pool.post.p[q])
         placed += cats[more].tolist()
         if not diversity.satisfied(placed):     # a sliding window may still hold
             ctx.relaxed = True
