@@ -145,16 +145,24 @@ def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
         np.maximum(prior, _MIN_PARAM, out=prior)
         np.maximum(beta, _MIN_PARAM, out=beta)
         return prior, beta
+    lifted = None
+    if expected is not None and lift_prior > 0:
+        lifted = expected > 0
+        if lifted.all():                     # the common case once the slot has traffic
+            return _lift(p, clicks, imps, expected, n0, lift_prior)
+        if not lifted.any():
+            lifted = None
     fails = np.subtract(imps, clicks, dtype=np.float64)
     np.maximum(fails, 0.0, out=fails)
     beta = n0 - prior
     beta += fails
     alpha = prior
     alpha += clicks
-    if expected is not None and lift_prior > 0:
-        lifted = expected > 0
-        if lifted.any():
-            _lift(p, clicks, imps, expected, n0, lift_prior, lifted, alpha, beta)
+    if lifted is not None:
+        assert expected is not None
+        a_l, b_l = _lift(p, clicks, imps, expected, n0, lift_prior)
+        np.copyto(alpha, a_l, where=lifted)
+        np.copyto(beta, b_l, where=lifted)
     np.maximum(alpha, _MIN_PARAM, out=alpha)
     np.maximum(beta, _MIN_PARAM, out=beta)
     return alpha, beta
@@ -163,17 +171,23 @@ def posterior(p: np.ndarray, clicks: np.ndarray | None, imps: np.ndarray | None,
 _MAX_MEAN = 1.0 - 1e-6
 
 
-def _lift(p: np.ndarray, clicks: np.ndarray, imps: np.ndarray, expected: np.ndarray, n0: float, s: float,
-          lifted: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
-    """Overwrite the ``lifted`` candidates' parameters with the lift form: mean p * (s + c) / (s + E) (at most
-    just below 1), concentration n0 + max(n, c)."""
-    c = np.asarray(clicks, dtype=np.float64)[lifted]
-    mean = np.asarray(p, dtype=np.float64)[lifted] * (s + c) / (s + np.asarray(expected, dtype=np.float64)[lifted])
+def _lift(p: np.ndarray, clicks: np.ndarray, imps: np.ndarray, expected: np.ndarray, n0: float,
+          s: float) -> tuple[np.ndarray, np.ndarray]:
+    """The lift form for every candidate: mean p * (s + c) / (s + E) (at most just below 1), concentration
+    n0 + max(n, c). Few whole-array NumPy calls: on the hot path each costs about a microsecond."""
+    mean = np.add(clicks, s, dtype=np.float64)
+    mean *= p
+    mean /= np.add(expected, s, dtype=np.float64)
     np.minimum(mean, _MAX_MEAN, out=mean)
-    strength = n0 + np.maximum(np.asarray(imps, dtype=np.float64)[lifted], c)
-    a = mean * strength
-    alpha[lifted] = a
-    beta[lifted] = strength - a
+    strength = np.maximum(imps, clicks, dtype=np.float64)
+    strength += n0
+    alpha = mean
+    alpha *= strength
+    beta = strength
+    beta -= alpha
+    np.maximum(alpha, _MIN_PARAM, out=alpha)
+    np.maximum(beta, _MIN_PARAM, out=beta)
+    return alpha, beta
 
 
 @plain_dataclass(slots=True)
