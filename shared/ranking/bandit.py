@@ -83,9 +83,10 @@ def make_sampler(seed: int | None = None, backend: str = "auto") -> np.random.Ge
 class BanditConfig:
     """The bandit's settings: the one validated model, used as config section (``edge.bandit``) too."""
 
-    n0: float = Field(default=1000.0, description="prior strength in pseudo-impressions: alpha = n0*p + clicks, "
-                                                  "beta = n0*(1-p) + non-clicks (> 0); docs/simulation.md has the "
-                                                  "closed-loop figures behind the default")
+    n0: float = Field(default=1000.0, description="prior strength in pseudo-impressions (> 0): alpha + beta = n0 + "
+                                                  "impressions; the pooled form is alpha = n0*p + clicks, beta = "
+                                                  "n0*(1-p) + non-clicks (docs/ranking.md); docs/simulation.md has "
+                                                  "the closed-loop figures behind the default")
     explore_budget: float = Field(default=0.2,
                                   description="largest share of the k positions explored items may take (0..1)")
     cold_prior: float = Field(default=0.02,
