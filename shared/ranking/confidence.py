@@ -24,7 +24,8 @@ class ConfidenceConfig:
     w_session: float = Field(default=0.25, description="weight of 'the session is known and fresh' "
                                                        "(weights >= 0, not all 0)")
     w_concentration: float = Field(default=0.25,
-                                   description="weight of the top k's posterior concentration (alpha+beta)")
+                                   description="weight of the concentration input (concentration_prior + impressions "
+                                               "observed on the answer's items)")
     w_margin: float = Field(default=0.2, description="weight of the score margin at position k")
     w_known: float = Field(default=0.3, description="weight of the share of candidates the model knows")
     concentration_scale: float = Field(default=100.0, gt=0, description="concentration at which its term "
