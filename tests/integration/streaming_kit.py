@@ -145,7 +145,8 @@ def event_stream(catalog: Catalog, seed: int, n_sessions: int = 30, per_session:
                 its = [items[int(k)] for k in rng.choice(len(items), 5, replace=False)]
                 shown.append((imp, its))
                 out.append({**base, "type": "impression", "impression_id": imp, "items": its,
-                            "explored": [False] * 5, "alpha": [1.0] * 5, "beta": [9.0] * 5, "tier": "edge",
+                            "explored": [False] * 5, "alpha": [1.0] * 5, "beta": [9.0] * 5,
+                            "prior": [round(0.01 * ((j + k) % 50 + 1), 6) for k in range(5)], "tier": "edge",
                             "model_version": "1.0.0"})
             elif roll < 0.35 and shown:
                 imp, its = shown[int(rng.integers(len(shown)))]
@@ -164,21 +165,27 @@ def event_stream(catalog: Catalog, seed: int, n_sessions: int = 30, per_session:
 
 
 def expected_counts(raw_events: list[dict]) -> dict[bytes, int]:
-    """Bandit counts by an independent rule: each distinct impression counts its items once; a click counts
-    once per (impression, item) when the item was shown in that impression."""
-    seen, imps, clicks = set(), {}, set()
+    """Bandit counts by an independent rule: each distinct impression counts its items once, and adds each
+    item's prior times 1/log2(position + 1) (the default position weights) in millionths; a click counts once
+    per (impression, item) when the item was shown in that impression."""
+    import math
+
+    seen, imps, priors, clicks = set(), {}, {}, set()
     for ev in raw_events:
         if ev["event_id"] in seen:
             continue
         seen.add(ev["event_id"])
         if ev["type"] == "impression":
-            imps[ev["impression_id"]] = ev["items"]
+            imps.setdefault(ev["impression_id"], ev["items"])
+            priors.setdefault(ev["impression_id"], ev.get("prior"))
         elif ev["type"] == "click":
             clicks.add((ev["impression_id"], ev["item_id"]))
     counts: dict[bytes, int] = defaultdict(int)
-    for its in imps.values():
-        for it in its:
+    for imp, its in imps.items():
+        for pos, it in enumerate(its):
             counts[f"n:{it}".encode()] += 1
+            if priors[imp] is not None and priors[imp][pos] > 0:
+                counts[f"e:{it}".encode()] += round(priors[imp][pos] / math.log2(pos + 2) * 1_000_000)
     for imp, it in clicks:
         if it in imps.get(imp, ()):
             counts[f"c:{it}".encode()] += 1
