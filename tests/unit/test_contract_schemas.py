@@ -67,13 +67,14 @@ def _valid(schema: dict, body: object) -> bool:
 
 
 def _lengths(name: str, body: object) -> object:
-    """Rules the schema states only in words, followed by the generated events: an impression's explored/alpha/beta
-    hold one entry per item (trimmed, or padded with valid entries); a purchase's price x quantity is bounded."""
+    """Rules the schema states only in words, followed by the generated events: an impression's explored/alpha/
+    beta/prior hold one entry per item (trimmed, or padded with valid entries); a purchase's price x quantity is
+    bounded."""
     if name != "event" or not isinstance(body, dict):
         return body
     if body.get("type") == "impression" and isinstance(body.get("items"), list):
         n = len(body["items"])
-        for key, pad in (("explored", False), ("alpha", 1.0), ("beta", 1.0)):
+        for key, pad in (("explored", False), ("alpha", 1.0), ("beta", 1.0), ("prior", 0.5)):
             v = body.get(key)
             if isinstance(v, list):
                 body[key] = (v + [pad] * n)[:n]
