@@ -6,16 +6,19 @@ shoppers), the pooled posterior is
 so a new item starts at the model's belief worth n0 pseudo-impressions and the data takes over as
 impressions accumulate. Pooled over all shoppers, the data pull every shopper's mean towards the item's CTR
 over everyone, which undoes the scorer's personal p as counts grow. Where the slot's counts also hold the
-expected clicks E_i (the sum of the scorer's p over the item's impressions, which the stream processor adds
-up from each impression event's ``prior``) and ``lift_prior`` s > 0, the counts are read instead as evidence
-about a per-item lift of the scorer's p (how much better or worse the item does than the scorer expected, on
-the shoppers it was shown to): lift_i = (s + c_i) / (s + E_i), a Gamma(s, s) prior's posterior mean, and
+expected clicks E_i (the scorer's p over the item's impressions, each times the chance its position was looked
+at, which the stream processor adds up from each impression event's ``prior``) and ``lift_prior`` s > 0, the
+counts are read instead as evidence about a per-item lift of the scorer's p (how much better or worse the item
+does than the scorer expected, on the shoppers it was shown to): lift_i = (s + c_i) / (s + E_i), a Gamma(s, s)
+prior's posterior mean, and
     mean_i = p_i * lift_i,   alpha_i = mean_i * (n0 + n_i),   beta_i = (1 - mean_i) * (n0 + n_i)
 so the shopper's own p stays in the ranking however many impressions accrue, and alpha + beta (the
 concentration every tier's confidence reads) is n0 + n_i in both forms. Items without expected clicks (counts
-written before the processor summed them) keep the pooled form, and so does ``lift_prior`` 0. Ranking is by one posterior draw per candidate; an item is "explored" when it
-is in the sampled top-k but not in the greedy top-k by posterior mean. The exploration budget caps how
-many of the k positions explored items may take.
+written before the processor summed them) keep the pooled form, and so does ``lift_prior`` 0.
+
+Ranking is by one posterior draw per candidate; an item is "explored" when it is in the sampled top-k but not
+in the greedy top-k by posterior mean. The exploration budget caps how many of the k positions explored items
+may take.
 
 Draws come from a ``BetaSource``: anything with ``beta(alpha, beta) -> ndarray``. ``make_sampler`` gives
 the compiled exact sampler (``shared.ranking._fastbeta``: xoshiro256++, ziggurat normals, Marsaglia-Tsang
