@@ -273,8 +273,10 @@ def test_a_huge_pipeline_does_not_block_other_connections(server):
             time.sleep(0.01)
         t.join()
     assert "total" in done
-    # Old server: the probe waited for the whole burst (one callback answered all of it).
-    assert worst < done["total"] / 4, (worst, done["total"])
+    # Old server: the probe waited for the whole burst (one callback answered all of it), worst ~ total. Half
+    # of it leaves room for one scheduling hiccup of a shared machine (0.18 s of a 0.60 s burst, seen alone in
+    # the serial lane), and still fails the old server.
+    assert worst < done["total"] / 2, (worst, done["total"])
 
 
 # -- finding 7: an error for later bytes never replaces a valid request's answer ---------------------
