@@ -39,7 +39,10 @@ def llm() -> Iterator[StandInLlm]:
 @pytest.fixture(scope="module")
 def origin(registry_dir, session_store, llm) -> Iterator[tuple[TestClient, OriginNode]]:
     session_store.start()
-    settings = load_settings(origin={"registry": str(registry_dir), "store": {"url": session_store.url},
+    # a generous store budget (default 3 ms): these tests are about the prompt, and a profile read that times out
+    # on a loaded machine leaves no categories to check (failed once in CI: "profile read failed")
+    settings = load_settings(origin={"registry": str(registry_dir),
+                                     "store": {"url": session_store.url, "timeout_ms": 2000},
                                      "reasoner": {"url": llm.url, "deadline_ms": 5000, "cache_ttl_s": 0}})
     node = OriginNode(settings)
     with TestClient(build_app(node)) as client:
