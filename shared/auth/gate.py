@@ -7,7 +7,7 @@
         429 the client address's or the key's bucket is empty (``Retry-After``)
 
 A front door without a gate (``None``: auth and every limit off) skips all of it. Keys are verified once per
-distinct key string and remembered (the file's SHA-256 compare, constant time); the keys file is re-read
+distinct ``Authorization`` value and remembered by its raw bytes (the file's SHA-256 compare, constant time); the keys file is re-read
 when it changes (``auth.reload_s``), so ``strata keys revoke`` holds within seconds, without a restart.
 """
 
@@ -31,6 +31,7 @@ from strata.shared.serving.tasks import stop_task
 
 logger = logging.getLogger(__name__)
 MEMO_MAX = 10_000
+_FIND = object()        # admit(): find the Authorization value in the headers
 
 
 class Caller:
@@ -87,12 +88,20 @@ class KeyRing:
         logger.info("keys file reloaded", extra={"keys": sum(r.active for r in records)})
         return True
 
-    def caller(self, token: bytes) -> Caller | None:
+    def known(self, authorization: bytes | None) -> Caller | None:
+        """The caller of an ``Authorization`` value verified before (by its raw bytes: no parsing, no hashing),
+        else None. Re-reads the keys file when it changed (which forgets every verified value)."""
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.reload_s
             self.refresh()
-        c = self._memo.get(token)
+        return self._memo.get(authorization) if authorization is not None else None
+
+    def caller(self, token: bytes, authorization: bytes | None = None) -> Caller | None:
+        """The caller of the key ``token``, None when it is not an active key of the file; remembered by
+        ``authorization``, the raw header value it came in (else by the token)."""
+        memo_key = token if authorization is None else authorization
+        c = self.known(memo_key)
         if c is not None:
             return c
         try:
@@ -106,18 +115,24 @@ class KeyRing:
         c = Caller(rec.tenant, rec.id, frozenset(rec.scopes), rec.pop, token)
         if len(self._memo) >= MEMO_MAX:
             self._memo.clear()
-        self._memo[token] = c
+        self._memo[memo_key] = c
         return c
 
 
-def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.strip().partition(b" ")
-            if scheme.lower() != b"bearer" or not token.strip():
-                raise Unauthorized("send the key as 'Authorization: Bearer <key>'", field="Authorization")
-            return token.strip()
-    raise Unauthorized("an API key is required: 'Authorization: Bearer <key>'", field="Authorization")
+            return value
+    return None
+
+
+def _bearer(authorization: bytes | None) -> bytes:
+    if authorization is None:
+        raise Unauthorized("an API key is required: 'Authorization: Bearer <key>'", field="Authorization")
+    scheme, _, token = authorization.strip().partition(b" ")
+    if scheme.lower() != b"bearer" or not token.strip():
+        raise Unauthorized("send the key as 'Authorization: Bearer <key>'", field="Authorization")
+    return token.strip()
 
 
 def _forwarded(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -146,19 +161,26 @@ class Gate:
         self.metrics.gauge("admitted_total", lambda: [((t,), float(n)) for t, n in self._admitted.items()],
                            counter=True)
 
-    def admit(self, headers: Iterable[tuple[bytes, bytes]], client: tuple | None, scope: str) -> Caller | None:
+    def admit(self, headers: Iterable[tuple[bytes, bytes]], client: tuple | None, scope: str,
+              authorization: bytes | None | object = _FIND) -> Caller | None:
+        """``authorization``: the request's first ``Authorization`` value when the server read it already (None:
+        there is none); by default it is looked up in ``headers``."""
         caller = None
         keys = self.keys
         if keys is not None:
-            try:
-                token = _bearer(headers)
-            except Unauthorized:
-                self._refused(401, "no_key")
-                raise
-            caller = keys.caller(token)
+            if authorization is _FIND:
+                authorization = _authorization(headers)
+            caller = keys.known(authorization)  # type: ignore[arg-type]
             if caller is None:
-                self._refused(401, "unknown_key")
-                raise Unauthorized("unknown or revoked key", field="Authorization")
+                try:
+                    token = _bearer(authorization)  # type: ignore[arg-type]
+                except Unauthorized:
+                    self._refused(401, "no_key")
+                    raise
+                caller = keys.caller(token, authorization)  # type: ignore[arg-type]
+                if caller is None:
+                    self._refused(401, "unknown_key")
+                    raise Unauthorized("unknown or revoked key", field="Authorization")
             if scope not in caller.scopes:
                 self._refused(403, "scope")
                 raise Forbidden(f"the key lacks scope {scope!r}", field="Authorization")

@@ -2,17 +2,23 @@
 make, so only impressions that were really served, and clicks on them by the session they were served to,
 move bandit counts.
 
-    i1.<ts>.<nonce>.<session tag>.<items tag>
-    session tag = HMAC-SHA256(secret, "s" | tenant | session | ts | nonce)[:9]     (hex, 18 characters)
-    items tag   = HMAC-SHA256(secret, "i" | session tag | item ids in order)[:9]
+    i2.<ts>.<nonce>.<session tag>.<items tag>
+    items tag   = BLAKE2b-72(secret, D | "i" | tenant | session | item ids in order)      (hex, 18 characters)
+    session tag = BLAKE2b-72(secret, D | "s" | tenant | session | ts.nonce | items tag)
+    (D a fixed domain prefix, "|" the unit separator)
 
-``ts`` is the serving time (epoch ms, hex), ``nonce`` a random per-process prefix and a counter (unique; the
-MAC, not the nonce, is what cannot be guessed). The HMAC's padded key states are computed once (two SHA-256
-copies per tag: about 1 microsecond). A click carries its session and the
-impression id but not the items, so the processor checks it by the session tag; an impression event carries the
-items and is checked by both. Ids older than the join window are expired; one impression id counted twice (a
-replay under a new event id) is caught by the processor's state, not here. 72-bit tags: a forger has one
-chance in 2^72 per try, and every try is dead-lettered and counted.
+BLAKE2b in its keyed mode is a MAC (RFC 7693), one call per tag. ``ts`` is the serving time (epoch ms, hex),
+``nonce`` a random per-process prefix and a counter (unique; the MAC, not the nonce, is what cannot be
+guessed). The items tag depends on the answer only, so a cached answer keeps it (``prepare``) and each
+serving of it costs one MAC (``sign_prepared``): the session tag, which covers the items tag. A click carries its
+session and the impression id but not the items, so the processor checks it by the session tag (over the items
+tag the id carries); an impression event carries the items and is checked by both. Ids older than the join
+window are expired; one impression id counted twice (a replay under a new event id) is caught by the
+processor's state, not here. 72-bit tags: a forger has one chance in 2^72 per try, and every try is
+dead-lettered and counted.
+
+Ids of the previous format (``i1``: HMAC-SHA256, the items tag over the session tag) still verify, so clicks on
+answers served before an upgrade count for the rest of their join window.
 """
 
 from __future__ import annotations
@@ -23,13 +29,15 @@ import itertools
 import os
 from collections.abc import Sequence
 
-VERSION = "i1"
+VERSION = "i2"
 TAG_BYTES = 9
 _SEP = "\x1f"
+_V1 = "i1"
+_DOMAIN = b"strata-impression-id\x1f"
 
 
 class ImpressionSigner:
-    __slots__ = ("_inner", "_outer", "_prefix", "_seq")
+    __slots__ = ("_keyed", "_inner", "_outer", "_prefix", "_seq")
 
     def __init__(self, secret: str | bytes) -> None:
         key = secret.encode() if isinstance(secret, str) else secret
@@ -37,48 +45,73 @@ class ImpressionSigner:
             raise ValueError("the impression secret needs at least 16 bytes")
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))     # HMAC (RFC 2104) with its pads hashed once
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        # Keyed BLAKE2b (keys of up to 64 bytes) holds the padded key as its first block until more input comes;
+        # the domain prefix makes it compress that block once here, so a copy MACs a short message in one block.
+        self._keyed = hashlib.blake2b(_DOMAIN, key=key, digest_size=TAG_BYTES)
+        padded = key.ljust(64, b"\0")                   # i1: HMAC (RFC 2104) with its pads hashed once
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
         self._prefix = os.urandom(4).hex()
         self._seq = itertools.count(1)
 
-    def _mac(self, msg: bytes) -> str:
-        inner = self._inner.copy()
-        inner.update(msg)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:TAG_BYTES].hex()
+    def _mac(self, msg: str) -> str:
+        h = self._keyed.copy()
+        h.update(msg.encode())
+        return h.hexdigest()
 
-    def _session_tag(self, tenant: str, session_id: str, tsx: str, nonce: str) -> str:
-        return self._mac(f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}{tsx}{_SEP}{nonce}".encode())
+    def items_tag(self, tenant: str, session_id: str, items: Sequence[str]) -> str:
+        """The tag of an answer's items, for this tenant and session."""
+        return self._mac(f"i{_SEP}{tenant}{_SEP}{session_id}{_SEP}{_SEP.join(items)}")
 
-    def _items_tag(self, session_tag: str, items: Sequence[str]) -> str:
-        return self._mac(f"i{_SEP}{session_tag}{_SEP}{_SEP.join(items)}".encode())
+    def prepare(self, tenant: str, session_id: str, items: Sequence[str]) -> tuple[bytes, str, bytes]:
+        """What every serving of one answer signs, made once (a cached answer keeps it): the session tag's
+        message before and after the serving's own part, and the items tag."""
+        i_tag = self.items_tag(tenant, session_id, items)
+        return f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}".encode(), i_tag, f"{_SEP}{i_tag}".encode()
+
+    def sign_prepared(self, prepared: tuple[bytes, str, bytes], ts_ms: int) -> str:
+        """A fresh id for one serving of a prepared answer: one MAC."""
+        own = f"{ts_ms:x}.{self._prefix}{next(self._seq):x}"          # <ts>.<nonce>
+        h = self._keyed.copy()
+        h.update(prepared[0] + own.encode() + prepared[2])
+        return f"{VERSION}.{own}.{h.hexdigest()}.{prepared[1]}"
 
     def sign(self, tenant: str, session_id: str, items: Sequence[str], ts_ms: int) -> str:
-        tsx = f"{ts_ms:x}"
-        nonce = f"{self._prefix}{next(self._seq):x}"
-        s_tag = self._session_tag(tenant, session_id, tsx, nonce)
-        return f"{VERSION}.{tsx}.{nonce}.{s_tag}.{self._items_tag(s_tag, items)}"
+        return self.sign_prepared(self.prepare(tenant, session_id, items), ts_ms)
 
     def check(self, impression_id: str, tenant: str, session_id: str,
               items: Sequence[str] | None = None) -> int | None:
         """The id's serving time (epoch ms) when it was made by a tier for this tenant and session (and, given
         ``items``, for exactly these items in this order); None when it was not."""
         parts = impression_id.split(".")
-        if len(parts) != 5 or parts[0] != VERSION:
+        if len(parts) != 5:
             return None
-        _, tsx, nonce, s_tag, i_tag = parts
+        version, tsx, nonce, s_tag, i_tag = parts
         try:
             ts = int(tsx, 16)
         except ValueError:
             return None
-        if not hmac.compare_digest(s_tag, self._session_tag(tenant, session_id, tsx, nonce)):
-            return None
-        if items is not None and not hmac.compare_digest(i_tag, self._items_tag(s_tag, items)):
-            return None
-        return ts
+        if version == VERSION:
+            if not hmac.compare_digest(s_tag, self._mac(f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}{tsx}.{nonce}{_SEP}{i_tag}")):
+                return None
+            if items is not None and not hmac.compare_digest(i_tag, self.items_tag(tenant, session_id, items)):
+                return None
+            return ts
+        if version == _V1:
+            if not hmac.compare_digest(s_tag, self._hmac(f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}{tsx}{_SEP}{nonce}")):
+                return None
+            if items is not None and not hmac.compare_digest(i_tag, self._hmac(f"i{_SEP}{s_tag}{_SEP}"
+                                                                               f"{_SEP.join(items)}")):
+                return None
+            return ts
+        return None
+
+    def _hmac(self, msg: str) -> str:
+        inner = self._inner.copy()
+        inner.update(msg.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_BYTES].hex()
 
 
 def signer_from_settings(auth) -> ImpressionSigner | None:

@@ -22,13 +22,14 @@ _DYNAMIC_FIELDS = 4     # degraded, request_id, impression_id, timing
 class Answer:
     """Encoded in the codec of the request that filled it; the other codec is derived on first use."""
 
-    __slots__ = ("_json", "_mp", "_n_static", "degraded", "shown")
+    __slots__ = ("_json", "_mp", "_n_static", "degraded", "shown", "signing")
 
     _json: bytes | None             # the static fields as JSON without the closing brace (or not derived yet)
     _mp: bytes | None               # ... as msgpack key/value pairs without the map header; one of the two is set
     _n_static: int
     degraded: bool
     shown: tuple | None             # what the impression log needs (``shared.serving.impression_log.shown``)
+    signing: tuple[bytes, str, bytes] | None    # what each serving's signed id is made of (``ImpressionSigner.prepare``)
 
     def __init__(self, static: dict, degraded: bool, media: str = "application/json",
                  shown: tuple | None = None) -> None:
@@ -43,6 +44,7 @@ class Answer:
             self._json = orjson.dumps(static)[:-1]                       # without the closing brace
         self.degraded = degraded
         self.shown = shown
+        self.signing = None
 
     def _json_prefix(self) -> bytes:
         if self._json is None:

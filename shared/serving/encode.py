@@ -7,7 +7,8 @@ id, and never handed to ``on_ranked``, so a tier never caches an escalated answe
 the one this request just ranked (handed to ``on_ranked``: the edge caches it there). What a fresh answer
 showed goes to the impression log when one is configured. With a ``signer`` (``auth.impression_secret``), the
 impression id of this tier's answers is signed over tenant, session, shown items and time
-(``shared.auth.impressions``), so the processor counts only impressions and clicks that were really served.
+(``shared.auth.impressions``; the items' tag once per answer, kept with it in the cache), so the processor
+counts only impressions and clicks that were really served.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ class Encode(Generic[TierCtx]):
                 answer = Answer({"items": ctx.items, "tier": self.tier, "confidence": ctx.confidence,
                                  "route_reasons": ctx.route_reasons, "route_tier": ctx.route_tier,
                                  "model_version": ctx.model.version, "unknown_candidates": ctx.unknown_candidates},
-                                ctx.degraded, ctx.media,
-                                None if log is None and self.signer is None else shown_of(ctx))
+                                ctx.degraded, ctx.media, None if log is None else shown_of(ctx))
+                signer = self.signer
+                if signer is not None:          # the items' tag once per answer; each serving signs its own time
+                    req = ctx.req
+                    answer.signing = signer.prepare(req.tenant, req.session_id, [it["item_id"] for it in ctx.items])
                 if self.on_ranked is not None:
                     self.on_ranked(ctx, answer)
         health = self.health
@@ -76,10 +80,10 @@ class Encode(Generic[TierCtx]):
         ts_ms = 0
         if impression_id is None:
             signer = self.signer
-            # shown is None for an upper tier's answer that came without its impression id
-            if signer is not None and (shown_ := answer.shown) is not None:
+            # signing is None for an upper tier's answer that came without its impression id
+            if signer is not None and (signing := answer.signing) is not None:
                 ts_ms = int(time.time() * 1000)
-                impression_id = signer.sign(shown_[0], shown_[2], shown_[5], ts_ms)
+                impression_id = signer.sign_prepared(signing, ts_ms)
             else:
                 impression_id = ids.next()
         payload = answer.render(ctx.media, degraded, request_id, impression_id,

@@ -169,5 +169,13 @@ def test_edge_caches_and_sessions_are_per_tenant(keys, serve_edge, fresh_valkey,
         assert "no_session_vector" in a["route_reasons"] and a["timing"]["cache"] == "miss", a
         assert_refused(post(keys.a, orjson.dumps({"tenant": "shopB", "user_id": "alice", "session_id": "s-b"})),
                        403, "tenant", "not 'shopB'")
+        # the server reads the first Authorization field while parsing, as the ASGI path's gate does
+        first_a = client.post("/v1/recommend", content=body, headers=[
+            ("content-type", "application/json"), ("authorization", f"Bearer {keys.a}"),
+            ("authorization", f"Bearer {keys.b}")])
+        assert first_a.status_code == 200 and "no_session_vector" in first_a.json()["route_reasons"]
+        assert_refused(client.post("/v1/recommend", content=body, headers=[
+            ("content-type", "application/json"), ("authorization", "Bearer junk"),
+            ("authorization", f"Bearer {keys.b}")]), 401, "Authorization", "unknown or revoked key")
         for path in OPS:
             assert client.get(path).status_code == 200, path

@@ -100,6 +100,28 @@ def test_gate_401_403_and_the_callers_tenant(tmp_path) -> None:
     assert b'strata_auth_admitted_total{tenant="shopA"} 1.0' in gate.exposition()
 
 
+def test_a_verified_authorization_value_is_not_parsed_or_hashed_again(tmp_path, monkeypatch) -> None:
+    """The request path's cost: one dict lookup by the header's raw bytes once a value was verified; another
+    spelling of the same key is verified on its own, and a revoked key's memo goes with the reload."""
+    import strata.shared.auth.gate as gate_mod
+
+    path = tmp_path / "keys.json"
+    key, rec = create_key(path, "shopA", ("recommend",))
+    hashed = []
+    monkeypatch.setattr(gate_mod, "key_digest", lambda token: hashed.append(token) or key_digest(token))
+    ring = KeyRing(path, reload_s=0.05)
+    gate = Gate(ring)
+    for _ in range(3):
+        assert gate.admit(_auth(key), None, "recommend").tenant == "shopA"
+    assert len(hashed) == 1
+    assert gate.admit([(b"authorization", f"bearer  {key} ".encode())], None, "recommend").key_id == rec.id
+    assert len(hashed) == 2
+    revoke_key(path, rec.id)
+    assert _eventually(lambda: ring.known(_auth(key)[1][1]) is None)
+    with pytest.raises(Unauthorized, match="unknown or revoked key"):
+        gate.admit(_auth(key), None, "recommend")
+
+
 def _eventually(cond, within_s: float = 5.0) -> bool:
     deadline = time.monotonic() + within_s
     while not cond():

@@ -234,7 +234,8 @@ class EdgeHTTP(MessageReader, FlowControl, ResponseWriter, asyncio.Protocol):
                     try:
                         try:
                             gate = self.server.gate
-                            caller = gate.admit(req.headers, self.peer, "recommend") if gate is not None else None
+                            caller = None if gate is None else \
+                                gate.admit(req.headers, self.peer, "recommend", req.authorization)
                             out = handler.try_now(req.body, req.ctype, req.accept, caller)
                         except Exception as exc:   # mapped (and, when unexpected, logged with a request id)
                             out = negotiated_error_reply(exc, req.accept, req.ctype)

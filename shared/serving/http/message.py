@@ -144,6 +144,9 @@ class MessageReader(ConnectionState):
         elif name == b"content-length":
             if value.isdigit() and int(value) > self.server.max_body and req.error is None:
                 req.error = too_large(int(value), self.server.max_body)
+        elif name == b"authorization":
+            if req.authorization is None:
+                req.authorization = value
         elif name == b"transfer-encoding":
             if value.strip().lower() != b"chunked" and req.error is None:
                 req.error = MalformedHttp(f"Transfer-Encoding {value.decode('latin-1')!r} is not supported; "

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 class Request:
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "ctype", "accept", "error", "reject", "head",
-                 "http10", "queued", "t0", "request_id", "traceparent")
+                 "http10", "queued", "t0", "request_id", "traceparent", "authorization")
 
     method: bytes
     url: bytes
@@ -38,6 +38,7 @@ class Request:
     t0: int                                 # perf_counter_ns when it was queued
     request_id: bytes | None                # X-Request-ID, forwarded when the router escalates
     traceparent: bytes | None
+    authorization: bytes | None             # the first Authorization header (the gate reads it)
 
     def __init__(self) -> None:
         self.method = b""
@@ -55,6 +56,7 @@ class Request:
         self.t0 = 0
         self.request_id = None
         self.traceparent = None
+        self.authorization = None
 
 
 class Server(Protocol):
