@@ -333,7 +333,7 @@ class AuthSettings(_Section):
                                                             "(env STRATA_AUTH__KEYS_FILE); re-read when it changes")
     reload_s: float = Field(2.0, gt=0, description="check the keys file for changes this often")
     impression_secret: SecretStr | None = Field(
-        None, description="HMAC secret impression ids are signed with (env STRATA_AUTH__IMPRESSION_SECRET only; "
+        None, description="MAC key impression ids are signed with (env STRATA_AUTH__IMPRESSION_SECRET only; "
                           "the same value at every tier and in the processor; required when auth is enabled)")
     catalog_tenant: str = Field("default", description="the tenant whose keys may change the catalog "
                                                        "(POST /v1/items with scope catalog:write)")
