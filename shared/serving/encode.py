@@ -67,8 +67,8 @@ class Encode(Generic[TierCtx]):
                                 ctx.degraded, ctx.media, None if log is None else shown_of(ctx))
                 signer = self.signer
                 if signer is not None:          # the items' tag once per answer; each serving signs its own time
-                    req = ctx.req
-                    answer.signing = signer.prepare(req.tenant, req.session_id, [it["item_id"] for it in ctx.items])
+                    asked = ctx.req
+                    answer.signing = signer.prepare(asked.tenant, asked.session_id, [it["item_id"] for it in ctx.items])
                 if self.on_ranked is not None:
                     self.on_ranked(ctx, answer)
         health = self.health
