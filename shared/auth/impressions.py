@@ -37,7 +37,7 @@ _DOMAIN = b"strata-impression-id\x1f"
 
 
 class ImpressionSigner:
-    __slots__ = ("_keyed", "_inner", "_outer", "_prefix", "_seq")
+    __slots__ = ("_keyed", "_key", "_prefix", "_seq")
 
     def __init__(self, secret: str | bytes) -> None:
         key = secret.encode() if isinstance(secret, str) else secret
@@ -48,9 +48,7 @@ class ImpressionSigner:
         # Keyed BLAKE2b (keys of up to 64 bytes) holds the padded key as its first block until more input comes;
         # the domain prefix makes it compress that block once here, so a copy MACs a short message in one block.
         self._keyed = hashlib.blake2b(_DOMAIN, key=key, digest_size=TAG_BYTES)
-        padded = key.ljust(64, b"\0")                   # i1: HMAC (RFC 2104) with its pads hashed once
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        self._key = key                                 # i1 ids: HMAC-SHA256 with it (verified only)
         self._prefix = os.urandom(4).hex()
         self._seq = itertools.count(1)
 
@@ -107,11 +105,7 @@ class ImpressionSigner:
         return None
 
     def _hmac(self, msg: str) -> str:
-        inner = self._inner.copy()
-        inner.update(msg.encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:TAG_BYTES].hex()
+        return hmac.digest(self._key, msg.encode(), "sha256")[:TAG_BYTES].hex()
 
 
 def signer_from_settings(auth) -> ImpressionSigner | None:

@@ -68,7 +68,9 @@ class Encode(Generic[TierCtx]):
                 signer = self.signer
                 if signer is not None:          # the items' tag once per answer; each serving signs its own time
                     asked = ctx.req
-                    answer.signing = signer.prepare(asked.tenant, asked.session_id, [it["item_id"] for it in ctx.items])
+                    shown_ = answer.shown           # its item ids when the impression log made it, else made here
+                    answer.signing = signer.prepare(asked.tenant, asked.session_id, shown_[5] if shown_ is not None
+                                                    else [it["item_id"] for it in ctx.items])
                 if self.on_ranked is not None:
                     self.on_ranked(ctx, answer)
         health = self.health
