@@ -27,6 +27,7 @@ from strata.shared.errors import MethodNotAllowed, PayloadTooLarge, StrataError,
 from strata.shared.serving.asgi import body_headers, receive_body, send_reply, too_large
 from strata.shared.serving.codecs import JSON
 from strata.shared.serving.error_mapper import error_reply, negotiated_error_reply
+from strata.shared.serving.logs import log_fields
 from strata.shared.serving.pipeline import Handler, Reply
 from strata.shared.serving.trace import TRACE, Trace, scope_trace
 
@@ -115,9 +116,9 @@ class HandlerRoute:
 
 def _log_traced(trace: Trace, route: str, status: int, t0: int) -> None:
     if logger.isEnabledFor(logging.INFO):
-        logger.info("answered", extra={"request_id": trace.request_id, "traceparent": trace.traceparent,
-                                       "route": route, "status": status,
-                                       "ms": round((time.perf_counter_ns() - t0) / 1e6, 3)})
+        log_fields(logger, logging.INFO, "answered", {"request_id": trace.request_id, "traceparent": trace.traceparent,
+                                                      "route": route, "status": status,
+                                                      "ms": round((time.perf_counter_ns() - t0) / 1e6, 3)})
 
 
 def mount(api: Any, route: HandlerRoute) -> None:

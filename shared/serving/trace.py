@@ -10,8 +10,8 @@ found in every tier's JSON log.
 
 from __future__ import annotations
 
-import os
 from contextvars import ContextVar
+from random import getrandbits
 from typing import NamedTuple
 
 MAX_REQUEST_ID = 128
@@ -74,11 +74,13 @@ def scope_trace(scope: dict) -> Trace | None:
 
 def child_traceparent(parent: str | None) -> str:
     """The traceparent of a call made while serving ``parent``: its trace id (a new one when there is none)
-    and a new parent id, sampled flag kept."""
-    span = os.urandom(8).hex()
+    and a new parent id, sampled flag kept. Ids come from ``random`` (seeded from the OS, reseeded in a forked
+    child), as OpenTelemetry's ``RandomIdGenerator`` makes them: they must be unique, not secret, and
+    ``os.urandom`` is a system call each (two per escalated request)."""
+    span = getrandbits(64) or 1                 # all-zero ids are invalid
     if parent is None:
-        return f"00-{os.urandom(16).hex()}-{span}-01"
-    return f"{parent[:35]}-{span}-{parent[53:55]}"
+        return f"00-{getrandbits(128) or 1:032x}-{span:016x}-01"
+    return f"{parent[:35]}-{span:016x}-{parent[53:55]}"
 
 
 def outgoing(request_id: str | None = None) -> dict[str, str]:

@@ -165,3 +165,20 @@ def test_request_ids_are_kept_only_when_printable_and_short() -> None:
     assert from_headers(b"has space", b"nonsense") == (None, None)
     assert from_headers(b"x" * 129, TP.encode()) == (None, TP)
     assert from_headers(None, None) is None
+
+
+def test_a_forked_child_draws_other_trace_ids_than_its_parent() -> None:
+    """Trace and span ids come from ``random``, which CPython reseeds in a forked child: workers forked from one
+    parent never send the same ids."""
+    import os
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                        # the child: its next fresh traceparent, then out
+        os.write(w, child_traceparent(None).encode())
+        os._exit(0)
+    os.close(w)
+    mine = child_traceparent(None)
+    with os.fdopen(r, "rb") as f:
+        theirs = f.read().decode()
+    os.waitpid(pid, 0)
+    assert valid_traceparent(theirs) == theirs and theirs[3:35] != mine[3:35] and theirs[36:52] != mine[36:52]
