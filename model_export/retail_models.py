@@ -6,6 +6,12 @@ everything of the customer before the invoice), with features from statistics an
 on the data BEFORE the window, so the ranker learns on the feature distribution serving will show it
 (no feature has seen its own label). The served two-tower and statistics are then fitted on all the
 training baskets.
+
+More labelled queries than one window holds: ``label_windows`` > 1 adds the windows before it, each of the
+same length, answered the same way from a two-tower and statistics trained on the data before THAT window
+(so none of their features has seen its labels either), while the data before a window still spans at least
+``MIN_EARLIER_SHARE`` of the log. The ranker is a seeded ensemble (``RankerParams.ensemble``) exported as
+one ONNX graph that averages its members.
 """
 
 from __future__ import annotations
@@ -56,14 +62,16 @@ logger = logging.getLogger(__name__)
 CHUNK = 1024
 RANKER_PARITY_QUERIES = 300
 MAX_LABEL_SHARE = 0.25
+MIN_EARLIER_SHARE = 0.4  # an earlier label window only while the data before it spans this share of the log
 
 
 @dataclass(frozen=True, slots=True)
 class StrataParams:
     tower: TowerParams = TowerParams()
-    ranker: RankerParams = RankerParams()
+    ranker: RankerParams = RankerParams(ensemble=3)
     sizes: CandidateSizes = CandidateSizes()
     label_days: float = 60.0
+    label_windows: int = 2  # the latest label window and up to label_windows - 1 before it
     refit_tower: bool = False  # retrain the two-tower on all training data for serving
     parity_min_rows: int = 10_000
     seed: int = 7
@@ -106,6 +114,16 @@ def ranker_examples(window_train: Baskets, label_start_ms: int, stats: ItemStats
     return np.concatenate(xs), np.concatenate(ys), ptr
 
 
+def concat_examples(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray,
+                                                                                     np.ndarray]:
+    """One (x, label, ptr) from several ``ranker_examples`` results (their queries one after another)."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [p[2][-1] for p in parts[:-1]])
+    ptr = np.concatenate([parts[0][2][:1]] + [p[2][1:] + o for p, o in zip(parts, offsets, strict=True)])
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), ptr.astype(np.int64)
+
+
 def train_models(train: Baskets, params: StrataParams = StrataParams(), text: np.ndarray | None = None,
                  text_registry: Path | str | None = None) -> TrainedModels:
     """Ranker on the label window (features from the data before it), then the served two-tower and stats.
@@ -131,17 +149,29 @@ def train_models(train: Baskets, params: StrataParams = StrataParams(), text: np
     towers_before = train_two_tower(before, tower_params, text)
     t_tower = time.perf_counter()
     x, y, ptr = ranker_examples(train, label_start, item_stats(before, text=text), towers_before, params.sizes)
+    parts, window_end = [(x, y, ptr)], label_start
+    for _ in range(1, params.label_windows):
+        window_start = int(window_end - label_days * DAY_MS)
+        if window_start - start < MIN_EARLIER_SHARE * (end - start):
+            break
+        earlier = train.before(window_start)
+        towers_earlier = train_two_tower(earlier, tower_params, text)
+        parts.append(ranker_examples(train.before(window_end), window_start, item_stats(earlier, text=text),
+                                     towers_earlier, params.sizes))
+        window_end = window_start
+    x, y, ptr = concat_examples(parts)
     t_rows = time.perf_counter()
     ranker = train_ranker(x, y, ptr, replace(params.ranker, seed=params.seed))
     t_ranker = time.perf_counter()
     towers = train_two_tower(train, tower_params, text) if params.refit_tower else towers_before
     stats = item_stats(train, text=text)
     positives = float(y.sum()) / max(1, ptr.size - 1)
-    info = {"label_days": round(label_days, 2), "label_queries": int(ptr.size - 1), "ranker_rows": int(x.shape[0]),
+    info = {"label_days": round(label_days, 2), "label_windows": len(parts), "label_queries": int(ptr.size - 1),
+            "ranker_rows": int(x.shape[0]),
             "positives_per_query": round(positives, 3), "tower_pairs": towers.pairs,
             "tower_loss": towers.final_loss, "ranker_loss": ranker.final_loss, "text": text_info or None,
             "seconds": {"text": round(t_text - t0, 1), "tower_before_window": round(t_tower - t_text, 1),
-                        "ranker_rows": round(t_rows - t_tower, 1),
+                        "ranker_rows": round(t_rows - t_tower, 1),  # earlier windows' towers included
                         "ranker": round(t_ranker - t_rows, 1),
                         "tower_all": round(time.perf_counter() - t_ranker, 1)}}
     logger.info("strata models trained: %s", info)

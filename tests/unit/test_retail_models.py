@@ -191,3 +191,20 @@ def test_a_ranker_ensemble_scores_the_mean_of_its_members_through_one_onnx(train
     path = export_ranker(two, tmp_path / "ranker.onnx")
     report = check_parity(path, two.predict, x, min_rows=200, input_name="features", output_name="score")
     assert report["max_abs_diff"] <= TOLERANCE
+
+
+def test_the_ranker_learns_from_an_earlier_label_window_too(trained, baskets) -> None:
+    # SMALL has the default two windows; the synthetic log is long enough for the earlier one
+    assert SMALL.label_windows == 2 and trained.info["label_windows"] == 2
+    one = train_models(baskets, replace(SMALL, label_windows=1))
+    assert one.info["label_windows"] == 1 and one.info["label_queries"] < trained.info["label_queries"]
+
+
+def test_concat_examples_puts_the_windows_queries_one_after_another() -> None:
+    from strata.model_export.retail_models import concat_examples
+
+    a = (np.ones((3, 2)), np.array([1.0, 0.0, 0.0]), np.array([0, 1, 3]))
+    b = (np.zeros((2, 2)), np.array([0.0, 1.0]), np.array([0, 2]))
+    x, y, ptr = concat_examples([a, b])
+    assert x.shape == (5, 2) and y.tolist() == [1, 0, 0, 0, 1] and ptr.tolist() == [0, 1, 3, 5]
+    assert concat_examples([a])[2].tolist() == [0, 1, 3]
