@@ -55,7 +55,7 @@ def main(launcher: Launcher, registry: str, json_path: str | None = None, durati
         duration = min(duration, 1.5)
     warmup = 0.5 if quick else 2.0
     plan = bench_http.HttpPlan(duration, warmup, cached_bodies=2048 if quick else 16384,
-                               unique_bodies=1024 if quick else 8192)
+                               unique_bodies=1024 if quick else 8192, auth_rounds=1 if quick else 3)
     r: dict = {**machine_info(), "loadavg_before": _loadavg(), "registry": registry, "quick": quick,
                "duration_s": duration, "warmup_s": warmup, "server_core": cores.server,
                "loadgen_core": cores.loadgen, "pinned_separately": cores.separate}

@@ -300,8 +300,8 @@ class Planner:
         ``replayed`` (an impression id counted before, a click on an item of it already counted)."""
         signer, iid = self.signer, ev.impression_id
         assert signer is not None and iid is not None       # the caller checked both
-        items = ev.items if ev.type == "impression" else None
-        ts = signer.check(iid, ev.tenant, ev.session_id, items)
+        items, prior = (ev.items, ev.prior) if ev.type == "impression" else (None, None)
+        ts = signer.check(iid, ev.tenant, ev.session_id, items, prior)
         if ts is None or ts > log_ms + SIGNED_SKEW_MS:
             return "forged"
         if log_ms - ts > self.join_ms:

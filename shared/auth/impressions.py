@@ -2,23 +2,26 @@
 make, so only impressions that were really served, and clicks on them by the session they were served to,
 move bandit counts.
 
-    i2.<ts>.<nonce>.<session tag>.<items tag>
-    items tag   = BLAKE2b-72(secret, D | "i" | tenant | session | item ids in order)      (hex, 18 characters)
+    i3.<ts>.<nonce>.<session tag>.<items tag>
+    items tag   = BLAKE2b-72(secret, D | "i" | tenant | session | item ids in order | "p" | priors)   (hex, 18 chars)
     session tag = BLAKE2b-72(secret, D | "s" | tenant | session | ts.nonce | items tag)
-    (D a fixed domain prefix, "|" the unit separator)
+    (D a fixed domain prefix, "|" the unit separator; priors: the scorer's p behind each item as the impression
+    event carries it, ``repr`` of each, comma-separated, or "-" when the event carries none)
 
 BLAKE2b in its keyed mode is a MAC (RFC 7693), one call per tag. ``ts`` is the serving time (epoch ms, hex),
 ``nonce`` a random per-process prefix and a counter (unique; the MAC, not the nonce, is what cannot be
 guessed). The items tag depends on the answer only, so a cached answer keeps it (``prepare``) and each
 serving of it costs one MAC (``sign_prepared``): the session tag, which covers the items tag. A click carries its
 session and the impression id but not the items, so the processor checks it by the session tag (over the items
-tag the id carries); an impression event carries the items and is checked by both. Ids older than the join
-window are expired; one impression id counted twice (a replay under a new event id) is caught by the
+tag the id carries); an impression event carries the items and the priors and is checked by both, so whoever
+posts an impression event first cannot change the expected clicks (``prior``) the bandit sums. Ids older than
+the join window are expired; one impression id counted twice (a replay under a new event id) is caught by the
 processor's state, not here. 72-bit tags: a forger has one chance in 2^72 per try, and every try is
 dead-lettered and counted.
 
-Ids of the previous format (``i1``: HMAC-SHA256, the items tag over the session tag) still verify, so clicks on
-answers served before an upgrade count for the rest of their join window.
+Ids of the previous formats still verify, so clicks on answers served before an upgrade count for the rest of
+their join window: ``i2`` (the items tag without the priors) and ``i1`` (HMAC-SHA256, the items tag over the
+session tag).
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ import itertools
 import os
 from collections.abc import Sequence
 
-VERSION = "i2"
+VERSION = "i3"
 TAG_BYTES = 9
 _SEP = "\x1f"
+_V2 = "i2"
 _V1 = "i1"
+NO_PRIOR = "-"
 _DOMAIN = b"strata-impression-id\x1f"
 
 
@@ -57,14 +62,18 @@ class ImpressionSigner:
         h.update(msg.encode())
         return h.hexdigest()
 
-    def items_tag(self, tenant: str, session_id: str, items: Sequence[str]) -> str:
-        """The tag of an answer's items, for this tenant and session."""
-        return self._mac(f"i{_SEP}{tenant}{_SEP}{session_id}{_SEP}{_SEP.join(items)}")
+    def items_tag(self, tenant: str, session_id: str, items: Sequence[str],
+                  prior: Sequence[float] | None = None) -> str:
+        """The tag of an answer's items and their priors (as its impression event carries them), for this tenant
+        and session."""
+        return self._mac(f"i{_SEP}{tenant}{_SEP}{session_id}{_SEP}{_SEP.join(items)}{_SEP}p{_SEP}"
+                         f"{NO_PRIOR if prior is None else ','.join([repr(float(p)) for p in prior])}")
 
-    def prepare(self, tenant: str, session_id: str, items: Sequence[str]) -> tuple[bytes, str, bytes]:
+    def prepare(self, tenant: str, session_id: str, items: Sequence[str],
+                prior: Sequence[float] | None = None) -> tuple[bytes, str, bytes]:
         """What every serving of one answer signs, made once (a cached answer keeps it): the session tag's
         message before and after the serving's own part, and the items tag."""
-        i_tag = self.items_tag(tenant, session_id, items)
+        i_tag = self.items_tag(tenant, session_id, items, prior)
         return f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}".encode(), i_tag, f"{_SEP}{i_tag}".encode()
 
     def sign_prepared(self, prepared: tuple[bytes, str, bytes], ts_ms: int) -> str:
@@ -74,13 +83,15 @@ class ImpressionSigner:
         h.update(prepared[0] + own.encode() + prepared[2])
         return f"{VERSION}.{own}.{h.hexdigest()}.{prepared[1]}"
 
-    def sign(self, tenant: str, session_id: str, items: Sequence[str], ts_ms: int) -> str:
-        return self.sign_prepared(self.prepare(tenant, session_id, items), ts_ms)
+    def sign(self, tenant: str, session_id: str, items: Sequence[str], ts_ms: int,
+             prior: Sequence[float] | None = None) -> str:
+        return self.sign_prepared(self.prepare(tenant, session_id, items, prior), ts_ms)
 
     def check(self, impression_id: str, tenant: str, session_id: str,
-              items: Sequence[str] | None = None) -> int | None:
+              items: Sequence[str] | None = None, prior: Sequence[float] | None = None) -> int | None:
         """The id's serving time (epoch ms) when it was made by a tier for this tenant and session (and, given
-        ``items``, for exactly these items in this order); None when it was not."""
+        ``items``, for exactly these items in this order with exactly these priors, None for none); None when it
+        was not."""
         parts = impression_id.split(".")
         if len(parts) != 5:
             return None
@@ -89,11 +100,14 @@ class ImpressionSigner:
             ts = int(tsx, 16)
         except ValueError:
             return None
-        if version == VERSION:
+        if version in (VERSION, _V2):
             if not hmac.compare_digest(s_tag, self._mac(f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}{tsx}.{nonce}{_SEP}{i_tag}")):
                 return None
-            if items is not None and not hmac.compare_digest(i_tag, self.items_tag(tenant, session_id, items)):
-                return None
+            if items is not None:
+                made = self.items_tag(tenant, session_id, items, prior) if version == VERSION \
+                    else self._items_tag_v2(tenant, session_id, items)
+                if not hmac.compare_digest(i_tag, made):
+                    return None
             return ts
         if version == _V1:
             if not hmac.compare_digest(s_tag, self._hmac(f"s{_SEP}{tenant}{_SEP}{session_id}{_SEP}{tsx}{_SEP}{nonce}")):
@@ -103,6 +117,9 @@ class ImpressionSigner:
                 return None
             return ts
         return None
+
+    def _items_tag_v2(self, tenant: str, session_id: str, items: Sequence[str]) -> str:
+        return self._mac(f"i{_SEP}{tenant}{_SEP}{session_id}{_SEP}{_SEP.join(items)}")
 
     def _hmac(self, msg: str) -> str:
         return hmac.digest(self._key, msg.encode(), "sha256")[:TAG_BYTES].hex()

@@ -69,7 +69,7 @@ class CatalogGuard:
 
     name = "guardrails"
     __slots__ = ("policy", "category_codes", "category_names", "unmatched_categories", "removes", "sole_reason",
-                 "_codes", "_allowed", "_banned_ids")
+                 "_codes", "_allowed", "_banned_ids", "_allowed_views", "_category_view")
 
     def __init__(self, policy: Guardrails, item_ids: Sequence[str], categories: Sequence[str],
                  age_restricted: np.ndarray, in_stock: np.ndarray | None = None,
@@ -106,6 +106,8 @@ class CatalogGuard:
                 arr[np.fromiter((i in self._banned_ids for i in item_ids), dtype=bool, count=n)] = BANNED_ITEM
         self._codes = (unverified, verified)
         self._allowed = (unverified == KEPT, verified == KEPT)
+        self._allowed_views = (self._allowed[0].data, self._allowed[1].data)    # memoryviews, for *_at
+        self._category_view = self.category_codes.data
         # per age state: does the policy remove any catalog item at all (if not, filtering is a no-op),
         # and is there a single reason for every removal (then removals need no per-item reasons)?
         self.removes = (bool(unverified.any()), bool(verified.any()))
@@ -114,6 +116,17 @@ class CatalogGuard:
     def allowed(self, age_verified: bool) -> np.ndarray:
         """Kept or not per catalog row, for this age state."""
         return self._allowed[age_verified]
+
+    def allowed_at(self, rows: list[int], age_verified: bool) -> list:
+        """``allowed(age_verified)[rows]`` for a short list of known rows (an upper tier's answer), as a list:
+        scalar reads through a memoryview, cheaper than NumPy's per-call overhead for ten rows."""
+        view = self._allowed_views[age_verified]
+        return [view[r] for r in rows]
+
+    def categories_at(self, rows: list[int]) -> list[int]:
+        """``categories_of(rows)`` for a short list of known rows, as a list (as ``allowed_at``)."""
+        view = self._category_view
+        return [view[r] for r in rows]
 
     def codes(self, age_verified: bool) -> np.ndarray:
         """Reason code per catalog row (0 = kept) for this age state."""

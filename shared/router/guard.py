@@ -28,11 +28,14 @@ def recheck(ctx: RankCtx, up: Upstream) -> tuple[Upstream | None, int]:
         res = guard.filter(rows, age, ids)
         if res.removed.shape[0]:
             keep = res.kept.tolist()
-    elif guard.removes[age]:            # one gather: the common case (every item allowed) costs a microsecond
-        allowed = guard.allowed(age)[rows]
-        if not allowed.all():
-            keep = allowed.nonzero()[0].tolist()
-    cats = guard.categories_of(rows).tolist()
+        cats = guard.categories_of(rows).tolist()
+    else:                               # the common case: ten known rows, read as a list (no NumPy call per check)
+        known = rows.tolist()
+        cats = guard.categories_at(known)
+        if guard.removes[age]:
+            allowed = guard.allowed_at(known, age)
+            if not all(allowed):
+                keep = [i for i, ok in enumerate(allowed) if ok]
     relaxed = DIVERSITY_RELAXED in (up.body.get("route_reasons") or ())
     diversity = model.diversity
     if not relaxed and not diversity.satisfied([cats[i] for i in keep]):

@@ -22,7 +22,7 @@ import numpy as np
 from strata.shared.auth.impressions import ImpressionSigner
 from strata.shared.ranking.stages.ctx import RankCtx, TierCtx
 from strata.shared.serving.answers import Answer, RequestIds
-from strata.shared.serving.impression_log import ImpressionLog, shown
+from strata.shared.serving.impression_log import ImpressionLog, event_prior, shown
 from strata.shared.serving.pipeline import Reply
 
 
@@ -68,9 +68,12 @@ class Encode(Generic[TierCtx]):
                 signer = self.signer
                 if signer is not None:          # the items' tag once per answer; each serving signs its own time
                     asked = ctx.req
-                    shown_ = answer.shown           # its item ids when the impression log made it, else made here
-                    answer.signing = signer.prepare(asked.tenant, asked.session_id, shown_[5] if shown_ is not None
-                                                    else [it["item_id"] for it in ctx.items])
+                    shown_ = answer.shown           # its items and priors when the impression log made it, else here
+                    if shown_ is not None:
+                        ids, prior = shown_[5], shown_[10]
+                    else:
+                        ids, prior = [it["item_id"] for it in ctx.items], served_prior(ctx)
+                    answer.signing = signer.prepare(asked.tenant, asked.session_id, ids, event_prior(prior))
                 if self.on_ranked is not None:
                     self.on_ranked(ctx, answer)
         health = self.health
@@ -95,6 +98,12 @@ class Encode(Generic[TierCtx]):
             log.offer(impression_id, ts_ms or int(time.time() * 1000), answer.shown,
                       None if req is None else req.user_id)
         return Reply(200, ctx.media, payload)
+
+
+def served_prior(ctx: RankCtx) -> np.ndarray:
+    """The scorer's p behind each served item, in order (what ``shown_of`` keeps as the prior)."""
+    prior = ctx.prior[ctx.picked]
+    return prior if ctx.fill_post is None else np.concatenate((prior, ctx.fill_post[2]))
 
 
 def shown_of(ctx: RankCtx) -> tuple:

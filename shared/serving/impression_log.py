@@ -53,6 +53,11 @@ def shown(tenant: str, user_id: str, session_id: str, slot: str, channel: str, i
     return (tenant, user_id, session_id, slot, channel, items, explored, alpha, beta, model_version, prior)
 
 
+def event_prior(prior: np.ndarray | None) -> list[float] | None:
+    """The priors as an impression event carries them (and as its impression id signs them)."""
+    return None if prior is None else np.round(prior.astype(np.float64), PRIOR_DIGITS).tolist()
+
+
 def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str | None = None,
                      tier: str = "edge") -> dict:
     """The ``impression`` event (``shared.contracts.api``) of one served answer (``shown``: a ``Shown`` or its
@@ -64,7 +69,7 @@ def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str 
           "items": list(shown.items), "explored": list(shown.explored),
           "alpha": shown.alpha.tolist(), "beta": shown.beta.tolist()}
     if shown.prior is not None:
-        ev["prior"] = np.round(shown.prior.astype(np.float64), PRIOR_DIGITS).tolist()
+        ev["prior"] = event_prior(shown.prior)
     ev["tier"] = tier
     ev["model_version"] = shown.model_version
     return ev

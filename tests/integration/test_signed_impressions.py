@@ -119,7 +119,8 @@ def test_self_made_impressions_and_clicks_no_longer_move_the_ranking(tmp_path, m
 def test_clicks_count_only_from_the_session_served_and_only_once(tmp_path, monkeypatch, tansu_proc, fresh_valkey,
                                                                  registry_dir) -> None:
     """Finding 19: a real tier-2 answer to session S; a click on it from another session is forged, one from S
-    counts once (a second is a replay), the impression logged again under a new event id is a replay, and an id
+    counts once (a second is a replay), the impression logged again under a new event id is a replay, the same
+    impression with other priors is forged (whoever posts it first cannot set the expected clicks), and an id
     signed longer ago than the join window is expired."""
     keys = make_keys(tmp_path, monkeypatch)
     cfg = streaming_settings(tansu_proc.bootstrap, fresh_valkey.url, registry_dir)
@@ -132,7 +133,7 @@ def test_clicks_count_only_from_the_session_served_and_only_once(tmp_path, monke
             imp, item = ans["impression_id"], ans["items"][0]["item_id"]
             other = (await client.post("/v1/recommend", json={"user_id": "u1", "session_id": "S", "slot": "p19",
                                                               "k": 3}, headers=bearer(keys.a))).json()
-            assert imp.startswith("i2.") and other["impression_id"] != imp
+            assert imp.startswith("i3.") and other["impression_id"] != imp
             assert ImpressionSigner(SECRET).check(imp, "shopA", "S") is not None
             bkey = K.bandit_key("shopA", "p19")
             await wait_until(lambda: r.hget(bkey, K.imps_field(item)) is not None, what="tier 2's impression")
@@ -140,20 +141,23 @@ def test_clicks_count_only_from_the_session_served_and_only_once(tmp_path, monke
                       _ev("click", impression_id=imp, item_id=item, slot="p19", session_id="S"),
                       _ev("click", impression_id=imp, item_id=item, slot="p19", session_id="S")]   # again
             assert (await client.post("/v1/events", json={"events": clicks}, headers=bearer(keys.a))).status_code == 202
-            replay = _ev("impression", impression_id=imp, slot="p19", items=[it["item_id"] for it in ans["items"]],
-                         explored=[False] * 3, alpha=[1.0] * 3, beta=[1.0] * 3, tier="streaming",
-                         model_version="1.0.0", session_id="S")
+            logged = next(e for e in await read_topic(tansu_proc.bootstrap, cfg.topics.events, 2)
+                          if e.get("type") == "impression" and e.get("impression_id") == imp)   # tier 2's own
+            assert logged.get("prior") and len(logged["prior"]) == len(logged["items"]), logged
+            replay = {**logged, "event_id": uuid.uuid4().hex}
+            # the same impression first with other priors (the bandit's expected clicks): not what was signed
+            tampered = {**logged, "event_id": uuid.uuid4().hex, "prior": [0.0] * len(logged["items"])}
             old = ImpressionSigner(SECRET).sign("shopA", "S", [item], int(time.time() * 1000) - 2 * 3_600_000)
             late = _ev("click", impression_id=old, item_id=item, slot="p19", session_id="S")
-            assert (await client.post("/v1/events", json={"events": [replay, late]},
+            assert (await client.post("/v1/events", json={"events": [tampered, replay, late]},
                                       headers=bearer(keys.a))).status_code == 202
-            await wait_until(lambda: _rejected(proc, "forged") >= 1 and _rejected(proc, "replayed") >= 2
+            await wait_until(lambda: _rejected(proc, "forged") >= 2 and _rejected(proc, "replayed") >= 2
                              and _rejected(proc, "expired") >= 1, 60, "the rejections")
             assert int(r.hget(bkey, K.clicks_field(item))) == 1
             shown = sum(item in [it["item_id"] for it in a["items"]] for a in (ans, other))
             assert int(r.hget(bkey, K.imps_field(item))) == shown      # tier 2's answers, not the replay
         metrics = proc.metrics.instruments.exposition()
-        assert b'strata_processor_impressions_rejected_total{reason="forged"} 1.0' in metrics
+        assert b'strata_processor_impressions_rejected_total{reason="forged"} 2.0' in metrics
 
     try:
         asyncio.run(go())

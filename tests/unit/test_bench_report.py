@@ -55,3 +55,13 @@ def test_both_bandits_sample_the_same_posterior() -> None:
     fail = np.array([mab._imp.arm_to_fail_count[a] for a in range(7)], dtype=float)
     np.testing.assert_array_equal(alpha, succ)
     np.testing.assert_array_equal(beta, fail)
+
+
+def test_the_auth_target_is_the_median_pair_when_there_are_rounds() -> None:
+    """Three back-to-back on/off pairs: one noisy pair does not decide the verdict (the ratio of medians would
+    mix pairs measured minutes apart)."""
+    r = {"edge_auth_rps_c8": 80.0, "edge_authoff_rps_c8": 100.0, "edge_auth_ratio_rounds_c8": [0.95, 0.62, 0.93],
+         "edge_auth_nocache_rps_c8": 90.0, "edge_authoff_nocache_rps_c8": 100.0}
+    add_ratios(r)
+    assert r["ratio_edge_auth_over_off_c8"] == 0.93
+    assert r["ratio_edge_auth_nocache_over_off_c8"] == 0.9      # no rounds (a quick run): the plain ratio

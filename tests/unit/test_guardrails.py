@@ -75,6 +75,17 @@ def test_clean_pool_and_categories() -> None:
     assert g.categories_of(np.array([0, 0])).tolist()[0] == g.categories_of(np.array([0])).tolist()[0]
 
 
+def test_the_list_reads_agree_with_the_array_ones() -> None:
+    """``allowed_at`` / ``categories_at`` (the router's recheck of ten known rows) give what ``allowed`` and
+    ``categories_of`` give, for either age state."""
+    g = guard(banned_categories=("bakery",), banned_items=("apples",))
+    rows = [5, 4, 3, 0, 2, 1, 4]
+    for age in (False, True):
+        assert g.allowed_at(rows, age) == g.allowed(age)[np.array(rows)].tolist()
+        assert all(type(x) is bool for x in g.allowed_at(rows, age))
+    assert g.categories_at(rows) == g.categories_of(np.array(rows)).tolist()
+
+
 def test_banned_category_names_that_match_nothing_are_reported() -> None:
     assert guard(banned_categories=("wine", "wyne")).unmatched_categories == ("wyne",)
 

@@ -17,7 +17,7 @@ ITEMS = ("A", "B", "C")
 def test_an_id_verifies_for_its_tenant_session_and_items_only() -> None:
     s = ImpressionSigner(SECRET)
     iid = s.sign("t1", "S", ITEMS, 1_700_000_000_000)
-    assert iid.startswith("i2.")
+    assert iid.startswith("i3.")
     assert s.check(iid, "t1", "S") == 1_700_000_000_000             # a click: no items
     assert s.check(iid, "t1", "S", ITEMS) == 1_700_000_000_000      # an impression: its items, in order
     assert s.check(iid, "t2", "S") is None
@@ -63,9 +63,40 @@ def _v1(secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: i
     return f"i1.{tsx}.{nonce}.{s_tag}.{mac(f'i{sep}{s_tag}{sep}{sep.join(items)}')}"
 
 
-def test_ids_of_the_previous_format_still_verify() -> None:
+def test_an_impression_verifies_only_with_the_priors_it_was_served_with() -> None:
+    """The scorer's p behind each item (the bandit's expected clicks) is signed as the impression event carries
+    it: whoever posts the impression first cannot change it, nor drop it."""
+    s = ImpressionSigner(SECRET)
+    prior = [0.125, 0.5, 0.031337]
+    iid = s.sign("t1", "S", ITEMS, 1_700_000_000_000, prior)
+    assert s.check(iid, "t1", "S", ITEMS, prior) == 1_700_000_000_000
+    assert s.check(iid, "t1", "S", ITEMS, [float(x) for x in (0.125, 0.5, 0.031337)]) == 1_700_000_000_000
+    assert s.check(iid, "t1", "S") == 1_700_000_000_000                       # a click needs neither
+    for other in ([0.0, 0.5, 0.031337], [0.125, 0.5], [0.125, 0.5, 0.031338], None):
+        assert s.check(iid, "t1", "S", ITEMS, other) is None, other
+    bare = s.sign("t1", "S", ITEMS, 1_700_000_000_000)                         # served without priors
+    assert s.check(bare, "t1", "S", ITEMS) and s.check(bare, "t1", "S", ITEMS, prior) is None
+
+
+def _v2(secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: int, nonce: str) -> str:
+    """The format before the priors were signed (keyed BLAKE2b, the items tag over tenant, session and items)."""
+    sep = "\x1f"
+
+    def mac(msg: str) -> str:
+        return hashlib.blake2b(b"strata-impression-id\x1f" + msg.encode(), key=secret.encode(), digest_size=9).hexdigest()
+
+    tsx = f"{ts_ms:x}"
+    i_tag = mac(f"i{sep}{tenant}{sep}{session}{sep}{sep.join(items)}")
+    return f"i2.{tsx}.{nonce}.{mac(f's{sep}{tenant}{sep}{session}{sep}{tsx}.{nonce}{sep}{i_tag}')}.{i_tag}"
+
+
+def test_ids_of_the_previous_formats_still_verify() -> None:
     """Clicks on answers served before an upgrade count for the rest of their join window."""
     s = ImpressionSigner(SECRET)
+    v2 = _v2(SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01")
+    assert s.check(v2, "t1", "S") == 1_700_000_000_000
+    assert s.check(v2, "t1", "S", ITEMS, [0.5, 0.5, 0.5]) == 1_700_000_000_000   # (i2 did not sign priors)
+    assert s.check(v2, "t1", "T") is None and s.check(v2, "t1", "S", ("A",)) is None
     old = _v1(SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01")
     assert s.check(old, "t1", "S") == 1_700_000_000_000
     assert s.check(old, "t1", "S", ITEMS) == 1_700_000_000_000
