@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import os
 import signal
 import socket
@@ -13,6 +16,7 @@ import pytest
 
 from strata.deploy.local import ManagedProcess, free_port, strata_command
 from strata.shared.models.bundle import read_current
+from tests.support.registry_cache import cached_registry
 
 _HERE = Path(__file__).parent
 EDGE_MODEL = "edge-scorer"
@@ -65,16 +69,22 @@ def edge_node(request, registry_dir: Path, session_store, tmp_path_factory) -> I
         assert rc in clean, f"edge ({request.param}) exited with {rc} on SIGTERM; output:\n{proc.output_tail()}"
 
 
-@pytest.fixture(scope="session")
-def full_registry_dir(models_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every bundle ``strata up`` needs over one 500-item world: a copy of ``models_registry_dir`` (edge scorer,
-    retrieval, ranker) plus the MiniLM ``text-encoder`` exported into it. Tests that start ``strata up`` or
-    ``strata demo`` use it (or a copy): they would otherwise export the missing bundles into a shared registry."""
+def _add_text_encoder(models: Path, root: Path) -> None:
     import shutil
 
     from strata.model_export.text_encoder import export_text_encoder
 
-    root = tmp_path_factory.mktemp("full-registry") / "registry"
-    shutil.copytree(models_registry_dir, root)
+    shutil.copytree(models, root, dirs_exist_ok=True)
     export_text_encoder(root)
-    return root
+
+
+@pytest.fixture(scope="session")
+def full_registry_dir(models_registry_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every bundle ``strata up`` needs over one 500-item world: a copy of ``models_registry_dir`` (edge scorer,
+    retrieval, ranker) plus the MiniLM ``text-encoder`` exported into it. Tests that start ``strata up`` or
+    ``strata demo`` use it (or a copy): they would otherwise export the missing bundles into a shared registry.
+    Built once per source state and shared by the workers and later runs, like the registries it starts from
+    (the recipe names tests/conftest.py's, whose ``_export_models`` makes ``models_registry_dir``)."""
+    recipe = inspect.getsource(_add_text_encoder) + hashlib.sha256((_HERE.parent / "conftest.py").read_bytes()).hexdigest()
+    root = tmp_path_factory.mktemp("full-registry") / "registry"
+    return cached_registry("full-registry", recipe, functools.partial(_add_text_encoder, models_registry_dir), root)

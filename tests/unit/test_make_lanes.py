@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-from tests.conftest import TIMING_TESTS
+from tests.conftest import LONGEST_MODULES, TIMING_TESTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,3 +42,9 @@ def test_a_string_naming_the_mark_is_not_a_mark(tmp_path: Path) -> None:
     assert not _marks_vllm(code)
     code.write_text("import pytest\n\npytestmark = [pytest.mark.vllm]\n")
     assert _marks_vllm(code)
+
+
+def test_the_longest_modules_listed_to_start_first_exist_once_each() -> None:
+    """A renamed module would silently fall back into the queue (tests/conftest.py's LONGEST_MODULES)."""
+    assert len(set(LONGEST_MODULES)) == len(LONGEST_MODULES)
+    assert [m for m in LONGEST_MODULES if not ROOT.joinpath("tests", m).is_file()] == []
