@@ -4,6 +4,7 @@ against a real valkey-server that is frozen (SIGSTOP), thawed and started fresh.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -76,7 +77,15 @@ def test_frozen_store_bounds_every_request_and_readiness_stays_down(registry_dir
         await node.start()
         out: dict = {"slow": [], "ready": [], "degraded": []}
         try:
-            _, first = await timed(node, {"user_id": "u", "session_id": "before", "k": 5})
+            # The store serves before the freeze. The tasks start() began (the invalidation subscription's
+            # connect, the first bandit refresh) run in the loop's first turns; a request in those turns can miss
+            # the 3 ms read budget on a busy machine (it did once in CI), so it may take a few tries.
+            give_up = time.monotonic() + 2.0
+            for n in itertools.count():
+                _, first = await timed(node, {"user_id": "u", "session_id": f"before-{n}", "k": 5})
+                if not first["degraded"] or time.monotonic() > give_up:
+                    break
+                await asyncio.sleep(0.05)
             out["first_degraded"] = first["degraded"]
             os.kill(pid, signal.SIGSTOP)
             t_end = time.monotonic() + 2.0      # ten probe periods of 0.2 s
