@@ -7,9 +7,14 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from strata.deploy.local import free_port, port_open, strata_command
 
 
+# Its own bound is the demo's (600 s, below); pytest-timeout's default (300 s) is not: the full export beside
+# other test workers took 195 s in one CI run (86 s alone).
+@pytest.mark.timeout(900)
 def test_demo_once_exports_serves_both_codecs_and_cleans_up(tmp_path) -> None:
     registry = tmp_path / "registry"
     port = free_port()
