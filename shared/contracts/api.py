@@ -150,6 +150,14 @@ SHOW_CHARS = 48                          # how much of a bad value a reason repe
 # brand names) are 1..128 characters of any kind but control characters (U+0000-001F, U+007F-009F): they are
 # joined with U+001F in some store values. Ids enter store keys through ``shared.keys.part`` (injective).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# A search event's query: no control characters, and at least one character that is not a space. The spaces are
+# spelled out (JSON Schema patterns are ECMA-262, whose \\s differs from Python's str.strip: U+001C-001F, U+0085,
+# U+FEFF), so the schema (``QUERY_PATTERN``) and the parser apply one rule (``fullmatch``: ECMA's ``$`` is the end of
+# the string, Python's also matches before a final newline).
+SPACES = "\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+QUERY_PATTERN = f"^[^{_CONTROLS}]*[^{_CONTROLS}{SPACES}][^{_CONTROLS}]*$"
+_QUERY = re.compile(QUERY_PATTERN)
 
 
 def _show(v: object) -> str:
@@ -397,8 +405,9 @@ def parse_event(obj: object, ts_window: TsWindow | None = None, ref_ms: int = 0)
                            field="quantity" if obj.get("quantity") is not None else "price")
     if etype == "search":
         q = obj.get("query")
-        if type(q) is not str or not q.strip() or len(q) > MAX_QUERY_LEN:
-            raise InvalidField(f"must be a non-empty string of at most {MAX_QUERY_LEN} characters", field="query")
+        if type(q) is not str or len(q) > MAX_QUERY_LEN or not _QUERY.fullmatch(q):
+            raise InvalidField(f"must be a string of at most {MAX_QUERY_LEN} characters with a non-space character "
+                               "and no control characters", field="query")
         ev.query = q
     elif check and obj.get("query") is not None:
         raise InvalidField(f"is not used by {etype!r} events", field="query")

@@ -21,10 +21,11 @@ BOOL = {"type": "boolean"}
 
 
 def title_pattern() -> str:
-    """An item title: at least one non-space character, none of the characters a title may not hold (titles.py).
+    """An item title: at least one non-space character (the spaces spelled out, as ECMA-262 and Python differ on
+    \\s), none of the characters a title may not hold (titles.py).
     Built on first use (a scan of every code point, ~0.3 s: only the origin's catalog route needs it)."""
     no = forbidden_class()
-    return f"^[^{no}]*[^{no}\\s][^{no}]*$"
+    return f"^[^{no}]*[^{no}{api.SPACES}][^{no}]*$"
 
 
 def _obj(props: dict, required: tuple[str, ...] = (), **extra) -> dict:
@@ -117,7 +118,7 @@ _EVENT_FIELDS: dict[str, dict] = {   # the type-specific fields, as the type tha
     "model_version": EVENT_ID,
     "quantity": {"type": "integer", "minimum": 1, "maximum": api.MAX_QUANTITY},
     "price": {"type": "number", "minimum": 0, "exclusiveMaximum": api.MAX_PRICE},
-    "query": {"type": "string", "minLength": 1, "maxLength": api.MAX_QUERY_LEN, "pattern": "\\S"},
+    "query": {"type": "string", "minLength": 1, "maxLength": api.MAX_QUERY_LEN, "pattern": api.QUERY_PATTERN},
     "categories": {"type": "array", "items": EVENT_ID, "maxItems": api.MAX_PREFERENCES},
     "brands": {"type": "array", "items": EVENT_ID, "maxItems": api.MAX_PREFERENCES},
 }

@@ -62,8 +62,18 @@ def _strategy(schema: dict, mode: GenerationMode = GenerationMode.POSITIVE):
     return from_dict(doc)["/x"]["POST"].as_strategy(generation_mode=mode).map(lambda case: case.body)
 
 
+def _ecma_pattern(validator, pattern: str, instance: object, schema: dict):
+    """``pattern`` as JSON Schema means it (ECMA-262): ``$`` is the end of the string; Python's ``$`` also matches
+    before a final newline, which would call ``"id\\n"`` valid."""
+    if isinstance(instance, str) and not re.search(re.sub(r"(?<!\\)\$$", r"\\Z", pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+ECMA = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
+
+
 def _valid(schema: dict, body: object) -> bool:
-    return jsonschema.Draft202012Validator(schema, format_checker=FORMATS).is_valid(body)
+    return ECMA(schema, format_checker=FORMATS).is_valid(body)
 
 
 def _lengths(name: str, body: object) -> object:
@@ -165,3 +175,42 @@ def test_event_times_in_both_forms_agree() -> None:
         except StrataError:
             accepted = False
         assert ok == accepted, (ts, ok, accepted)
+
+
+# Characters on which ECMA-262 regexes (what JSON Schema patterns are) and Python (``str.strip``, ``re``) disagree
+# about "space", and a few plain cases. A fuzzer once sent ``query: "\x1f"``: ECMA's \S matches it, Python strips it.
+QUERIES = ("\x1f", "\x1c", "\x85", "\ufeff", "\u3000", "\u00a0", " ", "a\tb", "a\n", " a ", "é", "x\u3000y")
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[f"U+{ord(q[0]):04X}-{len(q)}" for q in QUERIES])
+def test_a_search_query_is_accepted_by_the_schema_exactly_when_by_the_parser(query) -> None:
+    body = {"event_id": "e", "type": "search", "user_id": "u", "session_id": "s", "channel": "web", "ts": 0,
+            "query": query}
+    try:
+        parse_event(body)
+        accepted = True
+    except StrataError as err:
+        assert err.field == "query", err
+        accepted = False
+    assert _valid(schemas.EVENT, body) == accepted, (query, accepted)
+    assert accepted == (query.strip(" \u00a0\u3000\ufeff") != "" and not re.search("[\x00-\x1f\x7f-\x9f]", query))
+
+
+def _patterns(node: object):
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for v in node.values():
+            yield from _patterns(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _patterns(v)
+
+
+def test_schema_patterns_spell_out_their_character_classes() -> None:
+    """\\s, \\w, \\d and \\b mean different things in ECMA-262 (the schema's readers: fuzzers, client validators)
+    and in Python (the parsers): a pattern spells its classes out."""
+    found = [p for schema, _ in CASES.values() for p in _patterns(schema)]
+    assert any("\\u3000" in p for p in found) and len(found) >= 3, found
+    for p in found:
+        assert not re.search(r"(?<!\\)(?:\\\\)*\\[sSwWdDbB]", p), p
