@@ -26,9 +26,9 @@ run: $(VENV)/.run-deps
 # Tests keep compiled (and assert-rewritten) modules in the venv even where PYTHONDONTWRITEBYTECODE is set:
 # recompiling every test module costs each run ~5 s.
 PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(BIN)/python -m pytest
-# 3 workers took 10:38 where 2 took 13:09 (parallel lane, this 2-core machine, 2026-12-07), but beside two other
-# workers test_demo's full export (torch, two threads) ran 86 s -> 266 s, and past its 300 s timeout in one CI run.
-TEST_WORKERS ?= 2
+# 3 workers took 10:38 where 2 took 13:09 (parallel lane, a 2-core machine, 2026-12-07). The lane runs with
+# OMP_NUM_THREADS=1: two spinning torch threads beside two other workers ran test_demo's full export 86 s -> 266 s.
+TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 
 # Everything that neither trains, exports, spawns processes nor asserts wall-clock time (markers: tests/conftest.py),
@@ -39,7 +39,7 @@ test-fast: $(VENV)/.test-deps
 # The full suite (after `make lint`: ruff, and mypy over the serving packages): in parallel over TEST_WORKERS processes (a module stays on one worker; the 30 slowest tests listed at the end), then the tests that
 # assert wall-clock bounds or drive the vLLM server alone, so other work cannot skew them.
 test: lint
-	$(PYTEST) tests -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not timing and not vllm" --durations=30
+	OMP_NUM_THREADS=1 $(PYTEST) tests -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m "not timing and not vllm" --durations=30
 	$(PYTEST) $(SERIAL_MODULES) -m "timing or vllm"
 
 # The modules holding the serial lane's tests: collecting only them spares importing the whole tree a second time

@@ -17,7 +17,7 @@ from strata.model_export.evaluation.split import temporal_split
 from strata.model_export.evaluation.strata import StrataRecommender
 from strata.model_export.parity import TOLERANCE, check_parity
 from strata.model_export.ranker import RankerParams, export_ranker
-from strata.model_export.retail_bundles import export_retail_bundles
+from strata.model_export.retail_bundles import TRAIN_THREADS, export_retail_bundles, train_threads
 from strata.model_export.retail_models import StrataParams, parity_inputs, train_models, write_onnx
 from strata.model_export.two_tower import TowerParams
 from strata.model_export.world import WorldConfig
@@ -208,3 +208,13 @@ def test_concat_examples_puts_the_windows_queries_one_after_another() -> None:
     x, y, ptr = concat_examples([a, b])
     assert x.shape == (5, 2) and y.tolist() == [1, 0, 0, 0, 1] and ptr.tolist() == [0, 1, 3, 5]
     assert concat_examples([a])[2].tolist() == [0, 1, 3]
+
+
+@pytest.mark.parametrize(("env", "threads"), [(None, TRAIN_THREADS), ("1", 1), (" 3 ", 3), ("0", TRAIN_THREADS),
+                                              ("two", TRAIN_THREADS), ("", TRAIN_THREADS)])
+def test_training_threads_follow_omp_num_threads(monkeypatch, env, threads) -> None:
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert train_threads() == threads
