@@ -53,6 +53,7 @@ from strata.shared.serving.impression_log import ImpressionLog
 from strata.shared.serving.pipeline import Reply
 
 logger = logging.getLogger(__name__)
+SUBSCRIBE_WAIT_S = 2.0     # how long start() waits for the invalidation subscription (store up)
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 3, wait_s: float = 1.0) -> None:
@@ -229,6 +230,13 @@ class EdgeNode:
                 tasks.append(asyncio.create_task(self.impressions.run(), name="impression-log"))
             if self.config_watch is not None:
                 tasks.append(asyncio.create_task(self.config_watch.run(poll), name="config-watch"))
+            if self.invalidations is not None and self.health.up:
+                # Serve only once subscribed: an invalidation published before would be lost (the session's
+                # cached vector and answers kept until their TTL), and the first requests would share the
+                # loop's turns with the subscription's connect. Bounded: a store that answered the warm-up but
+                # not this still gets an edge (the listener keeps trying in the background).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.invalidations.subscribed.wait(), SUBSCRIBE_WAIT_S)
             self._running = stack.pop_all()
 
     async def stop(self) -> None:

@@ -1,6 +1,7 @@
 """A background subscription to one pub/sub channel of the online store: redis-py reconnects and re-subscribes
 by itself after a store outage (messages published meanwhile are lost); a cancel is honoured even when it meets
 redis-py's own read timeout. The edge listens for session invalidations, the origin for erased users.
+``subscribed`` is set once the store confirmed the subscription (and again after each re-subscription).
 
 On a cluster (``redis+cluster://``) a classic PUBLISH reaches every node, replicas included: the listener
 subscribes on any node and moves to the next one after each failure (a killed master's subscribers carry on)."""
@@ -44,10 +45,13 @@ class ChannelListener:
                 try:
                     if not pubsub.subscribed:
                         await pubsub.subscribe(self.channel)
-                        self.subscribed.set()
                     msg = await pubsub.get_message(timeout=1.0)
-                    if msg is not None and msg.get("type") == "message":
-                        self.on_message(msg["data"])
+                    if msg is not None:
+                        kind = msg.get("type")
+                        if kind == "message":
+                            self.on_message(msg["data"])
+                        elif kind == "subscribe":      # the store confirmed it: what is published now arrives
+                            self.subscribed.set()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:      # store down: try again shortly
@@ -76,9 +80,9 @@ def _is_cluster(r) -> bool:
 async def _subscriber(r, attempt: int):
     """A pub/sub connection: on a cluster, on its ``attempt``-th node (any node hears every classic PUBLISH)."""
     if not _is_cluster(r):
-        return r.pubsub(ignore_subscribe_messages=True)
+        return r.pubsub(ignore_subscribe_messages=False)   # its confirmation sets ``subscribed``
     with contextlib.suppress(Exception):
         await r.nodes_manager.initialize()
     nodes = sorted(r.get_nodes(), key=lambda n: n.name)
     node = nodes[attempt % len(nodes)] if nodes else None
-    return r.pubsub(node=node, ignore_subscribe_messages=True)
+    return r.pubsub(node=node, ignore_subscribe_messages=False)   # its confirmation sets ``subscribed``

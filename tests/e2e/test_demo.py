@@ -12,8 +12,8 @@ import pytest
 from strata.deploy.local import free_port, port_open, strata_command
 
 
-# Its own bound is the demo's (600 s, below); pytest-timeout's default (300 s) is not: the full export beside
-# other test workers took 195 s in one CI run (86 s alone).
+# Its own bound is the demo's (600 s, below); pytest-timeout's default (300 s) is not: the full export took
+# 86-112 s late in a parallel lane and 183-195 s beside another test worker in CI runs (2026-12-07).
 @pytest.mark.timeout(900)
 def test_demo_once_exports_serves_both_codecs_and_cleans_up(tmp_path) -> None:
     registry = tmp_path / "registry"

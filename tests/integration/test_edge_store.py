@@ -254,6 +254,39 @@ def test_without_consent_the_edge_reads_no_personal_data(registry_dir, any_redis
     assert "no_session_vector" not in given["route_reasons"] and "no_consent_context_only" not in given["route_reasons"]
 
 
+def test_an_invalidation_published_once_start_returns_reaches_the_edge(registry_dir, fresh_valkey):
+    """``start`` returns once the store confirmed the invalidation subscription: a session invalidated from then
+    on drops its cached vector and answers (before, start returned first and such a message was lost: the
+    session's cached answers were served until their TTL)."""
+    import msgpack
+
+    from strata.shared.keys import INVALIDATION_CHANNEL
+
+    svc = make_service(registry_dir, fresh_valkey.url)
+    dropped: list[tuple[str, str]] = []
+    invalidate = svc.invalidate_session
+    svc.invalidations.on_session = lambda t, s: (dropped.append((t, s)), invalidate(t, s))
+
+    async def run() -> None:
+        await svc.start()
+        try:
+            assert svc.invalidations.subscribed.is_set()
+            r = fresh_valkey.client()
+            try:
+                r.publish(INVALIDATION_CHANNEL, msgpack.packb([["default", "s-published-once"]]))
+            finally:
+                r.close()
+            for _ in range(100):
+                if dropped:
+                    break
+                await asyncio.sleep(0.01)
+            assert dropped == [("default", "s-published-once")]
+        finally:
+            await svc.stop()
+
+    asyncio.run(run())
+
+
 def test_invalidations_resume_after_the_store_restarts(fresh_valkey):
     """The subscriber's client has no retries of its own (``shared.online_store.client``): the listener's loop
     reconnects and subscribes again after an outage."""
