@@ -142,7 +142,9 @@ def parse_items(obj: object, categories: tuple[str, ...]) -> list[ItemUpdate]:
         age = it["age_restricted"]
         if type(age) is not bool:
             raise InvalidField(f"must be a boolean, got {type(age).__name__}", field=f"{path}.age_restricted")
-        out.append(ItemUpdate(item_id, check_title(title.strip(), f"{path}.title"), category, round(float(price), 2),
+        # checked before the spaces at its ends go: str.strip also takes U+001C-001F and U+0085, which a title
+        # may not hold (refused, as the schema does, not stripped)
+        out.append(ItemUpdate(item_id, check_title(title, f"{path}.title").strip(), category, round(float(price), 2),
                               stock, age))
     if len({u.item_id for u in out}) != len(out):
         raise InvalidField("item ids must be unique within one request", field="items")
