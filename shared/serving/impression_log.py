@@ -55,7 +55,7 @@ def shown(tenant: str, user_id: str, session_id: str, slot: str, channel: str, i
 
 def event_prior(prior: np.ndarray | None) -> list[float] | None:
     """The priors as an impression event carries them (and as its impression id signs them)."""
-    return None if prior is None else np.round(prior.astype(np.float64), PRIOR_DIGITS).tolist()
+    return None if prior is None else prior.astype(np.float64).round(PRIOR_DIGITS).tolist()
 
 
 def impression_event(impression_id: str, ts_ms: int, shown: tuple, user_id: str | None = None,

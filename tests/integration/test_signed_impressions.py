@@ -133,7 +133,7 @@ def test_clicks_count_only_from_the_session_served_and_only_once(tmp_path, monke
             imp, item = ans["impression_id"], ans["items"][0]["item_id"]
             other = (await client.post("/v1/recommend", json={"user_id": "u1", "session_id": "S", "slot": "p19",
                                                               "k": 3}, headers=bearer(keys.a))).json()
-            assert imp.startswith("i3.") and other["impression_id"] != imp
+            assert imp.startswith("i4.") and other["impression_id"] != imp
             assert ImpressionSigner(SECRET).check(imp, "shopA", "S") is not None
             bkey = K.bandit_key("shopA", "p19")
             await wait_until(lambda: r.hget(bkey, K.imps_field(item)) is not None, what="tier 2's impression")

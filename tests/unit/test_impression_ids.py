@@ -17,7 +17,7 @@ ITEMS = ("A", "B", "C")
 def test_an_id_verifies_for_its_tenant_session_and_items_only() -> None:
     s = ImpressionSigner(SECRET)
     iid = s.sign("t1", "S", ITEMS, 1_700_000_000_000)
-    assert iid.startswith("i3.")
+    assert iid.startswith("i4.")
     assert s.check(iid, "t1", "S") == 1_700_000_000_000             # a click: no items
     assert s.check(iid, "t1", "S", ITEMS) == 1_700_000_000_000      # an impression: its items, in order
     assert s.check(iid, "t2", "S") is None
@@ -90,9 +90,41 @@ def _v2(secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: i
     return f"i2.{tsx}.{nonce}.{mac(f's{sep}{tenant}{sep}{session}{sep}{tsx}.{nonce}{sep}{i_tag}')}.{i_tag}"
 
 
+def _v3(secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: int, nonce: str,
+        prior: list[float]) -> str:
+    """The format with the priors as ``repr`` of each float."""
+    sep = "\x1f"
+
+    def mac(msg: str) -> str:
+        return hashlib.blake2b(b"strata-impression-id\x1f" + msg.encode(), key=secret.encode(), digest_size=9).hexdigest()
+
+    tsx = f"{ts_ms:x}"
+    i_tag = mac(f"i{sep}{tenant}{sep}{session}{sep}{sep.join(items)}{sep}p{sep}{','.join(repr(p) for p in prior)}")
+    return f"i3.{tsx}.{nonce}.{mac(f's{sep}{tenant}{sep}{session}{sep}{tsx}.{nonce}{sep}{i_tag}')}.{i_tag}"
+
+
+def test_priors_are_signed_in_millionths_and_only_served_values_verify() -> None:
+    """The priors' text is integer millionths (a quarter of the instructions of each float's repr on a cache-miss
+    request); priors that are not 6-decimal values, as no tier serves them, do not verify even where their
+    millionths match."""
+    s = ImpressionSigner(SECRET)
+    prior = [0.125, 0.5, 0.031337, 1.0, 0.0, 1e-06]
+    items = ("A", "B", "C", "D", "E", "F")
+    iid = s.sign("t1", "S", items, 1_700_000_000_000, prior)
+    assert s.items_tag("t1", "S", items, prior) == s._mac(
+        "i\x1ft1\x1fS\x1fA\x1fB\x1fC\x1fD\x1fE\x1fF\x1fp\x1f125000,500000,31337,1000000,0,1")
+    assert s.check(iid, "t1", "S", items, prior) == 1_700_000_000_000
+    assert s.check(iid, "t1", "S", items, [0.125, 0.5, 0.0313371, 1.0, 0.0, 1e-06]) is None
+
+
 def test_ids_of_the_previous_formats_still_verify() -> None:
     """Clicks on answers served before an upgrade count for the rest of their join window."""
     s = ImpressionSigner(SECRET)
+    prior = [0.125, 0.5, 0.031337]
+    v3 = _v3(SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01", prior)
+    assert s.check(v3, "t1", "S") == 1_700_000_000_000
+    assert s.check(v3, "t1", "S", ITEMS, prior) == 1_700_000_000_000
+    assert s.check(v3, "t1", "S", ITEMS, [0.125, 0.5, 0.031338]) is None and s.check(v3, "t1", "S", ITEMS) is None
     v2 = _v2(SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01")
     assert s.check(v2, "t1", "S") == 1_700_000_000_000
     assert s.check(v2, "t1", "S", ITEMS, [0.5, 0.5, 0.5]) == 1_700_000_000_000   # (i2 did not sign priors)
