@@ -26,8 +26,9 @@ run: $(VENV)/.run-deps
 # Tests keep compiled (and assert-rewritten) modules in the venv even where PYTHONDONTWRITEBYTECODE is set:
 # recompiling every test module costs each run ~5 s.
 PYTEST := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(abspath $(VENV))/pycache $(BIN)/python -m pytest
-# 3 workers took 10:38 where 2 took 13:09 (parallel lane, a 2-core machine, 2026-12-07). The lane runs with
-# OMP_NUM_THREADS=1: two spinning torch threads beside two other workers ran test_demo's full export 86 s -> 266 s.
+# Parallel lane, 2-core VMs, 2026-12-07: 3 workers 10:38 vs 2 workers 13:09 (Intel), 14:23 vs 16:02 (AMD). With 3,
+# test_demo's full export takes ~265 s beside two other workers (its timeout is 900 s). OMP_NUM_THREADS=1: one
+# torch thread per training, so parallel exports do not oversubscribe the cores.
 TEST_WORKERS ?= 3
 FAST_WORKERS ?= 2
 

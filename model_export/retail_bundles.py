@@ -51,8 +51,8 @@ TRAIN_THREADS = 2   # torch's threads for the two-tower and ranker training, unl
 
 def train_threads() -> int:
     """``OMP_NUM_THREADS`` when set (a positive integer), else ``TRAIN_THREADS``: a host running other work (a
-    parallel test lane, other exports) caps training to one thread, where two spinning OpenMP threads beside
-    other busy processes ran an export ~3x slower (86 s alone -> 266 s beside two test workers, 2 cores)."""
+    parallel test lane, other exports) caps training to one thread, so parallel trainings do not oversubscribe
+    its cores."""
     raw = os.environ.get("OMP_NUM_THREADS", "").strip()
     return int(raw) if raw.isdigit() and int(raw) > 0 else TRAIN_THREADS
 

@@ -20,8 +20,8 @@ processor's state, not here. 72-bit tags: a forger has one chance in 2^72 per tr
 dead-lettered and counted.
 
 Ids of the previous formats still verify, so clicks on answers served before an upgrade count for the rest of
-their join window: ``i3`` (the priors as ``repr`` of each float: ~4x the instructions of the integers, a tenth of
-what auth added to a cache-miss request), ``i2`` (the items tag without the priors) and ``i1`` (HMAC-SHA256, the
+their join window: ``i3`` (the priors as ``repr`` of each float: ~4x the instructions of the integers, about a fifth
+of what auth added to a cache-miss request), ``i2`` (the items tag without the priors) and ``i1`` (HMAC-SHA256, the
 items tag over the session tag). An ``i4`` impression whose priors are not 6-decimal values (as no tier serves
 them) does not verify: millionths that match are then the very priors served.
 """
