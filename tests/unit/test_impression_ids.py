@@ -78,29 +78,21 @@ def test_an_impression_verifies_only_with_the_priors_it_was_served_with() -> Non
     assert s.check(bare, "t1", "S", ITEMS) and s.check(bare, "t1", "S", ITEMS, prior) is None
 
 
-def _v2(secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: int, nonce: str) -> str:
-    """The format before the priors were signed (keyed BLAKE2b, the items tag over tenant, session and items)."""
+def _blake2b_id(version: str, secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: int,
+                nonce: str, prior: list[float] | None = None) -> str:
+    """An id of a previous keyed-BLAKE2b format, made as it was: ``i2`` (the items tag over tenant, session and
+    items) or ``i3`` (and the priors, ``repr`` of each float)."""
     sep = "\x1f"
 
     def mac(msg: str) -> str:
         return hashlib.blake2b(b"strata-impression-id\x1f" + msg.encode(), key=secret.encode(), digest_size=9).hexdigest()
 
     tsx = f"{ts_ms:x}"
-    i_tag = mac(f"i{sep}{tenant}{sep}{session}{sep}{sep.join(items)}")
-    return f"i2.{tsx}.{nonce}.{mac(f's{sep}{tenant}{sep}{session}{sep}{tsx}.{nonce}{sep}{i_tag}')}.{i_tag}"
-
-
-def _v3(secret: str, tenant: str, session: str, items: tuple[str, ...], ts_ms: int, nonce: str,
-        prior: list[float]) -> str:
-    """The format with the priors as ``repr`` of each float."""
-    sep = "\x1f"
-
-    def mac(msg: str) -> str:
-        return hashlib.blake2b(b"strata-impression-id\x1f" + msg.encode(), key=secret.encode(), digest_size=9).hexdigest()
-
-    tsx = f"{ts_ms:x}"
-    i_tag = mac(f"i{sep}{tenant}{sep}{session}{sep}{sep.join(items)}{sep}p{sep}{','.join(repr(p) for p in prior)}")
-    return f"i3.{tsx}.{nonce}.{mac(f's{sep}{tenant}{sep}{session}{sep}{tsx}.{nonce}{sep}{i_tag}')}.{i_tag}"
+    signed = f"i{sep}{tenant}{sep}{session}{sep}{sep.join(items)}"
+    if version == "i3":
+        signed += f"{sep}p{sep}{','.join(repr(p) for p in prior or ())}"
+    i_tag = mac(signed)
+    return f"{version}.{tsx}.{nonce}.{mac(f's{sep}{tenant}{sep}{session}{sep}{tsx}.{nonce}{sep}{i_tag}')}.{i_tag}"
 
 
 def test_priors_are_signed_in_millionths_and_only_served_values_verify() -> None:
@@ -121,11 +113,11 @@ def test_ids_of_the_previous_formats_still_verify() -> None:
     """Clicks on answers served before an upgrade count for the rest of their join window."""
     s = ImpressionSigner(SECRET)
     prior = [0.125, 0.5, 0.031337]
-    v3 = _v3(SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01", prior)
+    v3 = _blake2b_id("i3", SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01", prior)
     assert s.check(v3, "t1", "S") == 1_700_000_000_000
     assert s.check(v3, "t1", "S", ITEMS, prior) == 1_700_000_000_000
     assert s.check(v3, "t1", "S", ITEMS, [0.125, 0.5, 0.031338]) is None and s.check(v3, "t1", "S", ITEMS) is None
-    v2 = _v2(SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01")
+    v2 = _blake2b_id("i2", SECRET, "t1", "S", ITEMS, 1_700_000_000_000, "abcd01")
     assert s.check(v2, "t1", "S") == 1_700_000_000_000
     assert s.check(v2, "t1", "S", ITEMS, [0.5, 0.5, 0.5]) == 1_700_000_000_000   # (i2 did not sign priors)
     assert s.check(v2, "t1", "T") is None and s.check(v2, "t1", "S", ("A",)) is None
