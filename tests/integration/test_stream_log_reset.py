@@ -218,7 +218,10 @@ def test_a_watermark_past_the_logs_end_is_a_reset(tansu_proc, fresh_valkey, regi
             assert (await client.post("/v1/events", json={"events": events})).status_code == 202
         async with processing(cfg, catalog) as proc:
             await wait_until(lambda: all(n == 1 for n in _views(store, users).values()), 30, "every event applied")
-            assert proc.metrics.instruments.counters[("log_resets_total", ("offsets",))] >= 1
+            # the assignment's check (end offsets from the broker) may report after the records were fetched and
+            # applied by event id (it did under a loaded test lane, 2026-12-08): reported, not necessarily first
+            counters = proc.metrics.instruments.counters
+            await wait_until(lambda: counters.get(("log_resets_total", ("offsets",)), 0) >= 1, 10, "the offsets reset reported")
             assert proc.readiness()[1]["degraded"] is True
 
     try:
