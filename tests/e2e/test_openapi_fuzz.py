@@ -23,6 +23,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from strata.deploy.local import ManagedProcess, free_port, strata_command
+from tests.support import hypothesis_regex
+
+hypothesis_regex.install()      # each regex character class built once (the schemas' are huge)
 
 pytestmark = [pytest.mark.slow]
 EXAMPLES = int(os.environ.get("STRATA_FUZZ_EXAMPLES", "60"))

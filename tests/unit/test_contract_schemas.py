@@ -23,6 +23,9 @@ from strata.shared.contracts.origin import parse_items, parse_origin
 from strata.shared.contracts.titles import _INSTRUCTION, _URL
 from strata.shared.errors import StrataError
 from strata.shared.serving.openapi import Route, document
+from tests.support import hypothesis_regex
+
+hypothesis_regex.install()      # each regex character class built once (the schemas' are huge)
 
 CATEGORIES = ("bakery", "dairy", "wine")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
