@@ -73,14 +73,6 @@ def _wait_closed(ports: list[int], timeout_s: float = 20.0) -> None:
         time.sleep(0.1)
 
 
-def test_demo_once_removes_its_temp_files(full_registry_dir: Path, tmp_root: Path, tmp_path: Path) -> None:
-    argv = [*strata_command(), "demo", "--registry", str(full_registry_dir), "--port", str(free_port()), "--once"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=_env(tmp_root), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{tmp_root}/strata-demo-" in proc.stdout   # the edge log was in the run's own directory
-    assert _strata_entries(tmp_root) == []
-
-
 def test_demo_stopped_by_sigterm_removes_its_temp_files(full_registry_dir: Path, tmp_root: Path,
                                                         tmp_path: Path) -> None:
     proc, out = _start_serving(full_registry_dir, tmp_root, tmp_path)
@@ -100,6 +92,7 @@ def test_demo_stopped_by_sigterm_removes_its_temp_files(full_registry_dir: Path,
 
 def test_a_sigkilled_demo_leaves_a_directory_the_next_start_removes(full_registry_dir: Path, tmp_root: Path,
                                                                     tmp_path: Path) -> None:
+    """... and that next start, a ``--once`` run, leaves nothing of its own either."""
     killed, out = _start_serving(full_registry_dir, tmp_root, tmp_path)
     killed.kill()          # SIGKILL: no cleanup runs in the demo; its children get SIGTERM (PDEATHSIG)
     killed.wait()
@@ -112,4 +105,5 @@ def test_a_sigkilled_demo_leaves_a_directory_the_next_start_removes(full_registr
     argv = [*strata_command(), "demo", "--registry", str(full_registry_dir), "--port", str(free_port()), "--once"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=_env(tmp_root), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert _strata_entries(tmp_root) == [alive.name]
+    assert f"{tmp_root}/strata-demo-" in proc.stdout          # its logs were in its own run directory
+    assert _strata_entries(tmp_root) == [alive.name]          # the killed one's removed, its own removed at exit
