@@ -89,7 +89,6 @@ class OriginNode:
         self._text_dir: Path | None = None       # the text shard's private copy (removed at stop)
         self._tower_dir: Path | None = None      # the two-tower shard's copy beside a configured one (removed at stop)
         self._opened = contextlib.ExitStack()    # what load() opened (indexes, shard directories), closed at stop
-        self.redactor = shared_redactor()
         # the catalog through the log (``catalog.broker``): the topic is the durable log and the one order every
         # replica applies; without a broker, this process's own file (``origin.catalog_log``)
         self.catalog_feed = CatalogFeed(settings.catalog, self._apply_updates, name="origin-catalog") \
@@ -105,6 +104,7 @@ class OriginNode:
         self.profiles = ProfileSource(make_profile_store(cfg.store.url, cfg.store.timeout_ms / 1000),
                                       cfg.store.timeout_ms / 1000, cfg.profile_max_stale_s)
         self._ids = (f"{os.urandom(6).hex()}{i:x}" for i in range(1, 1 << 62))
+        self.redactor = shared_redactor()        # after the config is checked: it imports Presidio (~1.5 s)
         self.ann = AnnSource(cfg.retrieve, cfg.vector_index.ef, cfg.vector_index.exact)
         self.rank = Rank()
         self.two_tower = TwoTowerSource(cfg.retrieve, cfg.tower_ef or cfg.vector_index.ef, cfg.vector_index.exact)

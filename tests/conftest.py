@@ -64,6 +64,7 @@ SLOW_MODULES = frozenset({
     "unit/test_world.py",
 })
 SLOW_TESTS = frozenset({
+    "unit/test_redaction.py::test_the_redactor_loads_neither_torch_nor_transformers_and_leaves_them_importable",
     "unit/test_vllm_local.py::test_group_members_sees_every_process_of_a_group_until_it_is_killed",
 })
 # The modules that take longest in `make test`'s parallel lane, longest first (seconds a module took, summed over

@@ -73,17 +73,12 @@ def score(redactor: PiiRedactor, records: list[dict]) -> dict[str, Any]:
 
 def stock_redactor() -> PiiRedactor:
     """Presidio's stock pattern recognizers only (what it finds without an NLP model), for comparison."""
-    from presidio_analyzer.predefined_recognizers import (
-        DateRecognizer,
-        UkPostcodeRecognizer,
-        UsPassportRecognizer,
-    )
-
+    from strata.origin.pii.presidio import predefined_recognizers as p
     from strata.origin.pii.redactor import stock_recognizers
 
     KIND.update({k: v for k, v in _STOCK_KIND.items() if k not in KIND})
     return PiiRedactor(recognizers=stock_recognizers(("GB", "US", "DE", "FR", "NL", "IE", "IN"))
-                       + [DateRecognizer(), UsPassportRecognizer(), UkPostcodeRecognizer()])
+                       + [p.DateRecognizer(), p.UsPassportRecognizer(), p.UkPostcodeRecognizer()])
 
 
 def _pct(x: float | None) -> str:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from stdnum import iban as std_iban
 from stdnum import luhn
+
+from strata.origin.pii.presidio import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 
 
 def _set(text: str) -> frozenset[str]:

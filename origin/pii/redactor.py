@@ -51,28 +51,16 @@ def normalise(text: str) -> str:
 
 def stock_recognizers(regions: Sequence[str]) -> list:
     """The Presidio recognizers used as they ship."""
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        EsNieRecognizer,
-        EsNifRecognizer,
-        IbanRecognizer,
-        InAadhaarRecognizer,
-        IpRecognizer,
-        ItFiscalCodeRecognizer,
-        PhoneRecognizer,
-        UkNinoRecognizer,
-        UsSsnRecognizer,
-    )
+    from strata.origin.pii.presidio import predefined_recognizers as p
 
-    return [CreditCardRecognizer(), IbanRecognizer(), IpRecognizer(), UkNinoRecognizer(), UsSsnRecognizer(),
-            InAadhaarRecognizer(), EsNifRecognizer(), EsNieRecognizer(), ItFiscalCodeRecognizer(),
-            PhoneRecognizer(supported_regions=list(regions), leniency=2)]
+    return [p.CreditCardRecognizer(), p.IbanRecognizer(), p.IpRecognizer(), p.UkNinoRecognizer(), p.UsSsnRecognizer(),
+            p.InAadhaarRecognizer(), p.EsNifRecognizer(), p.EsNieRecognizer(), p.ItFiscalCodeRecognizer(),
+            p.PhoneRecognizer(supported_regions=list(regions), leniency=2)]
 
 
 def build_analyzer(recognizers: list):
     """A Presidio ``AnalyzerEngine`` over exactly these recognizers, with no NLP model."""
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NoOpNlpEngine
+    from strata.origin.pii.presidio import AnalyzerEngine, NoOpNlpEngine, RecognizerRegistry
 
     nlp = NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}])
     nlp.load()

@@ -72,3 +72,21 @@ def test_several_kinds_in_one_text_are_counted_by_kind() -> None:
     out = R.redact("Jane, jane@example.com, 07911 123456, card 4111111111111111, 10 Downing Street")
     assert out.text == "Jane, [EMAIL], [PHONE], card [CARD], [ADDRESS]"
     assert out.found == {"email": 1, "phone": 1, "card": 1, "address": 1}
+
+
+def test_the_redactor_loads_neither_torch_nor_transformers_and_leaves_them_importable() -> None:
+    """Presidio's package imports its Hugging Face engine, which imports transformers and torch when installed (as
+    in a venv that also trains): the origin is a serving process (no torch), and it started 4 s slower with them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from strata.origin.pii.redactor import shared_redactor\n"
+            "r = shared_redactor().redact('card 4111 1111 1111 1111')\n"
+            "assert r.found == {'card': 1}, r\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+            "import torch\n"                        # the marks are gone: whatever needs torch later still gets it
+            "print(torch.tensor([1.0]).sum().item())\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["[]", "1.0"], proc.stdout
