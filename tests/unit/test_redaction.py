@@ -3,6 +3,9 @@ is touched (shop text full of numbers that look like PII but fail a checksum or 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from strata.origin.pii.redactor import shared_redactor
@@ -77,9 +80,6 @@ def test_several_kinds_in_one_text_are_counted_by_kind() -> None:
 def test_the_redactor_loads_neither_torch_nor_transformers_and_leaves_them_importable() -> None:
     """Presidio's package imports its Hugging Face engine, which imports transformers and torch when installed (as
     in a venv that also trains): the origin is a serving process (no torch), and it started 4 s slower with them."""
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "from strata.origin.pii.redactor import shared_redactor\n"
             "r = shared_redactor().redact('card 4111 1111 1111 1111')\n"
